@@ -1,0 +1,11 @@
+/* cmd_project.c - placeholder until this subcommand lands; it says so and fails. */
+#include <stdio.h>
+
+#include "commands.h"
+
+int cmd_project(int argc, char **argv)
+{
+    (void)argc;
+    fprintf(stderr, "projection-worker %s: not available in this build\n", argv[0]);
+    return 2;
+}
