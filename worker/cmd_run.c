@@ -1,11 +1,299 @@
-/* cmd_run.c - placeholder (being written). */
-#include <stdio.h>
+/* cmd_run.c - `projection-worker run`: configuration, signals, then the consumer loop.
+ *
+ * Settings come from the environment (names as Celery and libpq users know them) and
+ * flags override them.  This function owns every piece of state of the run and frees
+ * it before returning; nothing below it calls exit(). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
+#include "broker_url.h"
 #include "commands.h"
+#include "consumer.h"
+#include "log.h"
+#include "tasks.h"
+
+#define MAX_QUEUES 32
+
+struct run_settings {
+    struct consumer_config consumer;
+    char *queues_buf;
+    const char *queues[MAX_QUEUES];
+    char hostname[256];
+    struct pw_log log;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: projection-worker run [OPTIONS]\n"
+        "\n"
+        "Consume Celery tasks from RabbitMQ (Celery protocol 1 and 2, JSON only).\n"
+        "\n"
+        "  -b, --broker URL             CELERY_BROKER_URL   amqp[s]://user:pass@host:port/vhost\n"
+        "                                                  (default "
+        "amqp://guest:guest@localhost:5672//)\n"
+        "      --result-backend B       CELERY_RESULT_BACKEND  rpc:// (default) or disabled\n"
+        "  -Q, --queues A,B             PROJECTION_QUEUE    queues to consume (default celery)\n"
+        "  -c, --concurrency N          PW_CONCURRENCY      task threads (default: CPU count)\n"
+        "      --prefetch-multiplier M  PW_PREFETCH_MULTIPLIER  qos = N*M (default 4)\n"
+        "      --track-started          PW_TRACK_STARTED=1  publish STARTED results\n"
+        "      --shutdown-timeout S     PW_SHUTDOWN_TIMEOUT seconds to finish running tasks\n"
+        "                                                  on SIGTERM (default 60)\n"
+        "      --heartbeat S            PW_BROKER_HEARTBEAT AMQP heartbeat (default 60, 0 = off)\n"
+        "  -n, --hostname NAME          PW_HOSTNAME         node name (default "
+        "projection-worker@HOST)\n"
+        "      --broker-ca FILE         PW_BROKER_CA_FILE   CA bundle for amqps://\n"
+        "  -l, --log-level LEVEL        PW_LOG_LEVEL        debug|info|warning|error (default "
+        "info)\n"
+        "\n"
+        "Registered tasks:");
+    for (const char *const *n = tasks_names(); *n; n++)
+        fprintf(out, " %s", *n);
+    fprintf(out, "\n");
+}
+
+static const char *env_or(const char *name, const char *fallback)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : fallback;
+}
+
+static int parse_int(const char *text, int lo, int hi, int *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < lo || v > hi)
+        return PW_EINVAL;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_seconds(const char *text, double *out)
+{
+    char *end;
+    double v = strtod(text, &end);
+
+    if (end == text || *end || v < 0 || v > 86400 * 7)
+        return PW_EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int split_queues(struct run_settings *s, const char *list, struct pw_error *err)
+{
+    char *save = NULL, *tok;
+
+    free(s->queues_buf);
+    s->queues_buf = strdup(list);
+    s->consumer.n_queues = 0;
+    if (!s->queues_buf)
+        return pw_error_set(err, PW_ENOMEM, "out of memory");
+    for (tok = strtok_r(s->queues_buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        if (!*tok)
+            continue;
+        if (s->consumer.n_queues == MAX_QUEUES)
+            return pw_error_set(err, PW_EINVAL, "at most %d queues", MAX_QUEUES);
+        if (strlen(tok) > 255)
+            return pw_error_set(err, PW_EINVAL, "queue name longer than 255 bytes");
+        s->queues[s->consumer.n_queues++] = tok;
+    }
+    if (s->consumer.n_queues == 0)
+        return pw_error_set(err, PW_EINVAL, "no queue given");
+    s->consumer.queues = s->queues;
+    return 0;
+}
+
+static int set_backend(struct run_settings *s, const char *backend, struct pw_error *err)
+{
+    if (!strncmp(backend, "rpc://", 6) || !strcmp(backend, "rpc"))
+        s->consumer.results_enabled = 1;
+    else if (!strcmp(backend, "disabled") || !strcmp(backend, "none"))
+        s->consumer.results_enabled = 0;
+    else
+        return pw_error_set(err, PW_EINVAL,
+                            "result backend '%.64s' is not supported (use rpc:// or disabled)",
+                            backend);
+    return 0;
+}
+
+/* Defaults, then environment, then flags.  Returns 1 when --help was printed. */
+static int load_settings(struct run_settings *s, int argc, char **argv, struct pw_error *err)
+{
+    static const struct option opts[] = {
+        {"broker", required_argument, NULL, 'b'},
+        {"result-backend", required_argument, NULL, 'R'},
+        {"queues", required_argument, NULL, 'Q'},
+        {"concurrency", required_argument, NULL, 'c'},
+        {"prefetch-multiplier", required_argument, NULL, 'P'},
+        {"track-started", no_argument, NULL, 'T'},
+        {"shutdown-timeout", required_argument, NULL, 'S'},
+        {"heartbeat", required_argument, NULL, 'H'},
+        {"hostname", required_argument, NULL, 'n'},
+        {"broker-ca", required_argument, NULL, 'A'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct consumer_config *cc = &s->consumer;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    char host[200] = "localhost";
+    int rc, opt;
+
+    cc->broker_url = env_or("CELERY_BROKER_URL", "amqp://guest:guest@localhost:5672//");
+    cc->concurrency = ncpu > 0 ? (int)ncpu : 1; /* Celery default: CPU count */
+    cc->prefetch_multiplier = 4;                /* Celery worker_prefetch_multiplier */
+    cc->heartbeat_s = 60;          /* Celery asks 120; RabbitMQ caps it at its own 60 */
+    cc->connect_timeout_ms = 4000; /* Celery broker_connection_timeout */
+    cc->shutdown_timeout_s = 60;
+    cc->reconnect_max_s = 30;
+    cc->tls_ca_file = env_or("PW_BROKER_CA_FILE", NULL);
+    cc->track_started = !strcmp(env_or("PW_TRACK_STARTED", "0"), "1");
+    s->log.fd = 2;
+    s->log.min_level = PW_LOG_INFO;
+    gethostname(host, sizeof host - 1);
+    snprintf(s->hostname, sizeof s->hostname, "%s", env_or("PW_HOSTNAME", ""));
+    if (!s->hostname[0])
+        snprintf(s->hostname, sizeof s->hostname, "projection-worker@%s", host);
+    if ((rc = set_backend(s, env_or("CELERY_RESULT_BACKEND", "rpc://"), err)) ||
+        (rc = split_queues(s, env_or("PROJECTION_QUEUE", "celery"), err)))
+        return rc;
+    if (getenv("PW_CONCURRENCY") && parse_int(getenv("PW_CONCURRENCY"), 1, 1024, &cc->concurrency))
+        return pw_error_set(err, PW_EINVAL, "PW_CONCURRENCY must be an integer in 1..1024");
+    if (getenv("PW_PREFETCH_MULTIPLIER") &&
+        parse_int(getenv("PW_PREFETCH_MULTIPLIER"), 1, 1000, &cc->prefetch_multiplier))
+        return pw_error_set(err, PW_EINVAL, "PW_PREFETCH_MULTIPLIER must be an integer in 1..1000");
+    if (getenv("PW_SHUTDOWN_TIMEOUT") &&
+        parse_seconds(getenv("PW_SHUTDOWN_TIMEOUT"), &cc->shutdown_timeout_s))
+        return pw_error_set(err, PW_EINVAL, "PW_SHUTDOWN_TIMEOUT must be seconds");
+    if (getenv("PW_BROKER_HEARTBEAT") &&
+        parse_int(getenv("PW_BROKER_HEARTBEAT"), 0, 3600, &cc->heartbeat_s))
+        return pw_error_set(err, PW_EINVAL, "PW_BROKER_HEARTBEAT must be seconds (0..3600)");
+    if (getenv("PW_LOG_LEVEL") && pw_log_parse_level(getenv("PW_LOG_LEVEL"), &s->log.min_level))
+        return pw_error_set(err, PW_EINVAL, "PW_LOG_LEVEL must be debug|info|warning|error");
+
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "b:Q:c:n:l:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'b':
+            cc->broker_url = optarg;
+            break;
+        case 'R':
+            if ((rc = set_backend(s, optarg, err)))
+                return rc;
+            break;
+        case 'Q':
+            if ((rc = split_queues(s, optarg, err)))
+                return rc;
+            break;
+        case 'c':
+            if (parse_int(optarg, 1, 1024, &cc->concurrency))
+                return pw_error_set(err, PW_EINVAL, "--concurrency must be an integer in 1..1024");
+            break;
+        case 'P':
+            if (parse_int(optarg, 1, 1000, &cc->prefetch_multiplier))
+                return pw_error_set(err, PW_EINVAL, "--prefetch-multiplier must be in 1..1000");
+            break;
+        case 'T':
+            cc->track_started = 1;
+            break;
+        case 'S':
+            if (parse_seconds(optarg, &cc->shutdown_timeout_s))
+                return pw_error_set(err, PW_EINVAL, "--shutdown-timeout must be seconds");
+            break;
+        case 'H':
+            if (parse_int(optarg, 0, 3600, &cc->heartbeat_s))
+                return pw_error_set(err, PW_EINVAL, "--heartbeat must be seconds (0..3600)");
+            break;
+        case 'n':
+            snprintf(s->hostname, sizeof s->hostname, "%s", optarg);
+            break;
+        case 'A':
+            cc->tls_ca_file = optarg;
+            break;
+        case 'l':
+            if (pw_log_parse_level(optarg, &s->log.min_level))
+                return pw_error_set(err, PW_EINVAL, "--log-level must be debug|info|warning|error");
+            break;
+        case 'h':
+            usage(stdout);
+            return 1;
+        default:
+            return pw_error_set(err, PW_EINVAL, "unknown option (see run --help)");
+        }
+    }
+    if (optind < argc)
+        return pw_error_set(err, PW_EINVAL, "unexpected argument '%s'", argv[optind]);
+    if (cc->concurrency * cc->prefetch_multiplier > 65535)
+        return pw_error_set(err, PW_EINVAL, "concurrency x prefetch multiplier exceeds 65535");
+    cc->hostname = s->hostname;
+    {
+        struct broker_url u;
+        if ((rc = broker_url_parse(cc->broker_url, &u, err)))
+            return rc;
+        broker_url_free(&u);
+    }
+    return 0;
+}
 
 int cmd_run(int argc, char **argv)
 {
-    (void)argc;
-    fprintf(stderr, "projection-worker %s: not available in this build\n", argv[0]);
-    return 2;
+    struct run_settings s;
+    struct pw_error err;
+    char masked[512];
+    sigset_t mask;
+    int sfd = -1, rc;
+
+    memset(&s, 0, sizeof s);
+    pw_error_clear(&err);
+    rc = load_settings(&s, argc, argv, &err);
+    if (rc) {
+        free(s.queues_buf);
+        if (rc == 1)
+            return 0;
+        s.log.fd = 2;
+        s.log.min_level = PW_LOG_DEBUG;
+        pw_log_event(&s.log, PW_LOG_ERROR, "config_invalid", NULL, err.msg);
+        return 2;
+    }
+    /* Signals arrive through a signalfd read by the consumer loop; task threads
+     * inherit the blocked mask. */
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGQUIT);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd < 0) {
+        pw_log_event(&s.log, PW_LOG_CRITICAL, "signalfd_failed", NULL, strerror(errno));
+        free(s.queues_buf);
+        return 1;
+    }
+    broker_url_mask(s.consumer.broker_url, masked, sizeof masked);
+    pw_log_event(&s.log, PW_LOG_INFO, "worker_starting",
+                 json_pack("{s:s, s:s, s:i, s:i, s:b, s:b, s:i}", "hostname", s.hostname, "broker",
+                           masked, "concurrency", s.consumer.concurrency, "prefetch_count",
+                           s.consumer.concurrency * s.consumer.prefetch_multiplier, "results",
+                           s.consumer.results_enabled, "track_started", s.consumer.track_started,
+                           "pid", (int)getpid()),
+                 NULL);
+    rc = consumer_run(&s.consumer, &s.log, NULL, sfd, &err);
+    if (rc)
+        pw_log_event(&s.log, PW_LOG_CRITICAL, "worker_failed", NULL, err.msg);
+    else
+        pw_log_event(&s.log, PW_LOG_INFO, "worker_exit", NULL, NULL);
+    close(sfd);
+    free(s.queues_buf);
+    return rc ? 1 : 0;
 }

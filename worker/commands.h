@@ -6,9 +6,10 @@
 #ifndef PW_COMMANDS_H
 #define PW_COMMANDS_H
 
-int cmd_run(int argc, char **argv);           /* consume Celery tasks (worker/cmd_run.c) */
-int cmd_migrate(int argc, char **argv);       /* apply migrations/ (worker/cmd_migrate.c) */
-int cmd_metadata_hash(int argc, char **argv); /* hash JSON-lines cases (worker/cmd_metadata_hash.c) */
-int cmd_project(int argc, char **argv);       /* project a vector file (worker/cmd_project.c) */
+int cmd_run(int argc, char **argv);     /* consume Celery tasks (worker/cmd_run.c) */
+int cmd_migrate(int argc, char **argv); /* apply migrations/ (worker/cmd_migrate.c) */
+int cmd_metadata_hash(int argc,
+                      char **argv);     /* hash JSON-lines cases (worker/cmd_metadata_hash.c) */
+int cmd_project(int argc, char **argv); /* project a vector file (worker/cmd_project.c) */
 
 #endif

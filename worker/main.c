@@ -11,7 +11,8 @@ static const struct {
 } commands[] = {
     {"run", cmd_run, "consume webui.tasks.compute_projection (and celery.ping) from RabbitMQ"},
     {"migrate", cmd_migrate, "apply the SQL migrations to DATABASE_URL"},
-    {"metadata-hash", cmd_metadata_hash, "read metadata-hash cases (JSON lines) on stdin, print hashes"},
+    {"metadata-hash", cmd_metadata_hash,
+     "read metadata-hash cases (JSON lines) on stdin, print hashes"},
     {"project", cmd_project, "project a file of float32 vectors to 2-D without any service"},
 };
 

@@ -1,0 +1,403 @@
+/* broker.c - rabbitmq-c connection driven like a Celery 5 consumer (see header).
+ *
+ * Everything happens on channel 1.  Frames are read one at a time with
+ * amqp_simple_wait_frame_noblock() and a zero timeout, so the caller's poll() loop
+ * stays in charge of waiting; once a basic.deliver arrives the rest of that message
+ * is read with amqp_read_message(), which waits for it (it is already in flight).
+ * Every amqp_rpc_reply_t is checked; server-side closes are answered with close-ok
+ * and reported with the broker's reply text. */
+#include "broker.h"
+
+#include <amqp.h>
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "amqp_json.h"
+#include "broker_url.h"
+
+#define BROKER_CHANNEL 1
+
+struct broker {
+    amqp_connection_state_t conn;
+    int connected;  /* socket open and logged in */
+    int channel_ok; /* channel 1 open */
+    char **consumer_tags;
+    size_t n_consumers;
+};
+
+static char *bytes_dup(amqp_bytes_t b)
+{
+    char *s = malloc(b.len + 1);
+    if (s) {
+        if (b.len)
+            memcpy(s, b.bytes, b.len);
+        s[b.len] = '\0';
+    }
+    return s;
+}
+
+static int reply_error(struct broker *b, amqp_rpc_reply_t r, const char *what, struct pw_error *err)
+{
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        return 0;
+    case AMQP_RESPONSE_NONE:
+        return pw_error_set(err, PW_EPROTO, "%s: missing RPC reply", what);
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        b->connected = 0;
+        return pw_error_set(err, PW_EUNAVAIL, "%s: %s", what, amqp_error_string2(r.library_error));
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            amqp_connection_close_t *m = r.reply.decoded;
+            amqp_connection_close_ok_t ok = {0};
+            amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+            b->connected = 0;
+            return pw_error_set(err, m->reply_code == 403 ? PW_EDENIED : PW_EUNAVAIL,
+                                "%s: broker closed the connection: %u %.*s", what, m->reply_code,
+                                (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+        }
+        if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            amqp_channel_close_t *m = r.reply.decoded;
+            amqp_channel_close_ok_t ok = {0};
+            amqp_send_method(b->conn, BROKER_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+            b->channel_ok = 0;
+            return pw_error_set(err, PW_EPROTO, "%s: broker closed the channel: %u %.*s", what,
+                                m->reply_code, (int)m->reply_text.len,
+                                (const char *)m->reply_text.bytes);
+        }
+        return pw_error_set(err, PW_EPROTO, "%s: unexpected server method 0x%08x", what,
+                            r.reply.id);
+    }
+    return pw_error_set(err, PW_EINTERNAL, "%s: unknown reply type", what);
+}
+
+static int check_rpc(struct broker *b, const char *what, struct pw_error *err)
+{
+    return reply_error(b, amqp_get_rpc_reply(b->conn), what, err);
+}
+
+static int status_error(struct broker *b, int status, const char *what, struct pw_error *err)
+{
+    if (status == AMQP_STATUS_OK)
+        return 0;
+    b->connected = 0;
+    return pw_error_set(err, PW_EUNAVAIL, "%s: %s", what, amqp_error_string2(status));
+}
+
+static int open_socket(struct broker *b, const struct broker_options *opt,
+                       const struct broker_url *u, struct pw_error *err)
+{
+    amqp_socket_t *sock;
+    struct timeval tv;
+    int status;
+
+    if (u->tls) {
+        sock = amqp_ssl_socket_new(b->conn);
+        if (!sock)
+            return pw_error_set(err, PW_ENOMEM, "cannot create TLS socket");
+        amqp_ssl_socket_set_verify_peer(sock, !opt->tls_insecure);
+        amqp_ssl_socket_set_verify_hostname(sock, !opt->tls_insecure);
+        if (opt->tls_ca_file && amqp_ssl_socket_set_cacert(sock, opt->tls_ca_file))
+            return pw_error_set(err, PW_EINVAL, "cannot load CA file %s", opt->tls_ca_file);
+    } else {
+        sock = amqp_tcp_socket_new(b->conn);
+        if (!sock)
+            return pw_error_set(err, PW_ENOMEM, "cannot create TCP socket");
+    }
+    tv.tv_sec = opt->connect_timeout_ms / 1000;
+    tv.tv_usec = (opt->connect_timeout_ms % 1000) * 1000;
+    status =
+        amqp_socket_open_noblock(sock, u->host, u->port, opt->connect_timeout_ms > 0 ? &tv : NULL);
+    if (status != AMQP_STATUS_OK)
+        return pw_error_set(err, PW_EUNAVAIL, "cannot connect to %s:%d: %s", u->host, u->port,
+                            amqp_error_string2(status));
+    return 0;
+}
+
+/* Celery 5.2: exchange direct durable, queue durable with {} arguments, key = queue. */
+static int declare_queue(struct broker *b, const char *q, struct pw_error *err)
+{
+    amqp_bytes_t name = amqp_cstring_bytes(q);
+    int rc;
+
+    amqp_exchange_declare(b->conn, BROKER_CHANNEL, name, amqp_cstring_bytes("direct"), 0, 1, 0, 0,
+                          amqp_empty_table);
+    if ((rc = check_rpc(b, "exchange.declare", err)))
+        return rc;
+    amqp_queue_declare(b->conn, BROKER_CHANNEL, name, 0, 1, 0, 0, amqp_empty_table);
+    if ((rc = check_rpc(b, "queue.declare", err)))
+        return rc;
+    amqp_queue_bind(b->conn, BROKER_CHANNEL, name, name, name, amqp_empty_table);
+    return check_rpc(b, "queue.bind", err);
+}
+
+int broker_set_prefetch(struct broker *b, int prefetch_count, struct pw_error *err)
+{
+    if (prefetch_count < 0 || prefetch_count > 65535)
+        return pw_error_set(err, PW_EINVAL, "prefetch count %d out of range", prefetch_count);
+    amqp_basic_qos(b->conn, BROKER_CHANNEL, 0, (uint16_t)prefetch_count, 1);
+    return check_rpc(b, "basic.qos", err);
+}
+
+int broker_connect(struct broker **out, const struct broker_options *opt, struct pw_error *err)
+{
+    struct broker_url u;
+    struct broker *b;
+    amqp_rpc_reply_t r;
+    int rc;
+
+    *out = NULL;
+    if ((rc = broker_url_parse(opt->url, &u, err)))
+        return rc;
+    b = calloc(1, sizeof *b);
+    if (!b) {
+        broker_url_free(&u);
+        return pw_error_set(err, PW_ENOMEM, "out of memory");
+    }
+    b->conn = amqp_new_connection();
+    if (!b->conn) {
+        rc = pw_error_set(err, PW_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = open_socket(b, opt, &u, err)))
+        goto fail;
+    r = amqp_login(b->conn, u.vhost, 0, 131072, opt->heartbeat_s, AMQP_SASL_METHOD_PLAIN, u.user,
+                   u.password);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        rc = reply_error(b, r, "login", err);
+        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+            r.library_error == AMQP_STATUS_CONNECTION_CLOSED)
+            rc = pw_error_set(err, PW_EDENIED,
+                              "login refused by broker (wrong user/password or vhost '%s'?)",
+                              u.vhost);
+        goto fail;
+    }
+    b->connected = 1;
+    amqp_channel_open(b->conn, BROKER_CHANNEL);
+    if ((rc = check_rpc(b, "channel.open", err)))
+        goto fail;
+    b->channel_ok = 1;
+    if ((rc = broker_set_prefetch(b, opt->prefetch_count, err)))
+        goto fail;
+    b->consumer_tags = calloc(opt->n_queues ? opt->n_queues : 1, sizeof *b->consumer_tags);
+    if (!b->consumer_tags) {
+        rc = pw_error_set(err, PW_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < opt->n_queues; i++) {
+        amqp_basic_consume_ok_t *ok;
+        if ((rc = declare_queue(b, opt->queues[i], err)))
+            goto fail;
+        ok = amqp_basic_consume(b->conn, BROKER_CHANNEL, amqp_cstring_bytes(opt->queues[i]),
+                                amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+        if ((rc = check_rpc(b, "basic.consume", err)))
+            goto fail;
+        b->consumer_tags[b->n_consumers++] = bytes_dup(ok->consumer_tag);
+    }
+    broker_url_free(&u);
+    *out = b;
+    return 0;
+fail:
+    broker_url_free(&u);
+    broker_free(b);
+    return rc;
+}
+
+void broker_free(struct broker *b)
+{
+    if (!b)
+        return;
+    if (b->conn) {
+        if (b->connected) {
+            if (b->channel_ok)
+                amqp_channel_close(b->conn, BROKER_CHANNEL, AMQP_REPLY_SUCCESS);
+            amqp_connection_close(b->conn, AMQP_REPLY_SUCCESS);
+        }
+        amqp_destroy_connection(b->conn);
+    }
+    for (size_t i = 0; i < b->n_consumers; i++)
+        free(b->consumer_tags[i]);
+    free(b->consumer_tags);
+    free(b);
+}
+
+int broker_fd(struct broker *b)
+{
+    return amqp_get_sockfd(b->conn);
+}
+
+int broker_has_buffered(struct broker *b)
+{
+    return amqp_frames_enqueued(b->conn) || amqp_data_in_buffer(b->conn);
+}
+
+static int read_delivery(struct broker *b, const amqp_basic_deliver_t *d,
+                         struct broker_delivery *out, struct pw_error *err)
+{
+    amqp_message_t msg;
+    amqp_rpc_reply_t r;
+    amqp_basic_properties_t *p;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    out->delivery_tag = d->delivery_tag;
+    out->redelivered = d->redelivered;
+    out->exchange = bytes_dup(d->exchange);
+    out->routing_key = bytes_dup(d->routing_key);
+    out->consumer_tag = bytes_dup(d->consumer_tag);
+
+    r = amqp_read_message(b->conn, BROKER_CHANNEL, &msg, 0);
+    if ((rc = reply_error(b, r, "reading message", err))) {
+        broker_delivery_free(out);
+        return rc;
+    }
+    p = &msg.properties;
+    if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
+        out->content_type = bytes_dup(p->content_type);
+    if (p->_flags & AMQP_BASIC_CONTENT_ENCODING_FLAG)
+        out->content_encoding = bytes_dup(p->content_encoding);
+    if (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG)
+        out->correlation_id = bytes_dup(p->correlation_id);
+    if (p->_flags & AMQP_BASIC_REPLY_TO_FLAG)
+        out->reply_to = bytes_dup(p->reply_to);
+    out->headers =
+        (p->_flags & AMQP_BASIC_HEADERS_FLAG) ? amqp_table_to_json(&p->headers) : json_object();
+    out->body = bytes_dup(msg.body);
+    out->body_len = msg.body.len;
+    amqp_destroy_message(&msg);
+    if (!out->body || !out->headers) {
+        broker_delivery_free(out);
+        return pw_error_set(err, PW_ENOMEM, "out of memory reading a message");
+    }
+    return 1;
+}
+
+int broker_next(struct broker *b, struct broker_delivery *out, struct pw_error *err)
+{
+    amqp_frame_t frame;
+    struct timeval zero = {0, 0};
+    int status, rc;
+
+    if (!b->connected || !b->channel_ok)
+        return pw_error_set(err, PW_EUNAVAIL, "broker connection is closed");
+    amqp_maybe_release_buffers(b->conn);
+    status = amqp_simple_wait_frame_noblock(b->conn, &frame, &zero);
+    if (status == AMQP_STATUS_TIMEOUT)
+        return 0;
+    if ((rc = status_error(b, status, "reading from broker", err)))
+        return rc;
+    if (frame.frame_type != AMQP_FRAME_METHOD)
+        return 0;
+    switch (frame.payload.method.id) {
+    case AMQP_BASIC_DELIVER_METHOD: {
+        amqp_basic_deliver_t d = *(amqp_basic_deliver_t *)frame.payload.method.decoded;
+        return read_delivery(b, &d, out, err);
+    }
+    case AMQP_BASIC_RETURN_METHOD: {
+        amqp_message_t msg;
+        amqp_rpc_reply_t r = amqp_read_message(b->conn, frame.channel, &msg, 0);
+        if ((rc = reply_error(b, r, "reading returned message", err)))
+            return rc;
+        amqp_destroy_message(&msg);
+        return 0;
+    }
+    case AMQP_CHANNEL_CLOSE_METHOD:
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+        amqp_rpc_reply_t r;
+        memset(&r, 0, sizeof r);
+        r.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
+        r.reply = frame.payload.method;
+        return reply_error(b, r, "consuming", err);
+    }
+    case AMQP_BASIC_CANCEL_METHOD:
+        b->channel_ok = 0;
+        return pw_error_set(err, PW_EUNAVAIL, "broker cancelled our consumer (queue deleted?)");
+    default:
+        return 0;
+    }
+}
+
+void broker_delivery_free(struct broker_delivery *d)
+{
+    if (!d)
+        return;
+    free(d->exchange);
+    free(d->routing_key);
+    free(d->consumer_tag);
+    free(d->content_type);
+    free(d->content_encoding);
+    free(d->correlation_id);
+    free(d->reply_to);
+    json_decref(d->headers);
+    free(d->body);
+    memset(d, 0, sizeof *d);
+}
+
+struct celery_delivery_in broker_delivery_view(const struct broker_delivery *d)
+{
+    struct celery_delivery_in in;
+
+    in.content_type = d->content_type;
+    in.content_encoding = d->content_encoding;
+    in.correlation_id = d->correlation_id;
+    in.reply_to = d->reply_to;
+    in.headers = d->headers;
+    in.body = d->body;
+    in.body_len = d->body_len;
+    return in;
+}
+
+int broker_ack(struct broker *b, uint64_t tag, struct pw_error *err)
+{
+    return status_error(b, amqp_basic_ack(b->conn, BROKER_CHANNEL, tag, 0), "basic.ack", err);
+}
+
+int broker_reject(struct broker *b, uint64_t tag, int requeue, struct pw_error *err)
+{
+    return status_error(b, amqp_basic_reject(b->conn, BROKER_CHANNEL, tag, requeue), "basic.reject",
+                        err);
+}
+
+int broker_cancel_consumers(struct broker *b, struct pw_error *err)
+{
+    int rc;
+
+    for (size_t i = 0; i < b->n_consumers; i++) {
+        amqp_basic_cancel(b->conn, BROKER_CHANNEL, amqp_cstring_bytes(b->consumer_tags[i]));
+        if ((rc = check_rpc(b, "basic.cancel", err)))
+            return rc;
+    }
+    return 0;
+}
+
+int broker_publish(struct broker *b, const char *exchange, const char *routing_key,
+                   const struct broker_publish_props *props, const char *body, size_t len,
+                   struct pw_error *err)
+{
+    amqp_basic_properties_t p;
+    amqp_bytes_t payload;
+
+    memset(&p, 0, sizeof p);
+    p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG |
+               AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_PRIORITY_FLAG;
+    p.content_type =
+        amqp_cstring_bytes(props && props->content_type ? props->content_type : "application/json");
+    p.content_encoding =
+        amqp_cstring_bytes(props && props->content_encoding ? props->content_encoding : "utf-8");
+    p.delivery_mode = props && props->delivery_mode ? (uint8_t)props->delivery_mode : 1;
+    p.priority = 0;
+    if (props && props->correlation_id) {
+        p._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+        p.correlation_id = amqp_cstring_bytes(props->correlation_id);
+    }
+    payload.bytes = (void *)body;
+    payload.len = len;
+    return status_error(b,
+                        amqp_basic_publish(b->conn, BROKER_CHANNEL,
+                                           amqp_cstring_bytes(exchange ? exchange : ""),
+                                           amqp_cstring_bytes(routing_key), 0, 0, &p, payload),
+                        "basic.publish", err);
+}

@@ -1,0 +1,74 @@
+/* broker.h - one AMQP 0-9-1 connection to RabbitMQ, driven the way Celery 5 drives it.
+ *
+ * broker_connect() opens the connection (amqp:// or amqps://), logs in with SASL
+ * PLAIN, opens channel 1, declares every task queue exactly as Celery 5.2 does
+ * (direct durable exchange named like the queue, durable queue with empty arguments,
+ * binding key = queue name) so Python workers can share the queues, sets
+ * basic.qos(prefetch_count, global=true) and starts one manual-ack consumer per queue.
+ *
+ * The connection is single-threaded: only the thread that owns it calls these
+ * functions.  broker_next() never blocks for long: it returns a delivery if one is
+ * buffered or readable, 0 otherwise, and services heartbeats each time it is called
+ * (call it at least every heartbeat/2 seconds; poll() on broker_fd() in between).
+ * A negative return from any call means the connection or channel is gone: call
+ * broker_free() and reconnect.  Deliveries own their memory (broker_delivery_free). */
+#ifndef PW_BROKER_H
+#define PW_BROKER_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "celery_message.h"
+#include "pw_error.h"
+
+struct broker;
+
+struct broker_options {
+    const char *url; /* amqp[s]://user:pass@host:port/vhost */
+    const char *const *queues;
+    size_t n_queues;
+    int prefetch_count; /* basic.qos, global=true */
+    int heartbeat_s;    /* requested heartbeat; 0 disables */
+    int connect_timeout_ms;
+    const char *tls_ca_file; /* amqps: CA bundle; NULL = system default */
+    int tls_insecure;        /* amqps: skip peer verification (testing only) */
+};
+
+struct broker_delivery {
+    uint64_t delivery_tag;
+    int redelivered;
+    char *exchange, *routing_key, *consumer_tag;
+    char *content_type, *content_encoding, *correlation_id, *reply_to;
+    json_t *headers; /* object, never NULL */
+    char *body;      /* NUL-terminated copy */
+    size_t body_len;
+};
+
+int broker_connect(struct broker **out, const struct broker_options *opt, struct pw_error *err);
+void broker_free(struct broker *b); /* closes gracefully when the connection is still up */
+
+int broker_fd(struct broker *b);
+int broker_has_buffered(struct broker *b); /* frames already read: do not wait on the fd */
+
+/* 1 = *out filled, 0 = nothing yet, <0 = connection/channel lost (err says why). */
+int broker_next(struct broker *b, struct broker_delivery *out, struct pw_error *err);
+void broker_delivery_free(struct broker_delivery *d);
+struct celery_delivery_in broker_delivery_view(const struct broker_delivery *d);
+
+int broker_ack(struct broker *b, uint64_t tag, struct pw_error *err);
+int broker_reject(struct broker *b, uint64_t tag, int requeue, struct pw_error *err);
+int broker_set_prefetch(struct broker *b, int prefetch_count, struct pw_error *err);
+int broker_cancel_consumers(struct broker *b, struct pw_error *err);
+
+struct broker_publish_props {
+    const char *content_type;     /* default application/json */
+    const char *content_encoding; /* default utf-8 */
+    const char *correlation_id;   /* optional */
+    int delivery_mode;            /* 1 transient, 2 persistent; 0 = 1 */
+};
+int broker_publish(struct broker *b, const char *exchange, const char *routing_key,
+                   const struct broker_publish_props *props, const char *body, size_t len,
+                   struct pw_error *err);
+
+#endif

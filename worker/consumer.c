@@ -1,0 +1,654 @@
+/* consumer.c - the main loop (see consumer.h for the behaviour it promises).
+ *
+ * One thread owns the AMQP connection and every list below; task threads only touch
+ * the job they run.  Each loop turn: collect finished jobs (publish, then ack), move
+ * due ETA jobs to the ready list, start ready jobs while threads are free, enforce
+ * hard time limits, then poll() on the broker socket, the pool's wake fd and the
+ * signal fd, and read whatever deliveries arrived.  Job lifecycle:
+ *
+ *   delivery -> (scheduled: ETA in the future) -> reserved -> running -> finished
+ *
+ * Delivery tags are only valid on the connection they came from, so each job
+ * remembers the connection generation; after a reconnect, reserved and scheduled
+ * jobs are dropped (the broker redelivers them) and running jobs wait for their
+ * redelivery to attach to. */
+#include "consumer.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "broker_url.h"
+#include "celery_result.h"
+#include "pool.h"
+#include "tasks.h"
+
+#define COMPLETED_CACHE 256
+
+struct completed_entry {
+    char *task_id;
+    char *body; /* the final result body we published (or would have) */
+};
+
+struct consumer {
+    const struct consumer_config *cfg;
+    const struct pw_log *log;
+    struct broker *b;
+    unsigned gen;
+    struct pool *pool;
+    struct pool_job *reserved_head, *reserved_tail;
+    struct pool_job *scheduled; /* unsorted; ETA jobs are few */
+    int n_scheduled;
+    struct pool_job **running;
+    int n_running;
+    struct completed_entry completed[COMPLETED_CACHE];
+    int completed_next;
+    double backoff_s, next_connect_at;
+    int shutting_down;
+    double shutdown_deadline;
+    unsigned long processed;
+};
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static json_t *task_fields(const char *task_id, const char *task, uint64_t tag)
+{
+    return json_pack("{s:s?, s:s?, s:I}", "task_id", task_id, "task", task, "delivery_tag",
+                     (json_int_t)tag);
+}
+
+/* ---- results ------------------------------------------------------------------- */
+
+static int wants_result(const struct consumer *c, const struct celery_task_msg *m)
+{
+    return c->cfg->results_enabled && m->reply_to && m->id && !m->ignore_result;
+}
+
+static void publish_body(struct consumer *c, const char *reply_to, const char *task_id,
+                         const char *body)
+{
+    struct broker_publish_props props = {NULL, NULL, task_id, 1};
+    struct pw_error err;
+
+    if (!c->b) {
+        pw_log_event(c->log, PW_LOG_WARNING, "result_not_published",
+                     json_pack("{s:s}", "task_id", task_id),
+                     "broker connection is down; the result will be sent when the task is "
+                     "redelivered");
+        return;
+    }
+    if (broker_publish(c->b, "", reply_to, &props, body, strlen(body), &err))
+        pw_log_event(c->log, PW_LOG_ERROR, "result_publish_failed",
+                     json_pack("{s:s}", "task_id", task_id), err.msg);
+}
+
+/* Publishes status/result for message m when it asked for one.  Steals `result`. */
+static void publish_result(struct consumer *c, const struct celery_task_msg *m, const char *status,
+                           json_t *result, const char *traceback)
+{
+    char *body;
+
+    if (wants_result(c, m) && (body = celery_result_body(m->id, status, result, traceback))) {
+        publish_body(c, m->reply_to, m->id, body);
+        free(body);
+    }
+    json_decref(result);
+}
+
+static void remember_completed(struct consumer *c, const char *task_id, char *body)
+{
+    struct completed_entry *e = &c->completed[c->completed_next];
+
+    free(e->task_id);
+    free(e->body);
+    e->task_id = strdup(task_id);
+    e->body = body;
+    c->completed_next = (c->completed_next + 1) % COMPLETED_CACHE;
+}
+
+static const struct completed_entry *find_completed(const struct consumer *c, const char *id)
+{
+    for (int i = 0; i < COMPLETED_CACHE; i++)
+        if (c->completed[i].task_id && !strcmp(c->completed[i].task_id, id))
+            return &c->completed[i];
+    return NULL;
+}
+
+/* ---- acks ---------------------------------------------------------------------- */
+
+static void settle(struct consumer *c, uint64_t tag, unsigned gen, int ack, int requeue)
+{
+    struct pw_error err;
+    int rc;
+
+    if (!c->b || gen != c->gen)
+        return; /* the tag died with its connection; the broker redelivers */
+    rc = ack ? broker_ack(c->b, tag, &err) : broker_reject(c->b, tag, requeue, &err);
+    if (rc)
+        pw_log_event(c->log, PW_LOG_ERROR, ack ? "ack_failed" : "reject_failed",
+                     json_pack("{s:I}", "delivery_tag", (json_int_t)tag), err.msg);
+}
+
+/* ---- job lists ----------------------------------------------------------------- */
+
+static void job_free(struct pool_job *job)
+{
+    celery_message_free(&job->msg);
+    json_decref(job->outcome.result);
+    free(job);
+}
+
+static void push_reserved(struct consumer *c, struct pool_job *job)
+{
+    job->next = NULL;
+    if (c->reserved_tail)
+        c->reserved_tail->next = job;
+    else
+        c->reserved_head = job;
+    c->reserved_tail = job;
+}
+
+static struct pool_job *find_running(struct consumer *c, const char *id)
+{
+    for (int i = 0; i < c->n_running; i++)
+        if (!strcmp(c->running[i]->msg.id, id))
+            return c->running[i];
+    return NULL;
+}
+
+static void remove_running(struct consumer *c, struct pool_job *job)
+{
+    for (int i = 0; i < c->n_running; i++) {
+        if (c->running[i] == job) {
+            c->running[i] = c->running[--c->n_running];
+            return;
+        }
+    }
+}
+
+static int base_prefetch(const struct consumer *c)
+{
+    return c->cfg->concurrency * c->cfg->prefetch_multiplier;
+}
+
+static void update_prefetch(struct consumer *c)
+{
+    struct pw_error err;
+
+    if (c->b && broker_set_prefetch(c->b, base_prefetch(c) + c->n_scheduled, &err))
+        pw_log_event(c->log, PW_LOG_ERROR, "qos_failed", NULL, err.msg);
+}
+
+/* Frees jobs whose deliveries are gone (reconnect) or requeues them (shutdown). */
+static void drop_waiting_jobs(struct consumer *c, int requeue)
+{
+    struct pool_job *lists[2] = {c->reserved_head, c->scheduled};
+
+    for (int l = 0; l < 2; l++) {
+        while (lists[l]) {
+            struct pool_job *job = lists[l];
+            lists[l] = job->next;
+            if (requeue)
+                settle(c, job->delivery_tag, job->conn_gen, 0, 1);
+            job_free(job);
+        }
+    }
+    c->reserved_head = c->reserved_tail = NULL;
+    c->scheduled = NULL;
+    c->n_scheduled = 0;
+}
+
+/* ---- finishing ----------------------------------------------------------------- */
+
+static void finish_job(struct consumer *c, struct pool_job *job)
+{
+    const struct celery_task_msg *m = &job->msg;
+    json_t *result;
+    const char *status;
+    char *body;
+
+    remove_running(c, job);
+    c->processed++;
+    if (job->time_limit_hit) {
+        status = CELERY_FAILURE;
+        result = json_pack("{s:s, s:[f], s:s}", "exc_type", "TimeLimitExceeded", "exc_message",
+                           m->time_limit_hard, "exc_module", "billiard.exceptions");
+        pw_log_event(c->log, PW_LOG_ERROR, "task_time_limit", task_fields(m->id, m->task, 0),
+                     "hard time limit exceeded");
+    } else if (job->rc == 0) {
+        status = CELERY_SUCCESS;
+        result = json_incref(job->outcome.result ? job->outcome.result : json_null());
+        pw_log_event(c->log, PW_LOG_INFO, "task_succeeded",
+                     json_pack("{s:s, s:s, s:f}", "task_id", m->id, "task", m->task, "runtime_s",
+                               job->runtime),
+                     NULL);
+    } else {
+        status = CELERY_FAILURE;
+        result = celery_exception(job->outcome.exc_type, job->outcome.exc_module, job->err.msg);
+        pw_log_event(c->log, PW_LOG_ERROR, "task_failed",
+                     json_pack("{s:s, s:s, s:s, s:f}", "task_id", m->id, "task", m->task,
+                               "exc_type", job->outcome.exc_type, "runtime_s", job->runtime),
+                     job->err.msg);
+    }
+    body = celery_result_body(m->id, status, result, NULL);
+    json_decref(result);
+    if (body) {
+        if (wants_result(c, m))
+            publish_body(c, m->reply_to, m->id, body);
+        remember_completed(c, m->id, body); /* takes body */
+    }
+    settle(c, job->delivery_tag, job->conn_gen, 1, 0);
+    job_free(job);
+}
+
+static void collect_finished(struct consumer *c)
+{
+    struct pool_job *job = pool_take_done(c->pool);
+
+    while (job) {
+        struct pool_job *next = job->next;
+        finish_job(c, job);
+        job = next;
+    }
+}
+
+/* ---- starting ------------------------------------------------------------------ */
+
+static void start_ready_jobs(struct consumer *c)
+{
+    while (c->reserved_head && c->n_running < c->cfg->concurrency) {
+        struct pool_job *job = c->reserved_head;
+        const struct celery_task_msg *m = &job->msg;
+
+        c->reserved_head = job->next;
+        if (!c->reserved_head)
+            c->reserved_tail = NULL;
+        if (m->expires > 0 && wall_now() > m->expires) {
+            pw_log_event(c->log, PW_LOG_INFO, "task_expired",
+                         task_fields(m->id, m->task, job->delivery_tag),
+                         "Discarding revoked task (expired)");
+            publish_result(c, m, CELERY_REVOKED,
+                           celery_exception("TaskRevokedError", "celery.exceptions", "expired"),
+                           NULL);
+            settle(c, job->delivery_tag, job->conn_gen, 1, 0);
+            job_free(job);
+            continue;
+        }
+        job->started_at = mono_now();
+        job->deadline = m->time_limit_hard > 0 ? job->started_at + m->time_limit_hard : 0;
+        if (c->cfg->track_started)
+            publish_result(
+                c, m, CELERY_STARTED,
+                json_pack("{s:i, s:s}", "pid", (int)getpid(), "hostname", c->cfg->hostname), NULL);
+        pw_log_event(c->log, PW_LOG_INFO, "task_started",
+                     task_fields(m->id, m->task, job->delivery_tag), NULL);
+        c->running[c->n_running++] = job;
+        pool_submit(c->pool, job);
+    }
+}
+
+static void promote_due_eta_jobs(struct consumer *c)
+{
+    struct pool_job **link = &c->scheduled;
+    double now = wall_now();
+    int moved = 0;
+
+    while (*link) {
+        struct pool_job *job = *link;
+        if (job->msg.eta <= now) {
+            *link = job->next;
+            c->n_scheduled--;
+            push_reserved(c, job);
+            moved = 1;
+        } else {
+            link = &job->next;
+        }
+    }
+    if (moved)
+        update_prefetch(c);
+}
+
+static void enforce_time_limits(struct consumer *c)
+{
+    double now = mono_now();
+
+    for (int i = 0; i < c->n_running; i++) {
+        struct pool_job *job = c->running[i];
+        if (job->deadline > 0 && now > job->deadline && !job->time_limit_hit) {
+            job->time_limit_hit = 1;
+            atomic_store(&job->cancel, 1);
+        }
+    }
+}
+
+/* ---- deliveries ---------------------------------------------------------------- */
+
+static const char *decode_exc_type(int rc)
+{
+    switch (rc) {
+    case CELERY_MSG_EREFUSED:
+        return "ContentDisallowed";
+    case CELERY_MSG_EMALFORMED:
+        return "DecodeError";
+    default:
+        return "InvalidTaskError";
+    }
+}
+
+static void reject_bad_message(struct consumer *c, const struct broker_delivery *d,
+                               const struct celery_task_msg *m, int rc, const char *why)
+{
+    pw_log_event(c->log, PW_LOG_ERROR, "message_rejected",
+                 json_pack("{s:I, s:s?, s:s?, s:s?, s:s?, s:b}", "delivery_tag",
+                           (json_int_t)d->delivery_tag, "routing_key", d->routing_key,
+                           "content_type", d->content_type, "task_id", m->id, "task", m->task,
+                           "redelivered", d->redelivered),
+                 why);
+    if (m->id)
+        publish_result(
+            c, m, CELERY_FAILURE,
+            celery_exception(decode_exc_type(rc),
+                             rc == CELERY_MSG_EUNKNOWN ? "celery.exceptions" : "kombu.exceptions",
+                             why),
+            NULL);
+    settle(c, d->delivery_tag, c->gen, 0, 0);
+}
+
+static void handle_delivery(struct consumer *c, struct broker_delivery *d)
+{
+    struct celery_delivery_in in = broker_delivery_view(d);
+    struct pool_job *job = calloc(1, sizeof *job);
+    struct pool_job *running;
+    const struct completed_entry *done;
+    struct pw_error err;
+    char why[320];
+    int rc;
+
+    if (!job) {
+        pw_log_event(c->log, PW_LOG_CRITICAL, "out_of_memory", NULL, "requeueing delivery");
+        settle(c, d->delivery_tag, c->gen, 0, 1);
+        return;
+    }
+    rc = celery_message_decode(&in, &job->msg, &err);
+    if (rc) {
+        reject_bad_message(c, d, &job->msg, rc, err.msg);
+        job_free(job);
+        return;
+    }
+    job->delivery_tag = d->delivery_tag;
+    job->conn_gen = c->gen;
+    job->redelivered = d->redelivered;
+    job->def = tasks_lookup(job->msg.task);
+    if (!job->def) {
+        snprintf(why, sizeof why, "Received unregistered task of type '%.200s'", job->msg.task);
+        pw_log_event(c->log, PW_LOG_ERROR, "task_unregistered",
+                     task_fields(job->msg.id, job->msg.task, d->delivery_tag), why);
+        publish_result(c, &job->msg, CELERY_FAILURE,
+                       json_pack("{s:s, s:[s], s:s}", "exc_type", "NotRegistered", "exc_message",
+                                 job->msg.task, "exc_module", "celery.exceptions"),
+                       NULL);
+        settle(c, d->delivery_tag, c->gen, 0, 0);
+        job_free(job);
+        return;
+    }
+    pw_log_event(c->log, PW_LOG_INFO, "task_received",
+                 json_pack("{s:s, s:s, s:I, s:b, s:i}", "task_id", job->msg.id, "task",
+                           job->msg.task, "delivery_tag", (json_int_t)d->delivery_tag,
+                           "redelivered", d->redelivered, "protocol", job->msg.protocol),
+                 NULL);
+    if ((running = find_running(c, job->msg.id))) {
+        /* Redelivered while still running here: finish once, ack the new delivery. */
+        running->delivery_tag = d->delivery_tag;
+        running->conn_gen = c->gen;
+        pw_log_event(c->log, PW_LOG_WARNING, "redelivery_attached",
+                     task_fields(job->msg.id, job->msg.task, d->delivery_tag),
+                     "task is still running here; the redelivered message will be acked when it "
+                     "finishes");
+        job_free(job);
+        return;
+    }
+    if ((done = find_completed(c, job->msg.id))) {
+        if (wants_result(c, &job->msg))
+            publish_body(c, job->msg.reply_to, job->msg.id, done->body);
+        pw_log_event(c->log, PW_LOG_INFO, "redelivery_already_done",
+                     task_fields(job->msg.id, job->msg.task, d->delivery_tag),
+                     "task finished here before; result re-sent, message acked");
+        settle(c, d->delivery_tag, c->gen, 1, 0);
+        job_free(job);
+        return;
+    }
+    if (c->shutting_down) {
+        settle(c, d->delivery_tag, c->gen, 0, 1);
+        job_free(job);
+        return;
+    }
+    if (job->msg.eta > wall_now()) {
+        job->next = c->scheduled;
+        c->scheduled = job;
+        c->n_scheduled++;
+        update_prefetch(c); /* as Celery: one more prefetch per held ETA message */
+        return;
+    }
+    push_reserved(c, job);
+}
+
+/* ---- connection ---------------------------------------------------------------- */
+
+static void connection_lost(struct consumer *c, const char *why)
+{
+    pw_log_event(c->log, PW_LOG_ERROR, "broker_connection_lost",
+                 json_pack("{s:i, s:i}", "running", c->n_running, "reserved_dropped",
+                           c->reserved_head ? 1 : 0),
+                 why);
+    broker_free(c->b);
+    c->b = NULL;
+    drop_waiting_jobs(c, 0);
+    c->next_connect_at = mono_now() + c->backoff_s;
+}
+
+static void try_connect(struct consumer *c)
+{
+    struct broker_options opt;
+    char masked[512];
+    struct pw_error err;
+
+    memset(&opt, 0, sizeof opt);
+    opt.url = c->cfg->broker_url;
+    opt.queues = c->cfg->queues;
+    opt.n_queues = c->cfg->n_queues;
+    opt.prefetch_count = base_prefetch(c);
+    opt.heartbeat_s = c->cfg->heartbeat_s;
+    opt.connect_timeout_ms = c->cfg->connect_timeout_ms;
+    opt.tls_ca_file = c->cfg->tls_ca_file;
+    opt.tls_insecure = c->cfg->tls_insecure;
+    broker_url_mask(c->cfg->broker_url, masked, sizeof masked);
+    if (broker_connect(&c->b, &opt, &err)) {
+        pw_log_event(c->log, PW_LOG_ERROR, "broker_connect_failed",
+                     json_pack("{s:s, s:f}", "broker", masked, "retry_in_s", c->backoff_s),
+                     err.msg);
+        c->next_connect_at = mono_now() + c->backoff_s;
+        c->backoff_s =
+            c->backoff_s * 2 > c->cfg->reconnect_max_s ? c->cfg->reconnect_max_s : c->backoff_s * 2;
+        return;
+    }
+    c->gen++;
+    c->backoff_s = 0.5;
+    pw_log_event(c->log, PW_LOG_INFO, "broker_connected",
+                 json_pack("{s:s, s:i, s:i, s:i}", "broker", masked, "prefetch_count",
+                           base_prefetch(c), "concurrency", c->cfg->concurrency, "running_tasks",
+                           c->n_running),
+                 NULL);
+}
+
+static void read_deliveries(struct consumer *c)
+{
+    /* Bounded so finished tasks and signals get their turn under a flood. */
+    for (int i = 0; c->b && i < 256; i++) {
+        struct broker_delivery d;
+        struct pw_error err;
+        int rc = broker_next(c->b, &d, &err);
+
+        if (rc == 0)
+            return;
+        if (rc < 0) {
+            connection_lost(c, err.msg);
+            return;
+        }
+        handle_delivery(c, &d);
+        broker_delivery_free(&d);
+    }
+}
+
+/* ---- shutdown ------------------------------------------------------------------ */
+
+static void begin_shutdown(struct consumer *c, int signo)
+{
+    struct pw_error err;
+
+    if (c->shutting_down) {
+        pw_log_event(c->log, PW_LOG_WARNING, "shutdown_forced", json_pack("{s:i}", "signal", signo),
+                     "second signal: abandoning running tasks to redelivery");
+        c->shutdown_deadline = 0;
+        return;
+    }
+    c->shutting_down = 1;
+    c->shutdown_deadline = mono_now() + c->cfg->shutdown_timeout_s;
+    pw_log_event(c->log, PW_LOG_INFO, "shutdown_started",
+                 json_pack("{s:i, s:i, s:f}", "signal", signo, "running", c->n_running, "timeout_s",
+                           c->cfg->shutdown_timeout_s),
+                 "stopped consuming; waiting for running tasks");
+    if (c->b && broker_cancel_consumers(c->b, &err))
+        connection_lost(c, err.msg);
+    drop_waiting_jobs(c, 1);
+}
+
+static void read_signals(struct consumer *c, int signal_fd)
+{
+    struct signalfd_siginfo si;
+
+    while (read(signal_fd, &si, sizeof si) == (ssize_t)sizeof si)
+        begin_shutdown(c, (int)si.ssi_signo);
+}
+
+static int poll_timeout_ms(const struct consumer *c)
+{
+    double now = mono_now(), wall = wall_now(), t = 1.0;
+
+    if (c->reserved_head && c->n_running < c->cfg->concurrency)
+        return 0;
+    for (const struct pool_job *j = c->scheduled; j; j = j->next)
+        if (j->msg.eta - wall < t)
+            t = j->msg.eta - wall;
+    for (int i = 0; i < c->n_running; i++)
+        if (c->running[i]->deadline > 0 && c->running[i]->deadline - now < t)
+            t = c->running[i]->deadline - now;
+    if (!c->b && !c->shutting_down && c->next_connect_at - now < t)
+        t = c->next_connect_at - now;
+    if (c->shutting_down && c->shutdown_deadline - now < t)
+        t = c->shutdown_deadline - now;
+    return t <= 0 ? 0 : (int)(t * 1000) + 1;
+}
+
+static void consumer_cleanup(struct consumer *c, int join_pool)
+{
+    drop_waiting_jobs(c, 0);
+    broker_free(c->b);
+    c->b = NULL;
+    if (join_pool) {
+        pool_destroy(c->pool);
+        free(c->running);
+    }
+    for (int i = 0; i < COMPLETED_CACHE; i++) {
+        free(c->completed[i].task_id);
+        free(c->completed[i].body);
+    }
+}
+
+int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, void *app,
+                 int signal_fd, struct pw_error *err)
+{
+    struct consumer c;
+    int rc;
+
+    memset(&c, 0, sizeof c);
+    c.cfg = cfg;
+    c.log = log;
+    c.backoff_s = 0.5;
+    c.running = calloc((size_t)cfg->concurrency, sizeof *c.running);
+    if (!c.running)
+        return pw_error_set(err, PW_ENOMEM, "out of memory");
+    if ((rc = pool_create(&c.pool, cfg->concurrency, log, app, err))) {
+        free(c.running);
+        return rc;
+    }
+    for (;;) {
+        struct pollfd fds[3];
+        int nfds = 0, broker_idx = -1;
+
+        collect_finished(&c);
+        if (c.shutting_down) {
+            if (c.n_running == 0)
+                break;
+            if (mono_now() >= c.shutdown_deadline) {
+                pw_log_event(log, PW_LOG_WARNING, "shutdown_abandoning",
+                             json_pack("{s:i}", "running", c.n_running),
+                             "grace period over: unacked tasks go back to the broker");
+                for (int i = 0; i < c.n_running; i++)
+                    atomic_store(&c.running[i]->cancel, 1);
+                /* Running threads still use their jobs: leave the pool to process exit. */
+                consumer_cleanup(&c, 0);
+                return 0;
+            }
+        }
+        if (!c.b && !c.shutting_down && mono_now() >= c.next_connect_at)
+            try_connect(&c);
+        if (!c.shutting_down) {
+            promote_due_eta_jobs(&c);
+            start_ready_jobs(&c);
+        }
+        enforce_time_limits(&c);
+
+        fds[nfds].fd = pool_wake_fd(c.pool);
+        fds[nfds++].events = POLLIN;
+        fds[nfds].fd = signal_fd;
+        fds[nfds++].events = POLLIN;
+        if (c.b) {
+            broker_idx = nfds;
+            fds[nfds].fd = broker_fd(c.b);
+            fds[nfds++].events = POLLIN;
+        }
+        if (!(c.b && broker_has_buffered(c.b)) &&
+            poll(fds, (nfds_t)nfds, poll_timeout_ms(&c)) < 0 && errno != EINTR) {
+            rc = pw_error_set(err, PW_EINTERNAL, "poll failed: %s", strerror(errno));
+            break;
+        }
+        if (fds[1].revents & POLLIN)
+            read_signals(&c, signal_fd);
+        (void)broker_idx;
+        /* Called every turn, readable or not: this is also where heartbeats go out. */
+        read_deliveries(&c);
+    }
+    if (c.b && !rc)
+        pw_log_event(log, PW_LOG_INFO, "worker_stopped",
+                     json_pack("{s:I}", "processed", (json_int_t)c.processed), NULL);
+    consumer_cleanup(&c, 1);
+    return rc;
+}

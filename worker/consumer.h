@@ -1,0 +1,45 @@
+/* consumer.h - the worker's main loop: Celery tasks in, results out, acks late.
+ *
+ * consumer_run() owns the broker connection (one thread, poll()-driven) and a pool
+ * of task threads.  For each delivery it decodes the Celery message, rejects bad
+ * ones without requeue (so a queue with a dead-letter exchange keeps them), holds
+ * ETA tasks, discards expired ones, and hands the rest to the pool.  When a task
+ * finishes it publishes the rpc:// result to reply_to and only then acks the
+ * delivery: a worker that dies mid-task leaves the message to be redelivered.
+ *
+ * A redelivery of a task that is still running here (the broker closed our channel,
+ * e.g. on consumer_timeout, or the connection dropped) attaches to the running job
+ * instead of starting it twice; the job acks the new delivery when it finishes.
+ * Connection loss is retried with capped exponential backoff.  SIGTERM/SIGINT
+ * (read from signal_fd) stop consuming, requeue what has not started, wait up to
+ * shutdown_timeout_s for running tasks and return 0; a second signal abandons them
+ * to redelivery at once. */
+#ifndef PW_CONSUMER_H
+#define PW_CONSUMER_H
+
+#include <stddef.h>
+
+#include "log.h"
+#include "pw_error.h"
+
+struct consumer_config {
+    const char *broker_url;
+    const char *const *queues;
+    size_t n_queues;
+    int concurrency;         /* task threads */
+    int prefetch_multiplier; /* basic.qos = concurrency * multiplier (Celery default 4) */
+    int heartbeat_s;         /* AMQP heartbeat requested (Celery: 120, broker caps at 60) */
+    int connect_timeout_ms;
+    double shutdown_timeout_s;
+    double reconnect_max_s; /* cap of the reconnect backoff */
+    int results_enabled;    /* rpc:// result backend; 0 = publish no results */
+    int track_started;      /* publish STARTED before running (task_track_started) */
+    const char *hostname;   /* node name, e.g. projection-worker@host */
+    const char *tls_ca_file;
+    int tls_insecure;
+};
+
+int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, void *app,
+                 int signal_fd, struct pw_error *err);
+
+#endif

@@ -1,0 +1,46 @@
+/* tasks.h - the task registry: Celery task name -> C handler.
+ *
+ * A handler runs on a pool thread with the decoded message (read-only) and a cancel
+ * flag it must poll at least once a second (set on revoke, hard time limit or
+ * shutdown).  It returns 0 with a new reference in out->result (the task's return
+ * value, any JSON), or a negative code with out->exc_type / exc_module naming the
+ * exception the Python client will raise and err holding its message.
+ *
+ * tasks_lookup() finds a registered task; the table is static and read-only.
+ * Registered: celery.ping, webui.tasks.compute_projection, and in test builds
+ * (PW_TEST_TASKS) pw.test.sleep(seconds) which sleeps cancellably. */
+#ifndef PW_TASKS_H
+#define PW_TASKS_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+
+#include "celery_message.h"
+#include "log.h"
+#include "pw_error.h"
+
+struct task_env {
+    const struct celery_task_msg *msg;
+    atomic_int *cancel; /* non-zero: stop as soon as possible, return PW_ECANCELED */
+    const struct pw_log *log;
+    void *app; /* the command's shared, read-only context (database URLs etc.) */
+};
+
+struct task_outcome {
+    json_t *result;         /* success value (new reference) */
+    const char *exc_type;   /* on failure: e.g. "ValueError" (static string) */
+    const char *exc_module; /* on failure: e.g. "builtins"; NULL = synthesised class */
+};
+
+typedef int (*task_fn)(const struct task_env *env, struct task_outcome *out, struct pw_error *err);
+
+struct task_def {
+    const char *name;
+    task_fn run;
+};
+
+const struct task_def *tasks_lookup(const char *name);
+/* Names of all registered tasks, NULL-terminated (for logs and `inspect registered`). */
+const char *const *tasks_names(void);
+
+#endif
