@@ -105,15 +105,28 @@ class Worker:
             self.log_fh.close()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
+        """SIGTERM and wait.  With a sanitized worker (PW_SANITIZED_WORKER=1) a graceful
+        stop must exit 0 and the log must hold no sanitizer report: leaks fail the test."""
+        graceful = self.proc.poll() is None
+        if graceful:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(10)
+                self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                graceful = False
         if not self.log_fh.closed:
             self.log_fh.close()
+        self.check_sanitizers(graceful)
+
+    def check_sanitizers(self, graceful: bool) -> None:
+        log = self.dump_log()
+        if "runtime error:" in log or "ERROR: AddressSanitizer" in log:
+            raise AssertionError(f"sanitizer report in {self.log_path}")
+        if os.environ.get("PW_SANITIZED_WORKER") == "1" and graceful:
+            if "LeakSanitizer" in log or self.proc.returncode != 0:
+                raise AssertionError(f"worker exit {self.proc.returncode} / leak report in {self.log_path}")
 
     def dump_log(self) -> str:
         with open(self.log_path) as fh:

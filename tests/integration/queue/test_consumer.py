@@ -336,6 +336,43 @@ def test_sigterm_after_grace_period_leaves_task_to_redelivery():
             w2.stop()
 
 
+def test_consumer_timeout_ends_in_one_redelivery_not_a_second_run():
+    """RabbitMQ closes a channel whose delivery stays unacked past consumer_timeout
+    (checked about once a minute).  The worker reconnects, the redelivered message
+    attaches to the still-running task, and the task runs once and is acked once."""
+    q = unique("ctimeout")
+    pwtest.rabbitmqctl("eval", "application:set_env(rabbit, consumer_timeout, 2000).")
+    w = Worker(q)
+    try:
+        w.wait_connected()
+        app = celery_app()
+        res = app.send_task("pw.test.sleep", queue=q, args=[68.0])
+        assert res.get(timeout=150) == 68.0
+        assert w.find("broker_connection_lost"), "the broker never enforced consumer_timeout"
+        assert "PRECONDITION_FAILED" in w.find("broker_connection_lost")[0]["msg"]
+        assert len(w.find("redelivery_attached")) >= 1
+        assert len(w.find("task_started")) == 1, "the task ran twice"
+        assert len(w.find("task_succeeded")) == 1
+        wait_for(lambda: queue_counts(q) == (0, 0), 10, what="queue drained")
+    finally:
+        pwtest.rabbitmqctl("eval", "application:set_env(rabbit, consumer_timeout, 1800000).")
+        w.stop()
+
+
+def test_heartbeats_flow_while_a_task_computes():
+    """With a 1 s heartbeat a worker that stopped servicing the connection during a
+    task would be disconnected by RabbitMQ within ~3 s."""
+    q = unique("hb")
+    w = Worker(q, "--heartbeat", "1")
+    try:
+        w.wait_connected()
+        res = celery_app().send_task("pw.test.sleep", queue=q, args=[5.0])
+        assert res.get(timeout=30) == 5.0
+        assert not w.find("broker_connection_lost"), w.find("broker_connection_lost")
+    finally:
+        w.stop()
+
+
 def test_hard_time_limit_fails_task():
     q = unique("limit")
     w = Worker(q)

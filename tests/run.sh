@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# tests/run.sh - the README's test command, also what CI runs (.ci/run).
+#
+# Installs the Debian packages (skip with PW_SKIP_INSTALL=1), checks formatting, builds
+# the worker with the test-only tasks and runs every ctest suite (unit, integration
+# against RabbitMQ + PostgreSQL that ctest starts on private ports and stops, quality),
+# then rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit and
+# integration suites again with the sanitized worker (LeakSanitizer on the integration
+# path).  PW_TEST_JOBS sets ctest parallelism for unit tests (default 2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD=${PW_BUILD_ROOT:-$ROOT/_build}
+JOBS=${PW_TEST_JOBS:-2}
+step() { printf '\n==> %s\n' "$*"; }
+
+if [ "${PW_SKIP_INSTALL:-0}" != 1 ]; then
+    step "installing Debian packages"
+    deploy/install-deps.sh
+fi
+
+step "checking formatting (clang-format, .clang-format)"
+mapfile -t sources < <(git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './_build/*')
+clang-format --dry-run --Werror "${sources[@]}"
+
+step "building (RelWithDebInfo, test tasks on)"
+cmake -S . -B "$BUILD/test" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPW_TEST_TASKS=ON >/dev/null
+cmake --build "$BUILD/test" -j2
+
+step "unit tests"
+ctest --test-dir "$BUILD/test" -L unit -j "$JOBS" --output-on-failure
+
+step "integration tests (RabbitMQ + PostgreSQL started by ctest)"
+ctest --test-dir "$BUILD/test" -L integration --output-on-failure
+
+if ctest --test-dir "$BUILD/test" -N -L quality | grep -q 'Total Tests: [1-9]'; then
+    step "quality tests"
+    ctest --test-dir "$BUILD/test" -L quality --output-on-failure
+fi
+
+step "sanitizer build (ASan + UBSan)"
+cmake -S . -B "$BUILD/asan" -DCMAKE_BUILD_TYPE=Debug -DPW_SANITIZE=ON -DPW_TEST_TASKS=ON >/dev/null
+cmake --build "$BUILD/asan" -j2
+
+step "unit tests under ASan + UBSan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$BUILD/asan" -L unit -j "$JOBS" --output-on-failure
+
+step "integration tests with the sanitized worker (leaks fail the test)"
+PW_SANITIZED_WORKER=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$BUILD/asan" -L integration --output-on-failure
+
+step "all suites passed"
