@@ -58,7 +58,7 @@ static int projection_run_id(const struct celery_task_msg *m, const char **id,
 static int task_compute_projection(const struct task_env *env, struct task_outcome *out,
                                    struct pw_error *err)
 {
-    const char *run_id;
+    const char *run_id = NULL;
     int rc = projection_run_id(env->msg, &run_id, out, err);
 
     if (rc)
