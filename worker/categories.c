@@ -1,0 +1,760 @@
+/* categories.c - colour categories as the Python task derives them (see header).
+ *
+ * Python semantics reproduced here, because they decide labels users see:
+ * `a or b` picks the first *truthy* value (0, "", [], {}, false, null are skipped);
+ * str() of non-strings prints them as Python would (5, 1.0, True, ['a']); pathlib's
+ * PurePosixPath collapses repeated slashes and "." parts, keeps a "//" anchor, and a
+ * suffix needs a dot that is neither first nor last in the name. */
+#include "categories.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <locale.h>
+#include <math.h>
+#include <pthread.h>
+#include <wchar.h>
+#include <wctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define UNKNOWN_LABEL  "unknown"
+#define OVERFLOW_LABEL "Other"
+
+/* ---- Python value helpers ------------------------------------------------------ */
+
+static int truthy(json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return json_string_length(v) > 0;
+    case JSON_INTEGER:
+        return json_integer_value(v) != 0;
+    case JSON_REAL:
+        return json_real_value(v) != 0.0;
+    case JSON_TRUE:
+        return 1;
+    case JSON_ARRAY:
+        return json_array_size(v) > 0;
+    case JSON_OBJECT:
+        return json_object_size(v) > 0;
+    default:
+        return 0;
+    }
+}
+
+/* First truthy value among payload[keys...] (NULL-terminated), or NULL. */
+static json_t *first_truthy(json_t *obj, const char *const *keys)
+{
+    for (; *keys; keys++) {
+        json_t *v = json_is_object(obj) ? json_object_get(obj, *keys) : NULL;
+        if (v && truthy(v))
+            return v;
+    }
+    return NULL;
+}
+
+/* Python's `a or b or c`: the first truthy operand, else the *last* operand as it is
+ * (so `{"source_id": 0}` yields 0, which str() makes "0").  NULL stands for None. */
+static json_t *python_or(json_t *const *vals, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (vals[i] && truthy(vals[i]))
+            return vals[i];
+    return n ? vals[n - 1] : NULL;
+}
+
+struct sbuf {
+    char *p;
+    size_t cap, len;
+    int truncated;
+};
+
+static void sb_putn(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->len + n >= b->cap) {
+        n = b->cap > b->len + 1 ? b->cap - b->len - 1 : 0;
+        b->truncated = 1;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_puts(struct sbuf *b, const char *s)
+{
+    sb_putn(b, s, strlen(s));
+}
+
+/* Python repr(float): shortest round-trip digits, positional for exponents -4..15. */
+static void py_float(struct sbuf *b, double v)
+{
+    char digits[40], out[64];
+    int exp10 = 0, prec;
+
+    if (isnan(v)) {
+        sb_puts(b, "nan");
+        return;
+    }
+    if (isinf(v)) {
+        sb_puts(b, v < 0 ? "-inf" : "inf");
+        return;
+    }
+    for (prec = 1; prec <= 17; prec++) {
+        snprintf(digits, sizeof digits, "%.*e", prec - 1, v);
+        if (strtod(digits, NULL) == v)
+            break;
+    }
+    {
+        /* digits = [-]d.ddde[+-]XX -> mantissa digits and exponent */
+        char mant[32];
+        size_t m = 0;
+        const char *p = digits;
+        int neg = *p == '-';
+        if (neg)
+            p++;
+        for (; *p && *p != 'e'; p++)
+            if (isdigit((unsigned char)*p))
+                mant[m++] = *p;
+        mant[m] = '\0';
+        exp10 = atoi(p + 1);
+        while (m > 1 && mant[m - 1] == '0')
+            mant[--m] = '\0';
+        if (exp10 >= -4 && exp10 < 16) {
+            size_t o = 0;
+            if (neg)
+                out[o++] = '-';
+            if (exp10 < 0) {
+                out[o++] = '0';
+                out[o++] = '.';
+                for (int z = 0; z < -exp10 - 1; z++)
+                    out[o++] = '0';
+                memcpy(out + o, mant, m);
+                o += m;
+            } else {
+                for (int i = 0; i <= exp10; i++)
+                    out[o++] = (size_t)i < m ? mant[i] : '0';
+                out[o++] = '.';
+                if ((size_t)exp10 + 1 < m) {
+                    memcpy(out + o, mant + exp10 + 1, m - (size_t)exp10 - 1);
+                    o += m - (size_t)exp10 - 1;
+                } else {
+                    out[o++] = '0';
+                }
+            }
+            out[o] = '\0';
+        } else {
+            snprintf(out, sizeof out, "%s%c%s%s%se%c%02d", neg ? "-" : "", mant[0],
+                     m > 1 ? "." : "", m > 1 ? mant + 1 : "", "", exp10 < 0 ? '-' : '+',
+                     abs(exp10));
+        }
+    }
+    sb_puts(b, out);
+}
+
+static void py_repr_string(struct sbuf *b, const char *s, size_t n)
+{
+    char q = (memchr(s, '\'', n) && !memchr(s, '"', n)) ? '"' : '\'';
+    char esc[8];
+
+    sb_putn(b, &q, 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\\' || c == (unsigned char)q) {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            sb_putn(b, esc, 2);
+        } else if (c == '\n') {
+            sb_puts(b, "\\n");
+        } else if (c == '\r') {
+            sb_puts(b, "\\r");
+        } else if (c == '\t') {
+            sb_puts(b, "\\t");
+        } else if (c < 0x20 || c == 0x7f) {
+            snprintf(esc, sizeof esc, "\\x%02x", c);
+            sb_puts(b, esc);
+        } else {
+            sb_putn(b, (const char *)&s[i], 1);
+        }
+    }
+    sb_putn(b, &q, 1);
+}
+
+static void py_format(struct sbuf *b, json_t *v, int top)
+{
+    char num[32];
+    size_t i;
+    json_t *item;
+    const char *key;
+    int first = 1;
+
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        if (top)
+            sb_putn(b, json_string_value(v), json_string_length(v));
+        else
+            py_repr_string(b, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        sb_puts(b, num);
+        break;
+    case JSON_REAL:
+        py_float(b, json_real_value(v));
+        break;
+    case JSON_TRUE:
+        sb_puts(b, "True");
+        break;
+    case JSON_FALSE:
+        sb_puts(b, "False");
+        break;
+    case JSON_NULL:
+        sb_puts(b, "None");
+        break;
+    case JSON_ARRAY:
+        sb_puts(b, "[");
+        json_array_foreach(v, i, item)
+        {
+            if (i)
+                sb_puts(b, ", ");
+            py_format(b, item, 0);
+        }
+        sb_puts(b, "]");
+        break;
+    case JSON_OBJECT:
+        sb_puts(b, "{");
+        json_object_foreach(v, key, item)
+        {
+            if (!first)
+                sb_puts(b, ", ");
+            first = 0;
+            py_repr_string(b, key, strlen(key));
+            sb_puts(b, ": ");
+            py_format(b, item, 0);
+        }
+        sb_puts(b, "}");
+        break;
+    }
+}
+
+int categories_python_str(json_t *v, char *out, size_t cap)
+{
+    struct sbuf b = {out, cap, 0, 0};
+
+    if (cap == 0)
+        return PW_EINVAL;
+    out[0] = '\0';
+    py_format(&b, v, 1);
+    return b.truncated ? PW_EINVAL : 0;
+}
+
+/* ---- pathlib.PurePosixPath ----------------------------------------------------- */
+
+struct pypath {
+    const char *parts[256];
+    size_t lens[256];
+    size_t n;
+    const char *anchor; /* "", "/" or "//" */
+};
+
+static void pypath_parse(const char *s, struct pypath *p)
+{
+    size_t lead = strspn(s, "/");
+
+    p->n = 0;
+    p->anchor = lead == 0 ? "" : lead == 2 ? "//" : "/";
+    s += lead;
+    while (*s) {
+        size_t len = strcspn(s, "/");
+        if (len && !(len == 1 && s[0] == '.') && p->n < 256) {
+            p->parts[p->n] = s;
+            p->lens[p->n++] = len;
+        }
+        s += len;
+        s += strspn(s, "/");
+    }
+}
+
+/* Returns the suffix of the last part (".txt") as pointer/length, or length 0. */
+static size_t pypath_suffix(const struct pypath *p, const char **suffix)
+{
+    const char *name;
+    size_t len, i;
+
+    if (!p->n)
+        return 0;
+    name = p->parts[p->n - 1];
+    len = p->lens[p->n - 1];
+    for (i = len; i > 0 && name[i - 1] != '.'; i--)
+        ;
+    if (i == 0)
+        return 0;
+    i--; /* index of the last dot */
+    if (i > 0 && i < len - 1) {
+        *suffix = name + i;
+        return len - i;
+    }
+    return 0;
+}
+
+static void copy_n(char *out, size_t cap, const char *s, size_t n)
+{
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+static json_t *metadata_of(json_t *payload)
+{
+    json_t *m = json_object_get(payload, "metadata");
+    return json_is_object(m) ? m : NULL;
+}
+
+static void label_source_dir(json_t *payload, char *label, size_t cap)
+{
+    static const char *const path_keys[] = {"path", NULL};
+    static const char *const meta_keys[] = {"source_path", NULL};
+    json_t *v = json_object_get(payload, "source_path");
+    struct pypath p;
+    const char *suffix;
+
+    if (!v || !truthy(v)) {
+        v = first_truthy(payload, path_keys);
+        if (!v)
+            v = first_truthy(metadata_of(payload), meta_keys);
+    }
+    if (!json_is_string(v) || !json_string_length(v)) {
+        copy_n(label, cap, UNKNOWN_LABEL, strlen(UNKNOWN_LABEL));
+        return;
+    }
+    pypath_parse(json_string_value(v), &p);
+    if (pypath_suffix(&p, &suffix) && p.n >= 2) {
+        copy_n(label, cap, p.parts[p.n - 2], p.lens[p.n - 2]);
+        return;
+    }
+    if (p.n) {
+        copy_n(label, cap, p.parts[p.n - 1], p.lens[p.n - 1]);
+        return;
+    }
+    /* No parts: str(path) is the anchor, or "." for an empty relative path. */
+    copy_n(label, cap, *p.anchor ? p.anchor : ".", *p.anchor ? strlen(p.anchor) : 1);
+}
+
+/* The C.UTF-8 locale gives towlower_l() Unicode case mappings; it is created once and
+ * never changes afterwards, so sharing it between threads is safe. */
+static locale_t utf8_locale;
+static pthread_once_t utf8_locale_once = PTHREAD_ONCE_INIT;
+
+static void utf8_locale_init(void)
+{
+    utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
+
+/* Python's str.lower() for UTF-8 text, in place (one-to-one mappings; a lower-case
+ * form that needs more bytes than the original keeps the original character). */
+static void lower_utf8(char *s)
+{
+    char *w = s;
+    mbstate_t in, out;
+    size_t n;
+    wchar_t wc;
+
+    pthread_once(&utf8_locale_once, utf8_locale_init);
+    if (!utf8_locale) {
+        for (; *s; s++)
+            *s = (char)tolower((unsigned char)*s);
+        return;
+    }
+    /* uselocale() switches only this thread's locale, and only for this loop. */
+    locale_t previous = uselocale(utf8_locale);
+    memset(&in, 0, sizeof in);
+    while (*s) {
+        char buf[MB_LEN_MAX];
+        size_t m;
+        n = mbrtowc(&wc, s, MB_LEN_MAX, &in);
+        if (n == (size_t)-1 || n == (size_t)-2 || n == 0) { /* invalid: copy the byte */
+            *w++ = *s++;
+            memset(&in, 0, sizeof in);
+            continue;
+        }
+        memset(&out, 0, sizeof out);
+        m = wcrtomb(buf, (wchar_t)towlower((wint_t)wc), &out);
+        if (m != (size_t)-1 && m <= n) {
+            memcpy(w, buf, m);
+            w += m;
+        } else {
+            memmove(w, s, n);
+            w += n;
+        }
+        s += n;
+    }
+    *w = '\0';
+    uselocale(previous);
+}
+
+static void label_filetype(json_t *payload, char *label, size_t cap)
+{
+    static const char *const mime_keys[] = {"mime_type", NULL};
+    static const char *const path_keys[] = {"path", "source_path", NULL};
+    static const char *const meta_path[] = {"source_path", NULL};
+    json_t *meta = metadata_of(payload);
+    json_t *mime = first_truthy(payload, mime_keys);
+    json_t *path;
+    struct pypath p;
+    const char *suffix;
+    size_t n;
+
+    if (!mime)
+        mime = first_truthy(meta, mime_keys);
+    if (json_is_string(mime)) {
+        copy_n(label, cap, json_string_value(mime), json_string_length(mime));
+        lower_utf8(label);
+        return;
+    }
+    path = first_truthy(payload, path_keys);
+    if (!path)
+        path = first_truthy(meta, meta_path);
+    if (json_is_string(path) && (pypath_parse(json_string_value(path), &p), 1) &&
+        (n = pypath_suffix(&p, &suffix)) > 0) {
+        size_t dots = 0;
+        while (dots < n && suffix[dots] == '.')
+            dots++;
+        if (dots < n) {
+            copy_n(label, cap, suffix + dots, n - dots);
+            lower_utf8(label);
+            return;
+        }
+    }
+    copy_n(label, cap, UNKNOWN_LABEL, strlen(UNKNOWN_LABEL));
+}
+
+/* ---- timestamps ------------------------------------------------------------------ */
+
+static int parse_2(const char *s, int *v)
+{
+    if (!isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]))
+        return 0;
+    *v = (s[0] - '0') * 10 + (s[1] - '0');
+    return 1;
+}
+
+/* Python 3.11 datetime.fromisoformat for the common extended forms; naive = UTC. */
+static int parse_iso(const char *text, double *out)
+{
+    char buf[96];
+    const char *s;
+    int year, mon, day, hh = 0, mm = 0, ss = 0, off = 0;
+    double frac = 0;
+    struct tm tm;
+    size_t len;
+
+    while (isspace((unsigned char)*text))
+        text++;
+    len = strlen(text);
+    while (len && isspace((unsigned char)text[len - 1]))
+        len--;
+    if (len == 0 || len >= sizeof buf)
+        return 0;
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    s = buf;
+    if (len < 10 || !isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]) ||
+        !isdigit((unsigned char)s[2]) || !isdigit((unsigned char)s[3]) || s[4] != '-' ||
+        !parse_2(s + 5, &mon) || s[7] != '-' || !parse_2(s + 8, &day))
+        return 0;
+    year = atoi(s);
+    s += 10;
+    if (*s == 'T' || *s == ' ') {
+        s++;
+        if (!parse_2(s, &hh))
+            return 0;
+        s += 2;
+        if (*s == ':') {
+            if (!parse_2(s + 1, &mm))
+                return 0;
+            s += 3;
+            if (*s == ':') {
+                if (!parse_2(s + 1, &ss))
+                    return 0;
+                s += 3;
+                if (*s == '.' || *s == ',') {
+                    double scale = 0.1;
+                    int nd = 0;
+                    s++;
+                    while (isdigit((unsigned char)*s)) {
+                        if (nd < 6)
+                            frac += (*s - '0') * scale;
+                        scale /= 10;
+                        nd++;
+                        s++;
+                    }
+                    if (nd == 0)
+                        return 0;
+                }
+            }
+        }
+        if (*s == 'Z') {
+            s++;
+        } else if (*s == '+' || *s == '-') {
+            int sign = *s == '-' ? -1 : 1, oh, om = 0, os = 0;
+            s++;
+            if (!parse_2(s, &oh))
+                return 0;
+            s += 2;
+            if (*s == ':')
+                s++;
+            if (parse_2(s, &om)) {
+                s += 2;
+                if (*s == ':')
+                    s++;
+                if (parse_2(s, &os))
+                    s += 2;
+            }
+            off = sign * (oh * 3600 + om * 60 + os);
+        }
+    }
+    if (*s)
+        return 0;
+    if (year < 1 || mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 59)
+        return 0;
+    memset(&tm, 0, sizeof tm);
+    tm.tm_year = year - 1900;
+    tm.tm_mon = mon - 1;
+    tm.tm_mday = day;
+    tm.tm_hour = hh;
+    tm.tm_min = mm;
+    tm.tm_sec = ss;
+    {
+        struct tm check;
+        time_t t = timegm(&tm);
+        gmtime_r(&t, &check);
+        if (check.tm_mday != day) /* 2023-02-30 and friends */
+            return 0;
+        *out = (double)t - off + frac;
+    }
+    return 1;
+}
+
+static int parse_timestamp(json_t *v, double *out)
+{
+    if (json_is_number(v) || json_is_boolean(v)) {
+        double ts = json_is_boolean(v) ? (json_is_true(v) ? 1.0 : 0.0) : json_number_value(v);
+        double a = fabs(ts);
+        if (a >= 1e14)
+            ts /= 1000000.0;
+        else if (a >= 1e12)
+            ts /= 1000.0;
+        /* datetime.fromtimestamp's range: years 1..9999 */
+        if (!(ts > -62135596800.0 && ts < 253402300800.0))
+            return 0;
+        *out = ts;
+        return 1;
+    }
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        char buf[96];
+        size_t n = strlen(s);
+        /* A trailing "Z" means +00:00 (the Python code rewrites it before parsing). */
+        if (n && n < sizeof buf) {
+            memcpy(buf, s, n + 1);
+            return parse_iso(buf, out);
+        }
+    }
+    return 0;
+}
+
+static const char *age_bucket(double ts, double now)
+{
+    double delta = now - ts, days;
+
+    if (delta < 0)
+        return "future";
+    days = delta / 86400.0;
+    if (days <= 1)
+        return "\u22641d";
+    if (days <= 7)
+        return "\u22647d";
+    if (days <= 30)
+        return "\u226430d";
+    if (days <= 90)
+        return "\u226490d";
+    if (days <= 180)
+        return "\u2264180d";
+    if (days <= 365)
+        return "\u22641y";
+    return ">1y";
+}
+
+static void label_age(json_t *payload, double now, char *label, size_t cap)
+{
+    static const char *const keys[] = {"ingested_at", "created_at", "updated_at", "timestamp",
+                                       NULL};
+    json_t *v = first_truthy(payload, keys);
+    double ts;
+    const char *bucket;
+
+    if (!v)
+        v = first_truthy(metadata_of(payload), keys);
+    bucket = v && parse_timestamp(v, &ts) ? age_bucket(ts, now) : UNKNOWN_LABEL;
+    copy_n(label, cap, bucket, strlen(bucket));
+}
+
+/* ---- labels ------------------------------------------------------------------------ */
+
+enum color_by categories_parse_color_by(const char *text)
+{
+    if (text && !strcasecmp(text, "source_dir"))
+        return COLOR_BY_SOURCE_DIR;
+    if (text && !strcasecmp(text, "filetype"))
+        return COLOR_BY_FILETYPE;
+    if (text && !strcasecmp(text, "age_bucket"))
+        return COLOR_BY_AGE_BUCKET;
+    return COLOR_BY_DOCUMENT_ID;
+}
+
+const char *categories_color_by_name(enum color_by c)
+{
+    static const char *const names[] = {"document_id", "source_dir", "filetype", "age_bucket"};
+    return names[c];
+}
+
+void categories_label(json_t *payload, enum color_by color_by, double now_unix, char *label,
+                      size_t cap, char *doc_id, size_t doc_cap, int *has_doc_id)
+{
+    static const char *const doc_keys[] = {"doc_id", "document_id", "chunk_id", "source_id"};
+
+    *has_doc_id = 0;
+    if (!json_is_object(payload)) {
+        copy_n(label, cap, UNKNOWN_LABEL, strlen(UNKNOWN_LABEL));
+        return;
+    }
+    switch (color_by) {
+    case COLOR_BY_SOURCE_DIR:
+        label_source_dir(payload, label, cap);
+        break;
+    case COLOR_BY_FILETYPE:
+        label_filetype(payload, label, cap);
+        break;
+    case COLOR_BY_AGE_BUCKET:
+        label_age(payload, now_unix, label, cap);
+        break;
+    case COLOR_BY_DOCUMENT_ID:
+    default: {
+        json_t *chain[4], *v;
+        for (int i = 0; i < 4; i++)
+            chain[i] = json_object_get(payload, doc_keys[i]);
+        v = python_or(chain, 4);
+        if (!v || json_is_null(v)) {
+            copy_n(label, cap, UNKNOWN_LABEL, strlen(UNKNOWN_LABEL));
+            break;
+        }
+        categories_python_str(v, label, cap);
+        categories_python_str(v, doc_id, doc_cap);
+        *has_doc_id = 1;
+        break;
+    }
+    }
+    if (!label[0]) /* `if not category_label: category_label = "unknown"` */
+        copy_n(label, cap, UNKNOWN_LABEL, strlen(UNKNOWN_LABEL));
+}
+
+/* ---- the table ----------------------------------------------------------------------- */
+
+struct category_table {
+    enum color_by color_by;
+    json_t *index_of;  /* label -> index (only the first 255 labels) */
+    json_t *doc_map;   /* doc id -> first index */
+    char *labels[256]; /* label_for_index */
+    uint64_t counts[256];
+    int order[256]; /* indexes in first-counted order, for category_counts */
+    int n_order;
+    int n_labels;
+    int overflowed;
+};
+
+int category_table_new(struct category_table **out, enum color_by color_by, struct pw_error *err)
+{
+    struct category_table *t = calloc(1, sizeof *t);
+
+    *out = NULL;
+    if (!t || !(t->index_of = json_object()) || !(t->doc_map = json_object())) {
+        category_table_free(t);
+        return pw_error_set(err, PW_ENOMEM, "out of memory");
+    }
+    t->color_by = color_by;
+    *out = t;
+    return 0;
+}
+
+void category_table_free(struct category_table *t)
+{
+    if (!t)
+        return;
+    json_decref(t->index_of);
+    json_decref(t->doc_map);
+    for (int i = 0; i < 256; i++)
+        free(t->labels[i]);
+    free(t);
+}
+
+int category_table_add(struct category_table *t, const char *label, const char *doc_id)
+{
+    json_t *known = json_object_get(t->index_of, label);
+    int idx;
+
+    if (known) {
+        idx = (int)json_integer_value(known);
+    } else if (t->n_labels < CATEGORY_OVERFLOW_INDEX) {
+        idx = t->n_labels++;
+        if (json_object_set_new(t->index_of, label, json_integer(idx)) ||
+            !(t->labels[idx] = strdup(label)))
+            return PW_ENOMEM;
+    } else {
+        idx = CATEGORY_OVERFLOW_INDEX;
+        if (!t->labels[idx] && !(t->labels[idx] = strdup(OVERFLOW_LABEL)))
+            return PW_ENOMEM;
+        t->overflowed = 1;
+    }
+    if (t->counts[idx]++ == 0)
+        t->order[t->n_order++] = idx;
+    if (t->color_by == COLOR_BY_DOCUMENT_ID && doc_id && !json_object_get(t->doc_map, doc_id) &&
+        json_object_set_new(t->doc_map, doc_id, json_integer(idx)))
+        return PW_ENOMEM;
+    return idx;
+}
+
+int category_table_overflowed(const struct category_table *t)
+{
+    return t->overflowed;
+}
+
+json_t *category_table_legend(const struct category_table *t)
+{
+    json_t *legend = json_array();
+
+    for (int i = 0; legend && i < 256; i++)
+        if (t->labels[i])
+            json_array_append_new(legend,
+                                  json_pack("{s:i, s:s, s:I}", "index", i, "label", t->labels[i],
+                                            "count", (json_int_t)t->counts[i]));
+    return legend;
+}
+
+json_t *category_table_counts(const struct category_table *t)
+{
+    json_t *counts = json_object();
+    char key[8];
+
+    for (int i = 0; counts && i < t->n_order; i++) {
+        snprintf(key, sizeof key, "%d", t->order[i]);
+        json_object_set_new(counts, key, json_integer((json_int_t)t->counts[t->order[i]]));
+    }
+    return counts;
+}
+
+json_t *category_table_doc_map(const struct category_table *t)
+{
+    return json_incref(t->doc_map);
+}
