@@ -234,11 +234,57 @@ static const yajl_callbacks json_callbacks = {
     cb_start_map, cb_map_key, cb_end, cb_start_array, cb_end,
 };
 
+static int hex4(const char *s)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* yajl turns a \uD800 escape without its partner into '?', where Python keeps the lone
+ * surrogate and prints it back as \ud800.  Rather than hash something else, such text is
+ * refused (PostgreSQL's json type refuses it too).  Backslashes only occur inside
+ * strings in valid JSON, so no string tracking is needed. */
+static bool has_lone_surrogate_escape(const char *s)
+{
+    for (; *s; s++) {
+        if (*s != '\\')
+            continue;
+        if (s[1] != 'u') {
+            s += s[1] != '\0';
+            continue;
+        }
+        int v = hex4(s + 2);
+        if (v >= 0xD800 && v <= 0xDBFF) {
+            int w = s[6] == '\\' && s[7] == 'u' ? hex4(s + 8) : -1;
+            if (w < 0xDC00 || w > 0xDFFF)
+                return true;
+            s += 11;
+        } else if (v >= 0xDC00 && v <= 0xDFFF) {
+            return true;
+        } else {
+            s += 5;
+        }
+    }
+    return false;
+}
+
 /* Parses one JSON document into *out (caller frees with jnode_free). */
 static int json_parse_tree(const char *text, struct jnode **out, struct pw_error *err)
 {
     struct jparse jp = {0};
     int rc = 0;
+    if (has_lone_surrogate_escape(text))
+        return pw_error_set(err, PW_EINVAL, "config has a lone UTF-16 surrogate escape");
     yajl_handle h = yajl_alloc(&json_callbacks, NULL, &jp);
     if (!h)
         return pw_error_set(err, PW_ENOMEM, "out of memory parsing config");

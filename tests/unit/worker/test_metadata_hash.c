@@ -59,8 +59,80 @@ static void test_reproduces_all_published_vectors(void)
     CHECK(hash_ok == cases);
 }
 
+static struct metadata_hash_input input_with_config(const char *config_json)
+{
+    struct metadata_hash_input in = {.collection_id = "c",
+                                     .reducer = "pca",
+                                     .dimensionality = 2,
+                                     .config_json = config_json,
+                                     .embedding_model = "m",
+                                     .vector_count = 1,
+                                     .collection_updated_at_us = 0};
+    return in;
+}
+
+static void test_refuses_config_with_infinite_number(void)
+{
+    struct metadata_hash_input in = input_with_config("{\"a\": 1e400}");
+    struct pw_error err = {0};
+    char hex[METADATA_HASH_HEX_LEN + 1];
+    CHECK(metadata_hash_compute(&in, NULL, hex, &err) == PW_EINVAL);
+    CHECK(strstr(err.msg, "not finite") != NULL);
+}
+
+static void test_refuses_config_that_is_not_json(void)
+{
+    struct metadata_hash_input in = input_with_config("{\"a\": NaN}");
+    struct pw_error err = {0};
+    char hex[METADATA_HASH_HEX_LEN + 1];
+    CHECK(metadata_hash_compute(&in, NULL, hex, &err) == PW_EINVAL);
+}
+
+static void test_refuses_config_that_is_a_non_empty_list(void)
+{
+    struct metadata_hash_input in = input_with_config("[1]");
+    struct pw_error err = {0};
+    char hex[METADATA_HASH_HEX_LEN + 1];
+    CHECK(metadata_hash_compute(&in, NULL, hex, &err) == PW_EINVAL);
+}
+
+static void test_refuses_lone_surrogate_escape_instead_of_hashing_a_substitute(void)
+{
+    struct metadata_hash_input in = input_with_config("{\"a\": \"\\ud800x\"}");
+    struct pw_error err = {0};
+    char hex[METADATA_HASH_HEX_LEN + 1];
+    CHECK(metadata_hash_compute(&in, NULL, hex, &err) == PW_EINVAL);
+    in.config_json = "{\"a\": \"\\ud83d\\ude00\"}";
+    CHECK(metadata_hash_compute(&in, NULL, hex, &err) == 0);
+}
+
+static void test_refuses_timestamp_fromisoformat_rejects(void)
+{
+    int64_t us;
+    struct pw_error err = {0};
+    CHECK(metadata_hash_parse_timestamp("2024-02-30T00:00:00+00:00", &us, &err) == PW_EINVAL);
+    CHECK(metadata_hash_parse_timestamp("2024-06-03T25:00:00", &us, &err) == PW_EINVAL);
+    CHECK(metadata_hash_parse_timestamp("2024-06-03T06:46:46+00:00junk", &us, &err) == PW_EINVAL);
+    CHECK(metadata_hash_parse_timestamp("", &us, &err) == PW_EINVAL);
+}
+
+static void test_sha256_hex_of_abc_is_the_fips_180_value(void)
+{
+    char hex[METADATA_HASH_HEX_LEN + 1];
+    struct pw_error err = {0};
+    CHECK(metadata_hash_sha256_hex("abc", 3, hex, &err) == 0);
+    /* FIPS 180-2 appendix B.1 */
+    CHECK_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
 int main(void)
 {
     RUN(test_reproduces_all_published_vectors);
+    RUN(test_refuses_config_with_infinite_number);
+    RUN(test_refuses_config_that_is_not_json);
+    RUN(test_refuses_config_that_is_a_non_empty_list);
+    RUN(test_refuses_lone_surrogate_escape_instead_of_hashing_a_substitute);
+    RUN(test_refuses_timestamp_fromisoformat_rejects);
+    RUN(test_sha256_hex_of_abc_is_the_fips_180_value);
     PW_TEST_MAIN();
 }
