@@ -7,6 +7,7 @@
 #include "pg.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -207,6 +208,16 @@ int pg_exec_script(PGconn *conn, const char *sql, struct pw_error *err)
     /* PQexec returns only the last result; an earlier failure aborts the rest and
      * is that last result, so checking it is enough. */
     return rc;
+}
+
+char *pg_strdup_value(const PGresult *res, int row, int col, int *nomem)
+{
+    if (PQgetisnull(res, row, col))
+        return NULL;
+    char *s = strdup(PQgetvalue(res, row, col));
+    if (!s)
+        *nomem = 1;
+    return s;
 }
 
 int pg_begin(PGconn *conn, struct pw_error *err)

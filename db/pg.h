@@ -56,6 +56,17 @@ int pg_commit(PGconn *conn, struct pw_error *err);
 /* Best effort; keeps err untouched so the error that caused the rollback survives. */
 void pg_rollback(PGconn *conn);
 
+/* SQL for a timestamptz column as exact integer microseconds since the Unix epoch, on
+ * every PostgreSQL version (extract() returned double before 14): whole seconds of the
+ * truncated value plus the microsecond part of the seconds field. */
+#define PG_EPOCH_US(col)                                                                           \
+    "(extract(epoch from date_trunc('second', " col "))::bigint * 1000000 + "                      \
+    "extract(microseconds from " col ")::bigint % 1000000)"
+
+/* Copies column c of row 0 into a malloc'd string; NULL when SQL NULL (or no memory:
+ * *nomem is then set). */
+char *pg_strdup_value(const PGresult *res, int row, int col, int *nomem);
+
 /* Maps a SQLSTATE to a PW_E* code as described above. */
 int pg_sqlstate_code(const char *sqlstate);
 

@@ -155,3 +155,70 @@ void pg_scrub_secret(char *msg, const char *secret)
         memmove(p + mask, p + slen, strlen(p + slen) + 1);
     }
 }
+
+/* Length of the password in "scheme://user:PASSWORD@" starting at p (just after "://"),
+ * or 0 when there is none before the end of the authority. */
+static size_t userinfo_password(const char *p, size_t *user_len)
+{
+    size_t n = strcspn(p, "/?# \t\r\n\"'");
+    const char *at = NULL;
+    for (const char *q = p; q < p + n; q++)
+        if (*q == '@')
+            at = q;
+    if (!at)
+        return 0;
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    if (!colon)
+        return 0;
+    *user_len = (size_t)(colon - p);
+    return (size_t)(at - colon - 1);
+}
+
+char *pg_sanitize_error(const char *in, char *out, size_t outsz)
+{
+    struct out o = {out, outsz, 0};
+    if (!out || outsz == 0)
+        return out;
+    out[0] = '\0';
+    if (!in)
+        return out;
+    for (const char *p = in; *p;) {
+        size_t user_len = 0, pw_len;
+        if (p[0] == ':' && p[1] == '/' && p[2] == '/' &&
+            (pw_len = userinfo_password(p + 3, &user_len)) > 0) {
+            put(&o, p, 3 + user_len);
+            put(&o, ":***", 4);
+            p += 3 + user_len + 1 + pw_len;
+            continue;
+        }
+        if (!strncasecmp(p, "password=", 9)) {
+            put(&o, p, 9);
+            put(&o, "***", 3);
+            p += 9;
+            if (*p == '\'') {
+                for (p++; *p && *p != '\''; p++)
+                    if (*p == '\\' && p[1])
+                        p++;
+                p += *p == '\'';
+            } else {
+                p += strcspn(p, " \t\r\n&;,");
+            }
+            continue;
+        }
+        unsigned char c = (unsigned char)*p;
+        put(&o, (c < 0x20 || c == 0x7f) ? " " : p, 1);
+        p++;
+    }
+    /* do not end inside a UTF-8 sequence */
+    size_t len = o.len;
+    size_t start = len;
+    while (start > 0 && ((unsigned char)out[start - 1] & 0xC0) == 0x80)
+        start--;
+    if (start > 0 && ((unsigned char)out[start - 1] & 0x80)) {
+        unsigned char lead = (unsigned char)out[start - 1];
+        size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+        if (len - (start - 1) < need)
+            out[start - 1] = '\0';
+    }
+    return out;
+}
