@@ -60,6 +60,31 @@ static void test_scrubs_every_occurrence_of_secret_from_message(void)
     CHECK_STR(stars, "x**y");
 }
 
+static void test_sanitized_error_masks_urls_and_password_keywords(void)
+{
+    pg_sanitize_error("amqp://guest:guest@rabbit:5672// and postgresql://u:p4ss@db/x failed; "
+                      "conninfo host=db password=s3cr3t user=u",
+                      buf, sizeof buf);
+    CHECK_STR(buf, "amqp://guest:***@rabbit:5672// and postgresql://u:***@db/x failed; "
+                   "conninfo host=db password=*** user=u");
+}
+
+static void test_sanitized_error_replaces_control_characters(void)
+{
+    pg_sanitize_error("line one\nline\ttwo\x01", buf, sizeof buf);
+    CHECK_STR(buf, "line one line two ");
+}
+
+static void test_sanitized_error_is_cut_on_a_utf8_boundary(void)
+{
+    char small[6];
+    pg_sanitize_error("abc\xc3\xa9\xc3\xa9", small, sizeof small); /* "abcéé" */
+    CHECK_STR(small, "abc\xc3\xa9");
+    char tiny[5];
+    pg_sanitize_error("abc\xc3\xa9", tiny, sizeof tiny);
+    CHECK_STR(tiny, "abc");
+}
+
 int main(void)
 {
     RUN(test_masks_password_in_uri_userinfo);
@@ -70,5 +95,8 @@ int main(void)
     RUN(test_masks_whole_string_it_cannot_parse);
     RUN(test_truncates_to_buffer_without_overflow);
     RUN(test_scrubs_every_occurrence_of_secret_from_message);
+    RUN(test_sanitized_error_masks_urls_and_password_keywords);
+    RUN(test_sanitized_error_replaces_control_characters);
+    RUN(test_sanitized_error_is_cut_on_a_utf8_boundary);
     PW_TEST_MAIN();
 }
