@@ -111,6 +111,37 @@ migrate_failure_reports_error_without_password)
     grep -q 'password authentication failed' "$work/2.log" || fail "no auth failure reported"
     check_logs_are_json_without_secret "$work/1.log" "$work/2.log"
     ;;
+changed_migration_is_reported_not_reapplied)
+    migrate "$work/1.log" || fail "first migrate failed"
+    mkdir "$work/migrations"
+    cp "$(dirname "$0")/../../../migrations/"*.sql "$work/migrations/"
+    echo "-- edited after release" >>"$work/migrations/0002_metadata_hash.sql"
+    migrate "$work/2.log" --migrations-dir "$work/migrations" || fail "second migrate failed"
+    grep -q '"event":"migration_checksum_mismatch".*"version":2' "$work/2.log" ||
+        fail "edited migration not reported: $(cat "$work/2.log")"
+    [ "$(sql 'SELECT count(*) FROM projection_worker_migrations')" = "$nfiles" ] || fail "row count changed"
+    check_logs_are_json_without_secret "$work/2.log"
+    ;;
+migrate_gives_up_when_another_migrator_holds_the_lock)
+    key=$(printf '%d' 0x70775f6d69677231) # MIGRATE_LOCK_KEY in db/migrate.h
+    mkfifo "$work/hold"
+    # A session that holds the lock until we close its input.
+    psql "$DB_URL" -qAt -v ON_ERROR_STOP=1 <"$work/hold" >"$work/holder.out" 2>&1 &
+    holder=$!
+    exec 3>"$work/hold"
+    echo "SELECT pg_advisory_lock($key); SELECT 'locked';" >&3
+    for _ in $(seq 1 100); do grep -q locked "$work/holder.out" && break; sleep 0.1; done
+    grep -q locked "$work/holder.out" || fail "helper session did not take the lock"
+    rc=0
+    migrate "$work/1.log" --lock-timeout 1 || rc=$?
+    exec 3>&-
+    wait $holder || true
+    [ $rc -eq 1 ] || fail "exit status $rc while the lock was held, want 1"
+    grep -q '"event":"migration_lock_wait"' "$work/1.log" || fail "no lock wait logged"
+    grep -q 'migration lock' "$work/1.log" || fail "failure does not name the lock: $(cat "$work/1.log")"
+    [ "$(sql "SELECT to_regclass('projection_runs') IS NULL")" = t ] || fail "migrated without the lock"
+    migrate "$work/2.log" || fail "migrate after the lock was released failed"
+    ;;
 *)
     fail "unknown test"
     ;;
