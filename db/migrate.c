@@ -184,13 +184,15 @@ static int take_lock(PGconn *conn, const struct migrate_options *opt, struct pw_
     return rc;
 }
 
-static void release_lock(PGconn *conn)
+/* Leaves the session as it was: no transaction, no lock, default lock_timeout. */
+static void release_lock(PGconn *conn, int locked)
 {
     char key[32];
     const char *p_key[] = {key};
     snprintf(key, sizeof key, "%lld", (long long)MIGRATE_LOCK_KEY);
     pg_rollback(conn);
-    pg_exec(conn, "SELECT pg_advisory_unlock($1::bigint)", 1, p_key, NULL, NULL);
+    if (locked)
+        pg_exec(conn, "SELECT pg_advisory_unlock($1::bigint)", 1, p_key, NULL, NULL);
     pg_exec(conn, "RESET lock_timeout", 0, NULL, NULL, NULL);
 }
 
@@ -273,8 +275,7 @@ int migrate_apply(PGconn *conn, const struct migration_list *list,
     }
 cleanup:
     PQclear(applied);
-    if (locked)
-        release_lock(conn);
+    release_lock(conn, locked);
     if (result)
         *result = r;
     return rc;

@@ -106,7 +106,7 @@ static int try_connect(const char *url, const struct pg_connect_options *opt, PG
     }
     char msg[200];
     first_line(msg, sizeof msg, PQerrorMessage(c));
-    pg_scrub_secret(msg, password);
+    pg_url_scrub_secret(msg, password);
     int code = PW_EUNAVAIL;
     if (strstr(msg, "password authentication failed") || strstr(msg, "no password supplied") ||
         strstr(msg, "authentication failed") || PQconnectionNeedsPassword(c))

@@ -144,7 +144,7 @@ char *pg_url_mask(const char *url, char *out, size_t outsz)
     return out;
 }
 
-void pg_scrub_secret(char *msg, const char *secret)
+void pg_url_scrub_secret(char *msg, const char *secret)
 {
     size_t slen = secret ? strlen(secret) : 0;
     if (!msg || slen == 0)
@@ -174,7 +174,7 @@ static size_t userinfo_password(const char *p, size_t *user_len)
     return (size_t)(at - colon - 1);
 }
 
-char *pg_sanitize_error(const char *in, char *out, size_t outsz)
+char *pg_url_sanitize_error(const char *in, char *out, size_t outsz)
 {
     struct out o = {out, outsz, 0};
     if (!out || outsz == 0)

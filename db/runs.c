@@ -259,7 +259,7 @@ static int mark_finished(PGconn *conn, const char *uuid, const char *status, con
                          struct pw_error *err)
 {
     char clean[1024];
-    pg_sanitize_error(message ? message : "", clean, sizeof clean);
+    pg_url_sanitize_error(message ? message : "", clean, sizeof clean);
     const char *params[] = {uuid, status, clean};
     return transition(conn, uuid, !strcmp(status, "failed") ? "fail" : "cancel",
                       "UPDATE projection_runs SET status = $2::text::projection_run_status,"

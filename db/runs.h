@@ -14,7 +14,7 @@
  *
  * Memory: struct run's strings are malloc'd and owned by the struct (runs_free()).
  * Errors: PW_ENOTFOUND no such run; PW_EINVAL bad argument or finished run; pg.h's
- * codes otherwise.  Error texts stored in the database go through pg_sanitize_error(). */
+ * codes otherwise.  Error texts stored in the database go through pg_url_sanitize_error(). */
 #ifndef PW_RUNS_H
 #define PW_RUNS_H
 

@@ -1,4 +1,4 @@
-/* test_pg_url.c - passwords never survive pg_url_mask / pg_scrub_secret. */
+/* test_pg_url.c - passwords never survive pg_url_mask / pg_url_scrub_secret. */
 #include "pg_url.h"
 #include "pw_test.h"
 
@@ -53,35 +53,35 @@ static void test_truncates_to_buffer_without_overflow(void)
 static void test_scrubs_every_occurrence_of_secret_from_message(void)
 {
     char msg[] = "auth failed for s3cr3t and again s3cr3t.";
-    pg_scrub_secret(msg, "s3cr3t");
+    pg_url_scrub_secret(msg, "s3cr3t");
     CHECK_STR(msg, "auth failed for *** and again ***.");
     char stars[] = "x**y";
-    pg_scrub_secret(stars, "**"); /* must terminate when the mask equals the secret */
+    pg_url_scrub_secret(stars, "**"); /* must terminate when the mask equals the secret */
     CHECK_STR(stars, "x**y");
 }
 
 static void test_sanitized_error_masks_urls_and_password_keywords(void)
 {
-    pg_sanitize_error("amqp://guest:guest@rabbit:5672// and postgresql://u:p4ss@db/x failed; "
-                      "conninfo host=db password=s3cr3t user=u",
-                      buf, sizeof buf);
+    pg_url_sanitize_error("amqp://guest:guest@rabbit:5672// and postgresql://u:p4ss@db/x failed; "
+                          "conninfo host=db password=s3cr3t user=u",
+                          buf, sizeof buf);
     CHECK_STR(buf, "amqp://guest:***@rabbit:5672// and postgresql://u:***@db/x failed; "
                    "conninfo host=db password=*** user=u");
 }
 
 static void test_sanitized_error_replaces_control_characters(void)
 {
-    pg_sanitize_error("line one\nline\ttwo\x01", buf, sizeof buf);
+    pg_url_sanitize_error("line one\nline\ttwo\x01", buf, sizeof buf);
     CHECK_STR(buf, "line one line two ");
 }
 
 static void test_sanitized_error_is_cut_on_a_utf8_boundary(void)
 {
     char small[6];
-    pg_sanitize_error("abc\xc3\xa9\xc3\xa9", small, sizeof small); /* "abcéé" */
+    pg_url_sanitize_error("abc\xc3\xa9\xc3\xa9", small, sizeof small); /* "abcéé" */
     CHECK_STR(small, "abc\xc3\xa9");
     char tiny[5];
-    pg_sanitize_error("abc\xc3\xa9", tiny, sizeof tiny);
+    pg_url_sanitize_error("abc\xc3\xa9", tiny, sizeof tiny);
     CHECK_STR(tiny, "abc");
 }
 
