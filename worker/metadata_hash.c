@@ -950,6 +950,17 @@ cleanup:
     return rc;
 }
 
+int metadata_hash_config_text(const json_t *config, char **text_out, struct pw_error *err)
+{
+    *text_out = NULL;
+    if (!config)
+        return 0;
+    *text_out = json_dumps(config, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    if (!*text_out)
+        return pw_error_set(err, PW_ENOMEM, "cannot serialize the config");
+    return 0;
+}
+
 int metadata_hash_sha256_hex(const void *data, size_t len, char hex_out[METADATA_HASH_HEX_LEN + 1],
                              struct pw_error *err)
 {

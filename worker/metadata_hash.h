@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "pw_error.h"
 
 #define METADATA_HASH_VERSION        1
@@ -43,6 +45,12 @@ int metadata_hash_canonical(const struct metadata_hash_input *in, char **canonic
  * canonical_out may be NULL when the caller only wants the hash. */
 int metadata_hash_compute(const struct metadata_hash_input *in, char **canonical_out,
                           char hex_out[METADATA_HASH_HEX_LEN + 1], struct pw_error *err);
+
+/* For callers holding the config as a jansson value: its JSON text (reals with 17
+ * significant digits, so they read back to the same double) for config_json.  Integers
+ * beyond 64 bits cannot be in a json_t; pass the database's text instead when you have
+ * it.  *text_out is malloc'd (free()); config NULL gives NULL. */
+int metadata_hash_config_text(const json_t *config, char **text_out, struct pw_error *err);
 
 /* SHA-256 of len bytes as lower-case hex (65 bytes with the NUL). */
 int metadata_hash_sha256_hex(const void *data, size_t len, char hex_out[METADATA_HASH_HEX_LEN + 1],

@@ -125,6 +125,27 @@ static void test_sha256_hex_of_abc_is_the_fips_180_value(void)
     CHECK_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+/* A config held as a json_t hashes like its text (published case 2, floats included). */
+static void test_config_from_jansson_value_hashes_like_its_text(void)
+{
+    const char *text = "{\"euclideana\": [\"cosine\", -0.019142381229528806, 55167529991.993034],"
+                       " \"slash/ok_x\": \"euclidean\", \"\\u00e9a\": \"na\\u00efve\"}";
+    json_error_t jerr;
+    json_t *config = json_loads(text, 0, &jerr);
+    char *dumped = NULL, hex[METADATA_HASH_HEX_LEN + 1] = "";
+    struct pw_error err = {0};
+    CHECK(config != NULL);
+    CHECK(metadata_hash_config_text(config, &dumped, &err) == 0);
+    struct metadata_hash_input in = {
+        "col-\xc3\xa9", "Pca", 2, dumped, "sentence-transformers/all-MiniLM-L6-v2", 6603506, 0};
+    CHECK(metadata_hash_parse_timestamp("2021-09-10T11:29:27.070026+00:00",
+                                        &in.collection_updated_at_us, &err) == 0);
+    CHECK(metadata_hash_compute(&in, NULL, hex, &err) == 0);
+    CHECK_STR(hex, "55c26799c5c1460c46618fd43fb9ce4e454dfeb2a4b5b8ebc65c06f4c57209c6");
+    free(dumped);
+    json_decref(config);
+}
+
 int main(void)
 {
     RUN(test_reproduces_all_published_vectors);
@@ -134,5 +155,6 @@ int main(void)
     RUN(test_refuses_lone_surrogate_escape_instead_of_hashing_a_substitute);
     RUN(test_refuses_timestamp_fromisoformat_rejects);
     RUN(test_sha256_hex_of_abc_is_the_fips_180_value);
+    RUN(test_config_from_jansson_value_hashes_like_its_text);
     PW_TEST_MAIN();
 }
