@@ -74,7 +74,7 @@ struct jnode {
     size_t nkids, capkids;
 };
 
-#define JSON_MAX_DEPTH 256
+#define JSON_MAX_DEPTH 1000 /* about where Python 3.11 json hits its recursion limit */
 
 struct jparse {
     struct jnode *root;
