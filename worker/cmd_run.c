@@ -8,13 +8,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "broker_url.h"
 #include "commands.h"
 #include "consumer.h"
 #include "log.h"
+#include "signals.h"
 #include "tasks.h"
 
 #define MAX_QUEUES 32
@@ -251,7 +251,6 @@ int cmd_run(int argc, char **argv)
     struct run_settings s;
     struct pw_error err;
     char masked[512];
-    sigset_t mask;
     int sfd = -1, rc;
 
     memset(&s, 0, sizeof s);
@@ -266,17 +265,9 @@ int cmd_run(int argc, char **argv)
         pw_log_event(&s.log, PW_LOG_ERROR, "config_invalid", NULL, err.msg);
         return 2;
     }
-    /* Signals arrive through a signalfd read by the consumer loop; task threads
-     * inherit the blocked mask. */
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGQUIT);
-    pthread_sigmask(SIG_BLOCK, &mask, NULL);
-    sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (sfd < 0) {
-        pw_log_event(&s.log, PW_LOG_CRITICAL, "signalfd_failed", NULL, strerror(errno));
+    /* Signals arrive as bytes on a self-pipe read by the consumer loop. */
+    if (signals_install(&sfd, &err)) {
+        pw_log_event(&s.log, PW_LOG_CRITICAL, "signals_failed", NULL, err.msg);
         free(s.queues_buf);
         return 1;
     }

@@ -19,7 +19,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +26,7 @@
 #include "broker_url.h"
 #include "celery_result.h"
 #include "pool.h"
+#include "signals.h"
 #include "tasks.h"
 
 #define COMPLETED_CACHE 256
@@ -542,10 +542,10 @@ static void begin_shutdown(struct consumer *c, int signo)
 
 static void read_signals(struct consumer *c, int signal_fd)
 {
-    struct signalfd_siginfo si;
+    int signo;
 
-    while (read(signal_fd, &si, sizeof si) == (ssize_t)sizeof si)
-        begin_shutdown(c, (int)si.ssi_signo);
+    while ((signo = signals_next(signal_fd)) > 0)
+        begin_shutdown(c, signo);
 }
 
 static int poll_timeout_ms(const struct consumer *c)
@@ -572,10 +572,9 @@ static void consumer_cleanup(struct consumer *c, int join_pool)
     drop_waiting_jobs(c, 0);
     broker_free(c->b);
     c->b = NULL;
-    if (join_pool) {
+    if (join_pool)
         pool_destroy(c->pool);
-        free(c->running);
-    }
+    free(c->running); /* the jobs themselves stay reachable from their threads */
     for (int i = 0; i < COMPLETED_CACHE; i++) {
         free(c->completed[i].task_id);
         free(c->completed[i].body);

@@ -11,7 +11,7 @@
  * e.g. on consumer_timeout, or the connection dropped) attaches to the running job
  * instead of starting it twice; the job acks the new delivery when it finishes.
  * Connection loss is retried with capped exponential backoff.  SIGTERM/SIGINT
- * (read from signal_fd) stop consuming, requeue what has not started, wait up to
+ * (bytes on signal_fd, see signals.h) stop consuming, requeue what has not started, wait up to
  * shutdown_timeout_s for running tasks and return 0; a second signal abandons them
  * to redelivery at once. */
 #ifndef PW_CONSUMER_H

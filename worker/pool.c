@@ -102,7 +102,7 @@ int pool_create(struct pool **out, int n_threads, const struct pw_log *log, void
         rc = pw_error_set(err, PW_ENOMEM, "cannot create pool wake-up fd or thread table");
         goto fail;
     }
-    /* Task threads never take signals: the consumer reads them from a signalfd. */
+    /* Task threads never run the signal handler: it belongs to the consumer side. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     for (; p->n_threads < n_threads; p->n_threads++) {
