@@ -116,7 +116,8 @@ int main(int argc, char **argv)
     }
     if (out) {
         FILE *fh = fopen(out, "wb");
-        if (!fh || fwrite(m.x, sizeof(float), m.n * m.dim, fh) != m.n * m.dim) {
+        if (!fh ||
+            (m.n * m.dim != 0 && fwrite(m.x, sizeof(float), m.n * m.dim, fh) != m.n * m.dim)) {
             fprintf(stderr, "cannot write %s\n", out);
             rc = 3;
         }
