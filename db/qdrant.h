@@ -119,6 +119,8 @@ void qdrant_matrix_init(struct qdrant_matrix *m);
  * Rows beyond n_max are still accepted (growth is geometric). */
 int qdrant_matrix_reserve(struct qdrant_matrix *m, size_t n_max, size_t dim, struct pw_error *err);
 void qdrant_matrix_free(struct qdrant_matrix *m);
+/* Empties the matrix (n = 0, dim kept) but keeps its allocations for reuse. */
+void qdrant_matrix_clear(struct qdrant_matrix *m);
 
 /* Payload field f of point i with Python dict semantics: a duplicated key keeps its
  * last value; metadata.* fields exist only when the last "metadata" is an object. */

@@ -177,6 +177,13 @@ void qdrant_matrix_free(struct qdrant_matrix *m)
     qdrant_matrix_init(m);
 }
 
+void qdrant_matrix_clear(struct qdrant_matrix *m)
+{
+    m->n = 0;
+    m->skipped = 0;
+    m->arena_len = 0;
+}
+
 /* Makes room for `rows` rows (ids, payload offsets, and floats once dim is known). */
 static int matrix_grow(struct qdrant_matrix *m, size_t rows)
 {

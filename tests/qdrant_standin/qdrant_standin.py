@@ -22,8 +22,8 @@ Usage:
 --generate keys: n, dim, seed, ids=int|uuid|mixed, id_start, id_step, named=a:4,b:8
 (named vectors instead of one unnamed vector), null_every=k (every k-th point has no
 vector), pool=K (vectors repeat with period K, so big collections cost little memory),
-payload=1|0.  The chosen port is printed as "PORT <n>" on stdout and written to
---port-file when given.
+payload=1|0.  --cache-pages keeps rendered pages (benchmarks).  The chosen port is
+printed as "PORT <n>" on stdout and written to --port-file when given.
 """
 
 import argparse
@@ -223,13 +223,15 @@ class BadRequest(Exception):
 
 
 class State:
-    def __init__(self, collection, api_key, faults):
+    def __init__(self, collection, api_key, faults, cache_pages=False):
         self.c = collection
         self.api_key = api_key
         self.lock = threading.Lock()
         self.faults = list(faults)
         self.routes = {}
+        self.bytes_sent = {}
         self.total = 0
+        self.page_cache = {} if cache_pages else None
         self.scroll_bodies = []
 
     def count(self, route, body=None):
@@ -428,17 +430,25 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_bytes(200, json.dumps({"result": {"count": len(c.ids)}, "status": "ok", "time": 0.0}).encode())
         if req is None:
             return self.send_error_json(400, "Format error in JSON body: expected value at line 1 column 1")
-        try:
-            out = scroll_page(c, req)
-        except BadRequest as e:
-            return self.send_error_json(e.code, e.msg)
+        key = json.dumps(req, sort_keys=True)
+        out = st.page_cache.get(key) if st.page_cache is not None else None
+        if out is None:
+            try:
+                out = scroll_page(c, req)
+            except BadRequest as e:
+                return self.send_error_json(e.code, e.msg)
+            if st.page_cache is not None:
+                st.page_cache[key] = out
+        with st.lock:
+            st.bytes_sent["scroll"] = st.bytes_sent.get("scroll", 0) + len(out)
         return self.send_bytes(200, out, fault=fault)
 
     def control(self, method, path, body):
         st = self.server.state
         if method == "GET" and path == "/__standin/stats":
             with st.lock:
-                out = {"routes": dict(st.routes), "total": st.total, "scroll_bodies": list(st.scroll_bodies)}
+                out = {"routes": dict(st.routes), "total": st.total, "bytes_sent": dict(st.bytes_sent),
+                       "scroll_bodies": list(st.scroll_bodies)}
             return self.send_bytes(200, json.dumps(out).encode())
         if method == "POST" and path == "/__standin/faults":
             faults = json.loads(body or b"{}").get("faults", [])
@@ -451,6 +461,7 @@ class Handler(BaseHTTPRequestHandler):
                 st.routes.clear()
                 st.total = 0
                 st.scroll_bodies.clear()
+                st.bytes_sent.clear()
             return self.send_bytes(200, b'{"ok":true}')
         return self.send_error_json(404, "unknown control route")
 
@@ -498,6 +509,8 @@ def main(argv=None):
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")
     ap.add_argument("--fault", action="append", default=[])
+    ap.add_argument("--cache-pages", action="store_true",
+                    help="keep every rendered scroll page, so repeated scrolls cost only the send")
     args = ap.parse_args(argv)
 
     c = Collection(args.collection)
@@ -507,7 +520,7 @@ def main(argv=None):
         c.generate(parse_kv(args.generate or ""))
     srv = ThreadingHTTPServer((args.host, args.port), Handler)
     srv.daemon_threads = True
-    srv.state = State(c, args.api_key, [parse_fault(f) for f in args.fault])
+    srv.state = State(c, args.api_key, [parse_fault(f) for f in args.fault], args.cache_pages)
     port = srv.server_address[1]
     if args.port_file:
         tmp = args.port_file + ".tmp"
