@@ -33,6 +33,21 @@ static const char *const field_names[QDRANT_F_COUNT] = {"doc_id",
                                                         "metadata.updated_at",
                                                         "metadata.timestamp"};
 
+/* Peak resident set of this process (VmHWM).  Not getrusage: on Linux ru_maxrss
+ * carries the parent's peak across fork+exec, which would charge us the driver's. */
+static long peak_rss_kb(void)
+{
+    char line[256];
+    long kb = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kb = atol(line + 6);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
 int main(int argc, char **argv)
 {
     struct qdrant_config cfg = {0};
@@ -95,6 +110,7 @@ int main(int argc, char **argv)
                             (json_int_t)st.requests, "retries", (json_int_t)st.retries, "pages",
                             (json_int_t)st.pages, "reached_end", st.reached_end, "points_count",
                             (json_int_t)st.points_count);
+    json_object_set_new(rep, "maxrss_kb", json_integer(peak_rss_kb()));
     if (dump) {
         json_t *ids = json_array(), *fields = json_array();
         for (size_t i = 0; i < m.n; i++) {
