@@ -1,0 +1,116 @@
+/* qdrant_f32.h - JSON number text to float32, bit-identical to (float)strtod(text).
+ *
+ * Scroll pages are ~90% float text, so this is the hot loop of the Qdrant client.
+ * Qdrant prints float32 values in shortest form (<= 9 significant digits, small
+ * exponents), which the Clinger fast path covers exactly: a mantissa below 2^53 and a
+ * power of ten up to 1e22 are both exact doubles, so one IEEE multiply or divide gives
+ * the correctly rounded double, i.e. what glibc's strtod returns; the cast to float then
+ * rounds it exactly as (float)strtod does (double rounding included, on purpose: the
+ * contract is "same as (float)strtod", which is what numpy's float32(float(s)) gives).
+ * Anything else (more than 19 significant digits, huge exponents, long text) goes to
+ * strtod itself, so results never differ.  strtod reads LC_NUMERIC: the process must
+ * keep the "C" locale (the default unless main calls setlocale).
+ *
+ * qdrant_f32_parse() accepts exactly the JSON number grammar
+ *   -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+ * over s[0..len) (no NUL needed) and returns 0, or -1 (nothing stored) for other text. */
+#ifndef QDRANT_F32_H
+#define QDRANT_F32_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+int qdrant_f32_parse_slow(const char *s, size_t len, float *out);
+
+static inline int qdrant_f32_parse(const char *s, size_t len, float *out)
+{
+    static const double pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    const char *p = s, *end = s + len;
+    uint64_t m = 0;
+    int nd = 0, exp10 = 0, neg = 0;
+
+    if (p < end && *p == '-') {
+        neg = 1;
+        p++;
+    }
+    if (p == end)
+        return -1;
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < end && (unsigned)(*p - '0') < 10) {
+            if (nd == 19)
+                return qdrant_f32_parse_slow(s, len, out);
+            m = m * 10 + (uint64_t)(*p - '0');
+            nd++;
+            p++;
+        }
+    } else {
+        return -1;
+    }
+    if (p < end && *p == '.') {
+        p++;
+        if (p == end || (unsigned)(*p - '0') >= 10)
+            return -1;
+        while (p < end && (unsigned)(*p - '0') < 10) {
+            if (m != 0 || *p != '0') { /* leading zeros of 0.000ddd are not significant */
+                if (nd == 19)
+                    return qdrant_f32_parse_slow(s, len, out);
+                m = m * 10 + (uint64_t)(*p - '0');
+                nd++;
+            }
+            exp10--;
+            p++;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        int eneg = 0, e = 0;
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) {
+            eneg = *p == '-';
+            p++;
+        }
+        if (p == end || (unsigned)(*p - '0') >= 10)
+            return -1;
+        while (p < end && (unsigned)(*p - '0') < 10) {
+            if (e < 100000)
+                e = e * 10 + (*p - '0');
+            p++;
+        }
+        exp10 += eneg ? -e : e;
+    }
+    if (p != end)
+        return -1;
+    if (m == 0) {
+        *out = neg ? -0.0f : 0.0f;
+        return 0;
+    }
+    if (m <= (UINT64_C(1) << 53)) {
+        double d;
+        if (exp10 >= 0 && exp10 <= 22) {
+            d = (double)m * pow10[exp10];
+        } else if (exp10 < 0 && exp10 >= -22) {
+            d = (double)m / pow10[-exp10];
+        } else if (exp10 > 22 && exp10 <= 22 + 15) {
+            /* 12e30: move the excess power into the mantissa while it stays exact */
+            uint64_t mm = m;
+            int k = exp10 - 22;
+            while (k > 0 && mm <= (UINT64_C(1) << 53) / 10) {
+                mm *= 10;
+                k--;
+            }
+            if (k > 0)
+                return qdrant_f32_parse_slow(s, len, out);
+            d = (double)mm * 1e22;
+        } else {
+            return qdrant_f32_parse_slow(s, len, out);
+        }
+        *out = (float)(neg ? -d : d);
+        return 0;
+    }
+    return qdrant_f32_parse_slow(s, len, out);
+}
+
+#endif

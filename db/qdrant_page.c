@@ -1,0 +1,990 @@
+/* qdrant_page.c - streaming parser of one scroll response into a qdrant_matrix.
+ *
+ * Why yajl: it is a Debian package the project already allows, it tokenizes at several
+ * hundred MB/s, it accepts input in arbitrary chunks (tokens split across chunk
+ * boundaries are reassembled in its own reused buffer) and, with the yajl_number
+ * callback, hands us number text instead of calling strtod itself.  A DOM (jansson) is
+ * 10x slower here and would allocate per number; a hand-written tokenizer would redo
+ * what yajl already does well (house rule).
+ *
+ * The parser is a small state machine over the only shape we care about:
+ *   {"result": {"points": [ {"id", "payload", "vector"} ... ], "next_page_offset"},
+ *    "status", "time", ...}
+ * A stack of frames records which of those objects/arrays we are in; any value we do
+ * not need is skipped by counting nesting depth.  Vector numbers are written straight
+ * into row m->n of the matrix; a point is committed (n++) only when its object closes
+ * with an id and a complete dense vector, so a skipped or failed point leaves nothing.
+ * Payload fields named by enum qdrant_field are appended to the matrix arena as
+ * records [field u8][kind u8][empty u8][pad u8][len u32][text][NUL]. */
+#include "qdrant.h"
+#include "qdrant_f32.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl/yajl_parse.h>
+
+enum frame {
+    FR_TOP,       /* the response object */
+    FR_RESULT,    /* result */
+    FR_POINTS,    /* result.points */
+    FR_POINT,     /* one record */
+    FR_PAYLOAD,   /* its payload */
+    FR_META,      /* payload.metadata */
+    FR_VECS,      /* its vector, when it is a map of named vectors */
+    FR_VEC_FIRST, /* a vector array before its first element */
+    FR_VEC_DENSE, /* a vector array of numbers */
+    FR_STATUS     /* {"error": ...} in place of "ok" */
+};
+
+enum key {
+    K_NONE,
+    K_RESULT,
+    K_STATUS,
+    K_POINTS,
+    K_NEXT,
+    K_ID,
+    K_PAYLOAD,
+    K_VECTOR,
+    K_FIELD,
+    K_METADATA,
+    K_VEC_CAND,
+    K_ERROR
+};
+
+enum vec_state { VS_NONE, VS_DENSE, VS_SKIP };
+
+#define MAX_FRAMES 12
+#define FIELD_MARK 0xFE /* record for a "metadata" key: kind says what its value was */
+#define NO_CAPTURE ((size_t)-1)
+#define REC_HEADER 8
+
+struct qdrant_page_parser {
+    yajl_handle h;
+    struct qdrant_matrix *m;
+    const char *vname;
+    size_t vname_len;
+    size_t limit;
+    int keep_payload;
+
+    size_t n0, arena0, dim0, skipped0; /* rollback point */
+    int finished_ok, failed;
+
+    uint8_t fr[MAX_FRAMES];
+    int sp;
+    int key, key_field;
+    size_t skip;        /* > 0: inside a value we ignore, at this depth */
+    size_t capture_rec; /* arena offset of an OBJECT/ARRAY field record awaiting a member */
+    int seen_top, seen_points, status; /* status: 0 absent, 1 "ok", -1 error */
+    char status_msg[160];
+
+    /* the point being read */
+    size_t pt_index;
+    int id_seen;
+    struct qdrant_id id;
+    int vec_state, vec_decided;
+    size_t vec_len, col, row_cap;
+    float *row;
+    size_t pt_arena0;
+
+    struct qdrant_page page;
+    struct pw_error err;
+};
+
+/* ---- ids ------------------------------------------------------------------------- */
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Hyphenated (8-4-4-4-12) or 32 plain hex digits, any case. */
+static int parse_uuid(const char *s, size_t len, uint8_t out[16])
+{
+    int hyph = len == 36;
+    size_t i = 0, k = 0;
+    if (len != 36 && len != 32)
+        return -1;
+    while (i < len) {
+        if (hyph && (i == 8 || i == 13 || i == 18 || i == 23)) {
+            if (s[i] != '-')
+                return -1;
+            i++;
+            continue;
+        }
+        int hi = hexval((unsigned char)s[i]), lo = hexval((unsigned char)s[i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[k++] = (uint8_t)(hi << 4 | lo);
+        i += 2;
+    }
+    return k == 16 ? 0 : -1;
+}
+
+static int parse_u64(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (len == 0 || len > 20 || (len > 1 && s[0] == '0'))
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (d > 9 || v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+size_t qdrant_id_format(const struct qdrant_id *id, char buf[QDRANT_ID_TEXT_MAX])
+{
+    static const char hex[] = "0123456789abcdef";
+    if (id->kind == QDRANT_ID_NUM)
+        return (size_t)snprintf(buf, QDRANT_ID_TEXT_MAX, "%llu", (unsigned long long)id->u.num);
+    size_t k = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            buf[k++] = '-';
+        buf[k++] = hex[id->u.uuid[i] >> 4];
+        buf[k++] = hex[id->u.uuid[i] & 15];
+    }
+    buf[k] = '\0';
+    return k;
+}
+
+/* ---- matrix storage -------------------------------------------------------------- */
+
+void qdrant_matrix_init(struct qdrant_matrix *m)
+{
+    memset(m, 0, sizeof *m);
+}
+
+void qdrant_matrix_free(struct qdrant_matrix *m)
+{
+    if (!m)
+        return;
+    free(m->x);
+    free(m->ids);
+    free(m->pay_off);
+    free(m->arena);
+    qdrant_matrix_init(m);
+}
+
+void qdrant_matrix_clear(struct qdrant_matrix *m)
+{
+    m->n = 0;
+    m->skipped = 0;
+    m->arena_len = 0;
+}
+
+/* Makes room for `rows` rows (ids, payload offsets, and floats once dim is known). */
+static int matrix_grow(struct qdrant_matrix *m, size_t rows)
+{
+    if (rows > m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 16;
+        if (cap < rows)
+            cap = rows;
+        struct qdrant_id *ids = realloc(m->ids, cap * sizeof *ids);
+        if (!ids)
+            return PW_ENOMEM;
+        m->ids = ids;
+        size_t *po = realloc(m->pay_off, (cap + 1) * sizeof *po);
+        if (!po)
+            return PW_ENOMEM;
+        if (!m->pay_off)
+            po[0] = 0;
+        m->pay_off = po;
+        m->cap = cap;
+    }
+    if (m->dim && m->x_cap < m->cap * m->dim) {
+        if (m->cap > SIZE_MAX / sizeof(float) / m->dim)
+            return PW_ENOMEM;
+        float *x = realloc(m->x, m->cap * m->dim * sizeof *x);
+        if (!x)
+            return PW_ENOMEM;
+        m->x = x;
+        m->x_cap = m->cap * m->dim;
+    }
+    return 0;
+}
+
+int qdrant_matrix_reserve(struct qdrant_matrix *m, size_t n_max, size_t dim, struct pw_error *err)
+{
+    if (m->n && dim && m->dim && dim != m->dim)
+        return pw_error_set(err, PW_EINVAL, "matrix already holds rows of %zu floats", m->dim);
+    if (dim)
+        m->dim = dim;
+    if (n_max == 0)
+        n_max = 1;
+    if (matrix_grow(m, n_max) < 0)
+        return pw_error_set(err, PW_ENOMEM, "cannot allocate %zu x %zu float32 matrix", n_max, dim);
+    return 0;
+}
+
+static int arena_reserve(struct qdrant_matrix *m, size_t extra)
+{
+    if (m->arena_len + extra <= m->arena_cap)
+        return 0;
+    size_t cap = m->arena_cap ? m->arena_cap : 4096;
+    while (cap < m->arena_len + extra)
+        cap *= 2;
+    char *a = realloc(m->arena, cap);
+    if (!a)
+        return PW_ENOMEM;
+    m->arena = a;
+    m->arena_cap = cap;
+    return 0;
+}
+
+/* Appends a field record; returns its arena offset or NO_CAPTURE when out of memory. */
+static size_t arena_record(struct qdrant_matrix *m, int field, int kind, const char *text,
+                           size_t len)
+{
+    if (len > UINT32_MAX || arena_reserve(m, REC_HEADER + len + 1) < 0)
+        return NO_CAPTURE;
+    size_t off = m->arena_len;
+    char *r = m->arena + off;
+    uint32_t l32 = (uint32_t)len;
+    r[0] = (char)field;
+    r[1] = (char)kind;
+    r[2] = (kind == QDRANT_V_OBJECT || kind == QDRANT_V_ARRAY) ? 1 : 0; /* empty until a member */
+    r[3] = 0;
+    memcpy(r + 4, &l32, 4);
+    if (len)
+        memcpy(r + REC_HEADER, text, len);
+    r[REC_HEADER + len] = '\0';
+    m->arena_len += REC_HEADER + len + 1;
+    return off;
+}
+
+static int field_is_meta(int f)
+{
+    return f >= QDRANT_F_META_SOURCE_PATH && f < QDRANT_F_COUNT;
+}
+
+struct qdrant_value qdrant_matrix_field(const struct qdrant_matrix *m, size_t i,
+                                        enum qdrant_field f)
+{
+    struct qdrant_value v = {QDRANT_V_ABSENT, "", 0, 0};
+    if (!m || i >= m->n || !m->arena)
+        return v;
+    const char *a = m->arena + m->pay_off[i], *end = m->arena + m->pay_off[i + 1];
+    while (a < end) {
+        uint32_t len;
+        memcpy(&len, a + 4, 4);
+        int field = (unsigned char)a[0];
+        if (field == FIELD_MARK && field_is_meta((int)f)) {
+            v.kind = QDRANT_V_ABSENT; /* a later "metadata" key replaces the earlier one */
+            v.text = "";
+            v.len = 0;
+            v.empty = 0;
+        } else if (field == (int)f) {
+            v.kind = (enum qdrant_value_kind)(unsigned char)a[1];
+            v.empty = a[2];
+            v.text = a + REC_HEADER;
+            v.len = len;
+        }
+        a += REC_HEADER + len + 1;
+    }
+    return v;
+}
+
+int qdrant_value_truthy(const struct qdrant_value *v)
+{
+    switch (v->kind) {
+    case QDRANT_V_TRUE:
+        return 1;
+    case QDRANT_V_INT:
+        for (size_t i = 0; i < v->len; i++)
+            if (v->text[i] >= '1' && v->text[i] <= '9')
+                return 1;
+        return 0;
+    case QDRANT_V_FLOAT:
+        return strtod(v->text, NULL) != 0.0;
+    case QDRANT_V_STRING:
+        return v->len > 0;
+    case QDRANT_V_OBJECT:
+    case QDRANT_V_ARRAY:
+        return !v->empty;
+    default:
+        return 0;
+    }
+}
+
+/* ---- parser helpers -------------------------------------------------------------- */
+
+static const char *const top_fields[] = {
+    [QDRANT_F_DOC_ID] = "doc_id",           [QDRANT_F_DOCUMENT_ID] = "document_id",
+    [QDRANT_F_CHUNK_ID] = "chunk_id",       [QDRANT_F_SOURCE_ID] = "source_id",
+    [QDRANT_F_SOURCE_PATH] = "source_path", [QDRANT_F_PATH] = "path",
+    [QDRANT_F_MIME_TYPE] = "mime_type",     [QDRANT_F_INGESTED_AT] = "ingested_at",
+    [QDRANT_F_CREATED_AT] = "created_at",   [QDRANT_F_UPDATED_AT] = "updated_at",
+    [QDRANT_F_TIMESTAMP] = "timestamp",
+};
+
+static const char *const meta_fields[] = {
+    "source_path", "mime_type", "ingested_at", "created_at", "updated_at", "timestamp",
+};
+
+static int key_is(const unsigned char *k, size_t len, const char *lit)
+{
+    size_t n = strlen(lit);
+    return len == n && memcmp(k, lit, n) == 0;
+}
+
+static void point_label(const struct qdrant_page_parser *p, char *buf, size_t size)
+{
+    if (p->id_seen) {
+        char id[QDRANT_ID_TEXT_MAX];
+        qdrant_id_format(&p->id, id);
+        snprintf(buf, size, "point %s", id);
+    } else {
+        snprintf(buf, size, "point #%zu of the page (before its id)", p->pt_index);
+    }
+}
+
+static int fail_point(struct qdrant_page_parser *p, const char *what)
+{
+    char label[80];
+    point_label(p, label, sizeof label);
+    pw_error_set(&p->err, PW_EPROTO, "qdrant scroll: %s: %s", label, what);
+    return 0;
+}
+
+static int fail(struct qdrant_page_parser *p, int code, const char *what)
+{
+    pw_error_set(&p->err, code, "qdrant scroll: %s", what);
+    return 0;
+}
+
+static int push(struct qdrant_page_parser *p, int frame)
+{
+    if (p->sp == MAX_FRAMES)
+        return fail(p, PW_EINTERNAL, "frame stack overflow");
+    p->fr[p->sp++] = (uint8_t)frame;
+    return 1;
+}
+
+static int take_key(struct qdrant_page_parser *p)
+{
+    int k = p->key;
+    p->key = K_NONE;
+    return k;
+}
+
+/* First token inside a skipped OBJECT/ARRAY field: it has members. */
+static void touch_capture(struct qdrant_page_parser *p)
+{
+    if (p->skip == 1 && p->capture_rec != NO_CAPTURE) {
+        p->m->arena[p->capture_rec + 2] = 0;
+        p->capture_rec = NO_CAPTURE;
+    }
+}
+
+static int store_field(struct qdrant_page_parser *p, int field, int kind, const char *t, size_t len)
+{
+    size_t off = arena_record(p->m, field, kind, t, len);
+    if (off == NO_CAPTURE)
+        return fail(p, PW_ENOMEM, "out of memory for payload fields");
+    if (kind == QDRANT_V_OBJECT || kind == QDRANT_V_ARRAY) {
+        p->capture_rec = off;
+        p->skip = 1;
+    }
+    return 1;
+}
+
+static void begin_point(struct qdrant_page_parser *p)
+{
+    p->pt_index++;
+    p->id_seen = 0;
+    p->vec_state = VS_NONE;
+    p->vec_decided = 0;
+    p->vec_len = 0;
+    p->col = 0;
+    p->pt_arena0 = p->m->arena_len;
+}
+
+static int begin_vector(struct qdrant_page_parser *p)
+{
+    struct qdrant_matrix *m = p->m;
+    p->vec_state = VS_NONE;
+    p->col = 0;
+    if (m->dim) {
+        if (matrix_grow(m, m->n + 1) < 0)
+            return fail(p, PW_ENOMEM, "out of memory for the vector matrix");
+        p->row = m->x + m->n * m->dim;
+        p->row_cap = m->dim;
+    } else { /* n == 0: the first row doubles as a growable scratch row */
+        p->row = m->x;
+        p->row_cap = m->x_cap;
+    }
+    return push(p, FR_VEC_FIRST);
+}
+
+static int vector_number(struct qdrant_page_parser *p, const char *s, size_t len)
+{
+    float v;
+    if (qdrant_f32_parse(s, len, &v) != 0 || !isfinite(v)) {
+        char what[96];
+        snprintf(what, sizeof what, "vector value %.*s is not a finite float32",
+                 (int)(len > 40 ? 40 : len), s);
+        return fail_point(p, what);
+    }
+    if (p->col >= p->row_cap && !p->m->dim) {
+        struct qdrant_matrix *m = p->m;
+        size_t cap = m->x_cap ? m->x_cap * 2 : 1024;
+        float *x = realloc(m->x, cap * sizeof *x);
+        if (!x)
+            return fail(p, PW_ENOMEM, "out of memory for the first vector");
+        m->x = x;
+        m->x_cap = cap;
+        p->row = x;
+        p->row_cap = cap;
+    }
+    if (p->col < p->row_cap)
+        p->row[p->col] = v;
+    p->col++; /* past dim: counted, not stored; end_point reports the mismatch */
+    return 1;
+}
+
+static int end_point(struct qdrant_page_parser *p)
+{
+    struct qdrant_matrix *m = p->m;
+    if (!p->id_seen)
+        return fail_point(p, "record has no id");
+    if (p->vec_state != VS_DENSE) {
+        m->arena_len = p->pt_arena0;
+        m->skipped++;
+        p->page.skipped++;
+        return 1;
+    }
+    if (p->vec_len == 0)
+        return fail_point(p, "vector is empty");
+    if (!m->dim) {
+        m->dim = p->vec_len;
+    } else if (p->vec_len != m->dim) {
+        char what[96];
+        snprintf(what, sizeof what, "vector has %zu values, expected %zu (mixed dimensions)",
+                 p->vec_len, m->dim);
+        return fail_point(p, what);
+    }
+    if (matrix_grow(m, m->n + 1) < 0)
+        return fail(p, PW_ENOMEM, "out of memory for the vector matrix");
+    m->ids[m->n] = p->id;
+    m->pay_off[m->n + 1] = m->arena_len;
+    m->n++;
+    p->page.kept++;
+    return 1;
+}
+
+static int set_next_offset(struct qdrant_page_parser *p, int is_string, const char *s, size_t len)
+{
+    struct qdrant_id id;
+    if (is_string) {
+        if (parse_uuid(s, len, id.u.uuid) < 0)
+            return fail(p, PW_EPROTO, "next_page_offset is neither a u64 nor a UUID");
+        id.kind = QDRANT_ID_UUID;
+        char txt[QDRANT_ID_TEXT_MAX];
+        qdrant_id_format(&id, txt);
+        snprintf(p->page.next_offset, sizeof p->page.next_offset, "\"%s\"", txt);
+    } else {
+        if (parse_u64(s, len, &id.u.num) < 0)
+            return fail(p, PW_EPROTO, "next_page_offset is neither a u64 nor a UUID");
+        memcpy(p->page.next_offset, s, len);
+        p->page.next_offset[len] = '\0';
+    }
+    p->page.has_next = 1;
+    return 1;
+}
+
+/* ---- yajl callbacks -------------------------------------------------------------- */
+
+/* kind: a QDRANT_V_* scalar kind; s/len: its text (numbers raw, strings decoded). */
+static int on_scalar(struct qdrant_page_parser *p, int kind, const char *s, size_t len)
+{
+    if (p->skip) {
+        touch_capture(p);
+        return 1;
+    }
+    if (p->sp == 0)
+        return fail(p, PW_EPROTO, "response is not a JSON object");
+    int k = take_key(p);
+    switch (p->fr[p->sp - 1]) {
+    case FR_TOP:
+        if (k == K_STATUS) {
+            if (kind == QDRANT_V_STRING && len == 2 && memcmp(s, "ok", 2) == 0) {
+                p->status = 1;
+            } else {
+                p->status = -1;
+                snprintf(p->status_msg, sizeof p->status_msg, "status %.*s",
+                         (int)(len > 100 ? 100 : len), s);
+            }
+        } else if (k == K_RESULT && kind != QDRANT_V_NULL) {
+            return fail(p, PW_EPROTO, "result is not an object");
+        }
+        return 1;
+    case FR_RESULT:
+        if (k == K_POINTS)
+            return fail(p, PW_EPROTO, "result.points is not an array");
+        if (k == K_NEXT) {
+            if (kind == QDRANT_V_NULL)
+                return 1;
+            if (kind != QDRANT_V_STRING && kind != QDRANT_V_INT)
+                return fail(p, PW_EPROTO, "next_page_offset is neither a u64 nor a UUID");
+            return set_next_offset(p, kind == QDRANT_V_STRING, s, len);
+        }
+        return 1;
+    case FR_POINTS:
+        return fail(p, PW_EPROTO, "an element of result.points is not an object");
+    case FR_POINT:
+        if (k == K_ID) {
+            if (kind == QDRANT_V_INT && parse_u64(s, len, &p->id.u.num) == 0) {
+                p->id.kind = QDRANT_ID_NUM;
+            } else if (kind == QDRANT_V_STRING && parse_uuid(s, len, p->id.u.uuid) == 0) {
+                p->id.kind = QDRANT_ID_UUID;
+            } else {
+                p->id_seen = 0;
+                return fail_point(p, "id is neither a u64 nor a UUID");
+            }
+            p->id_seen = 1;
+        } else if (k == K_VECTOR) {
+            p->vec_state = kind == QDRANT_V_NULL ? VS_NONE : VS_SKIP;
+        } else if (k == K_PAYLOAD) {
+            p->m->arena_len = p->pt_arena0; /* a repeated "payload" key replaces the first */
+        }
+        return 1;
+    case FR_PAYLOAD:
+        if (k == K_FIELD)
+            return store_field(p, p->key_field, kind, s, len);
+        if (k == K_METADATA)
+            return store_field(p, FIELD_MARK, kind, "", 0);
+        return 1;
+    case FR_META:
+        if (k == K_FIELD)
+            return store_field(p, p->key_field, kind, s, len);
+        return 1;
+    case FR_VECS:
+        if (k == K_VEC_CAND && kind != QDRANT_V_NULL) {
+            p->vec_decided = 1; /* a number or string where a vector belongs: unusable */
+            p->vec_state = VS_SKIP;
+        }
+        return 1;
+    case FR_VEC_FIRST:
+    case FR_VEC_DENSE:
+        return fail_point(p, "vector contains a value that is not a number");
+    case FR_STATUS:
+        if (k == K_ERROR && kind == QDRANT_V_STRING)
+            snprintf(p->status_msg, sizeof p->status_msg, "%.*s", (int)(len > 150 ? 150 : len), s);
+        return 1;
+    }
+    return 1;
+}
+
+static int cb_null(void *ctx)
+{
+    return on_scalar(ctx, QDRANT_V_NULL, "", 0);
+}
+
+static int cb_boolean(void *ctx, int b)
+{
+    return on_scalar(ctx, b ? QDRANT_V_TRUE : QDRANT_V_FALSE, "", 0);
+}
+
+static int cb_number(void *ctx, const char *s, size_t len)
+{
+    struct qdrant_page_parser *p = ctx;
+    if (!p->skip && p->sp) {
+        int f = p->fr[p->sp - 1];
+        if (f == FR_VEC_DENSE)
+            return vector_number(p, s, len);
+        if (f == FR_VEC_FIRST) {
+            p->fr[p->sp - 1] = FR_VEC_DENSE;
+            return vector_number(p, s, len);
+        }
+    }
+    int is_float = memchr(s, '.', len) || memchr(s, 'e', len) || memchr(s, 'E', len);
+    return on_scalar(p, is_float ? QDRANT_V_FLOAT : QDRANT_V_INT, s, len);
+}
+
+static int cb_string(void *ctx, const unsigned char *s, size_t len)
+{
+    return on_scalar(ctx, QDRANT_V_STRING, (const char *)s, len);
+}
+
+static int cb_start_map(void *ctx)
+{
+    struct qdrant_page_parser *p = ctx;
+    if (p->skip) {
+        touch_capture(p);
+        p->skip++;
+        return 1;
+    }
+    if (p->sp == 0) {
+        p->seen_top = 1;
+        return push(p, FR_TOP);
+    }
+    int k = take_key(p);
+    switch (p->fr[p->sp - 1]) {
+    case FR_TOP:
+        if (k == K_RESULT)
+            return push(p, FR_RESULT);
+        if (k == K_STATUS) {
+            p->status = -1;
+            snprintf(p->status_msg, sizeof p->status_msg, "error status without message");
+            return push(p, FR_STATUS);
+        }
+        break;
+    case FR_RESULT:
+        if (k == K_POINTS)
+            return fail(p, PW_EPROTO, "result.points is not an array");
+        if (k == K_NEXT)
+            return fail(p, PW_EPROTO, "next_page_offset is neither a u64 nor a UUID");
+        break;
+    case FR_POINTS:
+        p->page.points++;
+        if (p->limit && p->m->n >= p->limit)
+            break; /* enough rows: read past the rest of the page */
+        begin_point(p);
+        return push(p, FR_POINT);
+    case FR_POINT:
+        if (k == K_ID)
+            return fail_point(p, "id is neither a u64 nor a UUID");
+        if (k == K_VECTOR) {
+            p->vec_state = VS_NONE;
+            p->vec_decided = 0;
+            return push(p, FR_VECS);
+        }
+        if (k == K_PAYLOAD) {
+            p->m->arena_len = p->pt_arena0;
+            if (p->keep_payload)
+                return push(p, FR_PAYLOAD);
+        }
+        break;
+    case FR_PAYLOAD:
+        if (k == K_FIELD)
+            return store_field(p, p->key_field, QDRANT_V_OBJECT, "", 0);
+        if (k == K_METADATA) {
+            if (!store_field(p, FIELD_MARK, QDRANT_V_OBJECT, "", 0))
+                return 0;
+            p->skip = 0; /* the marker needs no member tracking: descend instead */
+            p->capture_rec = NO_CAPTURE;
+            return push(p, FR_META);
+        }
+        break;
+    case FR_META:
+        if (k == K_FIELD)
+            return store_field(p, p->key_field, QDRANT_V_OBJECT, "", 0);
+        break;
+    case FR_VECS:
+        if (k == K_VEC_CAND) { /* sparse vector {"indices","values"}: not projected */
+            p->vec_decided = 1;
+            p->vec_state = VS_SKIP;
+        }
+        break;
+    case FR_VEC_FIRST:
+    case FR_VEC_DENSE:
+        return fail_point(p, "vector contains a value that is not a number");
+    default:
+        break;
+    }
+    p->skip = 1;
+    return 1;
+}
+
+static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
+{
+    struct qdrant_page_parser *p = ctx;
+    if (p->skip) {
+        touch_capture(p);
+        return 1;
+    }
+    p->key = K_NONE;
+    switch (p->fr[p->sp - 1]) {
+    case FR_TOP:
+        if (key_is(s, len, "result"))
+            p->key = K_RESULT;
+        else if (key_is(s, len, "status"))
+            p->key = K_STATUS;
+        break;
+    case FR_RESULT:
+        if (key_is(s, len, "points"))
+            p->key = K_POINTS;
+        else if (key_is(s, len, "next_page_offset"))
+            p->key = K_NEXT;
+        break;
+    case FR_POINT:
+        if (key_is(s, len, "id"))
+            p->key = K_ID;
+        else if (key_is(s, len, "vector"))
+            p->key = K_VECTOR;
+        else if (key_is(s, len, "payload"))
+            p->key = K_PAYLOAD;
+        break;
+    case FR_PAYLOAD:
+        for (int f = 0; f <= QDRANT_F_TIMESTAMP; f++) {
+            if (key_is(s, len, top_fields[f])) {
+                p->key = K_FIELD;
+                p->key_field = f;
+                return 1;
+            }
+        }
+        if (key_is(s, len, "metadata"))
+            p->key = K_METADATA;
+        break;
+    case FR_META:
+        for (int f = 0; f < QDRANT_F_COUNT - QDRANT_F_META_SOURCE_PATH; f++) {
+            if (key_is(s, len, meta_fields[f])) {
+                p->key = K_FIELD;
+                p->key_field = QDRANT_F_META_SOURCE_PATH + f;
+                return 1;
+            }
+        }
+        break;
+    case FR_VECS:
+        if (p->vname ? (len == p->vname_len && memcmp(s, p->vname, len) == 0) : !p->vec_decided)
+            p->key = K_VEC_CAND;
+        break;
+    case FR_STATUS:
+        if (key_is(s, len, "error"))
+            p->key = K_ERROR;
+        break;
+    default:
+        break;
+    }
+    return 1;
+}
+
+static int cb_end_map(void *ctx)
+{
+    struct qdrant_page_parser *p = ctx;
+    if (p->skip) {
+        if (--p->skip == 0)
+            p->capture_rec = NO_CAPTURE;
+        return 1;
+    }
+    p->key = K_NONE;
+    int f = p->fr[--p->sp];
+    if (f == FR_POINT)
+        return end_point(p);
+    return 1;
+}
+
+static int cb_start_array(void *ctx)
+{
+    struct qdrant_page_parser *p = ctx;
+    if (p->skip) {
+        touch_capture(p);
+        p->skip++;
+        return 1;
+    }
+    if (p->sp == 0)
+        return fail(p, PW_EPROTO, "response is not a JSON object");
+    int k = take_key(p);
+    switch (p->fr[p->sp - 1]) {
+    case FR_TOP:
+        if (k == K_RESULT)
+            return fail(p, PW_EPROTO, "result is not an object");
+        break;
+    case FR_RESULT:
+        if (k == K_POINTS) {
+            p->seen_points = 1;
+            return push(p, FR_POINTS);
+        }
+        if (k == K_NEXT)
+            return fail(p, PW_EPROTO, "next_page_offset is neither a u64 nor a UUID");
+        break;
+    case FR_POINTS:
+        return fail(p, PW_EPROTO, "an element of result.points is not an object");
+    case FR_POINT:
+        if (k == K_ID)
+            return fail_point(p, "id is neither a u64 nor a UUID");
+        if (k == K_VECTOR) {
+            if (p->vname && p->vname_len) { /* a plain vector has no name to match */
+                p->vec_state = VS_NONE;
+                break;
+            }
+            return begin_vector(p);
+        }
+        if (k == K_PAYLOAD)
+            p->m->arena_len = p->pt_arena0;
+        break;
+    case FR_PAYLOAD:
+        if (k == K_FIELD)
+            return store_field(p, p->key_field, QDRANT_V_ARRAY, "", 0);
+        if (k == K_METADATA) {
+            if (!store_field(p, FIELD_MARK, QDRANT_V_ARRAY, "", 0))
+                return 0;
+            p->capture_rec = NO_CAPTURE;
+            return 1; /* store_field set skip = 1 */
+        }
+        break;
+    case FR_META:
+        if (k == K_FIELD)
+            return store_field(p, p->key_field, QDRANT_V_ARRAY, "", 0);
+        break;
+    case FR_VECS:
+        if (k == K_VEC_CAND) {
+            p->vec_decided = 1;
+            return begin_vector(p);
+        }
+        break;
+    case FR_VEC_FIRST: /* [[...]]: a multivector, never projected (ndim 2 in Python) */
+        p->sp--;
+        p->vec_state = VS_SKIP;
+        p->skip = 2;
+        return 1;
+    case FR_VEC_DENSE:
+        return fail_point(p, "vector contains a value that is not a number");
+    default:
+        break;
+    }
+    p->skip = 1;
+    return 1;
+}
+
+static int cb_end_array(void *ctx)
+{
+    struct qdrant_page_parser *p = ctx;
+    if (p->skip) {
+        if (--p->skip == 0)
+            p->capture_rec = NO_CAPTURE;
+        return 1;
+    }
+    p->key = K_NONE;
+    int f = p->fr[--p->sp];
+    if (f == FR_VEC_FIRST || f == FR_VEC_DENSE) {
+        p->vec_state = VS_DENSE;
+        p->vec_len = p->col;
+    }
+    return 1;
+}
+
+static const yajl_callbacks callbacks = {
+    cb_null,      cb_boolean, NULL,       NULL,           cb_number,    cb_string,
+    cb_start_map, cb_map_key, cb_end_map, cb_start_array, cb_end_array,
+};
+
+/* ---- public parser API ----------------------------------------------------------- */
+
+int qdrant_page_parser_new(struct qdrant_page_parser **out, struct qdrant_matrix *m,
+                           const struct qdrant_parse_opts *opts, struct pw_error *err)
+{
+    struct qdrant_page_parser *p = calloc(1, sizeof *p);
+    *out = NULL;
+    if (!p)
+        return pw_error_set(err, PW_ENOMEM, "out of memory for the page parser");
+    p->h = yajl_alloc(&callbacks, NULL, p);
+    if (!p->h) {
+        free(p);
+        return pw_error_set(err, PW_ENOMEM, "out of memory for the page parser");
+    }
+    p->m = m;
+    if (opts) {
+        p->vname = opts->vector_name;
+        p->vname_len = opts->vector_name ? strlen(opts->vector_name) : 0;
+        p->limit = opts->limit;
+        p->keep_payload = opts->keep_payload;
+    }
+    if (matrix_grow(m, m->n + 1) < 0) { /* pay_off[0] must exist before the first commit */
+        qdrant_page_parser_free(p);
+        return pw_error_set(err, PW_ENOMEM, "out of memory for the vector matrix");
+    }
+    p->n0 = m->n;
+    p->arena0 = m->arena_len;
+    p->dim0 = m->dim;
+    p->skipped0 = m->skipped;
+    p->capture_rec = NO_CAPTURE;
+    *out = p;
+    return 0;
+}
+
+static int parser_failed(struct qdrant_page_parser *p, struct pw_error *err)
+{
+    p->failed = 1;
+    if (err)
+        *err = p->err;
+    return p->err.code;
+}
+
+int qdrant_page_parser_feed(struct qdrant_page_parser *p, const char *buf, size_t len,
+                            struct pw_error *err)
+{
+    if (p->failed)
+        return parser_failed(p, err);
+    yajl_status st = yajl_parse(p->h, (const unsigned char *)buf, len);
+    if (st == yajl_status_ok)
+        return 0;
+    if (st == yajl_status_error) {
+        unsigned char *msg = yajl_get_error(p->h, 0, NULL, 0);
+        char label[80];
+        point_label(p, label, sizeof label);
+        pw_error_set(&p->err, PW_EPROTO, "qdrant scroll: malformed JSON near %s: %s", label,
+                     msg ? (const char *)msg : "?");
+        if (msg)
+            yajl_free_error(p->h, msg);
+    }
+    return parser_failed(p, err);
+}
+
+int qdrant_page_parser_finish(struct qdrant_page_parser *p, struct qdrant_page *page,
+                              struct pw_error *err)
+{
+    if (p->failed)
+        return parser_failed(p, err);
+    yajl_status st = yajl_complete_parse(p->h);
+    if (st == yajl_status_client_canceled)
+        return parser_failed(p, err);
+    if (st != yajl_status_ok || !p->seen_top) {
+        pw_error_set(&p->err, PW_EUNAVAIL, "qdrant scroll: response body ended early (truncated)");
+        return parser_failed(p, err);
+    }
+    if (p->status < 0) {
+        pw_error_set(&p->err, PW_EPROTO, "qdrant scroll: server reported an error: %s",
+                     p->status_msg);
+        return parser_failed(p, err);
+    }
+    if (!p->seen_points) {
+        pw_error_set(&p->err, PW_EPROTO, "qdrant scroll: response has no result.points array");
+        return parser_failed(p, err);
+    }
+    p->finished_ok = 1;
+    if (page)
+        *page = p->page;
+    return 0;
+}
+
+void qdrant_page_parser_free(struct qdrant_page_parser *p)
+{
+    if (!p)
+        return;
+    if (!p->finished_ok && p->m) {
+        p->m->n = p->n0;
+        p->m->arena_len = p->arena0;
+        p->m->dim = p->dim0;
+        p->m->skipped = p->skipped0;
+    }
+    if (p->h)
+        yajl_free(p->h);
+    free(p);
+}
+
+int qdrant_page_parse(struct qdrant_matrix *m, const struct qdrant_parse_opts *opts,
+                      const char *buf, size_t len, struct qdrant_page *page, struct pw_error *err)
+{
+    struct qdrant_page_parser *p = NULL;
+    int rc = qdrant_page_parser_new(&p, m, opts, err);
+    if (rc < 0)
+        return rc;
+    rc = qdrant_page_parser_feed(p, buf, len, err);
+    if (rc == 0)
+        rc = qdrant_page_parser_finish(p, page, err);
+    qdrant_page_parser_free(p);
+    return rc;
+}

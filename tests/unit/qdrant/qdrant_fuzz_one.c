@@ -1,0 +1,94 @@
+/* qdrant_fuzz_one.c - see qdrant_fuzz_one.h. */
+#include "qdrant_fuzz_one.h"
+#include "qdrant.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static int parse_chunked(struct qdrant_matrix *m, const struct qdrant_parse_opts *o,
+                         const uint8_t *data, size_t size, uint64_t seed, struct qdrant_page *pg,
+                         struct pw_error *err)
+{
+    struct qdrant_page_parser *p;
+    int rc = qdrant_page_parser_new(&p, m, o, err);
+    if (rc < 0)
+        return rc;
+    size_t off = 0;
+    while (rc == 0 && off < size) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        size_t step = 1 + (size_t)((seed >> 33) % 97);
+        if (step > size - off)
+            step = size - off;
+        rc = qdrant_page_parser_feed(p, (const char *)data + off, step, err);
+        off += step;
+    }
+    if (rc == 0)
+        rc = qdrant_page_parser_finish(p, pg, err);
+    qdrant_page_parser_free(p);
+    return rc;
+}
+
+static int check_matrix(const struct qdrant_matrix *m, int rc)
+{
+    if (rc < 0 && m->n != 0) {
+        fprintf(stderr, "fuzz: failed parse left %zu rows\n", m->n);
+        return -1;
+    }
+    for (size_t i = 0; i < m->n * m->dim; i++) {
+        if (!isfinite(m->x[i])) {
+            fprintf(stderr, "fuzz: non-finite value stored\n");
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        char id[QDRANT_ID_TEXT_MAX];
+        if (qdrant_id_format(&m->ids[i], id) >= QDRANT_ID_TEXT_MAX)
+            return -1;
+        for (int f = 0; f < QDRANT_F_COUNT; f++) {
+            struct qdrant_value v = qdrant_matrix_field(m, i, f);
+            if (v.text == NULL || strlen(v.text) > v.len) /* text may hold NUL bytes (\u0000) */
+                return -1;
+            (void)qdrant_value_truthy(&v);
+        }
+    }
+    return 0;
+}
+
+int qdrant_fuzz_one(const uint8_t *data, size_t size, uint64_t split_seed)
+{
+    static const char *names[] = {NULL, "image", ""};
+    int bad = 0;
+    for (int k = 0; k < 3 && !bad; k++) {
+        struct qdrant_parse_opts o = {names[k], k == 1 ? 2 : 0, k != 2};
+        struct qdrant_matrix a, b;
+        struct qdrant_page pa, pb;
+        struct pw_error ea, eb;
+        qdrant_matrix_init(&a);
+        qdrant_matrix_init(&b);
+        int ra = qdrant_page_parse(&a, &o, (const char *)data, size, &pa, &ea);
+        int rb = parse_chunked(&b, &o, data, size, split_seed + (uint64_t)k, &pb, &eb);
+        if (ra != rb) {
+            fprintf(stderr, "fuzz: whole rc %d (%s) != chunked rc %d (%s)\n", ra, ra ? ea.msg : "",
+                    rb, rb ? eb.msg : "");
+            bad = 1;
+        } else if (a.n != b.n || a.dim != b.dim ||
+                   (a.n && memcmp(a.x, b.x, a.n * a.dim * sizeof(float)) != 0) ||
+                   (a.n && memcmp(a.ids, b.ids, a.n * sizeof *a.ids) != 0) ||
+                   a.arena_len != b.arena_len ||
+                   (a.arena_len && memcmp(a.arena, b.arena, a.arena_len) != 0)) {
+            fprintf(stderr, "fuzz: whole and chunked parses differ\n");
+            bad = 1;
+        } else if (ra == 0 &&
+                   (pa.points != pb.points || pa.kept != pb.kept || pa.has_next != pb.has_next ||
+                    strcmp(pa.next_offset, pb.next_offset) != 0)) {
+            fprintf(stderr, "fuzz: page summaries differ\n");
+            bad = 1;
+        } else if (check_matrix(&a, ra) < 0) {
+            bad = 1;
+        }
+        qdrant_matrix_free(&a);
+        qdrant_matrix_free(&b);
+    }
+    return bad ? -1 : 0;
+}

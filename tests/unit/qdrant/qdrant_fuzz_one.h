@@ -1,0 +1,16 @@
+/* qdrant_fuzz_one.h - one fuzz input through the page parser, with invariant checks.
+ *
+ * Shared by the deterministic mutation test (test_qdrant_page_fuzz.c, runs in ctest with
+ * any compiler) and the libFuzzer target (qdrant_page_libfuzzer.c, clang only).  The
+ * input is parsed twice - whole, and fed in chunks whose sizes come from `split_seed` -
+ * and both results must be identical (the streaming tokenizer must not care where chunk
+ * boundaries fall).  Returns 0, or -1 after printing which invariant broke. */
+#ifndef QDRANT_FUZZ_ONE_H
+#define QDRANT_FUZZ_ONE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+int qdrant_fuzz_one(const uint8_t *data, size_t size, uint64_t split_seed);
+
+#endif
