@@ -1,0 +1,28 @@
+/* dense.h - checks and small kernels on row-major float32 matrices.
+ *
+ * dense_validate() is the one place that turns bad input (n < 2, d < 2, NaN or
+ * Inf, a NULL pointer) into a PW_EINVAL message naming the problem; every
+ * compute/ entry point calls it first.  The kernels (dot products, squared
+ * distances, row norms) are vectorised for the host CPU at run time and never
+ * allocate. */
+#ifndef PW_DENSE_H
+#define PW_DENSE_H
+
+#include <stddef.h>
+
+#include "pw_error.h"
+
+/* 0, or PW_EINVAL naming the first problem: NULL x, n < 2, d < 2, a non-finite
+ * value (with its row and column).  `what` prefixes the message ("umap"). */
+int dense_validate(const char *what, const float *x, size_t n, size_t d, struct pw_error *err);
+
+float dense_dot(const float *a, const float *b, size_t d);
+float dense_sqdist(const float *a, const float *b, size_t d);
+
+/* norms[i] = |x_i| for every row (computed in double, stored as float). */
+void dense_row_norms(const float *x, size_t n, size_t d, float *norms, int threads);
+
+/* A thread count the caller can trust: <= 0 means "all cores". */
+int dense_threads(int requested);
+
+#endif

@@ -1,0 +1,578 @@
+/* knn.c - exact (BLAS) and approximate (RP forest + NN-descent) k-NN graphs.
+ *
+ * Both paths keep, per point, a bounded max-heap of (distance, index) ordered with
+ * the index as tie-break so every comparison is total and results reproducible.
+ *
+ * Determinism of the approximate path: work is split into jobs (a tree leaf, or a
+ * point's local join).  Jobs of a block run in parallel and only *propose* updates
+ * (target, candidate, distance) into per-job buffers, reading heaps that nobody
+ * writes meanwhile; then each thread applies the proposals for its own range of
+ * targets, scanning the buffers in job order.  The order of pushes into any heap is
+ * therefore fixed by the input and the seed alone. */
+#include "knn.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dense.h"
+#include "rng.h"
+
+void knn_options_default(struct knn_options *opt)
+{
+    opt->metric = KNN_EUCLIDEAN;
+    opt->method = KNN_AUTO;
+    opt->exact_max_n = 16384;
+    opt->n_trees = 0;
+    opt->leaf_size = 0;
+    opt->n_iters = 0;
+    opt->max_candidates = 0;
+    opt->delta = 0.001; /* pynndescent 0.5 default */
+    opt->seed = 42;
+    opt->threads = 0;
+}
+
+int knn_parse_metric(const char *name, enum knn_metric *out, struct pw_error *err)
+{
+    if (name && !strcmp(name, "euclidean")) {
+        *out = KNN_EUCLIDEAN;
+        return 0;
+    }
+    if (name && !strcmp(name, "cosine")) {
+        *out = KNN_COSINE;
+        return 0;
+    }
+    return pw_error_set(err, PW_EINVAL, "unsupported metric '%s' (expected euclidean or cosine)",
+                        name ? name : "(null)");
+}
+
+const char *knn_metric_name(enum knn_metric m)
+{
+    return m == KNN_COSINE ? "cosine" : "euclidean";
+}
+
+void knn_free(struct knn_graph *g)
+{
+    if (!g)
+        return;
+    free(g->idx);
+    free(g->dist);
+    g->idx = NULL;
+    g->dist = NULL;
+    g->n = g->k = 0;
+}
+
+/* ---- bounded max-heap of (dist, idx), k slots, empty slots hold idx -1, dist +inf ---- */
+
+static inline int heap_greater(float da, int32_t ia, float db, int32_t ib)
+{
+    return da > db || (da == db && ia > ib);
+}
+
+static void heap_sift_down(float *hd, int32_t *hi, uint8_t *hf, size_t k, size_t pos)
+{
+    for (;;) {
+        size_t l = 2 * pos + 1, r = l + 1, big = pos;
+        if (l < k && heap_greater(hd[l], hi[l], hd[big], hi[big]))
+            big = l;
+        if (r < k && heap_greater(hd[r], hi[r], hd[big], hi[big]))
+            big = r;
+        if (big == pos)
+            return;
+        float td = hd[pos];
+        hd[pos] = hd[big];
+        hd[big] = td;
+        int32_t ti = hi[pos];
+        hi[pos] = hi[big];
+        hi[big] = ti;
+        if (hf) {
+            uint8_t tf = hf[pos];
+            hf[pos] = hf[big];
+            hf[big] = tf;
+        }
+        pos = big;
+    }
+}
+
+/* Replace the root if (d, j) is smaller and j is not already present; 1 when pushed. */
+static int heap_push(float *hd, int32_t *hi, uint8_t *hf, size_t k, float d, int32_t j,
+                     uint8_t flag)
+{
+    if (!heap_greater(hd[0], hi[0], d, j))
+        return 0;
+    for (size_t s = 0; s < k; s++)
+        if (hi[s] == j)
+            return 0;
+    hd[0] = d;
+    hi[0] = j;
+    if (hf)
+        hf[0] = flag;
+    heap_sift_down(hd, hi, hf, k, 0);
+    return 1;
+}
+
+/* Sort a row ascending by (dist, idx): heap-sort in place (root is the largest). */
+static void heap_sort_row(float *hd, int32_t *hi, size_t k)
+{
+    for (size_t end = k; end > 1; end--) {
+        float td = hd[0];
+        hd[0] = hd[end - 1];
+        hd[end - 1] = td;
+        int32_t ti = hi[0];
+        hi[0] = hi[end - 1];
+        hi[end - 1] = ti;
+        heap_sift_down(hd, hi, NULL, end - 1, 0);
+    }
+}
+
+static void heap_init(float *hd, int32_t *hi, uint8_t *hf, size_t count)
+{
+    for (size_t s = 0; s < count; s++) {
+        hd[s] = INFINITY;
+        hi[s] = -1;
+        if (hf)
+            hf[s] = 0;
+    }
+}
+
+/* ---- distances ---- */
+
+struct metric_ctx {
+    const float *x;
+    size_t d;
+    enum knn_metric metric;
+    const float *inv_norm; /* cosine only */
+};
+
+/* Internal distance: squared euclidean (monotone in the real one) or cosine distance. */
+static inline float pair_dist(const struct metric_ctx *m, size_t a, size_t b)
+{
+    const float *xa = m->x + a * m->d, *xb = m->x + b * m->d;
+    if (m->metric == KNN_COSINE) {
+        float c = 1.0f - dense_dot(xa, xb, m->d) * m->inv_norm[a] * m->inv_norm[b];
+        return c < 0.0f ? 0.0f : c;
+    }
+    return dense_sqdist(xa, xb, m->d);
+}
+
+static float final_dist(const struct metric_ctx *m, size_t a, size_t b)
+{
+    float v = pair_dist(m, a, b);
+    return m->metric == KNN_EUCLIDEAN ? sqrtf(v) : v;
+}
+
+/* Recompute the k distances of every row directly and sort rows by (dist, idx). */
+static void finish_rows(const struct metric_ctx *m, struct knn_graph *g, int threads)
+{
+    size_t k = g->k;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (size_t i = 0; i < g->n; i++) {
+        float *hd = g->dist + i * k;
+        int32_t *hi = g->idx + i * k;
+        for (size_t s = 0; s < k; s++)
+            hd[s] = hi[s] >= 0 ? final_dist(m, i, (size_t)hi[s]) : INFINITY;
+        /* re-heapify then sort */
+        for (size_t s = k / 2; s-- > 0;)
+            heap_sift_down(hd, hi, NULL, k, s);
+        heap_sort_row(hd, hi, k);
+    }
+}
+
+/* ---- exact ---- */
+
+#define EXACT_ROWS 512
+#define EXACT_COLS 8192
+
+static int knn_exact(const struct metric_ctx *m, const float *norms, size_t n, size_t k,
+                     int threads, struct knn_graph *g, const struct pw_progress *progress,
+                     struct pw_error *err)
+{
+    size_t d = m->d;
+    float *dots = malloc((size_t)EXACT_ROWS * EXACT_COLS * sizeof *dots);
+    if (!dots)
+        return pw_error_set(err, PW_ENOMEM, "knn: out of memory for the distance block");
+    heap_init(g->dist, g->idx, NULL, n * k);
+    int rc = 0;
+    for (size_t r0 = 0; r0 < n; r0 += EXACT_ROWS) {
+        size_t rows = n - r0 < EXACT_ROWS ? n - r0 : EXACT_ROWS;
+        for (size_t c0 = 0; c0 < n; c0 += EXACT_COLS) {
+            if ((rc = pw_progress_check(progress, err, "knn")))
+                goto cleanup;
+            size_t cols = n - c0 < EXACT_COLS ? n - c0 : EXACT_COLS;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)d, 1.0f,
+                        m->x + r0 * d, (int)d, m->x + c0 * d, (int)d, 0.0f, dots, (int)cols);
+#pragma omp parallel for schedule(static) num_threads(threads)
+            for (size_t r = 0; r < rows; r++) {
+                size_t i = r0 + r;
+                float *hd = g->dist + i * k;
+                int32_t *hi = g->idx + i * k;
+                const float *row = dots + r * cols;
+                for (size_t c = 0; c < cols; c++) {
+                    size_t j = c0 + c;
+                    if (j == i)
+                        continue;
+                    float v;
+                    if (m->metric == KNN_COSINE)
+                        v = 1.0f - row[c] * m->inv_norm[i] * m->inv_norm[j];
+                    else
+                        v = norms[i] * norms[i] + norms[j] * norms[j] - 2.0f * row[c];
+                    if (heap_greater(hd[0], hi[0], v, (int32_t)j)) {
+                        /* no duplicate check needed: each j is offered once */
+                        hd[0] = v;
+                        hi[0] = (int32_t)j;
+                        heap_sift_down(hd, hi, NULL, k, 0);
+                    }
+                }
+            }
+        }
+        pw_progress_report(progress, "knn", (double)(r0 + rows) / (double)n);
+    }
+    finish_rows(m, g, threads);
+cleanup:
+    free(dots);
+    return rc;
+}
+
+/* ---- approximate: proposals buffer ---- */
+
+struct proposal {
+    int32_t target, cand;
+    float dist;
+};
+
+struct propbuf {
+    struct proposal *p;
+    size_t len, cap;
+    int oom;
+};
+
+static void prop_add(struct propbuf *b, int32_t target, int32_t cand, float dist)
+{
+    if (b->len == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 256;
+        struct proposal *p = realloc(b->p, cap * sizeof *p);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    b->p[b->len++] = (struct proposal){target, cand, dist};
+}
+
+struct nnd {
+    const struct metric_ctx *m;
+    size_t n, k;
+    float *hd;
+    int32_t *hi;
+    uint8_t *hf;
+    int threads;
+};
+
+/* Apply every buffer's proposals, targets split by thread, buffers read in order. */
+static size_t apply_proposals(struct nnd *s, struct propbuf *bufs, size_t nbufs, int *oom)
+{
+    size_t changed = 0;
+    int T = s->threads;
+    for (size_t b = 0; b < nbufs; b++)
+        if (bufs[b].oom)
+            *oom = 1;
+#pragma omp parallel for schedule(static, 1) num_threads(T) reduction(+ : changed)
+    for (int t = 0; t < T; t++) {
+        size_t lo = s->n * (size_t)t / (size_t)T, hi = s->n * (size_t)(t + 1) / (size_t)T;
+        for (size_t b = 0; b < nbufs; b++)
+            for (size_t q = 0; q < bufs[b].len; q++) {
+                const struct proposal *p = &bufs[b].p[q];
+                size_t tg = (size_t)p->target;
+                if (tg < lo || tg >= hi)
+                    continue;
+                changed += (size_t)heap_push(s->hd + tg * s->k, s->hi + tg * s->k,
+                                             s->hf + tg * s->k, s->k, p->dist, p->cand, 1);
+            }
+    }
+    for (size_t b = 0; b < nbufs; b++)
+        bufs[b].len = 0;
+    return changed;
+}
+
+/* Random projection tree: split idx[0..count) recursively, leaves emit all pairs. */
+struct rptree_job {
+    const struct metric_ctx *m;
+    int32_t *idx;
+    size_t count, leaf_size;
+    uint64_t seed, tree;
+    float *normal; /* d scratch */
+    struct propbuf *out;
+    const float *hd; /* heap roots (thresholds), read-only during jobs */
+    size_t k;
+};
+
+static void rptree_leaf(struct rptree_job *j, int32_t *idx, size_t count)
+{
+    for (size_t a = 0; a < count; a++)
+        for (size_t b = a + 1; b < count; b++) {
+            int32_t p = idx[a], q = idx[b];
+            float dd = pair_dist(j->m, (size_t)p, (size_t)q);
+            if (dd < j->hd[(size_t)p * j->k])
+                prop_add(j->out, p, q, dd);
+            if (dd < j->hd[(size_t)q * j->k])
+                prop_add(j->out, q, p, dd);
+        }
+}
+
+static void rptree_split(struct rptree_job *j, int32_t *idx, size_t count, uint64_t node, int depth)
+{
+    if (count <= j->leaf_size || depth > 64) {
+        rptree_leaf(j, idx, count);
+        return;
+    }
+    const struct metric_ctx *m = j->m;
+    size_t d = m->d;
+    size_t ia = rng_below(j->seed, j->tree, 2 * node, count);
+    size_t ib = rng_below(j->seed, j->tree, 2 * node + 1, count - 1);
+    if (ib >= ia)
+        ib++;
+    const float *xa = m->x + (size_t)idx[ia] * d, *xb = m->x + (size_t)idx[ib] * d;
+    float offset = 0.0f;
+    if (m->metric == KNN_COSINE) {
+        float na = m->inv_norm[idx[ia]], nb = m->inv_norm[idx[ib]];
+        for (size_t t = 0; t < d; t++)
+            j->normal[t] = xa[t] * na - xb[t] * nb;
+    } else {
+        for (size_t t = 0; t < d; t++) {
+            j->normal[t] = xa[t] - xb[t];
+            offset -= j->normal[t] * 0.5f * (xa[t] + xb[t]);
+        }
+    }
+    /* partition in place: left side first */
+    size_t left = 0;
+    for (size_t t = 0; t < count; t++) {
+        float side = dense_dot(j->normal, m->x + (size_t)idx[t] * d, d) + offset;
+        int go_left = side > 0.0f ||
+                      (side == 0.0f &&
+                       (rng_u64(j->seed, j->tree ^ 0x5eed, node * 1315423911u + (uint64_t)t) & 1));
+        if (go_left) {
+            int32_t tmp = idx[left];
+            idx[left] = idx[t];
+            idx[t] = tmp;
+            left++;
+        }
+    }
+    if (left == 0 || left == count)
+        left = count / 2; /* degenerate (duplicates): split arbitrarily */
+    rptree_split(j, idx, left, 2 * node + 1, depth + 1);
+    rptree_split(j, idx + left, count - left, 2 * node + 2, depth + 1);
+}
+
+static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const struct knn_options *o,
+                      int threads, struct knn_graph *g, const struct pw_progress *progress,
+                      struct pw_error *err)
+{
+    size_t d = m->d;
+    size_t n_trees = o->n_trees, leaf = o->leaf_size, iters = o->n_iters, maxc = o->max_candidates;
+    if (!n_trees) {
+        n_trees = 5 + (size_t)llround(pow((double)n, 0.25));
+        if (n_trees > 16)
+            n_trees = 16;
+    }
+    if (!leaf)
+        leaf = k > 10 ? k : 10;
+    if (!iters) {
+        iters = (size_t)llround(log2((double)n));
+        if (iters < 5)
+            iters = 5;
+    }
+    if (!maxc)
+        maxc = k < 60 ? k : 60;
+    struct nnd s = {m, n, k, g->dist, g->idx, NULL, threads};
+    int rc = 0, oom = 0;
+    size_t njobs = n_trees > (size_t)threads ? n_trees : (size_t)threads;
+    if (njobs < 64)
+        njobs = 64;
+    struct propbuf *bufs = calloc(njobs, sizeof *bufs);
+    int32_t *perm = malloc(n_trees * n * sizeof *perm);
+    float *normals = malloc(n_trees * d * sizeof *normals);
+    uint8_t *flags = malloc(n * k);
+    int32_t *newc = malloc(n * maxc * sizeof *newc), *oldc = malloc(n * maxc * sizeof *oldc);
+    float *newp = malloc(n * maxc * sizeof *newp), *oldp = malloc(n * maxc * sizeof *oldp);
+    if (!bufs || !perm || !normals || !flags || !newc || !oldc || !newp || !oldp) {
+        rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for NN-descent (n = %zu)", n);
+        goto cleanup;
+    }
+    s.hf = flags;
+    heap_init(g->dist, g->idx, flags, n * k);
+
+    /* 1. random projection forest: one job per tree, leaves propose all their pairs */
+    for (size_t t0 = 0; t0 < n_trees; t0 += (size_t)threads) {
+        if ((rc = pw_progress_check(progress, err, "knn")))
+            goto cleanup;
+        size_t t1 = t0 + (size_t)threads < n_trees ? t0 + (size_t)threads : n_trees;
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+        for (size_t t = t0; t < t1; t++) {
+            int32_t *p = perm + t * n;
+            for (size_t i = 0; i < n; i++)
+                p[i] = (int32_t)i;
+            struct rptree_job job = {
+                m, p, n, leaf, o->seed, t, normals + t * d, &bufs[t - t0], g->dist, k};
+            rptree_split(&job, p, n, 0, 0);
+        }
+        apply_proposals(&s, bufs, t1 - t0, &oom);
+        pw_progress_report(progress, "knn", 0.2 * (double)t1 / (double)n_trees);
+    }
+    /* Fill rows a tiny leaf left short with random points. */
+    for (size_t i = 0; i < n; i++)
+        for (uint64_t tries = 0; g->idx[i * k] < 0 && tries < 64 * k; tries++) {
+            size_t j = rng_below(o->seed, 0xf111 + i, tries, n);
+            if (j != i)
+                heap_push(g->dist + i * k, g->idx + i * k, flags + i * k, k, pair_dist(m, i, j),
+                          (int32_t)j, 1);
+        }
+
+    /* 2. NN-descent */
+    for (size_t it = 0; it < iters; it++) {
+        if ((rc = pw_progress_check(progress, err, "knn")))
+            goto cleanup;
+        /* candidate lists: bounded max-heaps on a random priority (sequential: O(n k)) */
+        heap_init(newp, newc, NULL, n * maxc);
+        heap_init(oldp, oldc, NULL, n * maxc);
+        for (size_t i = 0; i < n; i++)
+            for (size_t s2 = 0; s2 < k; s2++) {
+                int32_t j = g->idx[i * k + s2];
+                if (j < 0)
+                    continue;
+                float pr = (float)rng_unit(o->seed, 0x1000 + it, i * k + s2);
+                float *cp = flags[i * k + s2] ? newp : oldp;
+                int32_t *ci = flags[i * k + s2] ? newc : oldc;
+                heap_push(cp + i * maxc, ci + i * maxc, NULL, maxc, pr, j, 0);
+                heap_push(cp + (size_t)j * maxc, ci + (size_t)j * maxc, NULL, maxc, pr, (int32_t)i,
+                          0);
+            }
+            /* sampled new candidates become old */
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (size_t i = 0; i < n; i++)
+            for (size_t s2 = 0; s2 < k; s2++) {
+                if (!flags[i * k + s2])
+                    continue;
+                for (size_t c = 0; c < maxc; c++)
+                    if (newc[i * maxc + c] == g->idx[i * k + s2]) {
+                        flags[i * k + s2] = 0;
+                        break;
+                    }
+            }
+        /* local joins, a block of points at a time */
+        size_t changed = 0, block = njobs * 64;
+        for (size_t b0 = 0; b0 < n; b0 += block) {
+            if ((rc = pw_progress_check(progress, err, "knn")))
+                goto cleanup;
+            size_t b1 = b0 + block < n ? b0 + block : n;
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+            for (size_t jb = 0; jb < njobs; jb++) {
+                size_t lo = b0 + (b1 - b0) * jb / njobs, hi = b0 + (b1 - b0) * (jb + 1) / njobs;
+                struct propbuf *out = &bufs[jb];
+                for (size_t i = lo; i < hi; i++) {
+                    const int32_t *nw = newc + i * maxc, *od = oldc + i * maxc;
+                    for (size_t a = 0; a < maxc; a++) {
+                        int32_t p = nw[a];
+                        if (p < 0)
+                            continue;
+                        float tp = g->dist[(size_t)p * k];
+                        for (size_t c = a + 1; c < maxc + maxc; c++) {
+                            int32_t q = c < maxc ? nw[c] : od[c - maxc];
+                            if (q < 0 || q == p)
+                                continue;
+                            float dd = pair_dist(m, (size_t)p, (size_t)q);
+                            if (dd < tp || (dd == tp && q < g->idx[(size_t)p * k]))
+                                prop_add(out, p, q, dd);
+                            float tq = g->dist[(size_t)q * k];
+                            if (dd < tq || (dd == tq && p < g->idx[(size_t)q * k]))
+                                prop_add(out, q, p, dd);
+                        }
+                    }
+                }
+            }
+            changed += apply_proposals(&s, bufs, njobs, &oom);
+            pw_progress_report(progress, "knn",
+                               0.2 + 0.8 * ((double)it + (double)b1 / (double)n) / (double)iters);
+        }
+        if (oom) {
+            rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for NN-descent proposals");
+            goto cleanup;
+        }
+        if ((double)changed <= o->delta * (double)k * (double)n)
+            break;
+    }
+    finish_rows(m, g, threads);
+    pw_progress_report(progress, "knn", 1.0);
+
+cleanup:
+    if (bufs)
+        for (size_t b = 0; b < njobs; b++)
+            free(bufs[b].p);
+    free(bufs);
+    free(perm);
+    free(normals);
+    free(flags);
+    free(newc);
+    free(oldc);
+    free(newp);
+    free(oldp);
+    return oom && !rc ? pw_error_set(err, PW_ENOMEM, "knn: out of memory") : rc;
+}
+
+int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_options *opt,
+              struct knn_graph *g, const struct pw_progress *progress, struct pw_error *err)
+{
+    struct knn_options defaults;
+    if (!opt) {
+        knn_options_default(&defaults);
+        opt = &defaults;
+    }
+    g->idx = NULL;
+    g->dist = NULL;
+    g->n = g->k = 0;
+    int rc = dense_validate("knn", x, n, d, err);
+    if (rc)
+        return rc;
+    if (k < 1 || k >= n)
+        return pw_error_set(err, PW_EINVAL, "knn: k must be in [1, n-1] = [1, %zu], got %zu", n - 1,
+                            k);
+    int threads = dense_threads(opt->threads);
+    float *norms = malloc(n * sizeof *norms), *inv = malloc(n * sizeof *inv);
+    g->idx = malloc(n * k * sizeof *g->idx);
+    g->dist = malloc(n * k * sizeof *g->dist);
+    if (!norms || !inv || !g->idx || !g->dist) {
+        rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory (n = %zu, k = %zu)", n, k);
+        goto cleanup;
+    }
+    g->n = n;
+    g->k = k;
+    dense_row_norms(x, n, d, norms, threads);
+    for (size_t i = 0; i < n; i++)
+        inv[i] = norms[i] > 0.0f ? 1.0f / norms[i] : 0.0f;
+    struct metric_ctx m = {x, d, opt->metric, inv};
+    int exact = opt->method == KNN_EXACT || (opt->method == KNN_AUTO && n <= opt->exact_max_n);
+    pw_progress_report(progress, "knn", 0.0);
+    rc = exact ? knn_exact(&m, norms, n, k, threads, g, progress, err)
+               : knn_approx(&m, n, k, opt, threads, g, progress, err);
+cleanup:
+    free(norms);
+    free(inv);
+    if (rc)
+        knn_free(g);
+    return rc;
+}
+
+double knn_recall(const struct knn_graph *approx, const struct knn_graph *exact)
+{
+    size_t hit = 0, k = exact->k;
+    for (size_t i = 0; i < exact->n; i++)
+        for (size_t a = 0; a < k; a++)
+            for (size_t b = 0; b < k; b++)
+                if (approx->idx[i * k + a] == exact->idx[i * k + b]) {
+                    hit++;
+                    break;
+                }
+    return (double)hit / (double)(exact->n * k);
+}

@@ -1,0 +1,60 @@
+/* knn.h - k nearest neighbours of every row, exact or approximate.
+ *
+ * Exact: blocked OpenBLAS sgemm of row blocks against column blocks, distances
+ * from the dot products and row norms, a bounded max-heap per row, then the k
+ * survivors' distances recomputed directly.  Approximate: NN-descent seeded with a
+ * forest of random projection trees (pynndescent's recipe); candidate distances
+ * are computed in parallel and applied to the heaps in a fixed order, so the graph
+ * depends only on the input, the metric and the seed - not on the thread count.
+ *
+ * A point is never its own neighbour; rows are sorted by (distance, index).
+ * Distances: euclidean = |a - b|, cosine = 1 - a.b / (|a| |b|) (1 for a zero row).
+ * knn_build allocates the graph's arrays; the caller releases them with knn_free. */
+#ifndef PW_KNN_H
+#define PW_KNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "progress.h"
+#include "pw_error.h"
+
+enum knn_metric { KNN_EUCLIDEAN = 0, KNN_COSINE = 1 };
+enum knn_method { KNN_AUTO = 0, KNN_EXACT = 1, KNN_APPROX = 2 };
+
+struct knn_options {
+    enum knn_metric metric; /* euclidean */
+    enum knn_method method; /* auto: exact when n <= exact_max_n */
+    size_t exact_max_n;     /* 16384: GEMM beats NN-descent below this on 2 cores, d = 768 */
+    size_t n_trees;         /* 0: pynndescent's min(32, 5 + round(n^0.25)), capped at 16 */
+    size_t leaf_size;       /* 0: pynndescent's max(10, k) */
+    size_t n_iters;         /* 0: pynndescent's max(5, round(log2 n)) */
+    size_t max_candidates;  /* 0: pynndescent's min(60, k) */
+    double delta;           /* 0.001: pynndescent's early-stop fraction of k*n updates */
+    uint64_t seed;          /* 42: the Python task's random_state */
+    int threads;            /* <= 0: all cores */
+};
+
+struct knn_graph {
+    size_t n, k;
+    int32_t *idx; /* n*k neighbour indices */
+    float *dist;  /* n*k distances, ascending per row */
+};
+
+void knn_options_default(struct knn_options *opt);
+
+/* "euclidean" | "cosine" -> 0, else PW_EINVAL. */
+int knn_parse_metric(const char *name, enum knn_metric *out, struct pw_error *err);
+const char *knn_metric_name(enum knn_metric m);
+
+/* 0, PW_EINVAL (bad input, k < 1 or k >= n), PW_ENOMEM, PW_ECANCELED.  On success
+ * g owns two arrays; on failure g is left empty.  */
+int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_options *opt,
+              struct knn_graph *g, const struct pw_progress *progress, struct pw_error *err);
+
+void knn_free(struct knn_graph *g);
+
+/* Fraction of approx's neighbours that are in exact's lists (same n, k). */
+double knn_recall(const struct knn_graph *approx, const struct knn_graph *exact);
+
+#endif

@@ -1,0 +1,70 @@
+/* umap.h - UMAP to 2-D with umap-learn 0.5's defaults and semantics.
+ *
+ * Pipeline (each step named after the umap-learn function it reproduces):
+ * k-NN (knn.h; the point itself counts as the first of n_neighbors, as in
+ * umap-learn) -> smooth_knn_dist (binary search of sigma, rho) ->
+ * compute_membership_strengths -> fuzzy union (A + A^T - A.A^T) -> pruning of
+ * weights below max/n_epochs -> spectral_layout (normalised-Laplacian eigenvectors,
+ * per connected component, random fallback) -> optimize_layout_euclidean (edge
+ * sampling by epochs_per_sample, 5 negative samples, gradient clip 4, learning rate
+ * decaying linearly).
+ *
+ * Determinism: umap-learn's parallel SGD lets threads race on shared rows.  Here
+ * each epoch reads the other endpoint's position from a snapshot taken at the start
+ * of the epoch, moves its own (head) point immediately and applies the moves of the
+ * other (tail) points at the end of the epoch in edge order; negative samples are a
+ * function of (seed, edge, epoch, draw).  The result is therefore identical for any
+ * thread count, given the same input and seed.
+ *
+ * `out` is n*2 floats owned by the caller; nothing else survives the call. */
+#ifndef PW_UMAP_H
+#define PW_UMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "knn.h"
+#include "progress.h"
+#include "pw_error.h"
+
+enum umap_init { UMAP_INIT_SPECTRAL = 0, UMAP_INIT_RANDOM = 1 };
+
+struct umap_options {
+    size_t n_neighbors;         /* 15: umap-learn 0.5 default and projection.py */
+    float min_dist;             /* 0.1: umap-learn 0.5 default and projection.py */
+    float spread;               /* 1.0: umap-learn 0.5 default */
+    enum knn_metric metric;     /* cosine: projection.py default (umap-learn's is euclidean) */
+    size_t n_epochs;            /* 0: umap-learn's rule, 500 if n <= 10000 else 200 */
+    float learning_rate;        /* 1.0: umap-learn 0.5 default (initial alpha) */
+    float negative_sample_rate; /* 5: umap-learn 0.5 default */
+    float repulsion_strength;   /* 1.0: umap-learn 0.5 default (gamma) */
+    float local_connectivity;   /* 1.0: umap-learn 0.5 default */
+    float set_op_mix_ratio;     /* 1.0: umap-learn 0.5 default (pure fuzzy union) */
+    enum umap_init init;        /* spectral: umap-learn 0.5 default */
+    uint64_t seed;              /* 42: projection.py's random_state */
+    int threads;                /* <= 0: all cores; the result does not depend on it */
+    enum knn_method knn_method; /* auto: exact below knn_exact_max_n points */
+    size_t knn_exact_max_n;     /* 16384 (umap-learn switches to NN-descent at 4096) */
+};
+
+struct umap_result {
+    float a, b;      /* the fitted curve 1 / (1 + a d^(2b)) */
+    size_t n_epochs; /* epochs run */
+    size_t n_edges;  /* directed edges of the fuzzy graph after pruning */
+    size_t n_graph_components;
+    int spectral_ok; /* 0 when spectral init fell back to random (umap-learn's rule) */
+    double seconds_knn, seconds_graph, seconds_init, seconds_optimize;
+};
+
+void umap_options_default(struct umap_options *opt);
+
+/* umap-learn's find_ab_params: least-squares fit (Levenberg-Marquardt) of
+ * 1 / (1 + a x^(2b)) to the min_dist/spread target curve on 300 points of [0, 3 spread]. */
+int umap_find_ab(float spread, float min_dist, float *a, float *b, struct pw_error *err);
+
+/* 0, PW_EINVAL (bad input: n < 2, d < 2, NaN/Inf, n_neighbors < 2, min_dist < 0,
+ * min_dist > spread, ...), PW_ENOMEM, PW_ECANCELED.  `res` may be NULL. */
+int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt, float *out,
+             struct umap_result *res, const struct pw_progress *progress, struct pw_error *err);
+
+#endif

@@ -1,0 +1,40 @@
+/* test_data.h - deterministic synthetic data for the compute/ unit tests:
+ * Gaussian clusters around random centres (an xorshift generator local to the test,
+ * independent of compute/rng.h so the data does not come from the code under test). */
+#ifndef PW_TEST_DATA_H
+#define PW_TEST_DATA_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+static inline double td_uniform(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return ((double)(*s >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static inline double td_normal(uint64_t *s)
+{
+    double u = td_uniform(s), v = td_uniform(s);
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+/* n points in d dims, `clusters` centres with N(0, 4) coordinates, unit noise. */
+static inline float *td_clusters(size_t n, size_t d, size_t clusters, uint64_t seed)
+{
+    uint64_t s = seed * 2654435761u + 88172645463325252ull;
+    float *centres = malloc(clusters * d * sizeof *centres);
+    float *x = malloc(n * d * sizeof *x);
+    for (size_t i = 0; i < clusters * d; i++)
+        centres[i] = (float)(2.0 * td_normal(&s));
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < d; j++)
+            x[i * d + j] = centres[(i % clusters) * d + j] + (float)td_normal(&s);
+    free(centres);
+    return x;
+}
+
+#endif
