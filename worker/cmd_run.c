@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "consumer.h"
 #include "log.h"
+#include "projection_task.h"
 #include "signals.h"
 #include "tasks.h"
 
@@ -21,6 +22,7 @@
 
 struct run_settings {
     struct consumer_config consumer;
+    struct projection_app app;
     char *queues_buf;
     const char *queues[MAX_QUEUES];
     char hostname[256];
@@ -142,6 +144,12 @@ static int load_settings(struct run_settings *s, int argc, char **argv, struct p
         {"hostname", required_argument, NULL, 'n'},
         {"broker-ca", required_argument, NULL, 'A'},
         {"log-level", required_argument, NULL, 'l'},
+        {"database-url", required_argument, NULL, 'D'},
+        {"data-dir", required_argument, NULL, 'd'},
+        {"qdrant-url", required_argument, NULL, 'q'},
+        {"vector-name", required_argument, NULL, 'V'},
+        {"threads", required_argument, NULL, 't'},
+        {"lock-wait", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -159,6 +167,28 @@ static int load_settings(struct run_settings *s, int argc, char **argv, struct p
     cc->reconnect_max_s = 30;
     cc->tls_ca_file = env_or("PW_BROKER_CA_FILE", NULL);
     cc->track_started = !strcmp(env_or("PW_TRACK_STARTED", "0"), "1");
+    s->app.database_url = env_or("DATABASE_URL", NULL);
+    s->app.data_dir = env_or("DATA_DIR", "./data");
+    s->app.qdrant.url = env_or("QDRANT_URL", "http://localhost:6333");
+    s->app.qdrant.api_key = env_or("QDRANT_API_KEY", NULL);
+    s->app.qdrant.max_retries = -1;
+    if (getenv("QDRANT_TIMEOUT_MS")) {
+        int ms;
+        if (parse_int(getenv("QDRANT_TIMEOUT_MS"), 1, 3600000, &ms))
+            return pw_error_set(err, PW_EINVAL, "QDRANT_TIMEOUT_MS must be milliseconds");
+        s->app.qdrant.timeout_ms = ms;
+    }
+    if (getenv("QDRANT_MAX_RETRIES") &&
+        parse_int(getenv("QDRANT_MAX_RETRIES"), 0, 100, &s->app.qdrant.max_retries))
+        return pw_error_set(err, PW_EINVAL, "QDRANT_MAX_RETRIES must be an integer in 0..100");
+    s->app.vector_name = env_or("PW_VECTOR_NAME", NULL);
+    s->app.compute_threads = 0;
+    s->app.lock_wait_s = 900;
+    if (getenv("PW_COMPUTE_THREADS") &&
+        parse_int(getenv("PW_COMPUTE_THREADS"), 0, 1024, &s->app.compute_threads))
+        return pw_error_set(err, PW_EINVAL, "PW_COMPUTE_THREADS must be an integer in 0..1024");
+    if (getenv("PW_LOCK_WAIT") && parse_seconds(getenv("PW_LOCK_WAIT"), &s->app.lock_wait_s))
+        return pw_error_set(err, PW_EINVAL, "PW_LOCK_WAIT must be seconds");
     s->log.fd = 2;
     s->log.min_level = PW_LOG_INFO;
     gethostname(host, sizeof host - 1);
@@ -225,6 +255,26 @@ static int load_settings(struct run_settings *s, int argc, char **argv, struct p
             if (pw_log_parse_level(optarg, &s->log.min_level))
                 return pw_error_set(err, PW_EINVAL, "--log-level must be debug|info|warning|error");
             break;
+        case 'D':
+            s->app.database_url = optarg;
+            break;
+        case 'd':
+            s->app.data_dir = optarg;
+            break;
+        case 'q':
+            s->app.qdrant.url = optarg;
+            break;
+        case 'V':
+            s->app.vector_name = optarg;
+            break;
+        case 't':
+            if (parse_int(optarg, 0, 1024, &s->app.compute_threads))
+                return pw_error_set(err, PW_EINVAL, "--threads must be an integer in 0..1024");
+            break;
+        case 'W':
+            if (parse_seconds(optarg, &s->app.lock_wait_s))
+                return pw_error_set(err, PW_EINVAL, "--lock-wait must be seconds");
+            break;
         case 'h':
             usage(stdout);
             return 1;
@@ -250,7 +300,7 @@ int cmd_run(int argc, char **argv)
 {
     struct run_settings s;
     struct pw_error err;
-    char masked[512];
+    char masked[512], db_masked[512], qdrant_masked[512];
     int sfd = -1, rc;
 
     memset(&s, 0, sizeof s);
@@ -272,6 +322,8 @@ int cmd_run(int argc, char **argv)
         return 1;
     }
     broker_url_mask(s.consumer.broker_url, masked, sizeof masked);
+    broker_url_mask(s.app.database_url ? s.app.database_url : "", db_masked, sizeof db_masked);
+    broker_url_mask(s.app.qdrant.url, qdrant_masked, sizeof qdrant_masked);
     pw_log_event(&s.log, PW_LOG_INFO, "worker_starting",
                  json_pack("{s:s, s:s, s:i, s:i, s:b, s:b, s:i}", "hostname", s.hostname, "broker",
                            masked, "concurrency", s.consumer.concurrency, "prefetch_count",
@@ -279,7 +331,7 @@ int cmd_run(int argc, char **argv)
                            s.consumer.results_enabled, "track_started", s.consumer.track_started,
                            "pid", (int)getpid()),
                  NULL);
-    rc = consumer_run(&s.consumer, &s.log, NULL, sfd, &err);
+    rc = consumer_run(&s.consumer, &s.log, &s.app, sfd, &err);
     if (rc)
         pw_log_event(&s.log, PW_LOG_CRITICAL, "worker_failed", NULL, err.msg);
     else

@@ -233,6 +233,11 @@ static void finish_job(struct consumer *c, struct pool_job *job)
                            m->time_limit_hard, "exc_module", "billiard.exceptions");
         pw_log_event(c->log, PW_LOG_ERROR, "task_time_limit", task_fields(m->id, m->task, 0),
                      "hard time limit exceeded");
+    } else if (job->rc && job->outcome.revoked) {
+        status = CELERY_REVOKED;
+        result = celery_exception("TaskRevokedError", "celery.exceptions", job->err.msg);
+        pw_log_event(c->log, PW_LOG_INFO, "task_revoked", task_fields(m->id, m->task, 0),
+                     job->err.msg);
     } else if (job->rc == 0) {
         status = CELERY_SUCCESS;
         result = json_incref(job->outcome.result ? job->outcome.result : json_null());

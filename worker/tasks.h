@@ -30,6 +30,7 @@ struct task_outcome {
     json_t *result;         /* success value (new reference) */
     const char *exc_type;   /* on failure: e.g. "ValueError" (static string) */
     const char *exc_module; /* on failure: e.g. "builtins"; NULL = synthesised class */
+    int revoked;            /* on failure: report REVOKED (the work was cancelled) */
 };
 
 typedef int (*task_fn)(const struct task_env *env, struct task_outcome *out, struct pw_error *err);

@@ -1,0 +1,452 @@
+"""End to end: the Python Celery client enqueues webui.tasks.compute_projection, our
+worker loads the run from PostgreSQL, scrolls the Qdrant stand-in over HTTP, computes
+and writes the artifacts; the test checks files and database against references it
+computes itself (numpy PCA; the seed's own category helpers).
+
+Each test gets its own database (migrated by `projection-worker migrate`), its own
+stand-in process, data directory, queue and worker.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "unit", "pipeline"))
+import pwtest  # noqa: E402
+from pwtest import Worker, celery_app, unique, wait_for  # noqa: E402
+from test_categories import reference_case  # noqa: E402  (the seed's own helpers)
+
+STANDIN = os.path.join(pwtest.ROOT, "tests/qdrant_standin/qdrant_standin.py")
+NOW = time.time()
+
+
+# ---- fixtures ---------------------------------------------------------------------------
+
+def make_points(n: int = 300, d: int = 24, seed: int = 7, uuid_ids: bool = False) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(5, d)).astype(np.float32) * 4
+    pts = []
+    for i in range(n):
+        v = centres[i % 5] + rng.normal(size=d).astype(np.float32)
+        pid = str(uuid.UUID(int=rng.integers(1 << 62) << 64 | i)) if uuid_ids else 1000 + i
+        payload = {"doc_id": f"doc-{i % 17}", "source_path": f"/data/dir{i % 4}/file{i}.{['txt', 'pdf', 'md'][i % 3]}",
+                   "mime_type": None if i % 2 else "Text/Plain", "ingested_at": int(NOW - (i % 9) * 86400 * 20)}
+        if i % 11 == 0:
+            payload = {"chunk_id": i, "metadata": {"source_path": "x/y", "created_at": "2020-01-01T00:00:00Z"}}
+        pts.append({"id": pid, "vector": [float(x) for x in v], "payload": payload})
+    return pts
+
+
+class Standin:
+    """The Qdrant stand-in (tests/qdrant_standin) as a subprocess serving `points`."""
+
+    def __init__(self, collection: str, points: list[dict], api_key: str | None = None):
+        self.dir = tempfile.mkdtemp(prefix="standin-")
+        data = os.path.join(self.dir, "points.jsonl")
+        with open(data, "w") as fh:
+            for p in points:
+                fh.write(json.dumps(p) + "\n")
+        port_file = os.path.join(self.dir, "port")
+        cmd = ["/usr/bin/python3", STANDIN, "--collection", collection, "--data", data, "--port", "0",
+               "--port-file", port_file]
+        if api_key:
+            cmd += ["--api-key", api_key]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "log"), "w"))
+        wait_for(lambda: os.path.exists(port_file) and open(port_file).read().strip(), 20, what="stand-in port")
+        self.url = f"http://127.0.0.1:{int(open(port_file).read().strip())}"
+
+    def stats(self) -> dict:
+        with urllib.request.urlopen(self.url + "/__standin/stats", timeout=10) as r:
+            return json.load(r)
+
+    def scrolls(self) -> int:
+        return sum(v for k, v in self.stats()["routes"].items() if "scroll" in k)
+
+    def faults(self, *faults: dict) -> None:
+        req = urllib.request.Request(self.url + "/__standin/faults", data=json.dumps({"faults": list(faults)}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        urllib.request.urlopen(req, timeout=10).read()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+class Env:
+    """A migrated database, a data dir, a stand-in and helpers to create runs."""
+
+    def __init__(self, points: list[dict] | None = None, api_key: str | None = None, qdrant_name: str = "vecs_main"):
+        self.db = unique("pw").replace("-", "_")
+        base = pwtest.ENV["DATABASE_URL"]
+        self.admin_url = base
+        self.url = base.rsplit("/", 1)[0] + "/" + self.db
+        self.psql_admin(f"CREATE DATABASE {self.db}")
+        out = subprocess.run([pwtest.WORKER_BIN, "migrate", "--database-url", self.url], capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        self.data_dir = tempfile.mkdtemp(prefix="pw-data-")
+        self.points = points if points is not None else make_points()
+        self.qdrant_name = qdrant_name
+        self.standin = Standin(qdrant_name, self.points, api_key)
+        self.collection_id = str(uuid.uuid4())
+        self.sql(f"""INSERT INTO collections (id, name, owner_id, vector_store_name, embedding_model, vector_count)
+                     VALUES ('{self.collection_id}', 'c', 1, '{qdrant_name}', 'test-model', {len(self.points)})""")
+        self.workers: list[Worker] = []
+
+    def psql_admin(self, sql: str) -> str:
+        return self._psql(self.admin_url, sql)
+
+    def sql(self, sql: str) -> str:
+        return self._psql(self.url, sql)
+
+    @staticmethod
+    def _psql(url: str, sql: str) -> str:
+        out = subprocess.run(["psql", url, "-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql], capture_output=True,
+                             text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    def create_run(self, config: dict | None = None, reducer: str = "pca", collection_id: str | None = None) -> str:
+        run, op = str(uuid.uuid4()), str(uuid.uuid4())
+        cid = collection_id or self.collection_id
+        cfg = json.dumps(config or {}).replace("'", "''")
+        self.sql(f"""INSERT INTO operations (uuid, collection_id, user_id, type, status, config)
+                     VALUES ('{op}', '{cid}', 1, 'projection_build', 'pending', '{{}}');
+                     INSERT INTO projection_runs (uuid, collection_id, operation_uuid, status, dimensionality, reducer, config)
+                     VALUES ('{run}', '{cid}', '{op}', 'running', 2, '{reducer}', '{cfg}')""")
+        return run
+
+    def run_row(self, run: str) -> dict:
+        row = self.sql(f"""SELECT json_build_object('status', r.status, 'storage_path', r.storage_path,
+                             'point_count', r.point_count, 'meta', r.meta, 'metadata_hash', r.metadata_hash,
+                             'error', r.error_message, 'op_status', o.status, 'op_error', o.error_message)
+                           FROM projection_runs r LEFT JOIN operations o ON o.uuid = r.operation_uuid
+                           WHERE r.uuid = '{run}'""")
+        return json.loads(row)
+
+    def worker(self, queue: str, *args: str, env: dict | None = None, name: str | None = None) -> Worker:
+        e = {"DATABASE_URL": self.url, "DATA_DIR": self.data_dir, "QDRANT_URL": self.standin.url,
+             "QDRANT_TIMEOUT_MS": "3000", "QDRANT_MAX_RETRIES": "3"}
+        e.update(env or {})
+        w = Worker(queue, *args, env=e, name=name)
+        self.workers.append(w)
+        w.wait_connected()
+        return w
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.stop()
+        self.standin.stop()
+        try:
+            self.psql_admin(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
+        except AssertionError:
+            pass
+
+
+def send(queue: str, run: str, timeout: float = 60):
+    return celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=queue).get(timeout=timeout)
+
+
+def read_f32(path: str) -> np.ndarray:
+    return np.fromfile(path, dtype="<f4")
+
+
+def expect_failure(queue: str, run_or_arg, words: str, exc: type = Exception):
+    res = celery_app().send_task("webui.tasks.compute_projection", args=[run_or_arg], queue=queue)
+    try:
+        res.get(timeout=60)
+    except exc as e:  # noqa: BLE001
+        assert words in str(e), f"{words!r} not in {e!r}"
+        return str(e)
+    raise AssertionError("task did not fail")
+
+
+# ---- tests ---------------------------------------------------------------------------------
+
+def test_full_pca_run_matches_numpy_and_the_python_rules():
+    env = Env()
+    q = unique("proj")
+    try:
+        env.worker(q)
+        run = env.create_run({"color_by": "document_id"})
+        result = send(q, run)
+        run_dir = os.path.join(env.data_dir, "semantik/projections", env.collection_id, run)
+        assert result == {"projection_id": run, "status": "completed", "reducer": "pca", "message": None,
+                          "point_count": len(env.points), "storage_path": run_dir}, result
+        assert sorted(os.listdir(run_dir)) == ["cat.u8.bin", "ids.i32.bin", "meta.json", "x.f32.bin", "y.f32.bin"]
+        # x/y: numpy's PCA of the same vectors, up to sign
+        vecs = np.asarray([p["vector"] for p in env.points], dtype=np.float32)
+        centred = vecs - vecs.mean(axis=0, keepdims=True)
+        _, s, vt = np.linalg.svd(centred, full_matrices=False)
+        ref = centred @ vt[:2].T
+        for col, name in enumerate(("x.f32.bin", "y.f32.bin")):
+            ours = read_f32(os.path.join(run_dir, name))
+            sign = np.sign(np.dot(ours, ref[:, col])) or 1.0
+            rel = np.max(np.abs(ours - sign * ref[:, col])) / np.max(np.abs(ref[:, col]))
+            assert rel < 1e-4, (name, rel)
+        ids = np.fromfile(os.path.join(run_dir, "ids.i32.bin"), dtype="<i4")
+        assert ids.tolist() == [p["id"] for p in env.points]
+        meta = json.load(open(os.path.join(run_dir, "meta.json")))
+        ref_cats = reference_case([p["payload"] for p in env.points], "document_id", NOW)
+        cat = np.fromfile(os.path.join(run_dir, "cat.u8.bin"), dtype=np.uint8)
+        assert cat.tolist() == ref_cats["categories"]
+        assert meta["legend"] == ref_cats["legend"]
+        assert meta["category_map"] == ref_cats["category_map"]
+        assert meta["category_counts"] == ref_cats["category_counts"]
+        assert meta["original_ids"] == [str(p["id"]) for p in env.points]
+        expected_keys = {"projection_id", "collection_id", "created_at", "point_count", "total_count", "shown_count",
+                         "sampled", "reducer_requested", "reducer_used", "reducer_params", "dimensionality",
+                         "source_vector_collection", "sample_limit", "files", "color_by", "legend",
+                         "explained_variance_ratio", "singular_values", "original_ids", "category_map",
+                         "category_counts"}
+        assert set(meta) == expected_keys, set(meta) ^ expected_keys
+        assert meta["files"] == {"x": "x.f32.bin", "y": "y.f32.bin", "ids": "ids.i32.bin", "categories": "cat.u8.bin"}
+        assert meta["sampled"] is False and meta["sample_limit"] == 200000 and meta["dimensionality"] == 2
+        ratio = np.square(s[:2]) / np.square(s).sum()
+        assert np.allclose(meta["explained_variance_ratio"], ratio, rtol=1e-4)
+        assert np.allclose(meta["singular_values"], s[:2], rtol=1e-4)
+        # meta.json is written like json.dumps(indent=2, sort_keys=True)
+        text = open(os.path.join(run_dir, "meta.json")).read()
+        assert text == json.dumps(json.loads(text), indent=2, sort_keys=True)
+        row = env.run_row(run)
+        assert row["status"] == "completed" and row["op_status"] == "completed"
+        assert row["storage_path"] == f"semantik/projections/{env.collection_id}/{run}"
+        assert row["point_count"] == len(env.points)
+        assert len(row["metadata_hash"]) == 64
+        assert row["meta"]["projection_artifacts"] == meta
+        assert row["meta"]["legend"] == meta["legend"] and row["meta"]["shown_count"] == len(env.points)
+        assert not [d for d in os.listdir(os.path.dirname(run_dir)) if d.startswith(".tmp")]
+    finally:
+        env.close()
+
+
+def test_same_request_twice_is_reused_without_fetching_vectors():
+    env = Env()
+    q = unique("reuse")
+    try:
+        w = env.worker(q)
+        first = env.create_run({"color_by": "filetype"})
+        send(q, first)
+        scrolls = env.standin.scrolls()
+        second = env.create_run({"color_by": "filetype"})
+        result = send(q, second)
+        assert env.standin.scrolls() == scrolls, "a reuse fetched vectors"
+        assert result["status"] == "completed" and result["point_count"] == len(env.points)
+        row = env.run_row(second)
+        assert row["status"] == "completed" and row["op_status"] == "completed"
+        assert row["meta"]["reused_from"] == first and row["meta"]["idempotent_reuse"] is True
+        d1 = os.path.join(env.data_dir, "semantik/projections", env.collection_id, first)
+        d2 = os.path.join(env.data_dir, "semantik/projections", env.collection_id, second)
+        for f in ("x.f32.bin", "y.f32.bin", "ids.i32.bin", "cat.u8.bin"):
+            assert os.stat(os.path.join(d1, f)).st_ino == os.stat(os.path.join(d2, f)).st_ino  # hard link
+        meta2 = json.load(open(os.path.join(d2, "meta.json")))
+        assert meta2["projection_id"] == second and meta2["reused_from"] == first
+        assert w.find("projection_reused")
+        # the collection changed: recomputed
+        env.sql(f"UPDATE collections SET updated_at = now() + interval '1 second' WHERE id = '{env.collection_id}'")
+        third = env.create_run({"color_by": "filetype"})
+        send(q, third)
+        assert env.standin.scrolls() > scrolls
+        assert "reused_from" not in env.run_row(third)["meta"]
+        # force: recomputed, with the parent reference
+        scrolls = env.standin.scrolls()
+        forced = env.create_run({"color_by": "filetype", "force": True})
+        send(q, forced)
+        assert env.standin.scrolls() > scrolls
+        row = env.run_row(forced)
+        assert row["meta"].get("parent_run_id") == third, row["meta"].get("parent_run_id")
+    finally:
+        env.close()
+
+
+def test_two_workers_same_hash_compute_once():
+    env = Env(points=make_points(n=3000, d=64))
+    q = unique("dup")
+    try:
+        env.worker(q, name="dup-a")
+        env.worker(q, name="dup-b")
+        runs = [env.create_run({"color_by": "source_dir"}) for _ in range(2)]
+        app = celery_app()
+        results = [app.send_task("webui.tasks.compute_projection", args=[r], queue=q) for r in runs]
+        values = [r.get(timeout=120) for r in results]
+        assert all(v["status"] == "completed" for v in values)
+        metas = [env.run_row(r)["meta"] for r in runs]
+        assert sum(1 for m in metas if m.get("idempotent_reuse")) == 1, metas
+        computed = sum(len(w.find("projection_completed")) for w in env.workers)
+        assert computed == 1, computed
+        # one scroll session: 3000 points in pages of 1000 = 3 scroll requests
+        assert env.standin.scrolls() == 3, env.standin.stats()
+    finally:
+        env.close()
+
+
+def test_redelivered_completed_run_returns_its_result():
+    env = Env()
+    q = unique("again")
+    try:
+        env.worker(q)
+        run = env.create_run()
+        first = send(q, run)
+        scrolls = env.standin.scrolls()
+        again = send(q, run)
+        assert again == first and env.standin.scrolls() == scrolls
+    finally:
+        env.close()
+
+
+def test_qdrant_5xx_is_retried_then_succeeds():
+    env = Env()
+    q = unique("q5xx")
+    try:
+        env.worker(q)
+        env.standin.faults({"route": "scroll", "kind": "status", "status": 503, "times": 2})
+        result = send(q, env.create_run())
+        assert result["status"] == "completed"
+    finally:
+        env.close()
+
+
+def test_qdrant_5xx_forever_fails_run_with_clear_message():
+    env = Env()
+    q = unique("q5xxf")
+    try:
+        env.worker(q)
+        env.standin.faults({"route": "any", "kind": "status", "status": 503, "times": -1})
+        run = env.create_run()
+        msg = expect_failure(q, run, "503")
+        row = env.run_row(run)
+        assert row["status"] == "failed" and row["op_status"] == "failed" and "503" in row["error"], row
+        assert msg
+    finally:
+        env.close()
+
+
+def test_qdrant_timeout_fails_after_retries():
+    env = Env()
+    q = unique("qslow")
+    try:
+        env.worker(q)
+        env.standin.faults({"route": "any", "kind": "delay", "delay_s": 5, "times": -1})
+        run = env.create_run()
+        expect_failure(q, run, "no complete answer within 3000 ms", exc=TimeoutError)
+        assert env.run_row(run)["status"] == "failed"
+    finally:
+        env.close()
+
+
+def test_qdrant_unknown_collection_fails_with_404_message():
+    env = Env()
+    q = unique("q404")
+    try:
+        env.worker(q)
+        env.sql(f"UPDATE collections SET vector_store_name = 'nope' WHERE id = '{env.collection_id}'")
+        run = env.create_run()
+        expect_failure(q, run, "nope")
+        assert env.run_row(run)["status"] == "failed"
+    finally:
+        env.close()
+
+
+def test_qdrant_wrong_api_key_fails_without_leaking_it():
+    env = Env(api_key="right-key")
+    q = unique("q401")
+    try:
+        w = env.worker(q, env={"QDRANT_API_KEY": "wrong-key-123"})
+        run = env.create_run()
+        msg = expect_failure(q, run, "")
+        row = env.run_row(run)
+        assert row["status"] == "failed"
+        assert "wrong-key-123" not in msg and "wrong-key-123" not in (row["error"] or "")
+        assert "wrong-key-123" not in w.dump_log()
+        assert "401" in msg or "api key" in msg.lower() or "denied" in msg.lower(), msg
+    finally:
+        env.close()
+
+
+def test_unknown_run_and_bad_ids_are_refused():
+    env = Env()
+    q = unique("badid")
+    try:
+        env.worker(q)
+        missing = str(uuid.uuid4())
+        expect_failure(q, missing, "not found", exc=ValueError)
+        expect_failure(q, "../../etc/passwd", "not a UUID", exc=ValueError)
+        # a collection id that is not a plain id: refused before any path is built
+        bad_cid = "../../escape"
+        env.sql(f"""INSERT INTO collections (id, name, owner_id, vector_store_name, embedding_model)
+                    VALUES ('{bad_cid}', 'bad', 1, 'vecs_other', 'm')""")
+        run = env.create_run(collection_id=bad_cid)
+        expect_failure(q, run, "collection")
+        assert env.run_row(run)["status"] == "failed"
+        assert not os.path.exists(os.path.join(env.data_dir, "semantik/projections/../../escape"))
+        assert not os.path.exists(os.path.join(env.data_dir, "escape"))
+    finally:
+        env.close()
+
+
+def test_fewer_than_two_vectors_fails_clearly():
+    env = Env(points=make_points(n=1))
+    q = unique("tiny")
+    try:
+        env.worker(q)
+        run = env.create_run()
+        expect_failure(q, run, "need at least 2")
+        assert env.run_row(run)["status"] == "failed"
+    finally:
+        env.close()
+
+
+def test_uuid_ids_use_sequential_indexes_and_keep_originals():
+    env = Env(points=make_points(n=50, uuid_ids=True))
+    q = unique("uuids")
+    try:
+        env.worker(q)
+        run = env.create_run({"color_by": "age_bucket", "sample_size": 40})
+        result = send(q, run)
+        assert result["point_count"] == 40
+        run_dir = result["storage_path"]
+        ids = np.fromfile(os.path.join(run_dir, "ids.i32.bin"), dtype="<i4")
+        assert ids.tolist() == list(range(40))
+        meta = json.load(open(os.path.join(run_dir, "meta.json")))
+        # scroll order is the stand-in's id order; the first 40 of it
+        assert len(meta["original_ids"]) == 40 and all(len(i) == 36 for i in meta["original_ids"])
+        assert meta["sampled"] is True and meta["total_count"] == 50 and meta["sample_limit"] == 40
+        order = {str(p["id"]): p for p in env.points}
+        payloads = [order[i]["payload"] for i in meta["original_ids"]]
+        ref = reference_case(payloads, "age_bucket", NOW)
+        cat = np.fromfile(os.path.join(run_dir, "cat.u8.bin"), dtype=np.uint8).tolist()
+        assert cat == ref["categories"] and meta["legend"] == ref["legend"]
+    finally:
+        env.close()
+
+
+def test_unsupported_reducer_falls_back_to_pca_with_reason():
+    env = Env()
+    q = unique("fallback")
+    try:
+        env.worker(q)
+        run = env.create_run({"foo": 1}, reducer="isomap")
+        result = send(q, run)
+        assert result["reducer"] == "pca"
+        meta = json.load(open(os.path.join(result["storage_path"], "meta.json")))
+        assert meta["fallback_reason"] == "Unsupported reducer 'isomap'"
+        assert meta["reducer_requested"] == "isomap" and meta["reducer_used"] == "pca"
+        assert meta["reducer_params"] == {"foo": 1}
+    finally:
+        env.close()
+
+
+if __name__ == "__main__":
+    pwtest.main(globals())

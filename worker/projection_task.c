@@ -1,0 +1,972 @@
+/* projection_task.c - the projection pipeline (see header).
+ *
+ * One struct projection_job travels down the steps of DESIGN.md's data flow, each a
+ * function that returns 0 or a negative code with err filled:
+ *
+ *   load_run -> compute_hash -> lock_hash -> (already done | reuse | compute)
+ *   compute:  fetch_vectors -> derive_categories -> reduce -> build_meta -> publish
+ *
+ * Anything that fails after the run was loaded marks the run and its operation failed
+ * (fail_run) before the task reports FAILURE.  The advisory lock is a session lock on
+ * the job's own connection: closing the connection releases it, whatever happened. */
+#include "projection_task.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "advisory_lock.h"
+#include "artifacts.h"
+#include "categories.h"
+#include "knn.h"
+#include "collections.h"
+#include "metadata_hash.h"
+#include "pca.h"
+#include "pg.h"
+#include "pg_url.h"
+#include "pyjson.h"
+#include "runs.h"
+#include "tsne.h"
+#include "umap.h"
+
+#define DEFAULT_SAMPLE_LIMIT 200000
+
+struct projection_job {
+    const struct projection_app *app;
+    const struct task_env *env;
+    const char *run_id;
+    PGconn *conn;
+    struct run run;
+    struct collection coll;
+    int run_loaded, coll_loaded;
+    json_t *config; /* the run's config (object; {} when absent) */
+    char hash[METADATA_HASH_HEX_LEN + 1];
+    int64_t lock_key;
+    enum color_by color_by;
+    size_t sample_limit;
+    int force;
+    char *parent_run_id; /* force: the run that would have been reused */
+    /* fetched data */
+    struct qdrant_matrix m;
+    struct qdrant_scroll_stats stats;
+    struct category_table *cats;
+    uint8_t *cat;
+    int32_t *ids;
+    json_t *original_ids;
+    /* reduction */
+    float *xy; /* n x 2 */
+    float *x, *y;
+    char reducer_requested[64];
+    const char *reducer_used;
+    json_t *reducer_params;
+    json_t *extras; /* explained_variance_ratio, singular_values, kl_divergence */
+    char fallback_reason[300];
+    /* output */
+    char *abs_dir, *rel_dir;
+    json_t *meta;
+    double last_progress;
+    double started;
+};
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void log_job(const struct projection_job *job, int level, const char *event, json_t *extra,
+                    const char *msg)
+{
+    json_t *f = json_pack("{s:s?, s:s?, s:s?}", "task_id", job->env->msg->id, "run", job->run_id,
+                          "collection", job->run_loaded ? job->run.collection_id : NULL);
+    if (json_is_object(extra))
+        json_object_update(f, extra);
+    json_decref(extra);
+    pw_log_event(job->env->log, level, event, f, msg);
+}
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static int is_uuid(const char *s)
+{
+    if (!s || strlen(s) != 36)
+        return 0;
+    for (int i = 0; i < 36; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+            return 0;
+    }
+    return 1;
+}
+
+static int python_truthy(json_t *v)
+{
+    if (!v)
+        return 0;
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return json_string_length(v) > 0;
+    case JSON_INTEGER:
+        return json_integer_value(v) != 0;
+    case JSON_REAL:
+        return json_real_value(v) != 0;
+    case JSON_TRUE:
+        return 1;
+    case JSON_ARRAY:
+        return json_array_size(v) > 0;
+    case JSON_OBJECT:
+        return json_object_size(v) > 0;
+    default:
+        return 0;
+    }
+}
+
+/* datetime.now(UTC).isoformat() */
+static void iso_now(char *buf, size_t cap)
+{
+    struct timeval tv;
+    struct tm tm;
+
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    if (tv.tv_usec)
+        snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%06ld+00:00", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)tv.tv_usec);
+    else
+        snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d+00:00", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* Python int(v) for config values: ints, floats truncated, bools, numeric strings. */
+static int python_int(json_t *v, long long *out)
+{
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+        return 0;
+    }
+    if (json_is_real(v) && isfinite(json_real_value(v)) && fabs(json_real_value(v)) < 9e18) {
+        *out = (long long)json_real_value(v);
+        return 0;
+    }
+    if (json_is_boolean(v)) {
+        *out = json_is_true(v);
+        return 0;
+    }
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        char *end;
+        while (isspace((unsigned char)*s))
+            s++;
+        *out = strtoll(s, &end, 10);
+        while (isspace((unsigned char)*end))
+            end++;
+        if (end != s && *end == '\0' && isdigit((unsigned char)end[-1]))
+            return 0;
+    }
+    return PW_EINVAL;
+}
+
+/* Python float(v) for config values. */
+static int python_float(json_t *v, double *out)
+{
+    if (json_is_number(v)) {
+        *out = json_number_value(v);
+        return 0;
+    }
+    if (json_is_boolean(v)) {
+        *out = json_is_true(v);
+        return 0;
+    }
+    if (json_is_string(v)) {
+        char *end;
+        const char *s = json_string_value(v);
+        *out = strtod(s, &end);
+        while (isspace((unsigned char)*end))
+            end++;
+        if (end != s && *end == '\0')
+            return 0;
+    }
+    return PW_EINVAL;
+}
+
+static const char *config_str(json_t *config, const char *key, const char *fallback, char *buf,
+                              size_t cap)
+{
+    json_t *v = json_object_get(config, key);
+    if (!v)
+        return fallback;
+    categories_python_str(v, buf, cap); /* str(params.get(key, default)) */
+    return buf;
+}
+
+/* ---- step 1: load ------------------------------------------------------------------ */
+
+static int load_run(struct projection_job *job, struct pw_error *err)
+{
+    struct pg_connect_options opt;
+    json_error_t jerr;
+    int rc;
+
+    pg_connect_options_default(&opt);
+    if ((rc = pg_connect(job->app->database_url, &opt, &job->conn, err)))
+        return rc;
+    rc = runs_load(job->conn, job->run_id, &job->run, err);
+    if (rc == PW_ENOTFOUND)
+        return pw_error_set(err, PW_ENOTFOUND, "Projection run %s not found", job->run_id);
+    if (rc)
+        return rc;
+    job->run_loaded = 1;
+    if ((rc = artifacts_check_ids(job->run.collection_id, job->run.uuid, err)))
+        return rc;
+    rc = collections_load(job->conn, job->run.collection_id, &job->coll, err);
+    if (rc == PW_ENOTFOUND)
+        return pw_error_set(err, PW_ENOTFOUND, "Collection %.64s for projection %s not found",
+                            job->run.collection_id, job->run_id);
+    if (rc)
+        return rc;
+    job->coll_loaded = 1;
+    job->config = job->run.config_json ? json_loads(job->run.config_json, 0, &jerr) : NULL;
+    if (!json_is_object(job->config)) {
+        json_decref(job->config);
+        job->config = json_object();
+    }
+    job->force = python_truthy(json_object_get(job->config, "force"));
+    return 0;
+}
+
+/* ---- step 2: hash and the effective request ---------------------------------------- */
+
+static int compute_hash(struct projection_job *job, struct pw_error *err)
+{
+    struct metadata_hash_input in = {job->run.collection_id,
+                                     job->run.reducer,
+                                     job->run.dimensionality,
+                                     job->run.config_json,
+                                     job->coll.embedding_model ? job->coll.embedding_model : "",
+                                     job->coll.vector_count,
+                                     job->coll.updated_at_us};
+    char *canonical = NULL;
+    json_t *doc;
+    int rc;
+
+    if ((rc = metadata_hash_compute(&in, &canonical, job->hash, err)))
+        return rc;
+    /* The canonical input holds the effective color_by and sample_limit exactly as the
+     * contract (and the Python task) derive them: read them back instead of re-deriving. */
+    doc = json_loads(canonical, JSON_DECODE_INT_AS_REAL, NULL);
+    free(canonical);
+    if (!doc)
+        return pw_error_set(err, PW_EINTERNAL, "canonical metadata is not JSON");
+    job->color_by = categories_parse_color_by(json_string_value(json_object_get(doc, "color_by")));
+    {
+        double limit = json_number_value(json_object_get(doc, "sample_limit"));
+        job->sample_limit = limit >= 1e9 ? 1000000000u : limit < 1 ? 1 : (size_t)limit;
+    }
+    json_decref(doc);
+    return 0;
+}
+
+/* ---- step 3: the advisory lock ------------------------------------------------------ */
+
+static int lock_hash(struct projection_job *job, struct pw_error *err)
+{
+    double deadline = mono_now() + job->app->lock_wait_s;
+    int acquired = 0, logged = 0, rc;
+    struct timespec pause = {0, 200 * 1000 * 1000};
+
+    if ((rc = advisory_lock_key(job->run.collection_id, job->hash, &job->lock_key, err)))
+        return rc;
+    for (;;) {
+        if ((rc = advisory_lock_try(job->conn, job->lock_key, &acquired, err)))
+            return rc;
+        if (acquired)
+            return 0;
+        if (!logged) {
+            log_job(job, PW_LOG_INFO, "projection_waiting_for_duplicate",
+                    json_pack("{s:s}", "metadata_hash", job->hash),
+                    "another worker holds this (collection, hash); waiting for its result");
+            logged = 1;
+        }
+        if (atomic_load(job->env->cancel))
+            return pw_error_set(err, PW_ECANCELED, "cancelled while waiting for a duplicate run");
+        if (mono_now() > deadline)
+            return pw_error_set(err, PW_ETIMEOUT,
+                                "another worker has been computing the same projection "
+                                "(collection %.64s, hash %.12s) for over %.0f s; giving up",
+                                job->run.collection_id, job->hash, job->app->lock_wait_s);
+        nanosleep(&pause, NULL);
+    }
+}
+
+/* ---- results ------------------------------------------------------------------------ */
+
+static json_t *task_result(const struct projection_job *job, const char *reducer,
+                           int64_t point_count, const char *abs_dir)
+{
+    return json_pack("{s:s, s:s, s:s?, s:n, s:I, s:s?}", "projection_id", job->run.uuid, "status",
+                     "completed", "reducer", reducer, "message", "point_count",
+                     (json_int_t)point_count, "storage_path", abs_dir);
+}
+
+/* Result for a run that a previous delivery (or a duplicate) already completed. */
+static int already_completed(struct projection_job *job, struct task_outcome *out,
+                             struct pw_error *err)
+{
+    char *abs = NULL, *rel = NULL;
+    const char *reducer = job->run.reducer;
+    json_t *meta = job->run.meta_json ? json_loads(job->run.meta_json, 0, NULL) : NULL;
+    json_t *art = json_object_get(meta, "projection_artifacts");
+    int rc;
+
+    if (json_is_string(json_object_get(art, "reducer_used")))
+        reducer = json_string_value(json_object_get(art, "reducer_used"));
+    rc = artifacts_run_dir(job->app->data_dir, job->run.collection_id, job->run.uuid, &abs, &rel,
+                           err);
+    if (!rc)
+        out->result = task_result(job, reducer, job->run.point_count, abs);
+    log_job(job, PW_LOG_INFO, "projection_already_completed", NULL,
+            "run was completed by an earlier delivery; returning its result");
+    json_decref(meta);
+    free(abs);
+    free(rel);
+    return rc;
+}
+
+/* ---- step 4a: reuse ------------------------------------------------------------------ */
+
+static int try_reuse(struct projection_job *job, struct task_outcome *out, int *reused,
+                     struct pw_error *err)
+{
+    struct run src;
+    int found = 0, rc;
+    json_t *meta = NULL, *art, *patch = NULL;
+    char *meta_text = NULL, *patch_text = NULL, *abs = NULL, *rel = NULL;
+    double t0 = mono_now();
+
+    *reused = 0;
+    memset(&src, 0, sizeof src);
+    if ((rc = runs_find_reusable(job->conn, job->run.collection_id, job->hash, job->run.uuid, &src,
+                                 &found, err)))
+        return rc;
+    if (!found)
+        return 0;
+    if (job->force) { /* computed anew; remember what it supersedes */
+        job->parent_run_id = strdup(src.uuid);
+        runs_free(&src);
+        return 0;
+    }
+    meta = src.meta_json ? json_loads(src.meta_json, 0, NULL) : NULL;
+    art = json_object_get(meta, "projection_artifacts");
+    if (!json_is_object(art) || !src.storage_path) {
+        log_job(job, PW_LOG_WARNING, "projection_reuse_skipped",
+                json_pack("{s:s}", "candidate", src.uuid), "candidate has no artifacts metadata");
+        goto done;
+    }
+    art = json_deep_copy(art);
+    json_object_set_new(art, "projection_id", json_string(job->run.uuid));
+    json_object_set_new(art, "reused_from", json_string(src.uuid));
+    json_object_set_new(art, "idempotent_reuse", json_true());
+    if ((rc = pyjson_dumps_indent(art, 2, &meta_text, err)))
+        goto fail_art;
+    rc = artifacts_publish_reuse(job->app->data_dir, src.storage_path, job->run.collection_id,
+                                 job->run.uuid, meta_text, 0, err);
+    if (rc == PW_ENOTFOUND) { /* artifacts gone from disk: compute instead */
+        log_job(job, PW_LOG_WARNING, "projection_reuse_skipped",
+                json_pack("{s:s}", "candidate", src.uuid), err->msg);
+        rc = 0;
+        goto fail_art;
+    }
+    if (rc)
+        goto fail_art;
+    if ((rc = artifacts_run_dir(job->app->data_dir, job->run.collection_id, job->run.uuid, &abs,
+                                &rel, err)))
+        goto fail_art;
+    patch = json_pack("{s:O, s:O?, s:O?, s:O?, s:O?, s:O?, s:s, s:b}", "projection_artifacts", art,
+                      "color_by", json_object_get(art, "color_by"), "legend",
+                      json_object_get(art, "legend"), "sampled", json_object_get(art, "sampled"),
+                      "shown_count", json_object_get(art, "shown_count"), "total_count",
+                      json_object_get(art, "total_count"), "reused_from", src.uuid,
+                      "idempotent_reuse", 1);
+    patch_text = json_dumps(patch, JSON_COMPACT);
+    {
+        struct run_completion c = {rel, src.point_count < 0 ? 0 : src.point_count, patch_text,
+                                   job->hash};
+        if ((rc = runs_mark_completed(job->conn, job->run.uuid, &c, err)))
+            goto fail_art;
+    }
+    out->result = task_result(job, json_string_value(json_object_get(art, "reducer_used")),
+                              src.point_count, abs);
+    *reused = 1;
+    log_job(job, PW_LOG_INFO, "projection_reused",
+            json_pack("{s:s, s:s, s:b, s:I, s:f}", "reused_from", src.uuid, "metadata_hash",
+                      job->hash, "idempotent_reuse", 1, "point_count", (json_int_t)src.point_count,
+                      "duration_s", mono_now() - t0),
+            "identical request: artifacts linked from a completed run, no vectors fetched");
+fail_art:
+    json_decref(art);
+done:
+    json_decref(patch);
+    free(patch_text);
+    free(meta_text);
+    free(abs);
+    free(rel);
+    json_decref(meta);
+    runs_free(&src);
+    return rc;
+}
+
+/* ---- step 4b: fetch -------------------------------------------------------------------- */
+
+static void report_progress(struct projection_job *job, json_t *progress)
+{
+    struct pw_error ignored;
+    json_t *patch;
+    char *text;
+    double now = mono_now();
+
+    if (now - job->last_progress < 1.0) {
+        json_decref(progress);
+        return;
+    }
+    job->last_progress = now;
+    patch = json_pack("{s:o}", "progress", progress);
+    text = json_dumps(patch, JSON_COMPACT);
+    if (text)
+        runs_update_progress(job->conn, job->run.uuid, text, &ignored);
+    free(text);
+    json_decref(patch);
+}
+
+static int scroll_progress(void *ud, size_t fetched, size_t limit)
+{
+    struct projection_job *job = ud;
+
+    report_progress(job, json_pack("{s:s, s:I, s:I}", "phase", "fetching", "fetched",
+                                   (json_int_t)fetched, "sample_limit", (json_int_t)limit));
+    return atomic_load(job->env->cancel) ? 1 : 0;
+}
+
+static int fetch_vectors(struct projection_job *job, struct pw_error *err)
+{
+    struct qdrant_client *client = NULL;
+    struct qdrant_scroll_opts so;
+    const char *name = job->coll.vector_store_name;
+    size_t reserve = job->sample_limit;
+    int rc;
+
+    if (!name || !*name)
+        return pw_error_set(err, PW_EINVAL,
+                            "Collection is missing a vector store name for projection computation");
+    if (job->coll.vector_count > 0 && (size_t)job->coll.vector_count < reserve)
+        reserve = (size_t)job->coll.vector_count;
+    if ((rc = qdrant_client_new(&client, &job->app->qdrant, err)))
+        return rc;
+    if ((rc = qdrant_matrix_reserve(&job->m, reserve, 0, err)))
+        goto done;
+    memset(&so, 0, sizeof so);
+    so.collection = name;
+    so.sample_limit = job->sample_limit;
+    so.vector_name = job->app->vector_name;
+    so.progress = scroll_progress;
+    so.progress_ud = job;
+    rc = qdrant_scroll_matrix(client, &so, &job->m, &job->stats, err);
+done:
+    qdrant_client_free(client);
+    return rc;
+}
+
+/* ---- step 5: categories and ids ------------------------------------------------------- */
+
+static json_t *value_to_json(struct qdrant_value v)
+{
+    char *end;
+    long long i;
+
+    switch (v.kind) {
+    case QDRANT_V_NULL:
+        return json_null();
+    case QDRANT_V_FALSE:
+        return json_false();
+    case QDRANT_V_TRUE:
+        return json_true();
+    case QDRANT_V_INT:
+        i = strtoll(v.text, &end, 10);
+        if (*end == '\0' && i != LLONG_MAX && i != LLONG_MIN)
+            return json_integer(i);
+        return json_real(strtod(v.text, NULL));
+    case QDRANT_V_FLOAT:
+        return json_real(strtod(v.text, NULL));
+    case QDRANT_V_STRING:
+        return json_stringn_nocheck(v.text, v.len);
+    case QDRANT_V_OBJECT:
+        return v.empty ? json_object() : json_pack("{s:b}", "", 1);
+    case QDRANT_V_ARRAY:
+        return v.empty ? json_array() : json_pack("[b]", 1);
+    default:
+        return NULL;
+    }
+}
+
+/* The payload subset the colour rules read, as a jansson object. */
+static json_t *point_payload(const struct qdrant_matrix *m, size_t i)
+{
+    static const char *const top[] = {"doc_id",      "document_id", "chunk_id",  "source_id",
+                                      "source_path", "path",        "mime_type", "ingested_at",
+                                      "created_at",  "updated_at",  "timestamp"};
+    static const char *const meta_keys[] = {"source_path", "mime_type",  "ingested_at",
+                                            "created_at",  "updated_at", "timestamp"};
+    json_t *p = json_object(), *meta = json_object();
+
+    for (int f = 0; f < 11; f++) {
+        json_t *v = value_to_json(qdrant_matrix_field(m, i, (enum qdrant_field)f));
+        if (v)
+            json_object_set_new_nocheck(p, top[f], v);
+    }
+    for (int f = 0; f < 6; f++) {
+        json_t *v = value_to_json(
+            qdrant_matrix_field(m, i, (enum qdrant_field)(QDRANT_F_META_SOURCE_PATH + f)));
+        if (v)
+            json_object_set_new_nocheck(meta, meta_keys[f], v);
+    }
+    json_object_set_new_nocheck(p, "metadata", meta);
+    return p;
+}
+
+static int derive_categories(struct projection_job *job, struct pw_error *err)
+{
+    size_t n = job->m.n;
+    struct timeval tv;
+    double now;
+    int all_int32 = 1, rc;
+
+    gettimeofday(&tv, NULL);
+    now = tv.tv_sec + tv.tv_usec / 1e6;
+    if ((rc = category_table_new(&job->cats, job->color_by, err)))
+        return rc;
+    job->cat = malloc(n ? n : 1);
+    job->ids = malloc((n ? n : 1) * sizeof *job->ids);
+    job->original_ids = json_array();
+    if (!job->cat || !job->ids || !job->original_ids)
+        return pw_error_set(err, PW_ENOMEM, "out of memory for %zu points", n);
+    for (size_t i = 0; i < n; i++) {
+        char label[CATEGORY_LABEL_MAX], doc[CATEGORY_LABEL_MAX], idtext[QDRANT_ID_TEXT_MAX];
+        int has_doc, idx;
+        json_t *payload = point_payload(&job->m, i);
+
+        categories_label(payload, job->color_by, now, label, sizeof label, doc, sizeof doc,
+                         &has_doc);
+        json_decref(payload);
+        idx = category_table_add(job->cats, label, has_doc ? doc : NULL);
+        if (idx < 0)
+            return pw_error_set(err, PW_ENOMEM, "out of memory for categories");
+        job->cat[i] = (uint8_t)idx;
+        qdrant_id_format(&job->m.ids[i], idtext);
+        json_array_append_new(job->original_ids, json_string(idtext));
+        if (job->m.ids[i].kind != QDRANT_ID_NUM || job->m.ids[i].u.num > INT32_MAX)
+            all_int32 = 0;
+    }
+    /* ids.i32.bin: the point ids when all are int32, else sequential indexes for all. */
+    for (size_t i = 0; i < n; i++)
+        job->ids[i] = all_int32 ? (int32_t)job->m.ids[i].u.num : (int32_t)i;
+    if (!all_int32 && n)
+        log_job(job, PW_LOG_WARNING, "projection_sequential_ids", NULL,
+                "point ids are not all int32; ids.i32.bin holds sequential indexes "
+                "(meta.json original_ids has the real ids)");
+    if (category_table_overflowed(job->cats))
+        log_job(job, PW_LOG_WARNING, "projection_category_overflow", NULL,
+                "more than 255 categories; using overflow bucket 255 \"Other\"");
+    return 0;
+}
+
+/* ---- step 6: reduce ---------------------------------------------------------------------- */
+
+static void compute_progress(void *ctx, const char *phase, double fraction)
+{
+    report_progress(ctx, json_pack("{s:s, s:f}", "phase", phase, "fraction", fraction));
+}
+
+static int run_pca(struct projection_job *job, struct pw_error *err)
+{
+    struct pca_options opt;
+    float sv[2], evr[2];
+    struct pca_result res = {NULL, NULL, sv, evr};
+    struct pw_progress pg = {job->env->cancel, compute_progress, job};
+    int rc;
+
+    pca_options_default(&opt);
+    opt.threads = job->app->compute_threads;
+    if ((rc = pca_fit(job->m.x, job->m.n, job->m.dim, &opt, job->xy, &res, &pg, err)))
+        return rc;
+    json_object_set_new(job->extras, "explained_variance_ratio",
+                        json_pack("[f, f]", (double)evr[0], (double)evr[1]));
+    json_object_set_new(job->extras, "singular_values",
+                        json_pack("[f, f]", (double)sv[0], (double)sv[1]));
+    return 0;
+}
+
+static int run_umap(struct projection_job *job, struct pw_error *err)
+{
+    struct umap_options opt;
+    struct pw_progress pg = {job->env->cancel, compute_progress, job};
+    long long nn;
+    double md;
+    char metric[128];
+    const char *metric_s;
+
+    json_t *v = json_object_get(job->config, "n_neighbors");
+
+    nn = 15;
+    if (v && python_int(v, &nn))
+        return pw_error_set(err, PW_EINVAL, "invalid literal for int() with n_neighbors");
+    if (json_object_get(job->config, "min_dist")) {
+        if (python_float(json_object_get(job->config, "min_dist"), &md))
+            return pw_error_set(err, PW_EINVAL, "could not convert min_dist to float");
+    } else {
+        md = 0.1;
+    }
+    metric_s = config_str(job->config, "metric", "cosine", metric, sizeof metric);
+    json_decref(job->reducer_params);
+    job->reducer_params = json_pack("{s:I, s:f, s:s}", "n_neighbors", (json_int_t)nn, "min_dist",
+                                    md, "metric", metric_s);
+    umap_options_default(&opt);
+    if (nn < 2)
+        return pw_error_set(err, PW_EINVAL, "n_neighbors must be at least 2 (got %lld)", nn);
+    opt.n_neighbors = (size_t)nn;
+    opt.min_dist = (float)md;
+    opt.threads = job->app->compute_threads;
+    if (knn_parse_metric(metric_s, &opt.metric, err))
+        return PW_EINVAL;
+    return umap_fit(job->m.x, job->m.n, job->m.dim, &opt, job->xy, NULL, &pg, err);
+}
+
+static int run_tsne(struct projection_job *job, struct pw_error *err)
+{
+    struct tsne_options opt;
+    struct tsne_result res;
+    struct pw_progress pg = {job->env->cancel, compute_progress, job};
+    double perplexity = 30, lr = 200;
+    long long n_iter = 1000;
+    char metric[128], init[64];
+    const char *metric_s, *init_s;
+    json_t *v;
+    int rc;
+
+    if ((v = json_object_get(job->config, "perplexity")) && python_float(v, &perplexity))
+        return pw_error_set(err, PW_EINVAL, "could not convert perplexity to float");
+    if ((v = json_object_get(job->config, "learning_rate")) && python_float(v, &lr))
+        return pw_error_set(err, PW_EINVAL, "could not convert learning_rate to float");
+    if ((v = json_object_get(job->config, "n_iter")) && python_int(v, &n_iter))
+        return pw_error_set(err, PW_EINVAL, "invalid literal for int() with n_iter");
+    metric_s = config_str(job->config, "metric", "euclidean", metric, sizeof metric);
+    init_s = config_str(job->config, "init", "pca", init, sizeof init);
+    json_decref(job->reducer_params);
+    job->reducer_params =
+        json_pack("{s:f, s:f, s:I, s:s, s:s}", "perplexity", perplexity, "learning_rate", lr,
+                  "n_iter", (json_int_t)n_iter, "metric", metric_s, "init", init_s);
+    tsne_options_default(&opt);
+    /* The Python task's clamping rules (perplexity to [1, n-1], learning rate >= 10,
+     * at least 250 iterations, init pca|random). */
+    opt.perplexity = fmax(1.0, fmin(perplexity, (double)job->m.n - 1));
+    opt.learning_rate = fmax(10.0, lr);
+    opt.n_iter = n_iter < 250 ? 250 : (size_t)n_iter;
+    opt.init = !strcmp(init_s, "random") ? TSNE_INIT_RANDOM : TSNE_INIT_PCA;
+    opt.threads = job->app->compute_threads;
+    if (knn_parse_metric(metric_s, &opt.metric, err))
+        return PW_EINVAL;
+    if ((rc = tsne_fit(job->m.x, job->m.n, job->m.dim, &opt, job->xy, &res, &pg, err)))
+        return rc;
+    json_decref(job->reducer_params);
+    job->reducer_params = json_pack("{s:f, s:f, s:I, s:s, s:s}", "perplexity", res.perplexity,
+                                    "learning_rate", res.learning_rate, "n_iter",
+                                    (json_int_t)res.n_iter, "metric", metric_s, "init", init_s);
+    if (isfinite(res.kl_divergence))
+        json_object_set_new(job->extras, "kl_divergence", json_real(res.kl_divergence));
+    return 0;
+}
+
+static int reduce(struct projection_job *job, struct pw_error *err)
+{
+    const char *r = job->run.reducer && *job->run.reducer ? job->run.reducer : "pca";
+    size_t n = job->m.n;
+    int rc;
+
+    if (n < 2)
+        return pw_error_set(err, PW_EINVAL,
+                            "Not enough vectors available to compute projection (need at least 2)");
+    snprintf(job->reducer_requested, sizeof job->reducer_requested, "%s", r);
+    for (char *p = job->reducer_requested; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    job->xy = malloc(n * 2 * sizeof *job->xy);
+    job->x = malloc(n * sizeof *job->x);
+    job->y = malloc(n * sizeof *job->y);
+    job->extras = json_object();
+    job->reducer_params = json_object();
+    if (!job->xy || !job->x || !job->y || !job->extras || !job->reducer_params)
+        return pw_error_set(err, PW_ENOMEM, "out of memory for the projection of %zu points", n);
+
+    if (!strcmp(job->reducer_requested, "umap"))
+        rc = run_umap(job, err);
+    else if (!strcmp(job->reducer_requested, "tsne"))
+        rc = run_tsne(job, err);
+    else if (!strcmp(job->reducer_requested, "pca"))
+        rc = run_pca(job, err);
+    else
+        rc = pw_error_set(err, PW_EINVAL, "Unsupported reducer '%s'", job->reducer_requested);
+    job->reducer_used = job->reducer_requested;
+    if (rc == PW_ECANCELED)
+        return rc;
+    if (rc) { /* the Python task's rule: any reducer failure falls back to PCA */
+        snprintf(job->fallback_reason, sizeof job->fallback_reason, "%s", err->msg);
+        log_job(job, PW_LOG_WARNING, "projection_reducer_fallback",
+                json_pack("{s:s}", "reducer", job->reducer_requested), err->msg);
+        if (strcmp(job->reducer_requested, "umap") && strcmp(job->reducer_requested, "tsne")) {
+            json_decref(job->reducer_params); /* unsupported: the whole config, as Python */
+            job->reducer_params = json_deep_copy(job->config);
+        }
+        json_object_clear(job->extras);
+        pw_error_clear(err);
+        if ((rc = run_pca(job, err)))
+            return rc;
+        job->reducer_used = "pca";
+    }
+    for (size_t i = 0; i < n; i++) {
+        job->x[i] = job->xy[2 * i];
+        job->y[i] = job->xy[2 * i + 1];
+    }
+    return 0;
+}
+
+/* ---- step 7: meta.json and publication --------------------------------------------------- */
+
+static int64_t total_count(const struct projection_job *job)
+{
+    int64_t n = (int64_t)job->m.n, vc = job->coll.vector_count;
+    return vc > 0 ? (vc > n ? vc : n) : n;
+}
+
+static int build_meta(struct projection_job *job, struct pw_error *err)
+{
+    char created[64];
+    int64_t n = (int64_t)job->m.n, total = total_count(job);
+    const char *key;
+    json_t *v;
+
+    iso_now(created, sizeof created);
+    job->meta = json_pack(
+        "{s:s, s:s, s:s, s:I, s:I, s:I, s:b, s:s, s:s, s:O, s:i, s:s, s:I, "
+        "s:{s:s, s:s, s:s, s:s}, s:s, s:o, s:O}",
+        "projection_id", job->run.uuid, "collection_id", job->run.collection_id, "created_at",
+        created, "point_count", (json_int_t)n, "total_count", (json_int_t)total, "shown_count",
+        (json_int_t)n, "sampled", n < total, "reducer_requested", job->reducer_requested,
+        "reducer_used", job->reducer_used, "reducer_params", job->reducer_params, "dimensionality",
+        2, "source_vector_collection", job->coll.vector_store_name, "sample_limit",
+        (json_int_t)job->sample_limit, "files", "x", ARTIFACTS_X_FILE, "y", ARTIFACTS_Y_FILE, "ids",
+        ARTIFACTS_IDS_FILE, "categories", ARTIFACTS_CAT_FILE, "color_by",
+        categories_color_by_name(job->color_by), "legend", category_table_legend(job->cats),
+        "original_ids", job->original_ids);
+    if (!job->meta)
+        return pw_error_set(err, PW_ENOMEM, "cannot build meta.json");
+    json_object_foreach(job->extras, key, v) json_object_set(job->meta, key, v);
+    if (job->fallback_reason[0])
+        json_object_set_new(job->meta, "fallback_reason", json_string(job->fallback_reason));
+    if (job->color_by == COLOR_BY_DOCUMENT_ID)
+        json_object_set_new(job->meta, "category_map", category_table_doc_map(job->cats));
+    json_object_set_new(job->meta, "category_counts", category_table_counts(job->cats));
+    if (job->parent_run_id)
+        json_object_set_new(job->meta, "parent_run_id", json_string(job->parent_run_id));
+    return 0;
+}
+
+static int publish_and_complete(struct projection_job *job, struct task_outcome *out,
+                                struct pw_error *err)
+{
+    struct artifacts a;
+    char *meta_text = NULL, *patch_text = NULL;
+    json_t *patch = NULL;
+    int rc;
+
+    if ((rc = pyjson_dumps_indent(job->meta, 2, &meta_text, err)))
+        goto done;
+    a.n = job->m.n;
+    a.x = job->x;
+    a.y = job->y;
+    a.ids = job->ids;
+    a.cat = job->cat;
+    a.meta_json = meta_text;
+    if ((rc = artifacts_publish(job->app->data_dir, job->run.collection_id, job->run.uuid, &a, 0,
+                                err)))
+        goto done;
+    if ((rc = artifacts_run_dir(job->app->data_dir, job->run.collection_id, job->run.uuid,
+                                &job->abs_dir, &job->rel_dir, err)))
+        goto done;
+    /* meta merged as the Python task's update_metadata call does */
+    patch = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O}", "projection_artifacts", job->meta,
+                      "color_by", json_object_get(job->meta, "color_by"), "legend",
+                      json_object_get(job->meta, "legend"), "sampled",
+                      json_object_get(job->meta, "sampled"), "shown_count",
+                      json_object_get(job->meta, "shown_count"), "total_count",
+                      json_object_get(job->meta, "total_count"));
+    if (job->parent_run_id)
+        json_object_set_new(patch, "parent_run_id", json_string(job->parent_run_id));
+    json_object_set_new(patch, "progress", json_null());
+    patch_text = json_dumps(patch, JSON_COMPACT);
+    {
+        struct run_completion c = {job->rel_dir, (int64_t)job->m.n, patch_text, job->hash};
+        if ((rc = runs_mark_completed(job->conn, job->run.uuid, &c, err)))
+            goto done;
+    }
+    out->result = task_result(job, job->reducer_used, (int64_t)job->m.n, job->abs_dir);
+    log_job(job, PW_LOG_INFO, "projection_completed",
+            json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:s}", "reducer", job->reducer_used,
+                      "metadata_hash", job->hash, "point_count", (json_int_t)job->m.n, "dim",
+                      (json_int_t)job->m.dim, "qdrant_requests", (json_int_t)job->stats.requests,
+                      "duration_s", mono_now() - job->started, "storage_path", job->rel_dir),
+            NULL);
+done:
+    json_decref(patch);
+    free(patch_text);
+    free(meta_text);
+    return rc;
+}
+
+/* ---- the task ------------------------------------------------------------------------------- */
+
+static void fail_run(struct projection_job *job, const struct pw_error *why)
+{
+    struct pw_error ignored;
+    char clean[512];
+
+    if (!job->conn || !job->run_loaded)
+        return;
+    pg_url_sanitize_error(why->msg, clean, sizeof clean);
+    if (runs_mark_failed(job->conn, job->run.uuid, clean, &ignored))
+        log_job(job, PW_LOG_ERROR, "projection_mark_failed_failed", NULL, ignored.msg);
+}
+
+static void job_free(struct projection_job *job)
+{
+    if (job->conn)
+        pg_close(job->conn); /* also releases the session advisory lock */
+    if (job->run_loaded)
+        runs_free(&job->run);
+    if (job->coll_loaded)
+        collections_free(&job->coll);
+    json_decref(job->config);
+    free(job->parent_run_id);
+    qdrant_matrix_free(&job->m);
+    category_table_free(job->cats);
+    free(job->cat);
+    free(job->ids);
+    json_decref(job->original_ids);
+    free(job->xy);
+    free(job->x);
+    free(job->y);
+    json_decref(job->reducer_params);
+    json_decref(job->extras);
+    free(job->abs_dir);
+    free(job->rel_dir);
+    json_decref(job->meta);
+}
+
+static const char *exc_type_for(int code)
+{
+    switch (code) {
+    case PW_ENOTFOUND:
+    case PW_EINVAL:
+    case PW_EPROTO:
+        return "ValueError";
+    case PW_ETIMEOUT:
+        return "TimeoutError";
+    case PW_EUNAVAIL:
+    case PW_EIO:
+        return "ConnectionError";
+    case PW_EDENIED:
+        return "PermissionError";
+    case PW_ENOMEM:
+        return "MemoryError";
+    default:
+        return "RuntimeError";
+    }
+}
+
+static int run_id_argument(const struct celery_task_msg *m, const char **id, struct pw_error *err)
+{
+    json_t *v = json_array_size(m->args) > 0 ? json_array_get(m->args, 0)
+                                             : json_object_get(m->kwargs, "projection_id");
+
+    if (json_array_size(m->args) > 1)
+        return pw_error_set(err, PW_EINVAL,
+                            "compute_projection takes one argument, the projection run id");
+    if (!json_is_string(v))
+        return pw_error_set(err, PW_EINVAL,
+                            "compute_projection needs the projection run id (args=[run_uuid] or "
+                            "kwargs={\"projection_id\": run_uuid})");
+    if (!is_uuid(json_string_value(v)))
+        return pw_error_set(err, PW_EINVAL, "projection run id '%.64s' is not a UUID",
+                            json_string_value(v));
+    *id = json_string_value(v);
+    return 0;
+}
+
+int projection_task_run(const struct task_env *env, struct task_outcome *out, struct pw_error *err)
+{
+    const struct projection_app *app = env->app;
+    struct projection_job job;
+    int rc, reused = 0;
+
+    memset(&job, 0, sizeof job);
+    job.env = env;
+    job.app = app;
+    job.started = mono_now();
+    qdrant_matrix_init(&job.m);
+    if ((rc = run_id_argument(env->msg, &job.run_id, err)))
+        goto failed;
+    if (!app || !app->database_url) {
+        rc = pw_error_set(err, PW_EINVAL,
+                          "projection-worker has no DATABASE_URL configured: cannot load run %s",
+                          job.run_id);
+        goto failed;
+    }
+    if ((rc = load_run(&job, err)) || (rc = compute_hash(&job, err)) || (rc = lock_hash(&job, err)))
+        goto failed;
+    /* Under the lock: the run may have changed while we waited. */
+    runs_free(&job.run);
+    job.run_loaded = 0;
+    if ((rc = runs_load(job.conn, job.run_id, &job.run, err)))
+        goto failed;
+    job.run_loaded = 1;
+    if (!strcmp(job.run.status, "completed")) {
+        rc = already_completed(&job, out, err);
+        goto finish;
+    }
+    if (!strcmp(job.run.status, "cancelled")) {
+        out->revoked = 1;
+        rc = pw_error_set(err, PW_ECANCELED, "projection run %s was cancelled", job.run_id);
+        log_job(&job, PW_LOG_INFO, "projection_cancelled", NULL, err->msg);
+        goto finish;
+    }
+    if ((rc = runs_store_metadata_hash(job.conn, job.run.uuid, job.hash, err)) ||
+        (rc = try_reuse(&job, out, &reused, err)))
+        goto failed;
+    if (reused)
+        goto finish;
+    if ((rc = runs_mark_running(job.conn, job.run.uuid, err)) || (rc = fetch_vectors(&job, err)) ||
+        (rc = derive_categories(&job, err)) || (rc = reduce(&job, err)) ||
+        (rc = build_meta(&job, err)) || (rc = publish_and_complete(&job, out, err)))
+        goto failed;
+    goto finish;
+failed:
+    out->exc_type = exc_type_for(rc);
+    out->exc_module = "builtins";
+    log_job(&job, PW_LOG_ERROR, "projection_failed", json_pack("{s:i}", "code", rc), err->msg);
+    fail_run(&job, err);
+finish:
+    job_free(&job);
+    return rc;
+}
