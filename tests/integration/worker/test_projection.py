@@ -87,12 +87,20 @@ class Standin:
 class Env:
     """A migrated database, a data dir, a stand-in and helpers to create runs."""
 
-    def __init__(self, points: list[dict] | None = None, api_key: str | None = None, qdrant_name: str = "vecs_main"):
+    def __init__(self, points: list[dict] | None = None, api_key: str | None = None, qdrant_name: str = "vecs_main",
+                 alembic_schema: bool = False):
         self.db = unique("pw").replace("-", "_")
         base = pwtest.ENV["DATABASE_URL"]
         self.admin_url = base
         self.url = base.rsplit("/", 1)[0] + "/" + self.db
         self.psql_admin(f"CREATE DATABASE {self.db}")
+        if alembic_schema:  # the tables as the Python app's Alembic history leaves them
+            fixture = os.path.join(pwtest.ROOT, "tests/fixtures/db/semantik_alembic_schema.sql")
+            out = subprocess.run(["psql", self.url, "-q", "-v", "ON_ERROR_STOP=1", "-f", fixture],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            self.sql("INSERT INTO users (id, username, email, hashed_password, created_at) "
+                     "VALUES (1, 'u', 'u@example.com', 'x', now())")
         out = subprocess.run([pwtest.WORKER_BIN, "migrate", "--database-url", self.url], capture_output=True,
                              text=True, timeout=60)
         assert out.returncode == 0, out.stderr
@@ -101,9 +109,16 @@ class Env:
         self.qdrant_name = qdrant_name
         self.standin = Standin(qdrant_name, self.points, api_key)
         self.collection_id = str(uuid.uuid4())
-        self.sql(f"""INSERT INTO collections (id, name, owner_id, vector_store_name, embedding_model, vector_count)
-                     VALUES ('{self.collection_id}', 'c', 1, '{qdrant_name}', 'test-model', {len(self.points)})""")
+        self.insert_collection(self.collection_id, qdrant_name, len(self.points))
         self.workers: list[Worker] = []
+
+    def insert_collection(self, cid: str, vector_store_name: str, vector_count: int = 0) -> None:
+        # every NOT NULL column spelled out: the app's schema has no server defaults
+        self.sql(f"""INSERT INTO collections (id, name, owner_id, vector_store_name, embedding_model,
+                       quantization, chunk_size, chunk_overlap, is_public, created_at, updated_at, status,
+                       document_count, vector_count, total_size_bytes, chunks_total_count)
+                     VALUES ('{cid}', 'c-{cid[:8]}', 1, '{vector_store_name}', 'test-model', 'float16', 1000, 200,
+                       false, now(), now(), 'READY', 1, {vector_count}, 0, 0)""")
 
     def psql_admin(self, sql: str) -> str:
         return self._psql(self.admin_url, sql)
@@ -122,8 +137,8 @@ class Env:
         run, op = str(uuid.uuid4()), str(uuid.uuid4())
         cid = collection_id or self.collection_id
         cfg = json.dumps(config or {}).replace("'", "''")
-        self.sql(f"""INSERT INTO operations (uuid, collection_id, user_id, type, status, config)
-                     VALUES ('{op}', '{cid}', 1, 'projection_build', 'pending', '{{}}');
+        self.sql(f"""INSERT INTO operations (uuid, collection_id, user_id, type, status, config, created_at)
+                     VALUES ('{op}', '{cid}', 1, 'projection_build', 'pending', '{{}}', now());
                      INSERT INTO projection_runs (uuid, collection_id, operation_uuid, status, dimensionality, reducer, config)
                      VALUES ('{run}', '{cid}', '{op}', 'running', 2, '{reducer}', '{cfg}')""")
         return run
@@ -306,6 +321,73 @@ def test_redelivered_completed_run_returns_its_result():
         env.close()
 
 
+def test_pipeline_runs_on_the_python_apps_alembic_schema():
+    env = Env(alembic_schema=True)
+    q = unique("alembic")
+    try:
+        env.worker(q)
+        first = env.create_run({"color_by": "source_dir"})
+        assert send(q, first)["status"] == "completed"
+        second = env.create_run({"color_by": "source_dir"})
+        send(q, second)
+        row = env.run_row(second)
+        assert row["status"] == "completed" and row["meta"]["reused_from"] == first
+        assert row["op_status"] == "completed"
+    finally:
+        env.close()
+
+
+def test_postgres_unreachable_fails_task_without_leaking_password():
+    env = Env()
+    q = unique("pgdown")
+    try:
+        bad_url = "postgresql://pw:sup3r-s3cret@127.0.0.1:1/pw"
+        w = env.worker(q, env={"DATABASE_URL": bad_url})
+        msg = expect_failure(q, str(uuid.uuid4()), "127.0.0.1", exc=ConnectionError)
+        assert "sup3r-s3cret" not in msg and "sup3r-s3cret" not in w.dump_log()
+    finally:
+        env.close()
+
+
+def test_mixed_dimensions_fail_the_run_clearly():
+    pts = make_points(n=20)
+    pts[7]["vector"] = pts[7]["vector"][:10]
+    env = Env(points=pts)
+    q = unique("mixed")
+    try:
+        env.worker(q)
+        run = env.create_run()
+        msg = expect_failure(q, run, "dimension")
+        assert str(pts[7]["id"]) in msg, msg
+        row = env.run_row(run)
+        assert row["status"] == "failed" and "dimension" in row["error"]
+    finally:
+        env.close()
+
+
+def test_worker_killed_mid_projection_is_finished_by_redelivery():
+    env = Env(points=make_points(n=20000, d=96))
+    q = unique("kill")
+    try:
+        w1 = env.worker(q, name="kill-a")
+        run = env.create_run()
+        res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
+        w1.wait_event("task_started")
+        time.sleep(0.3)
+        w1.proc.kill()
+        w1.wait_exit()
+        assert not w1.find("projection_completed")
+        env.worker(q, name="kill-b")
+        value = res.get(timeout=120)
+        assert value["status"] == "completed" and value["point_count"] == 20000
+        coll_dir = os.path.join(env.data_dir, "semantik/projections", env.collection_id)
+        assert sorted(os.listdir(os.path.join(coll_dir, run))) == sorted(
+            ["cat.u8.bin", "ids.i32.bin", "meta.json", "x.f32.bin", "y.f32.bin"])
+        assert env.run_row(run)["status"] == "completed"
+    finally:
+        env.close()
+
+
 def test_qdrant_5xx_is_retried_then_succeeds():
     env = Env()
     q = unique("q5xx")
@@ -385,8 +467,7 @@ def test_unknown_run_and_bad_ids_are_refused():
         expect_failure(q, "../../etc/passwd", "not a UUID", exc=ValueError)
         # a collection id that is not a plain id: refused before any path is built
         bad_cid = "../../escape"
-        env.sql(f"""INSERT INTO collections (id, name, owner_id, vector_store_name, embedding_model)
-                    VALUES ('{bad_cid}', 'bad', 1, 'vecs_other', 'm')""")
+        env.insert_collection(bad_cid, "vecs_other")
         run = env.create_run(collection_id=bad_cid)
         expect_failure(q, run, "collection")
         assert env.run_row(run)["status"] == "failed"
