@@ -1,0 +1,719 @@
+#!/usr/bin/python3
+"""run.py - end-to-end benchmark (issue 3): projection-worker vs the Python task's path.
+
+One command.  It starts its own RabbitMQ + PostgreSQL (tests/harness/services.sh), one
+Qdrant stand-in (tests/qdrant_standin, --generate ... --cache-pages) and our worker, and
+stops all of them on the way out, errors and Ctrl-C included.  Everything reads the SAME
+n x dim points from the SAME stand-in process:
+
+  0. stand-in warm-up: one untimed raw scroll renders and caches every page (body exactly
+     as our worker and the Python path send it), then a second raw scroll (http.client,
+     keep-alive, no parsing) measures what the stand-in itself can serve.
+  1. C scroll+parse alone (optional, if qdrant_scroll_tool is built): the worker's Qdrant
+     client in its own process -> JSON MB/s of scroll+parse without the rest of the task.
+  2. ours: a projection run (reducer pca, config {}) is created in PostgreSQL and
+     webui.tasks.compute_projection is sent with the Celery client; timed from send to
+     result.  A thread polls the stand-in's byte counter and the worker's CPU time every
+     --poll-s to find the fetch window inside the task (first to last scroll byte served).
+  3. reuse: --reuses new runs with the same config are created and sent pipelined; the
+     worker's `projection_reused` log lines give the per-task reuse decision time
+     (duration_s) -> p50/p99/max; wall time of the batch -> tasks/s.  Then
+     --reuse-sequential more, one at a time, for the client-side round trip.
+     The worker's VmHWM is read just before it is stopped.
+  4. Python: bench/e2e/python_ref.py in its own process (urllib scroll, json.loads,
+     per-point np.asarray float32, np.stack, the seed's _compute_pca_projection, the same
+     files), after our worker has been stopped.
+
+Writes bench/e2e/out/results.json and bench/e2e/RESULTS.md (text below the line
+`<!-- notes: kept across runs -->` in an existing RESULTS.md is kept).
+
+  /usr/bin/python3 bench/e2e/run.py [--n 200000] [--dim 768] [--reuses 1000]
+      [--build-dir build-e2e] [--tools-build-dir build-e2e-tools] [--pool 2000]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+PY = "/usr/bin/python3"
+STANDIN = os.path.join(REPO, "tests/qdrant_standin/qdrant_standin.py")
+SERVICES = os.path.join(REPO, "tests/harness/services.sh")
+NOTES_MARKER = "<!-- notes: kept across runs -->"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+COLLECTION = "bench_vecs"
+
+# targets from issue 3
+T_SPEEDUP = 10.0
+T_PARSE_MBS = 250.0
+T_RSS_RATIO = 1.5
+T_REUSE_P99_MS = 20.0
+
+
+def log(msg):
+    print(f"[{datetime.datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---- /proc helpers ------------------------------------------------------------------------
+
+
+def proc_status_kb(pid, key):
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+def proc_cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def machine_info():
+    model = "unknown"
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as fh:
+        mem_kb = int(fh.readline().split()[1])
+    return {"nproc": os.cpu_count(), "cpu": model, "mem_gib": round(mem_kb / 1048576, 1),
+            "kernel": platform.release(), "python": platform.python_version()}
+
+
+def numpy_blas():
+    out = subprocess.run([PY, "-c", "import numpy, json; c = numpy.show_config(mode='dicts');"
+                          "print(json.dumps([numpy.__version__, c['Build Dependencies']['blas'].get('name'),"
+                          " c['Build Dependencies']['lapack'].get('name')]))"],
+                         capture_output=True, text=True)
+    if out.returncode == 0:
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    out = subprocess.run([PY, "-c", "import numpy; print(numpy.__version__)"], capture_output=True, text=True)
+    return [out.stdout.strip(), "?", "?"]
+
+
+# ---- services, database, stand-in -------------------------------------------------------
+
+
+class Cleanup:
+    """Callables run in reverse order on exit, whatever happened."""
+
+    def __init__(self):
+        self.items = []
+
+    def push(self, what, fn):
+        self.items.append((what, fn))
+
+    def run(self):
+        while self.items:
+            what, fn = self.items.pop()
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - keep cleaning up
+                log(f"cleanup {what}: {e}")
+
+
+def read_env_file(path):
+    env = {}
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if line and "=" in line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                env[k] = v.strip("'\"")
+    return env
+
+
+def psql(url, sql, timeout=300):
+    out = subprocess.run(["psql", url, "-qAt", "-v", "ON_ERROR_STOP=1"], input=sql, capture_output=True,
+                         text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"psql failed: {out.stderr[-2000:]}")
+    return out.stdout.strip()
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+def http_json(url, timeout=30):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.load(r)
+
+
+def standin_scroll_bytes(url):
+    return http_json(url + "/__standin/stats").get("bytes_sent", {}).get("scroll", 0)
+
+
+def standin_scrolls(url):
+    return http_json(url + "/__standin/stats")["routes"].get("scroll", 0)
+
+
+RAW_FETCH = r"""
+import http.client, json, sys, time
+port, coll, limit = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+offset, fetched, nbytes, pages = None, 0, 0, 0
+t0 = time.perf_counter()
+while fetched < limit:
+    # the body our worker sends (db/qdrant.c) and python_ref.py sends: same cache key
+    body = {"limit": max(1, min(1000, limit - fetched)), "with_payload": True, "with_vector": True}
+    if offset is not None:
+        body["offset"] = offset
+    conn.request("POST", "/collections/%s/points/scroll" % coll, json.dumps(body),
+                 {"Content-Type": "application/json"})
+    raw = conn.getresponse().read()
+    nbytes += len(raw)
+    pages += 1
+    n = raw.count(b'{"id":')
+    fetched += n
+    i = raw.rfind(b'"next_page_offset":')
+    offset = json.loads(raw[i + 19:raw.index(b"}", i)])
+    if n == 0 or offset is None:
+        break
+print(json.dumps({"seconds": time.perf_counter() - t0, "bytes": nbytes, "pages": pages, "rows": fetched}))
+"""
+
+
+# ---- the worker ---------------------------------------------------------------------------
+
+
+class Worker:
+    def __init__(self, binary, queue, env, log_path, concurrency):
+        self.log_path = log_path
+        self.log_fh = open(log_path, "w")
+        cmd = [binary, "run", "-Q", queue, "-c", str(concurrency), "-n", "bench@e2e"]
+        self.cmd = cmd
+        self.proc = subprocess.Popen(cmd, stdout=self.log_fh, stderr=subprocess.STDOUT, env=env)
+
+    def events(self, name=None):
+        out = []
+        with open(self.log_path) as fh:
+            for line in fh:
+                line = line.strip()
+                if line.startswith("{"):
+                    try:
+                        e = json.loads(line)
+                    except json.JSONDecodeError:
+                        out.append({"event": "__non_json__", "line": line})
+                        continue
+                    if name is None or e.get("event") == name:
+                        out.append(e)
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(90)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not self.log_fh.closed:
+            self.log_fh.close()
+
+
+def celery_app(broker):
+    from celery import Celery
+
+    app = Celery("webui", broker=broker, backend="rpc://")
+    app.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json",
+                    task_protocol=2, broker_connection_retry_on_startup=True)
+    return app
+
+
+def create_runs(url, collection_id, count, config="{}"):
+    runs = [str(uuid.uuid4()) for _ in range(count)]
+    ops = [str(uuid.uuid4()) for _ in range(count)]
+    stmts = ["BEGIN;"]
+    for run, op in zip(runs, ops):
+        stmts.append(f"INSERT INTO operations (uuid, collection_id, user_id, type, status, config) VALUES "
+                     f"('{op}', '{collection_id}', 1, 'projection_build', 'pending', '{{}}');")
+        stmts.append(f"INSERT INTO projection_runs (uuid, collection_id, operation_uuid, status, dimensionality, "
+                     f"reducer, config) VALUES ('{run}', '{collection_id}', '{op}', 'running', 2, 'pca', "
+                     f"'{config}');")
+    stmts.append("COMMIT;")
+    psql(url, "\n".join(stmts))
+    return runs
+
+
+class Poller(threading.Thread):
+    """Samples (time, stand-in scroll bytes, worker CPU seconds) every `interval` s."""
+
+    def __init__(self, url, pid, interval):
+        super().__init__(daemon=True)
+        self.url, self.pid, self.interval = url, pid, interval
+        self.samples = []
+        self.stop_ev = threading.Event()
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            try:
+                b = standin_scroll_bytes(self.url)
+                self.samples.append((time.perf_counter(), b, proc_cpu_s(self.pid)))
+            except Exception:  # noqa: BLE001 - a missed sample is fine
+                pass
+            self.stop_ev.wait(self.interval)
+
+    def fetch_window(self, base, total):
+        """(seconds, worker CPU seconds) from the last sample with no scroll bytes yet to
+        the first sample with all of them: an upper bound of the fetch time, +- one poll."""
+        before = [s for s in self.samples if s[1] <= base]
+        after = [s for s in self.samples if s[1] >= base + total]
+        if not before or not after:
+            return None
+        s0, s1 = before[-1], after[0]
+        first_bytes = [s for s in self.samples if s[1] > base]
+        return {"upper_s": s1[0] - s0[0], "cpu_s": s1[2] - s0[2],
+                "lower_s": max(0.0, after[0][0] - first_bytes[0][0]) if first_bytes else None,
+                "t_start": s0[0], "t_end": s1[0]}
+
+
+def pct(values, p):
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    k = (len(v) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+# ---- main ----------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description="end-to-end benchmark: projection-worker vs the Python task")
+    ap.add_argument("--n", type=int, default=200000)
+    ap.add_argument("--dim", type=int, default=768)
+    ap.add_argument("--reuses", type=int, default=1000)
+    ap.add_argument("--reuse-sequential", type=int, default=100,
+                    help="reuse tasks sent one at a time after the pipelined batch (client round trip)")
+    ap.add_argument("--pool", type=int, default=2000,
+                    help="stand-in generator pool: distinct vectors (rendering every one of n costs minutes)")
+    ap.add_argument("--concurrency", type=int, default=1, help="worker -c")
+    ap.add_argument("--build-dir", default=os.path.join(REPO, "build-e2e"))
+    ap.add_argument("--tools-build-dir", default=os.path.join(REPO, "build-e2e-tools"),
+                    help="where tests/integration/qdrant/qdrant_scroll_tool is (optional)")
+    ap.add_argument("--python-timeout", type=float, default=1800)
+    ap.add_argument("--poll-s", type=float, default=0.05)
+    ap.add_argument("--skip-python", action="store_true")
+    ap.add_argument("--no-write", action="store_true", help="do not rewrite RESULTS.md")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+
+    worker_bin = os.path.join(args.build_dir, "worker/projection-worker")
+    if not os.access(worker_bin, os.X_OK):
+        raise SystemExit(f"{worker_bin} not built: cmake -S . -B build-e2e -DCMAKE_BUILD_TYPE=Release "
+                         f"-DPW_INTEGRATION_TESTS=OFF && cmake --build build-e2e -j2")
+    scroll_tool = os.path.join(args.tools_build_dir, "tests/integration/qdrant/qdrant_scroll_tool")
+
+    def on_signal(signo, _frame):
+        raise KeyboardInterrupt(f"signal {signo}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    cleanup = Cleanup()
+    tmp = tempfile.mkdtemp(prefix="pw-e2e-")
+    os.chmod(tmp, 0o755)  # initdb runs as the postgres user and must reach its data dir
+    if not args.keep:
+        cleanup.push("tmp dir", lambda: shutil.rmtree(tmp, ignore_errors=True))
+    res = {"args": vars(args), "command": "/usr/bin/python3 bench/e2e/run.py " + " ".join(
+        shlex.quote(a) for a in sys.argv[1:]), "date": datetime.datetime.now(datetime.UTC).strftime(
+        "%Y-%m-%d %H:%M UTC"), "machine": machine_info(), "numpy": numpy_blas(),
+        "loadavg_before": os.getloadavg(), "git": subprocess.run(
+            ["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()}
+    n, dim = args.n, args.dim
+    raw_bytes = n * dim * 4
+    children = {}
+    try:
+        # -- services
+        state = os.path.join(tmp, "services")
+        log(f"starting RabbitMQ + PostgreSQL in {state}")
+        cleanup.push("services", lambda: subprocess.run(["bash", SERVICES, "stop", state], capture_output=True,
+                                                        timeout=180))
+        out = subprocess.run(["bash", SERVICES, "start", state, "all"], capture_output=True, text=True,
+                             timeout=300)
+        if out.returncode != 0:
+            raise RuntimeError(f"services.sh start failed: {out.stdout[-2000:]} {out.stderr[-2000:]}")
+        senv = read_env_file(os.path.join(state, "services.env"))
+        broker, admin_url = senv["CELERY_BROKER_URL"], senv["DATABASE_URL"]
+        db = "pw_e2e_" + uuid.uuid4().hex[:8]
+        psql(admin_url, f"CREATE DATABASE {db}")
+        db_url = admin_url.rsplit("/", 1)[0] + "/" + db
+        out = subprocess.run([worker_bin, "migrate", "--database-url", db_url], capture_output=True, text=True,
+                             timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(f"migrate failed: {out.stderr}")
+        collection_id = str(uuid.uuid4())
+        psql(db_url, f"""INSERT INTO collections (id, name, owner_id, vector_store_name, embedding_model, vector_count)
+                         VALUES ('{collection_id}', 'bench', 1, '{COLLECTION}', 'bench-model', {n})""")
+
+        # -- stand-in
+        spec = f"n={n},dim={dim},seed=1,pool={min(args.pool, n)},payload=1"
+        port_file = os.path.join(tmp, "standin.port")
+        log(f"starting the Qdrant stand-in --generate {spec} --cache-pages")
+        t0 = time.perf_counter()
+        standin = subprocess.Popen([PY, STANDIN, "--collection", COLLECTION, "--generate", spec, "--cache-pages",
+                                    "--port", "0", "--port-file", port_file], stdout=subprocess.DEVNULL,
+                                   stderr=open(os.path.join(tmp, "standin.log"), "w"))
+        children["standin"] = standin
+
+        def stop_standin():
+            standin.terminate()
+            try:
+                standin.wait(15)
+            except subprocess.TimeoutExpired:
+                standin.kill()
+                standin.wait()
+
+        cleanup.push("stand-in", stop_standin)
+        wait_for(lambda: standin.poll() is not None or (os.path.exists(port_file) and open(port_file).read().strip()),
+                 600, "stand-in port")
+        if standin.poll() is not None:
+            raise RuntimeError("stand-in exited: " + open(os.path.join(tmp, "standin.log")).read()[-2000:])
+        port = int(open(port_file).read().strip())
+        surl = f"http://127.0.0.1:{port}"
+        res["standin"] = {"spec": spec, "startup_s": time.perf_counter() - t0}
+
+        # -- 0. warm-up and the stand-in's own serving rate
+        def raw_fetch():
+            o = subprocess.run([PY, "-c", RAW_FETCH, str(port), COLLECTION, str(n)], capture_output=True, text=True,
+                               timeout=3600)
+            if o.returncode != 0:
+                raise RuntimeError("raw fetch failed: " + o.stderr[-2000:])
+            return json.loads(o.stdout)
+
+        log("warm-up scroll (renders and caches every page)")
+        warm = raw_fetch()
+        log(f"  warm-up {warm['seconds']:.1f} s, {warm['bytes'] / 1e6:.1f} MB in {warm['pages']} pages")
+        serve = raw_fetch()
+        serve["mb_per_s"] = serve["bytes"] / serve["seconds"] / 1e6
+        log(f"  stand-in serving alone (raw fetch, no parse): {serve['seconds']:.2f} s, {serve['mb_per_s']:.0f} MB/s")
+        res["standin"].update(warmup=warm, serve=serve)
+        scroll_bytes = serve["bytes"]
+        rows = serve["rows"]
+        if rows != min(n, 200000):
+            log(f"  note: stand-in served {rows} rows")
+
+        # -- 1. the C client's scroll+parse alone
+        if os.access(scroll_tool, os.X_OK):
+            b0 = standin_scroll_bytes(surl)
+            t0 = time.perf_counter()
+            o = subprocess.run([scroll_tool, "--url", surl, "--collection", COLLECTION, "--limit", str(min(n, 200000)),
+                                "--no-dump", "--timeout-ms", "600000"], capture_output=True, text=True, timeout=3600)
+            wall = time.perf_counter() - t0
+            if o.returncode != 0:
+                raise RuntimeError("qdrant_scroll_tool failed: " + o.stderr[-2000:])
+            rep = json.loads(o.stdout)
+            nb = standin_scroll_bytes(surl) - b0
+            res["c_scroll"] = {"wall_s": wall, "bytes": nb, "mb_per_s": nb / wall / 1e6, "rc": rep.get("rc"),
+                               "rows": rep.get("n"), "maxrss_kb": rep.get("maxrss_kb")}
+            log(f"C scroll+parse alone (qdrant_scroll_tool): {wall:.2f} s, {nb / wall / 1e6:.0f} MB/s, "
+                f"rc {rep.get('rc')}, VmHWM {rep.get('maxrss_kb')} KiB")
+        else:
+            log(f"({scroll_tool} not built: skipping the C scroll+parse-alone measurement)")
+
+        # -- 2. ours
+        data_dir = os.path.join(tmp, "data-ours")
+        os.makedirs(data_dir)
+        queue = "e2e-" + uuid.uuid4().hex[:8]
+        wenv = dict(os.environ)
+        wenv.update(CELERY_BROKER_URL=broker, DATABASE_URL=db_url, DATA_DIR=data_dir, QDRANT_URL=surl,
+                    QDRANT_TIMEOUT_MS="600000", QDRANT_MAX_RETRIES="3")
+        worker = Worker(worker_bin, queue, wenv, os.path.join(tmp, "worker.log"), args.concurrency)
+        children["worker"] = worker.proc
+        cleanup.push("worker", worker.stop)
+        wait_for(lambda: worker.proc.poll() is not None or worker.events("broker_connected"), 60, "worker connected")
+        if worker.proc.poll() is not None:
+            raise RuntimeError("worker exited: " + open(worker.log_path).read()[-3000:])
+        app = celery_app(broker)
+        conn = app.connection_for_write()
+        conn.ensure_connection()
+        # a warm-up round trip through the broker (celery.ping) so the client's connection,
+        # reply queue and the worker's consumer are up before the clock starts
+        app.send_task("celery.ping", queue=queue).get(timeout=60)
+
+        run = create_runs(db_url, collection_id, 1)[0]
+        b0 = standin_scroll_bytes(surl)
+        cpu0 = proc_cpu_s(worker.proc.pid)
+        poller = Poller(surl, worker.proc.pid, args.poll_s)
+        poller.start()
+        time.sleep(2 * args.poll_s)
+        log(f"ours: sending compute_projection({run})")
+        t0 = time.perf_counter()
+        result = app.send_task("webui.tasks.compute_projection", args=[run], queue=queue).get(timeout=3600)
+        ours_s = time.perf_counter() - t0
+        time.sleep(2 * args.poll_s)
+        poller.stop_ev.set()
+        poller.join()
+        cpu1 = proc_cpu_s(worker.proc.pid)
+        ours_bytes = standin_scroll_bytes(surl) - b0
+        hwm_after_run = proc_status_kb(worker.proc.pid, "VmHWM")
+        window = poller.fetch_window(b0, ours_bytes)
+        done = worker.events("projection_completed")
+        ev = done[-1] if done else {}
+        res["ours"] = {"result": result, "send_to_result_s": ours_s, "log_duration_s": ev.get("duration_s"),
+                       "bytes": ours_bytes, "cpu_s": cpu1 - cpu0, "vmhwm_after_run_kb": hwm_after_run,
+                       "fetch_window": window, "completed_event": ev}
+        log(f"ours: {result.get('status')} in {ours_s:.2f} s (log duration_s {ev.get('duration_s')}), "
+            f"{ours_bytes / 1e6:.1f} MB scrolled, worker CPU {cpu1 - cpu0:.2f} s, VmHWM {hwm_after_run} KiB")
+        if window:
+            log(f"  fetch window at the stand-in: {window['upper_s']:.2f} s (worker CPU {window['cpu_s']:.2f} s)")
+        if result.get("status") != "completed":
+            raise RuntimeError(f"our run did not complete: {result}")
+
+        # -- 3. reuse
+        reuse = {}
+        if args.reuses > 0:
+            scrolls0 = standin_scrolls(surl)
+            runs = create_runs(db_url, collection_id, args.reuses)
+            log(f"reuse: {len(runs)} runs with the same config, sent pipelined")
+            t0 = time.perf_counter()
+            pending = [app.send_task("webui.tasks.compute_projection", args=[r], queue=queue) for r in runs]
+            t_sent = time.perf_counter()
+            results = [p.get(timeout=600) for p in pending]
+            wall = time.perf_counter() - t0
+            ok = sum(1 for r in results if r.get("status") == "completed")
+            evs = [e for e in worker.events("projection_reused")]
+            durs = [float(e["duration_s"]) for e in evs]
+            reuse = {"count": len(runs), "completed": ok, "reused_events": len(evs), "wall_s": wall,
+                     "send_s": t_sent - t0, "tasks_per_s": len(runs) / wall,
+                     "p50_ms": pct(durs, 50) * 1e3, "p99_ms": pct(durs, 99) * 1e3, "max_ms": max(durs) * 1e3,
+                     "mean_ms": statistics.mean(durs) * 1e3, "scrolls_during": standin_scrolls(surl) - scrolls0}
+            log(f"  {ok}/{len(runs)} completed, {len(evs)} projection_reused events, {wall:.2f} s -> "
+                f"{reuse['tasks_per_s']:.0f} tasks/s; decision p50 {reuse['p50_ms']:.2f} ms, p99 "
+                f"{reuse['p99_ms']:.2f} ms, max {reuse['max_ms']:.2f} ms; scrolls during: {reuse['scrolls_during']}")
+            if args.reuse_sequential > 0:
+                seq_runs = create_runs(db_url, collection_id, args.reuse_sequential)
+                lat = []
+                for r in seq_runs:
+                    a = time.perf_counter()
+                    app.send_task("webui.tasks.compute_projection", args=[r], queue=queue).get(timeout=60)
+                    lat.append(time.perf_counter() - a)
+                reuse["sequential"] = {"count": len(lat), "p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3,
+                                       "max_ms": max(lat) * 1e3}
+                log(f"  sequential round trips ({len(lat)}): p50 {reuse['sequential']['p50_ms']:.2f} ms, "
+                    f"p99 {reuse['sequential']['p99_ms']:.2f} ms")
+        res["reuse"] = reuse
+
+        # peak RSS just before stopping, then stop
+        res["ours"]["vmhwm_kb"] = proc_status_kb(worker.proc.pid, "VmHWM")
+        res["ours"]["vmrss_end_kb"] = proc_status_kb(worker.proc.pid, "VmRSS")
+        worker.stop()
+        res["ours"]["exit_code"] = worker.proc.returncode
+        levels = {}
+        for e in worker.events():
+            levels[e.get("level", "?")] = levels.get(e.get("level", "?"), 0) + 1
+        res["ours"]["log_levels"] = levels
+        res["ours"]["log_problems"] = [e for e in worker.events() if e.get("level") in ("warning", "error")
+                                      or e.get("event") == "__non_json__"][:20]
+        shutil.copy(worker.log_path, os.path.join(tmp, "worker-kept.log"))
+        try:
+            os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
+            shutil.copy(worker.log_path, os.path.join(HERE, "out", "worker.log"))
+        except OSError:
+            pass
+        log(f"ours: worker VmHWM {res['ours']['vmhwm_kb']} KiB = "
+            f"{res['ours']['vmhwm_kb'] * 1024 / raw_bytes:.2f} x the raw matrix ({raw_bytes / 1e6:.0f} MB)")
+
+        # -- 4. Python
+        if not args.skip_python:
+            pdata = os.path.join(tmp, "data-python")
+            prun = str(uuid.uuid4())
+            b0 = standin_scroll_bytes(surl)
+            log("python: bench/e2e/python_ref.py")
+            t0 = time.perf_counter()
+            p = subprocess.Popen([PY, os.path.join(HERE, "python_ref.py"), "--url", surl, "--collection",
+                                  COLLECTION, "--collection-id", collection_id, "--run-id", prun, "--data-dir",
+                                  pdata, "--total-count", str(n)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+            children["python"] = p
+            cleanup.push("python", lambda: p.poll() is None and (p.kill(), p.wait()))
+            try:
+                pout, perr = p.communicate(timeout=args.python_timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+                res["python"] = {"timeout_s": args.python_timeout}
+                log(f"python: did not finish in {args.python_timeout} s")
+            else:
+                wall = time.perf_counter() - t0
+                if p.returncode != 0:
+                    raise RuntimeError("python_ref failed: " + perr[-3000:])
+                py = json.loads(pout.strip().splitlines()[-1])
+                py["process_wall_s"] = wall
+                py["served_bytes"] = standin_scroll_bytes(surl) - b0
+                res["python"] = py
+                log(f"python: {py['total_s']:.1f} s (+{py['startup_s']:.1f} s imports), parse "
+                    f"{py['bytes'] / (py['loads_s'] + py['arrays_s']) / 1e6:.0f} MB/s, VmHWM {py['vmhwm_kb']} KiB")
+                res["agreement"] = compare_outputs(os.path.join(data_dir, "semantik/projections", collection_id, run),
+                                                   py["run_dir"])
+                log(f"agreement: {res['agreement']}")
+        res["loadavg_after"] = os.getloadavg()
+        res["scroll_bytes"] = scroll_bytes
+        res["raw_matrix_bytes"] = raw_bytes
+        res["rows"] = rows
+    finally:
+        cleanup.run()
+    os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
+    with open(os.path.join(HERE, "out", "results.json"), "w") as fh:
+        json.dump(res, fh, indent=2, default=str)
+    md = render(res)
+    print(md)
+    if not args.no_write:
+        write_results(md)
+
+
+def compare_outputs(ours_dir, py_dir):
+    """Same ids and categories; x/y and the singular values against each other."""
+    import numpy as np
+
+    out = {}
+    for name, dt in (("ids.i32.bin", "<i4"), ("cat.u8.bin", "u1")):
+        a, b = np.fromfile(os.path.join(ours_dir, name), dt), np.fromfile(os.path.join(py_dir, name), dt)
+        out[name] = bool(a.shape == b.shape and (a == b).all())
+    mo = json.load(open(os.path.join(ours_dir, "meta.json")))
+    mp = json.load(open(os.path.join(py_dir, "meta.json")))
+    out["singular_values_rel"] = float(np.max(np.abs(np.array(mo["singular_values"]) - mp["singular_values"])
+                                              / np.abs(mp["singular_values"])))
+    out["legend_equal"] = mo["legend"] == mp["legend"]
+    out["category_counts_equal"] = mo["category_counts"] == mp["category_counts"]
+    for name in ("x.f32.bin", "y.f32.bin"):
+        a, b = np.fromfile(os.path.join(ours_dir, name), "<f4"), np.fromfile(os.path.join(py_dir, name), "<f4")
+        sign = 1.0 if float(np.dot(a, b)) >= 0 else -1.0
+        out[name + "_rel"] = float(np.max(np.abs(a - sign * b)) / max(1e-30, float(np.max(np.abs(b)))))
+    return out
+
+
+def fmt(v, spec=".2f"):
+    return "—" if v is None else format(v, spec)
+
+
+def render(r):
+    n, dim = r["args"]["n"], r["args"]["dim"]
+    o, py, ru = r.get("ours", {}), r.get("python", {}), r.get("reuse", {})
+    raw = r.get("raw_matrix_bytes", n * dim * 4)
+    sb = r.get("scroll_bytes", 0)
+    m = r["machine"]
+    lines = [f"## Run of {r['date']} (commit {r['git']})", "",
+             f"Machine: {m['nproc']} cores, {m['cpu']}, {m['mem_gib']} GiB, Linux {m['kernel']}; "
+             f"/usr/bin/python3 {m['python']}, numpy {r['numpy'][0]} (BLAS {r['numpy'][1]}, LAPACK {r['numpy'][2]}). "
+             f"Load average before/after: {' '.join(f'{x:.2f}' for x in r['loadavg_before'])} / "
+             f"{' '.join(f'{x:.2f}' for x in r.get('loadavg_after', []))}.", "",
+             "```sh", r["command"], "```", "",
+             f"Data: {r.get('rows', n)} points x {dim} float32 from one stand-in (`--generate {r['standin']['spec']}` "
+             f"`--cache-pages`), {sb / 1e6:.1f} MB of scroll JSON per full scroll; raw matrix n*dim*4 = "
+             f"{raw / 1e6:.1f} MB.", ""]
+    ours_total = o.get("send_to_result_s")
+    py_total = py.get("total_s")
+    fw = o.get("fetch_window") or {}
+    py_parse_s = (py.get("loads_s", 0) + py.get("arrays_s", 0)) or None
+    py_parse = sb / py_parse_s / 1e6 if py_parse_s else None
+    ours_fetch_mbs = sb / fw["upper_s"] / 1e6 if fw.get("upper_s") else None
+    ours_fetch_cpu_mbs = sb / fw["cpu_s"] / 1e6 if fw.get("cpu_s") else None
+    ours_lb = sb / ours_total / 1e6 if ours_total else None
+    cs = r.get("c_scroll", {})
+    ours_rss = o.get("vmhwm_kb", 0) * 1024
+    py_rss = py.get("vmhwm_kb", 0) * 1024
+    lines += ["| measure | ours (C worker) | Python path | ratio |", "| --- | --- | --- | --- |"]
+    lines.append(f"| end to end, s (ours: Celery send → result; Python: first request → files written) | "
+                 f"{fmt(ours_total)} | {fmt(py_total)} | "
+                 f"{fmt(py_total / ours_total if ours_total and py_total else None, '.1f')}× faster |")
+    lines.append(f"| CPU seconds of the process for that | {fmt(o.get('cpu_s'))} | {fmt(py.get('cpu_s'))} | "
+                 f"{fmt(py['cpu_s'] / o['cpu_s'] if py.get('cpu_s') and o.get('cpu_s') else None, '.1f')}× less |")
+    lines.append(f"| fetch (scroll + parse [+ categories for Python]), s | {fmt(fw.get('upper_s'))} (window at the "
+                 f"stand-in, ±{r['args']['poll_s']} s) | {fmt(py.get('fetch_s'))} | "
+                 f"{fmt(py['fetch_s'] / fw['upper_s'] if fw.get('upper_s') and py.get('fetch_s') else None, '.1f')}× |")
+    lines.append(f"| scroll JSON MB/s during the fetch (wall) | {fmt(ours_fetch_mbs, '.0f')} | "
+                 f"{fmt(sb / py['fetch_s'] / 1e6 if py.get('fetch_s') else None, '.0f')} | |")
+    lines.append(f"| parse MB/s per core (ours: bytes / worker CPU s in the fetch window; Python: bytes / "
+                 f"(json.loads + asarray) s) | {fmt(ours_fetch_cpu_mbs, '.0f')} | {fmt(py_parse, '.0f')} | "
+                 f"{fmt(ours_fetch_cpu_mbs / py_parse if ours_fetch_cpu_mbs and py_parse else None, '.1f')}× |")
+    if cs:
+        lines.append(f"| C client scroll+parse alone (qdrant_scroll_tool, wall) MB/s | {fmt(cs['mb_per_s'], '.0f')} "
+                     f"({fmt(cs['wall_s'])} s) | | |")
+    lines.append(f"| lower bound: scroll MB / whole task s | {fmt(ours_lb, '.0f')} | "
+                 f"{fmt(sb / py_total / 1e6 if py_total else None, '.0f')} | |")
+    lines.append(f"| peak RSS (VmHWM), MB | {fmt(ours_rss / 1e6, '.0f')} | {fmt(py_rss / 1e6, '.0f')} "
+                 f"(ru_maxrss {fmt(py.get('ru_maxrss_kb', 0) * 1024 / 1e6, '.0f')}) | "
+                 f"{fmt(py_rss / ours_rss if ours_rss and py_rss else None, '.1f')}× less |")
+    lines.append(f"| peak RSS / raw matrix | {fmt(ours_rss / raw)} | {fmt(py_rss / raw if py_rss else None)} | |")
+    if ru:
+        lines.append(f"| reuse decision (`projection_reused` duration_s) p50 / p99 / max, ms | "
+                     f"{fmt(ru['p50_ms'])} / {fmt(ru['p99_ms'])} / {fmt(ru['max_ms'])} ({ru['reused_events']} "
+                     f"events) | — | |")
+        lines.append(f"| reuse path, pipelined {ru['count']} tasks: tasks/s | {fmt(ru['tasks_per_s'], '.0f')} "
+                     f"({fmt(ru['wall_s'])} s) | — | |")
+        if ru.get("sequential"):
+            s = ru["sequential"]
+            lines.append(f"| reuse round trip, one at a time ({s['count']}): p50 / p99 ms | {fmt(s['p50_ms'])} / "
+                         f"{fmt(s['p99_ms'])} | — | |")
+    lines.append(f"| stand-in serving alone (raw keep-alive fetch, no parse) | "
+                 f"{fmt(r['standin']['serve']['mb_per_s'], '.0f')} MB/s ({fmt(r['standin']['serve']['seconds'])} s) "
+                 f"| | |")
+    lines.append("")
+    if py:
+        lines.append(f"Python steps, s: http {fmt(py.get('http_s'))}, json.loads {fmt(py.get('loads_s'))}, asarray "
+                     f"{fmt(py.get('arrays_s'))}, categories {fmt(py.get('categories_s'))}, np.stack "
+                     f"{fmt(py.get('stack_s'))}, PCA (SVD) {fmt(py.get('pca_s'))}, write {fmt(py.get('write_s'))}; "
+                     f"imports {fmt(py.get('startup_s'))} (not counted).")
+        lines.append("")
+    if r.get("agreement"):
+        lines.append(f"Outputs compared: {json.dumps(r['agreement'])}")
+        lines.append("")
+    verdict = []
+    if ours_total and py_total:
+        sp = py_total / ours_total
+        verdict.append(f"- ≥ {T_SPEEDUP:.0f}× faster end to end: {sp:.1f}× — **{'met' if sp >= T_SPEEDUP else 'NOT met'}**")
+    if ours_fetch_cpu_mbs:
+        verdict.append(f"- parse ≥ {T_PARSE_MBS:.0f} MB/s per core: {ours_fetch_cpu_mbs:.0f} MB/s per worker "
+                       f"CPU-second in the fetch window (wall {fmt(ours_fetch_mbs, '.0f')} MB/s) — "
+                       f"**{'met' if ours_fetch_cpu_mbs >= T_PARSE_MBS else 'NOT met'}**")
+    if ours_rss:
+        q = ours_rss / raw
+        verdict.append(f"- peak RSS ≤ {T_RSS_RATIO}× raw matrix: {q:.2f}× — **{'met' if q <= T_RSS_RATIO else 'NOT met'}**")
+    if ru:
+        verdict.append(f"- reuse decision ≤ {T_REUSE_P99_MS:.0f} ms p99 over {ru['reused_events']} reuses: "
+                       f"{ru['p99_ms']:.2f} ms — **{'met' if ru['p99_ms'] <= T_REUSE_P99_MS else 'NOT met'}**")
+    lines += ["Targets (issue 3):", ""] + verdict + [""]
+    return "\n".join(lines)
+
+
+def write_results(md):
+    path = os.path.join(HERE, "RESULTS.md")
+    notes = ""
+    if os.path.exists(path):
+        text = open(path).read()
+        if NOTES_MARKER in text:
+            notes = text.split(NOTES_MARKER, 1)[1]
+    head = ("# End-to-end benchmark (issue 3): projection-worker vs the Python task\n\n"
+            "Generated by `bench/e2e/run.py` (see its docstring for what is measured and how); "
+            "the notes below the marker are written by hand and kept across runs.\n\n")
+    with open(path, "w") as fh:
+        fh.write(head + md + "\n" + NOTES_MARKER + notes)
+
+
+if __name__ == "__main__":
+    main()
