@@ -238,6 +238,35 @@ def test_queues_declared_exactly_like_celery():
         w.stop()
 
 
+def test_shares_a_queue_with_a_python_celery_worker():
+    """A Python Celery 5 worker and ours consume the same queue: the Python worker's
+    declarations are accepted next to ours and both answer pings."""
+    import subprocess
+
+    q = unique("shared")
+    ours = Worker(q)
+    env = dict(os.environ, CELERY_BROKER_URL=pwtest.BROKER_URL, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+    log = open(os.path.join(pwtest.LOG_DIR, f"{q}-python.log"), "w")
+    py = subprocess.Popen(["/usr/bin/python3", "-m", "celery", "-A", "pyworker_app", "worker", "-Q", q, "-c", "1",
+                           "-P", "solo", "--without-gossip", "--without-mingle", "--without-heartbeat",
+                           "-n", f"py-{q}@test", "-l", "info"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        ours.wait_connected()
+        app = celery_app()
+        wait_for(lambda: "ready" in open(log.name).read(), 30, what="python worker ready")
+        results = [app.send_task("celery.ping", queue=q) for _ in range(60)]
+        assert [r.get(timeout=30) for r in results] == ["pong"] * 60
+        served_by_us = len(ours.find("task_succeeded", task="celery.ping"))
+        served_by_python = open(log.name).read().count("succeeded in")
+        assert served_by_us + served_by_python == 60, (served_by_us, served_by_python)
+        assert served_by_us > 0 and served_by_python > 0, (served_by_us, served_by_python)
+    finally:
+        py.terminate()
+        py.wait(20)
+        log.close()
+        ours.stop()
+
+
 def test_prefetch_is_concurrency_times_multiplier():
     q = unique("qos")
     w = Worker(q, "-c", "2", "--prefetch-multiplier", "3")
