@@ -39,14 +39,32 @@ rabbit_env() {
     export RABBITMQ_ENABLED_PLUGINS_FILE="$state/rabbit/enabled_plugins"
     export RABBITMQ_PID_FILE="$state/rabbit/rabbit.pid"
     export RABBITMQ_LOGS="$state/rabbit/log/rabbit.log"
+    # Erlang distribution on loopback too (it would listen on every interface).
+    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+}
+
+# A throwaway CA and a server certificate for 127.0.0.1, for the amqps:// listener.
+make_tls_files() {
+    local d="$state/tls"
+    [ -f "$d/server.pem" ] && return 0
+    mkdir -p "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=pw-test-ca" \
+        -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$d/server.key" \
+        -out "$d/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$d/san.ext"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+        -days 2 -extfile "$d/san.ext" -out "$d/server.pem" 2>/dev/null
+    chmod 644 "$d"/*
 }
 
 start_rabbit() {
     mkdir -p "$state/rabbit/log" "$state/rabbit/mnesia"
     if [ ! -f "$state/rabbit.ports" ]; then
-        printf 'AMQP_PORT=%s\nDIST_PORT=%s\nEPMD_PORT=%s\n' "$(free_port)" "$(free_port)" "$(free_port)" \
-            >"$state/rabbit.ports"
+        printf 'AMQP_PORT=%s\nDIST_PORT=%s\nEPMD_PORT=%s\nAMQPS_PORT=%s\n' "$(free_port)" "$(free_port)" \
+            "$(free_port)" "$(free_port)" >"$state/rabbit.ports"
     fi
+    make_tls_files
     rabbit_env
     # consumer_timeout: RabbitMQ's default (30 min), stated so the tests run with what
     # production has; PW_RABBIT_CONSUMER_TIMEOUT_MS overrides it for the timeout test.
@@ -54,6 +72,12 @@ start_rabbit() {
 listeners.tcp.1 = 127.0.0.1:$AMQP_PORT
 loopback_users.guest = true
 consumer_timeout = ${PW_RABBIT_CONSUMER_TIMEOUT_MS:-1800000}
+listeners.ssl.default = 127.0.0.1:$AMQPS_PORT
+ssl_options.cacertfile = $state/tls/ca.pem
+ssl_options.certfile = $state/tls/server.pem
+ssl_options.keyfile = $state/tls/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
 EOF
     echo '[].' >"$RABBITMQ_ENABLED_PLUGINS_FILE"
     nohup "$RABBIT_BIN/rabbitmq-server" >"$state/rabbit/log/stdout.log" 2>&1 &
@@ -121,6 +145,8 @@ write_env() {
             source "$state/rabbit.ports"
             echo "PW_AMQP_PORT=$AMQP_PORT"
             echo "CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT//"
+            echo "PW_AMQPS_URL=amqps://guest:guest@localhost:$AMQPS_PORT//"
+            echo "PW_TLS_CA_FILE=$state/tls/ca.pem"
         fi
         if [ -f "$state/pg.ports" ]; then
             # shellcheck disable=SC1091

@@ -267,6 +267,27 @@ def test_shares_a_queue_with_a_python_celery_worker():
         ours.stop()
 
 
+def test_amqps_connection_verifies_the_broker_certificate():
+    """amqps:// with the test CA serves tasks; without it (system CAs) the handshake is
+    refused, logged without the password, and retried - the worker does not die."""
+    q = unique("tls")
+    url = pwtest.ENV["PW_AMQPS_URL"]
+    good = Worker(q, env={"CELERY_BROKER_URL": url, "PW_BROKER_CA_FILE": pwtest.ENV["PW_TLS_CA_FILE"]})
+    bad = Worker(q, env={"CELERY_BROKER_URL": url}, name=f"{q}-noca")
+    try:
+        good.wait_connected()
+        assert good.find("broker_connected")[0]["broker"].startswith("amqps://guest:***@")
+        assert _ping(celery_app(), q) == "pong"
+        failure = bad.wait_event("broker_connect_failed", timeout=20)
+        assert "verif" in failure["msg"].lower() or "certificate" in failure["msg"].lower(), failure
+        bad.wait_event("broker_connect_failed", count=2, timeout=20)
+        assert bad.proc.poll() is None
+        assert "guest:guest" not in bad.dump_log()
+    finally:
+        good.stop()
+        bad.stop()
+
+
 def test_prefetch_is_concurrency_times_multiplier():
     q = unique("qos")
     w = Worker(q, "-c", "2", "--prefetch-multiplier", "3")
