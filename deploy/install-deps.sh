@@ -15,7 +15,7 @@ PACKAGES=(
     # the Python side: the real Celery client and the references we compare against
     python3-celery python3-numpy python3-sklearn umap-learn
     # checks
-    valgrind procps
+    valgrind procps openssl ca-certificates
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -30,4 +30,4 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 apt-get update -q
-apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
+apt-get install -y -q "${PACKAGES[@]}"
