@@ -388,6 +388,30 @@ def test_worker_killed_mid_projection_is_finished_by_redelivery():
         env.close()
 
 
+def test_progress_is_visible_in_the_database_while_running():
+    env = Env(points=make_points(n=3000, d=32))
+    q = unique("progress")
+    try:
+        env.worker(q)
+        run = env.create_run({"n_neighbors": 10}, reducer="umap")
+        res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
+        seen = []
+        deadline = time.monotonic() + 120
+        while not res.ready() and time.monotonic() < deadline:
+            meta = env.run_row(run)["meta"] or {}
+            if meta.get("progress"):
+                seen.append(meta["progress"])
+            time.sleep(0.1)
+        value = res.get(timeout=120)
+        assert value["reducer"] == "umap", value
+        assert seen, "no progress was ever visible in projection_runs.meta"
+        assert all("phase" in p for p in seen)
+        row = env.run_row(run)
+        assert row["status"] == "completed" and row["meta"]["progress"] is None
+    finally:
+        env.close()
+
+
 def test_qdrant_5xx_is_retried_then_succeeds():
     env = Env()
     q = unique("q5xx")
