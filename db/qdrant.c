@@ -541,7 +541,8 @@ int qdrant_scroll_matrix(struct qdrant_client *c, const struct qdrant_scroll_opt
         rc = pw_error_set(err, PW_ENOMEM, "out of memory");
         goto cleanup;
     }
-    struct qdrant_parse_opts po = {o->vector_name, limit, !o->skip_payload};
+    struct qdrant_parse_opts po = {
+        .vector_name = o->vector_name, .limit = limit, .keep_payload = !o->skip_payload};
     while (m->n < limit) {
         size_t want = limit - m->n < batch ? limit - m->n : batch;
         struct qdrant_page page;

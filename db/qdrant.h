@@ -136,6 +136,7 @@ struct qdrant_parse_opts {
     const char *vector_name; /* NULL: plain vector, else first non-null named vector */
     size_t limit;            /* store no more than this many rows in m (0: no limit) */
     int keep_payload;        /* 1: keep the enum qdrant_field values of each point */
+    int no_fast_path;        /* tests: let yajl tokenize vector numbers as well */
 };
 
 struct qdrant_page {

@@ -78,7 +78,7 @@ int main(int argc, char **argv)
 
     double *t = calloc((size_t)reps, sizeof *t);
     struct qdrant_matrix m;
-    struct qdrant_parse_opts o = {NULL, 0, 1};
+    struct qdrant_parse_opts o = {.keep_payload = 1, .no_fast_path = argc > 4};
     struct pw_error err;
     qdrant_matrix_init(&m);
     for (int r = 0; r < reps; r++) {
