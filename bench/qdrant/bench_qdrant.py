@@ -5,7 +5,8 @@
          [--dim 768] [--reps 20] [--skip-e2e]
 
 1. Parse from memory, one scroll page of 1000 x dim:
-   - C: bench_qdrant_parse (yajl tokenizer alone; our parser whole; fed in 16 KiB chunks)
+   - C: bench_qdrant_parse (yajl tokenizer alone; our parser whole; fed in 16 KiB
+     chunks; whole without the vector fast path)
    - Python: json.loads + np.asarray(vector, float32) per record + np.stack, which is
      what projection.py does per page (without qdrant-client's pydantic models, so the
      real Python task is slower than this reference)
@@ -149,7 +150,7 @@ def bench_parse(build, dim, reps, results):
         with open(path, "wb") as fh:
             fh.write(page)
         row = {"format": fmt, "bytes": len(page)}
-        for mode in ("yajl", "parse", "chunked"):
+        for mode in ("yajl", "parse", "chunked", "nofast"):
             out, _ = run_measured([tool, path, str(reps), mode])
             row["c_" + mode] = json.loads(out)
         out, _ = run_measured(["/usr/bin/python3", "-c", PY_PARSE, path, str(max(3, reps // 4))])
@@ -159,9 +160,11 @@ def bench_parse(build, dim, reps, results):
         row["python"] = py
         results["parse"].append(row)
         print("parse %-8s %6.1f MB  yajl-only %6.1f MB/s | C %6.1f MB/s (median %6.1f), "
-              "chunked %6.1f, RSS %d KiB | Python %6.1f MB/s (median %6.1f), RSS %d KiB | x%.1f"
+              "chunked %6.1f, no fast path %6.1f, RSS %d KiB | Python %6.1f MB/s (median %6.1f), "
+              "RSS %d KiB | x%.1f"
               % (fmt, len(page) / 1e6, row["c_yajl"]["mb_per_s"], row["c_parse"]["mb_per_s"],
                  row["c_parse"]["median_mb_per_s"], row["c_chunked"]["mb_per_s"],
+                 row["c_nofast"]["mb_per_s"],
                  row["c_parse"]["maxrss_kb"], py["mb_per_s"], py["median_mb_per_s"],
                  py["maxrss_kb"], row["c_parse"]["mb_per_s"] / py["mb_per_s"]), flush=True)
 
