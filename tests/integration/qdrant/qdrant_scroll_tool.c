@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static const char *const field_names[QDRANT_F_COUNT] = {"doc_id",
                                                         "document_id",
@@ -111,6 +112,11 @@ int main(int argc, char **argv)
                             (json_int_t)st.pages, "reached_end", st.reached_end, "points_count",
                             (json_int_t)st.points_count);
     json_object_set_new(rep, "maxrss_kb", json_integer(peak_rss_kb()));
+    struct rusage ru; /* CPU time is per process (unlike ru_maxrss) */
+    getrusage(RUSAGE_SELF, &ru);
+    json_object_set_new(rep, "cpu_s",
+                        json_real((double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
+                                  (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6));
     if (dump) {
         json_t *ids = json_array(), *fields = json_array();
         for (size_t i = 0; i < m.n; i++) {

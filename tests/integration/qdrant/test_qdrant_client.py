@@ -230,6 +230,20 @@ class QdrantClientTest(unittest.TestCase):
         self.assertNotIn("wrong-key-XYZ", rep["msg"])
         self.assertEqual(s.stats()["total"], 1)
 
+    def test_forbidden_403_is_denied_without_retry(self):
+        s = self.start(make_points(10, 4), faults=["route=info,kind=status,status=403,times=-1"])
+        rep = run_tool(s.url)
+        self.assertEqual(rep["code"], PW_EDENIED)
+        self.assertIn("403", rep["msg"])
+        self.assertEqual(s.stats()["total"], 1)
+
+    def test_bad_request_400_fails_without_retry(self):
+        s = self.start(make_points(10, 4), faults=["route=scroll,kind=status,status=400,times=-1"])
+        rep = run_tool(s.url)
+        self.assertEqual(rep["code"], PW_EINVAL)
+        self.assertIn("400", rep["msg"])
+        self.assertEqual(s.stats()["routes"]["scroll"], 1)
+
     def test_correct_api_key_reads_everything(self):
         pts = make_points(50, 4)
         s = self.start(pts, api_key="s3cret-key")
