@@ -259,6 +259,14 @@ class QdrantClientTest(unittest.TestCase):
         self.assertEqual(rep["retries"], 2)
         self.assertEqual(s.stats()["routes"]["scroll"], 2 + 2)
 
+    def test_collection_info_5xx_is_retried(self):
+        pts = make_points(20, 4)
+        s = self.start(pts, faults=["route=info,kind=status,status=502,times=1"])
+        rep = run_tool(s.url)
+        self.assert_matches_python(rep, pts)
+        self.assertEqual(rep["retries"], 1)
+        self.assertEqual(s.stats()["routes"]["info"], 2)
+
     def test_5xx_forever_fails_clearly_after_retries(self):
         s = self.start(make_points(100, 4), faults=["route=scroll,kind=status,status=500,times=-1"])
         rep = run_tool(s.url, retries=2)
