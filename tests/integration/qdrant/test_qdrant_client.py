@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 STANDIN = os.path.join(HERE, "..", "..", "qdrant_standin", "qdrant_standin.py")
 TOOL = None
 
-PW_EINVAL, PW_ENOTFOUND, PW_ETIMEOUT, PW_EUNAVAIL, PW_EDENIED = -1, -5, -7, -8, -9
+PW_EINVAL, PW_ENOTFOUND, PW_ECANCELED, PW_ETIMEOUT, PW_EUNAVAIL, PW_EDENIED = -1, -5, -6, -7, -8, -9
 
 
 def sort_key(pid):
@@ -115,7 +115,7 @@ def run_tool(url, collection="test", api_key=None, **opts):
     cmd = [TOOL, "--url", url, "--collection", collection, "--out", out.name,
            "--backoff-ms", str(opts.pop("backoff_ms", 10))]
     for k, v in opts.items():
-        cmd += ["--" + k.replace("_", "-"), str(v)]
+        cmd += ["--" + k.replace("_", "-")] + ([str(v)] if v != "" else [])
     env = dict(os.environ)
     env.pop("QDRANT_API_KEY", None)
     if api_key is not None:
@@ -207,6 +207,21 @@ class QdrantClientTest(unittest.TestCase):
         self.assertLess(usable_first_page, 1000)
         self.assertEqual(limits[:2], [1000, 1234 - usable_first_page])
         self.assertTrue(all(lim <= 1000 for lim in limits))
+
+    def test_progress_callback_cancels_between_pages(self):
+        s = self.start(make_points(3000, 4))
+        rep = run_tool(s.url, cancel_after=2)
+        self.assertEqual(rep["code"], PW_ECANCELED)
+        self.assertEqual(rep["n"], 2000)
+        self.assertEqual(s.stats()["routes"]["scroll"], 2)
+
+    def test_skip_payload_sends_with_payload_false(self):
+        pts = make_points(30, 4)
+        s = self.start(pts)
+        rep = run_tool(s.url, no_payload="")
+        self.assertEqual(rep["rc"], 0)
+        self.assertEqual(rep["fields"], [{}] * 30)
+        self.assertTrue(all(b["with_payload"] is False for b in s.stats()["scroll_bodies"]))
 
     # -- errors ------------------------------------------------------------------------
     def test_unknown_collection_is_not_found_without_retry(self):
