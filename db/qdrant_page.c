@@ -4,8 +4,9 @@
  * hundred MB/s, it accepts input in arbitrary chunks (tokens split across chunk
  * boundaries are reassembled in its own reused buffer) and, with the yajl_number
  * callback, hands us number text instead of calling strtod itself.  A DOM (jansson) is
- * 10x slower here and would allocate per number; a hand-written tokenizer would redo
- * what yajl already does well (house rule).
+ * 10x slower here and would allocate per number; a full hand-written tokenizer would
+ * redo what yajl already does well (house rule).  Only the one hot spot, the inside of
+ * a dense vector array, is scanned by hand (see "Vector fast path" below).
  *
  * The parser is a small state machine over the only shape we care about:
  *   {"result": {"points": [ {"id", "payload", "vector"} ... ], "next_page_offset"},
@@ -22,9 +23,13 @@
  * just opened the vector we want (frame FR_VEC_FIRST), scans that array's bytes itself
  * (numbers, commas, whitespace; numbers split across chunks are stashed) until ']',
  * then hands yajl a synthetic "]" so its nesting stays right.  yajl never sees the
- * numbers.  Anything other than a number as the first element (multivector, strings,
- * null) is handed back to yajl untouched; errors after that are reported here.  The
- * fuzz tests require identical results with and without the fast path. */
+ * numbers.  On anything but well-formed numbers, commas and whitespace (a multivector,
+ * a string, bad number grammar, the body ending inside the array) the fast path hands
+ * the rest back to yajl after replaying a placeholder that puts yajl in the same state
+ * (hand_back), so yajl's rules decide errors and truncation exactly as without the fast
+ * path; only "not a finite float32" is reported here, by the same function yajl's
+ * number callback uses.  The fuzz tests require identical results with and without
+ * the fast path, whole and chunked. */
 #include "qdrant.h"
 #include "qdrant_f32.h"
 
