@@ -206,11 +206,15 @@ void qdrant_matrix_clear(struct qdrant_matrix *m)
     m->arena_len = 0;
 }
 
-/* Makes room for `rows` rows (ids, payload offsets, and floats once dim is known). */
-static int matrix_grow(struct qdrant_matrix *m, size_t rows)
+/* Makes room for `rows` rows (ids, payload offsets, and floats once dim is known).
+ * Capacity doubles, but never past `max_rows` (0: no bound) unless `rows` needs it, so
+ * a low points_count estimate cannot make a sample_limit-sized matrix twice as big. */
+static int matrix_grow(struct qdrant_matrix *m, size_t rows, size_t max_rows)
 {
     if (rows > m->cap) {
         size_t cap = m->cap ? m->cap * 2 : 16;
+        if (max_rows && cap > max_rows)
+            cap = max_rows;
         if (cap < rows)
             cap = rows;
         struct qdrant_id *ids = realloc(m->ids, cap * sizeof *ids);
@@ -245,7 +249,7 @@ int qdrant_matrix_reserve(struct qdrant_matrix *m, size_t n_max, size_t dim, str
         m->dim = dim;
     if (n_max == 0)
         n_max = 1;
-    if (matrix_grow(m, n_max) < 0)
+    if (matrix_grow(m, n_max, 0) < 0)
         return pw_error_set(err, PW_ENOMEM, "cannot allocate %zu x %zu float32 matrix", n_max, dim);
     return 0;
 }
@@ -442,7 +446,7 @@ static int begin_vector(struct qdrant_page_parser *p)
     p->col = 0;
     p->fast_refused = 0;
     if (m->dim) {
-        if (matrix_grow(m, m->n + 1) < 0)
+        if (matrix_grow(m, m->n + 1, p->limit) < 0)
             return fail(p, PW_ENOMEM, "out of memory for the vector matrix");
         p->row = m->x + m->n * m->dim;
         p->row_cap = m->dim;
@@ -509,7 +513,7 @@ static int end_point(struct qdrant_page_parser *p)
                  p->vec_len, m->dim);
         return fail_point(p, what);
     }
-    if (matrix_grow(m, m->n + 1) < 0)
+    if (matrix_grow(m, m->n + 1, p->limit) < 0)
         return fail(p, PW_ENOMEM, "out of memory for the vector matrix");
     m->ids[m->n] = p->id;
     m->pay_off[m->n + 1] = m->arena_len;
@@ -931,7 +935,8 @@ int qdrant_page_parser_new(struct qdrant_page_parser **out, struct qdrant_matrix
         p->keep_payload = opts->keep_payload;
         p->no_fast_path = opts->no_fast_path;
     }
-    if (matrix_grow(m, m->n + 1) < 0) { /* pay_off[0] must exist before the first commit */
+    if (matrix_grow(m, m->n + 1, opts ? opts->limit : 0) <
+        0) { /* pay_off[0] must exist before the first commit */
         qdrant_page_parser_free(p);
         return pw_error_set(err, PW_ENOMEM, "out of memory for the vector matrix");
     }

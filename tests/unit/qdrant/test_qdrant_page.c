@@ -558,6 +558,26 @@ static void test_vector_fast_path_matches_yajl_on_whitespace_and_number_forms(vo
     qdrant_matrix_free(&b);
 }
 
+static void test_growth_past_a_low_estimate_stops_at_the_limit(void)
+{
+    struct qdrant_matrix m;
+    struct qdrant_page pg;
+    struct pw_error err;
+    struct qdrant_parse_opts o = {.limit = 100, .keep_payload = 1};
+    char *body = malloc(1 << 16);
+    qdrant_matrix_init(&m);
+    CHECK(qdrant_matrix_reserve(&m, 3, 4, &err) == 0); /* points_count said 3 */
+    int k = sprintf(body, "{\"result\":{\"points\":[");
+    for (int i = 0; i < 150; i++)
+        k += sprintf(body + k, "%s{\"id\":%d,\"vector\":[1,2,3,%d]}", i ? "," : "", i, i);
+    sprintf(body + k, "]}}");
+    CHECK(parse(&m, &o, body, &pg, &err) == 0);
+    CHECK(m.n == 100 && m.x[99 * 4 + 3] == 99.0f);
+    CHECK(m.cap == 100); /* doubling from 3 would have reached 192 */
+    free(body);
+    qdrant_matrix_free(&m);
+}
+
 int main(void)
 {
     RUN(test_parses_integer_ids_vectors_and_next_offset);
@@ -584,6 +604,7 @@ int main(void)
     RUN(test_empty_page_has_no_points_and_no_next);
     RUN(test_stops_storing_rows_at_the_limit);
     RUN(test_grows_rows_past_the_reservation_and_appends_pages);
+    RUN(test_growth_past_a_low_estimate_stops_at_the_limit);
     RUN(test_streaming_in_small_chunks_matches_whole_parse);
     RUN(test_failed_parser_rolls_back_appended_rows);
     RUN(test_without_keep_payload_stores_no_fields);
