@@ -223,6 +223,39 @@ class QdrantClientTest(unittest.TestCase):
         self.assertEqual(rep["fields"], [{}] * 30)
         self.assertTrue(all(b["with_payload"] is False for b in s.stats()["scroll_bodies"]))
 
+    def test_payload_fields_give_python_or_chain_results(self):
+        # projection.py picks payload.get("doc_id") or payload.get("document_id") or ...;
+        # the C side exposes each field's kind, text and Python truthiness, which must pick
+        # the same key with the same value for payloads of every JSON type.
+        rng = random.Random(9)
+        values = [None, 0, 1, -3, 0.0, 2.5, 1e-400, "", "x", "d\u00e9j\u00e0", True, False,
+                  {}, {"a": 1}, [], [0], 12345678901234567890123]
+        keys = ["doc_id", "document_id", "chunk_id", "source_id"]
+        pts = []
+        for i in range(300):
+            pl = {k: rng.choice(values) for k in keys if rng.random() < 0.6}
+            meta = rng.choice([None, 5, [], {}, {"mime_type": rng.choice(values)}])
+            if meta is not None:
+                pl["metadata"] = meta
+            pts.append({"id": i, "vector": [1.0, 2.0], "payload": pl})
+        s = self.start(pts)
+        rep = run_tool(s.url)
+        self.assertEqual(rep["rc"], 0, rep["msg"])
+        for p, got in zip(pts, rep["fields"]):
+            pl = p["payload"]
+            want_key = next((k for k in keys if pl.get(k)), None)
+            got_key = next((k for k in keys if k in got and got[k][2]), None)
+            self.assertEqual(got_key, want_key, (pl, got))
+            if want_key is not None and isinstance(pl[want_key], (str, int)) \
+                    and not isinstance(pl[want_key], bool):
+                self.assertEqual(got[want_key][1], str(pl[want_key]))
+            meta = pl.get("metadata") if isinstance(pl.get("metadata"), dict) else {}
+            mime = meta.get("mime_type")
+            if "mime_type" in meta:
+                self.assertEqual(got["metadata.mime_type"][2], bool(mime), (pl, got))
+            else:
+                self.assertNotIn("metadata.mime_type", got)
+
     # -- errors ------------------------------------------------------------------------
     def test_unknown_collection_is_not_found_without_retry(self):
         s = self.start(make_points(10, 4))
