@@ -26,7 +26,11 @@
  *                 message names the point id
  *   PW_EINVAL     bad arguments, or HTTP 400/422 (message from the server)
  *   PW_ENOMEM, PW_EIO (other transport failures), PW_ECANCELED (progress callback)
- * Messages never contain the API key or URL credentials. */
+ * Messages never contain the API key or URL credentials.
+ *
+ * Threads: a qdrant_client holds one libcurl handle; use it from one thread at a time
+ * (one client per worker thread).  main() should call curl_global_init() before
+ * starting threads. */
 #ifndef QDRANT_H
 #define QDRANT_H
 
@@ -136,6 +140,7 @@ struct qdrant_parse_opts {
     const char *vector_name; /* NULL: plain vector, else first non-null named vector */
     size_t limit;            /* store no more than this many rows in m (0: no limit) */
     int keep_payload;        /* 1: keep the enum qdrant_field values of each point */
+    int no_fast_path;        /* tests: let yajl tokenize vector numbers as well */
 };
 
 struct qdrant_page {

@@ -4,8 +4,9 @@
  * hundred MB/s, it accepts input in arbitrary chunks (tokens split across chunk
  * boundaries are reassembled in its own reused buffer) and, with the yajl_number
  * callback, hands us number text instead of calling strtod itself.  A DOM (jansson) is
- * 10x slower here and would allocate per number; a hand-written tokenizer would redo
- * what yajl already does well (house rule).
+ * 10x slower here and would allocate per number; a full hand-written tokenizer would
+ * redo what yajl already does well (house rule).  Only the one hot spot, the inside of
+ * a dense vector array, is scanned by hand (see "Vector fast path" below).
  *
  * The parser is a small state machine over the only shape we care about:
  *   {"result": {"points": [ {"id", "payload", "vector"} ... ], "next_page_offset"},
@@ -15,7 +16,20 @@
  * into row m->n of the matrix; a point is committed (n++) only when its object closes
  * with an id and a complete dense vector, so a skipped or failed point leaves nothing.
  * Payload fields named by enum qdrant_field are appended to the matrix arena as
- * records [field u8][kind u8][empty u8][pad u8][len u32][text][NUL]. */
+ * records [field u8][kind u8][empty u8][pad u8][len u32][text][NUL].
+ *
+ * Vector fast path: yajl's per-token work is most of the cost of a page, and a page is
+ * mostly vector numbers.  So feed() cuts each chunk after every '[' and, when yajl has
+ * just opened the vector we want (frame FR_VEC_FIRST), scans that array's bytes itself
+ * (numbers, commas, whitespace; numbers split across chunks are stashed) until ']',
+ * then hands yajl a synthetic "]" so its nesting stays right.  yajl never sees the
+ * numbers.  On anything but well-formed numbers, commas and whitespace (a multivector,
+ * a string, bad number grammar, the body ending inside the array) the fast path hands
+ * the rest back to yajl after replaying a placeholder that puts yajl in the same state
+ * (hand_back), so yajl's rules decide errors and truncation exactly as without the fast
+ * path; only "not a finite float32" is reported here, by the same function yajl's
+ * number callback uses.  The fuzz tests require identical results with and without
+ * the fast path, whole and chunked. */
 #include "qdrant.h"
 #include "qdrant_f32.h"
 
@@ -35,6 +49,8 @@ enum frame {
     FR_VECS,      /* its vector, when it is a map of named vectors */
     FR_VEC_FIRST, /* a vector array before its first element */
     FR_VEC_DENSE, /* a vector array of numbers */
+    FR_VEC_FAST,  /* a vector array whose bytes the fast path is reading */
+    FR_VEC_SYNTH, /* fast path handed back: next number is a synthetic placeholder */
     FR_STATUS     /* {"error": ...} in place of "ok" */
 };
 
@@ -67,6 +83,12 @@ struct qdrant_page_parser {
     size_t vname_len;
     size_t limit;
     int keep_payload;
+    int no_fast_path;
+
+    /* vector fast path (see the top of the file) */
+    int fast, fast_closed, fast_refused, handback, fs, fs_before_number;
+    char *numbuf; /* a number split across chunks; reused, grown geometrically */
+    size_t numlen, numcap;
 
     size_t n0, arena0, dim0, skipped0; /* rollback point */
     int finished_ok, failed;
@@ -184,11 +206,15 @@ void qdrant_matrix_clear(struct qdrant_matrix *m)
     m->arena_len = 0;
 }
 
-/* Makes room for `rows` rows (ids, payload offsets, and floats once dim is known). */
-static int matrix_grow(struct qdrant_matrix *m, size_t rows)
+/* Makes room for `rows` rows (ids, payload offsets, and floats once dim is known).
+ * Capacity doubles, but never past `max_rows` (0: no bound) unless `rows` needs it, so
+ * a low points_count estimate cannot make a sample_limit-sized matrix twice as big. */
+static int matrix_grow(struct qdrant_matrix *m, size_t rows, size_t max_rows)
 {
     if (rows > m->cap) {
         size_t cap = m->cap ? m->cap * 2 : 16;
+        if (max_rows && cap > max_rows)
+            cap = max_rows;
         if (cap < rows)
             cap = rows;
         struct qdrant_id *ids = realloc(m->ids, cap * sizeof *ids);
@@ -223,7 +249,7 @@ int qdrant_matrix_reserve(struct qdrant_matrix *m, size_t n_max, size_t dim, str
         m->dim = dim;
     if (n_max == 0)
         n_max = 1;
-    if (matrix_grow(m, n_max) < 0)
+    if (matrix_grow(m, n_max, 0) < 0)
         return pw_error_set(err, PW_ENOMEM, "cannot allocate %zu x %zu float32 matrix", n_max, dim);
     return 0;
 }
@@ -411,13 +437,16 @@ static void begin_point(struct qdrant_page_parser *p)
     p->pt_arena0 = p->m->arena_len;
 }
 
+enum fast_state { FS_FIRST, FS_VALUE, FS_AFTER, FS_NUMBER };
+
 static int begin_vector(struct qdrant_page_parser *p)
 {
     struct qdrant_matrix *m = p->m;
     p->vec_state = VS_NONE;
     p->col = 0;
+    p->fast_refused = 0;
     if (m->dim) {
-        if (matrix_grow(m, m->n + 1) < 0)
+        if (matrix_grow(m, m->n + 1, p->limit) < 0)
             return fail(p, PW_ENOMEM, "out of memory for the vector matrix");
         p->row = m->x + m->n * m->dim;
         p->row_cap = m->dim;
@@ -428,15 +457,8 @@ static int begin_vector(struct qdrant_page_parser *p)
     return push(p, FR_VEC_FIRST);
 }
 
-static int vector_number(struct qdrant_page_parser *p, const char *s, size_t len)
+static int store_value(struct qdrant_page_parser *p, float v)
 {
-    float v;
-    if (qdrant_f32_parse(s, len, &v) != 0 || !isfinite(v)) {
-        char what[96];
-        snprintf(what, sizeof what, "vector value %.*s is not a finite float32",
-                 (int)(len > 40 ? 40 : len), s);
-        return fail_point(p, what);
-    }
     if (p->col >= p->row_cap && !p->m->dim) {
         struct qdrant_matrix *m = p->m;
         size_t cap = m->x_cap ? m->x_cap * 2 : 1024;
@@ -452,6 +474,22 @@ static int vector_number(struct qdrant_page_parser *p, const char *s, size_t len
         p->row[p->col] = v;
     p->col++; /* past dim: counted, not stored; end_point reports the mismatch */
     return 1;
+}
+
+static int bad_number(struct qdrant_page_parser *p, const char *s, size_t len)
+{
+    char what[96];
+    snprintf(what, sizeof what, "vector value %.*s is not a finite float32",
+             (int)(len > 40 ? 40 : len), s);
+    return fail_point(p, what);
+}
+
+static int vector_number(struct qdrant_page_parser *p, const char *s, size_t len)
+{
+    float v;
+    if (qdrant_f32_parse(s, len, &v) != 0 || !isfinite(v))
+        return bad_number(p, s, len);
+    return store_value(p, v);
 }
 
 static int end_point(struct qdrant_page_parser *p)
@@ -475,7 +513,7 @@ static int end_point(struct qdrant_page_parser *p)
                  p->vec_len, m->dim);
         return fail_point(p, what);
     }
-    if (matrix_grow(m, m->n + 1) < 0)
+    if (matrix_grow(m, m->n + 1, p->limit) < 0)
         return fail(p, PW_ENOMEM, "out of memory for the vector matrix");
     m->ids[m->n] = p->id;
     m->pay_off[m->n + 1] = m->arena_len;
@@ -607,6 +645,10 @@ static int cb_number(void *ctx, const char *s, size_t len)
         if (f == FR_VEC_FIRST) {
             p->fr[p->sp - 1] = FR_VEC_DENSE;
             return vector_number(p, s, len);
+        }
+        if (f == FR_VEC_SYNTH) { /* stands for values the fast path already stored */
+            p->fr[p->sp - 1] = FR_VEC_DENSE;
+            return 1;
         }
     }
     int is_float = memchr(s, '.', len) || memchr(s, 'e', len) || memchr(s, 'E', len);
@@ -859,7 +901,7 @@ static int cb_end_array(void *ctx)
     }
     p->key = K_NONE;
     int f = p->fr[--p->sp];
-    if (f == FR_VEC_FIRST || f == FR_VEC_DENSE) {
+    if (f == FR_VEC_FIRST || f == FR_VEC_DENSE || f == FR_VEC_FAST) {
         p->vec_state = VS_DENSE;
         p->vec_len = p->col;
     }
@@ -891,8 +933,10 @@ int qdrant_page_parser_new(struct qdrant_page_parser **out, struct qdrant_matrix
         p->vname_len = opts->vector_name ? strlen(opts->vector_name) : 0;
         p->limit = opts->limit;
         p->keep_payload = opts->keep_payload;
+        p->no_fast_path = opts->no_fast_path;
     }
-    if (matrix_grow(m, m->n + 1) < 0) { /* pay_off[0] must exist before the first commit */
+    if (matrix_grow(m, m->n + 1, opts ? opts->limit : 0) <
+        0) { /* pay_off[0] must exist before the first commit */
         qdrant_page_parser_free(p);
         return pw_error_set(err, PW_ENOMEM, "out of memory for the vector matrix");
     }
@@ -913,11 +957,8 @@ static int parser_failed(struct qdrant_page_parser *p, struct pw_error *err)
     return p->err.code;
 }
 
-int qdrant_page_parser_feed(struct qdrant_page_parser *p, const char *buf, size_t len,
-                            struct pw_error *err)
+static int yajl_feed(struct qdrant_page_parser *p, const char *buf, size_t len)
 {
-    if (p->failed)
-        return parser_failed(p, err);
     yajl_status st = yajl_parse(p->h, (const unsigned char *)buf, len);
     if (st == yajl_status_ok)
         return 0;
@@ -930,13 +971,169 @@ int qdrant_page_parser_feed(struct qdrant_page_parser *p, const char *buf, size_
         if (msg)
             yajl_free_error(p->h, msg);
     }
-    return parser_failed(p, err);
+    return -1;
+}
+
+static const uint8_t number_char[256] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1, ['-'] = 1, ['+'] = 1, ['.'] = 1, ['e'] = 1, ['E'] = 1,
+};
+
+static int stash_number(struct qdrant_page_parser *p, const char *s, size_t len)
+{
+    if (p->numlen + len > p->numcap) {
+        size_t cap = p->numcap ? p->numcap : 64;
+        while (cap < p->numlen + len)
+            cap *= 2;
+        char *b = realloc(p->numbuf, cap);
+        if (!b)
+            return fail(p, PW_ENOMEM, "out of memory for a number");
+        p->numbuf = b;
+        p->numcap = cap;
+    }
+    memcpy(p->numbuf + p->numlen, s, len);
+    p->numlen += len;
+    return 1;
+}
+
+/* Reads vector bytes from s and returns where it stopped.  It clears p->fast when the
+ * array closed (p->fast_closed: yajl still needs its "]") or when it meets anything but
+ * well-formed numbers (p->handback: the rest goes to yajl, see hand_back).  NULL after
+ * an error (a value that is not a finite float32, out of memory). */
+static const char *fast_vector(struct qdrant_page_parser *p, const char *s, const char *end)
+{
+    while (s < end) {
+        const char *q;
+        float v;
+        char c = *s;
+        if (p->fs == FS_NUMBER) {
+            for (q = s; q < end && number_char[(unsigned char)*q]; q++)
+                ;
+            if (!stash_number(p, s, (size_t)(q - s)))
+                return NULL;
+            if (q == end)
+                return end;
+            if (qdrant_f32_parse(p->numbuf, p->numlen, &v) != 0) {
+                p->fast = 0;
+                p->handback = 1; /* hand_back feeds numbuf to yajl */
+                return q;
+            }
+            if (!isfinite(v)) {
+                bad_number(p, p->numbuf, p->numlen);
+                return NULL;
+            }
+            if (!store_value(p, v))
+                return NULL;
+            p->fs = FS_AFTER;
+            s = q;
+            continue;
+        }
+        if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+            s++;
+            continue;
+        }
+        if (p->fs == FS_AFTER && c == ',') {
+            p->fs = FS_VALUE;
+            s++;
+            continue;
+        }
+        if (c == ']' && p->fs != FS_VALUE) {
+            p->fast = 0;
+            p->fast_closed = 1;
+            return s + 1;
+        }
+        if (p->fs != FS_AFTER && (c == '-' || (c >= '0' && c <= '9'))) {
+            for (q = s; q < end && number_char[(unsigned char)*q]; q++)
+                ;
+            if (q == end) {
+                p->numlen = 0;
+                p->fs_before_number = p->fs;
+                p->fs = FS_NUMBER;
+                return stash_number(p, s, (size_t)(q - s)) ? end : NULL;
+            }
+            if (qdrant_f32_parse(s, (size_t)(q - s), &v) != 0)
+                break; /* not JSON number grammar: yajl reports it */
+            if (!isfinite(v)) {
+                bad_number(p, s, (size_t)(q - s));
+                return NULL;
+            }
+            if (!store_value(p, v))
+                return NULL;
+            p->fs = FS_AFTER;
+            s = q;
+            continue;
+        }
+        break; /* [[..]], ["x"], [1 2], [1,]: yajl's rules apply from here */
+    }
+    if (s < end) {
+        p->fast = 0;
+        p->handback = 1;
+    }
+    return s;
+}
+
+/* Puts yajl, which saw only the '[', in the state the fast path reached, so that it
+ * can take over: nothing read yet -> as is; after a value -> a placeholder number
+ * ("0 ", ignored through FR_VEC_SYNTH); after a comma -> "0,".  A number split across
+ * chunks is replayed from numbuf. */
+static int hand_back(struct qdrant_page_parser *p)
+{
+    int before = p->fs == FS_NUMBER ? p->fs_before_number : p->fs;
+    p->handback = 0;
+    p->fast = 0;
+    p->fast_refused = 1;
+    if (before == FS_FIRST) {
+        p->fr[p->sp - 1] = FR_VEC_FIRST;
+    } else {
+        p->fr[p->sp - 1] = FR_VEC_SYNTH;
+        if (yajl_feed(p, before == FS_VALUE ? "0," : "0 ", 2) < 0)
+            return -1;
+    }
+    if (p->fs == FS_NUMBER && yajl_feed(p, p->numbuf, p->numlen) < 0)
+        return -1;
+    return 0;
+}
+
+int qdrant_page_parser_feed(struct qdrant_page_parser *p, const char *buf, size_t len,
+                            struct pw_error *err)
+{
+    const char *s = buf, *end = buf + len;
+    if (p->failed)
+        return parser_failed(p, err);
+    while (s < end) {
+        if (p->fast) {
+            s = fast_vector(p, s, end);
+            if (!s)
+                return parser_failed(p, err);
+            if (p->fast_closed) {
+                p->fast_closed = 0;
+                if (yajl_feed(p, "]", 1) < 0)
+                    return parser_failed(p, err);
+            } else if (p->handback && hand_back(p) < 0) {
+                return parser_failed(p, err);
+            }
+            continue;
+        }
+        const char *cut = p->no_fast_path ? NULL : memchr(s, '[', (size_t)(end - s));
+        const char *stop = cut ? cut + 1 : end;
+        if (yajl_feed(p, s, (size_t)(stop - s)) < 0)
+            return parser_failed(p, err);
+        s = stop;
+        if (cut && !p->skip && p->sp && p->fr[p->sp - 1] == FR_VEC_FIRST && !p->fast_refused) {
+            p->fr[p->sp - 1] = FR_VEC_FAST;
+            p->fast = 1;
+            p->fs = FS_FIRST;
+        }
+    }
+    return 0;
 }
 
 int qdrant_page_parser_finish(struct qdrant_page_parser *p, struct qdrant_page *page,
                               struct pw_error *err)
 {
     if (p->failed)
+        return parser_failed(p, err);
+    if (p->fast && hand_back(p) < 0) /* the body ended inside a vector: yajl judges */
         return parser_failed(p, err);
     yajl_status st = yajl_complete_parse(p->h);
     if (st == yajl_status_client_canceled)
@@ -972,6 +1169,7 @@ void qdrant_page_parser_free(struct qdrant_page_parser *p)
     }
     if (p->h)
         yajl_free(p->h);
+    free(p->numbuf);
     free(p);
 }
 

@@ -1,11 +1,12 @@
 /* bench_qdrant_parse.c - parse-from-memory throughput of the Qdrant scroll parser.
  *
- *   bench_qdrant_parse PAGE.json REPS [parse|chunked|yajl]
+ *   bench_qdrant_parse PAGE.json REPS [parse|chunked|nofast|yajl]
  * parse:   qdrant_page_parse() of the whole buffer into a reused matrix
  * chunked: the same through qdrant_page_parser_feed() in 16 KiB chunks (as libcurl
  *          delivers a body)
+ * nofast:  parse without the vector fast path (yajl tokenizes the numbers too)
  * yajl:    yajl_parse with number callbacks that do nothing: the tokenizer alone,
- *          i.e. the ceiling for any yajl-based parser
+ *          the ceiling for a parser that lets yajl see every number
  * Prints one JSON line: bytes, best/median seconds per page, MB/s (1e6 bytes) of the
  * best rep, rows, dim, peak RSS in KiB. */
 #include "qdrant.h"
@@ -58,7 +59,7 @@ static long peak_rss_kb(void)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s PAGE.json REPS [parse|chunked|yajl]\n", argv[0]);
+        fprintf(stderr, "usage: %s PAGE.json REPS [parse|chunked|nofast|yajl]\n", argv[0]);
         return 2;
     }
     const char *mode = argc > 3 ? argv[3] : "parse";
@@ -78,7 +79,7 @@ int main(int argc, char **argv)
 
     double *t = calloc((size_t)reps, sizeof *t);
     struct qdrant_matrix m;
-    struct qdrant_parse_opts o = {NULL, 0, 1};
+    struct qdrant_parse_opts o = {.keep_payload = 1, .no_fast_path = strcmp(mode, "nofast") == 0};
     struct pw_error err;
     qdrant_matrix_init(&m);
     for (int r = 0; r < reps; r++) {

@@ -410,7 +410,7 @@ class Handler(BaseHTTPRequestHandler):
             code = int(fault.get("status", 503))
             if code in (401, 403):
                 return self.send_bytes(code, b"Forbidden: injected by the test stand-in", "text/plain")
-            return self.send_error_json(code, "Service unavailable: injected by the test stand-in")
+            return self.send_error_json(code, "Injected HTTP %d by the test stand-in" % code)
         if not self.authorized():
             return
         name = re.match(r"^/collections/([^/?]+)", path).group(1)

@@ -7,13 +7,28 @@
  * from $QDRANT_API_KEY, never from argv.
  *   qdrant_scroll_tool --url U --collection C [--limit N] [--batch N] [--vector NAME]
  *                      [--timeout-ms N] [--retries N] [--backoff-ms N] [--out PATH]
- *                      [--no-dump] [--no-payload] */
+ *                      [--no-dump] [--no-payload] [--cancel-after PAGES] */
 #include "qdrant.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+
+struct progress {
+    long cancel_after; /* pages; 0 = never */
+    long pages;
+};
+
+static int on_progress(void *ud, size_t fetched, size_t limit)
+{
+    struct progress *pr = ud;
+    (void)fetched;
+    (void)limit;
+    pr->pages++;
+    return pr->cancel_after > 0 && pr->pages >= pr->cancel_after;
+}
 
 static const char *const field_names[QDRANT_F_COUNT] = {"doc_id",
                                                         "document_id",
@@ -53,6 +68,7 @@ int main(int argc, char **argv)
     struct qdrant_config cfg = {0};
     struct qdrant_scroll_opts so = {0};
     const char *out = NULL;
+    struct progress pr = {0, 0};
     int dump = 1;
     cfg.max_retries = -1;
     cfg.api_key = getenv("QDRANT_API_KEY");
@@ -87,6 +103,8 @@ int main(int argc, char **argv)
             cfg.max_retries = atoi(v);
         else if (strcmp(a, "--backoff-ms") == 0)
             cfg.backoff_initial_ms = cfg.backoff_max_ms = atol(v);
+        else if (strcmp(a, "--cancel-after") == 0)
+            pr.cancel_after = atol(v);
         else if (strcmp(a, "--out") == 0)
             out = v;
         else {
@@ -100,6 +118,8 @@ int main(int argc, char **argv)
     struct qdrant_scroll_stats st = {0};
     struct pw_error err = {0};
     qdrant_matrix_init(&m);
+    so.progress = on_progress;
+    so.progress_ud = &pr;
     int rc = qdrant_client_new(&c, &cfg, &err);
     if (rc == 0)
         rc = qdrant_scroll_matrix(c, &so, &m, &st, &err);
@@ -111,6 +131,11 @@ int main(int argc, char **argv)
                             (json_int_t)st.pages, "reached_end", st.reached_end, "points_count",
                             (json_int_t)st.points_count);
     json_object_set_new(rep, "maxrss_kb", json_integer(peak_rss_kb()));
+    struct rusage ru; /* CPU time is per process (unlike ru_maxrss) */
+    getrusage(RUSAGE_SELF, &ru);
+    json_object_set_new(rep, "cpu_s",
+                        json_real((double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
+                                  (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6));
     if (dump) {
         json_t *ids = json_array(), *fields = json_array();
         for (size_t i = 0; i < m.n; i++) {

@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 STANDIN = os.path.join(HERE, "..", "..", "qdrant_standin", "qdrant_standin.py")
 TOOL = None
 
-PW_EINVAL, PW_ENOTFOUND, PW_ETIMEOUT, PW_EUNAVAIL, PW_EDENIED = -1, -5, -7, -8, -9
+PW_EINVAL, PW_ENOTFOUND, PW_ECANCELED, PW_ETIMEOUT, PW_EUNAVAIL, PW_EDENIED = -1, -5, -6, -7, -8, -9
 
 
 def sort_key(pid):
@@ -115,7 +115,7 @@ def run_tool(url, collection="test", api_key=None, **opts):
     cmd = [TOOL, "--url", url, "--collection", collection, "--out", out.name,
            "--backoff-ms", str(opts.pop("backoff_ms", 10))]
     for k, v in opts.items():
-        cmd += ["--" + k.replace("_", "-"), str(v)]
+        cmd += ["--" + k.replace("_", "-")] + ([str(v)] if v != "" else [])
     env = dict(os.environ)
     env.pop("QDRANT_API_KEY", None)
     if api_key is not None:
@@ -208,6 +208,54 @@ class QdrantClientTest(unittest.TestCase):
         self.assertEqual(limits[:2], [1000, 1234 - usable_first_page])
         self.assertTrue(all(lim <= 1000 for lim in limits))
 
+    def test_progress_callback_cancels_between_pages(self):
+        s = self.start(make_points(3000, 4))
+        rep = run_tool(s.url, cancel_after=2)
+        self.assertEqual(rep["code"], PW_ECANCELED)
+        self.assertEqual(rep["n"], 2000)
+        self.assertEqual(s.stats()["routes"]["scroll"], 2)
+
+    def test_skip_payload_sends_with_payload_false(self):
+        pts = make_points(30, 4)
+        s = self.start(pts)
+        rep = run_tool(s.url, no_payload="")
+        self.assertEqual(rep["rc"], 0)
+        self.assertEqual(rep["fields"], [{}] * 30)
+        self.assertTrue(all(b["with_payload"] is False for b in s.stats()["scroll_bodies"]))
+
+    def test_payload_fields_give_python_or_chain_results(self):
+        # projection.py picks payload.get("doc_id") or payload.get("document_id") or ...;
+        # the C side exposes each field's kind, text and Python truthiness, which must pick
+        # the same key with the same value for payloads of every JSON type.
+        rng = random.Random(9)
+        values = [None, 0, 1, -3, 0.0, 2.5, 1e-400, "", "x", "d\u00e9j\u00e0", True, False,
+                  {}, {"a": 1}, [], [0], 12345678901234567890123]
+        keys = ["doc_id", "document_id", "chunk_id", "source_id"]
+        pts = []
+        for i in range(300):
+            pl = {k: rng.choice(values) for k in keys if rng.random() < 0.6}
+            meta = rng.choice([None, 5, [], {}, {"mime_type": rng.choice(values)}])
+            if meta is not None:
+                pl["metadata"] = meta
+            pts.append({"id": i, "vector": [1.0, 2.0], "payload": pl})
+        s = self.start(pts)
+        rep = run_tool(s.url)
+        self.assertEqual(rep["rc"], 0, rep["msg"])
+        for p, got in zip(pts, rep["fields"]):
+            pl = p["payload"]
+            want_key = next((k for k in keys if pl.get(k)), None)
+            got_key = next((k for k in keys if k in got and got[k][2]), None)
+            self.assertEqual(got_key, want_key, (pl, got))
+            if want_key is not None and isinstance(pl[want_key], (str, int)) \
+                    and not isinstance(pl[want_key], bool):
+                self.assertEqual(got[want_key][1], str(pl[want_key]))
+            meta = pl.get("metadata") if isinstance(pl.get("metadata"), dict) else {}
+            mime = meta.get("mime_type")
+            if "mime_type" in meta:
+                self.assertEqual(got["metadata.mime_type"][2], bool(mime), (pl, got))
+            else:
+                self.assertNotIn("metadata.mime_type", got)
+
     # -- errors ------------------------------------------------------------------------
     def test_unknown_collection_is_not_found_without_retry(self):
         s = self.start(make_points(10, 4))
@@ -230,6 +278,20 @@ class QdrantClientTest(unittest.TestCase):
         self.assertNotIn("wrong-key-XYZ", rep["msg"])
         self.assertEqual(s.stats()["total"], 1)
 
+    def test_forbidden_403_is_denied_without_retry(self):
+        s = self.start(make_points(10, 4), faults=["route=info,kind=status,status=403,times=-1"])
+        rep = run_tool(s.url)
+        self.assertEqual(rep["code"], PW_EDENIED)
+        self.assertIn("403", rep["msg"])
+        self.assertEqual(s.stats()["total"], 1)
+
+    def test_bad_request_400_fails_without_retry(self):
+        s = self.start(make_points(10, 4), faults=["route=scroll,kind=status,status=400,times=-1"])
+        rep = run_tool(s.url)
+        self.assertEqual(rep["code"], PW_EINVAL)
+        self.assertIn("400", rep["msg"])
+        self.assertEqual(s.stats()["routes"]["scroll"], 1)
+
     def test_correct_api_key_reads_everything(self):
         pts = make_points(50, 4)
         s = self.start(pts, api_key="s3cret-key")
@@ -244,6 +306,14 @@ class QdrantClientTest(unittest.TestCase):
         self.assert_matches_python(rep, pts)
         self.assertEqual(rep["retries"], 2)
         self.assertEqual(s.stats()["routes"]["scroll"], 2 + 2)
+
+    def test_collection_info_5xx_is_retried(self):
+        pts = make_points(20, 4)
+        s = self.start(pts, faults=["route=info,kind=status,status=502,times=1"])
+        rep = run_tool(s.url)
+        self.assert_matches_python(rep, pts)
+        self.assertEqual(rep["retries"], 1)
+        self.assertEqual(s.stats()["routes"]["info"], 2)
 
     def test_5xx_forever_fails_clearly_after_retries(self):
         s = self.start(make_points(100, 4), faults=["route=scroll,kind=status,status=500,times=-1"])

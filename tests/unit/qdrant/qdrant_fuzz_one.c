@@ -55,38 +55,60 @@ static int check_matrix(const struct qdrant_matrix *m, int rc)
     return 0;
 }
 
+static int same_result(const char *what, int ra, const struct qdrant_matrix *a,
+                       const struct qdrant_page *pa, const struct pw_error *ea, int rb,
+                       const struct qdrant_matrix *b, const struct qdrant_page *pb,
+                       const struct pw_error *eb)
+{
+    if (ra != rb) {
+        fprintf(stderr, "fuzz: %s: rc %d (%s) != rc %d (%s)\n", what, ra, ra ? ea->msg : "", rb,
+                rb ? eb->msg : "");
+        return 0;
+    }
+    if (a->n != b->n || a->dim != b->dim || a->skipped != b->skipped ||
+        (a->n && memcmp(a->x, b->x, a->n * a->dim * sizeof(float)) != 0) ||
+        (a->n && memcmp(a->ids, b->ids, a->n * sizeof *a->ids) != 0) ||
+        a->arena_len != b->arena_len ||
+        (a->arena_len && memcmp(a->arena, b->arena, a->arena_len) != 0)) {
+        fprintf(stderr, "fuzz: %s: matrices differ\n", what);
+        return 0;
+    }
+    if (ra == 0 &&
+        (pa->points != pb->points || pa->kept != pb->kept || pa->skipped != pb->skipped ||
+         pa->has_next != pb->has_next || strcmp(pa->next_offset, pb->next_offset) != 0)) {
+        fprintf(stderr, "fuzz: %s: page summaries differ\n", what);
+        return 0;
+    }
+    return 1;
+}
+
 int qdrant_fuzz_one(const uint8_t *data, size_t size, uint64_t split_seed)
 {
     static const char *names[] = {NULL, "image", ""};
     int bad = 0;
     for (int k = 0; k < 3 && !bad; k++) {
-        struct qdrant_parse_opts o = {names[k], k == 1 ? 2 : 0, k != 2};
-        struct qdrant_matrix a, b;
-        struct qdrant_page pa, pb;
-        struct pw_error ea, eb;
+        struct qdrant_parse_opts fast = {
+            .vector_name = names[k], .limit = k == 1 ? 2 : 0, .keep_payload = k != 2};
+        struct qdrant_parse_opts ref = fast;
+        ref.no_fast_path = 1;
+        struct qdrant_matrix r, a, b;
+        struct qdrant_page pr, pa, pb;
+        struct pw_error er, ea, eb;
+        qdrant_matrix_init(&r);
         qdrant_matrix_init(&a);
         qdrant_matrix_init(&b);
-        int ra = qdrant_page_parse(&a, &o, (const char *)data, size, &pa, &ea);
-        int rb = parse_chunked(&b, &o, data, size, split_seed + (uint64_t)k, &pb, &eb);
-        if (ra != rb) {
-            fprintf(stderr, "fuzz: whole rc %d (%s) != chunked rc %d (%s)\n", ra, ra ? ea.msg : "",
-                    rb, rb ? eb.msg : "");
+        /* reference: yajl tokenizes everything, whole buffer */
+        int rr = qdrant_page_parse(&r, &ref, (const char *)data, size, &pr, &er);
+        int ra = qdrant_page_parse(&a, &fast, (const char *)data, size, &pa, &ea);
+        int rb = parse_chunked(&b, &fast, data, size, split_seed + (uint64_t)k, &pb, &eb);
+        if (!same_result("fast path vs yajl only", rr, &r, &pr, &er, ra, &a, &pa, &ea) ||
+            !same_result("chunked vs whole", ra, &a, &pa, &ea, rb, &b, &pb, &eb) ||
+            check_matrix(&a, ra) < 0)
             bad = 1;
-        } else if (a.n != b.n || a.dim != b.dim ||
-                   (a.n && memcmp(a.x, b.x, a.n * a.dim * sizeof(float)) != 0) ||
-                   (a.n && memcmp(a.ids, b.ids, a.n * sizeof *a.ids) != 0) ||
-                   a.arena_len != b.arena_len ||
-                   (a.arena_len && memcmp(a.arena, b.arena, a.arena_len) != 0)) {
-            fprintf(stderr, "fuzz: whole and chunked parses differ\n");
+        /* which error class (truncated vs malformed) must not depend on the path either */
+        if (!bad && ra < 0 && (ra == PW_EUNAVAIL) != (rr == PW_EUNAVAIL))
             bad = 1;
-        } else if (ra == 0 &&
-                   (pa.points != pb.points || pa.kept != pb.kept || pa.has_next != pb.has_next ||
-                    strcmp(pa.next_offset, pb.next_offset) != 0)) {
-            fprintf(stderr, "fuzz: page summaries differ\n");
-            bad = 1;
-        } else if (check_matrix(&a, ra) < 0) {
-            bad = 1;
-        }
+        qdrant_matrix_free(&r);
         qdrant_matrix_free(&a);
         qdrant_matrix_free(&b);
     }

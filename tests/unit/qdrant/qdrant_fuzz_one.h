@@ -2,9 +2,10 @@
  *
  * Shared by the deterministic mutation test (test_qdrant_page_fuzz.c, runs in ctest with
  * any compiler) and the libFuzzer target (qdrant_page_libfuzzer.c, clang only).  The
- * input is parsed twice - whole, and fed in chunks whose sizes come from `split_seed` -
- * and both results must be identical (the streaming tokenizer must not care where chunk
- * boundaries fall).  Returns 0, or -1 after printing which invariant broke. */
+ * input is parsed three ways - yajl only (no vector fast path), with the fast path
+ * whole, and with the fast path fed in chunks whose sizes come from `split_seed` - and
+ * all results must be identical (neither the fast path nor chunk boundaries may change
+ * what comes out).  Returns 0, or -1 after printing which invariant broke. */
 #ifndef QDRANT_FUZZ_ONE_H
 #define QDRANT_FUZZ_ONE_H
 

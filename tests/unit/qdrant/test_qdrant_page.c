@@ -8,7 +8,7 @@
 
 #include <stdlib.h>
 
-static struct qdrant_parse_opts opts_all = {NULL, 0, 1};
+static struct qdrant_parse_opts opts_all = {.keep_payload = 1};
 
 static int parse(struct qdrant_matrix *m, const struct qdrant_parse_opts *o, const char *body,
                  struct qdrant_page *page, struct pw_error *err)
@@ -123,7 +123,7 @@ static void test_named_vectors_take_the_requested_name(void)
     struct qdrant_matrix m;
     struct qdrant_page pg;
     struct pw_error err;
-    struct qdrant_parse_opts o = {"text", 0, 1};
+    struct qdrant_parse_opts o = {.vector_name = "text", .keep_payload = 1};
     qdrant_matrix_init(&m);
     const char *body = "{\"result\":{\"points\":["
                        "{\"id\":1,\"vector\":{\"image\":[1,2,3],\"text\":[7,8]}},"
@@ -415,7 +415,7 @@ static void test_stops_storing_rows_at_the_limit(void)
     struct qdrant_matrix m;
     struct qdrant_page pg;
     struct pw_error err;
-    struct qdrant_parse_opts o = {NULL, 2, 1};
+    struct qdrant_parse_opts o = {.limit = 2, .keep_payload = 1};
     qdrant_matrix_init(&m);
     const char *body =
         "{\"result\":{\"points\":[{\"id\":1,\"vector\":[1]},{\"id\":2,\"vector\":[2]},"
@@ -516,7 +516,7 @@ static void test_without_keep_payload_stores_no_fields(void)
     struct qdrant_matrix m;
     struct qdrant_page pg;
     struct pw_error err;
-    struct qdrant_parse_opts o = {NULL, 0, 0};
+    struct qdrant_parse_opts o = {.keep_payload = 0};
     qdrant_matrix_init(&m);
     CHECK(parse(&m, &o,
                 "{\"result\":{\"points\":[{\"id\":1,\"vector\":[1],\"payload\":{\"path\":"
@@ -524,6 +524,57 @@ static void test_without_keep_payload_stores_no_fields(void)
                 &pg, &err) == 0);
     CHECK(m.n == 1 && m.arena_len == 0);
     CHECK(qdrant_matrix_field(&m, 0, QDRANT_F_PATH).kind == QDRANT_V_ABSENT);
+    qdrant_matrix_free(&m);
+}
+
+static void test_vector_fast_path_matches_yajl_on_whitespace_and_number_forms(void)
+{
+    const char *body = "{\"result\": {\"points\": [\n"
+                       " {\"id\": 1, \"vector\": [ 1 , -2.5e-3,\n\t0.125,0,-0, 1E+2 ,3.4028234e38, "
+                       "1e-45, 123456789012345678901234567890 ] },\n"
+                       " {\"id\": 2, \"vector\": {\"a\": [[1,2]], \"b\": [ 9,8,7,6,5,4,3,2,1 ]}}\n"
+                       "]}, \"status\": \"ok\"}";
+    static const char *r0[] = {"1",
+                               "-2.5e-3",
+                               "0.125",
+                               "0",
+                               "-0",
+                               "1E+2",
+                               "3.4028234e38",
+                               "1e-45",
+                               "123456789012345678901234567890"};
+    struct qdrant_parse_opts slow = {.keep_payload = 1, .no_fast_path = 1};
+    struct qdrant_matrix a, b;
+    struct qdrant_page pa, pb;
+    struct pw_error err;
+    qdrant_matrix_init(&a);
+    qdrant_matrix_init(&b);
+    CHECK(parse(&a, &opts_all, body, &pa, &err) == 0);
+    CHECK(parse(&b, &slow, body, &pb, &err) == 0);
+    CHECK(a.n == 1 && a.dim == 9 && row_equals(&a, 0, r0));
+    CHECK(a.skipped == 1); /* point 2: first non-null named vector is a multivector */
+    CHECK(b.n == a.n && b.dim == a.dim && memcmp(a.x, b.x, 9 * sizeof(float)) == 0);
+    qdrant_matrix_free(&a);
+    qdrant_matrix_free(&b);
+}
+
+static void test_growth_past_a_low_estimate_stops_at_the_limit(void)
+{
+    struct qdrant_matrix m;
+    struct qdrant_page pg;
+    struct pw_error err;
+    struct qdrant_parse_opts o = {.limit = 100, .keep_payload = 1};
+    char *body = malloc(1 << 16);
+    qdrant_matrix_init(&m);
+    CHECK(qdrant_matrix_reserve(&m, 3, 4, &err) == 0); /* points_count said 3 */
+    int k = sprintf(body, "{\"result\":{\"points\":[");
+    for (int i = 0; i < 150; i++)
+        k += sprintf(body + k, "%s{\"id\":%d,\"vector\":[1,2,3,%d]}", i ? "," : "", i, i);
+    sprintf(body + k, "]}}");
+    CHECK(parse(&m, &o, body, &pg, &err) == 0);
+    CHECK(m.n == 100 && m.x[99 * 4 + 3] == 99.0f);
+    CHECK(m.cap == 100); /* doubling from 3 would have reached 192 */
+    free(body);
     qdrant_matrix_free(&m);
 }
 
@@ -553,8 +604,10 @@ int main(void)
     RUN(test_empty_page_has_no_points_and_no_next);
     RUN(test_stops_storing_rows_at_the_limit);
     RUN(test_grows_rows_past_the_reservation_and_appends_pages);
+    RUN(test_growth_past_a_low_estimate_stops_at_the_limit);
     RUN(test_streaming_in_small_chunks_matches_whole_parse);
     RUN(test_failed_parser_rolls_back_appended_rows);
     RUN(test_without_keep_payload_stores_no_fields);
+    RUN(test_vector_fast_path_matches_yajl_on_whitespace_and_number_forms);
     PW_TEST_MAIN();
 }

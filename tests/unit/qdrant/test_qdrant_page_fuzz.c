@@ -13,7 +13,9 @@
 
 static const char *seeds[] = {
     "tests/fixtures/qdrant/page_int_ids.json", "tests/fixtures/qdrant/page_uuid_named.json",
-    "tests/fixtures/qdrant/page_error.json", "tests/fixtures/qdrant/page_empty.json"};
+    "tests/fixtures/qdrant/page_error.json", "tests/fixtures/qdrant/page_empty.json",
+    "tests/fixtures/qdrant/page_vectors_whitespace.json"};
+#define NSEEDS (sizeof seeds / sizeof *seeds)
 
 static const char *fragments[] = {"[",
                                   "]",
@@ -118,22 +120,22 @@ static void test_mutated_pages_never_crash_and_stream_like_whole_parses(void)
 {
     const char *env = getenv("QDRANT_FUZZ_ITERS");
     long iters = env ? atol(env) : 20000;
-    size_t seed_len[4];
-    char *seed[4];
-    for (int i = 0; i < 4; i++) {
+    size_t seed_len[NSEEDS];
+    char *seed[NSEEDS];
+    for (size_t i = 0; i < NSEEDS; i++) {
         seed[i] = read_file(seeds[i], &seed_len[i]);
         CHECK(seed[i] != NULL);
         if (!seed[i])
             return;
     }
     /* unmutated seeds must parse the same whole and chunked as well */
-    for (int i = 0; i < 4; i++)
+    for (size_t i = 0; i < NSEEDS; i++)
         CHECK(qdrant_fuzz_one((const uint8_t *)seed[i], seed_len[i], (uint64_t)i) == 0);
     size_t cap = 8192;
     char *buf = malloc(cap);
     long failures = 0;
     for (long it = 0; it < iters && failures < 5; it++) {
-        int s = (int)(rnd() % 4);
+        int s = (int)(rnd() % NSEEDS);
         size_t len = seed_len[s];
         memcpy(buf, seed[s], len);
         int edits = 1 + (int)(rnd() % 4);
@@ -146,7 +148,7 @@ static void test_mutated_pages_never_crash_and_stream_like_whole_parses(void)
     }
     CHECK(failures == 0);
     free(buf);
-    for (int i = 0; i < 4; i++)
+    for (size_t i = 0; i < NSEEDS; i++)
         free(seed[i]);
 }
 
