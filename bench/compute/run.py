@@ -11,7 +11,8 @@ exactly as the Python task calls them) on the same file, one after the other, ea
 its own process under /usr/bin/time -v, and prints one Markdown table row with wall
 seconds, peak RSS, the RSS / input-matrix ratio, trustworthiness (k = 10) and 10-NN
 preservation (on a fixed random subsample of --quality-sample points for large n),
-and the speed ratio.  A reference that exceeds --ref-timeout is killed and reported
+and the speed ratio.  CPU seconds (user + system) are printed too: on a shared
+machine they are the steadier number.  A reference that exceeds --ref-timeout is killed and reported
 as such.  Not a test: nothing is asserted."""
 import argparse
 import json
@@ -44,7 +45,7 @@ def embeddings(n, d=768, clusters=50, seed=0):
 
 
 def timed(cmd, timeout):
-    """Runs cmd under /usr/bin/time -v; returns (wall seconds, peak RSS bytes, stdout) or None."""
+    """Runs cmd under /usr/bin/time -v; returns (wall s, peak RSS bytes, stdout, CPU s) or None."""
     t = time.perf_counter()
     try:
         p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True,
@@ -56,7 +57,9 @@ def timed(cmd, timeout):
         sys.stderr.write(p.stderr[-2000:])
         raise SystemExit(f"failed: {' '.join(cmd)}")
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1)) * 1024
-    return wall, rss, p.stdout
+    cpu = sum(float(re.search(rf"{k} time \(seconds\): ([0-9.]+)", p.stderr).group(1))
+              for k in ("User", "System"))
+    return wall, rss, p.stdout, cpu
 
 
 def quality(x, y, metric, sample, seed=1):
@@ -84,9 +87,9 @@ def main():
     args = ap.parse_args()
     skip = set(filter(None, args.skip_ref.split(",")))
     skip_ours = set(filter(None, args.skip_ours.split(",")))
-    print("| data | n x d | method | ours s | ref s | speed-up | ours RSS MiB (x input) | "
-          "ref RSS MiB | trust ours / ref | 10-NN kept ours / ref |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| data | n x d | method | ours wall s | ref wall s | wall speed-up | ours CPU s | ref CPU s "
+          "| ours RSS MiB (x input) | ref RSS MiB | trust ours / ref | 10-NN kept ours / ref |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes.split(","):
             if size == "digits":
@@ -109,7 +112,7 @@ def main():
                                      for f in ("x.f32.bin", "y.f32.bin")], axis=1)
                     with open(os.path.join(out, "meta.json")) as f:
                         row["ours_timings"] = json.load(f)["timings"]
-                    row["ours_s"], row["ours_rss"] = r[0], r[1]
+                    row["ours_s"], row["ours_rss"], row["ours_cpu"] = r[0], r[1], r[3]
                     row["ours_q"] = quality(x, ours, METRIC[method], args.quality_sample)
                 if key not in skip:
                     refout = os.path.join(tmp, "ref.npy")
@@ -118,7 +121,7 @@ def main():
                     if r is None:
                         row["ref_s"] = f"> {args.ref_timeout:.0f} (killed)"
                     else:
-                        row["ref_s"], row["ref_rss"] = r[0], r[1]
+                        row["ref_s"], row["ref_rss"], row["ref_cpu"] = r[0], r[1], r[3]
                         row["ref_fit_s"] = float(r[2].strip().splitlines()[-1])
                         row["ref_q"] = quality(x, np.load(refout), METRIC[method], args.quality_sample)
                 mib = lambda b: f"{b / 2**20:.0f}"
@@ -131,7 +134,9 @@ def main():
                 ours_rss = (f"{mib(row['ours_rss'])} ({row['ours_rss'] / inp:.2f}x)" if "ours_rss" in row else "-")
                 ref_rss = mib(row["ref_rss"]) if "ref_rss" in row else "-"
                 q = lambda k, i: f"{row[k][i]:.4f}" if k in row else "-"
-                print(f"| {name} | {n} x {d} | {method} | {ours_s} | {ref_s} | {speed} | {ours_rss} | "
+                cpu = lambda k: f"{row[k]:.1f}" if k in row else "-"
+                print(f"| {name} | {n} x {d} | {method} | {ours_s} | {ref_s} | {speed} | {cpu('ours_cpu')} | "
+                      f"{cpu('ref_cpu')} | {ours_rss} | "
                       f"{ref_rss} | {q('ours_q', 0)} / {q('ref_q', 0)} | {q('ours_q', 1)} / {q('ref_q', 1)} |",
                       flush=True)
                 if args.json:
