@@ -9,13 +9,6 @@
 #include <math.h>
 #include <omp.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
-    !defined(__SANITIZE_ADDRESS__)
-#define PW_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define PW_CLONES
-#endif
-
 int dense_validate(const char *what, const float *x, size_t n, size_t d, struct pw_error *err)
 {
     if (!x)

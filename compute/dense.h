@@ -12,6 +12,14 @@
 
 #include "pw_error.h"
 
+/* Compile a hot function for AVX2+FMA and for baseline x86-64, picked at load time. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(__SANITIZE_ADDRESS__)
+#define PW_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define PW_CLONES
+#endif
+
 /* 0, or PW_EINVAL naming the first problem: NULL x, n < 2, d < 2, a non-finite
  * value (with its row and column).  `what` prefixes the message ("umap"). */
 int dense_validate(const char *what, const float *x, size_t n, size_t d, struct pw_error *err);

@@ -23,7 +23,7 @@ void knn_options_default(struct knn_options *opt)
 {
     opt->metric = KNN_EUCLIDEAN;
     opt->method = KNN_AUTO;
-    opt->exact_max_n = 16384;
+    opt->exact_max_n = 4096;
     opt->n_trees = 0;
     opt->leaf_size = 0;
     opt->n_iters = 0;

@@ -25,7 +25,7 @@ enum knn_method { KNN_AUTO = 0, KNN_EXACT = 1, KNN_APPROX = 2 };
 struct knn_options {
     enum knn_metric metric; /* euclidean */
     enum knn_method method; /* auto: exact when n <= exact_max_n */
-    size_t exact_max_n;     /* 16384: GEMM beats NN-descent below this on 2 cores, d = 768 */
+    size_t exact_max_n;     /* 4096: umap-learn's switch to NN-descent (n < 4096 exact) */
     size_t n_trees;         /* 0: pynndescent's min(32, 5 + round(n^0.25)), capped at 16 */
     size_t leaf_size;       /* 0: pynndescent's max(10, k) */
     size_t n_iters;         /* 0: pynndescent's max(5, round(log2 n)) */

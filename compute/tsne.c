@@ -30,7 +30,7 @@ void tsne_options_default(struct tsne_options *opt)
     opt->seed = 42;
     opt->threads = 0;
     opt->knn_method = KNN_AUTO;
-    opt->knn_exact_max_n = 16384;
+    opt->knn_exact_max_n = 4096;
 }
 
 static double now_seconds(void)
@@ -90,7 +90,7 @@ struct sparse {
     size_t n, nnz;
     size_t *rowptr;
     int32_t *col;
-    double *val;
+    float *val; /* sklearn keeps P in float32 too */
 };
 
 struct ptri {
@@ -154,7 +154,7 @@ static int symmetrize(const struct knn_graph *g, const float *cond, int threads,
     if (!P->rowptr || !P->col || !P->val)
         goto cleanup;
     double sum = 0;
-    size_t e = 0;
+    size_t e = 0; /* sum in double, store the normalised values in float */
     for (size_t i = 0; i < n; i++) {
         P->rowptr[i] = e;
         for (size_t s = 0; s < outc[i]; s++) {
@@ -166,7 +166,7 @@ static int symmetrize(const struct knn_graph *g, const float *cond, int threads,
     P->rowptr[n] = e;
     sum = sum > 2.220446049250313e-16 ? sum : 2.220446049250313e-16; /* MACHINE_EPSILON */
     for (size_t q = 0; q < nnz; q++)
-        P->val[q] /= sum;
+        P->val[q] = (float)(P->val[q] / sum);
     rc = 0;
 cleanup:
     free(cnt);
@@ -187,11 +187,13 @@ static void sparse_free(struct sparse *P)
 /* ---- quadtree ---- */
 
 struct qnode {
-    double cx, cy; /* centre of mass */
-    double w2;     /* squared cell width */
-    int32_t count; /* points below */
-    int32_t child[4];
-    int32_t lo; /* leaves: first index in the permutation */
+    float x0, y0;     /* lower corner of the cell */
+    float cx, cy;     /* centre of mass */
+    float w2;         /* squared cell width */
+    int32_t count;    /* points below */
+    int32_t point;    /* >= 0: the leaf's only point; -1 internal; -2 leaf of duplicates */
+    int32_t lo;       /* leaves: first index in the permutation */
+    int32_t child[4]; /* -1 when empty */
 };
 
 struct qtree {
@@ -199,6 +201,7 @@ struct qtree {
     size_t len, cap;
     int32_t *perm, *tmp;
     const double *Y;
+    float *Yf; /* float copy of Y for the force pass */
 };
 
 static int32_t qt_new(struct qtree *t)
@@ -221,7 +224,9 @@ static int32_t qt_build(struct qtree *t, size_t lo, size_t hi, double x0, double
     if (id < 0)
         return -1;
     struct qnode nd;
-    nd.w2 = w * w;
+    nd.x0 = (float)x0;
+    nd.y0 = (float)y0;
+    nd.w2 = (float)(w * w);
     nd.count = (int32_t)(hi - lo);
     nd.lo = (int32_t)lo;
     nd.child[0] = nd.child[1] = nd.child[2] = nd.child[3] = -1;
@@ -230,9 +235,11 @@ static int32_t qt_build(struct qtree *t, size_t lo, size_t hi, double x0, double
         sx += t->Y[2 * (size_t)t->perm[s]];
         sy += t->Y[2 * (size_t)t->perm[s] + 1];
     }
-    nd.cx = sx / (double)(hi - lo);
-    nd.cy = sy / (double)(hi - lo);
+    nd.cx = (float)(sx / (double)(hi - lo));
+    nd.cy = (float)(sy / (double)(hi - lo));
+    nd.point = hi - lo == 1 ? t->perm[lo] : -2;
     if (hi - lo > 1 && depth < 50) {
+        nd.point = -1;
         double mx = x0 + w / 2, my = y0 + w / 2;
         size_t c[4] = {0, 0, 0, 0}, off[5];
         for (size_t s = lo; s < hi; s++) {
@@ -262,45 +269,134 @@ static int32_t qt_build(struct qtree *t, size_t lo, size_t hi, double x0, double
     return id;
 }
 
-/* Repulsion on point i: returns Z_i (sum of q over all j != i), force in f. */
-static double qt_repulse(const struct qtree *t, size_t i, double theta2, double *f)
+/* ---- grouped Barnes-Hut: one walk per small cell, then a dense loop per point ----
+ *
+ * The points of a cell with at most GROUP_MAX points share one tree walk; a node is
+ * summarised when its width is below theta times its distance to the *nearest point of
+ * the cell's box*, which implies the per-point criterion for every member (so the
+ * approximation is at least as accurate as per-point Barnes-Hut).  The walk yields two
+ * lists - summaries (centre, count) and single points - and each member then runs over
+ * them in a branch-free loop the compiler vectorises. */
+#define GROUP_MAX 32
+
+struct walk_buf {
+    float *fx, *fy, *fc; /* summaries: centre and count */
+    size_t nf, capf;
+    int32_t *pts; /* single points */
+    size_t np, capp;
+    int oom;
+};
+
+static void wb_far(struct walk_buf *b, float x, float y, float c)
 {
-    int32_t stack[256];
+    if (b->nf == b->capf) {
+        size_t cap = b->capf ? 2 * b->capf : 1024;
+        float *a = realloc(b->fx, cap * sizeof *a),
+              *bb = a ? realloc(b->fy, cap * sizeof *bb) : NULL;
+        float *cc = bb ? realloc(b->fc, cap * sizeof *cc) : NULL;
+        if (a)
+            b->fx = a;
+        if (bb)
+            b->fy = bb;
+        if (!cc) {
+            b->oom = 1;
+            return;
+        }
+        b->fc = cc;
+        b->capf = cap;
+    }
+    b->fx[b->nf] = x;
+    b->fy[b->nf] = y;
+    b->fc[b->nf++] = c;
+}
+
+static void wb_point(struct walk_buf *b, int32_t p)
+{
+    if (b->np == b->capp) {
+        size_t cap = b->capp ? 2 * b->capp : 1024;
+        int32_t *a = realloc(b->pts, cap * sizeof *a);
+        if (!a) {
+            b->oom = 1;
+            return;
+        }
+        b->pts = a;
+        b->capp = cap;
+    }
+    b->pts[b->np++] = p;
+}
+
+static void collect_groups(const struct qtree *t, int32_t id, int32_t *groups, size_t *ng)
+{
+    const struct qnode *nd = &t->nodes[id];
+    if (nd->count <= GROUP_MAX || nd->point != -1) {
+        groups[(*ng)++] = id;
+        return;
+    }
+    for (int c = 0; c < 4; c++)
+        if (nd->child[c] >= 0)
+            collect_groups(t, nd->child[c], groups, ng);
+}
+
+/* Repulsion and Z_i for every point of group node g. */
+PW_CLONES static void group_repulse(const struct qtree *t, int32_t g, float theta2,
+                                    struct walk_buf *b, double *zi, double *rep)
+{
+    const struct qnode *gn = &t->nodes[g];
+    float w = sqrtf(gn->w2), bx0 = gn->x0, by0 = gn->y0, bx1 = bx0 + w, by1 = by0 + w;
+    int32_t stack[512];
     int sp = 0;
-    double z = 0, fx = 0, fy = 0;
-    const double xi = t->Y[2 * i], yi = t->Y[2 * i + 1];
+    b->nf = b->np = 0;
     stack[sp++] = 0;
     while (sp) {
         const struct qnode *nd = &t->nodes[stack[--sp]];
-        double dx = xi - nd->cx, dy = yi - nd->cy, d2 = dx * dx + dy * dy;
-        int leaf = nd->child[0] < 0 && nd->child[1] < 0 && nd->child[2] < 0 && nd->child[3] < 0;
-        if (leaf || nd->w2 < theta2 * d2) {
-            double cnt = nd->count;
-            if (leaf)
-                for (int32_t s = nd->lo; s < nd->lo + nd->count; s++)
-                    if ((size_t)t->perm[s] == i)
-                        cnt -= 1.0;
-            if (cnt <= 0)
-                continue;
-            double q = 1.0 / (1.0 + d2), qc = cnt * q;
-            z += qc;
-            fx += qc * q * dx;
-            fy += qc * q * dy;
+        if (nd->point != -1) { /* a leaf: its points interact exactly */
+            for (int32_t s = nd->lo; s < nd->lo + nd->count; s++)
+                wb_point(b, t->perm[s]);
+            continue;
+        }
+        float dx = nd->cx < bx0 ? bx0 - nd->cx : nd->cx > bx1 ? nd->cx - bx1 : 0.0f;
+        float dy = nd->cy < by0 ? by0 - nd->cy : nd->cy > by1 ? nd->cy - by1 : 0.0f;
+        if (nd->w2 < theta2 * (dx * dx + dy * dy)) {
+            wb_far(b, nd->cx, nd->cy, (float)nd->count);
         } else {
-            for (int q = 0; q < 4; q++)
-                if (nd->child[q] >= 0 && sp < 256)
-                    stack[sp++] = nd->child[q];
+            for (int c = 0; c < 4; c++)
+                if (nd->child[c] >= 0 && sp < 512)
+                    stack[sp++] = nd->child[c];
         }
     }
-    f[0] = fx;
-    f[1] = fy;
-    return z;
+    const float *Yf = t->Yf;
+    for (int32_t s = gn->lo; s < gn->lo + gn->count; s++) {
+        size_t i = (size_t)t->perm[s];
+        float xi = Yf[2 * i], yi = Yf[2 * i + 1];
+        float z = 0, fx = 0, fy = 0;
+#pragma omp simd reduction(+ : z, fx, fy)
+        for (size_t k = 0; k < b->nf; k++) {
+            float dx = xi - b->fx[k], dy = yi - b->fy[k];
+            float q = 1.0f / (1.0f + dx * dx + dy * dy), qc = b->fc[k] * q, qq = qc * q;
+            z += qc;
+            fx += qq * dx;
+            fy += qq * dy;
+        }
+        for (size_t k = 0; k < b->np; k++) {
+            size_t j = (size_t)b->pts[k];
+            float dx = xi - Yf[2 * j], dy = yi - Yf[2 * j + 1];
+            float q = j == i ? 0.0f : 1.0f / (1.0f + dx * dx + dy * dy);
+            z += q;
+            fx += q * q * dx;
+            fy += q * q * dy;
+        }
+        zi[i] = z;
+        rep[2 * i] = fx;
+        rep[2 * i + 1] = fy;
+    }
 }
 
 /* Rebuild the tree over the current layout t->Y (n points). */
 static int qt_rebuild(struct qtree *t, size_t n)
 {
     const double *Y = t->Y;
+    for (size_t i = 0; i < 2 * n; i++)
+        t->Yf[i] = (float)Y[i];
     double lo_x = INFINITY, lo_y = INFINITY, hi_x = -INFINITY, hi_y = -INFINITY;
     for (size_t i = 0; i < n; i++) {
         lo_x = Y[2 * i] < lo_x ? Y[2 * i] : lo_x;
@@ -367,6 +463,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     struct knn_graph g = {0};
     struct sparse P = {0};
     struct qtree tree = {0};
+    int32_t *groups = NULL;
     float *cond = NULL;
     double *Y = NULL, *upd = NULL, *gains = NULL, *grad = NULL, *zi = NULL, *rep = NULL;
     double t0 = now_seconds();
@@ -414,7 +511,10 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     rep = malloc(2 * n * sizeof *rep);
     tree.perm = malloc(n * sizeof *tree.perm);
     tree.tmp = malloc(n * sizeof *tree.tmp);
-    if (!Y || !upd || !gains || !grad || !zi || !rep || !tree.perm || !tree.tmp) {
+    tree.Yf = malloc(2 * n * sizeof *tree.Yf);
+    groups = malloc(n * sizeof *groups);
+    if (!Y || !upd || !gains || !grad || !zi || !rep || !tree.perm || !tree.tmp || !tree.Yf ||
+        !groups) {
         rc = pw_error_set(err, PW_ENOMEM, "tsne: out of memory");
         goto cleanup;
     }
@@ -461,22 +561,38 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
             rc = pw_error_set(err, PW_ENOMEM, "tsne: out of memory for the quadtree");
             goto cleanup;
         }
-#pragma omp parallel for schedule(dynamic, 256) num_threads(threads)
+        size_t ng = 0;
+        collect_groups(&tree, 0, groups, &ng);
+        int oom = 0;
+#pragma omp parallel num_threads(threads) reduction(| : oom)
+        {
+            struct walk_buf b = {0};
+#pragma omp for schedule(dynamic, 8)
+            for (size_t gi = 0; gi < ng; gi++)
+                group_repulse(&tree, groups[gi], (float)theta2, &b, zi, rep);
+            oom |= b.oom;
+            free(b.fx);
+            free(b.fy);
+            free(b.fc);
+            free(b.pts);
+        }
+        if (oom) {
+            rc = pw_error_set(err, PW_ENOMEM, "tsne: out of memory for the tree walk");
+            goto cleanup;
+        }
+#pragma omp parallel for schedule(static) num_threads(threads)
         for (size_t i = 0; i < n; i++) {
-            double f[2];
-            zi[i] = qt_repulse(&tree, i, theta2, f);
-            rep[2 * i] = f[0];
-            rep[2 * i + 1] = f[1];
-            double ax = 0, ay = 0;
+            const float *Yf = tree.Yf;
+            float ax = 0, ay = 0, xi = Yf[2 * i], yi = Yf[2 * i + 1];
             for (size_t e = P.rowptr[i]; e < P.rowptr[i + 1]; e++) {
                 size_t j = (size_t)P.col[e];
-                double dx = Y[2 * i] - Y[2 * j], dy = Y[2 * i + 1] - Y[2 * j + 1];
-                double pq = P.val[e] * exag / (1.0 + dx * dx + dy * dy);
+                float dx = xi - Yf[2 * j], dy = yi - Yf[2 * j + 1];
+                float pq = P.val[e] / (1.0f + dx * dx + dy * dy);
                 ax += pq * dx;
                 ay += pq * dy;
             }
-            grad[2 * i] = ax;
-            grad[2 * i + 1] = ay;
+            grad[2 * i] = exag * ax;
+            grad[2 * i + 1] = exag * ay;
         }
         double Z = 0;
         for (size_t i = 0; i < n; i++)
@@ -506,10 +622,20 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
         rc = pw_error_set(err, PW_ENOMEM, "tsne: out of memory for the quadtree");
         goto cleanup;
     }
-#pragma omp parallel for schedule(dynamic, 256) num_threads(threads)
-    for (size_t i = 0; i < n; i++) {
-        double f[2];
-        zi[i] = qt_repulse(&tree, i, theta2, f);
+    {
+        size_t ng = 0;
+        struct walk_buf b = {0};
+        collect_groups(&tree, 0, groups, &ng);
+        for (size_t gi = 0; gi < ng; gi++)
+            group_repulse(&tree, groups[gi], (float)theta2, &b, zi, rep);
+        free(b.fx);
+        free(b.fy);
+        free(b.fc);
+        free(b.pts);
+        if (b.oom) {
+            rc = pw_error_set(err, PW_ENOMEM, "tsne: out of memory for the tree walk");
+            goto cleanup;
+        }
     }
     double Zf = 0;
     for (size_t i = 0; i < n; i++)
@@ -537,5 +663,7 @@ cleanup:
     free(tree.nodes);
     free(tree.perm);
     free(tree.tmp);
+    free(tree.Yf);
+    free(groups);
     return rc;
 }

@@ -36,7 +36,7 @@ void umap_options_default(struct umap_options *opt)
     opt->seed = 42;
     opt->threads = 0;
     opt->knn_method = KNN_AUTO;
-    opt->knn_exact_max_n = 16384;
+    opt->knn_exact_max_n = 4096;
 }
 
 static double now_seconds(void)
@@ -383,12 +383,12 @@ static void apply_op(const struct fgraph *g, const double *isq, const double *v1
  * residual of 1e-4 or after an iteration budget (then keep the current Ritz vectors,
  * which are already smooth on the graph).  Returns -1 on numerical failure. */
 static int spectral_connected(const struct fgraph *g, uint64_t seed, uint64_t stream, int threads,
-                              double *emb, const struct pw_progress *progress)
+                              size_t max_it, double *emb, const struct pw_progress *progress)
 {
     size_t m = g->n, b = m - 1 < 10 ? m - 1 : 10;
     int rc = -1;
-    double *isq = malloc(m * sizeof *isq), *v1 = malloc(m * sizeof *v1);
-    double *X = malloc(m * b * sizeof *X), *Y = malloc(m * b * sizeof *Y);
+    double *isq = malloc(m * sizeof *isq), *v1 = calloc(m, sizeof *v1);
+    double *X = calloc(m * b, sizeof *X), *Y = malloc(m * b * sizeof *Y);
     double *G = malloc(b * b * sizeof *G), *H = malloc(b * b * sizeof *H);
     double *theta = malloc(b * sizeof *theta), *coef = malloc(b * sizeof *coef);
     if (!isq || !v1 || !X || !Y || !G || !H || !theta || !coef || b < 2)
@@ -413,9 +413,8 @@ static int spectral_connected(const struct fgraph *g, uint64_t seed, uint64_t st
     cblas_dger(CblasRowMajor, (int)m, (int)b, -1.0, v1, 1, coef, 1, X, (int)b);
     if (orthonormalize(X, m, b, G))
         goto cleanup;
-    size_t nnz = g->nnz ? g->nnz : 1;
-    double budget = 4e9 / ((double)(nnz + m) * (double)b * 2.0);
-    size_t max_it = budget > 3000 ? 3000 : budget < 60 ? 60 : (size_t)budget;
+    if (m < 4096)
+        threads = 1; /* fork/join costs more than the work */
     for (size_t it = 1; it <= max_it; it++) {
         apply_op(g, isq, v1, X, Y, b, coef, threads);
         if (it % 10 == 0 || it == max_it) {
@@ -441,8 +440,8 @@ static int spectral_connected(const struct fgraph *g, uint64_t seed, uint64_t st
                 theta[b - 1 - c] = t;
             }
             /* X <- X H, Y <- Y H (G as scratch row by row) */
-            double res = 0;
-#pragma omp parallel for schedule(static) num_threads(threads) reduction(max : res)
+            double res0 = 0, res1 = 0;
+#pragma omp parallel for schedule(static) num_threads(threads) reduction(+ : res0, res1)
             for (size_t i = 0; i < m; i++) {
                 double xr[16], yr[16];
                 for (size_t c = 0; c < b; c++) {
@@ -458,13 +457,11 @@ static int spectral_connected(const struct fgraph *g, uint64_t seed, uint64_t st
                     X[i * b + c] = xr[c];
                     Y[i * b + c] = yr[c];
                 }
-                for (size_t c = 0; c < 2; c++) {
-                    double rr = fabs(yr[c] - theta[c] * xr[c]);
-                    if (rr > res)
-                        res = rr;
-                }
+                res0 += (yr[0] - theta[0] * xr[0]) * (yr[0] - theta[0] * xr[0]);
+                res1 += (yr[1] - theta[1] * xr[1]) * (yr[1] - theta[1] * xr[1]);
             }
-            if (res * sqrt((double)m) < 1e-4 || it == max_it) {
+            /* ARPACK's criterion with umap-learn's tol: |residual| <= 1e-4 |theta| */
+            if ((sqrt(res0) <= 1e-4 * theta[0] && sqrt(res1) <= 1e-4 * theta[1]) || it == max_it) {
                 /* S = (I + M) / 2: eigenvalue theta of S is 1 - lambda / 2 of L */
                 for (size_t i = 0; i < m; i++) {
                     emb[i * 2] = X[i * b];
@@ -598,13 +595,17 @@ static int spectral_layout(const float *x, size_t d, const struct fgraph *g, uin
         goto cleanup;
     }
     size_t nc = graph_components(g, label);
+    /* Iteration budget: about 4e9 flops of operator applications over the whole graph
+     * (a few seconds on one core), the same count for every component. */
+    double budget = 4e9 / ((double)(g->nnz + n) * 10.0 * 2.0);
+    size_t max_it = budget > 3000 ? 3000 : budget < 60 ? 60 : (size_t)budget;
     *n_comp_out = nc;
     if (nc == 0) {
         rc = pw_error_set(err, PW_ENOMEM, "umap: out of memory for the spectral layout");
         goto cleanup;
     }
     if (nc == 1) {
-        failures = spectral_connected(g, seed, 0x5bec, threads, emb, progress) ? 1 : 0;
+        failures = spectral_connected(g, seed, 0x5bec, threads, max_it, emb, progress) ? 1 : 0;
         if (failures)
             for (size_t i = 0; i < 2 * n; i++)
                 emb[i] = rng_unit(seed, 0x7a11, i) * 20.0 - 10.0;
@@ -688,7 +689,7 @@ static int spectral_layout(const float *x, size_t d, const struct fgraph *g, uin
         if (m >= 4) { /* umap-learn: not (m < 2 * dim or m <= dim + 1) */
             struct fgraph sub = {0};
             if (subgraph(g, label, (int32_t)c, vs, m, local, &sub) == 0 &&
-                spectral_connected(&sub, seed, 0x5bec + c, threads, cemb, progress) == 0) {
+                spectral_connected(&sub, seed, 0x5bec + c, threads, max_it, cemb, progress) == 0) {
                 double mx = 0;
                 for (size_t i = 0; i < 2 * m; i++)
                     mx = fabs(cemb[i]) > mx ? fabs(cemb[i]) : mx;
@@ -727,6 +728,72 @@ cleanup:
 
 /* ---- optimize_layout_euclidean ---- */
 
+/* x^b for x > 0 within ~1e-5 relative: log2 by the atanh series on the mantissa, exp2 by
+ * a degree-6 polynomial.  The optimiser spends most of its time here; libm's powf (or
+ * expf + logf) is 2-3 times slower and its last bits do not matter to SGD. */
+static inline float fast_powf(float x, float b)
+{
+    union {
+        float f;
+        uint32_t i;
+    } u = {x};
+    int e = (int)((u.i >> 23) & 0xff) - 127;
+    u.i = (u.i & 0x007fffffu) | 0x3f800000u; /* mantissa in [1, 2) */
+    int big = u.f > 1.41421356f;             /* centre on [0.707, 1.414) */
+    float m = big ? u.f * 0.5f : u.f;
+    e += big;
+    float t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
+    float ln_m = 2.0f * t * (1.0f + t2 * (1.0f / 3 + t2 * (1.0f / 5 + t2 * (1.0f / 7))));
+    float y = b * ((float)e + ln_m * 1.44269504f); /* b * log2(x) */
+    y = y < -126.0f ? -126.0f : y > 126.0f ? 126.0f : y;
+    int fi = (int)y;
+    fi -= (float)fi > y;
+    float f = (y - (float)fi) * 0.69314718f;
+    float p =
+        1.0f +
+        f * (1.0f +
+             f * (0.5f + f * (1.0f / 6 + f * (1.0f / 24 + f * (1.0f / 120 + f * (1.0f / 720))))));
+    union {
+        float f;
+        uint32_t i;
+    } v = {.i = (uint32_t)(fi + 127) << 23};
+    return p * v.f;
+}
+
+#define NEG_BATCH 8
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+#define V8F(x) ((v8f){(x), (x), (x), (x), (x), (x), (x), (x)})
+#define V8I(x) ((v8i){(x), (x), (x), (x), (x), (x), (x), (x)})
+
+/* fast_powf on 8 lanes with GCC vector extensions (AVX2 in the x86-64-v3 clone). */
+__attribute__((always_inline)) static inline v8f v8_powf(v8f x, float b)
+{
+    v8i xi = (v8i)x;
+    v8i e = ((xi >> 23) & V8I(0xff)) - V8I(127);
+    v8f m = (v8f)((xi & V8I(0x007fffff)) | V8I(0x3f800000));
+    v8i big = m > V8F(1.41421356f); /* -1 where true */
+    m = (v8f)(((v8i)(m * V8F(0.5f)) & big) | ((v8i)m & ~big));
+    e = e - big;
+    v8f t = (m - V8F(1.0f)) / (m + V8F(1.0f)), t2 = t * t;
+    v8f ln_m = V8F(2.0f) * t *
+               (V8F(1.0f) + t2 * (V8F(1.0f / 3) + t2 * (V8F(1.0f / 5) + t2 * V8F(1.0f / 7))));
+    v8f y = V8F(b) * (__builtin_convertvector(e, v8f) + ln_m * V8F(1.44269504f));
+    v8i lo = y<V8F(-126.0f), hi = y> V8F(126.0f);
+    y = (v8f)(((v8i)V8F(-126.0f) & lo) | ((v8i)y & ~lo));
+    y = (v8f)(((v8i)V8F(126.0f) & hi) | ((v8i)y & ~hi));
+    v8i fi = __builtin_convertvector(y, v8i);
+    fi = fi + (__builtin_convertvector(fi, v8f) > y); /* floor */
+    v8f f = (y - __builtin_convertvector(fi, v8f)) * V8F(0.69314718f);
+    v8f p = V8F(1.0f) +
+            f * (V8F(1.0f) +
+                 f * (V8F(0.5f) +
+                      f * (V8F(1.0f / 6) +
+                           f * (V8F(1.0f / 24) + f * (V8F(1.0f / 120) + f * V8F(1.0f / 720))))));
+    return p * (v8f)((fi + V8I(127)) << 23);
+}
+
 static inline float clip4(float v)
 {
     return v > 4.0f ? 4.0f : v < -4.0f ? -4.0f : v;
@@ -742,7 +809,7 @@ struct sgd {
     uint64_t seed;
 };
 
-static void sgd_vertex(struct sgd *s, size_t i, size_t epoch, float alpha)
+PW_CLONES static void sgd_vertex(struct sgd *s, size_t i, size_t epoch, float alpha)
 {
     const struct fgraph *g = s->g;
     size_t n = g->n;
@@ -756,8 +823,10 @@ static void sgd_vertex(struct sgd *s, size_t i, size_t epoch, float alpha)
         const float *other = s->snap + 2 * k;
         float dx = cur[0] - other[0], dy = cur[1] - other[1];
         float d2 = dx * dx + dy * dy, gc = 0.0f;
-        if (d2 > 0.0f)
-            gc = (-2.0f * a * b * powf(d2, b - 1.0f)) / (a * powf(d2, b) + 1.0f);
+        if (d2 > 0.0f) { /* pow(d2, b) once; pow(d2, b - 1) = pow(d2, b) / d2 */
+            float pb = fast_powf(d2, b);
+            gc = (-2.0f * a * b * (pb / d2)) / (a * pb + 1.0f);
+        }
         float gx = clip4(gc * dx) * alpha, gy = clip4(gc * dy) * alpha;
         cur[0] += gx;
         cur[1] += gy;
@@ -765,21 +834,39 @@ static void sgd_vertex(struct sgd *s, size_t i, size_t epoch, float alpha)
         s->tail_delta[2 * e + 1] = -gy;
         s->eons[e] += s->eps[e];
         int nneg = (int)(((float)epoch - s->epns[e]) / s->epneg[e]);
-        for (int p = 0; p < nneg; p++) {
-            size_t kk = (size_t)rng_below(s->seed, e, epoch * 4096 + (uint64_t)p, n);
-            if (kk == i)
-                continue;
-            const float *o2 = s->snap + 2 * kk;
-            float ex = cur[0] - o2[0], ey = cur[1] - o2[1];
-            float e2 = ex * ex + ey * ey;
-            if (e2 > 0.0f) {
-                float c = 2.0f * s->gamma * b / ((0.001f + e2) * (a * powf(e2, b) + 1.0f));
-                cur[0] += clip4(c * ex) * alpha;
-                cur[1] += clip4(c * ey) * alpha;
-            } else {
-                cur[0] += 4.0f * alpha;
-                cur[1] += 4.0f * alpha;
+        /* Negative samples: all pushed away from the same current position (umap-learn
+         * moves `current` after each one); independent forces let the CPU overlap them. */
+        for (int p0 = 0; p0 < nneg; p0 += NEG_BATCH) {
+            int cnt = nneg - p0 < NEG_BATCH ? nneg - p0 : NEG_BATCH;
+            float ex[NEG_BATCH], ey[NEG_BATCH], e2[NEG_BATCH], c[NEG_BATCH];
+            for (int p = 0; p < cnt; p++) {
+                uint64_t h = rng_mix(rng_mix(s->seed + e) ^ (epoch << 12 | (uint64_t)(p0 + p)));
+                size_t kk = (size_t)(((unsigned __int128)h * n) >> 64); /* Lemire: h n / 2^64 */
+                const float *o2 = s->snap + 2 * kk;
+                ex[p] = cur[0] - o2[0];
+                ey[p] = cur[1] - o2[1];
+                e2[p] = kk == i ? -1.0f : ex[p] * ex[p] + ey[p] * ey[p];
             }
+            for (int p = cnt; p < NEG_BATCH; p++)
+                e2[p] = 1.0f; /* unused lanes */
+            v8f q, cv;
+            memcpy(&q, e2, sizeof q);
+            q = (v8f)(((v8i)q & (q > V8F(0.0f))) | ((v8i)V8F(1.0f) & ~(q > V8F(0.0f))));
+            cv = V8F(2.0f * s->gamma * b) /
+                 ((V8F(0.001f) + q) * (V8F(a) * v8_powf(q, b) + V8F(1.0f)));
+            memcpy(c, &cv, sizeof cv);
+            float mx = 0.0f, my = 0.0f;
+            for (int p = 0; p < cnt; p++) {
+                if (e2[p] > 0.0f) {
+                    mx += clip4(c[p] * ex[p]);
+                    my += clip4(c[p] * ey[p]);
+                } else if (e2[p] == 0.0f) { /* umap-learn: grad_d = 4 when coincident */
+                    mx += 4.0f;
+                    my += 4.0f;
+                } /* e2 < 0: the point itself, skipped */
+            }
+            cur[0] += mx * alpha;
+            cur[1] += my * alpha;
         }
         s->epns[e] += (float)nneg * s->epneg[e];
     }

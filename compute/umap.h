@@ -44,7 +44,7 @@ struct umap_options {
     uint64_t seed;              /* 42: projection.py's random_state */
     int threads;                /* <= 0: all cores; the result does not depend on it */
     enum knn_method knn_method; /* auto: exact below knn_exact_max_n points */
-    size_t knn_exact_max_n;     /* 16384 (umap-learn switches to NN-descent at 4096) */
+    size_t knn_exact_max_n;     /* 4096: umap-learn 0.5 uses exact k-NN below 4096 points */
 };
 
 struct umap_result {

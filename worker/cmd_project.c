@@ -108,6 +108,23 @@ static const char *config_string(json_t *cfg, const char *key, const char *def)
     return json_is_string(v) ? json_string_value(v) : def;
 }
 
+/* Extension (not in projection.py): "knn_method": "auto" | "exact" | "approx". */
+static int config_knn_method(json_t *cfg, enum knn_method *out)
+{
+    const char *m = config_string(cfg, "knn_method", "auto");
+    if (!strcmp(m, "auto"))
+        *out = KNN_AUTO;
+    else if (!strcmp(m, "exact"))
+        *out = KNN_EXACT;
+    else if (!strcmp(m, "approx"))
+        *out = KNN_APPROX;
+    else {
+        fprintf(stderr, "projection-worker project: knn_method must be auto, exact or approx\n");
+        return -1;
+    }
+    return 0;
+}
+
 static json_t *float_array(const float *v, size_t k)
 {
     json_t *a = json_array();
@@ -246,6 +263,8 @@ int cmd_project(int argc, char **argv)
             fprintf(stderr, "projection-worker project: n_neighbors must be an integer >= 2\n");
             goto cleanup;
         }
+        if (config_knn_method(config, &uo.knn_method))
+            goto cleanup;
         if (knn_parse_metric(metric, &uo.metric, &err)) {
             fprintf(stderr, "projection-worker project: umap: %s\n", err.msg);
             goto cleanup;
@@ -289,6 +308,8 @@ int cmd_project(int argc, char **argv)
                             "be finite numbers (n_iter <= 1e7)\n");
             goto cleanup;
         }
+        if (config_knn_method(config, &to.knn_method))
+            goto cleanup;
         if (knn_parse_metric(metric, &to.metric, &err)) {
             fprintf(stderr, "projection-worker project: tsne: %s\n", err.msg);
             goto cleanup;

@@ -1,0 +1,148 @@
+"""Benchmark of projection-worker's compute core against the Python references.
+
+    /usr/bin/python3 bench/compute/run.py --worker build-compute/worker/projection-worker \
+        [--sizes digits,20000,50000,200000] [--methods pca,umap,tsne] [--threads 2]
+        [--ref-timeout 1800] [--skip-ref tsne:50000,...] [--quality-sample 5000]
+
+For each data set (sklearn's digits; n x 768 float32 "embedding-like" vectors: 50
+Gaussian clusters around random unit vectors, rows normalised) and each method it runs
+`projection-worker project` and the reference (umap-learn / sklearn TSNE / numpy SVD,
+exactly as the Python task calls them) on the same file, one after the other, each in
+its own process under /usr/bin/time -v, and prints one Markdown table row with wall
+seconds, peak RSS, the RSS / input-matrix ratio, trustworthiness (k = 10) and 10-NN
+preservation (on a fixed random subsample of --quality-sample points for large n),
+and the speed ratio.  CPU seconds (user + system) are printed too: on a shared
+machine they are the steadier number.  A reference that exceeds --ref-timeout is killed and reported
+as such.  Not a test: nothing is asserted."""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from sklearn.manifold import trustworthiness
+from sklearn.neighbors import NearestNeighbors
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+METRIC = {"umap": "cosine", "tsne": "euclidean", "pca": "euclidean"}
+
+
+def embeddings(n, d=768, clusters=50, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, d)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    x = np.empty((n, d), dtype=np.float32)
+    for s in range(0, n, 50000):  # in chunks: keep the generator's memory small
+        m = min(50000, n - s)
+        lab = rng.integers(0, clusters, size=m)
+        x[s:s + m] = centres[lab] + rng.normal(scale=1.2 / np.sqrt(d), size=(m, d)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def timed(cmd, timeout):
+    """Runs cmd under /usr/bin/time -v; returns (wall s, peak RSS bytes, stdout, CPU s) or None."""
+    t = time.perf_counter()
+    try:
+        p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        sys.stderr.write(p.stderr[-2000:])
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1)) * 1024
+    cpu = sum(float(re.search(rf"{k} time \(seconds\): ([0-9.]+)", p.stderr).group(1))
+              for k in ("User", "System"))
+    return wall, rss, p.stdout, cpu
+
+
+def quality(x, y, metric, sample, seed=1):
+    n = len(x)
+    idx = np.random.default_rng(seed).choice(n, sample, replace=False) if n > sample else np.arange(n)
+    xs, ys = x[idx], y[idx]
+    t = trustworthiness(xs, ys, n_neighbors=10, metric=metric)
+    a = NearestNeighbors(n_neighbors=11, metric=metric).fit(xs).kneighbors(return_distance=False)[:, 1:]
+    b = NearestNeighbors(n_neighbors=11).fit(ys).kneighbors(return_distance=False)[:, 1:]
+    kp = np.mean([len(set(a[i]) & set(b[i])) for i in range(len(xs))]) / 10
+    return float(t), float(kp)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker", required=True)
+    ap.add_argument("--sizes", default="digits,20000")
+    ap.add_argument("--methods", default="pca,umap,tsne")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ref-timeout", type=float, default=1800)
+    ap.add_argument("--skip-ref", default="", help="method:size pairs whose reference is not run")
+    ap.add_argument("--skip-ours", default="", help="method:size pairs we do not run")
+    ap.add_argument("--quality-sample", type=int, default=5000)
+    ap.add_argument("--json", help="append one JSON object per row to this file")
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip_ref.split(",")))
+    skip_ours = set(filter(None, args.skip_ours.split(",")))
+    print("| data | n x d | method | ours wall s | ref wall s | wall speed-up | ours CPU s | ref CPU s "
+          "| ours RSS MiB (x input) | ref RSS MiB | trust ours / ref | 10-NN kept ours / ref |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes.split(","):
+            if size == "digits":
+                from sklearn.datasets import load_digits
+
+                x, name = load_digits().data.astype(np.float32), "digits"
+            else:
+                x, name = embeddings(int(size)), f"emb{int(size) // 1000}k"
+            path = os.path.join(tmp, "x.f32")
+            x.tofile(path)
+            n, d = x.shape
+            for method in args.methods.split(","):
+                key = f"{method}:{size}"
+                row = {"data": name, "n": n, "d": d, "method": method}
+                if key not in skip_ours:
+                    out = os.path.join(tmp, "out")
+                    r = timed([args.worker, "project", "--input", path, "--dim", str(d), "--reducer",
+                               method, "--threads", str(args.threads), "--out", out], None)
+                    ours = np.stack([np.fromfile(os.path.join(out, f), dtype="<f4")
+                                     for f in ("x.f32.bin", "y.f32.bin")], axis=1)
+                    with open(os.path.join(out, "meta.json")) as f:
+                        row["ours_timings"] = json.load(f)["timings"]
+                    row["ours_s"], row["ours_rss"], row["ours_cpu"] = r[0], r[1], r[3]
+                    row["ours_q"] = quality(x, ours, METRIC[method], args.quality_sample)
+                if key not in skip:
+                    refout = os.path.join(tmp, "ref.npy")
+                    env_cmd = ["/usr/bin/python3", os.path.join(HERE, "ref.py"), method, path, str(d), refout]
+                    r = timed(env_cmd, args.ref_timeout)
+                    if r is None:
+                        row["ref_s"] = f"> {args.ref_timeout:.0f} (killed)"
+                    else:
+                        row["ref_s"], row["ref_rss"], row["ref_cpu"] = r[0], r[1], r[3]
+                        row["ref_fit_s"] = float(r[2].strip().splitlines()[-1])
+                        row["ref_q"] = quality(x, np.load(refout), METRIC[method], args.quality_sample)
+                mib = lambda b: f"{b / 2**20:.0f}"
+                inp = x.nbytes
+                ours_s = f"{row['ours_s']:.2f}" if "ours_s" in row else "not run"
+                ref_s = row.get("ref_s", "not run")
+                ref_s = f"{ref_s:.2f}" if isinstance(ref_s, float) else ref_s
+                speed = (f"{row['ref_s'] / row['ours_s']:.1f}x"
+                         if isinstance(row.get("ref_s"), float) and "ours_s" in row else "-")
+                ours_rss = (f"{mib(row['ours_rss'])} ({row['ours_rss'] / inp:.2f}x)" if "ours_rss" in row else "-")
+                ref_rss = mib(row["ref_rss"]) if "ref_rss" in row else "-"
+                q = lambda k, i: f"{row[k][i]:.4f}" if k in row else "-"
+                cpu = lambda k: f"{row[k]:.1f}" if k in row else "-"
+                print(f"| {name} | {n} x {d} | {method} | {ours_s} | {ref_s} | {speed} | {cpu('ours_cpu')} | "
+                      f"{cpu('ref_cpu')} | {ours_rss} | "
+                      f"{ref_rss} | {q('ours_q', 0)} / {q('ref_q', 0)} | {q('ours_q', 1)} / {q('ref_q', 1)} |",
+                      flush=True)
+                if args.json:
+                    with open(args.json, "a") as f:
+                        f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+/* test_umap.c - UMAP determinism, cancellation and input errors (quality is checked
+ * against umap-learn in tests/quality/test_umap_quality.py). */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "pw_test.h"
+#include "test_data.h"
+#include "umap.h"
+
+static int run(const float *x, size_t n, size_t d, int threads, float *out)
+{
+    struct umap_options o;
+    umap_options_default(&o);
+    o.threads = threads;
+    o.n_epochs = 60; /* enough to exercise the optimiser, quick under ASan */
+    struct pw_error err;
+    return umap_fit(x, n, d, &o, out, NULL, NULL, &err);
+}
+
+static void test_umap_same_seed_and_threads_give_identical_bytes(void)
+{
+    size_t n = 600, d = 16;
+    float *x = td_clusters(n, d, 6, 21), *a = malloc(n * 2 * sizeof *a),
+          *b = malloc(n * 2 * sizeof *b);
+    CHECK(run(x, n, d, 2, a) == 0);
+    CHECK(run(x, n, d, 2, b) == 0);
+    CHECK(memcmp(a, b, n * 2 * sizeof *a) == 0);
+    free(x);
+    free(a);
+    free(b);
+}
+
+static void test_umap_result_does_not_depend_on_thread_count(void)
+{
+    size_t n = 600, d = 16;
+    float *x = td_clusters(n, d, 6, 22), *a = malloc(n * 2 * sizeof *a),
+          *b = malloc(n * 2 * sizeof *b);
+    CHECK(run(x, n, d, 1, a) == 0);
+    CHECK(run(x, n, d, 3, b) == 0);
+    CHECK(memcmp(a, b, n * 2 * sizeof *a) == 0);
+    free(x);
+    free(a);
+    free(b);
+}
+
+static void test_umap_different_seeds_give_different_layouts(void)
+{
+    size_t n = 300, d = 8;
+    float *x = td_clusters(n, d, 3, 23), *a = malloc(n * 2 * sizeof *a),
+          *b = malloc(n * 2 * sizeof *b);
+    struct umap_options o;
+    umap_options_default(&o);
+    o.n_epochs = 30;
+    struct pw_error err;
+    CHECK(umap_fit(x, n, d, &o, a, NULL, NULL, &err) == 0);
+    o.seed = 7;
+    CHECK(umap_fit(x, n, d, &o, b, NULL, NULL, &err) == 0);
+    CHECK(memcmp(a, b, n * 2 * sizeof *a) != 0);
+    free(x);
+    free(a);
+    free(b);
+}
+
+static void cancel_on_init(void *ctx, const char *phase, double fraction)
+{
+    (void)fraction;
+    if (!strcmp(phase, "umap_init"))
+        atomic_store((atomic_int *)ctx, 1);
+}
+
+static void test_umap_cancel_flag_stops_the_run_with_ecanceled(void)
+{
+    size_t n = 500, d = 8;
+    float *x = td_clusters(n, d, 4, 24), *out = malloc(n * 2 * sizeof *out);
+    atomic_int cancel = 0;
+    struct pw_progress p = {&cancel, cancel_on_init, &cancel}; /* set midway, after the k-NN */
+    struct pw_error err;
+    CHECK(umap_fit(x, n, d, NULL, out, NULL, &p, &err) == PW_ECANCELED);
+    CHECK(strstr(err.msg, "cancelled") != NULL);
+    atomic_store(&cancel, 1);
+    struct pw_progress q = {&cancel, NULL, NULL}; /* already set: stops at once */
+    CHECK(umap_fit(x, n, d, NULL, out, NULL, &q, &err) == PW_ECANCELED);
+    free(x);
+    free(out);
+}
+
+static void test_umap_rejects_single_point(void)
+{
+    float x[3] = {1, 2, 3}, out[2];
+    struct pw_error err;
+    CHECK(umap_fit(x, 1, 3, NULL, out, NULL, NULL, &err) == PW_EINVAL);
+    CHECK(strstr(err.msg, "at least 2 points") != NULL);
+}
+
+static void test_umap_rejects_nan(void)
+{
+    float x[8] = {1, 2, 3, 4, 5, NAN, 7, 8}, out[8];
+    struct pw_error err;
+    CHECK(umap_fit(x, 4, 2, NULL, out, NULL, NULL, &err) == PW_EINVAL);
+    CHECK(strstr(err.msg, "NaN") != NULL);
+}
+
+static void test_umap_rejects_n_neighbors_below_two(void)
+{
+    float *x = td_clusters(20, 4, 2, 1), out[40];
+    struct umap_options o;
+    umap_options_default(&o);
+    o.n_neighbors = 1;
+    struct pw_error err;
+    CHECK(umap_fit(x, 20, 4, &o, out, NULL, NULL, &err) == PW_EINVAL);
+    CHECK(strstr(err.msg, "n_neighbors") != NULL);
+    free(x);
+}
+
+static void test_umap_rejects_min_dist_above_spread(void)
+{
+    float *x = td_clusters(20, 4, 2, 1), out[40];
+    struct umap_options o;
+    umap_options_default(&o);
+    o.min_dist = 2.0f;
+    struct pw_error err;
+    CHECK(umap_fit(x, 20, 4, &o, out, NULL, NULL, &err) == PW_EINVAL);
+    CHECK(strstr(err.msg, "min_dist") != NULL);
+    free(x);
+}
+
+static void test_umap_handles_fewer_points_than_neighbours(void)
+{
+    float *x = td_clusters(8, 4, 2, 3), out[16];
+    struct pw_error err;
+    CHECK(umap_fit(x, 8, 4, NULL, out, NULL, NULL, &err) == 0);
+    for (int i = 0; i < 16; i++)
+        CHECK(isfinite(out[i]));
+    free(x);
+}
+
+int main(void)
+{
+    RUN(test_umap_same_seed_and_threads_give_identical_bytes);
+    RUN(test_umap_result_does_not_depend_on_thread_count);
+    RUN(test_umap_different_seeds_give_different_layouts);
+    RUN(test_umap_cancel_flag_stops_the_run_with_ecanceled);
+    RUN(test_umap_rejects_single_point);
+    RUN(test_umap_rejects_nan);
+    RUN(test_umap_rejects_n_neighbors_below_two);
+    RUN(test_umap_rejects_min_dist_above_spread);
+    RUN(test_umap_handles_fewer_points_than_neighbours);
+    PW_TEST_MAIN();
+}
