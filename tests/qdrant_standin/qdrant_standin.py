@@ -8,7 +8,8 @@ filters and no writes, and exists so the C client can be tested against real HTT
 (keep-alive, status codes, plain-text 401 bodies, slow and broken responses).
 
 Test hooks (not part of Qdrant):
-  GET  /__standin/stats   -> {"routes": {route: count}, "total": n, "scroll_bodies": [...]}
+  GET  /__standin/stats   -> {"routes": {route: count}, "total": n, "bytes_sent": {..},
+                              "gzip_responses": n, "scroll_bodies": [...]}
   POST /__standin/faults  -> body {"faults": [fault, ...]} appended to the fault queue
   POST /__standin/reset   -> clears counters and faults
 A fault is {"route": "scroll"|"info"|"any", "kind": "status"|"delay"|"disconnect"|
@@ -22,11 +23,13 @@ Usage:
 --generate keys: n, dim, seed, ids=int|uuid|mixed, id_start, id_step, named=a:4,b:8
 (named vectors instead of one unnamed vector), null_every=k (every k-th point has no
 vector), pool=K (vectors repeat with period K, so big collections cost little memory),
-payload=1|0.  --cache-pages keeps rendered pages (benchmarks).  The chosen port is
+payload=1|0.  --cache-pages keeps rendered pages (benchmarks); --gzip compresses bodies
+for clients that accept gzip.  The chosen port is
 printed as "PORT <n>" on stdout and written to --port-file when given.
 """
 
 import argparse
+import gzip
 import json
 import random
 import re
@@ -232,6 +235,8 @@ class State:
         self.bytes_sent = {}
         self.total = 0
         self.page_cache = {} if cache_pages else None
+        self.gzip = False
+        self.gzip_responses = 0
         self.scroll_bodies = []
 
     def count(self, route, body=None):
@@ -328,6 +333,11 @@ class Handler(BaseHTTPRequestHandler):
     def send_bytes(self, code, body, ctype="application/json", fault=None):
         self.send_response(code)
         self.send_header("Content-Type", ctype)
+        if self.server.state.gzip and "gzip" in self.headers.get("Accept-Encoding", ""):
+            body = gzip.compress(body, compresslevel=1)
+            self.send_header("Content-Encoding", "gzip")
+            with self.server.state.lock:
+                self.server.state.gzip_responses += 1
         if fault and fault.get("kind") == "truncate":
             body = body[: int(fault.get("after_bytes", len(body) // 2))]
         self.send_header("Content-Length", str(len(body)))
@@ -448,6 +458,7 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and path == "/__standin/stats":
             with st.lock:
                 out = {"routes": dict(st.routes), "total": st.total, "bytes_sent": dict(st.bytes_sent),
+                       "gzip_responses": st.gzip_responses,
                        "scroll_bodies": list(st.scroll_bodies)}
             return self.send_bytes(200, json.dumps(out).encode())
         if method == "POST" and path == "/__standin/faults":
@@ -509,6 +520,8 @@ def main(argv=None):
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")
     ap.add_argument("--fault", action="append", default=[])
+    ap.add_argument("--gzip", action="store_true",
+                    help="gzip bodies when the client sends Accept-Encoding: gzip (as actix does)")
     ap.add_argument("--cache-pages", action="store_true",
                     help="keep every rendered scroll page, so repeated scrolls cost only the send")
     args = ap.parse_args(argv)
@@ -521,6 +534,7 @@ def main(argv=None):
     srv = ThreadingHTTPServer((args.host, args.port), Handler)
     srv.daemon_threads = True
     srv.state = State(c, args.api_key, [parse_fault(f) for f in args.fault], args.cache_pages)
+    srv.state.gzip = args.gzip
     port = srv.server_address[1]
     if args.port_file:
         tmp = args.port_file + ".tmp"
