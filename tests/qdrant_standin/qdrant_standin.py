@@ -91,6 +91,7 @@ class Collection:
         self.named = None    # list of (name, size) for named collections
         self.size = None     # size for an unnamed collection
         self.sparse = []     # names of sparse vectors
+        self.multi = set()   # names ("" = unnamed) whose values are multivectors
         self.pool = None     # generator mode: (period, rendered vectors)
         self.generated = None
 
@@ -113,12 +114,16 @@ class Collection:
                     elif isinstance(x, list) and x and k not in [n for n, _ in self.named]:
                         size = len(x[0]) if isinstance(x[0], list) else len(x)
                         self.named.append((k, size))
+                        if isinstance(x[0], list):
+                            self.multi.add(k)
             elif v is None:
                 self.vec.append(None)
             else:
                 self.vec.append(render_vector(v))
                 if self.size is None and v:
                     self.size = len(v[0]) if isinstance(v[0], list) else len(v)
+                    if isinstance(v[0], list):
+                        self.multi.add("")
             self.payload.append(r.get("payload"))
 
     def generate(self, spec):
@@ -179,10 +184,16 @@ class Collection:
         return [""] + self.sparse if self.sparse else [""]
 
     def info(self):
+        def params(name, size):
+            p = {"size": size, "distance": "Cosine"}
+            if name in self.multi:
+                p["multivector_config"] = {"comparator": "max_sim"}
+            return p
+
         if self.named is not None:
-            vectors = {n: {"size": s, "distance": "Cosine"} for n, s in self.named}
+            vectors = {n: params(n, s) for n, s in self.named}
         else:
-            vectors = {"size": self.size or 0, "distance": "Cosine"}
+            vectors = params("", self.size or 0)
         params = {"vectors": vectors, "shard_number": 1, "replication_factor": 1,
                   "write_consistency_factor": 1, "on_disk_payload": True}
         if self.sparse:

@@ -217,6 +217,21 @@ class QdrantClientTest(unittest.TestCase):
         self.assert_matches_python(rep, pts)
         self.assertEqual(rep["retries"], 1)
 
+    def test_multivector_points_are_skipped_and_cannot_be_requested(self):
+        pts = [{"id": i, "vector": ({"m": [[1.0, 2.0], [3.0, 4.0]]} if i % 2 else
+                                    {"m": [[5.0, 6.0]], "d": [float(i), 0.5]}), "payload": {}}
+               for i in range(10)]
+        s = self.start(pts)
+        rep = run_tool(s.url, vector="m")
+        self.assertEqual(rep["code"], PW_EINVAL)
+        self.assertIn("multivector", rep["msg"])
+        rep = run_tool(s.url)  # first non-null is the multivector: skipped, as ndim 2 in Python
+        self.assertEqual(rep["rc"], 0)
+        self.assertEqual((rep["n"], rep["skipped"]), (0, 10))
+        rep = run_tool(s.url, vector="d")
+        self.assertEqual(rep["n"], 5)
+        self.assertEqual(rep["x"][:, 0].tolist(), [0.0, 2.0, 4.0, 6.0, 8.0])
+
     def test_unknown_vector_name_fails_before_scrolling(self):
         s = self.start(make_points(10, 0, named=[("a", 4)]))
         rep = run_tool(s.url, vector="zzz")
