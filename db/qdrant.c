@@ -93,7 +93,7 @@ int qdrant_client_new(struct qdrant_client **out, const struct qdrant_config *cf
     make_safe_base(c);
     c->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 60000;
     c->connect_timeout_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 5000;
-    c->max_retries = cfg->max_retries >= 0 ? cfg->max_retries : 5;
+    c->max_retries = cfg->max_retries > 0 ? cfg->max_retries : cfg->max_retries < 0 ? 0 : 5;
     c->backoff_initial_ms = cfg->backoff_initial_ms > 0 ? cfg->backoff_initial_ms : 200;
     c->backoff_max_ms = cfg->backoff_max_ms > 0 ? cfg->backoff_max_ms : 5000;
 
@@ -116,7 +116,8 @@ int qdrant_client_new(struct qdrant_client **out, const struct qdrant_config *cf
     curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
     curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c->curl, CURLOPT_ACCEPT_ENCODING, ""); /* compressed floats: README §3 */
+    if (!cfg->no_compression) /* compressed floats: README §3 */
+        curl_easy_setopt(c->curl, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(c->curl, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(c->curl, CURLOPT_BUFFERSIZE, 256L * 1024); /* fewer, larger feeds */
     *out = c;

@@ -175,9 +175,12 @@ struct qdrant_config {
     const char *api_key;     /* QDRANT_API_KEY or NULL; sent as `api-key`; copied */
     long timeout_ms;         /* per request; 0: 60000 (Qdrant's default search_timeout) */
     long connect_timeout_ms; /* 0: 5000 */
-    int max_retries;         /* retries after the first attempt; -1: default 5 */
+    int max_retries;         /* retries after the first attempt; 0: 5; negative: none */
     long backoff_initial_ms; /* 0: 200; doubles per retry */
     long backoff_max_ms;     /* 0: 5000 */
+    int no_compression;      /* 1: send no Accept-Encoding.  Default: accept any encoding
+                                libcurl decodes (README §3: float text shrinks a lot); on
+                                a fast LAN inflating may cost more CPU than it saves */
 };
 
 struct qdrant_client;

@@ -8,7 +8,8 @@ filters and no writes, and exists so the C client can be tested against real HTT
 (keep-alive, status codes, plain-text 401 bodies, slow and broken responses).
 
 Test hooks (not part of Qdrant):
-  GET  /__standin/stats   -> {"routes": {route: count}, "total": n, "scroll_bodies": [...]}
+  GET  /__standin/stats   -> {"routes": {route: count}, "total": n, "bytes_sent": {..},
+                              "gzip_responses": n, "scroll_bodies": [...]}
   POST /__standin/faults  -> body {"faults": [fault, ...]} appended to the fault queue
   POST /__standin/reset   -> clears counters and faults
 A fault is {"route": "scroll"|"info"|"any", "kind": "status"|"delay"|"disconnect"|
@@ -22,11 +23,13 @@ Usage:
 --generate keys: n, dim, seed, ids=int|uuid|mixed, id_start, id_step, named=a:4,b:8
 (named vectors instead of one unnamed vector), null_every=k (every k-th point has no
 vector), pool=K (vectors repeat with period K, so big collections cost little memory),
-payload=1|0.  --cache-pages keeps rendered pages (benchmarks).  The chosen port is
+payload=1|0.  --cache-pages keeps rendered pages (benchmarks); --gzip compresses bodies
+for clients that accept gzip.  The chosen port is
 printed as "PORT <n>" on stdout and written to --port-file when given.
 """
 
 import argparse
+import gzip
 import json
 import random
 import re
@@ -88,6 +91,7 @@ class Collection:
         self.named = None    # list of (name, size) for named collections
         self.size = None     # size for an unnamed collection
         self.sparse = []     # names of sparse vectors
+        self.multi = set()   # names ("" = unnamed) whose values are multivectors
         self.pool = None     # generator mode: (period, rendered vectors)
         self.generated = None
 
@@ -110,12 +114,16 @@ class Collection:
                     elif isinstance(x, list) and x and k not in [n for n, _ in self.named]:
                         size = len(x[0]) if isinstance(x[0], list) else len(x)
                         self.named.append((k, size))
+                        if isinstance(x[0], list):
+                            self.multi.add(k)
             elif v is None:
                 self.vec.append(None)
             else:
                 self.vec.append(render_vector(v))
                 if self.size is None and v:
                     self.size = len(v[0]) if isinstance(v[0], list) else len(v)
+                    if isinstance(v[0], list):
+                        self.multi.add("")
             self.payload.append(r.get("payload"))
 
     def generate(self, spec):
@@ -176,10 +184,16 @@ class Collection:
         return [""] + self.sparse if self.sparse else [""]
 
     def info(self):
+        def params(name, size):
+            p = {"size": size, "distance": "Cosine"}
+            if name in self.multi:
+                p["multivector_config"] = {"comparator": "max_sim"}
+            return p
+
         if self.named is not None:
-            vectors = {n: {"size": s, "distance": "Cosine"} for n, s in self.named}
+            vectors = {n: params(n, s) for n, s in self.named}
         else:
-            vectors = {"size": self.size or 0, "distance": "Cosine"}
+            vectors = params("", self.size or 0)
         params = {"vectors": vectors, "shard_number": 1, "replication_factor": 1,
                   "write_consistency_factor": 1, "on_disk_payload": True}
         if self.sparse:
@@ -232,6 +246,8 @@ class State:
         self.bytes_sent = {}
         self.total = 0
         self.page_cache = {} if cache_pages else None
+        self.gzip = False
+        self.gzip_responses = 0
         self.scroll_bodies = []
 
     def count(self, route, body=None):
@@ -328,6 +344,11 @@ class Handler(BaseHTTPRequestHandler):
     def send_bytes(self, code, body, ctype="application/json", fault=None):
         self.send_response(code)
         self.send_header("Content-Type", ctype)
+        if self.server.state.gzip and "gzip" in self.headers.get("Accept-Encoding", ""):
+            body = gzip.compress(body, compresslevel=1)
+            self.send_header("Content-Encoding", "gzip")
+            with self.server.state.lock:
+                self.server.state.gzip_responses += 1
         if fault and fault.get("kind") == "truncate":
             body = body[: int(fault.get("after_bytes", len(body) // 2))]
         self.send_header("Content-Length", str(len(body)))
@@ -448,6 +469,7 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and path == "/__standin/stats":
             with st.lock:
                 out = {"routes": dict(st.routes), "total": st.total, "bytes_sent": dict(st.bytes_sent),
+                       "gzip_responses": st.gzip_responses,
                        "scroll_bodies": list(st.scroll_bodies)}
             return self.send_bytes(200, json.dumps(out).encode())
         if method == "POST" and path == "/__standin/faults":
@@ -509,6 +531,8 @@ def main(argv=None):
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")
     ap.add_argument("--fault", action="append", default=[])
+    ap.add_argument("--gzip", action="store_true",
+                    help="gzip bodies when the client sends Accept-Encoding: gzip (as actix does)")
     ap.add_argument("--cache-pages", action="store_true",
                     help="keep every rendered scroll page, so repeated scrolls cost only the send")
     args = ap.parse_args(argv)
@@ -521,6 +545,7 @@ def main(argv=None):
     srv = ThreadingHTTPServer((args.host, args.port), Handler)
     srv.daemon_threads = True
     srv.state = State(c, args.api_key, [parse_fault(f) for f in args.fault], args.cache_pages)
+    srv.state.gzip = args.gzip
     port = srv.server_address[1]
     if args.port_file:
         tmp = args.port_file + ".tmp"

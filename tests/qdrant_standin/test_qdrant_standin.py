@@ -154,6 +154,20 @@ class StandInContract(unittest.TestCase):
         self.assertEqual(self.s.call("POST", "/collections/c/points/scroll?timeout=0", {})[0], 400)
 
 
+class StandInShapes(unittest.TestCase):
+    def test_multivector_and_sparse_configs_appear_in_info(self):
+        s = StandIn([{"id": 1, "vector": {"m": [[1, 2], [3, 4]], "s": {"indices": [1],
+                                                                       "values": [0.5]}}}])
+        self.addCleanup(s.close)
+        params = json.loads(s.call("GET", "/collections/c")[2])["result"]["config"]["params"]
+        self.assertEqual(params["vectors"], {"m": {"size": 2, "distance": "Cosine",
+                                                   "multivector_config": {"comparator": "max_sim"}}})
+        self.assertEqual(params["sparse_vectors"], {"s": {}})
+        _, doc = s.scroll({"with_vector": True})
+        self.assertEqual(doc["result"]["points"][0]["vector"],
+                         {"m": [[1, 2], [3, 4]], "s": {"indices": [1], "values": [0.5]}})
+
+
 class StandInAuth(unittest.TestCase):
     def test_api_key_header_or_bearer_required(self):
         s = StandIn(POINTS[:1], "--api-key", "k1")

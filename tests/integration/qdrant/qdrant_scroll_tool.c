@@ -7,7 +7,8 @@
  * from $QDRANT_API_KEY, never from argv.
  *   qdrant_scroll_tool --url U --collection C [--limit N] [--batch N] [--vector NAME]
  *                      [--timeout-ms N] [--retries N] [--backoff-ms N] [--out PATH]
- *                      [--no-dump] [--no-payload] [--cancel-after PAGES] */
+ *                      [--no-dump] [--no-payload] [--no-compression]
+ *                      [--cancel-after PAGES] */
 #include "qdrant.h"
 
 #include <jansson.h>
@@ -70,12 +71,15 @@ int main(int argc, char **argv)
     const char *out = NULL;
     struct progress pr = {0, 0};
     int dump = 1;
-    cfg.max_retries = -1;
     cfg.api_key = getenv("QDRANT_API_KEY");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--no-dump") == 0) {
             dump = 0;
+            continue;
+        }
+        if (strcmp(a, "--no-compression") == 0) {
+            cfg.no_compression = 1;
             continue;
         }
         if (strcmp(a, "--no-payload") == 0) {
@@ -100,7 +104,7 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--timeout-ms") == 0)
             cfg.timeout_ms = atol(v);
         else if (strcmp(a, "--retries") == 0)
-            cfg.max_retries = atoi(v);
+            cfg.max_retries = atoi(v) > 0 ? atoi(v) : -1; /* 0 retries: negative */
         else if (strcmp(a, "--backoff-ms") == 0)
             cfg.backoff_initial_ms = cfg.backoff_max_ms = atol(v);
         else if (strcmp(a, "--cancel-after") == 0)

@@ -82,7 +82,7 @@ def python_selection(points, limit, vector_name=None):
 
 
 class StandIn:
-    def __init__(self, points, api_key=None, faults=(), collection="test"):
+    def __init__(self, points, api_key=None, faults=(), collection="test", extra=()):
         self.dir = tempfile.TemporaryDirectory()
         data = os.path.join(self.dir.name, "points.jsonl")
         with open(data, "w") as fh:
@@ -93,6 +93,7 @@ class StandIn:
             cmd += ["--api-key", api_key]
         for f in faults:
             cmd += ["--fault", f]
+        cmd += list(extra)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
         line = self.proc.stdout.readline().decode()
         assert line.startswith("PORT "), line
@@ -186,6 +187,50 @@ class QdrantClientTest(unittest.TestCase):
         self.assert_matches_python(rep, pts, vector_name="b")
         self.assertEqual(rep["dim"], 7)
         self.assertTrue(all(b["with_vector"] == ["b"] for b in s.stats()["scroll_bodies"]))
+
+    def test_gzip_responses_are_decoded_while_streaming(self):
+        pts = make_points(1500, 16, ids="mixed", seed=21)
+        s = self.start(pts, extra=["--gzip"])
+        rep = run_tool(s.url)
+        self.assert_matches_python(rep, pts)
+        st = s.stats()
+        self.assertEqual(st["gzip_responses"], st["total"])  # every answer went out gzipped
+
+    def test_no_compression_asks_for_plain_bodies(self):
+        pts = make_points(50, 4)
+        s = self.start(pts, extra=["--gzip"])
+        rep = run_tool(s.url, no_compression="")
+        self.assert_matches_python(rep, pts)
+        self.assertEqual(s.stats()["gzip_responses"], 0)
+
+    def test_zero_retries_means_one_attempt(self):
+        s = self.start(make_points(10, 4), faults=["route=scroll,kind=status,status=503,times=-1"])
+        rep = run_tool(s.url, retries=0)
+        self.assertEqual(rep["code"], PW_EUNAVAIL)
+        self.assertEqual(s.stats()["routes"]["scroll"], 1)
+
+    def test_truncated_gzip_body_is_retried(self):
+        pts = make_points(1500, 16, seed=22)
+        s = self.start(pts, extra=["--gzip"],
+                       faults=["route=scroll,kind=truncate,after_bytes=20000,times=1"])
+        rep = run_tool(s.url)
+        self.assert_matches_python(rep, pts)
+        self.assertEqual(rep["retries"], 1)
+
+    def test_multivector_points_are_skipped_and_cannot_be_requested(self):
+        pts = [{"id": i, "vector": ({"m": [[1.0, 2.0], [3.0, 4.0]]} if i % 2 else
+                                    {"m": [[5.0, 6.0]], "d": [float(i), 0.5]}), "payload": {}}
+               for i in range(10)]
+        s = self.start(pts)
+        rep = run_tool(s.url, vector="m")
+        self.assertEqual(rep["code"], PW_EINVAL)
+        self.assertIn("multivector", rep["msg"])
+        rep = run_tool(s.url)  # first non-null is the multivector: skipped, as ndim 2 in Python
+        self.assertEqual(rep["rc"], 0)
+        self.assertEqual((rep["n"], rep["skipped"]), (0, 10))
+        rep = run_tool(s.url, vector="d")
+        self.assertEqual(rep["n"], 5)
+        self.assertEqual(rep["x"][:, 0].tolist(), [0.0, 2.0, 4.0, 6.0, 8.0])
 
     def test_unknown_vector_name_fails_before_scrolling(self):
         s = self.start(make_points(10, 0, named=[("a", 4)]))
