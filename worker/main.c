@@ -1,4 +1,5 @@
 /* main.c - entry point of projection-worker: picks the subcommand and runs it. */
+#include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -34,9 +35,19 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name))
-            return commands[i].fn(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (!strcmp(argv[1], commands[i].name)) {
+            int rc;
+            /* libcurl's global state must be set up before any thread exists. */
+            if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+                fprintf(stderr, "projection-worker: libcurl initialisation failed\n");
+                return 1;
+            }
+            rc = commands[i].fn(argc - 1, argv + 1);
+            curl_global_cleanup();
+            return rc;
+        }
+    }
     fprintf(stderr, "projection-worker: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
