@@ -22,6 +22,10 @@ processes on the machine hits all systems alike).  Per system and round:
               again split over --clients client processes (started and connected
               before the clock starts) -> tasks/s.
   peak RSS    VmHWM at the end (summed over processes for prefork).
+  (py-solo stalls for ~10 s at a time once a backlog forms: its main loop sits in
+  epoll while ready messages wait, for kombu's hub max poll delay of 10 s -- most
+  likely deliveries already read into py-amqp's buffer.  --phase-cap cuts such phases
+  off and counts what completed.)
   drain       the worker is stopped, --drain-pings pings are queued with reply_to a
               queue nobody reads, a fresh worker starts and the script polls that
               queue's depth: worker + broker throughput with no Python client in the
@@ -466,7 +470,7 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, check=False, capture_output=True, text=True, **kw)
 
 
-def machine_info():
+def machine_info(worker_bin):
     model = "?"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -482,7 +486,8 @@ def machine_info():
     rabbit = sh(["dpkg-query", "-W", "-f=${Version}", "rabbitmq-server"]).stdout.strip()
     rabbitmq_c = sh(["dpkg-query", "-W", "-f=${Version}", "librabbitmq4"]).stdout.strip()
     git = sh(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]).stdout.strip()
-    dirty = sh(["git", "-C", REPO, "status", "--porcelain", "--", "worker", "queue", "compute"])
+    dirty = sh(["git", "-C", REPO, "status", "--porcelain", "-uno", "--", ".", ":!bench",
+                ":!docs"])
     return {
         "nproc": os.cpu_count(),
         "cpu": model,
@@ -494,15 +499,18 @@ def machine_info():
         "amqp": amqp.__version__,
         "rabbitmq": rabbit,
         "rabbitmq_c": rabbitmq_c,
-        "git": git + ("+uncommitted changes in worker/queue/compute" if dirty.stdout.strip() else ""),
+        "git": git + (" + uncommitted source changes" if dirty.stdout.strip() else ""),
         "loadavg": open("/proc/loadavg").read().split()[:3],
+        "bin_mtime": (datetime.datetime.fromtimestamp(os.path.getmtime(worker_bin),
+                                                      datetime.timezone.utc)
+                      .strftime("%H:%M:%S UTC") if os.path.exists(worker_bin) else "?"),
     }
 
 
 def build_worker(build_dir):
-    # -Wno-error=maybe-uninitialized: GCC 12 -O2 flags run_id in worker/tasks.c as
-    # maybe-uninitialized (a false positive: pw_error_set never returns 0), which
-    # -Werror turns into a failed Release build as of e366fd0.
+    # -Wno-error=maybe-uninitialized: at e366fd0, GCC 12 -O2 flagged run_id in
+    # worker/tasks.c (a false positive) and -Werror failed the Release build; fixed in
+    # 5f72477, kept so older trees still build.  It changes no generated code.
     cfg = ["cmake", "-S", REPO, "-B", build_dir, "-DCMAKE_BUILD_TYPE=Release",
            "-DCMAKE_C_FLAGS=-Wno-error=maybe-uninitialized"]
     subprocess.run(cfg, check=True, stdout=subprocess.DEVNULL)
@@ -579,7 +587,9 @@ def render(results, args, info, systems, command, started, elapsed):
     L.append(f"- machine: {info['nproc']} CPUs ({info['cpu']}), {info['mem_mib']} MiB RAM, "
              f"Linux {info['kernel']}; load average at start {' '.join(info['loadavg'])} "
              "(the 2 cores are shared with other engineers' builds)")
-    L.append(f"- versions: projection-worker git {info['git']} (Release, rabbitmq-c "
+    L.append(f"- versions: projection-worker: tree at git {info['git']} when the run started, "
+             f"binary built {info['bin_mtime']} (Release"
+             f"{', rebuilt by this run' if args.build else ''}; rabbitmq-c "
              f"{info['rabbitmq_c']}); Python {info['python']}, celery {info['celery']}, "
              f"kombu {info['kombu']}, py-amqp {info['amqp']}; RabbitMQ {info['rabbitmq']} "
              "(private node from tests/harness/services.sh, 127.0.0.1)")
@@ -750,7 +760,7 @@ def main():
         if not broker_pid:
             print("warning: RabbitMQ's beam process not found; its CPU is counted as 'other'")
         env = dict(os.environ, PYTHONPATH=HERE, PYTHONDONTWRITEBYTECODE="1")
-        info = machine_info()
+        info = machine_info(args.worker_bin)
 
         for rnd in range(1, args.rounds + 1):
             for system in systems:
