@@ -14,7 +14,7 @@
 #include "commands.h"
 #include "consumer.h"
 #include "log.h"
-#include "projection_task.h"
+#include "task_subprocess.h"
 #include "signals.h"
 #include "tasks.h"
 
@@ -22,7 +22,8 @@
 
 struct run_settings {
     struct consumer_config consumer;
-    struct projection_app app;
+    struct task_subprocess_config tasks;
+    char task_bin[4096];
     char *queues_buf;
     const char *queues[MAX_QUEUES];
     char hostname[256];
@@ -167,28 +168,6 @@ static int load_settings(struct run_settings *s, int argc, char **argv, struct p
     cc->reconnect_max_s = 30;
     cc->tls_ca_file = env_or("PW_BROKER_CA_FILE", NULL);
     cc->track_started = !strcmp(env_or("PW_TRACK_STARTED", "0"), "1");
-    s->app.database_url = env_or("DATABASE_URL", NULL);
-    s->app.data_dir = env_or("DATA_DIR", "./data");
-    s->app.qdrant.url = env_or("QDRANT_URL", "http://localhost:6333");
-    s->app.qdrant.api_key = env_or("QDRANT_API_KEY", NULL);
-    s->app.qdrant.max_retries = -1;
-    if (getenv("QDRANT_TIMEOUT_MS")) {
-        int ms;
-        if (parse_int(getenv("QDRANT_TIMEOUT_MS"), 1, 3600000, &ms))
-            return pw_error_set(err, PW_EINVAL, "QDRANT_TIMEOUT_MS must be milliseconds");
-        s->app.qdrant.timeout_ms = ms;
-    }
-    if (getenv("QDRANT_MAX_RETRIES") &&
-        parse_int(getenv("QDRANT_MAX_RETRIES"), 0, 100, &s->app.qdrant.max_retries))
-        return pw_error_set(err, PW_EINVAL, "QDRANT_MAX_RETRIES must be an integer in 0..100");
-    s->app.vector_name = env_or("PW_VECTOR_NAME", NULL);
-    s->app.compute_threads = 0;
-    s->app.lock_wait_s = 900;
-    if (getenv("PW_COMPUTE_THREADS") &&
-        parse_int(getenv("PW_COMPUTE_THREADS"), 0, 1024, &s->app.compute_threads))
-        return pw_error_set(err, PW_EINVAL, "PW_COMPUTE_THREADS must be an integer in 0..1024");
-    if (getenv("PW_LOCK_WAIT") && parse_seconds(getenv("PW_LOCK_WAIT"), &s->app.lock_wait_s))
-        return pw_error_set(err, PW_EINVAL, "PW_LOCK_WAIT must be seconds");
     s->log.fd = 2;
     s->log.min_level = PW_LOG_INFO;
     gethostname(host, sizeof host - 1);
@@ -255,25 +234,24 @@ static int load_settings(struct run_settings *s, int argc, char **argv, struct p
             if (pw_log_parse_level(optarg, &s->log.min_level))
                 return pw_error_set(err, PW_EINVAL, "--log-level must be debug|info|warning|error");
             break;
+        /* Projection settings travel to the task processes in the environment. */
         case 'D':
-            s->app.database_url = optarg;
+            setenv("DATABASE_URL", optarg, 1);
             break;
         case 'd':
-            s->app.data_dir = optarg;
+            setenv("DATA_DIR", optarg, 1);
             break;
         case 'q':
-            s->app.qdrant.url = optarg;
+            setenv("QDRANT_URL", optarg, 1);
             break;
         case 'V':
-            s->app.vector_name = optarg;
+            setenv("PW_VECTOR_NAME", optarg, 1);
             break;
         case 't':
-            if (parse_int(optarg, 0, 1024, &s->app.compute_threads))
-                return pw_error_set(err, PW_EINVAL, "--threads must be an integer in 0..1024");
+            setenv("PW_COMPUTE_THREADS", optarg, 1);
             break;
         case 'W':
-            if (parse_seconds(optarg, &s->app.lock_wait_s))
-                return pw_error_set(err, PW_EINVAL, "--lock-wait must be seconds");
+            setenv("PW_LOCK_WAIT", optarg, 1);
             break;
         case 'h':
             usage(stdout);
@@ -287,6 +265,19 @@ static int load_settings(struct run_settings *s, int argc, char **argv, struct p
     if (cc->concurrency * cc->prefetch_multiplier > 65535)
         return pw_error_set(err, PW_EINVAL, "concurrency x prefetch multiplier exceeds 65535");
     cc->hostname = s->hostname;
+    {
+        int threads;
+        double wait_s;
+        if (getenv("PW_COMPUTE_THREADS") &&
+            parse_int(getenv("PW_COMPUTE_THREADS"), 0, 1024, &threads))
+            return pw_error_set(err, PW_EINVAL, "--threads/PW_COMPUTE_THREADS must be 0..1024");
+        if (getenv("PW_LOCK_WAIT") && parse_seconds(getenv("PW_LOCK_WAIT"), &wait_s))
+            return pw_error_set(err, PW_EINVAL, "--lock-wait/PW_LOCK_WAIT must be seconds");
+    }
+    s->tasks.kill_grace_s = 10;
+    if ((rc = task_subprocess_find_bin(s->task_bin, sizeof s->task_bin, err)))
+        return rc;
+    s->tasks.task_bin = s->task_bin;
     {
         struct broker_url u;
         if ((rc = broker_url_parse(cc->broker_url, &u, err)))
@@ -322,8 +313,10 @@ int cmd_run(int argc, char **argv)
         return 1;
     }
     broker_url_mask(s.consumer.broker_url, masked, sizeof masked);
-    broker_url_mask(s.app.database_url ? s.app.database_url : "", db_masked, sizeof db_masked);
-    broker_url_mask(s.app.qdrant.url, qdrant_masked, sizeof qdrant_masked);
+    broker_url_mask(getenv("DATABASE_URL") ? getenv("DATABASE_URL") : "", db_masked,
+                    sizeof db_masked);
+    broker_url_mask(getenv("QDRANT_URL") ? getenv("QDRANT_URL") : "", qdrant_masked,
+                    sizeof qdrant_masked);
     pw_log_event(&s.log, PW_LOG_INFO, "worker_starting",
                  json_pack("{s:s, s:s, s:i, s:i, s:b, s:b, s:i}", "hostname", s.hostname, "broker",
                            masked, "concurrency", s.consumer.concurrency, "prefetch_count",
@@ -331,7 +324,12 @@ int cmd_run(int argc, char **argv)
                            s.consumer.results_enabled, "track_started", s.consumer.track_started,
                            "pid", (int)getpid()),
                  NULL);
-    rc = consumer_run(&s.consumer, &s.log, &s.app, sfd, &err);
+    if (getenv("PW_LOG_LEVEL") == NULL && s.log.min_level != PW_LOG_INFO) {
+        /* task processes log at the same level */
+        static const char *const names[] = {"debug", "info", "warning", "error", "critical"};
+        setenv("PW_LOG_LEVEL", names[s.log.min_level / 10 - 1], 1);
+    }
+    rc = consumer_run(&s.consumer, &s.log, &s.tasks, sfd, &err);
     if (rc)
         pw_log_event(&s.log, PW_LOG_CRITICAL, "worker_failed", NULL, err.msg);
     else

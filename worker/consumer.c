@@ -615,9 +615,10 @@ int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, vo
                 pw_log_event(log, PW_LOG_WARNING, "shutdown_abandoning",
                              json_pack("{s:i}", "running", c.n_running),
                              "grace period over: unacked tasks go back to the broker");
-                for (int i = 0; i < c.n_running; i++)
-                    atomic_store(&c.running[i]->cancel, 1);
-                /* Running threads still use their jobs: leave the pool to process exit. */
+                /* No cancel flag: a cancelled projection would mark its run failed, but
+                 * these tasks are abandoned to redelivery, which must find the run
+                 * as it was.  Task processes die with us (PR_SET_PDEATHSIG); running
+                 * threads still use their jobs, so the pool is left to process exit. */
                 consumer_cleanup(&c, 0);
                 return 0;
             }

@@ -1,9 +1,42 @@
-/* main.c - entry point of projection-worker: picks the subcommand and runs it. */
-#include <curl/curl.h>
+/* main.c - entry point of both binaries.
+ *
+ * Built twice: as `projection-worker` (PW_LIGHT_MAIN: RabbitMQ + JSON only; runs the
+ * consumer and hands every other command to the task binary) and as
+ * `projection-worker-task` (everything, PostgreSQL, libcurl and OpenBLAS included).
+ * The split keeps an idle worker small; the command line is the same for users. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
+#ifdef PW_LIGHT_MAIN
+#include "task_subprocess.h"
+#else
+#include <curl/curl.h>
+#endif
+
+#ifdef PW_LIGHT_MAIN
+/* Replaces this process with projection-worker-task running the same command. */
+static int run_in_task_binary(int argc, char **argv)
+{
+    char bin[4096];
+    struct pw_error err;
+
+    (void)argc;
+    if (task_subprocess_find_bin(bin, sizeof bin, &err)) {
+        fprintf(stderr, "projection-worker: %s\n", err.msg);
+        return 1;
+    }
+    argv[-1] = bin; /* argv[-1] is the original argv[0] slot */
+    execv(bin, argv - 1);
+    perror("projection-worker: execv");
+    return 1;
+}
+#define HEAVY(fn) run_in_task_binary
+#else
+#define HEAVY(fn) fn
+#endif
 
 static const struct {
     const char *name;
@@ -11,10 +44,11 @@ static const struct {
     const char *help;
 } commands[] = {
     {"run", cmd_run, "consume webui.tasks.compute_projection (and celery.ping) from RabbitMQ"},
-    {"migrate", cmd_migrate, "apply the SQL migrations to DATABASE_URL"},
-    {"metadata-hash", cmd_metadata_hash,
+    {"migrate", HEAVY(cmd_migrate), "apply the SQL migrations to DATABASE_URL"},
+    {"metadata-hash", HEAVY(cmd_metadata_hash),
      "read metadata-hash cases (JSON lines) on stdin, print hashes"},
-    {"project", cmd_project, "project a file of float32 vectors to 2-D without any service"},
+    {"project", HEAVY(cmd_project), "project a file of float32 vectors to 2-D without any service"},
+    {"task", HEAVY(cmd_task), "run one task message from stdin (used by `run`)"},
 };
 
 static void usage(FILE *out)
@@ -38,13 +72,17 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (!strcmp(argv[1], commands[i].name)) {
             int rc;
+#ifndef PW_LIGHT_MAIN
             /* libcurl's global state must be set up before any thread exists. */
             if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
                 fprintf(stderr, "projection-worker: libcurl initialisation failed\n");
                 return 1;
             }
+#endif
             rc = commands[i].fn(argc - 1, argv + 1);
+#ifndef PW_LIGHT_MAIN
             curl_global_cleanup();
+#endif
             return rc;
         }
     }

@@ -33,4 +33,9 @@ struct projection_app {
 
 int projection_task_run(const struct task_env *env, struct task_outcome *out, struct pw_error *err);
 
+/* Reads the configuration from the environment (DATABASE_URL, DATA_DIR, QDRANT_URL,
+ * QDRANT_API_KEY, QDRANT_TIMEOUT_MS, QDRANT_MAX_RETRIES, PW_VECTOR_NAME,
+ * PW_COMPUTE_THREADS, PW_LOCK_WAIT).  The strings point into the environment. */
+int projection_app_from_env(struct projection_app *app, struct pw_error *err);
+
 #endif

@@ -23,6 +23,11 @@ static void on_signal(int signo)
 int signals_install(int *read_fd, struct pw_error *err)
 {
     static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT};
+    return signals_install_set(sigs, sizeof sigs / sizeof sigs[0], read_fd, err);
+}
+
+int signals_install_set(const int *sigs, size_t n, int *read_fd, struct pw_error *err)
+{
     struct sigaction sa;
     int fds[2];
 
@@ -33,7 +38,7 @@ int signals_install(int *read_fd, struct pw_error *err)
     sa.sa_handler = on_signal;
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+    for (size_t i = 0; i < n; i++)
         if (sigaction(sigs[i], &sa, NULL))
             return pw_error_set(err, PW_EIO, "cannot install signal handler: %s", strerror(errno));
     signal(SIGPIPE, SIG_IGN);

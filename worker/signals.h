@@ -10,8 +10,11 @@
 
 #include "pw_error.h"
 
-/* Installs the handlers; *read_fd becomes readable when a signal arrived. */
+/* Installs handlers for SIGTERM, SIGINT and SIGQUIT; *read_fd becomes readable when
+ * one arrived. */
 int signals_install(int *read_fd, struct pw_error *err);
+/* The same for the n signals in sigs (a task process listens to SIGUSR1 only). */
+int signals_install_set(const int *sigs, size_t n, int *read_fd, struct pw_error *err);
 /* The next pending signal number, or 0 when none is pending. */
 int signals_next(int read_fd);
 

@@ -1,8 +1,9 @@
 /* tasks.c - registry of the tasks this worker serves (see header).
- * The projection pipeline lives in projection_task.c. */
+ * The projection pipeline (projection_task.c) runs in a child process per task
+ * (task_subprocess.c), so the consumer never loads its libraries. */
 #include "tasks.h"
 
-#include "projection_task.h"
+#include "task_subprocess.h"
 
 #include <ctype.h>
 #include <string.h>
@@ -40,7 +41,7 @@ static int task_test_sleep(const struct task_env *env, struct task_outcome *out,
 
 static const struct task_def registry[] = {
     {"celery.ping", task_ping},
-    {"webui.tasks.compute_projection", projection_task_run},
+    {"webui.tasks.compute_projection", task_subprocess_run},
 #ifdef PW_TEST_TASKS
     {"pw.test.sleep", task_test_sleep},
 #endif

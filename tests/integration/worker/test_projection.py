@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -408,6 +409,47 @@ def test_progress_is_visible_in_the_database_while_running():
         assert all("phase" in p for p in seen)
         row = env.run_row(run)
         assert row["status"] == "completed" and row["meta"]["progress"] is None
+    finally:
+        env.close()
+
+
+def test_hard_time_limit_stops_the_projection_and_fails_the_run():
+    env = Env(points=make_points(n=4000, d=48))
+    q = unique("limit")
+    try:
+        env.worker(q)
+        run = env.create_run({"n_neighbors": 15}, reducer="umap")
+        res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q, time_limit=1)
+        try:
+            res.get(timeout=60)
+        except Exception as exc:  # noqa: BLE001 - synthesised class
+            assert type(exc).__name__ == "TimeLimitExceeded", repr(exc)
+        else:
+            raise AssertionError("time limit not enforced")
+        row = wait_for(lambda: (r := env.run_row(run))["status"] == "failed" and r, 30, what="run marked failed")
+        assert row["op_status"] == "failed" and "cancel" in row["error"], row
+        assert not os.path.exists(os.path.join(env.data_dir, "semantik/projections", env.collection_id, run))
+    finally:
+        env.close()
+
+
+def test_sigterm_lets_a_running_projection_finish():
+    """Graceful shutdown: the consumer stops taking work but the task process (which
+    ignores SIGTERM sent to the whole group, as systemd does) completes the run."""
+    env = Env(points=make_points(n=3000, d=32))
+    q = unique("graceful")
+    try:
+        w = env.worker(q)
+        run = env.create_run({"n_neighbors": 10}, reducer="umap")
+        res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
+        w.wait_event("task_started")
+        time.sleep(0.5)
+        w.signal(signal.SIGTERM)
+        subprocess.run(["pkill", "-TERM", "-f", "projection-worker-task task"], check=False)
+        assert w.wait_exit(120) == 0
+        value = res.get(timeout=30)
+        assert value["status"] == "completed", value
+        assert env.run_row(run)["status"] == "completed"
     finally:
         env.close()
 

@@ -1,0 +1,144 @@
+/* cmd_task.c - `projection-worker-task task`: run one heavy task for the consumer.
+ *
+ * The consumer (task_subprocess.c) writes the task message as JSON on stdin and reads
+ * one JSON outcome from stdout; logs go to stderr.  SIGUSR1 raises the task's cancel
+ * flag (a watcher thread turns the signal pipe into the flag), so a time limit stops
+ * the computation at its next check and the run is marked failed.  If the consumer
+ * dies, the kernel kills this process (PR_SET_PDEATHSIG) and the run is left for the
+ * redelivery. */
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "log.h"
+#include "projection_task.h"
+#include "signals.h"
+#include "tasks.h"
+
+struct cancel_watch {
+    int fd;
+    atomic_int *cancel;
+};
+
+static void *watch_signals(void *arg)
+{
+    struct cancel_watch *w = arg;
+    struct pollfd p = {w->fd, POLLIN, 0};
+
+    /* The signal pipe is non-blocking: wait for it with poll(). */
+    for (;;) {
+        if (poll(&p, 1, -1) > 0 && signals_next(w->fd) > 0) {
+            atomic_store(w->cancel, 1);
+            return NULL;
+        }
+    }
+}
+
+static int read_message(struct celery_task_msg *m, struct pw_error *err)
+{
+    json_error_t jerr;
+    json_t *o = json_loadf(stdin, 0, &jerr);
+
+    memset(m, 0, sizeof *m);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return pw_error_set(err, PW_EINVAL, "task message on stdin is not a JSON object: %s",
+                            jerr.text);
+    }
+    m->protocol = 2;
+    m->id = json_is_string(json_object_get(o, "id"))
+                ? strdup(json_string_value(json_object_get(o, "id")))
+                : NULL;
+    m->task = json_is_string(json_object_get(o, "task"))
+                  ? strdup(json_string_value(json_object_get(o, "task")))
+                  : NULL;
+    m->args = json_is_array(json_object_get(o, "args")) ? json_incref(json_object_get(o, "args"))
+                                                        : json_array();
+    m->kwargs = json_is_object(json_object_get(o, "kwargs"))
+                    ? json_incref(json_object_get(o, "kwargs"))
+                    : json_object();
+    m->retries = (int)json_integer_value(json_object_get(o, "retries"));
+    json_decref(o);
+    if (!m->id || !m->task)
+        return pw_error_set(err, PW_EINVAL, "task message lacks id or task");
+    return 0;
+}
+
+static void print_outcome(int rc, const struct task_outcome *out, const struct pw_error *err)
+{
+    json_t *o = rc == 0 ? json_pack("{s:b, s:O?}", "ok", 1, "result", out->result)
+                        : json_pack("{s:b, s:s, s:s?, s:s, s:b}", "ok", 0, "exc_type",
+                                    out->exc_type ? out->exc_type : "RuntimeError", "exc_module",
+                                    out->exc_module, "message", err->msg, "revoked", out->revoked);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+    if (text) {
+        fputs(text, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+    free(text);
+    json_decref(o);
+}
+
+int cmd_task(int argc, char **argv)
+{
+    static const int cancel_signals[] = {SIGUSR1};
+    struct pw_log log = {2, PW_LOG_INFO};
+    struct projection_app app;
+    struct celery_task_msg msg;
+    struct task_outcome out;
+    struct pw_error err;
+    struct cancel_watch watch;
+    atomic_int cancel = 0;
+    pthread_t watcher;
+    int sfd = -1, rc;
+
+    (void)argc;
+    (void)argv;
+    /* If the consumer dies, die at once without touching the run: its message goes back
+     * to the broker and the redelivery finishes the run (SIGTERM would mark it failed). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    memset(&out, 0, sizeof out);
+    pw_error_clear(&err);
+    if (getenv("PW_LOG_LEVEL"))
+        pw_log_parse_level(getenv("PW_LOG_LEVEL"), &log.min_level);
+    /* The consumer cancels with SIGUSR1.  SIGTERM/SIGINT are ignored: a service
+     * manager or a terminal signalling the whole group must not fail the run while the
+     * consumer drains gracefully (it lets running tasks finish). */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    if ((rc = signals_install_set(cancel_signals, 1, &sfd, &err)) ||
+        (rc = read_message(&msg, &err)) || (rc = projection_app_from_env(&app, &err))) {
+        out.exc_type = "ValueError";
+        out.exc_module = "builtins";
+        print_outcome(rc, &out, &err);
+        celery_message_free(&msg);
+        return 1;
+    }
+    watch.fd = sfd;
+    watch.cancel = &cancel;
+    pthread_create(&watcher, NULL, watch_signals, &watch);
+    pthread_detach(watcher);
+    {
+        struct task_env env = {&msg, &cancel, &log, &app};
+        if (!strcmp(msg.task, "webui.tasks.compute_projection")) {
+            rc = projection_task_run(&env, &out, &err);
+        } else {
+            out.exc_type = "ValueError";
+            out.exc_module = "builtins";
+            rc = pw_error_set(&err, PW_EINVAL, "projection-worker-task does not run %.100s",
+                              msg.task);
+        }
+    }
+    print_outcome(rc, &out, &err);
+    json_decref(out.result);
+    celery_message_free(&msg);
+    return 0;
+}

@@ -1,0 +1,36 @@
+/* task_subprocess.h - run one task in a child process (projection-worker-task).
+ *
+ * The consumer binary stays small (RabbitMQ, JSON, threads): tasks that need the heavy
+ * libraries - PostgreSQL, libcurl, OpenBLAS - run in `projection-worker-task task`, one
+ * process per task.  An idle worker therefore maps none of them, a crash in a task
+ * cannot take the consumer down, and every byte a projection allocated goes back to the
+ * system when its process exits.
+ *
+ * Protocol: the child gets the task message as one JSON object on stdin
+ * ({"id", "task", "args", "kwargs", "retries", "root_id", "parent_id"}) and answers
+ * with one JSON object on stdout:
+ *   {"ok": true, "result": <value>}
+ *   {"ok": false, "exc_type": "...", "exc_module": "..."|null, "message": "...",
+ *    "revoked": bool}
+ * Its stderr is the worker's (JSON log lines).  The environment is inherited.
+ * When the cancel flag rises (hard time limit) the child gets SIGUSR1, which it turns
+ * into its own cancel flag; SIGKILL follows after kill_grace_s.  The child runs in its
+ * own process group and dies with the consumer (PR_SET_PDEATHSIG). */
+#ifndef PW_TASK_SUBPROCESS_H
+#define PW_TASK_SUBPROCESS_H
+
+#include "tasks.h"
+
+struct task_subprocess_config {
+    const char *task_bin; /* path of projection-worker-task */
+    double kill_grace_s;  /* SIGTERM -> SIGKILL delay */
+};
+
+/* A task_fn: env->app must point to a struct task_subprocess_config. */
+int task_subprocess_run(const struct task_env *env, struct task_outcome *out, struct pw_error *err);
+
+/* Finds projection-worker-task: $PW_TASK_BIN, else next to /proc/self/exe.  Writes
+ * the path into buf.  PW_ENOTFOUND when it is not an executable file. */
+int task_subprocess_find_bin(char *buf, size_t cap, struct pw_error *err);
+
+#endif
