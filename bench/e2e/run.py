@@ -390,6 +390,8 @@ def main():
         "%Y-%m-%d %H:%M UTC"), "machine": machine_info(), "numpy": numpy_blas(),
         "loadavg_before": os.getloadavg(), "git": subprocess.run(
             ["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()}
+    res["worker_binary"] = {"path": worker_bin, "built": datetime.datetime.fromtimestamp(
+        os.path.getmtime(worker_bin), datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")}
     n, dim = args.n, args.dim
     raw_bytes = n * dim * 4
     children = {}
@@ -710,7 +712,9 @@ def render(r):
     raw = r.get("raw_matrix_bytes", n * dim * 4)
     sb = r.get("scroll_bytes", 0)
     m = r["machine"]
-    lines = [f"## Run of {r['date']} (commit {r['git']})", "",
+    wb = r.get("worker_binary", {})
+    lines = [f"## Run of {r['date']} (repository HEAD {r['git']}; worker binary built {wb.get('built', '?')} "
+             f"from the working tree of that time)", "",
              f"Machine: {m['nproc']} cores, {m['cpu']}, {m['mem_gib']} GiB, Linux {m['kernel']}; "
              f"/usr/bin/python3 {m['python']}, numpy {r['numpy'][0]} ({r['numpy'][1]}); the worker links OpenBLAS + LAPACKE. "
              f"Load average before/after: {' '.join(f'{x:.2f}' for x in r['loadavg_before'])} / "
