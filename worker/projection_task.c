@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -71,6 +72,7 @@ struct projection_job {
     json_t *meta;
     double last_progress;
     double started;
+    double fetch_s, reduce_s; /* phase timings for the completion log line */
 };
 
 static double mono_now(void)
@@ -822,12 +824,18 @@ static int publish_and_complete(struct projection_job *job, struct task_outcome 
             goto done;
     }
     out->result = task_result(job, job->reducer_used, (int64_t)job->m.n, job->abs_dir);
-    log_job(job, PW_LOG_INFO, "projection_completed",
-            json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:s}", "reducer", job->reducer_used,
-                      "metadata_hash", job->hash, "point_count", (json_int_t)job->m.n, "dim",
-                      (json_int_t)job->m.dim, "qdrant_requests", (json_int_t)job->stats.requests,
-                      "duration_s", mono_now() - job->started, "storage_path", job->rel_dir),
-            NULL);
+    {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru); /* the task process: its peak is this projection's */
+        log_job(job, PW_LOG_INFO, "projection_completed",
+                json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:s}", "reducer",
+                          job->reducer_used, "metadata_hash", job->hash, "point_count",
+                          (json_int_t)job->m.n, "dim", (json_int_t)job->m.dim, "qdrant_requests",
+                          (json_int_t)job->stats.requests, "duration_s", mono_now() - job->started,
+                          "fetch_s", job->fetch_s, "reduce_s", job->reduce_s, "peak_rss_kb",
+                          (json_int_t)ru.ru_maxrss, "storage_path", job->rel_dir),
+                NULL);
+    }
 done:
     json_decref(patch);
     free(patch_text);
@@ -956,10 +964,19 @@ int projection_task_run(const struct task_env *env, struct task_outcome *out, st
         goto failed;
     if (reused)
         goto finish;
-    if ((rc = runs_mark_running(job.conn, job.run.uuid, err)) || (rc = fetch_vectors(&job, err)) ||
-        (rc = derive_categories(&job, err)) || (rc = reduce(&job, err)) ||
-        (rc = build_meta(&job, err)) || (rc = publish_and_complete(&job, out, err)))
-        goto failed;
+    {
+        double t0 = mono_now(), t1;
+        if ((rc = runs_mark_running(job.conn, job.run.uuid, err)) ||
+            (rc = fetch_vectors(&job, err)))
+            goto failed;
+        job.fetch_s = mono_now() - t0;
+        t1 = mono_now();
+        if ((rc = derive_categories(&job, err)) || (rc = reduce(&job, err)))
+            goto failed;
+        job.reduce_s = mono_now() - t1;
+        if ((rc = build_meta(&job, err)) || (rc = publish_and_complete(&job, out, err)))
+            goto failed;
+    }
     goto finish;
 failed:
     out->exc_type = exc_type_for(rc);
