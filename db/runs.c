@@ -127,34 +127,57 @@ static int meta_is_degraded(const char *meta_text)
     return degraded;
 }
 
+/* One candidate's columns with, instead of its (possibly megabytes of) meta, the summary
+ * the reuse needs: the degraded flags, reducer_used and the top-level view keys.  The
+ * meta is parsed once, by PostgreSQL, for this one row. */
+#define REUSE_SUMMARY_COLUMNS                                                                      \
+    "id, uuid, collection_id, operation_uuid, status::text, dimensionality, reducer, "             \
+    "storage_path, point_count, config::text,"                                                     \
+    " (SELECT json_build_object('degraded', m->'degraded',"                                        \
+    "   'projection_artifacts', json_build_object("                                                \
+    "      'degraded', m->'projection_artifacts'->'degraded',"                                     \
+    "      'reducer_used', m->'projection_artifacts'->'reducer_used'),"                            \
+    "   'color_by', m->'color_by', 'legend', m->'legend', 'sampled', m->'sampled',"                \
+    "   'shown_count', m->'shown_count', 'total_count', m->'total_count')"                         \
+    "  FROM (SELECT CASE WHEN json_typeof(meta) = 'object' THEN meta::jsonb"                       \
+    "               ELSE '{}'::jsonb END AS m) AS x)::text,"                                       \
+    " metadata_hash, " PG_EPOCH_US("created_at")
+
 int runs_find_reusable(PGconn *conn, const char *collection_id, const char *metadata_hash,
                        const char *exclude_uuid, struct run *out, int *found, struct pw_error *err)
 {
-    PGresult *res = NULL;
+    PGresult *list = NULL;
     const char *params[] = {collection_id, metadata_hash, exclude_uuid ? exclude_uuid : ""};
     memset(out, 0, sizeof *out);
     *found = 0;
     if (!metadata_hash || !*metadata_hash)
         return pw_error_set(err, PW_EINVAL, "reuse lookup needs a metadata hash");
-    /* Degradation is judged in C with Python's truthiness rules, so fetch a few
-     * candidates, newest first; uses ix_projection_runs_collection_id_metadata_hash. */
+    /* Candidates first, without their meta (index ix_..._collection_id_metadata_hash);
+     * then the newest one that is not degraded, judged in C with Python's truthiness. */
     int rc = pg_exec(conn,
-                     "SELECT " RUN_COLUMNS " FROM projection_runs"
+                     "SELECT uuid FROM projection_runs"
                      " WHERE collection_id = $1 AND metadata_hash = $2 AND uuid <> $3"
                      "   AND status = 'completed'"
                      " ORDER BY completed_at DESC NULLS LAST, id DESC LIMIT 50",
-                     3, params, &res, err);
+                     3, params, &list, err);
     if (rc < 0)
         return rc;
-    for (int i = 0; i < PQntuples(res); i++) {
-        if (meta_is_degraded(PQgetisnull(res, i, 10) ? NULL : PQgetvalue(res, i, 10)))
-            continue;
-        rc = run_from_row(res, i, out, err);
-        *found = rc == 0;
-        break;
+    for (int i = 0; i < PQntuples(list) && !*found; i++) {
+        PGresult *res = NULL;
+        const char *one[] = {PQgetvalue(list, i, 0)};
+        rc = pg_exec(conn, "SELECT " REUSE_SUMMARY_COLUMNS " FROM projection_runs WHERE uuid = $1",
+                     1, one, &res, err);
+        if (rc < 0)
+            break;
+        if (PQntuples(res) == 1 &&
+            !meta_is_degraded(PQgetisnull(res, 0, 10) ? NULL : PQgetvalue(res, 0, 10))) {
+            rc = run_from_row(res, 0, out, err);
+            *found = rc == 0;
+        }
+        PQclear(res);
     }
-    PQclear(res);
-    return rc;
+    PQclear(list);
+    return rc < 0 ? rc : 0;
 }
 
 static int check_object_text(const char *text, const char *what, struct pw_error *err)

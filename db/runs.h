@@ -47,7 +47,9 @@ int runs_load(PGconn *conn, const char *uuid, struct run *out, struct pw_error *
 /* The newest completed, non-degraded run of collection_id with metadata_hash, other than
  * exclude_uuid (may be NULL).  Degraded as the Python API reads it:
  * bool(meta.degraded or meta.projection_artifacts.degraded) with Python truthiness.
- * *found = 0 and out zeroed when there is none. */
+ * *found = 0 and out zeroed when there is none.  out->meta_json is NOT the whole meta
+ * (which holds every point id) but a summary: {degraded, projection_artifacts:
+ * {degraded, reducer_used}, color_by, legend, sampled, shown_count, total_count}. */
 int runs_find_reusable(PGconn *conn, const char *collection_id, const char *metadata_hash,
                        const char *exclude_uuid, struct run *out, int *found, struct pw_error *err);
 

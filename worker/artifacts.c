@@ -507,8 +507,11 @@ static bool link_refused(int e)
 static int fill_reuse(int tfd, const struct fill_ctx *c, struct pw_error *err)
 {
     int rc;
-    for (int i = 0; i < 4; i++) {
-        const char *name = bin_files[i];
+    /* meta_json NULL: meta.json is linked like the arrays (the reuse keeps the source's
+     * metadata file byte for byte, which is what readers fall back to). */
+    int n_files = c->meta_json ? 4 : 5;
+    for (int i = 0; i < n_files; i++) {
+        const char *name = i < 4 ? bin_files[i] : ARTIFACTS_META_FILE;
         if (!(c->flags & ARTIFACTS_FORCE_COPY)) {
             if (linkat(c->srcfd, name, tfd, name, 0) == 0) {
                 /* The source may come from the Python task, which never fsyncs. */
@@ -525,6 +528,8 @@ static int fill_reuse(int tfd, const struct fill_ctx *c, struct pw_error *err)
         if ((rc = copy_file(c->srcfd, tfd, name, err)) < 0)
             return rc;
     }
+    if (!c->meta_json)
+        return 0;
     return write_file(tfd, ARTIFACTS_META_FILE, c->meta_json, strlen(c->meta_json), 1, err);
 }
 
@@ -613,10 +618,6 @@ int artifacts_publish_reuse(const char *data_dir, const char *src_rel_path,
         (rc = artifacts_check_ids(collection_id, run_uuid, err)) < 0 ||
         (rc = check_src_rel(src_rel_path, err)) < 0)
         goto cleanup;
-    if (!meta_json) {
-        rc = pw_error_set(err, PW_EINVAL, "artifacts: no meta_json");
-        goto cleanup;
-    }
     size_t dn = data_dir_len(data_dir);
     const char *sep = (dn == 1 && data_dir[0] == '/') ? "" : "/";
     if (asprintf(&src, "%.*s%s%s", (int)dn, data_dir, sep, src_rel_path) < 0) {

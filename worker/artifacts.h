@@ -71,8 +71,10 @@ int artifacts_publish(const char *data_dir, const char *collection_id, const cha
  * data_dir, exactly semantik/projections/{collection_id}/{run_uuid} of a valid source run)
  * are hard-linked (copied when link() fails with EXDEV, EPERM, EMLINK, ENOTSUP or EACCES,
  * or with ARTIFACTS_FORCE_COPY) into a new run directory for collection_id/run_uuid with
- * meta_json as its meta.json, published like artifacts_publish.  A missing source directory
- * or file, or .bin files whose sizes disagree on the point count, give PW_ENOTFOUND. */
+ * meta_json as its meta.json, published like artifacts_publish; meta_json NULL links the
+ * source's meta.json too (reuse in O(1) of the collection size).  A missing source
+ * directory or file, or .bin files whose sizes disagree on the point count, give
+ * PW_ENOTFOUND. */
 int artifacts_publish_reuse(const char *data_dir, const char *src_rel_path,
                             const char *collection_id, const char *run_uuid, const char *meta_json,
                             unsigned flags, struct pw_error *err);

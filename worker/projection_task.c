@@ -279,22 +279,17 @@ static int compute_hash(struct projection_job *job, struct pw_error *err)
 static int lock_hash(struct projection_job *job, struct pw_error *err)
 {
     double deadline = mono_now() + job->app->lock_wait_s;
-    int acquired = 0, logged = 0, rc;
-    struct timespec pause = {0, 200 * 1000 * 1000};
+    int acquired = 0, rc;
 
-    if ((rc = advisory_lock_key(job->run.collection_id, job->hash, &job->lock_key, err)))
+    if ((rc = advisory_lock_key(job->run.collection_id, job->hash, &job->lock_key, err)) ||
+        (rc = advisory_lock_try(job->conn, job->lock_key, &acquired, err)) || acquired)
         return rc;
+    log_job(job, PW_LOG_INFO, "projection_waiting_for_duplicate",
+            json_pack("{s:s}", "metadata_hash", job->hash),
+            "another worker holds this (collection, hash); waiting for its result");
+    /* Block on the lock a second at a time: woken the moment the other run commits,
+     * and the cancel flag is still read once a second. */
     for (;;) {
-        if ((rc = advisory_lock_try(job->conn, job->lock_key, &acquired, err)))
-            return rc;
-        if (acquired)
-            return 0;
-        if (!logged) {
-            log_job(job, PW_LOG_INFO, "projection_waiting_for_duplicate",
-                    json_pack("{s:s}", "metadata_hash", job->hash),
-                    "another worker holds this (collection, hash); waiting for its result");
-            logged = 1;
-        }
         if (atomic_load(job->env->cancel))
             return pw_error_set(err, PW_ECANCELED, "cancelled while waiting for a duplicate run");
         if (mono_now() > deadline)
@@ -302,7 +297,10 @@ static int lock_hash(struct projection_job *job, struct pw_error *err)
                                 "another worker has been computing the same projection "
                                 "(collection %.64s, hash %.12s) for over %.0f s; giving up",
                                 job->run.collection_id, job->hash, job->app->lock_wait_s);
-        nanosleep(&pause, NULL);
+        rc = advisory_lock_acquire(job->conn, job->lock_key, 1000, err);
+        if (rc != PW_ETIMEOUT)
+            return rc;
+        pw_error_clear(err);
     }
 }
 
@@ -347,9 +345,12 @@ static int try_reuse(struct projection_job *job, struct task_outcome *out, int *
 {
     struct run src;
     int found = 0, rc;
-    json_t *meta = NULL, *art, *patch = NULL;
-    char *meta_text = NULL, *patch_text = NULL, *abs = NULL, *rel = NULL;
+    json_t *summary = NULL, *patch = NULL;
+    char *patch_text = NULL, *abs = NULL, *rel = NULL;
+    const char *reducer;
     double t0 = mono_now();
+    static const char *const view_keys[] = {"color_by", "legend", "sampled", "shown_count",
+                                            "total_count"};
 
     *reused = 0;
     memset(&src, 0, sizeof src);
@@ -363,62 +364,54 @@ static int try_reuse(struct projection_job *job, struct task_outcome *out, int *
         runs_free(&src);
         return 0;
     }
-    meta = src.meta_json ? json_loads(src.meta_json, 0, NULL) : NULL;
-    art = json_object_get(meta, "projection_artifacts");
-    if (!json_is_object(art) || !src.storage_path) {
+    if (!src.storage_path) {
         log_job(job, PW_LOG_WARNING, "projection_reuse_skipped",
-                json_pack("{s:s}", "candidate", src.uuid), "candidate has no artifacts metadata");
+                json_pack("{s:s}", "candidate", src.uuid), "candidate has no storage path");
         goto done;
     }
-    art = json_deep_copy(art);
-    json_object_set_new(art, "projection_id", json_string(job->run.uuid));
-    json_object_set_new(art, "reused_from", json_string(src.uuid));
-    json_object_set_new(art, "idempotent_reuse", json_true());
-    if ((rc = pyjson_dumps_indent(art, 2, &meta_text, err)))
-        goto fail_art;
+    /* All five files, meta.json included, are linked: the reuse costs the same for ten
+     * points or a million, and readers that fall back to meta.json see the source's. */
     rc = artifacts_publish_reuse(job->app->data_dir, src.storage_path, job->run.collection_id,
-                                 job->run.uuid, meta_text, 0, err);
+                                 job->run.uuid, NULL, 0, err);
     if (rc == PW_ENOTFOUND) { /* artifacts gone from disk: compute instead */
         log_job(job, PW_LOG_WARNING, "projection_reuse_skipped",
                 json_pack("{s:s}", "candidate", src.uuid), err->msg);
+        pw_error_clear(err);
         rc = 0;
-        goto fail_art;
+        goto done;
     }
-    if (rc)
-        goto fail_art;
-    if ((rc = artifacts_run_dir(job->app->data_dir, job->run.collection_id, job->run.uuid, &abs,
-                                &rel, err)))
-        goto fail_art;
-    patch = json_pack("{s:O, s:O?, s:O?, s:O?, s:O?, s:O?, s:s, s:b}", "projection_artifacts", art,
-                      "color_by", json_object_get(art, "color_by"), "legend",
-                      json_object_get(art, "legend"), "sampled", json_object_get(art, "sampled"),
-                      "shown_count", json_object_get(art, "shown_count"), "total_count",
-                      json_object_get(art, "total_count"), "reused_from", src.uuid,
-                      "idempotent_reuse", 1);
+    if (rc || (rc = artifacts_run_dir(job->app->data_dir, job->run.collection_id, job->run.uuid,
+                                      &abs, &rel, err)))
+        goto done;
+    summary = src.meta_json ? json_loads(src.meta_json, 0, NULL) : NULL;
+    patch = json_pack("{s:s, s:b}", "reused_from", src.uuid, "idempotent_reuse", 1);
+    for (size_t i = 0; i < sizeof view_keys / sizeof view_keys[0]; i++) {
+        json_t *v = json_object_get(summary, view_keys[i]);
+        if (v && !json_is_null(v))
+            json_object_set(patch, view_keys[i], v);
+    }
     patch_text = json_dumps(patch, JSON_COMPACT);
     {
         struct run_completion c = {rel, src.point_count < 0 ? 0 : src.point_count, patch_text,
                                    job->hash};
         if ((rc = runs_mark_completed(job->conn, job->run.uuid, &c, err)))
-            goto fail_art;
+            goto done;
     }
-    out->result = task_result(job, json_string_value(json_object_get(art, "reducer_used")),
-                              src.point_count, abs);
+    reducer = json_string_value(
+        json_object_get(json_object_get(summary, "projection_artifacts"), "reducer_used"));
+    out->result = task_result(job, reducer ? reducer : src.reducer, src.point_count, abs);
     *reused = 1;
     log_job(job, PW_LOG_INFO, "projection_reused",
             json_pack("{s:s, s:s, s:b, s:I, s:f}", "reused_from", src.uuid, "metadata_hash",
                       job->hash, "idempotent_reuse", 1, "point_count", (json_int_t)src.point_count,
                       "duration_s", mono_now() - t0),
             "identical request: artifacts linked from a completed run, no vectors fetched");
-fail_art:
-    json_decref(art);
 done:
+    json_decref(summary);
     json_decref(patch);
     free(patch_text);
-    free(meta_text);
     free(abs);
     free(rel);
-    json_decref(meta);
     runs_free(&src);
     return rc;
 }

@@ -265,10 +265,12 @@ def test_same_request_twice_is_reused_without_fetching_vectors():
         assert row["meta"]["reused_from"] == first and row["meta"]["idempotent_reuse"] is True
         d1 = os.path.join(env.data_dir, "semantik/projections", env.collection_id, first)
         d2 = os.path.join(env.data_dir, "semantik/projections", env.collection_id, second)
-        for f in ("x.f32.bin", "y.f32.bin", "ids.i32.bin", "cat.u8.bin"):
+        for f in ("x.f32.bin", "y.f32.bin", "ids.i32.bin", "cat.u8.bin", "meta.json"):
             assert os.stat(os.path.join(d1, f)).st_ino == os.stat(os.path.join(d2, f)).st_ino  # hard link
-        meta2 = json.load(open(os.path.join(d2, "meta.json")))
-        assert meta2["projection_id"] == second and meta2["reused_from"] == first
+        # what the API shows for the reused run: the legend and view keys of the source
+        first_meta = env.run_row(first)["meta"]
+        for key in ("color_by", "legend", "sampled", "shown_count", "total_count"):
+            assert row["meta"][key] == first_meta[key], key
         assert w.find("projection_reused")
         # the collection changed: recomputed
         env.sql(f"UPDATE collections SET updated_at = now() + interval '1 second' WHERE id = '{env.collection_id}'")
