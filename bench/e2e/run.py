@@ -19,7 +19,9 @@ n x dim points from the SAME stand-in process:
      worker's `projection_reused` log lines give the per-task reuse decision time
      (duration_s) -> p50/p99/max; wall time of the batch -> tasks/s.  Then
      --reuse-sequential more, one at a time, for the client-side round trip.
-     The worker's VmHWM is read just before it is stopped.
+     The worker's peak RSS is the larger of the consumer's VmHWM (read just before it is
+     stopped) and the task process's own peak (peak_rss_kb in its projection_completed
+     log line; projections run in projection-worker-task, one process per task).
   4. Python: bench/e2e/python_ref.py in its own process (urllib scroll, json.loads,
      per-point np.asarray float32, np.stack, the seed's _compute_pca_projection, the same
      files), after our worker has been stopped.
@@ -81,7 +83,8 @@ def proc_status_kb(pid, key):
 def proc_cpu_s(pid):
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    # utime, stime, plus cutime, cstime: projections run in reaped task processes
+    return (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / CLK_TCK
 
 
 def machine_info():
@@ -613,8 +616,12 @@ def main():
                     f"p99 {reuse['sequential']['p99_ms']:.2f} ms")
         res["reuse"] = reuse
 
-        # peak RSS just before stopping, then stop
-        res["ours"]["vmhwm_kb"] = proc_status_kb(worker.proc.pid, "VmHWM")
+        # peak RSS: the projection runs in a task process (projection-worker-task), which
+        # reports its own peak (getrusage) in the projection_completed line; the consumer's
+        # VmHWM is read just before stopping it.  The worker's peak is the larger.
+        res["ours"]["consumer_vmhwm_kb"] = proc_status_kb(worker.proc.pid, "VmHWM")
+        res["ours"]["task_peak_rss_kb"] = int(ev.get("peak_rss_kb") or 0)
+        res["ours"]["vmhwm_kb"] = max(res["ours"]["consumer_vmhwm_kb"], res["ours"]["task_peak_rss_kb"])
         res["ours"]["vmrss_end_kb"] = proc_status_kb(worker.proc.pid, "VmRSS")
         worker.stop()
         res["ours"]["exit_code"] = worker.proc.returncode
