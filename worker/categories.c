@@ -7,6 +7,8 @@
  * suffix needs a dot that is neither first nor last in the name. */
 #include "categories.h"
 
+#include "metadata_hash.h"
+
 #include <ctype.h>
 #include <limits.h>
 #include <locale.h>
@@ -24,8 +26,10 @@
 
 /* ---- Python value helpers ------------------------------------------------------ */
 
-static int truthy(json_t *v)
+int categories_python_truthy(json_t *v)
 {
+    if (!v)
+        return 0;
     switch (json_typeof(v)) {
     case JSON_STRING:
         return json_string_length(v) > 0;
@@ -49,7 +53,7 @@ static json_t *first_truthy(json_t *obj, const char *const *keys)
 {
     for (; *keys; keys++) {
         json_t *v = json_is_object(obj) ? json_object_get(obj, *keys) : NULL;
-        if (v && truthy(v))
+        if (v && categories_python_truthy(v))
             return v;
     }
     return NULL;
@@ -60,7 +64,7 @@ static json_t *first_truthy(json_t *obj, const char *const *keys)
 static json_t *python_or(json_t *const *vals, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (vals[i] && truthy(vals[i]))
+        if (vals[i] && categories_python_truthy(vals[i]))
             return vals[i];
     return n ? vals[n - 1] : NULL;
 }
@@ -87,69 +91,17 @@ static void sb_puts(struct sbuf *b, const char *s)
     sb_putn(b, s, strlen(s));
 }
 
-/* Python repr(float): shortest round-trip digits, positional for exponents -4..15. */
+/* Python repr(float), as the metadata hash prints it (one implementation of that rule). */
 static void py_float(struct sbuf *b, double v)
 {
-    char digits[40], out[64];
-    int exp10 = 0, prec;
+    char out[40];
 
-    if (isnan(v)) {
-        sb_puts(b, "nan");
-        return;
-    }
-    if (isinf(v)) {
-        sb_puts(b, v < 0 ? "-inf" : "inf");
-        return;
-    }
-    for (prec = 1; prec <= 17; prec++) {
-        snprintf(digits, sizeof digits, "%.*e", prec - 1, v);
-        if (strtod(digits, NULL) == v)
-            break;
-    }
-    {
-        /* digits = [-]d.ddde[+-]XX -> mantissa digits and exponent */
-        char mant[32];
-        size_t m = 0;
-        const char *p = digits;
-        int neg = *p == '-';
-        if (neg)
-            p++;
-        for (; *p && *p != 'e'; p++)
-            if (isdigit((unsigned char)*p))
-                mant[m++] = *p;
-        mant[m] = '\0';
-        exp10 = atoi(p + 1);
-        while (m > 1 && mant[m - 1] == '0')
-            mant[--m] = '\0';
-        if (exp10 >= -4 && exp10 < 16) {
-            size_t o = 0;
-            if (neg)
-                out[o++] = '-';
-            if (exp10 < 0) {
-                out[o++] = '0';
-                out[o++] = '.';
-                for (int z = 0; z < -exp10 - 1; z++)
-                    out[o++] = '0';
-                memcpy(out + o, mant, m);
-                o += m;
-            } else {
-                for (int i = 0; i <= exp10; i++)
-                    out[o++] = (size_t)i < m ? mant[i] : '0';
-                out[o++] = '.';
-                if ((size_t)exp10 + 1 < m) {
-                    memcpy(out + o, mant + exp10 + 1, m - (size_t)exp10 - 1);
-                    o += m - (size_t)exp10 - 1;
-                } else {
-                    out[o++] = '0';
-                }
-            }
-            out[o] = '\0';
-        } else {
-            snprintf(out, sizeof out, "%s%c%s%s%se%c%02d", neg ? "-" : "", mant[0],
-                     m > 1 ? "." : "", m > 1 ? mant + 1 : "", "", exp10 < 0 ? '-' : '+',
-                     abs(exp10));
-        }
-    }
+    if (isnan(v))
+        snprintf(out, sizeof out, "nan");
+    else if (isinf(v))
+        snprintf(out, sizeof out, "%s", v < 0 ? "-inf" : "inf");
+    else if (metadata_hash_format_double(v, out, sizeof out))
+        snprintf(out, sizeof out, "%.17g", v);
     sb_puts(b, out);
 }
 
@@ -320,7 +272,7 @@ static void label_source_dir(json_t *payload, char *label, size_t cap)
     struct pypath p;
     const char *suffix;
 
-    if (!v || !truthy(v)) {
+    if (!v || !categories_python_truthy(v)) {
         v = first_truthy(payload, path_keys);
         if (!v)
             v = first_truthy(metadata_of(payload), meta_keys);

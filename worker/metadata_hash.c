@@ -12,6 +12,7 @@
  *   - str(color_by or "document_id").lower() against the four allowed names;
  *   - (reducer or "pca").lower();
  *   - repr(float) and json.dumps string escaping. */
+#include "strbuf.h"
 #include "metadata_hash.h"
 
 #include <errno.h>
@@ -24,40 +25,6 @@
 
 #include <openssl/evp.h>
 #include <yajl/yajl_parse.h>
-
-/* ---------------------------------------------------------------- growable buffer */
-
-struct sbuf {
-    char *data;
-    size_t len, cap;
-    bool nomem;
-};
-
-static void sbuf_put(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->nomem)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->data, cap);
-        if (!p) {
-            b->nomem = true;
-            return;
-        }
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-static void sbuf_puts(struct sbuf *b, const char *s)
-{
-    sbuf_put(b, s, strlen(s));
-}
 
 /* ---------------------------------------------------------------- JSON tree (yajl) */
 
@@ -355,56 +322,56 @@ static long utf8_next(const unsigned char *s, size_t len, size_t *i)
 }
 
 /* One code point as json.dumps(ensure_ascii=True) writes it inside a string. */
-static void emit_codepoint(struct sbuf *b, long cp)
+static void emit_codepoint(struct strbuf *b, long cp)
 {
     char tmp[32];
     switch (cp) {
     case '"':
-        sbuf_puts(b, "\\\"");
+        strbuf_puts(b, "\\\"");
         return;
     case '\\':
-        sbuf_puts(b, "\\\\");
+        strbuf_puts(b, "\\\\");
         return;
     case '\n':
-        sbuf_puts(b, "\\n");
+        strbuf_puts(b, "\\n");
         return;
     case '\r':
-        sbuf_puts(b, "\\r");
+        strbuf_puts(b, "\\r");
         return;
     case '\t':
-        sbuf_puts(b, "\\t");
+        strbuf_puts(b, "\\t");
         return;
     case '\b':
-        sbuf_puts(b, "\\b");
+        strbuf_puts(b, "\\b");
         return;
     case '\f':
-        sbuf_puts(b, "\\f");
+        strbuf_puts(b, "\\f");
         return;
     }
     if (cp >= 0x20 && cp <= 0x7E) {
         char c = (char)cp;
-        sbuf_put(b, &c, 1);
+        strbuf_put(b, &c, 1);
     } else if (cp < 0x10000) {
         snprintf(tmp, sizeof tmp, "\\u%04lx", cp);
-        sbuf_puts(b, tmp);
+        strbuf_puts(b, tmp);
     } else {
         long v = cp - 0x10000;
         snprintf(tmp, sizeof tmp, "\\u%04lx\\u%04lx", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF));
-        sbuf_puts(b, tmp);
+        strbuf_puts(b, tmp);
     }
 }
 
-static int emit_string(struct sbuf *b, const char *s, size_t len)
+static int emit_string(struct strbuf *b, const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;
-    sbuf_put(b, "\"", 1);
+    strbuf_put(b, "\"", 1);
     for (size_t i = 0; i < len;) {
         long cp = utf8_next(u, len, &i);
         if (cp < 0)
             return PW_EINVAL;
         emit_codepoint(b, cp);
     }
-    sbuf_put(b, "\"", 1);
+    strbuf_put(b, "\"", 1);
     return 0;
 }
 
@@ -503,12 +470,12 @@ int metadata_hash_format_double(double value, char *buf, size_t bufsize)
 }
 
 /* A JSON integer literal as Python prints the int: only "-0" changes. */
-static void emit_int_literal(struct sbuf *b, const char *text, size_t len)
+static void emit_int_literal(struct strbuf *b, const char *text, size_t len)
 {
     if (len == 2 && text[0] == '-' && text[1] == '0')
-        sbuf_puts(b, "0");
+        strbuf_puts(b, "0");
     else
-        sbuf_put(b, text, len);
+        strbuf_put(b, text, len);
 }
 
 /* ---------------------------------------------------------------- canonical values */
@@ -542,10 +509,10 @@ static bool is_non_semantic_key(const struct jnode *n)
     return false;
 }
 
-static int emit_value(struct sbuf *b, const struct jnode *n, bool drop_non_semantic);
+static int emit_value(struct strbuf *b, const struct jnode *n, bool drop_non_semantic);
 
 /* Sorted by UTF-8 bytes, which orders code points as Python's str comparison does. */
-static int emit_object(struct sbuf *b, const struct jnode *n, bool drop_non_semantic)
+static int emit_object(struct strbuf *b, const struct jnode *n, bool drop_non_semantic)
 {
     int rc = 0;
     struct member_ref *refs = NULL;
@@ -560,7 +527,7 @@ static int emit_object(struct sbuf *b, const struct jnode *n, bool drop_non_sema
             refs[count++] = (struct member_ref){n->kids[i], i};
     if (count)
         qsort(refs, count, sizeof *refs, member_cmp);
-    sbuf_put(b, "{", 1);
+    strbuf_put(b, "{", 1);
     bool first = true;
     for (size_t i = 0; i < count; i++) {
         const struct jnode *m = refs[i].node;
@@ -569,33 +536,33 @@ static int emit_object(struct sbuf *b, const struct jnode *n, bool drop_non_sema
             !memcmp(refs[i + 1].node->key, m->key, m->keylen))
             continue;
         if (!first)
-            sbuf_put(b, ",", 1);
+            strbuf_put(b, ",", 1);
         first = false;
         if ((rc = emit_string(b, m->key, m->keylen)) < 0)
             goto cleanup;
-        sbuf_put(b, ":", 1);
+        strbuf_put(b, ":", 1);
         if ((rc = emit_value(b, m, false)) < 0)
             goto cleanup;
     }
-    sbuf_put(b, "}", 1);
+    strbuf_put(b, "}", 1);
 cleanup:
     free(refs);
     return rc;
 }
 
-static int emit_value(struct sbuf *b, const struct jnode *n, bool drop_non_semantic)
+static int emit_value(struct strbuf *b, const struct jnode *n, bool drop_non_semantic)
 {
     char tmp[48];
     int rc;
     switch (n->type) {
     case J_NULL:
-        sbuf_puts(b, "null");
+        strbuf_puts(b, "null");
         return 0;
     case J_TRUE:
-        sbuf_puts(b, "true");
+        strbuf_puts(b, "true");
         return 0;
     case J_FALSE:
-        sbuf_puts(b, "false");
+        strbuf_puts(b, "false");
         return 0;
     case J_INT:
         emit_int_literal(b, n->text, n->len);
@@ -603,21 +570,21 @@ static int emit_value(struct sbuf *b, const struct jnode *n, bool drop_non_seman
     case J_REAL:
         if (metadata_hash_format_double(n->real, tmp, sizeof tmp) < 0)
             return PW_EINVAL;
-        sbuf_puts(b, tmp);
+        strbuf_puts(b, tmp);
         return 0;
     case J_STRING:
         return emit_string(b, n->text, n->len);
     case J_OBJECT:
         return emit_object(b, n, drop_non_semantic);
     case J_ARRAY:
-        sbuf_put(b, "[", 1);
+        strbuf_put(b, "[", 1);
         for (size_t i = 0; i < n->nkids; i++) {
             if (i)
-                sbuf_put(b, ",", 1);
+                strbuf_put(b, ",", 1);
             if ((rc = emit_value(b, n->kids[i], false)) < 0)
                 return rc;
         }
-        sbuf_put(b, "]", 1);
+        strbuf_put(b, "]", 1);
         return 0;
     }
     return PW_EINTERNAL;
@@ -659,7 +626,7 @@ static int py_decimal(long cp)
 
 /* int(s) for a str: writes the normalized decimal (sign only when negative) into *out
  * (sbuf) and returns 0, or returns PW_EINVAL where Python raises ValueError. */
-static int py_int_from_str(const char *s, size_t len, struct sbuf *out, bool *negative)
+static int py_int_from_str(const char *s, size_t len, struct strbuf *out, bool *negative)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, ndigits = 0;
@@ -690,7 +657,7 @@ static int py_int_from_str(const char *s, size_t len, struct sbuf *out, bool *ne
         if (d >= 0) {
             if (d || any_nonzero) {
                 char c = (char)('0' + d);
-                sbuf_put(out, &c, 1);
+                strbuf_put(out, &c, 1);
                 any_nonzero = true;
             }
             ndigits++;
@@ -713,7 +680,7 @@ static int py_int_from_str(const char *s, size_t len, struct sbuf *out, bool *ne
     if (ndigits > PY_INT_MAX_STR_DIGITS)
         return PW_EINVAL;
     if (!any_nonzero) {
-        sbuf_put(out, "0", 1);
+        strbuf_put(out, "0", 1);
         *negative = false;
     }
     return 0;
@@ -722,7 +689,7 @@ static int py_int_from_str(const char *s, size_t len, struct sbuf *out, bool *ne
 /* sample_limit: first of sample_size/sample_limit/sample_n that is present and not
  * null, int() of it, at least 1; 200000 when missing or int() raises TypeError or
  * ValueError.  Writes the decimal into b. */
-static int emit_sample_limit(struct sbuf *b, const struct jnode *config)
+static int emit_sample_limit(struct strbuf *b, const struct jnode *config)
 {
     static const char *const keys[] = {"sample_size", "sample_limit", "sample_n"};
     const struct jnode *raw = NULL;
@@ -734,33 +701,33 @@ static int emit_sample_limit(struct sbuf *b, const struct jnode *config)
     }
     if (!raw) {
         snprintf(tmp, sizeof tmp, "%d", METADATA_HASH_DEFAULT_SAMPLE);
-        sbuf_puts(b, tmp);
+        strbuf_puts(b, tmp);
         return 0;
     }
     switch (raw->type) {
     case J_TRUE:
     case J_FALSE: /* int(True) == 1, int(False) == 0 -> max(0, 1) == 1 */
-        sbuf_puts(b, "1");
+        strbuf_puts(b, "1");
         return 0;
     case J_INT:
         if (raw->text[0] == '-' || !strcmp(raw->text, "0"))
-            sbuf_puts(b, "1");
+            strbuf_puts(b, "1");
         else
-            sbuf_put(b, raw->text, raw->len);
+            strbuf_put(b, raw->text, raw->len);
         return 0;
     case J_REAL: {
         double t = trunc(raw->real); /* int(float) truncates toward zero */
         if (t < 1)
-            sbuf_puts(b, "1");
+            strbuf_puts(b, "1");
         else {
             /* glibc prints the exact decimal value of an integral double */
             snprintf(tmp, sizeof tmp, "%.0f", t);
-            sbuf_puts(b, tmp);
+            strbuf_puts(b, tmp);
         }
         return 0;
     }
     case J_STRING: {
-        struct sbuf digits = {0};
+        struct strbuf digits = {0};
         bool negative;
         int rc = py_int_from_str(raw->text, raw->len, &digits, &negative);
         if (digits.nomem) {
@@ -769,18 +736,18 @@ static int emit_sample_limit(struct sbuf *b, const struct jnode *config)
         }
         if (rc < 0) {
             snprintf(tmp, sizeof tmp, "%d", METADATA_HASH_DEFAULT_SAMPLE);
-            sbuf_puts(b, tmp);
+            strbuf_puts(b, tmp);
         } else if (negative || !strcmp(digits.data, "0")) {
-            sbuf_puts(b, "1");
+            strbuf_puts(b, "1");
         } else {
-            sbuf_put(b, digits.data, digits.len);
+            strbuf_put(b, digits.data, digits.len);
         }
         free(digits.data);
         return 0;
     }
     default: /* list or dict: TypeError */
         snprintf(tmp, sizeof tmp, "%d", METADATA_HASH_DEFAULT_SAMPLE);
-        sbuf_puts(b, tmp);
+        strbuf_puts(b, tmp);
         return 0;
     }
 }
@@ -816,7 +783,7 @@ static const char *effective_color_by(const struct jnode *config)
 /* (reducer or "pca").lower() as a JSON string.  ASCII is lowered by hand; other code
  * points with glibc's C.UTF-8 simple case mapping plus U+0130's two-code-point special
  * case (Python's full mapping).  The context-dependent final sigma is not reproduced. */
-static int emit_reducer(struct sbuf *b, const char *reducer)
+static int emit_reducer(struct strbuf *b, const char *reducer)
 {
     if (!reducer || !*reducer)
         reducer = "pca";
@@ -824,7 +791,7 @@ static int emit_reducer(struct sbuf *b, const char *reducer)
     const unsigned char *u = (const unsigned char *)reducer;
     locale_t loc = (locale_t)0;
     int rc = 0;
-    sbuf_put(b, "\"", 1);
+    strbuf_put(b, "\"", 1);
     for (size_t i = 0; i < len;) {
         long cp = utf8_next(u, len, &i);
         if (cp < 0) {
@@ -844,7 +811,7 @@ static int emit_reducer(struct sbuf *b, const char *reducer)
         }
         emit_codepoint(b, cp);
     }
-    sbuf_put(b, "\"", 1);
+    strbuf_put(b, "\"", 1);
 cleanup:
     if (loc != (locale_t)0)
         freelocale(loc);
@@ -878,7 +845,7 @@ int metadata_hash_canonical(const struct metadata_hash_input *in, char **canonic
 {
     struct jnode *tree = NULL;
     const struct jnode *config = NULL; /* NULL stands for {} */
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     char tmp[64];
     int rc = 0;
 
@@ -896,17 +863,17 @@ int metadata_hash_canonical(const struct metadata_hash_input *in, char **canonic
         }
     }
 
-    sbuf_puts(&b, "{\"collection_id\":");
+    strbuf_puts(&b, "{\"collection_id\":");
     if (emit_string(&b, in->collection_id, strlen(in->collection_id)) < 0) {
         rc = pw_error_set(err, PW_EINVAL, "collection_id is not valid UTF-8");
         goto cleanup;
     }
     snprintf(tmp, sizeof tmp, ",\"collection_updated_at_us\":%lld",
              (long long)in->collection_updated_at_us);
-    sbuf_puts(&b, tmp);
-    sbuf_puts(&b, ",\"color_by\":\"");
-    sbuf_puts(&b, effective_color_by(config));
-    sbuf_puts(&b, "\",\"config\":");
+    strbuf_puts(&b, tmp);
+    strbuf_puts(&b, ",\"color_by\":\"");
+    strbuf_puts(&b, effective_color_by(config));
+    strbuf_puts(&b, "\",\"config\":");
     if (config) {
         if ((rc = emit_object(&b, config, true)) < 0) {
             rc = pw_error_set(err, rc,
@@ -916,28 +883,28 @@ int metadata_hash_canonical(const struct metadata_hash_input *in, char **canonic
             goto cleanup;
         }
     } else {
-        sbuf_puts(&b, "{}");
+        strbuf_puts(&b, "{}");
     }
     snprintf(tmp, sizeof tmp, ",\"dimensionality\":%lld", (long long)in->dimensionality);
-    sbuf_puts(&b, tmp);
-    sbuf_puts(&b, ",\"embedding_model\":");
+    strbuf_puts(&b, tmp);
+    strbuf_puts(&b, ",\"embedding_model\":");
     if (emit_string(&b, in->embedding_model, strlen(in->embedding_model)) < 0) {
         rc = pw_error_set(err, PW_EINVAL, "embedding_model is not valid UTF-8");
         goto cleanup;
     }
-    sbuf_puts(&b, ",\"reducer\":");
+    strbuf_puts(&b, ",\"reducer\":");
     if (emit_reducer(&b, in->reducer) < 0) {
         rc = pw_error_set(err, PW_EINVAL, "reducer is not valid UTF-8");
         goto cleanup;
     }
-    sbuf_puts(&b, ",\"sample_limit\":");
+    strbuf_puts(&b, ",\"sample_limit\":");
     if ((rc = emit_sample_limit(&b, config)) < 0) {
         rc = pw_error_set(err, rc, "out of memory");
         goto cleanup;
     }
     snprintf(tmp, sizeof tmp, ",\"v\":%d,\"vector_count\":%lld}", METADATA_HASH_VERSION,
              (long long)in->vector_count);
-    sbuf_puts(&b, tmp);
+    strbuf_puts(&b, tmp);
     if (b.nomem) {
         rc = pw_error_set(err, PW_ENOMEM, "out of memory building the canonical text");
         goto cleanup;

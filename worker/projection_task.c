@@ -107,28 +107,6 @@ static int is_uuid(const char *s)
     return 1;
 }
 
-static int python_truthy(json_t *v)
-{
-    if (!v)
-        return 0;
-    switch (json_typeof(v)) {
-    case JSON_STRING:
-        return json_string_length(v) > 0;
-    case JSON_INTEGER:
-        return json_integer_value(v) != 0;
-    case JSON_REAL:
-        return json_real_value(v) != 0;
-    case JSON_TRUE:
-        return 1;
-    case JSON_ARRAY:
-        return json_array_size(v) > 0;
-    case JSON_OBJECT:
-        return json_object_size(v) > 0;
-    default:
-        return 0;
-    }
-}
-
 /* datetime.now(UTC).isoformat() */
 static void iso_now(char *buf, size_t cap)
 {
@@ -238,7 +216,7 @@ static int load_run(struct projection_job *job, struct pw_error *err)
         json_decref(job->config);
         job->config = json_object();
     }
-    job->force = python_truthy(json_object_get(job->config, "force"));
+    job->force = categories_python_truthy(json_object_get(job->config, "force"));
     return 0;
 }
 

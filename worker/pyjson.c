@@ -9,6 +9,7 @@
  *   - reals through metadata_hash_format_double (repr(float)).
  * Output goes into one growable buffer; the first allocation failure is remembered and
  * reported once at the end. */
+#include "strbuf.h"
 #include "pyjson.h"
 
 #include <math.h>
@@ -19,43 +20,11 @@
 
 #include "metadata_hash.h"
 
-struct obuf {
-    char *data;
-    size_t len, cap;
-    bool nomem;
-};
-
-static void obuf_put(struct obuf *b, const char *s, size_t n)
+static void obuf_newline(struct strbuf *b, int indent, int level)
 {
-    if (b->nomem)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->data, cap);
-        if (!p) {
-            b->nomem = true;
-            return;
-        }
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-static void obuf_puts(struct obuf *b, const char *s)
-{
-    obuf_put(b, s, strlen(s));
-}
-
-static void obuf_newline(struct obuf *b, int indent, int level)
-{
-    obuf_put(b, "\n", 1);
+    strbuf_put(b, "\n", 1);
     for (long i = 0; i < (long)indent * level; i++)
-        obuf_put(b, " ", 1);
+        strbuf_put(b, " ", 1);
 }
 
 /* Decodes one UTF-8 sequence at s[*i] (strict: no overlongs, no surrogates, <= U+10FFFF). */
@@ -92,18 +61,18 @@ static int utf8_next(const unsigned char *s, size_t len, size_t *i, uint32_t *cp
     return 0;
 }
 
-static int emit_string(struct obuf *b, const char *str, size_t len)
+static int emit_string(struct strbuf *b, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
     char esc[16];
     size_t i = 0;
-    obuf_put(b, "\"", 1);
+    strbuf_put(b, "\"", 1);
     while (i < len) {
         /* Copy the longest run of characters that need no escape in one go. */
         size_t start = i;
         while (i < len && s[i] >= 0x20 && s[i] <= 0x7e && s[i] != '"' && s[i] != '\\')
             i++;
-        obuf_put(b, str + start, i - start);
+        strbuf_put(b, str + start, i - start);
         if (i >= len)
             break;
         uint32_t cp;
@@ -111,25 +80,25 @@ static int emit_string(struct obuf *b, const char *str, size_t len)
             return -1;
         switch (cp) {
         case '"':
-            obuf_put(b, "\\\"", 2);
+            strbuf_put(b, "\\\"", 2);
             break;
         case '\\':
-            obuf_put(b, "\\\\", 2);
+            strbuf_put(b, "\\\\", 2);
             break;
         case '\n':
-            obuf_put(b, "\\n", 2);
+            strbuf_put(b, "\\n", 2);
             break;
         case '\r':
-            obuf_put(b, "\\r", 2);
+            strbuf_put(b, "\\r", 2);
             break;
         case '\t':
-            obuf_put(b, "\\t", 2);
+            strbuf_put(b, "\\t", 2);
             break;
         case '\b':
-            obuf_put(b, "\\b", 2);
+            strbuf_put(b, "\\b", 2);
             break;
         case '\f':
-            obuf_put(b, "\\f", 2);
+            strbuf_put(b, "\\f", 2);
             break;
         default:
             if (cp < 0x10000) {
@@ -139,10 +108,10 @@ static int emit_string(struct obuf *b, const char *str, size_t len)
                 snprintf(esc, sizeof esc, "\\u%04x\\u%04x", (unsigned)(0xd800 | (v >> 10)),
                          (unsigned)(0xdc00 | (v & 0x3ff)));
             }
-            obuf_puts(b, esc);
+            strbuf_puts(b, esc);
         }
     }
-    obuf_put(b, "\"", 1);
+    strbuf_put(b, "\"", 1);
     return 0;
 }
 
@@ -162,16 +131,18 @@ static int member_cmp(const void *pa, const void *pb)
     return (a->key_len > b->key_len) - (a->key_len < b->key_len);
 }
 
-static int emit_value(struct obuf *b, const json_t *v, int indent, int level, struct pw_error *err);
+static int emit_value(struct strbuf *b, const json_t *v, int indent, int level,
+                      struct pw_error *err);
 
-static int emit_object(struct obuf *b, const json_t *v, int indent, int level, struct pw_error *err)
+static int emit_object(struct strbuf *b, const json_t *v, int indent, int level,
+                       struct pw_error *err)
 {
     json_t *obj = (json_t *)v; /* jansson's iterators take non-const; nothing is modified */
     size_t n = json_object_size(obj), k = 0;
     struct member *m = NULL;
     int rc = 0;
     if (n == 0) {
-        obuf_put(b, "{}", 2);
+        strbuf_put(b, "{}", 2);
         return 0;
     }
     m = calloc(n, sizeof *m);
@@ -186,27 +157,28 @@ static int emit_object(struct obuf *b, const json_t *v, int indent, int level, s
         k++;
     }
     qsort(m, k, sizeof *m, member_cmp);
-    obuf_put(b, "{", 1);
+    strbuf_put(b, "{", 1);
     for (size_t i = 0; i < k; i++) {
         if (i)
-            obuf_put(b, ",", 1);
+            strbuf_put(b, ",", 1);
         obuf_newline(b, indent, level + 1);
         if (emit_string(b, m[i].key, m[i].key_len) < 0) {
             rc = pw_error_set(err, PW_EINVAL, "pyjson: object key is not valid UTF-8");
             goto cleanup;
         }
-        obuf_put(b, ": ", 2);
+        strbuf_put(b, ": ", 2);
         if ((rc = emit_value(b, m[i].value, indent, level + 1, err)) < 0)
             goto cleanup;
     }
     obuf_newline(b, indent, level);
-    obuf_put(b, "}", 1);
+    strbuf_put(b, "}", 1);
 cleanup:
     free(m);
     return rc;
 }
 
-static int emit_value(struct obuf *b, const json_t *v, int indent, int level, struct pw_error *err)
+static int emit_value(struct strbuf *b, const json_t *v, int indent, int level,
+                      struct pw_error *err)
 {
     char num[48];
     int rc;
@@ -215,29 +187,29 @@ static int emit_value(struct obuf *b, const json_t *v, int indent, int level, st
                             PYJSON_MAX_DEPTH);
     switch (json_typeof(v)) {
     case JSON_NULL:
-        obuf_put(b, "null", 4);
+        strbuf_put(b, "null", 4);
         return 0;
     case JSON_TRUE:
-        obuf_put(b, "true", 4);
+        strbuf_put(b, "true", 4);
         return 0;
     case JSON_FALSE:
-        obuf_put(b, "false", 5);
+        strbuf_put(b, "false", 5);
         return 0;
     case JSON_INTEGER:
         snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        obuf_puts(b, num);
+        strbuf_puts(b, num);
         return 0;
     case JSON_REAL: {
         double d = json_real_value(v);
         /* jansson refuses non-finite reals today; print them as Python would anyway. */
         if (isnan(d))
-            obuf_puts(b, "NaN");
+            strbuf_puts(b, "NaN");
         else if (isinf(d))
-            obuf_puts(b, d > 0 ? "Infinity" : "-Infinity");
+            strbuf_puts(b, d > 0 ? "Infinity" : "-Infinity");
         else if (metadata_hash_format_double(d, num, sizeof num) < 0)
             return pw_error_set(err, PW_EINTERNAL, "pyjson: cannot format a real");
         else
-            obuf_puts(b, num);
+            strbuf_puts(b, num);
         return 0;
     }
     case JSON_STRING:
@@ -247,19 +219,19 @@ static int emit_value(struct obuf *b, const json_t *v, int indent, int level, st
     case JSON_ARRAY: {
         size_t n = json_array_size(v);
         if (n == 0) {
-            obuf_put(b, "[]", 2);
+            strbuf_put(b, "[]", 2);
             return 0;
         }
-        obuf_put(b, "[", 1);
+        strbuf_put(b, "[", 1);
         for (size_t i = 0; i < n; i++) {
             if (i)
-                obuf_put(b, ",", 1);
+                strbuf_put(b, ",", 1);
             obuf_newline(b, indent, level + 1);
             if ((rc = emit_value(b, json_array_get(v, i), indent, level + 1, err)) < 0)
                 return rc;
         }
         obuf_newline(b, indent, level);
-        obuf_put(b, "]", 1);
+        strbuf_put(b, "]", 1);
         return 0;
     }
     case JSON_OBJECT:
@@ -270,7 +242,7 @@ static int emit_value(struct obuf *b, const json_t *v, int indent, int level, st
 
 int pyjson_dumps_indent(const json_t *v, int indent, char **out, struct pw_error *err)
 {
-    struct obuf b = {0};
+    struct strbuf b = {0};
     int rc;
     if (out)
         *out = NULL;
@@ -280,7 +252,7 @@ int pyjson_dumps_indent(const json_t *v, int indent, char **out, struct pw_error
     }
     if ((rc = emit_value(&b, v, indent, 0, err)) < 0)
         goto cleanup;
-    obuf_put(&b, "", 0); /* an empty buffer still becomes "" */
+    strbuf_put(&b, "", 0); /* an empty buffer still becomes "" */
     if (b.nomem) {
         rc = pw_error_set(err, PW_ENOMEM, "pyjson: out of memory (%zu bytes printed)", b.len);
         goto cleanup;
