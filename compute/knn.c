@@ -384,8 +384,11 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
         if (iters < 5)
             iters = 5;
     }
+    /* Candidates per point per iteration; the local join costs their square.  Measured on
+     * 20k x 768 clustered unit vectors: k = 14 needs 2k for recall >= 0.95 (0.966; k
+     * candidates gave 0.915), while k = 91 (t-SNE) reaches 0.999 with 16. */
     if (!maxc)
-        maxc = k < 60 ? k : 60;
+        maxc = k <= 30 ? 2 * k : 16;
     struct nnd s = {m, n, k, g->dist, g->idx, NULL, threads};
     int rc = 0, oom = 0;
     size_t njobs = n_trees > (size_t)threads ? n_trees : (size_t)threads;

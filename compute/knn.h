@@ -29,7 +29,7 @@ struct knn_options {
     size_t n_trees;         /* 0: pynndescent's min(32, 5 + round(n^0.25)), capped at 16 */
     size_t leaf_size;       /* 0: pynndescent's max(10, k) */
     size_t n_iters;         /* 0: pynndescent's max(5, round(log2 n)) */
-    size_t max_candidates;  /* 0: pynndescent's min(60, k) */
+    size_t max_candidates;  /* 0: 2k for k <= 30, else 16 (pynndescent: min(60, k)); see knn.c */
     double delta;           /* 0.001: pynndescent's early-stop fraction of k*n updates */
     uint64_t seed;          /* 42: the Python task's random_state */
     int threads;            /* <= 0: all cores */

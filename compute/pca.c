@@ -53,6 +53,15 @@ static void column_mean(const float *x, size_t n, size_t d, int threads, double 
         mean[j] /= (double)n;
 }
 
+/* One thread on purpose: this is memory-bound, and an OpenMP team spinning here would
+ * compete with OpenBLAS's own threads in the BLAS call that follows. */
+static void centre_block(const float *x, size_t rows, size_t d, const float *mean, float *block)
+{
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < d; j++)
+            block[i * d + j] = x[i * d + j] - mean[j];
+}
+
 int pca_fit(const float *x, size_t n, size_t d, const struct pca_options *opt, float *out,
             struct pca_result *res, const struct pw_progress *progress, struct pw_error *err)
 {
@@ -95,10 +104,7 @@ int pca_fit(const float *x, size_t n, size_t d, const struct pca_options *opt, f
         if ((rc = pw_progress_check(progress, err, "pca")))
             goto cleanup;
         size_t rows = n - b0 < PCA_BLOCK ? n - b0 : PCA_BLOCK;
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (size_t i = 0; i < rows; i++)
-            for (size_t j = 0; j < d; j++)
-                block[i * d + j] = x[(b0 + i) * d + j] - fmean[j];
+        centre_block(x + b0 * d, rows, d, fmean, block);
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)rows, 1.0f, block, (int)d,
                     0.0f, blockcov, (int)d);
         for (size_t i = 0; i < d; i++)
@@ -143,10 +149,7 @@ int pca_fit(const float *x, size_t n, size_t d, const struct pca_options *opt, f
         if ((rc = pw_progress_check(progress, err, "pca")))
             goto cleanup;
         size_t rows = n - b0 < PCA_BLOCK ? n - b0 : PCA_BLOCK;
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (size_t i = 0; i < rows; i++)
-            for (size_t j = 0; j < d; j++)
-                block[i * d + j] = x[(b0 + i) * d + j] - fmean[j];
+        centre_block(x + b0 * d, rows, d, fmean, block);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)k, (int)d, 1.0f, block,
                     (int)d, fvecs, (int)d, 0.0f, out + b0 * k, (int)k);
     }

@@ -30,7 +30,7 @@ void tsne_options_default(struct tsne_options *opt)
     opt->seed = 42;
     opt->threads = 0;
     opt->knn_method = KNN_AUTO;
-    opt->knn_exact_max_n = 4096;
+    opt->knn_exact_max_n = 20000;
 }
 
 static double now_seconds(void)

@@ -43,7 +43,7 @@ struct tsne_options {
     uint64_t seed;             /* 42: projection.py's random_state (see seed semantics) */
     int threads;               /* <= 0: all cores; the result does not depend on it */
     enum knn_method knn_method;
-    size_t knn_exact_max_n; /* 4096, as umap-learn (sklearn TSNE is always exact) */
+    size_t knn_exact_max_n; /* 20000: k = 91 makes NN-descent dearer than GEMM below (measured) */
 };
 
 struct tsne_result {

@@ -803,8 +803,8 @@ struct sgd {
     const struct fgraph *g;
     float *Y, *snap;
     float *eps, *eons, *epns, *epneg; /* per edge, as umap-learn's arrays */
-    float *tail_delta;                /* per edge, 2 floats */
-    int32_t *rev;                     /* per edge: index of the reverse edge */
+    float *tail_delta; /* per edge, 2 floats, stored at the reverse edge's slot (tail's row) */
+    int32_t *rev;      /* per edge: index of the reverse edge */
     float a, b, gamma;
     uint64_t seed;
 };
@@ -816,7 +816,6 @@ PW_CLONES static void sgd_vertex(struct sgd *s, size_t i, size_t epoch, float al
     float *cur = s->Y + 2 * i;
     const float a = s->a, b = s->b;
     for (size_t e = g->rowptr[i]; e < g->rowptr[i + 1]; e++) {
-        s->tail_delta[2 * e] = s->tail_delta[2 * e + 1] = 0.0f;
         if (s->eons[e] > (float)epoch)
             continue;
         size_t k = (size_t)g->col[e];
@@ -830,8 +829,9 @@ PW_CLONES static void sgd_vertex(struct sgd *s, size_t i, size_t epoch, float al
         float gx = clip4(gc * dx) * alpha, gy = clip4(gc * dy) * alpha;
         cur[0] += gx;
         cur[1] += gy;
-        s->tail_delta[2 * e] = -gx;
-        s->tail_delta[2 * e + 1] = -gy;
+        size_t r = (size_t)s->rev[e]; /* slot in the tail's row: no other edge writes it */
+        s->tail_delta[2 * r] = -gx;
+        s->tail_delta[2 * r + 1] = -gy;
         s->eons[e] += s->eps[e];
         int nneg = (int)(((float)epoch - s->epns[e]) / s->epneg[e]);
         /* Negative samples: all pushed away from the same current position (umap-learn
@@ -888,9 +888,9 @@ static int optimize_layout(struct sgd *s, size_t n_epochs, float alpha0, int thr
 #pragma omp parallel for schedule(static) num_threads(threads)
         for (size_t i = 0; i < n; i++)
             for (size_t e = g->rowptr[i]; e < g->rowptr[i + 1]; e++) {
-                size_t r = (size_t)s->rev[e];
-                s->Y[2 * i] += s->tail_delta[2 * r];
-                s->Y[2 * i + 1] += s->tail_delta[2 * r + 1];
+                s->Y[2 * i] += s->tail_delta[2 * e]; /* sequential in i's row */
+                s->Y[2 * i + 1] += s->tail_delta[2 * e + 1];
+                s->tail_delta[2 * e] = s->tail_delta[2 * e + 1] = 0.0f;
             }
         alpha = alpha0 * (1.0f - (float)epoch / (float)n_epochs);
         double t = now_seconds();
@@ -1021,7 +1021,7 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
     s.eons = malloc((nnz + 1) * sizeof *s.eons);
     s.epns = malloc((nnz + 1) * sizeof *s.epns);
     s.epneg = malloc((nnz + 1) * sizeof *s.epneg);
-    s.tail_delta = malloc(2 * (nnz + 1) * sizeof *s.tail_delta);
+    s.tail_delta = calloc(2 * (nnz + 1), sizeof *s.tail_delta);
     s.rev = malloc((nnz + 1) * sizeof *s.rev);
     if (!s.snap || !s.eps || !s.eons || !s.epns || !s.epneg || !s.tail_delta || !s.rev) {
         rc = pw_error_set(err, PW_ENOMEM, "umap: out of memory for the optimiser");

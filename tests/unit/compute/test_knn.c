@@ -132,6 +132,26 @@ static void test_approx_is_deterministic_for_seed_and_threads(void)
     free(x);
 }
 
+static void test_approx_does_not_depend_on_thread_count(void)
+{
+    size_t n = 1500, d = 24, k = 10;
+    float *x = td_clusters(n, d, 8, 4);
+    struct knn_options o;
+    knn_options_default(&o);
+    o.method = KNN_APPROX;
+    struct knn_graph a, b;
+    struct pw_error err;
+    o.threads = 1;
+    CHECK(knn_build(x, n, d, k, &o, &a, NULL, &err) == 0);
+    o.threads = 3;
+    CHECK(knn_build(x, n, d, k, &o, &b, NULL, &err) == 0);
+    CHECK(memcmp(a.idx, b.idx, n * k * sizeof *a.idx) == 0);
+    CHECK(memcmp(a.dist, b.dist, n * k * sizeof *a.dist) == 0);
+    knn_free(&a);
+    knn_free(&b);
+    free(x);
+}
+
 static void test_knn_cancel_flag_returns_ecanceled(void)
 {
     size_t n = 500, d = 8;
@@ -161,6 +181,7 @@ int main(void)
     RUN(test_approx_euclidean_recall_at_least_095);
     RUN(test_approx_cosine_recall_at_least_095);
     RUN(test_approx_is_deterministic_for_seed_and_threads);
+    RUN(test_approx_does_not_depend_on_thread_count);
     RUN(test_knn_cancel_flag_returns_ecanceled);
     RUN(test_knn_rejects_k_not_below_n);
     PW_TEST_MAIN();

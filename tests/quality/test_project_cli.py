@@ -1,0 +1,79 @@
+"""`projection-worker project` file handling: raw float32 and .npy float32/float64 inputs
+give the same layout, meta.json has sorted keys and the reducer's fields, bad input exits
+with status 2 and one line on stderr.  Usage: test_project_cli.py WORKER"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+
+def run(worker, args):
+    return subprocess.run([worker, "project", *args], capture_output=True, text=True)
+
+
+def main(worker):
+    failures = []
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 12)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw, f32, f64 = (os.path.join(tmp, n) for n in ("x.bin", "x32.npy", "x64.npy"))
+        x.tofile(raw)
+        np.save(f32, x)
+        np.save(f64, x.astype(np.float64))
+        outs = []
+        for args in (["--input", raw, "--dim", "12"], ["--input", f32], ["--input", f64]):
+            out = os.path.join(tmp, f"out{len(outs)}")
+            p = run(worker, [*args, "--reducer", "pca", "--out", out])
+            if p.returncode != 0:
+                failures.append(f"{args}: exit {p.returncode}: {p.stderr.strip()}")
+                continue
+            outs.append(np.fromfile(os.path.join(out, "x.f32.bin"), dtype="<f4"))
+            with open(os.path.join(out, "meta.json")) as f:
+                text = f.read()
+            meta = json.loads(text)
+            if list(meta) != sorted(meta) or list(meta["timings"]) != sorted(meta["timings"]):
+                failures.append("meta.json keys are not sorted")
+            for key in ("explained_variance_ratio", "singular_values", "timings", "reducer_params"):
+                if key not in meta:
+                    failures.append(f"meta.json lacks {key}")
+            if meta.get("point_count") != 300:
+                failures.append(f"point_count {meta.get('point_count')}")
+        if len(outs) == 3 and not (np.array_equal(outs[0], outs[1]) and np.array_equal(outs[1], outs[2])):
+            failures.append("raw, .npy float32 and .npy float64 inputs gave different layouts")
+
+        bad = os.path.join(tmp, "bad.bin")
+        np.array([1, 2, 3], dtype=np.float32).tofile(bad)
+        nan = os.path.join(tmp, "nan.npy")
+        y = x.copy()
+        y[7, 3] = np.nan
+        np.save(nan, y)
+        fortran = os.path.join(tmp, "f.npy")
+        np.save(fortran, np.asfortranarray(x))
+        one = os.path.join(tmp, "one.npy")
+        np.save(one, x[:1])
+        cases = [
+            (["--input", bad, "--dim", "2"], "not a multiple"),
+            (["--input", nan], "NaN"),
+            (["--input", fortran], "C-ordered"),
+            (["--input", one], "at least 2 points"),
+            (["--input", f32, "--reducer", "umap", "--config", '{"metric": "hamming"}'], "metric"),
+            (["--input", f32, "--reducer", "umap", "--config", "{not json"], "not JSON"),
+            (["--input", f32, "--reducer", "nope"], "unknown reducer"),
+            (["--input", os.path.join(tmp, "missing.npy")], "cannot open"),
+        ]
+        for args, needle in cases:
+            p = run(worker, [*args, "--out", os.path.join(tmp, "o")])
+            lines = p.stderr.strip().splitlines()
+            if p.returncode != 2 or len(lines) != 1 or needle not in lines[0]:
+                failures.append(f"{args}: exit {p.returncode}, stderr {p.stderr!r} (want 2 and '{needle}')")
+    for f in failures:
+        print("FAIL", f)
+    print(f"{len(failures)} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
