@@ -72,7 +72,7 @@ struct projection_job {
     json_t *meta;
     double last_progress;
     double started;
-    double fetch_s, reduce_s; /* phase timings for the completion log line */
+    double fetch_s, categories_s, reduce_s; /* phase timings for the completion log line */
 };
 
 static double mono_now(void)
@@ -799,12 +799,13 @@ static int publish_and_complete(struct projection_job *job, struct task_outcome 
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru); /* the task process: its peak is this projection's */
         log_job(job, PW_LOG_INFO, "projection_completed",
-                json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:s}", "reducer",
+                json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:s}", "reducer",
                           job->reducer_used, "metadata_hash", job->hash, "point_count",
                           (json_int_t)job->m.n, "dim", (json_int_t)job->m.dim, "qdrant_requests",
                           (json_int_t)job->stats.requests, "duration_s", mono_now() - job->started,
-                          "fetch_s", job->fetch_s, "reduce_s", job->reduce_s, "peak_rss_kb",
-                          (json_int_t)ru.ru_maxrss, "storage_path", job->rel_dir),
+                          "fetch_s", job->fetch_s, "categories_s", job->categories_s, "reduce_s",
+                          job->reduce_s, "peak_rss_kb", (json_int_t)ru.ru_maxrss, "storage_path",
+                          job->rel_dir),
                 NULL);
     }
 done:
@@ -942,7 +943,11 @@ int projection_task_run(const struct task_env *env, struct task_outcome *out, st
             goto failed;
         job.fetch_s = mono_now() - t0;
         t1 = mono_now();
-        if ((rc = derive_categories(&job, err)) || (rc = reduce(&job, err)))
+        if ((rc = derive_categories(&job, err)))
+            goto failed;
+        job.categories_s = mono_now() - t1;
+        t1 = mono_now();
+        if ((rc = reduce(&job, err)))
             goto failed;
         job.reduce_s = mono_now() - t1;
         if ((rc = build_meta(&job, err)) || (rc = publish_and_complete(&job, out, err)))
