@@ -514,7 +514,8 @@ def build_worker(build_dir):
     cfg = ["cmake", "-S", REPO, "-B", build_dir, "-DCMAKE_BUILD_TYPE=Release",
            "-DCMAKE_C_FLAGS=-Wno-error=maybe-uninitialized"]
     subprocess.run(cfg, check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["cmake", "--build", build_dir, "-j2", "--target", "projection-worker"],
+    subprocess.run(["cmake", "--build", build_dir, "-j2", "--target", "projection-worker",
+                    "--target", "projection-worker-task"],
                    check=True, stdout=subprocess.DEVNULL)
 
 
