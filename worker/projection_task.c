@@ -326,7 +326,7 @@ static int try_reuse(struct projection_job *job, struct task_outcome *out, int *
     json_t *summary = NULL, *patch = NULL;
     char *patch_text = NULL, *abs = NULL, *rel = NULL;
     const char *reducer;
-    double t0 = mono_now();
+    double t0 = mono_now(), t_lookup = 0, t_link = 0;
     static const char *const view_keys[] = {"color_by", "legend", "sampled", "shown_count",
                                             "total_count"};
 
@@ -342,6 +342,7 @@ static int try_reuse(struct projection_job *job, struct task_outcome *out, int *
         runs_free(&src);
         return 0;
     }
+    t_lookup = mono_now() - t0;
     if (!src.storage_path) {
         log_job(job, PW_LOG_WARNING, "projection_reuse_skipped",
                 json_pack("{s:s}", "candidate", src.uuid), "candidate has no storage path");
@@ -361,6 +362,7 @@ static int try_reuse(struct projection_job *job, struct task_outcome *out, int *
     if (rc || (rc = artifacts_run_dir(job->app->data_dir, job->run.collection_id, job->run.uuid,
                                       &abs, &rel, err)))
         goto done;
+    t_link = mono_now() - t0 - t_lookup;
     summary = src.meta_json ? json_loads(src.meta_json, 0, NULL) : NULL;
     patch = json_pack("{s:s, s:b}", "reused_from", src.uuid, "idempotent_reuse", 1);
     for (size_t i = 0; i < sizeof view_keys / sizeof view_keys[0]; i++) {
@@ -380,9 +382,10 @@ static int try_reuse(struct projection_job *job, struct task_outcome *out, int *
     out->result = task_result(job, reducer ? reducer : src.reducer, src.point_count, abs);
     *reused = 1;
     log_job(job, PW_LOG_INFO, "projection_reused",
-            json_pack("{s:s, s:s, s:b, s:I, s:f}", "reused_from", src.uuid, "metadata_hash",
-                      job->hash, "idempotent_reuse", 1, "point_count", (json_int_t)src.point_count,
-                      "duration_s", mono_now() - t0),
+            json_pack("{s:s, s:s, s:b, s:I, s:f, s:f, s:f}", "reused_from", src.uuid,
+                      "metadata_hash", job->hash, "idempotent_reuse", 1, "point_count",
+                      (json_int_t)src.point_count, "duration_s", mono_now() - t0, "lookup_s",
+                      t_lookup, "link_s", t_link),
             "identical request: artifacts linked from a completed run, no vectors fetched");
 done:
     json_decref(summary);
