@@ -875,6 +875,8 @@ PW_CLONES static void sgd_vertex(struct sgd *s, size_t i, size_t epoch, float al
 static int optimize_layout(struct sgd *s, size_t n_epochs, float alpha0, int threads,
                            const struct pw_progress *progress, struct pw_error *err)
 {
+    if (s->g->n < 8192)
+        threads = 1; /* two barriers per epoch cost more than they save on small graphs */
     const struct fgraph *g = s->g;
     size_t n = g->n;
     double last = now_seconds();
