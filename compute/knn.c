@@ -202,7 +202,8 @@ static int knn_exact(const struct metric_ctx *m, const float *norms, size_t n, s
             size_t cols = n - c0 < EXACT_COLS ? n - c0 : EXACT_COLS;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)d, 1.0f,
                         m->x + r0 * d, (int)d, m->x + c0 * d, (int)d, 0.0f, dots, (int)cols);
-#pragma omp parallel for schedule(static) num_threads(threads)
+            /* One thread on purpose: the selection is ~1/20 of the sgemm's work, and an
+             * OpenMP team spinning between sgemm calls fights OpenBLAS's threads. */
             for (size_t r = 0; r < rows; r++) {
                 size_t i = r0 + r;
                 float *hd = g->dist + i * k;

@@ -7,6 +7,8 @@
  * are computed in parallel and applied to the heaps in a fixed order, so the graph
  * depends only on the input, the metric and the seed - not on the thread count.
  *
+ * The exact path selects on sgemm dot products, whose last bits may depend on
+ * OpenBLAS's own thread count (set by the caller): same BLAS threads, same bytes.
  * A point is never its own neighbour; rows are sorted by (distance, index).
  * Distances: euclidean = |a - b|, cosine = 1 - a.b / (|a| |b|) (1 for a zero row).
  * knn_build allocates the graph's arrays; the caller releases them with knn_free. */

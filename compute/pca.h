@@ -7,6 +7,8 @@
  * one block of rows.  Components are numpy's up to sign; the sign is fixed so the
  * largest-magnitude entry of each component is positive.
  *
+ * Results are identical for identical input and OpenBLAS thread count (BLAS rounding
+ * may depend on how OpenBLAS splits the work; compute/ never changes that setting).
  * The caller owns every buffer: `out` is n*k floats (row-major), the optional
  * result arrays are sized as documented in struct pca_result. */
 #ifndef PW_PCA_H

@@ -543,6 +543,9 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     for (size_t i = 0; i < 2 * n; i++) /* sklearn works in float32 */
         Y[i] = (double)(float)Y[i];
 
+    /* Below ~8k points an iteration takes well under a millisecond per thread: three
+     * OpenMP barriers per iteration would cost more than they save. */
+    int iter_threads = n < 8192 ? 1 : threads;
     double theta2 = o.theta * o.theta, last = now_seconds(), kl = 0;
     size_t it;
     /* sklearn runs _gradient_descent twice: iterations [0, 250) exaggerated, then
@@ -564,7 +567,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
         size_t ng = 0;
         collect_groups(&tree, 0, groups, &ng);
         int oom = 0;
-#pragma omp parallel num_threads(threads) reduction(| : oom)
+#pragma omp parallel num_threads(iter_threads) reduction(| : oom)
         {
             struct walk_buf b = {0};
 #pragma omp for schedule(dynamic, 8)
@@ -580,7 +583,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
             rc = pw_error_set(err, PW_ENOMEM, "tsne: out of memory for the tree walk");
             goto cleanup;
         }
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(static) num_threads(iter_threads)
         for (size_t i = 0; i < n; i++) {
             const float *Yf = tree.Yf;
             float ax = 0, ay = 0, xi = Yf[2 * i], yi = Yf[2 * i + 1];
@@ -598,7 +601,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
         for (size_t i = 0; i < n; i++)
             Z += zi[i];
         Z = Z > 0 ? Z : 1e-300;
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(static) num_threads(iter_threads)
         for (size_t q = 0; q < 2 * n; q++) {
             double gq = 4.0 * (grad[q] - rep[q] / Z); /* c = 2 (dof + 1) / dof, dof = 1 */
             if (upd[q] * gq < 0.0)

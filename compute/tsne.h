@@ -13,7 +13,9 @@
  * Seed semantics: draws are a function of (seed, purpose, index) (rng.h), not numpy's
  * RandomState, so seed 42 gives a different (equally valid) layout than sklearn's
  * random_state=42.  Every force is computed per point and summed in a fixed order:
- * the result does not depend on the thread count.
+ * the result does not depend on `threads` (given the OpenBLAS thread count, which
+ * the exact k-NN and the PCA init use).  The repulsion walks the quadtree once per
+ * cell of <= 32 points with a criterion at least as strict as per-point Barnes-Hut.
  *
  * Parameter rules (projection.py's _compute_tsne_projection): perplexity is clamped
  * to [1, n - 1], learning_rate raised to >= 10, n_iter raised to >= 250; the values

@@ -803,7 +803,8 @@ struct sgd {
     const struct fgraph *g;
     float *Y, *snap;
     float *eps, *eons, *epns, *epneg; /* per edge, as umap-learn's arrays */
-    float *tail_delta; /* per edge, 2 floats, stored at the reverse edge's slot (tail's row) */
+    float *tail_delta; /* per edge, 2 floats: the tail's move, written by the head's thread */
+    int32_t *stamp;    /* per edge: the epoch tail_delta was written in (-1: never) */
     int32_t *rev;      /* per edge: index of the reverse edge */
     float a, b, gamma;
     uint64_t seed;
@@ -829,9 +830,9 @@ PW_CLONES static void sgd_vertex(struct sgd *s, size_t i, size_t epoch, float al
         float gx = clip4(gc * dx) * alpha, gy = clip4(gc * dy) * alpha;
         cur[0] += gx;
         cur[1] += gy;
-        size_t r = (size_t)s->rev[e]; /* slot in the tail's row: no other edge writes it */
-        s->tail_delta[2 * r] = -gx;
-        s->tail_delta[2 * r + 1] = -gy;
+        s->tail_delta[2 * e] = -gx; /* own row: no cache line shared with other threads */
+        s->tail_delta[2 * e + 1] = -gy;
+        s->stamp[e] = (int32_t)epoch;
         s->eons[e] += s->eps[e];
         int nneg = (int)(((float)epoch - s->epns[e]) / s->epneg[e]);
         /* Negative samples: all pushed away from the same current position (umap-learn
@@ -875,6 +876,8 @@ PW_CLONES static void sgd_vertex(struct sgd *s, size_t i, size_t epoch, float al
 static int optimize_layout(struct sgd *s, size_t n_epochs, float alpha0, int threads,
                            const struct pw_progress *progress, struct pw_error *err)
 {
+    if (s->g->n < 8192)
+        threads = 1; /* two barriers per epoch cost more than they save on small graphs */
     const struct fgraph *g = s->g;
     size_t n = g->n;
     double last = now_seconds();
@@ -888,9 +891,11 @@ static int optimize_layout(struct sgd *s, size_t n_epochs, float alpha0, int thr
 #pragma omp parallel for schedule(static) num_threads(threads)
         for (size_t i = 0; i < n; i++)
             for (size_t e = g->rowptr[i]; e < g->rowptr[i + 1]; e++) {
-                s->Y[2 * i] += s->tail_delta[2 * e]; /* sequential in i's row */
-                s->Y[2 * i + 1] += s->tail_delta[2 * e + 1];
-                s->tail_delta[2 * e] = s->tail_delta[2 * e + 1] = 0.0f;
+                size_t r = (size_t)s->rev[e]; /* read-only here: no false sharing */
+                if (s->stamp[r] == (int32_t)epoch) {
+                    s->Y[2 * i] += s->tail_delta[2 * r];
+                    s->Y[2 * i + 1] += s->tail_delta[2 * r + 1];
+                }
             }
         alpha = alpha0 * (1.0f - (float)epoch / (float)n_epochs);
         double t = now_seconds();
@@ -1021,12 +1026,16 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
     s.eons = malloc((nnz + 1) * sizeof *s.eons);
     s.epns = malloc((nnz + 1) * sizeof *s.epns);
     s.epneg = malloc((nnz + 1) * sizeof *s.epneg);
-    s.tail_delta = calloc(2 * (nnz + 1), sizeof *s.tail_delta);
+    s.tail_delta = malloc(2 * (nnz + 1) * sizeof *s.tail_delta);
+    s.stamp = malloc((nnz + 1) * sizeof *s.stamp);
     s.rev = malloc((nnz + 1) * sizeof *s.rev);
-    if (!s.snap || !s.eps || !s.eons || !s.epns || !s.epneg || !s.tail_delta || !s.rev) {
+    if (!s.snap || !s.eps || !s.eons || !s.epns || !s.epneg || !s.tail_delta || !s.stamp ||
+        !s.rev) {
         rc = pw_error_set(err, PW_ENOMEM, "umap: out of memory for the optimiser");
         goto cleanup;
     }
+    for (size_t e = 0; e <= nnz; e++)
+        s.stamp[e] = -1;
     float wmax = 0;
     for (size_t e = 0; e < nnz; e++)
         wmax = g.val[e] > wmax ? g.val[e] : wmax;
@@ -1073,6 +1082,7 @@ cleanup:
     free(s.epns);
     free(s.epneg);
     free(s.tail_delta);
+    free(s.stamp);
     free(s.rev);
     return rc;
 }

@@ -14,7 +14,10 @@
  * of the epoch, moves its own (head) point immediately and applies the moves of the
  * other (tail) points at the end of the epoch in edge order; negative samples are a
  * function of (seed, edge, epoch, draw).  The result is therefore identical for any
- * thread count, given the same input and seed.
+ * `threads` value, given the same input, seed and OpenBLAS thread count (the exact
+ * k-NN and the eigensolver call BLAS; see knn.h).  Negative samples of one positive
+ * sample all push from the same position (umap-learn moves the point between them),
+ * so they can be computed as one vector operation.
  *
  * `out` is n*2 floats owned by the caller; nothing else survives the call. */
 #ifndef PW_UMAP_H

@@ -198,7 +198,9 @@ int cmd_project(int argc, char **argv)
     }
 
     int status = 2;
-    float *x = NULL, *layout = NULL;
+    struct project_io_matrix mat = {0};
+    const float *x = NULL;
+    float *layout = NULL;
     json_t *config = NULL, *meta = json_object(), *timings = json_object(), *params = json_object();
     size_t n = 0, d = 0;
     struct pw_error err = {0, ""};
@@ -217,10 +219,13 @@ int cmd_project(int argc, char **argv)
         config = json_object();
     }
 
-    if (project_io_read_vectors(input, (size_t)dim, &x, &n, &d, &err)) {
+    if (project_io_read_vectors(input, (size_t)dim, &mat, &err)) {
         fprintf(stderr, "projection-worker project: %s\n", err.msg);
         goto cleanup;
     }
+    x = mat.x;
+    n = mat.n;
+    d = mat.d;
     double t_read = now_seconds();
     json_object_set_new(timings, "read", json_real(t_read - t_start));
 
@@ -368,7 +373,7 @@ int cmd_project(int argc, char **argv)
     status = 0;
 
 cleanup:
-    free(x);
+    project_io_release(&mat);
     free(layout);
     json_decref(config);
     json_decref(meta);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -63,8 +64,16 @@ static int parse_npy_header(const char *h, int *is_f64, size_t *rows, size_t *co
     return 0;
 }
 
-int project_io_read_vectors(const char *path, size_t dim, float **x_out, size_t *n_out,
-                            size_t *d_out, struct pw_error *err)
+void project_io_release(struct project_io_matrix *m)
+{
+    if (m->map)
+        munmap(m->map, m->map_len);
+    free(m->owned);
+    memset(m, 0, sizeof *m);
+}
+
+int project_io_read_vectors(const char *path, size_t dim, struct project_io_matrix *out,
+                            struct pw_error *err)
 {
     int rc = 0;
     float *x = NULL;
@@ -144,9 +153,30 @@ int project_io_read_vectors(const char *path, size_t dim, float **x_out, size_t 
         rc = pw_error_set(err, PW_EIO, "%s: seek failed", path);
         goto cleanup;
     }
+    if (!is_f64 && data_off % sizeof(float) == 0) {
+        /* float32 on disk is already the matrix: map it instead of copying it.  Read-only
+         * and private; the file must not be truncated while we run (SIGBUS). */
+        size_t len = data_off + rows * cols * sizeof(float);
+        void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fileno(f), 0);
+        if (map == MAP_FAILED) {
+            rc = pw_error_set(err, PW_EIO, "%s: mmap failed: %s", path, strerror(errno));
+            goto cleanup;
+        }
+        out->x = (const float *)((const char *)map + data_off);
+        out->n = rows;
+        out->d = cols;
+        out->map = map;
+        out->map_len = len;
+        out->owned = NULL;
+        goto cleanup;
+    }
     x = malloc(rows * cols * sizeof *x);
     if (!x) {
         rc = pw_error_set(err, PW_ENOMEM, "%s: cannot allocate %zu x %zu floats", path, rows, cols);
+        goto cleanup;
+    }
+    if (fseek(f, (long)data_off, SEEK_SET) != 0) {
+        rc = pw_error_set(err, PW_EIO, "%s: seek failed", path);
         goto cleanup;
     }
     if (!is_f64) {
@@ -172,9 +202,12 @@ int project_io_read_vectors(const char *path, size_t dim, float **x_out, size_t 
             done += m;
         }
     }
-    *x_out = x;
-    *n_out = rows;
-    *d_out = cols;
+    out->x = x;
+    out->owned = x;
+    out->n = rows;
+    out->d = cols;
+    out->map = NULL;
+    out->map_len = 0;
     x = NULL;
 cleanup:
     if (f)

@@ -7,8 +7,10 @@
  * value per point) and meta.json, each written to a temporary name, fsynced and
  * renamed, so a reader never sees half a file.
  *
- * project_io_read_vectors allocates *x (free() it); all functions return 0 or a
- * negative PW_E* code with a one-line message in err. */
+ * project_io_read_vectors fills a struct project_io_matrix: float32 data is mapped
+ * read-only from the file (no copy), float64 is converted into an allocated buffer;
+ * either way the caller releases it with project_io_release.  All functions return 0
+ * or a negative PW_E* code with a one-line message in err. */
 #ifndef PW_PROJECT_IO_H
 #define PW_PROJECT_IO_H
 
@@ -17,10 +19,19 @@
 
 #include "pw_error.h"
 
+struct project_io_matrix {
+    const float *x; /* n x d, row-major */
+    size_t n, d;
+    void *map; /* the file mapping, or NULL */
+    size_t map_len;
+    float *owned; /* the allocated buffer, or NULL */
+};
+
 /* dim: the row length for raw files (0 = unknown: only .npy then); for .npy it must
  * be 0 or equal to the file's second dimension. */
-int project_io_read_vectors(const char *path, size_t dim, float **x, size_t *n, size_t *d,
+int project_io_read_vectors(const char *path, size_t dim, struct project_io_matrix *out,
                             struct pw_error *err);
+void project_io_release(struct project_io_matrix *m);
 
 /* Writes x.f32.bin, y.f32.bin from the n x 2 layout and meta.json (sorted keys,
  * indent 2) into dir, creating dir if needed. */
