@@ -33,7 +33,8 @@ struct pw_error {
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static inline int pw_error_set(struct pw_error *err, int code, const char *fmt, ...)
+static inline int
+pw_error_set(struct pw_error *err, int code, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
