@@ -941,6 +941,14 @@ int projection_task_run(const struct task_env *env, struct task_outcome *out, st
         goto finish;
     {
         double t0 = mono_now(), t1;
+        {
+            /* Temp directories of task processes killed mid-publish (kill -9, OOM) are
+             * swept here, under the lock, once they are an hour old. */
+            struct pw_error sweep;
+            if (artifacts_remove_stale_temps(app->data_dir, job.run.collection_id, 3600, &sweep))
+                log_job(&job, PW_LOG_WARNING, "projection_stale_temp_sweep_failed", NULL,
+                        sweep.msg);
+        }
         if ((rc = runs_mark_running(job.conn, job.run.uuid, err)) ||
             (rc = fetch_vectors(&job, err)))
             goto failed;

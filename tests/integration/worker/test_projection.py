@@ -456,6 +456,27 @@ def test_sigterm_lets_a_running_projection_finish():
         env.close()
 
 
+def test_stale_temp_dirs_of_killed_tasks_are_swept():
+    env = Env()
+    q = unique("sweep")
+    try:
+        env.worker(q)
+        coll_dir = os.path.join(env.data_dir, "semantik/projections", env.collection_id)
+        old = os.path.join(coll_dir, f".tmp-{uuid.uuid4()}-123-abcdef")
+        young = os.path.join(coll_dir, f".tmp-{uuid.uuid4()}-124-abcdef")
+        for d in (old, young):
+            os.makedirs(d)
+            with open(os.path.join(d, "x.f32.bin"), "wb") as fh:
+                fh.write(b"\0" * 16)
+        two_hours_ago = time.time() - 7200
+        os.utime(old, (two_hours_ago, two_hours_ago))
+        assert send(q, env.create_run())["status"] == "completed"
+        assert not os.path.exists(old), "an hour-old temp dir survived"
+        assert os.path.exists(young), "a fresh temp dir (maybe a running publish) was removed"
+    finally:
+        env.close()
+
+
 def test_qdrant_5xx_is_retried_then_succeeds():
     env = Env()
     q = unique("q5xx")
