@@ -12,6 +12,7 @@
  * remembers the connection generation; after a reconnect, reserved and scheduled
  * jobs are dropped (the broker redelivers them) and running jobs wait for their
  * redelivery to attach to. */
+#include "clock.h"
 #include "consumer.h"
 
 #include <errno.h>
@@ -54,20 +55,6 @@ struct consumer {
     double shutdown_deadline;
     unsigned long processed;
 };
-
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static json_t *task_fields(const char *task_id, const char *task, uint64_t tag)
 {
@@ -286,7 +273,7 @@ static void start_ready_jobs(struct consumer *c)
         c->reserved_head = job->next;
         if (!c->reserved_head)
             c->reserved_tail = NULL;
-        if (m->expires > 0 && wall_now() > m->expires) {
+        if (m->expires > 0 && pw_wall_now() > m->expires) {
             pw_log_event(c->log, PW_LOG_INFO, "task_expired",
                          task_fields(m->id, m->task, job->delivery_tag),
                          "Discarding revoked task (expired)");
@@ -297,7 +284,7 @@ static void start_ready_jobs(struct consumer *c)
             job_free(job);
             continue;
         }
-        job->started_at = mono_now();
+        job->started_at = pw_mono_now();
         job->deadline = m->time_limit_hard > 0 ? job->started_at + m->time_limit_hard : 0;
         if (c->cfg->track_started)
             publish_result(
@@ -313,7 +300,7 @@ static void start_ready_jobs(struct consumer *c)
 static void promote_due_eta_jobs(struct consumer *c)
 {
     struct pool_job **link = &c->scheduled;
-    double now = wall_now();
+    double now = pw_wall_now();
     int moved = 0;
 
     while (*link) {
@@ -333,7 +320,7 @@ static void promote_due_eta_jobs(struct consumer *c)
 
 static void enforce_time_limits(struct consumer *c)
 {
-    double now = mono_now();
+    double now = pw_mono_now();
 
     for (int i = 0; i < c->n_running; i++) {
         struct pool_job *job = c->running[i];
@@ -445,7 +432,7 @@ static void handle_delivery(struct consumer *c, struct broker_delivery *d)
         job_free(job);
         return;
     }
-    if (job->msg.eta > wall_now()) {
+    if (job->msg.eta > pw_wall_now()) {
         job->next = c->scheduled;
         c->scheduled = job;
         c->n_scheduled++;
@@ -466,7 +453,7 @@ static void connection_lost(struct consumer *c, const char *why)
     broker_free(c->b);
     c->b = NULL;
     drop_waiting_jobs(c, 0);
-    c->next_connect_at = mono_now() + c->backoff_s;
+    c->next_connect_at = pw_mono_now() + c->backoff_s;
 }
 
 static void try_connect(struct consumer *c)
@@ -489,7 +476,7 @@ static void try_connect(struct consumer *c)
         pw_log_event(c->log, PW_LOG_ERROR, "broker_connect_failed",
                      json_pack("{s:s, s:f}", "broker", masked, "retry_in_s", c->backoff_s),
                      err.msg);
-        c->next_connect_at = mono_now() + c->backoff_s;
+        c->next_connect_at = pw_mono_now() + c->backoff_s;
         c->backoff_s =
             c->backoff_s * 2 > c->cfg->reconnect_max_s ? c->cfg->reconnect_max_s : c->backoff_s * 2;
         return;
@@ -535,7 +522,7 @@ static void begin_shutdown(struct consumer *c, int signo)
         return;
     }
     c->shutting_down = 1;
-    c->shutdown_deadline = mono_now() + c->cfg->shutdown_timeout_s;
+    c->shutdown_deadline = pw_mono_now() + c->cfg->shutdown_timeout_s;
     pw_log_event(c->log, PW_LOG_INFO, "shutdown_started",
                  json_pack("{s:i, s:i, s:f}", "signal", signo, "running", c->n_running, "timeout_s",
                            c->cfg->shutdown_timeout_s),
@@ -555,7 +542,7 @@ static void read_signals(struct consumer *c, int signal_fd)
 
 static int poll_timeout_ms(const struct consumer *c)
 {
-    double now = mono_now(), wall = wall_now(), t = 1.0;
+    double now = pw_mono_now(), wall = pw_wall_now(), t = 1.0;
 
     if (c->reserved_head && c->n_running < c->cfg->concurrency)
         return 0;
@@ -605,13 +592,13 @@ int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, vo
     }
     for (;;) {
         struct pollfd fds[3];
-        int nfds = 0, broker_idx = -1;
+        int nfds = 0;
 
         collect_finished(&c);
         if (c.shutting_down) {
             if (c.n_running == 0)
                 break;
-            if (mono_now() >= c.shutdown_deadline) {
+            if (pw_mono_now() >= c.shutdown_deadline) {
                 pw_log_event(log, PW_LOG_WARNING, "shutdown_abandoning",
                              json_pack("{s:i}", "running", c.n_running),
                              "grace period over: unacked tasks go back to the broker");
@@ -623,7 +610,7 @@ int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, vo
                 return 0;
             }
         }
-        if (!c.b && !c.shutting_down && mono_now() >= c.next_connect_at)
+        if (!c.b && !c.shutting_down && pw_mono_now() >= c.next_connect_at)
             try_connect(&c);
         if (!c.shutting_down) {
             promote_due_eta_jobs(&c);
@@ -636,7 +623,6 @@ int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, vo
         fds[nfds].fd = signal_fd;
         fds[nfds++].events = POLLIN;
         if (c.b) {
-            broker_idx = nfds;
             fds[nfds].fd = broker_fd(c.b);
             fds[nfds++].events = POLLIN;
         }
@@ -647,11 +633,10 @@ int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, vo
         }
         if (fds[1].revents & POLLIN)
             read_signals(&c, signal_fd);
-        (void)broker_idx;
         /* Called every turn, readable or not: this is also where heartbeats go out. */
         read_deliveries(&c);
     }
-    if (c.b && !rc)
+    if (!rc)
         pw_log_event(log, PW_LOG_INFO, "worker_stopped",
                      json_pack("{s:I}", "processed", (json_int_t)c.processed), NULL);
     consumer_cleanup(&c, 1);

@@ -1,5 +1,6 @@
 /* pool.c - task threads (see header).  One mutex guards both lists; an eventfd
  * carries "something is done" to the consumer's poll(). */
+#include "clock.h"
 #include "pool.h"
 
 #include <pthread.h>
@@ -23,17 +24,10 @@ struct pool {
     void *app;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void run_job(struct pool *p, struct pool_job *job)
 {
     struct task_env env = {&job->msg, &job->cancel, p->log, p->app};
-    double t0 = now_s();
+    double t0 = pw_mono_now();
 
     pw_error_clear(&job->err);
     memset(&job->outcome, 0, sizeof job->outcome);
@@ -42,7 +36,7 @@ static void run_job(struct pool *p, struct pool_job *job)
         job->outcome.exc_type = "RuntimeError";
         job->outcome.exc_module = "builtins";
     }
-    job->runtime = now_s() - t0;
+    job->runtime = pw_mono_now() - t0;
 }
 
 static void *worker_main(void *arg)

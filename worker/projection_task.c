@@ -9,6 +9,7 @@
  * Anything that fails after the run was loaded marks the run and its operation failed
  * (fail_run) before the task reports FAILURE.  The advisory lock is a session lock on
  * the job's own connection: closing the connection releases it, whatever happened. */
+#include "clock.h"
 #include "projection_task.h"
 
 #include <ctype.h>
@@ -74,13 +75,6 @@ struct projection_job {
     double started;
     double fetch_s, categories_s, reduce_s; /* phase timings for the completion log line */
 };
-
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void log_job(const struct projection_job *job, int level, const char *event, json_t *extra,
                     const char *msg)
@@ -256,7 +250,7 @@ static int compute_hash(struct projection_job *job, struct pw_error *err)
 
 static int lock_hash(struct projection_job *job, struct pw_error *err)
 {
-    double deadline = mono_now() + job->app->lock_wait_s;
+    double deadline = pw_mono_now() + job->app->lock_wait_s;
     int acquired = 0, rc;
 
     if ((rc = advisory_lock_key(job->run.collection_id, job->hash, &job->lock_key, err)) ||
@@ -270,7 +264,7 @@ static int lock_hash(struct projection_job *job, struct pw_error *err)
     for (;;) {
         if (atomic_load(job->env->cancel))
             return pw_error_set(err, PW_ECANCELED, "cancelled while waiting for a duplicate run");
-        if (mono_now() > deadline)
+        if (pw_mono_now() > deadline)
             return pw_error_set(err, PW_ETIMEOUT,
                                 "another worker has been computing the same projection "
                                 "(collection %.64s, hash %.12s) for over %.0f s; giving up",
@@ -326,7 +320,7 @@ static int try_reuse(struct projection_job *job, struct task_outcome *out, int *
     json_t *summary = NULL, *patch = NULL;
     char *patch_text = NULL, *abs = NULL, *rel = NULL;
     const char *reducer;
-    double t0 = mono_now(), t_lookup = 0, t_link = 0;
+    double t0 = pw_mono_now(), t_lookup = 0, t_link = 0;
     static const char *const view_keys[] = {"color_by", "legend", "sampled", "shown_count",
                                             "total_count"};
 
@@ -342,7 +336,7 @@ static int try_reuse(struct projection_job *job, struct task_outcome *out, int *
         runs_free(&src);
         return 0;
     }
-    t_lookup = mono_now() - t0;
+    t_lookup = pw_mono_now() - t0;
     if (!src.storage_path) {
         log_job(job, PW_LOG_WARNING, "projection_reuse_skipped",
                 json_pack("{s:s}", "candidate", src.uuid), "candidate has no storage path");
@@ -362,7 +356,7 @@ static int try_reuse(struct projection_job *job, struct task_outcome *out, int *
     if (rc || (rc = artifacts_run_dir(job->app->data_dir, job->run.collection_id, job->run.uuid,
                                       &abs, &rel, err)))
         goto done;
-    t_link = mono_now() - t0 - t_lookup;
+    t_link = pw_mono_now() - t0 - t_lookup;
     summary = src.meta_json ? json_loads(src.meta_json, 0, NULL) : NULL;
     patch = json_pack("{s:s, s:b}", "reused_from", src.uuid, "idempotent_reuse", 1);
     for (size_t i = 0; i < sizeof view_keys / sizeof view_keys[0]; i++) {
@@ -384,7 +378,7 @@ static int try_reuse(struct projection_job *job, struct task_outcome *out, int *
     log_job(job, PW_LOG_INFO, "projection_reused",
             json_pack("{s:s, s:s, s:b, s:I, s:f, s:f, s:f}", "reused_from", src.uuid,
                       "metadata_hash", job->hash, "idempotent_reuse", 1, "point_count",
-                      (json_int_t)src.point_count, "duration_s", mono_now() - t0, "lookup_s",
+                      (json_int_t)src.point_count, "duration_s", pw_mono_now() - t0, "lookup_s",
                       t_lookup, "link_s", t_link),
             "identical request: artifacts linked from a completed run, no vectors fetched");
 done:
@@ -404,7 +398,7 @@ static void report_progress(struct projection_job *job, json_t *progress)
     struct pw_error ignored;
     json_t *patch;
     char *text;
-    double now = mono_now();
+    double now = pw_mono_now();
 
     if (now - job->last_progress < 1.0) {
         json_decref(progress);
@@ -805,10 +799,10 @@ static int publish_and_complete(struct projection_job *job, struct task_outcome 
                 json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:s}", "reducer",
                           job->reducer_used, "metadata_hash", job->hash, "point_count",
                           (json_int_t)job->m.n, "dim", (json_int_t)job->m.dim, "qdrant_requests",
-                          (json_int_t)job->stats.requests, "duration_s", mono_now() - job->started,
-                          "fetch_s", job->fetch_s, "categories_s", job->categories_s, "reduce_s",
-                          job->reduce_s, "peak_rss_kb", (json_int_t)ru.ru_maxrss, "storage_path",
-                          job->rel_dir),
+                          (json_int_t)job->stats.requests, "duration_s",
+                          pw_mono_now() - job->started, "fetch_s", job->fetch_s, "categories_s",
+                          job->categories_s, "reduce_s", job->reduce_s, "peak_rss_kb",
+                          (json_int_t)ru.ru_maxrss, "storage_path", job->rel_dir),
                 NULL);
     }
 done:
@@ -906,7 +900,7 @@ int projection_task_run(const struct task_env *env, struct task_outcome *out, st
     memset(&job, 0, sizeof job);
     job.env = env;
     job.app = app;
-    job.started = mono_now();
+    job.started = pw_mono_now();
     qdrant_matrix_init(&job.m);
     if ((rc = run_id_argument(env->msg, &job.run_id, err)))
         goto failed;
@@ -940,7 +934,7 @@ int projection_task_run(const struct task_env *env, struct task_outcome *out, st
     if (reused)
         goto finish;
     {
-        double t0 = mono_now(), t1;
+        double t0 = pw_mono_now(), t1;
         {
             /* Temp directories of task processes killed mid-publish (kill -9, OOM) are
              * swept here, under the lock, once they are an hour old. */
@@ -952,15 +946,15 @@ int projection_task_run(const struct task_env *env, struct task_outcome *out, st
         if ((rc = runs_mark_running(job.conn, job.run.uuid, err)) ||
             (rc = fetch_vectors(&job, err)))
             goto failed;
-        job.fetch_s = mono_now() - t0;
-        t1 = mono_now();
+        job.fetch_s = pw_mono_now() - t0;
+        t1 = pw_mono_now();
         if ((rc = derive_categories(&job, err)))
             goto failed;
-        job.categories_s = mono_now() - t1;
-        t1 = mono_now();
+        job.categories_s = pw_mono_now() - t1;
+        t1 = pw_mono_now();
         if ((rc = reduce(&job, err)))
             goto failed;
-        job.reduce_s = mono_now() - t1;
+        job.reduce_s = pw_mono_now() - t1;
         if ((rc = build_meta(&job, err)) || (rc = publish_and_complete(&job, out, err)))
             goto failed;
     }

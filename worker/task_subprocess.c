@@ -3,6 +3,7 @@
  * posix_spawn keeps the multithreaded parent safe (no code runs between fork and exec);
  * the child's stdin gets the message, its stdout is read with poll() so the cancel flag
  * is checked every 100 ms while the task runs. */
+#include "clock.h"
 #include "task_subprocess.h"
 
 #include <errno.h>
@@ -43,13 +44,6 @@ int task_subprocess_find_bin(char *buf, size_t cap, struct pw_error *err)
         return pw_error_set(err, PW_ENOTFOUND, "%s is missing or not executable (set PW_TASK_BIN)",
                             buf);
     return 0;
-}
-
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static char *message_json(const struct celery_task_msg *m)
@@ -147,9 +141,9 @@ static int collect_output(const struct task_env *env, const struct task_subproce
         if (atomic_load(env->cancel) && !termed) {
             kill(pid, SIGUSR1);
             termed = 1;
-            killed_at = mono_now();
+            killed_at = pw_mono_now();
         }
-        if (termed && killed_at > 0 && mono_now() - killed_at > cfg->kill_grace_s) {
+        if (termed && killed_at > 0 && pw_mono_now() - killed_at > cfg->kill_grace_s) {
             kill(pid, SIGKILL);
             killed_at = -1;
         }
