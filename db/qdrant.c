@@ -1,14 +1,14 @@
 /* qdrant.c - HTTP side of the Qdrant client: one libcurl easy handle (one kept-alive
- * connection for every page), retries with capped exponential backoff, and the scroll
- * loop of projection.py.
+ * connection for every page), retries with capped exponential backoff, collection info.
  *
- * A scroll response is never buffered: the write callback feeds each chunk to a
- * qdrant_page_parser (qdrant_page.c) that writes vectors into the caller's matrix.
- * A failed attempt frees its parser, which rolls the matrix back, so a retried page
- * starts from a clean state.  Only small bodies (collection info, error bodies) are
- * buffered.  The API key lives in a curl header list and in no message: error texts
- * name the server as scheme://host:port only. */
+ * A scroll response is never buffered here: the write callback hands each chunk of a
+ * 200 body to the caller's sink (qdrant_http.h; qdrant_scroll.c parses pages with it).
+ * A failed attempt tells the sink to drop what it began, so a retried page starts from
+ * a clean state.  Only small bodies (collection info, error bodies) are buffered.  The
+ * API key lives in a curl header list and in no message: error texts name the server
+ * as scheme://host:port only. */
 #include "qdrant.h"
+#include "qdrant_http.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -35,8 +35,8 @@ struct xfer {
     struct qdrant_client *c;
     long status;
     int status_known;
-    struct qdrant_page_parser *parser; /* set: a 200 body streams into it */
-    int parse_failed;
+    const struct qdrant_sink *sink; /* set: a 200 body streams into it */
+    int sink_started, sink_failed;
     struct pw_error perr;
     char *buf; /* other bodies, up to max bytes */
     size_t len, cap, max;
@@ -152,9 +152,16 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
         curl_easy_getinfo(x->c->curl, CURLINFO_RESPONSE_CODE, &x->status);
         x->status_known = 1;
     }
-    if (x->status == 200 && x->parser) {
-        if (qdrant_page_parser_feed(x->parser, ptr, n, &x->perr) < 0) {
-            x->parse_failed = 1;
+    if (x->status == 200 && x->sink) {
+        int rc = 0;
+        if (!x->sink_started) {
+            rc = x->sink->start(x->sink->ud, &x->perr);
+            x->sink_started = rc == 0;
+        }
+        if (rc == 0)
+            rc = x->sink->data(x->sink->ud, ptr, n, &x->perr);
+        if (rc < 0) {
+            x->sink_failed = 1;
             return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
         }
         return n;
@@ -221,7 +228,7 @@ static int classify(struct qdrant_client *c, const char *what, CURLcode cc, stru
 {
     char msg[210];
     *retry = 0;
-    if (cc == CURLE_WRITE_ERROR && x->parse_failed) {
+    if (cc == CURLE_WRITE_ERROR && x->sink_failed) {
         if (err)
             *err = x->perr;
         *retry = x->perr.code == PW_EUNAVAIL;
@@ -270,11 +277,9 @@ static void sleep_ms(long ms)
 struct request {
     const char *what; /* "scroll of `c`" for messages */
     const char *url;
-    const char *body; /* NULL: GET */
-    struct qdrant_matrix *m;
-    const struct qdrant_parse_opts *po;
-    struct qdrant_page *page; /* with m: the parsed page */
-    char **out;               /* without m: the 200 body (caller frees) */
+    const char *body;               /* NULL: GET */
+    const struct qdrant_sink *sink; /* a 200 body goes here as it arrives */
+    char **out;                     /* without sink: the 200 body (caller frees) */
     size_t *out_len;
     size_t requests, retries;
 };
@@ -285,16 +290,11 @@ static int perform(struct qdrant_client *c, struct request *r, struct pw_error *
     long backoff = c->backoff_initial_ms;
 
     for (int attempt = 0; attempt <= c->max_retries; attempt++) {
-        struct xfer x = {.c = c, .max = r->m ? ERROR_BODY_MAX : INFO_BODY_MAX};
+        struct xfer x = {.c = c, .sink = r->sink, .max = r->sink ? ERROR_BODY_MAX : INFO_BODY_MAX};
         if (attempt > 0) {
             sleep_ms(backoff);
             backoff = backoff * 2 > c->backoff_max_ms ? c->backoff_max_ms : backoff * 2;
             r->retries++;
-        }
-        if (r->m) {
-            rc = qdrant_page_parser_new(&x.parser, r->m, r->po, err);
-            if (rc < 0)
-                return rc;
         }
         curl_easy_setopt(c->curl, CURLOPT_URL, r->url);
         if (r->body) {
@@ -308,9 +308,16 @@ static int perform(struct qdrant_client *c, struct request *r, struct pw_error *
         r->requests++;
         CURLcode cc = curl_easy_perform(c->curl);
         rc = classify(c, r->what, cc, &x, &retry, err);
-        if (rc == 0 && r->m) {
-            rc = qdrant_page_parser_finish(x.parser, r->page, err);
-            retry = rc == PW_EUNAVAIL;
+        if (rc == 0 && r->sink) {
+            if (!x.sink_started) { /* an empty 200 body */
+                rc = r->sink->start(r->sink->ud, err);
+                x.sink_started = rc == 0;
+            }
+            if (rc == 0) {
+                x.sink_started = 0; /* finish() ends what start() began, either way */
+                rc = r->sink->finish(r->sink->ud, 1, err);
+                retry = rc == PW_EUNAVAIL;
+            }
         } else if (rc == 0 && x.truncated) {
             rc = pw_error_set(err, PW_EPROTO, "%s at %s: response larger than %u bytes", r->what,
                               c->safe_base, INFO_BODY_MAX);
@@ -325,7 +332,8 @@ static int perform(struct qdrant_client *c, struct request *r, struct pw_error *
                 after * 1000 > backoff)
                 backoff = after * 1000 > c->backoff_max_ms ? c->backoff_max_ms : after * 1000;
         }
-        qdrant_page_parser_free(x.parser); /* rolls the matrix back unless finished */
+        if (x.sink_started) /* the attempt failed after the body began: drop it */
+            r->sink->finish(r->sink->ud, 0, NULL);
         free(x.buf);
         if (rc == 0 || !retry)
             return rc;
@@ -338,7 +346,19 @@ static int perform(struct qdrant_client *c, struct request *r, struct pw_error *
     return rc;
 }
 
-static char *collection_url(struct qdrant_client *c, const char *collection, const char *suffix)
+int qdrant_http_stream(struct qdrant_client *c, const char *what, const char *url, const char *body,
+                       const struct qdrant_sink *sink, size_t *requests, size_t *retries,
+                       struct pw_error *err)
+{
+    struct request r = {.what = what, .url = url, .body = body, .sink = sink};
+    int rc = perform(c, &r, err);
+    *requests += r.requests;
+    *retries += r.retries;
+    return rc;
+}
+
+char *qdrant_http_collection_url(struct qdrant_client *c, const char *collection,
+                                 const char *suffix)
 {
     char *esc = curl_easy_escape(c->curl, collection, 0);
     if (!esc)
@@ -377,9 +397,9 @@ static int read_vector_params(json_t *v, const char *name, struct qdrant_vector_
     return 0;
 }
 
-static int collection_info(struct qdrant_client *c, const char *collection,
-                           struct qdrant_collection_info *out, size_t *requests, size_t *retries,
-                           struct pw_error *err)
+int qdrant_http_collection_info(struct qdrant_client *c, const char *collection,
+                                struct qdrant_collection_info *out, size_t *requests,
+                                size_t *retries, struct pw_error *err)
 {
     char what[160], *body = NULL, *url = NULL;
     size_t len = 0;
@@ -391,7 +411,7 @@ static int collection_info(struct qdrant_client *c, const char *collection,
     if (!collection || !*collection)
         return pw_error_set(err, PW_EINVAL, "no collection name");
     snprintf(what, sizeof what, "collection info of `%.100s`", collection);
-    url = collection_url(c, collection, "");
+    url = qdrant_http_collection_url(c, collection, "");
     if (!url) {
         rc = pw_error_set(err, PW_ENOMEM, "out of memory");
         goto cleanup;
@@ -448,145 +468,5 @@ int qdrant_collection_info(struct qdrant_client *c, const char *collection,
                            struct qdrant_collection_info *out, struct pw_error *err)
 {
     size_t requests = 0, retries = 0;
-    return collection_info(c, collection, out, &requests, &retries, err);
-}
-
-/* ---- scroll ---------------------------------------------------------------------- */
-
-static void json_escape(const char *s, char *out, size_t size)
-{
-    size_t k = 0;
-    for (; *s && k + 7 < size; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            out[k++] = '\\';
-            out[k++] = (char)ch;
-        } else if (ch < 0x20) {
-            k += (size_t)snprintf(out + k, size - k, "\\u%04x", ch);
-        } else {
-            out[k++] = (char)ch;
-        }
-    }
-    out[k] = '\0';
-}
-
-/* Dimension to preallocate for, from the collection config; 0 = learn from the data. */
-static int choose_dim(const struct qdrant_collection_info *info, const char *vname,
-                      const char *collection, size_t *dim, struct pw_error *err)
-{
-    *dim = 0;
-    if (vname) {
-        for (size_t i = 0; i < info->n_vectors; i++) {
-            if (strcmp(info->vectors[i].name, vname) == 0) {
-                if (info->vectors[i].multivector)
-                    return pw_error_set(err, PW_EINVAL,
-                                        "vector `%.64s` of `%.100s` is a multivector; "
-                                        "projections need dense vectors",
-                                        vname, collection);
-                *dim = info->vectors[i].size;
-                return 0;
-            }
-        }
-        return pw_error_set(err, PW_EINVAL, "collection `%.100s` has no dense vector named `%.64s`",
-                            collection, vname);
-    }
-    for (size_t i = 0; i < info->n_vectors; i++) {
-        if (info->vectors[i].multivector)
-            continue;
-        if (*dim && info->vectors[i].size != *dim) { /* names differ in size: learn it */
-            *dim = 0;
-            return 0;
-        }
-        *dim = info->vectors[i].size;
-    }
-    return 0;
-}
-
-int qdrant_scroll_matrix(struct qdrant_client *c, const struct qdrant_scroll_opts *o,
-                         struct qdrant_matrix *m, struct qdrant_scroll_stats *stats,
-                         struct pw_error *err)
-{
-    struct qdrant_collection_info info;
-    struct qdrant_scroll_stats st = {0};
-    char what[160], with_vector[160], esc[140], offset[QDRANT_OFFSET_TEXT_MAX] = "";
-    char body[512];
-    char *url = NULL;
-    size_t dim = 0;
-    int rc;
-
-    st.points_count = -1;
-    if (!o || !o->collection || !*o->collection) {
-        rc = pw_error_set(err, PW_EINVAL, "no collection name");
-        goto cleanup;
-    }
-    if (o->vector_name && strlen(o->vector_name) >= QDRANT_NAME_MAX) {
-        rc = pw_error_set(err, PW_EINVAL, "vector name longer than %d bytes", QDRANT_NAME_MAX - 1);
-        goto cleanup;
-    }
-    size_t limit = o->sample_limit ? o->sample_limit : QDRANT_SAMPLE_LIMIT;
-    size_t batch = o->batch && o->batch < QDRANT_SCROLL_BATCH ? o->batch : QDRANT_SCROLL_BATCH;
-
-    rc = collection_info(c, o->collection, &info, &st.requests, &st.retries, err);
-    if (rc < 0)
-        goto cleanup;
-    st.points_count = info.points_count;
-    rc = choose_dim(&info, o->vector_name, o->collection, &dim, err);
-    if (rc < 0)
-        goto cleanup;
-    size_t n_max = limit;
-    if (info.points_count >= 0 && (uint64_t)info.points_count < n_max)
-        n_max = (size_t)info.points_count; /* approximate: the matrix grows if it is low */
-    rc = qdrant_matrix_reserve(m, n_max ? n_max : 1, dim, err);
-    if (rc < 0)
-        goto cleanup;
-
-    if (o->vector_name) {
-        json_escape(o->vector_name, esc, sizeof esc);
-        snprintf(with_vector, sizeof with_vector, "[\"%s\"]", esc);
-    } else {
-        snprintf(with_vector, sizeof with_vector, "true");
-    }
-    snprintf(what, sizeof what, "scroll of `%.100s`", o->collection);
-    url = collection_url(c, o->collection, "/points/scroll");
-    if (!url) {
-        rc = pw_error_set(err, PW_ENOMEM, "out of memory");
-        goto cleanup;
-    }
-    struct qdrant_parse_opts po = {
-        .vector_name = o->vector_name, .limit = limit, .keep_payload = !o->skip_payload};
-    while (m->n < limit) {
-        size_t want = limit - m->n < batch ? limit - m->n : batch;
-        struct qdrant_page page;
-        snprintf(body, sizeof body, "{\"limit\":%zu,\"with_payload\":%s,\"with_vector\":%s%s%s}",
-                 want, o->skip_payload ? "false" : "true", with_vector,
-                 offset[0] ? ",\"offset\":" : "", offset);
-        struct request r = {
-            .what = what, .url = url, .body = body, .m = m, .po = &po, .page = &page};
-        rc = perform(c, &r, err);
-        st.requests += r.requests;
-        st.retries += r.retries;
-        if (rc < 0)
-            goto cleanup;
-        st.pages++;
-        if (o->progress && o->progress(o->progress_ud, m->n, limit)) {
-            rc = pw_error_set(err, PW_ECANCELED, "%s: cancelled after %zu points", what, m->n);
-            goto cleanup;
-        }
-        if (page.points == 0 || !page.has_next) {
-            st.reached_end = 1;
-            break;
-        }
-        if (strcmp(page.next_offset, offset) == 0) {
-            rc = pw_error_set(err, PW_EPROTO, "%s: next_page_offset %s did not advance", what,
-                              offset);
-            goto cleanup;
-        }
-        memcpy(offset, page.next_offset, sizeof offset);
-    }
-    rc = 0;
-cleanup:
-    if (stats)
-        *stats = st;
-    free(url);
-    return rc;
+    return qdrant_http_collection_info(c, collection, out, &requests, &retries, err);
 }

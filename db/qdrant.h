@@ -6,9 +6,10 @@
  * vectors; a point's vector is the plain vector, or for named vectors the requested
  * name, or else the first non-null one; points without a usable dense vector
  * (null, missing name, multivector, sparse) are skipped and counted, not stored.
- * Each response is parsed as it arrives (libcurl write callback -> yajl); numbers go
- * through qdrant_f32_parse() directly into the matrix row, so vectors cost no
- * allocation per point or per number.  Of each payload only the fields the color_by
+ * Each response is parsed as it arrives (libcurl write callback -> yajl, on a parser
+ * thread while the next page is requested: qdrant_scroll.c); numbers go through
+ * qdrant_f32_parse() directly into the matrix row, so vectors cost no allocation per
+ * point or per number.  Of each payload only the fields the color_by
  * rules read are kept (enum qdrant_field), as typed text in one arena.
  *
  * Memory: struct qdrant_matrix owns x, ids and the payload arena; qdrant_matrix_free()
@@ -168,6 +169,32 @@ void qdrant_page_parser_free(struct qdrant_page_parser *p);
 int qdrant_page_parse(struct qdrant_matrix *m, const struct qdrant_parse_opts *opts,
                       const char *buf, size_t len, struct qdrant_page *page, struct pw_error *err);
 
+/* Pages parsed in parallel into one matrix (used by qdrant_scroll_matrix).  A window is
+ * rows [base, base + rows) of m, which must have dim set and room for them; parse a page
+ * into &win->w with a parser whose limit is `rows`, then commit the windows in page
+ * order: rows move down to m->n if earlier pages kept fewer rows than asked for, ids
+ * and payload fields are appended.  m must not be reallocated while a window is open.
+ * The window owns its payload buffers (reused by the next open) until _free. */
+struct qdrant_window {
+    struct qdrant_matrix w; /* x and ids borrowed from m */
+    size_t base;
+    size_t *pay_off; /* owned */
+    size_t pay_cap;
+};
+int qdrant_window_open(struct qdrant_window *win, struct qdrant_matrix *m, size_t base, size_t rows,
+                       struct pw_error *err);
+int qdrant_window_commit(struct qdrant_window *win, struct qdrant_matrix *m, struct pw_error *err);
+void qdrant_window_free(struct qdrant_window *win);
+
+/* Reads next_page_offset from the last bytes of a complete scroll body without parsing
+ * the rest, so the next page can be requested while this one is still being parsed.
+ * Recognises only `] , "next_page_offset" : (u64|"uuid"|null) }`, i.e. the key right
+ * after the points array; returns 1 and fills has_next/next_offset (as
+ * struct qdrant_page has them), or 0 when the tail does not have that shape.  Only a
+ * hint: the full parse of the page is authoritative. */
+int qdrant_page_peek_next(const char *tail, size_t len, int *has_next,
+                          char next_offset[QDRANT_OFFSET_TEXT_MAX]);
+
 /* ---- the HTTP client --------------------------------------------------------------- */
 
 struct qdrant_config {
@@ -211,7 +238,11 @@ struct qdrant_scroll_opts {
     size_t batch;            /* 0: QDRANT_SCROLL_BATCH (larger values are capped to it) */
     const char *vector_name; /* NULL: as struct qdrant_parse_opts */
     int skip_payload;        /* 1: ask for no payload (with_payload false) */
-    /* Called after each page; returning non-zero stops with PW_ECANCELED. */
+    int parse_threads;       /* pages parsed on this many threads while the next page is
+                                received; 0: one per online CPU (at most 8); 1: parse on
+                                the calling thread as each page arrives, no threads */
+    /* Called after each page (on the calling thread); returning non-zero stops with PW_ECANCELED.
+     */
     int (*progress)(void *ud, size_t fetched, size_t sample_limit);
     void *progress_ud;
 };
@@ -222,8 +253,9 @@ struct qdrant_scroll_stats {
     int64_t points_count; /* from the collection info, -1 if unknown */
 };
 
-/* Fills m (initialised, empty) with up to sample_limit points.  On failure m keeps the
- * pages read so far; the caller frees it either way. */
+/* Fills m (initialised, empty) with up to sample_limit points, in scroll order, using
+ * parse_threads threads while it runs (qdrant_scroll.c).  On failure m keeps the pages
+ * committed so far; the caller frees it either way. */
 int qdrant_scroll_matrix(struct qdrant_client *c, const struct qdrant_scroll_opts *opts,
                          struct qdrant_matrix *m, struct qdrant_scroll_stats *stats,
                          struct pw_error *err);

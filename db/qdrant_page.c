@@ -1186,3 +1186,148 @@ int qdrant_page_parse(struct qdrant_matrix *m, const struct qdrant_parse_opts *o
     qdrant_page_parser_free(p);
     return rc;
 }
+
+/* ---- windows: pages parsed in parallel into one matrix (qdrant_scroll.c) ------------
+ *
+ * A window is a qdrant_matrix whose rows and ids are a slice of the final matrix
+ * (borrowed) and whose payload offsets and arena are its own (owned, reused from page
+ * to page).  Its capacity is exactly `rows` and the page parser is given limit = rows,
+ * so matrix_grow() never reallocates the borrowed arrays.  Committing moves the rows
+ * down to m->n when earlier pages kept fewer rows than they asked for (skipped points),
+ * then appends ids and payload records to m. */
+
+int qdrant_window_open(struct qdrant_window *win, struct qdrant_matrix *m, size_t base, size_t rows,
+                       struct pw_error *err)
+{
+    struct qdrant_matrix *w = &win->w;
+    if (!m->dim || rows == 0 || base + rows > m->cap || m->x_cap < m->cap * m->dim)
+        return pw_error_set(err, PW_EINVAL, "window of %zu rows at %zu does not fit the matrix",
+                            rows, base);
+    if (rows + 1 > win->pay_cap) {
+        size_t *po = realloc(win->pay_off, (rows + 1) * sizeof *po);
+        if (!po)
+            return pw_error_set(err, PW_ENOMEM, "out of memory for payload offsets");
+        win->pay_off = po;
+        win->pay_cap = rows + 1;
+    }
+    win->base = base;
+    w->x = m->x + base * m->dim;
+    w->dim = m->dim;
+    w->n = 0;
+    w->ids = m->ids + base;
+    w->skipped = 0;
+    w->cap = rows;
+    w->x_cap = rows * m->dim;
+    w->pay_off = win->pay_off;
+    w->pay_off[0] = 0;
+    w->arena_len = 0; /* w->arena and arena_cap stay: the window owns them */
+    return 0;
+}
+
+int qdrant_window_commit(struct qdrant_window *win, struct qdrant_matrix *m, struct pw_error *err)
+{
+    struct qdrant_matrix *w = &win->w;
+    if (win->base < m->n || win->base + w->n > m->cap)
+        return pw_error_set(err, PW_EINVAL,
+                            "window at row %zu commits behind the matrix (%zu rows)", win->base,
+                            m->n);
+    if (arena_reserve(m, w->arena_len) < 0)
+        return pw_error_set(err, PW_ENOMEM, "out of memory for payload fields");
+    if (win->base != m->n && w->n) {
+        memmove(m->x + m->n * m->dim, w->x, w->n * m->dim * sizeof *m->x);
+        memmove(m->ids + m->n, w->ids, w->n * sizeof *m->ids);
+    }
+    if (w->arena_len)
+        memcpy(m->arena + m->arena_len, w->arena, w->arena_len);
+    for (size_t i = 0; i < w->n; i++)
+        m->pay_off[m->n + i + 1] = m->arena_len + w->pay_off[i + 1];
+    m->arena_len += w->arena_len;
+    m->n += w->n;
+    m->skipped += w->skipped;
+    w->n = 0;
+    return 0;
+}
+
+void qdrant_window_free(struct qdrant_window *win)
+{
+    if (!win)
+        return;
+    free(win->pay_off);
+    free(win->w.arena);
+    memset(win, 0, sizeof *win);
+}
+
+/* ---- next_page_offset from the tail of a body ------------------------------------- */
+
+static int is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+int qdrant_page_peek_next(const char *tail, size_t len, int *has_next,
+                          char next_offset[QDRANT_OFFSET_TEXT_MAX])
+{
+    static const char key[] = "\"next_page_offset\"";
+    const size_t klen = sizeof key - 1;
+    if (len < klen)
+        return 0;
+    for (size_t at = len - klen + 1; at-- > 0;) {
+        if (memcmp(tail + at, key, klen) != 0)
+            continue;
+        /* it must follow the points array: ] , "next_page_offset" */
+        size_t b = at;
+        while (b > 0 && is_ws(tail[b - 1]))
+            b--;
+        if (b == 0 || tail[--b] != ',')
+            return 0;
+        while (b > 0 && is_ws(tail[b - 1]))
+            b--;
+        if (b == 0 || tail[b - 1] != ']')
+            return 0;
+        size_t i = at + klen;
+        while (i < len && is_ws(tail[i]))
+            i++;
+        if (i >= len || tail[i++] != ':')
+            return 0;
+        while (i < len && is_ws(tail[i]))
+            i++;
+        size_t v0 = i;
+        struct qdrant_id id;
+        if (i < len && tail[i] == '"') {
+            size_t e = ++i;
+            while (e < len && tail[e] != '"')
+                e++;
+            if (e >= len || parse_uuid(tail + i, e - i, id.u.uuid) < 0)
+                return 0;
+            i = e + 1;
+        } else if (len - i >= 4 && memcmp(tail + i, "null", 4) == 0) {
+            i += 4;
+        } else {
+            while (i < len && tail[i] >= '0' && tail[i] <= '9')
+                i++;
+            if (parse_u64(tail + v0, i - v0, &id.u.num) < 0)
+                return 0;
+        }
+        size_t v1 = i;
+        while (i < len && is_ws(tail[i]))
+            i++;
+        if (i >= len || tail[i] != '}') /* the end of "result" */
+            return 0;
+        if (tail[v0] == 'n') {
+            *has_next = 0;
+            next_offset[0] = '\0';
+        } else if (tail[v0] == '"') {
+            char txt[QDRANT_ID_TEXT_MAX];
+            id.kind = QDRANT_ID_UUID;
+            qdrant_id_format(&id, txt);
+            snprintf(next_offset, QDRANT_OFFSET_TEXT_MAX, "\"%s\"", txt);
+            *has_next = 1;
+        } else {
+            memcpy(next_offset, tail + v0, v1 - v0);
+            next_offset[v1 - v0] = '\0';
+            *has_next = 1;
+        }
+        return 1;
+    }
+    return 0;
+}

@@ -443,6 +443,7 @@ static int fetch_vectors(struct projection_job *job, struct pw_error *err)
     so.collection = name;
     so.sample_limit = job->sample_limit;
     so.vector_name = job->app->vector_name;
+    so.parse_threads = job->app->compute_threads;
     so.progress = scroll_progress;
     so.progress_ud = job;
     rc = qdrant_scroll_matrix(client, &so, &job->m, &job->stats, err);

@@ -24,7 +24,7 @@ Usage:
 (named vectors instead of one unnamed vector), null_every=k (every k-th point has no
 vector), pool=K (vectors repeat with period K, so big collections cost little memory),
 payload=1|0.  --cache-pages keeps rendered pages (benchmarks); --gzip compresses bodies
-for clients that accept gzip.  The chosen port is
+for clients that accept gzip; --offset-first writes next_page_offset before the points.  The chosen port is
 printed as "PORT <n>" on stdout and written to --port-file when given.
 """
 
@@ -247,6 +247,7 @@ class State:
         self.total = 0
         self.page_cache = {} if cache_pages else None
         self.gzip = False
+        self.offset_first = False
         self.gzip_responses = 0
         self.scroll_bodies = []
 
@@ -267,7 +268,7 @@ class State:
         return None
 
 
-def scroll_page(c, req):
+def scroll_page(c, req, offset_first=False):
     if not isinstance(req, dict):
         raise BadRequest(400, "Format error in JSON body: expected a JSON object")
     limit = req.get("limit", 10)
@@ -330,6 +331,9 @@ def scroll_page(c, req):
                 p += [b',"vector":', v]
         p.append(b"}")
         parts.append(b"".join(p))
+    if offset_first:  # same JSON object, keys in another order (a client must not care)
+        return (b'{"result":{"next_page_offset":' + json.dumps(next_off).encode() + b',"points":['
+                + b",".join(parts) + b']},"status":"ok","time":0.001}')
     return (b'{"result":{"points":[' + b",".join(parts) + b'],"next_page_offset":'
             + json.dumps(next_off).encode() + b'},"status":"ok","time":0.001}')
 
@@ -455,7 +459,7 @@ class Handler(BaseHTTPRequestHandler):
         out = st.page_cache.get(key) if st.page_cache is not None else None
         if out is None:
             try:
-                out = scroll_page(c, req)
+                out = scroll_page(c, req, st.offset_first)
             except BadRequest as e:
                 return self.send_error_json(e.code, e.msg)
             if st.page_cache is not None:
@@ -535,6 +539,8 @@ def main(argv=None):
                     help="gzip bodies when the client sends Accept-Encoding: gzip (as actix does)")
     ap.add_argument("--cache-pages", action="store_true",
                     help="keep every rendered scroll page, so repeated scrolls cost only the send")
+    ap.add_argument("--offset-first", action="store_true",
+                    help="write result.next_page_offset before result.points (Qdrant writes it after)")
     args = ap.parse_args(argv)
 
     c = Collection(args.collection)
@@ -546,6 +552,7 @@ def main(argv=None):
     srv.daemon_threads = True
     srv.state = State(c, args.api_key, [parse_fault(f) for f in args.fault], args.cache_pages)
     srv.state.gzip = args.gzip
+    srv.state.offset_first = args.offset_first
     port = srv.server_address[1]
     if args.port_file:
         tmp = args.port_file + ".tmp"

@@ -101,6 +101,8 @@ int main(int argc, char **argv)
             so.batch = strtoul(v, NULL, 10);
         else if (strcmp(a, "--vector") == 0)
             so.vector_name = v;
+        else if (strcmp(a, "--parse-threads") == 0)
+            so.parse_threads = atoi(v);
         else if (strcmp(a, "--timeout-ms") == 0)
             cfg.timeout_ms = atol(v);
         else if (strcmp(a, "--retries") == 0)

@@ -245,17 +245,78 @@ class QdrantClientTest(unittest.TestCase):
         rep = run_tool(s.url, limit=1234)
         self.assert_matches_python(rep, pts, limit=1234)
         self.assertFalse(rep["reached_end"])
-        # like projection.py: ask for min(1000, remaining) until enough usable vectors
+        # pages of <= 1000 until enough usable vectors; the next page is requested before
+        # the previous one is parsed, so its size counts the points asked for, not the
+        # usable ones (projection.py asks 1234 - usable), and no point past the ones
+        # needed is ever asked for
+        limits = self.scroll_limits(s)
+        order = sorted(pts, key=lambda r: sort_key(r["id"]))
+        usable = [p["vector"] is not None for p in order]
+        needed = next(i + 1 for i in range(len(order)) if sum(usable[: i + 1]) == 1234)
+        self.assertEqual(limits[:2], [1000, 234])
+        self.assertTrue(all(lim <= 1000 for lim in limits))
+        self.assertEqual(sum(limits), needed)
+
+    def test_sample_limit_with_parsing_on_one_thread_asks_like_projection_py(self):
+        pts = make_points(2500, 4, null_every=10)
+        s = self.start(pts)
+        rep = run_tool(s.url, limit=1234, parse_threads=1)
+        self.assert_matches_python(rep, pts, limit=1234)
         limits = self.scroll_limits(s)
         order = sorted(pts, key=lambda r: sort_key(r["id"]))
         usable_first_page = sum(1 for p in order[:1000] if p["vector"] is not None)
         self.assertLess(usable_first_page, 1000)
         self.assertEqual(limits[:2], [1000, 1234 - usable_first_page])
-        self.assertTrue(all(lim <= 1000 for lim in limits))
+
+    def test_threaded_and_single_thread_parsing_give_identical_matrices(self):
+        pts = make_points(5300, 24, ids="mixed", null_every=7)
+        s = self.start(pts)
+        one = run_tool(s.url, parse_threads=1)
+        for threads in (2, 3):
+            many = run_tool(s.url, parse_threads=threads)
+            self.assertEqual(many["rc"], 0, many["msg"])
+            self.assertEqual(many["ids"], one["ids"])
+            self.assertEqual(many["fields"], one["fields"])
+            self.assertEqual(many["skipped"], one["skipped"])
+            self.assertTrue(np.array_equal(many["x"].view(np.uint32), one["x"].view(np.uint32)))
+        self.assert_matches_python(one, pts)
+
+    def test_offset_after_points_lets_next_page_start_before_parse(self):
+        s = self.start(make_points(3000, 4))
+        run_tool(s.url, parse_threads=2)
+        # the peeked offsets were all right: one request per page, none repeated
+        self.assertEqual(s.stats()["routes"]["scroll"], 3)
+
+    def test_offset_written_before_points_is_still_followed(self):
+        # next_page_offset before the points: the tail holds no offset, each page is
+        # parsed before the next request; a payload key that looks like the offset near
+        # the end of a page must not be taken for it (the parse corrects the guess)
+        pts = make_points(3500, 4)
+        order = sorted(pts, key=lambda r: sort_key(r["id"]))
+        for i in range(999, len(order), 1000):  # the last point of each page
+            order[i]["payload"]["tags"] = [1]
+            order[i]["payload"]["next_page_offset"] = order[0]["id"]
+        s = self.start(pts, extra=["--offset-first"])
+        rep = run_tool(s.url, parse_threads=2)
+        self.assert_matches_python(rep, pts)
+        self.assertTrue(rep["reached_end"])
+        bodies = s.stats()["scroll_bodies"]
+        offsets = set(json.dumps(b.get("offset")) for b in bodies)
+        pages = set(json.dumps(o) for o in [None] + [order[i]["id"] for i in (1000, 2000, 3000)])
+        self.assertLessEqual(pages, offsets)  # every page was read from its real offset
+        self.assertGreater(len(bodies), 4)  # and the wrong guesses cost extra requests only
 
     def test_progress_callback_cancels_between_pages(self):
+        s = self.start(make_points(12000, 4))
+        rep = run_tool(s.url, cancel_after=2, parse_threads=2)
+        self.assertEqual(rep["code"], PW_ECANCELED)
+        self.assertEqual(rep["n"], 2000)
+        # pages already requested (at most one per slot: 2 parsers + 2) are not waited for
+        self.assertLessEqual(s.stats()["routes"]["scroll"], 2 + 4)
+
+    def test_progress_callback_cancels_after_the_page_on_one_thread(self):
         s = self.start(make_points(3000, 4))
-        rep = run_tool(s.url, cancel_after=2)
+        rep = run_tool(s.url, cancel_after=2, parse_threads=1)
         self.assertEqual(rep["code"], PW_ECANCELED)
         self.assertEqual(rep["n"], 2000)
         self.assertEqual(s.stats()["routes"]["scroll"], 2)

@@ -578,9 +578,141 @@ static void test_growth_past_a_low_estimate_stops_at_the_limit(void)
     qdrant_matrix_free(&m);
 }
 
+static int peek(const char *tail, int *has_next, char *off)
+{
+    return qdrant_page_peek_next(tail, strlen(tail), has_next, off);
+}
+
+static void test_peek_reads_offset_after_the_points_array(void)
+{
+    char off[QDRANT_OFFSET_TEXT_MAX];
+    int has = -1;
+    CHECK(peek("1,2]}],\"next_page_offset\":42},\"status\":\"ok\",\"time\":0.1}", &has, off) == 1);
+    CHECK(has == 1);
+    CHECK_STR(off, "42");
+    CHECK(peek("]} ] ,\n \"next_page_offset\" : \"0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0\" \n}}",
+               &has, off) == 1);
+    CHECK(has == 1);
+    CHECK_STR(off, "\"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\""); /* as the parser writes it */
+    CHECK(peek("}],\"next_page_offset\":null},\"status\":\"ok\"}", &has, off) == 1);
+    CHECK(has == 0 && off[0] == '\0');
+}
+
+static void test_peek_refuses_tails_it_cannot_vouch_for(void)
+{
+    char off[QDRANT_OFFSET_TEXT_MAX];
+    int has = 0;
+    /* a payload key of that name inside a point: preceded by { or a scalar */
+    CHECK(peek("{\"next_page_offset\":7},\"vector\":[1]}]}}", &has, off) == 0);
+    CHECK(peek("\"a\":1,\"next_page_offset\":7},\"vector\":[1]}]}}", &has, off) == 0);
+    /* value not followed by the end of "result" */
+    CHECK(peek("[1],\"next_page_offset\":7,\"x\":1}", &has, off) == 0);
+    /* cut short (truncated bodies) */
+    CHECK(peek("}],\"next_page_offset\":4", &has, off) == 0);
+    CHECK(peek("}],\"next_page_offset\":\"0f1e2d3c-4b5a", &has, off) == 0);
+    CHECK(peek("}],\"next_page_off", &has, off) == 0);
+    /* not an id */
+    CHECK(peek("}],\"next_page_offset\":-4}}", &has, off) == 0);
+    CHECK(peek("}],\"next_page_offset\":018446744073709551616}}", &has, off) == 0);
+    CHECK(peek("}],\"next_page_offset\":\"not-a-uuid\"}}", &has, off) == 0);
+    CHECK(peek("", &has, off) == 0);
+}
+
+/* Body of `count` points with ids first..; every point whose id is a multiple of
+ * `null_every` (when > 0) has a null vector. */
+static char *page_body(int first, int count, int null_every)
+{
+    char *body = malloc(200 + (size_t)count * 96);
+    int k = sprintf(body, "{\"result\":{\"points\":[");
+    for (int i = first; i < first + count; i++) {
+        if (null_every && i % null_every == 0)
+            k += sprintf(body + k, "%s{\"id\":%d,\"vector\":null,\"payload\":{\"doc_id\":\"d%d\"}}",
+                         i > first ? "," : "", i, i);
+        else
+            k += sprintf(body + k,
+                         "%s{\"id\":%d,\"vector\":[%d,%d.25,-1],\"payload\":{\"doc_id\":\"d%d\"}}",
+                         i > first ? "," : "", i, i, i, i);
+    }
+    sprintf(body + k, "],\"next_page_offset\":%d},\"status\":\"ok\"}", first + count);
+    return body;
+}
+
+static void test_windows_parsed_out_of_order_commit_like_sequential_pages(void)
+{
+    struct qdrant_matrix seq, m;
+    struct qdrant_window win[3];
+    struct qdrant_page pg;
+    struct pw_error err;
+    char *bodies[3];
+    int ok = 1;
+    qdrant_matrix_init(&seq);
+    qdrant_matrix_init(&m);
+    memset(win, 0, sizeof win);
+    for (int p = 0; p < 3; p++)
+        bodies[p] = page_body(p * 50, 50, 7); /* skipped points leave gaps to close */
+    for (int p = 0; p < 3; p++)
+        CHECK(qdrant_page_parse(&seq, &opts_all, bodies[p], strlen(bodies[p]), &pg, &err) == 0);
+
+    CHECK(qdrant_matrix_reserve(&m, 150, 3, &err) == 0);
+    for (int p = 2; p >= 0; p--) { /* the parsers may finish in any order */
+        struct qdrant_parse_opts o = opts_all;
+        o.limit = 50;
+        CHECK(qdrant_window_open(&win[p], &m, (size_t)p * 50, 50, &err) == 0);
+        CHECK(qdrant_page_parse(&win[p].w, &o, bodies[p], strlen(bodies[p]), &pg, &err) == 0);
+        CHECK(pg.kept < 50 && pg.skipped > 0);
+    }
+    for (int p = 0; p < 3; p++)
+        CHECK(qdrant_window_commit(&win[p], &m, &err) == 0);
+    CHECK(m.n == seq.n && m.dim == seq.dim && m.skipped == seq.skipped);
+    ok &= memcmp(m.x, seq.x, seq.n * seq.dim * sizeof(float)) == 0;
+    for (size_t i = 0; i < seq.n; i++) {
+        ok &= m.ids[i].u.num == seq.ids[i].u.num;
+        ok &= strcmp(qdrant_matrix_field(&m, i, QDRANT_F_DOC_ID).text,
+                     qdrant_matrix_field(&seq, i, QDRANT_F_DOC_ID).text) == 0;
+    }
+    CHECK(ok);
+    for (int p = 0; p < 3; p++) {
+        qdrant_window_free(&win[p]);
+        free(bodies[p]);
+    }
+    qdrant_matrix_free(&seq);
+    qdrant_matrix_free(&m);
+}
+
+static void test_window_refuses_rows_outside_the_matrix_and_late_commits(void)
+{
+    struct qdrant_matrix m;
+    struct qdrant_window a = {0}, b = {0};
+    struct qdrant_page pg;
+    struct pw_error err;
+    char *body = page_body(0, 10, 0);
+    qdrant_matrix_init(&m);
+    CHECK(qdrant_window_open(&a, &m, 0, 10, &err) == PW_EINVAL); /* no dim yet */
+    CHECK(qdrant_matrix_reserve(&m, 20, 3, &err) == 0);
+    CHECK(qdrant_window_open(&a, &m, 15, 10, &err) == PW_EINVAL); /* past the capacity */
+    CHECK(qdrant_window_open(&a, &m, 0, 10, &err) == 0);
+    CHECK(qdrant_window_open(&b, &m, 10, 10, &err) == 0);
+    struct qdrant_parse_opts o = opts_all;
+    o.limit = 10;
+    CHECK(qdrant_page_parse(&a.w, &o, body, strlen(body), &pg, &err) == 0);
+    CHECK(qdrant_page_parse(&b.w, &o, body, strlen(body), &pg, &err) == 0);
+    CHECK(qdrant_window_commit(&a, &m, &err) == 0);
+    CHECK(qdrant_window_commit(&b, &m, &err) == 0);
+    CHECK(m.n == 20);
+    CHECK(qdrant_window_commit(&a, &m, &err) == PW_EINVAL); /* its rows are behind m->n */
+    qdrant_window_free(&a);
+    qdrant_window_free(&b);
+    free(body);
+    qdrant_matrix_free(&m);
+}
+
 int main(void)
 {
     RUN(test_parses_integer_ids_vectors_and_next_offset);
+    RUN(test_peek_reads_offset_after_the_points_array);
+    RUN(test_peek_refuses_tails_it_cannot_vouch_for);
+    RUN(test_windows_parsed_out_of_order_commit_like_sequential_pages);
+    RUN(test_window_refuses_rows_outside_the_matrix_and_late_commits);
     RUN(test_parses_uuid_ids_and_uuid_next_offset);
     RUN(test_keeps_integer_ids_above_2_pow_53_exact);
     RUN(test_rejects_id_that_is_not_u64_or_uuid);
