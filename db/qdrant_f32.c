@@ -8,24 +8,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int is_json_number(const char *p, const char *end)
+/* End of the JSON number at p (the longest text the grammar allows), or NULL when the
+ * text at p does not start with a complete number. */
+static const char *json_number_end(const char *p, const char *end)
 {
     if (p < end && *p == '-')
         p++;
     if (p == end)
-        return 0;
+        return NULL;
     if (*p == '0') {
         p++;
     } else if (*p >= '1' && *p <= '9') {
         while (p < end && (unsigned)(*p - '0') < 10)
             p++;
     } else {
-        return 0;
+        return NULL;
     }
     if (p < end && *p == '.') {
         p++;
         if (p == end || (unsigned)(*p - '0') >= 10)
-            return 0;
+            return NULL;
         while (p < end && (unsigned)(*p - '0') < 10)
             p++;
     }
@@ -34,11 +36,20 @@ static int is_json_number(const char *p, const char *end)
         if (p < end && (*p == '+' || *p == '-'))
             p++;
         if (p == end || (unsigned)(*p - '0') >= 10)
-            return 0;
+            return NULL;
         while (p < end && (unsigned)(*p - '0') < 10)
             p++;
     }
-    return p == end;
+    return p;
+}
+
+int qdrant_f32_parse_slow_prefix(const char *s, const char *end, float *out, const char **stop)
+{
+    const char *e = json_number_end(s, end);
+    if (!e)
+        return -1;
+    *stop = e;
+    return qdrant_f32_parse_slow(s, (size_t)(e - s), out);
 }
 
 int qdrant_f32_parse_slow(const char *s, size_t len, float *out)
@@ -48,7 +59,7 @@ int qdrant_f32_parse_slow(const char *s, size_t len, float *out)
     char *endp;
     double d;
 
-    if (!is_json_number(s, s + len))
+    if (json_number_end(s, s + len) != s + len)
         return -1;
     if (len >= sizeof stackbuf) { /* only absurdly long numbers get here */
         buf = malloc(len + 1);

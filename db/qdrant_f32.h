@@ -22,6 +22,9 @@
 #include <string.h>
 
 int qdrant_f32_parse_slow(const char *s, size_t len, float *out);
+/* The same for the longest number-grammar prefix of s..end (with more than 19
+ * significant digits); sets *stop. */
+int qdrant_f32_parse_slow_prefix(const char *s, const char *end, float *out, const char **stop);
 
 /* Value of eight ASCII digits loaded little-endian (first digit in the low byte). */
 static inline uint64_t qdrant_f32_eight_digits(uint64_t v)
@@ -34,12 +37,16 @@ static inline uint64_t qdrant_f32_eight_digits(uint64_t v)
     return (((v & mask) * mul1) + (((v >> 16) & mask) * mul2)) >> 32;
 }
 
-static inline int qdrant_f32_parse(const char *s, size_t len, float *out)
+/* The longest JSON number at s (before end): 0 with *out and *stop set (the text is
+ * s..*stop), or -1 when the text at s does not start with a complete number.  Stopping
+ * is not validation: the caller checks what follows (qdrant_f32_parse wants nothing). */
+static inline int qdrant_f32_parse_prefix(const char *s, const char *end, float *out,
+                                          const char **stop)
 {
     static const double pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                      1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                      1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-    const char *p = s, *end = s + len;
+    const char *p = s;
     uint64_t m = 0;
     int nd = 0, exp10 = 0, neg = 0;
 
@@ -54,7 +61,7 @@ static inline int qdrant_f32_parse(const char *s, size_t len, float *out)
     } else if (*p >= '1' && *p <= '9') {
         while (p < end && (unsigned)(*p - '0') < 10) {
             if (nd == 19)
-                return qdrant_f32_parse_slow(s, len, out);
+                return qdrant_f32_parse_slow_prefix(s, end, out, stop);
             m = m * 10 + (uint64_t)(*p - '0');
             nd++;
             p++;
@@ -83,7 +90,7 @@ static inline int qdrant_f32_parse(const char *s, size_t len, float *out)
         while (p < end && (unsigned)(*p - '0') < 10) {
             if (m != 0 || *p != '0') { /* leading zeros of 0.000ddd are not significant */
                 if (nd == 19)
-                    return qdrant_f32_parse_slow(s, len, out);
+                    return qdrant_f32_parse_slow_prefix(s, end, out, stop);
                 m = m * 10 + (uint64_t)(*p - '0');
                 nd++;
             }
@@ -107,8 +114,7 @@ static inline int qdrant_f32_parse(const char *s, size_t len, float *out)
         }
         exp10 += eneg ? -e : e;
     }
-    if (p != end)
-        return -1;
+    *stop = p;
     if (m == 0) {
         *out = neg ? -0.0f : 0.0f;
         return 0;
@@ -142,15 +148,25 @@ static inline int qdrant_f32_parse(const char *s, size_t len, float *out)
                 k--;
             }
             if (k > 0)
-                return qdrant_f32_parse_slow(s, len, out);
+                return qdrant_f32_parse_slow_prefix(s, end, out, stop);
             d = (double)mm * 1e22;
         } else {
-            return qdrant_f32_parse_slow(s, len, out);
+            return qdrant_f32_parse_slow(s, (size_t)(p - s), out);
         }
         *out = (float)(neg ? -d : d);
         return 0;
     }
-    return qdrant_f32_parse_slow(s, len, out);
+    return qdrant_f32_parse_slow(s, (size_t)(p - s), out);
+}
+
+static inline int qdrant_f32_parse(const char *s, size_t len, float *out)
+{
+    const char *stop;
+    float v;
+    if (qdrant_f32_parse_prefix(s, s + len, &v, &stop) != 0 || stop != s + len)
+        return -1;
+    *out = v;
+    return 0;
 }
 
 #endif

@@ -1043,6 +1043,20 @@ static const char *fast_vector(struct qdrant_page_parser *p, const char *s, cons
             return s + 1;
         }
         if (p->fs != FS_AFTER && (c == '-' || (c >= '0' && c <= '9'))) {
+            /* one pass: parse, then make sure the number-like run ended where the
+             * number did (else the run is judged whole, below: "1-2" is not "1") */
+            if (qdrant_f32_parse_prefix(s, end, &v, &q) == 0 && q < end &&
+                !number_char[(unsigned char)*q]) {
+                if (!isfinite(v)) {
+                    bad_number(p, s, (size_t)(q - s));
+                    return NULL;
+                }
+                if (!store_value(p, v))
+                    return NULL;
+                p->fs = FS_AFTER;
+                s = q;
+                continue;
+            }
             for (q = s; q < end && number_char[(unsigned char)*q]; q++)
                 ;
             if (q == end) {
