@@ -73,19 +73,34 @@ static inline int qdrant_f32_parse_prefix(const char *s, const char *end, float 
         p++;
         if (p == end || (unsigned)(*p - '0') >= 10)
             return -1;
-        /* Eight fraction digits at once (SWAR): one branch instead of eight.  Leading
-         * zeros are counted in nd here, which only sends a few more numbers to strtod. */
-        while (end - p >= 8 && nd <= 19 - 8) {
-            uint64_t v;
+        /* Up to eight fraction digits at once (SWAR): load eight bytes, find the first
+         * byte that is not a digit, pad the digits before it with leading '0' bytes and
+         * convert them in one go - no branch per digit, and none that depends on how
+         * many digits a number has (Qdrant's shortest float text varies from 1 to 9).
+         * Leading zeros are counted in nd here, which only sends a few more numbers to
+         * strtod. */
+        while (end - p >= 8) {
+            static const uint64_t pow10u[9] = {1,      10,      100,      1000,     10000,
+                                               100000, 1000000, 10000000, 100000000};
+            uint64_t v, x, bad;
             memcpy(&v, p, 8);
-            if ((v & UINT64_C(0xF0F0F0F0F0F0F0F0)) != UINT64_C(0x3030303030303030) ||
-                ((v + UINT64_C(0x0606060606060606)) & UINT64_C(0xF0F0F0F0F0F0F0F0)) !=
-                    UINT64_C(0x3030303030303030))
+            x = v ^ UINT64_C(0x3030303030303030); /* digits become 0..9 */
+            /* high bit of each byte that is not 0..9; a carry only runs into bytes
+             * after the first such byte, which are not looked at */
+            bad = ((x + UINT64_C(0x7676767676767676)) | x) & UINT64_C(0x8080808080808080);
+            unsigned k = bad ? (unsigned)__builtin_ctzll(bad) >> 3 : 8;
+            if (k == 0 || nd + (int)k > 19)
                 break;
-            m = m * 100000000u + qdrant_f32_eight_digits(v);
-            nd += 8;
-            exp10 -= 8;
-            p += 8;
+            if (k < 8) {
+                unsigned sh = (8 - k) * 8;
+                v = (v << sh) | (UINT64_C(0x3030303030303030) >> (64 - sh));
+            }
+            m = m * pow10u[k] + qdrant_f32_eight_digits(v);
+            nd += (int)k;
+            exp10 -= (int)k;
+            p += k;
+            if (k < 8)
+                break;
         }
         while (p < end && (unsigned)(*p - '0') < 10) {
             if (m != 0 || *p != '0') { /* leading zeros of 0.000ddd are not significant */
