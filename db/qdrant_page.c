@@ -1044,29 +1044,20 @@ static const char *fast_vector(struct qdrant_page_parser *p, const char *s, cons
         }
         if (p->fs != FS_AFTER && (c == '-' || (c >= '0' && c <= '9'))) {
             /* one pass: parse, then make sure the number-like run ended where the
-             * number did (else the run is judged whole, below: "1-2" is not "1") */
-            if (qdrant_f32_parse_prefix(s, end, &v, &q) == 0 && q < end &&
-                !number_char[(unsigned char)*q]) {
-                if (!isfinite(v)) {
-                    bad_number(p, s, (size_t)(q - s));
-                    return NULL;
+             * number did (else the run is judged whole: "1-2" is not "1") */
+            if (qdrant_f32_parse_prefix(s, end, &v, &q) != 0 || q == end ||
+                number_char[(unsigned char)*q]) {
+                for (q = s; q < end && number_char[(unsigned char)*q]; q++)
+                    ;
+                if (q == end) {
+                    p->numlen = 0;
+                    p->fs_before_number = p->fs;
+                    p->fs = FS_NUMBER;
+                    return stash_number(p, s, (size_t)(q - s)) ? end : NULL;
                 }
-                if (!store_value(p, v))
-                    return NULL;
-                p->fs = FS_AFTER;
-                s = q;
-                continue;
+                if (qdrant_f32_parse(s, (size_t)(q - s), &v) != 0)
+                    break; /* not JSON number grammar: yajl reports it */
             }
-            for (q = s; q < end && number_char[(unsigned char)*q]; q++)
-                ;
-            if (q == end) {
-                p->numlen = 0;
-                p->fs_before_number = p->fs;
-                p->fs = FS_NUMBER;
-                return stash_number(p, s, (size_t)(q - s)) ? end : NULL;
-            }
-            if (qdrant_f32_parse(s, (size_t)(q - s), &v) != 0)
-                break; /* not JSON number grammar: yajl reports it */
             if (!isfinite(v)) {
                 bad_number(p, s, (size_t)(q - s));
                 return NULL;
