@@ -120,8 +120,9 @@ struct qdrant_matrix {
 };
 
 void qdrant_matrix_init(struct qdrant_matrix *m);
-/* Preallocates n_max rows of dim floats (dim 0: learn it from the first vector).
- * Rows beyond n_max are still accepted (growth is geometric). */
+/* Preallocates n_max rows of dim floats (dim 0: learn it from the first vector); a
+ * larger matrix is not shrunk.  Rows beyond n_max are still accepted (growth is
+ * geometric). */
 int qdrant_matrix_reserve(struct qdrant_matrix *m, size_t n_max, size_t dim, struct pw_error *err);
 void qdrant_matrix_free(struct qdrant_matrix *m);
 /* Empties the matrix (n = 0, dim kept) but keeps its allocations for reuse. */

@@ -249,7 +249,7 @@ int qdrant_matrix_reserve(struct qdrant_matrix *m, size_t n_max, size_t dim, str
         m->dim = dim;
     if (n_max == 0)
         n_max = 1;
-    if (matrix_grow(m, n_max, 0) < 0)
+    if (matrix_grow(m, n_max, n_max) < 0) /* exactly n_max rows, no doubling */
         return pw_error_set(err, PW_ENOMEM, "cannot allocate %zu x %zu float32 matrix", n_max, dim);
     return 0;
 }

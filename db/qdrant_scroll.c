@@ -597,7 +597,9 @@ static int scroll_pages(struct run *r, struct pw_error *err)
                     return rc;
                 continue;
             }
-            size_t rows = m->n + want > m->cap ? m->n + want : m->cap;
+            size_t rows = m->cap * 2 < r->limit ? m->cap * 2 : r->limit; /* as matrix_grow */
+            if (rows < m->n + want)
+                rows = m->n + want;
             if ((rc = qdrant_matrix_reserve(m, rows, 0, err)) < 0)
                 return rc;
         }
