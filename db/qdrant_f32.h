@@ -40,8 +40,8 @@ static inline uint64_t qdrant_f32_eight_digits(uint64_t v)
 /* The longest JSON number at s (before end): 0 with *out and *stop set (the text is
  * s..*stop), or -1 when the text at s does not start with a complete number.  Stopping
  * is not validation: the caller checks what follows (qdrant_f32_parse wants nothing). */
-static inline int qdrant_f32_parse_prefix(const char *s, const char *end, float *out,
-                                          const char **stop)
+__attribute__((always_inline)) static inline int
+qdrant_f32_parse_prefix(const char *s, const char *end, float *out, const char **stop)
 {
     static const double pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                      1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
