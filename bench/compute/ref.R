@@ -32,7 +32,7 @@ if (method == "uwot") {
     spread = 1, n_epochs = NULL, # NULL: 500 epochs if n <= 10000 else 200, umap-learn's rule
     learning_rate = 1, init = "spectral", negative_sample_rate = 5,
     set_op_mix_ratio = 1, local_connectivity = 1, repulsion_strength = 1,
-    nn_method = NULL, # uwot default: exact (FNN) below 4096 rows, Annoy (50 trees) above
+    nn_method = NULL, # uwot default for cosine: Annoy (50 trees) at every n; exact FNN is euclidean-only
     n_threads = threads, n_sgd_threads = sgd_threads, tmpdir = tmpdir,
     fast_sgd = FALSE, approx_pow = FALSE, verbose = FALSE
   )
