@@ -88,13 +88,13 @@ def embeddings(n, d=768, clusters=50, seed=0):
     return x
 
 
-def timed(cmd, timeout):
+def timed(cmd, timeout, env=None):
     """Runs cmd under /usr/bin/time -v; returns (wall s, peak RSS bytes, stdout, CPU s) or None."""
     t = time.perf_counter()
     # Own process group: on timeout the reference under /usr/bin/time is killed too, not
     # only /usr/bin/time (it would keep running and skew the next timings).
     p = subprocess.Popen(["/usr/bin/time", "-v", *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
+                         text=True, start_new_session=True, env=env)
     try:
         stdout, stderr = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -185,12 +185,16 @@ def main():
                             if ref == "uwot":
                                 row["ref_sgd_threads"] = sgd_threads
                             load = lambda: np.fromfile(refout, dtype="<f4").reshape(-1, 2)
+                            # R's session directory inside ours: removed with it even when the
+                            # reference is killed at --ref-timeout.
+                            env = dict(os.environ, TMPDIR=tmp)
                         else:
                             refout = os.path.join(tmp, "ref.npy")
                             cmd = ["/usr/bin/python3", os.path.join(HERE, "ref.py"), method, path, str(d),
                                    refout]
                             load = lambda: np.load(refout)
-                        r = timed(cmd, args.ref_timeout)
+                            env = None
+                        r = timed(cmd, args.ref_timeout, env)
                         if r is None:
                             row["ref_s"] = f"> {args.ref_timeout:.0f} (killed)"
                         else:
