@@ -12,10 +12,11 @@ exactly as the Python task calls them) on the same file, one after the other, ea
 its own process under /usr/bin/time -v, and prints one Markdown table row with wall
 seconds, peak RSS, the RSS / input-matrix ratio, trustworthiness (k = 10) and 10-NN
 preservation (on a fixed random subsample of --quality-sample points for large n),
-and the speed ratio.  With R's uwot and Rtsne installed (bench/compute/install-r.sh), UMAP is
-also compared against uwot::umap and t-SNE against Rtsne::Rtsne (bench/compute/ref.R, the
-same settings as far as those packages allow); each extra reference gets its own row,
-"umap vs uwot" / "tsne vs Rtsne", against the same run of ours.  CPU seconds (user + system) are printed too: on a shared
+and the speed ratio.  With R's uwot and Rtsne installed (bench/compute/install-r.sh),
+UMAP is also compared against uwot::umap and t-SNE against Rtsne::Rtsne
+(bench/compute/ref.R, the same settings as far as those packages allow); each extra
+reference gets its own row, "umap vs uwot" / "tsne vs Rtsne", against the same run of
+ours.  CPU seconds (user + system) are printed too: on a shared
 machine they are the steadier number.  A reference that exceeds --ref-timeout is killed and reported
 as such.  Not a test: nothing is asserted."""
 import argparse
