@@ -2,7 +2,8 @@
 
     /usr/bin/python3 bench/compute/run.py --worker build-compute/worker/projection-worker \
         [--sizes digits,20000,50000,200000] [--methods pca,umap,tsne] [--threads 2]
-        [--ref-timeout 1800] [--skip-ref tsne:50000,...] [--quality-sample 5000]
+        [--ref-timeout 1800] [--skip-ref tsne:50000,rtsne:tsne:20000,...] [--quality-sample 5000]
+        [--refs auto | umap-learn,uwot,sklearn,rtsne,numpy] [--uwot-sgd-threads N]
 
 For each data set (sklearn's digits; n x 768 float32 "embedding-like" vectors: 50
 Gaussian clusters around random unit vectors, rows normalised) and each method it runs
@@ -11,13 +12,19 @@ exactly as the Python task calls them) on the same file, one after the other, ea
 its own process under /usr/bin/time -v, and prints one Markdown table row with wall
 seconds, peak RSS, the RSS / input-matrix ratio, trustworthiness (k = 10) and 10-NN
 preservation (on a fixed random subsample of --quality-sample points for large n),
-and the speed ratio.  CPU seconds (user + system) are printed too: on a shared
+and the speed ratio.  With R's uwot and Rtsne installed (bench/compute/install-r.sh),
+UMAP is also compared against uwot::umap and t-SNE against Rtsne::Rtsne
+(bench/compute/ref.R, the same settings as far as those packages allow); each extra
+reference gets its own row, "umap vs uwot" / "tsne vs Rtsne", against the same run of
+ours.  CPU seconds (user + system) are printed too: on a shared
 machine they are the steadier number.  A reference that exceeds --ref-timeout is killed and reported
 as such.  Not a test: nothing is asserted."""
 import argparse
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +36,44 @@ from sklearn.neighbors import NearestNeighbors
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METRIC = {"umap": "cosine", "tsne": "euclidean", "pca": "euclidean"}
+# References per method, in row order; the first is the Python task's own call (ref.py).
+REFS = {"umap": ["umap-learn", "uwot"], "tsne": ["sklearn", "rtsne"], "pca": ["numpy"]}
+R_PACKAGE = {"uwot": "uwot", "rtsne": "Rtsne"}  # references run by ref.R, and their R package
+LABEL = {"uwot": "uwot", "rtsne": "Rtsne"}  # "METHOD vs LABEL" in the method column
+
+
+def r_missing(ref):
+    """Why the R reference cannot run here, or None if it can."""
+    if shutil.which("Rscript") is None:
+        return "Rscript not found"
+    pkg = R_PACKAGE[ref]
+    p = subprocess.run(["Rscript", "-e", f"quit(status = !requireNamespace('{pkg}', quietly = TRUE))"],
+                       capture_output=True)
+    return None if p.returncode == 0 else f"R package {pkg} not installed"
+
+
+def select_refs(spec):
+    """--refs: "auto" = the Python references plus the R ones that are installed (a message
+    on stderr for each that is not); an explicit list must be runnable."""
+    known = [r for refs in REFS.values() for r in refs]
+    if spec == "auto":
+        chosen = []
+        for r in known:
+            why = r_missing(r) if r in R_PACKAGE else None
+            if why:
+                print(f"note: skipping the {r} reference: {why} (bench/compute/install-r.sh installs it)",
+                      file=sys.stderr, flush=True)
+            else:
+                chosen.append(r)
+        return set(chosen)
+    chosen = set(filter(None, spec.split(",")))
+    for r in chosen:
+        if r not in known:
+            raise SystemExit(f"--refs: unknown reference {r!r} (known: {', '.join(known)})")
+        why = r_missing(r) if r in R_PACKAGE else None
+        if why:
+            raise SystemExit(f"--refs {r}: {why}; run bench/compute/install-r.sh as root")
+    return chosen
 
 
 def embeddings(n, d=768, clusters=50, seed=0):
@@ -44,15 +89,21 @@ def embeddings(n, d=768, clusters=50, seed=0):
     return x
 
 
-def timed(cmd, timeout):
+def timed(cmd, timeout, env=None):
     """Runs cmd under /usr/bin/time -v; returns (wall s, peak RSS bytes, stdout, CPU s) or None."""
     t = time.perf_counter()
+    # Own process group: on timeout the reference under /usr/bin/time is killed too, not
+    # only /usr/bin/time (it would keep running and skew the next timings).
+    p = subprocess.Popen(["/usr/bin/time", "-v", *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True, env=env)
     try:
-        p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True,
-                           timeout=timeout)
+        stdout, stderr = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
         return None
     wall = time.perf_counter() - t
+    p = subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
     if p.returncode != 0:
         sys.stderr.write(p.stderr[-2000:])
         raise SystemExit(f"failed: {' '.join(cmd)}")
@@ -80,13 +131,22 @@ def main():
     ap.add_argument("--methods", default="pca,umap,tsne")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ref-timeout", type=float, default=1800)
-    ap.add_argument("--skip-ref", default="", help="method:size pairs whose reference is not run")
+    ap.add_argument("--skip-ref", default="",
+                    help="method:size pairs whose references are not run, or ref:method:size for one reference")
+    ap.add_argument("--refs", default="auto",
+                    help="comma-separated references among umap-learn,uwot,sklearn,rtsne,numpy; "
+                         "auto (default): all, the R ones only if Rscript and the package are installed")
+    ap.add_argument("--uwot-sgd-threads", type=int,
+                    help="uwot's n_sgd_threads (default: --threads; 0 = uwot's single-threaded, "
+                         "reproducible SGD)")
     ap.add_argument("--skip-ours", default="", help="method:size pairs we do not run")
     ap.add_argument("--quality-sample", type=int, default=5000)
     ap.add_argument("--json", help="append one JSON object per row to this file")
     args = ap.parse_args()
     skip = set(filter(None, args.skip_ref.split(",")))
     skip_ours = set(filter(None, args.skip_ours.split(",")))
+    refs = select_refs(args.refs)
+    sgd_threads = args.threads if args.uwot_sgd_threads is None else args.uwot_sgd_threads
     print("| data | n x d | method | ours wall s | ref wall s | wall speed-up | ours CPU s | ref CPU s "
           "| ours RSS MiB (x input) | ref RSS MiB | trust ours / ref | 10-NN kept ours / ref |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -103,7 +163,7 @@ def main():
             n, d = x.shape
             for method in args.methods.split(","):
                 key = f"{method}:{size}"
-                row = {"data": name, "n": n, "d": d, "method": method}
+                base = {"data": name, "n": n, "d": d, "method": method}
                 if key not in skip_ours:
                     out = os.path.join(tmp, "out")
                     r = timed([args.worker, "project", "--input", path, "--dim", str(d), "--reducer",
@@ -111,37 +171,57 @@ def main():
                     ours = np.stack([np.fromfile(os.path.join(out, f), dtype="<f4")
                                      for f in ("x.f32.bin", "y.f32.bin")], axis=1)
                     with open(os.path.join(out, "meta.json")) as f:
-                        row["ours_timings"] = json.load(f)["timings"]
-                    row["ours_s"], row["ours_rss"], row["ours_cpu"] = r[0], r[1], r[3]
-                    row["ours_q"] = quality(x, ours, METRIC[method], args.quality_sample)
-                if key not in skip:
-                    refout = os.path.join(tmp, "ref.npy")
-                    env_cmd = ["/usr/bin/python3", os.path.join(HERE, "ref.py"), method, path, str(d), refout]
-                    r = timed(env_cmd, args.ref_timeout)
-                    if r is None:
-                        row["ref_s"] = f"> {args.ref_timeout:.0f} (killed)"
-                    else:
-                        row["ref_s"], row["ref_rss"], row["ref_cpu"] = r[0], r[1], r[3]
-                        row["ref_fit_s"] = float(r[2].strip().splitlines()[-1])
-                        row["ref_q"] = quality(x, np.load(refout), METRIC[method], args.quality_sample)
-                mib = lambda b: f"{b / 2**20:.0f}"
-                inp = x.nbytes
-                ours_s = f"{row['ours_s']:.2f}" if "ours_s" in row else "not run"
-                ref_s = row.get("ref_s", "not run")
-                ref_s = f"{ref_s:.2f}" if isinstance(ref_s, float) else ref_s
-                speed = (f"{row['ref_s'] / row['ours_s']:.1f}x"
-                         if isinstance(row.get("ref_s"), float) and "ours_s" in row else "-")
-                ours_rss = (f"{mib(row['ours_rss'])} ({row['ours_rss'] / inp:.2f}x)" if "ours_rss" in row else "-")
-                ref_rss = mib(row["ref_rss"]) if "ref_rss" in row else "-"
-                q = lambda k, i: f"{row[k][i]:.4f}" if k in row else "-"
-                cpu = lambda k: f"{row[k]:.1f}" if k in row else "-"
-                print(f"| {name} | {n} x {d} | {method} | {ours_s} | {ref_s} | {speed} | {cpu('ours_cpu')} | "
-                      f"{cpu('ref_cpu')} | {ours_rss} | "
-                      f"{ref_rss} | {q('ours_q', 0)} / {q('ref_q', 0)} | {q('ours_q', 1)} / {q('ref_q', 1)} |",
-                      flush=True)
-                if args.json:
-                    with open(args.json, "a") as f:
-                        f.write(json.dumps(row) + "\n")
+                        base["ours_timings"] = json.load(f)["timings"]
+                    base["ours_s"], base["ours_rss"], base["ours_cpu"] = r[0], r[1], r[3]
+                    base["ours_q"] = quality(x, ours, METRIC[method], args.quality_sample)
+                # One row per reference, each against the same run of ours.
+                for ref in [r for r in REFS[method] if r in refs] or [None]:
+                    row = dict(base, ref=ref)
+                    if ref is not None and key not in skip and f"{ref}:{key}" not in skip:
+                        if ref in R_PACKAGE:
+                            refout = os.path.join(tmp, "ref.f32")
+                            cmd = ["Rscript", os.path.join(HERE, "ref.R"), ref, path, str(d), refout,
+                                   str(args.threads), str(sgd_threads), tmp]
+                            row["ref_threads"] = args.threads
+                            if ref == "uwot":
+                                row["ref_sgd_threads"] = sgd_threads
+                            load = lambda: np.fromfile(refout, dtype="<f4").reshape(-1, 2)
+                            # R's session directory inside ours: removed with it even when the
+                            # reference is killed at --ref-timeout.
+                            env = dict(os.environ, TMPDIR=tmp)
+                        else:
+                            refout = os.path.join(tmp, "ref.npy")
+                            cmd = ["/usr/bin/python3", os.path.join(HERE, "ref.py"), method, path, str(d),
+                                   refout]
+                            load = lambda: np.load(refout)
+                            env = None
+                        r = timed(cmd, args.ref_timeout, env)
+                        if r is None:
+                            row["ref_s"] = f"> {args.ref_timeout:.0f} (killed)"
+                        else:
+                            row["ref_s"], row["ref_rss"], row["ref_cpu"] = r[0], r[1], r[3]
+                            row["ref_fit_s"] = float(r[2].strip().splitlines()[-1])
+                            row["ref_q"] = quality(x, load(), METRIC[method], args.quality_sample)
+                    label = f"{method} vs {LABEL[ref]}" if ref in LABEL else method
+                    mib = lambda b: f"{b / 2**20:.0f}"
+                    inp = x.nbytes
+                    ours_s = f"{row['ours_s']:.2f}" if "ours_s" in row else "not run"
+                    ref_s = row.get("ref_s", "not run")
+                    ref_s = f"{ref_s:.2f}" if isinstance(ref_s, float) else ref_s
+                    speed = (f"{row['ref_s'] / row['ours_s']:.1f}x"
+                             if isinstance(row.get("ref_s"), float) and "ours_s" in row else "-")
+                    ours_rss = (f"{mib(row['ours_rss'])} ({row['ours_rss'] / inp:.2f}x)"
+                                if "ours_rss" in row else "-")
+                    ref_rss = mib(row["ref_rss"]) if "ref_rss" in row else "-"
+                    q = lambda k, i: f"{row[k][i]:.4f}" if k in row else "-"
+                    cpu = lambda k: f"{row[k]:.1f}" if k in row else "-"
+                    print(f"| {name} | {n} x {d} | {label} | {ours_s} | {ref_s} | {speed} | {cpu('ours_cpu')} | "
+                          f"{cpu('ref_cpu')} | {ours_rss} | "
+                          f"{ref_rss} | {q('ours_q', 0)} / {q('ref_q', 0)} | {q('ours_q', 1)} / {q('ref_q', 1)} |",
+                          flush=True)
+                    if args.json:
+                        with open(args.json, "a") as f:
+                            f.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":
