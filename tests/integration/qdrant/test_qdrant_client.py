@@ -26,6 +26,7 @@ STANDIN = os.path.join(HERE, "..", "..", "qdrant_standin", "qdrant_standin.py")
 TOOL = None
 
 PW_EINVAL, PW_ENOTFOUND, PW_ECANCELED, PW_ETIMEOUT, PW_EUNAVAIL, PW_EDENIED = -1, -5, -6, -7, -8, -9
+PW_EPROTO = -4  # compute/pw_error.h
 
 
 def sort_key(pid):
@@ -179,6 +180,33 @@ class QdrantClientTest(unittest.TestCase):
         rep = run_tool(s.url)
         self.assert_matches_python(rep, pts)
         self.assertGreater(rep["skipped"], 0)
+
+    def test_dimension_learned_from_the_data_then_pages_parsed_in_parallel(self):
+        # named vectors of different sizes and no name: the dimension comes from the
+        # first page (parsed as it arrives), later pages go to the parser threads
+        rng = random.Random(13)
+        pts = [{"id": i, "payload": {"doc_id": "d%d" % i, "metadata": {"mime_type": "t/%d" % (i % 4)}},
+                "vector": {"a": [rng.uniform(-1, 1) for _ in range(5)],
+                           "b": None if i % 3 else [rng.uniform(-1, 1) for _ in range(9)]}}
+               for i in range(2600)]
+        s = self.start(pts)
+        rep = run_tool(s.url, parse_threads=2)
+        self.assert_matches_python(rep, pts)
+        self.assertEqual(rep["dim"], 5)
+        self.assertEqual(s.stats()["routes"]["scroll"], 3)
+
+    def test_mixed_dimensions_in_a_later_page_fail_naming_the_point(self):
+        rng = random.Random(17)
+        pts = [{"id": i, "payload": {},
+                "vector": {"a": [rng.uniform(-1, 1) for _ in range(5)]} if i != 2345
+                else {"a": None, "b": [rng.uniform(-1, 1) for _ in range(9)]}}
+               for i in range(3000)]
+        s = self.start(pts)
+        rep = run_tool(s.url, parse_threads=2)
+        self.assertEqual(rep["code"], PW_EPROTO)
+        self.assertIn("point 2345", rep["msg"])
+        self.assertIn("mixed dimensions", rep["msg"])
+        self.assertEqual(rep["n"], 2000)  # the pages before the bad one were kept
 
     def test_named_vectors_use_the_requested_name(self):
         pts = make_points(600, 0, named=[("a", 4), ("b", 7)], seed=5)
