@@ -248,12 +248,17 @@ TSNE_CLONES static void attract_rows(const struct pairs *P, const float *Y, size
     }
 }
 
-/* buf[b] = the attraction of block b's pairs (NBLOCKS buffers of 2n floats). */
-static void attraction(const struct pairs *P, const float *Y, float *buf, int threads)
+struct attract_ctx {
+    const struct pairs *P;
+    const float *Y;
+    float *buf; /* NBLOCKS x 2n */
+};
+
+/* Side task b: block b's attraction into its own buffer. */
+static void attract_block(void *ctx, size_t b)
 {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (size_t b = 0; b < NBLOCKS; b++)
-        attract_rows(P, Y, P->blk[b], P->blk[b + 1], buf + b * 2 * P->n);
+    struct attract_ctx *a = ctx;
+    attract_rows(a->P, a->Y, a->P->blk[b], a->P->blk[b + 1], a->buf + b * 2 * a->P->n);
 }
 
 /* KL(P || Q) over the stored pairs (each stands for two entries), as sklearn's
@@ -279,14 +284,22 @@ struct repulsion {
     float *zi; /* exact: n floats of scratch */
 };
 
-static int repulse(struct repulsion *r, const float *Y, float *rep, double *Z, struct pw_error *err)
+/* The repulsion into rep and Z, and the attraction blocks into abuf: as side tasks of the
+ * FFT's parallel phases (they fill its idle threads), or after the exact sums. */
+static int forces(struct repulsion *r, const struct pairs *P, const float *Y, float *rep, double *Z,
+                  float *abuf, struct pw_error *err)
 {
+    struct attract_ctx ac = {P, Y, abuf};
+    struct tsne_side_work side = {attract_block, &ac, NBLOCKS};
     if (r->fft) {
-        int rc = tsne_fft_repulsion(r->fft, Y, rep, Z, err);
+        int rc = tsne_fft_repulsion(r->fft, Y, rep, Z, &side, err);
         if (rc)
             return rc;
     } else {
         tsne_exact_repulsion(Y, r->n, r->threads, rep, r->zi, Z);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(r->threads)
+        for (size_t b = 0; b < NBLOCKS; b++)
+            attract_block(&ac, b);
     }
     *Z = *Z > 0 ? *Z : 1e-300;
     return 0;
@@ -336,7 +349,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     float *Y = out, *upd = NULL, *gains = NULL, *rep = NULL, *abuf = NULL;
     struct tsne_fft_options fo = {o.interp_points, o.min_intervals, o.interval_width};
     if (n > exact_max_n) {
-        if ((rc = tsne_fft_new(n, &fo, threads, &rp.fft, err)))
+        if ((rc = tsne_fft_new(n, &fo, iter_threads, &rp.fft, err)))
             return rc;
     } else if (!(rp.zi = malloc(n * sizeof *rp.zi))) {
         return pw_error_set(err, PW_ENOMEM, "tsne: out of memory");
@@ -421,9 +434,8 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
         int explore = it < o.exploration_iters;
         float exag = (float)(explore ? o.early_exaggeration : 1.0);
         float momentum = explore ? 0.5f : 0.8f, lrf = (float)lr;
-        if ((rc = repulse(&rp, Y, rep, &Z, err)))
+        if ((rc = forces(&rp, &P, Y, rep, &Z, abuf, err)))
             goto cleanup;
-        attraction(&P, Y, abuf, iter_threads);
         float invz = (float)(1.0 / Z);
 #pragma omp parallel for schedule(static) num_threads(iter_threads)
         for (size_t q = 0; q < 2 * n; q++) {
@@ -448,7 +460,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
             pw_progress_report(progress, "tsne_optimize", (double)it / (double)n_iter);
         }
     }
-    if ((rc = repulse(&rp, Y, rep, &Z, err)))
+    if ((rc = forces(&rp, &P, Y, rep, &Z, abuf, err)))
         goto cleanup;
     r.kl_divergence = kl_divergence(&P, Y, Z);
     r.n_iter = n_iter - 1; /* sklearn's n_iter_ */

@@ -28,44 +28,37 @@ struct tsne_fft {
     size_t n, p, min_intervals;
     double interval_width;
     int threads;
-    int32_t *base;  /* 2n: first node of the point's interval, per axis */
-    float *w;       /* 2pn: Lagrange weights, per point x then y */
-    float *zi;      /* n: per-point part of Z */
-    size_t M, N, H; /* FFT size per axis, nodes per axis (M = 2N), H = M / 2 + 1 */
-    size_t cap_r, cap_c;
-    float *r[1 + NTERMS];         /* N x M real: [0] the kernel's unique rows, then charges */
-    fftwf_complex *c[1 + NTERMS]; /* M x H spectra */
-    fftwf_plan rows_fwd, cols_fwd, cols_inv, rows_inv;
+    int32_t *base;            /* 2n: first node of the point's interval, per axis */
+    float *w;                 /* 2pn: Lagrange weights, per point x then y */
+    float *zi;                /* n: per-point part of Z */
+    size_t M, N, H;           /* FFT size per axis, nodes per axis (M = 2N), H = M / 2 + 1 */
+    float *kr;                /* (N+1) x (N+1): kernel K(a, b), then its (real) spectrum */
+    fftwf_complex *c[NTERMS]; /* M x H each: charges in rows < N (as floats), then spectra */
+    fftwf_plan kern, rows_fwd, cols_fwd, cols_inv, rows_inv;
 };
 
 void tsne_fft_options_default(struct tsne_fft_options *opt)
 {
     opt->interp_points = 4;
     opt->min_intervals = 40;
-    opt->interval_width = 4.0 / 3.0;
-}
-
-static void free_plans(struct tsne_fft *f)
-{
-    fftwf_plan *pl[4] = {&f->rows_fwd, &f->cols_fwd, &f->cols_inv, &f->rows_inv};
-    for (int i = 0; i < 4; i++) {
-        if (*pl[i])
-            fftwf_destroy_plan(*pl[i]);
-        *pl[i] = NULL;
-    }
-    f->M = 0;
+    opt->interval_width = 1.5;
 }
 
 static void free_grids(struct tsne_fft *f)
 {
-    free_plans(f);
-    for (int t = 0; t <= NTERMS; t++) {
-        fftwf_free(f->r[t]);
+    fftwf_plan *pl[5] = {&f->kern, &f->rows_fwd, &f->cols_fwd, &f->cols_inv, &f->rows_inv};
+    for (int i = 0; i < 5; i++) {
+        if (*pl[i])
+            fftwf_destroy_plan(*pl[i]);
+        *pl[i] = NULL;
+    }
+    fftwf_free(f->kr);
+    f->kr = NULL;
+    for (int t = 0; t < NTERMS; t++) {
         fftwf_free(f->c[t]);
-        f->r[t] = NULL;
         f->c[t] = NULL;
     }
-    f->cap_r = f->cap_c = 0;
+    f->M = 0;
 }
 
 void tsne_fft_free(struct tsne_fft *f)
@@ -126,39 +119,37 @@ static size_t fast_size(size_t x)
     return best;
 }
 
-/* Arrays and plans for N nodes per axis.  The 2-D transform is done by hand, rows then
- * columns, to skip the zero padding: only the N charge rows are transformed forward
- * and only the N wanted rows backward (FFTW's 2-D plans would do all M). */
+/* Arrays and plans for N nodes per axis (M = 2N, H = N + 1), sized exactly: the grid
+ * changes size a few times per run.  The 2-D transforms are done by hand, in place,
+ * rows then columns, to skip the zero padding: only the N charge rows are transformed
+ * forward and only the N wanted rows backward (FFTW's 2-D plans would do all M).  The
+ * kernel is even in both axes, so its M x M spectrum is real and even: it is the 2-D
+ * DCT-I of its (N+1) x (N+1) quadrant (FFTW's REDFT00), a quarter of the work and of
+ * the memory of a real-to-complex transform. */
 static int ensure_grids(struct tsne_fft *f, size_t N)
 {
-    size_t M = 2 * N, H = M / 2 + 1;
+    size_t M = 2 * N, H = N + 1;
     if (M == f->M)
         return 0;
-    free_plans(f);
-    if (N * M > f->cap_r || M * H > f->cap_c) {
+    free_grids(f);
+    f->kr = fftwf_malloc(H * H * sizeof *f->kr);
+    for (int t = 0; t < NTERMS; t++)
+        f->c[t] = fftwf_malloc(M * H * sizeof *f->c[t]);
+    if (!f->kr || !f->c[0] || !f->c[1] || !f->c[2]) {
         free_grids(f);
-        size_t cr = N * M + N * M / 2, cc = M * H + M * H / 2; /* room for growth */
-        for (int t = 0; t <= NTERMS; t++) {
-            f->r[t] = fftwf_malloc(cr * sizeof(float));
-            f->c[t] = fftwf_malloc(cc * sizeof(fftwf_complex));
-            if (!f->r[t] || !f->c[t]) {
-                free_grids(f);
-                return -1;
-            }
-        }
-        f->cap_r = cr;
-        f->cap_c = cc;
+        return -1;
     }
-    int m = (int)M, h = (int)H, nn = (int)N;
-    float *r = f->r[1];
-    fftwf_complex *c = f->c[1];
-    f->rows_fwd = fftwf_plan_many_dft_r2c(1, &m, nn, r, NULL, 1, m, c, NULL, 1, h, FFTW_ESTIMATE);
+    int m = (int)M, h = (int)H, nn = (int)N, h2 = (int)(2 * H);
+    float *r = (float *)f->c[0];
+    fftwf_complex *c = f->c[0];
+    f->kern = fftwf_plan_r2r_2d(h, h, f->kr, f->kr, FFTW_REDFT00, FFTW_REDFT00, FFTW_ESTIMATE);
+    f->rows_fwd = fftwf_plan_many_dft_r2c(1, &m, nn, r, NULL, 1, h2, c, NULL, 1, h, FFTW_ESTIMATE);
     f->cols_fwd =
         fftwf_plan_many_dft(1, &m, h, c, NULL, h, 1, c, NULL, h, 1, FFTW_FORWARD, FFTW_ESTIMATE);
     f->cols_inv =
         fftwf_plan_many_dft(1, &m, h, c, NULL, h, 1, c, NULL, h, 1, FFTW_BACKWARD, FFTW_ESTIMATE);
-    f->rows_inv = fftwf_plan_many_dft_c2r(1, &m, nn, c, NULL, 1, h, r, NULL, 1, m, FFTW_ESTIMATE);
-    if (!f->rows_fwd || !f->cols_fwd || !f->cols_inv || !f->rows_inv) {
+    f->rows_inv = fftwf_plan_many_dft_c2r(1, &m, nn, c, NULL, 1, h, r, NULL, 1, h2, FFTW_ESTIMATE);
+    if (!f->kern || !f->rows_fwd || !f->cols_fwd || !f->cols_inv || !f->rows_inv) {
         free_grids(f);
         return -1;
     }
@@ -184,7 +175,7 @@ static inline void lagrange(size_t p, const float *inv_den, float u, float *w)
 }
 
 int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z,
-                       struct pw_error *err)
+                       const struct tsne_side_work *side, struct pw_error *err)
 {
     size_t n = f->n, p = f->p;
     float lo = INFINITY, hi = -INFINITY;
@@ -199,7 +190,7 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
     size_t N = nb * p, M = 2 * N;
     if (ensure_grids(f, N))
         return pw_error_set(err, PW_ENOMEM, "tsne: out of memory for the FFT grids");
-    size_t H = f->H, stride = M;
+    size_t H = f->H, stride = 2 * H; /* charge rows: floats, in place of the spectra */
     double bw = span / (double)nb, h = bw / (double)p;
     float centre = (float)(0.5 * ((double)lo + (double)hi));
     int threads = f->threads;
@@ -221,60 +212,64 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
         lagrange(p, inv_den, u - (float)b, f->w + q * p);
     }
 
-    /* Task 0: the kernel's spectrum; tasks 1..3: spread one charge each and transform. */
+    /* Task 0: the kernel's spectrum; tasks 1..3: spread one charge each and transform;
+     * then the first half of the side tasks. */
+    size_t nside = side ? side->ntasks : 0, half = nside / 2;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int t = 0; t <= NTERMS; t++) {
-        float *g = f->r[t];
-        fftwf_complex *c = f->c[t];
-        if (t == 0) { /* rows a < N of K(a, b); row M - a is row a, row N is zero */
+    for (size_t t = 0; t <= NTERMS + half; t++) {
+        if (t > NTERMS) {
+            side->task(side->ctx, t - NTERMS - 1);
+            continue;
+        }
+        if (t == 0) { /* K(a, b) for a, b in [0, N]; offset N never occurs: 0 there */
             float scale = (float)(1.0 / ((double)M * (double)M)), h2 = (float)(h * h);
-            for (size_t a = 0; a < N; a++) {
-                float *row = g + a * stride, da2 = (float)(a * a);
-                for (size_t b = 0; b < N; b++) {
+            for (size_t a = 0; a < H; a++) {
+                float *row = f->kr + a * H, da2 = (float)(a * a);
+                for (size_t b = 0; b < H; b++) {
                     float q = 1.0f / (1.0f + h2 * (da2 + (float)(b * b)));
-                    row[b] = q * q * scale;
+                    row[b] = a == N || b == N ? 0.0f : q * q * scale;
                 }
-                row[N] = 0.0f;
-                for (size_t b = N + 1; b < M; b++)
-                    row[b] = row[M - b];
             }
-        } else {
-            memset(g, 0, N * stride * sizeof *g);
-            for (size_t i = 0; i < n; i++) {
-                float y1 = Y[2 * i] - centre, y2 = Y[2 * i + 1] - centre;
-                float ch = t == 1 ? 1.0f : t == 2 ? y1 : y2;
-                const float *wx = f->w + 2 * i * p, *wy = wx + p;
-                float *row = g + (size_t)f->base[2 * i] * stride + (size_t)f->base[2 * i + 1];
-                for (size_t a = 0; a < p; a++, row += stride) {
-                    float ca = ch * wx[a];
-                    for (size_t b = 0; b < p; b++)
-                        row[b] += ca * wy[b];
-                }
+            fftwf_execute_r2r(f->kern, f->kr, f->kr);
+            continue;
+        }
+        fftwf_complex *c = f->c[t - 1];
+        float *g = (float *)c;
+        memset(g, 0, N * stride * sizeof *g);
+        for (size_t i = 0; i < n; i++) {
+            float y1 = Y[2 * i] - centre, y2 = Y[2 * i + 1] - centre;
+            float ch = t == 1 ? 1.0f : t == 2 ? y1 : y2;
+            const float *wx = f->w + 2 * i * p, *wy = wx + p;
+            float *row = g + (size_t)f->base[2 * i] * stride + (size_t)f->base[2 * i + 1];
+            for (size_t a = 0; a < p; a++, row += stride) {
+                float ca = ch * wx[a];
+                for (size_t b = 0; b < p; b++)
+                    row[b] += ca * wy[b];
             }
         }
         fftwf_execute_dft_r2c(f->rows_fwd, g, c);
-        if (t == 0) {
-            memset(c + N * H, 0, H * sizeof *c);
-            for (size_t a = N + 1; a < M; a++)
-                memcpy(c + a * H, c + (M - a) * H, H * sizeof *c);
-        } else {
-            memset(c + N * H, 0, N * H * sizeof *c);
-        }
+        memset(c + N * H, 0, N * H * sizeof *c);
         fftwf_execute_dft(f->cols_fwd, c, c);
     }
 
-    /* The kernel is even in both axes: its spectrum is real (the imaginary parts left
-     * are rounding noise and are dropped). */
+    /* Spectrum row u of the kernel is DCT row min(u, M - u).  Then the other side tasks. */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int t = 1; t <= NTERMS; t++) {
-        const fftwf_complex *k = f->c[0];
+    for (size_t t = 0; t < NTERMS + nside - half; t++) {
+        if (t >= NTERMS) {
+            side->task(side->ctx, half + t - NTERMS);
+            continue;
+        }
         fftwf_complex *c = f->c[t];
-        for (size_t q = 0; q < M * H; q++) {
-            c[q][0] *= k[q][0];
-            c[q][1] *= k[q][0];
+        for (size_t u = 0; u < M; u++) {
+            const float *k = f->kr + (u <= N ? u : M - u) * H;
+            fftwf_complex *row = c + u * H;
+            for (size_t v = 0; v < H; v++) {
+                row[v][0] *= k[v];
+                row[v][1] *= k[v];
+            }
         }
         fftwf_execute_dft(f->cols_inv, c, c);
-        fftwf_execute_dft_c2r(f->rows_inv, c, f->r[t]);
+        fftwf_execute_dft_c2r(f->rows_inv, c, (float *)c);
     }
 
     double zsum = 0;
@@ -284,7 +279,7 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
         size_t off = (size_t)f->base[2 * i] * stride + (size_t)f->base[2 * i + 1];
         float phi[NTERMS];
         for (int t = 0; t < NTERMS; t++) {
-            const float *row = f->r[t + 1] + off;
+            const float *row = (const float *)f->c[t] + off;
             float s = 0;
             for (size_t a = 0; a < p; a++, row += stride) {
                 float ra = 0;

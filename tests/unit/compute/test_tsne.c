@@ -67,7 +67,7 @@ static void test_fft_repulsion_matches_exact_sums_within_two_percent(void)
     struct tsne_fft *f;
     struct pw_error err;
     CHECK(tsne_fft_new(n, NULL, 2, &f, &err) == 0);
-    CHECK(tsne_fft_repulsion(f, Y, rep, &z, &err) == 0);
+    CHECK(tsne_fft_repulsion(f, Y, rep, &z, NULL, &err) == 0);
     CHECK(fabs(z / zref - 1) < 2e-3);
     CHECK(force_error(rep, z, ref, zref, n) < 0.02);
     tsne_fft_free(f);
@@ -85,8 +85,8 @@ static void test_fft_repulsion_does_not_depend_on_thread_count(void)
     struct pw_error err;
     CHECK(tsne_fft_new(n, NULL, 1, &f1, &err) == 0);
     CHECK(tsne_fft_new(n, NULL, 3, &f3, &err) == 0);
-    CHECK(tsne_fft_repulsion(f1, Y, a, &za, &err) == 0);
-    CHECK(tsne_fft_repulsion(f3, Y, b, &zb, &err) == 0);
+    CHECK(tsne_fft_repulsion(f1, Y, a, &za, NULL, &err) == 0);
+    CHECK(tsne_fft_repulsion(f3, Y, b, &zb, NULL, &err) == 0);
     CHECK(za == zb);
     CHECK(memcmp(a, b, 2 * n * sizeof *a) == 0);
     tsne_fft_free(f1);
