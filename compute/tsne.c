@@ -21,6 +21,11 @@
 #include "rng.h"
 #include "tsne_forces.h"
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#define TSNE_AVX512 1
+#endif
+
 #define NBLOCKS 8
 
 void tsne_options_default(struct tsne_options *opt)
@@ -248,17 +253,71 @@ TSNE_CLONES static void attract_rows(const struct pairs *P, const float *Y, size
     }
 }
 
+#ifdef TSNE_AVX512
+/* attract_rows with AVX-512 by hand: a point's (x, y) is gathered and its force pair
+ * scattered as one 64-bit element, 8 pairs per vector - half the gather/scatter element
+ * operations of the compiler's float-by-float version, which bound that loop
+ * (measured at 20k on one thread: optimise 7.6 -> 6.0 s, i.e. ~3.0 -> ~1.4 ms per
+ * iteration for the attraction). */
+__attribute__((target("avx512f,avx512dq,avx512vl"))) static void
+attract_rows_avx512(const struct pairs *P, const float *Y, size_t lo, size_t hi, float *F)
+{
+    memset(F, 0, 2 * P->n * sizeof *F);
+    const __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (size_t i = lo; i < hi; i++) {
+        const int32_t *col = P->col + P->rowptr[i];
+        const float *val = P->val + P->rowptr[i];
+        size_t len = P->rowptr[i + 1] - P->rowptr[i];
+        double yid;
+        memcpy(&yid, Y + 2 * i, sizeof yid);
+        __m512 yi = _mm512_castpd_ps(_mm512_set1_pd(yid)), acc = _mm512_setzero_ps();
+        for (size_t e = 0; e < len; e += 8) {
+            __mmask8 m = len - e >= 8 ? 0xff : (__mmask8)((1u << (len - e)) - 1);
+            __m256i idx = _mm256_maskz_loadu_epi32(m, col + e);
+            __m512d yj = _mm512_mask_i32gather_pd(_mm512_setzero_pd(), m, idx, Y, 8);
+            __m512 d = _mm512_sub_ps(yi, _mm512_castpd_ps(yj)); /* (dx, dy) per pair */
+            __m512 d2 = _mm512_mul_ps(d, d);
+            d2 = _mm512_add_ps(d2, _mm512_permute_ps(d2, 0xb1)); /* dx^2 + dy^2, twice */
+            __m512 v = _mm512_permutexvar_ps(
+                dup, _mm512_castps256_ps512(_mm256_maskz_loadu_ps(m, val + e)));
+            __m512 f = _mm512_mul_ps(_mm512_div_ps(v, _mm512_add_ps(one, d2)), d);
+            acc = _mm512_add_ps(acc, f);
+            __m512d fj = _mm512_mask_i32gather_pd(_mm512_setzero_pd(), m, idx, F, 8);
+            fj = _mm512_castps_pd(_mm512_sub_ps(_mm512_castpd_ps(fj), f));
+            _mm512_mask_i32scatter_pd(F, m, idx, fj, 8);
+        }
+        float a[16], fx = 0, fy = 0;
+        _mm512_storeu_ps(a, acc);
+        for (int l = 0; l < 16; l += 2) {
+            fx += a[l];
+            fy += a[l + 1];
+        }
+        F[2 * i] += fx;
+        F[2 * i + 1] += fy;
+    }
+}
+#endif
+
 struct attract_ctx {
     const struct pairs *P;
     const float *Y;
     float *buf; /* NBLOCKS x 2n */
+    int avx512;
 };
 
 /* Side task b: block b's attraction into its own buffer. */
 static void attract_block(void *ctx, size_t b)
 {
     struct attract_ctx *a = ctx;
-    attract_rows(a->P, a->Y, a->P->blk[b], a->P->blk[b + 1], a->buf + b * 2 * a->P->n);
+    float *F = a->buf + b * 2 * a->P->n;
+#ifdef TSNE_AVX512
+    if (a->avx512) {
+        attract_rows_avx512(a->P, a->Y, a->P->blk[b], a->P->blk[b + 1], F);
+        return;
+    }
+#endif
+    attract_rows(a->P, a->Y, a->P->blk[b], a->P->blk[b + 1], F);
 }
 
 /* KL(P || Q) over the stored pairs (each stands for two entries), as sklearn's
@@ -289,7 +348,11 @@ struct repulsion {
 static int forces(struct repulsion *r, const struct pairs *P, const float *Y, float *rep, double *Z,
                   float *abuf, struct pw_error *err)
 {
-    struct attract_ctx ac = {P, Y, abuf};
+    struct attract_ctx ac = {P, Y, abuf, 0};
+#ifdef TSNE_AVX512
+    ac.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                __builtin_cpu_supports("avx512vl");
+#endif
     struct tsne_side_work side = {attract_block, &ac, NBLOCKS};
     if (r->fft) {
         int rc = tsne_fft_repulsion(r->fft, Y, rep, Z, &side, err);
@@ -402,6 +465,8 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
             s2[j] = row[j] * row[j]; /* sklearn squares the k-NN distances, any metric */
         perplexity_row(s2, k, perp, row);
     }
+    if ((rc = pw_progress_check(progress, err, "tsne")))
+        goto cleanup;
     if (symmetrize(&g, threads, &P)) {
         rc = pw_error_set(err, PW_ENOMEM, "tsne: out of memory for P");
         goto cleanup;

@@ -70,7 +70,8 @@ struct tsne_result {
 
 void tsne_options_default(struct tsne_options *opt);
 
-/* 0, PW_EINVAL (bad input, NaN parameters, bad FFT options), PW_ENOMEM, PW_ECANCELED.
+/* 0, PW_EINVAL (bad input, NaN parameters, bad FFT options, a layout that diverged to
+ * non-finite coordinates), PW_ENOMEM, PW_ECANCELED.
  * `res` may be NULL. */
 int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt, float *out,
              struct tsne_result *res, const struct pw_progress *progress, struct pw_error *err);

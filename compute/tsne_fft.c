@@ -22,7 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NTERMS 3
+#define NTERMS        3
+#define MAX_INTERVALS 640 /* 4 nodes each: M = 5120, 3 x 105 MB of spectra */
 
 struct tsne_fft {
     size_t n, p, min_intervals;
@@ -184,8 +185,13 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
         hi = Y[q] > hi ? Y[q] : hi;
     }
     double span = (double)hi - (double)lo;
+    if (!isfinite(span))
+        return pw_error_set(err, PW_EINVAL, "tsne: the layout diverged (non-finite coordinates)");
     span = span > 1e-6 ? span : 1e-6;
-    size_t nb = (size_t)ceil(span / f->interval_width);
+    /* At most MAX_INTERVALS per axis (a 2^a*{1,3,5} count): wider intervals, less accuracy,
+     * rather than grids of gigabytes for layouts thousands of units wide. */
+    double want = ceil(span / f->interval_width);
+    size_t nb = want < MAX_INTERVALS ? (size_t)want : MAX_INTERVALS;
     nb = fast_size(nb > f->min_intervals ? nb : f->min_intervals);
     size_t N = nb * p, M = 2 * N;
     if (ensure_grids(f, N))

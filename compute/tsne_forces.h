@@ -20,7 +20,9 @@
  * tsne_exact: the O(n^2) sums, in float, for small n (and as a test reference).
  *
  * Memory: tsne_fft_new allocates the workspace (freed by tsne_fft_free); rep is 2n floats
- * owned by the caller.  Errors: PW_ENOMEM only. */
+ * owned by the caller.  Errors: PW_ENOMEM; PW_EINVAL when the layout has non-finite
+ * coordinates (a diverged optimisation).  Layouts wider than 640 intervals (960 units by
+ * default) get wider intervals, hence larger errors, instead of larger grids. */
 #ifndef PW_TSNE_FORCES_H
 #define PW_TSNE_FORCES_H
 

@@ -111,6 +111,21 @@ static void test_exact_repulsion_matches_double_sums(void)
     free(ref);
 }
 
+static void test_fft_repulsion_rejects_a_diverged_layout(void)
+{
+    size_t n = 100;
+    float *Y = blob_layout(n, 44), rep[200];
+    double z;
+    Y[37] = INFINITY;
+    struct tsne_fft *f;
+    struct pw_error err;
+    CHECK(tsne_fft_new(n, NULL, 1, &f, &err) == 0);
+    CHECK(tsne_fft_repulsion(f, Y, rep, &z, NULL, &err) == PW_EINVAL);
+    CHECK(strstr(err.msg, "diverged") != NULL);
+    tsne_fft_free(f);
+    free(Y);
+}
+
 static void test_fft_rejects_bad_options(void)
 {
     struct tsne_fft_options o;
@@ -249,6 +264,7 @@ int main(void)
     RUN(test_fft_repulsion_matches_exact_sums_within_two_percent);
     RUN(test_fft_repulsion_does_not_depend_on_thread_count);
     RUN(test_exact_repulsion_matches_double_sums);
+    RUN(test_fft_repulsion_rejects_a_diverged_layout);
     RUN(test_fft_rejects_bad_options);
     RUN(test_tsne_same_seed_and_threads_give_identical_bytes);
     RUN(test_tsne_result_does_not_depend_on_thread_count);
