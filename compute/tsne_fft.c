@@ -106,6 +106,11 @@ int tsne_fft_new(size_t n, const struct tsne_fft_options *opt, int threads, stru
     return 0;
 }
 
+void tsne_fft_set_threads(struct tsne_fft *f, int threads)
+{
+    f->threads = threads > 0 ? threads : 1;
+}
+
 /* Smallest m >= x of the form 2^a * {1, 3, 5}.  FFTW_ESTIMATE's plans for these sizes
  * run 1.5-2x faster than for neighbouring 7-smooth ones (measured: M = 640 takes 1.4 ms
  * per pruned forward + inverse transform, 600 takes 1.9, 630 more), and the steps stay

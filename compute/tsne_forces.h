@@ -44,6 +44,9 @@ int tsne_fft_new(size_t n, const struct tsne_fft_options *opt, int threads, stru
                  struct pw_error *err);
 void tsne_fft_free(struct tsne_fft *f);
 
+/* Threads for the next calls (the result does not depend on it). */
+void tsne_fft_set_threads(struct tsne_fft *f, int threads);
+
 /* Independent work the caller wants done during the repulsion: task(ctx, i) runs once
  * for every i < ntasks, on any thread, interleaved with the FFT's own tasks so that no
  * thread idles at their barriers (t-SNE passes its attraction blocks). */
