@@ -1,25 +1,35 @@
-/* tsne.h - Barnes-Hut t-SNE to 2-D with scikit-learn 1.2's method and the Python
- * task's parameter rules.
+/* tsne.h - t-SNE to 2-D with scikit-learn 1.2's objective, affinities and optimiser,
+ * the repulsion by FFT-accelerated interpolation (FIt-SNE), and the Python task's
+ * parameter rules.
  *
  * Affinities: k = min(n - 1, floor(3 * perplexity + 1)) nearest neighbours (knn.h),
  * squared distances, per-point binary search of the Gaussian precision to the target
- * perplexity (sklearn's _binary_search_perplexity), P = (P + P^T) / sum.
- * Optimisation: sklearn's _gradient_descent: early exaggeration 12 for 250
- * iterations with momentum 0.5, then momentum 0.8; gains +0.2 / *0.8 with min_gain
- * 0.01; gradient 4 * (attraction - repulsion / Z) with the repulsion from a quadtree
- * (Barnes-Hut, theta 0.5).  Init "pca": the 2-D PCA scaled to std 1e-4 of the first
- * coordinate (sklearn since 1.2); "random": N(0, 1e-4^2) from the seed.
+ * perplexity (sklearn's _binary_search_perplexity), P = (P + P^T) / sum, stored once
+ * per unordered pair in float.  Optimisation: sklearn's _gradient_descent in float32:
+ * early exaggeration 12 for 250 iterations with momentum 0.5, then momentum 0.8; gains
+ * +0.2 / *0.8 with min_gain 0.01; gradient 4 * (attraction - repulsion / Z).  The
+ * repulsion and Z come from tsne_forces.h: exact O(n^2) sums when n <= exact_max_n,
+ * else FFT interpolation (4 nodes per interval, >= 40 intervals of width <= 1.5; about
+ * 1.2 % force error) - sklearn uses Barnes-Hut (theta 0.5), a different approximation of the
+ * same sums.  Init "pca": the 2-D PCA scaled to std 1e-4 of the first coordinate
+ * (sklearn since 1.2); "random": N(0, 1e-4^2) from the seed.  kl_divergence is
+ * KL(P || Q) of the final layout, with Z from the same repulsion method.
  *
  * Seed semantics: draws are a function of (seed, purpose, index) (rng.h), not numpy's
  * RandomState, so seed 42 gives a different (equally valid) layout than sklearn's
- * random_state=42.  Every force is computed per point and summed in a fixed order:
- * the result does not depend on `threads` (given the OpenBLAS thread count, which
- * the exact k-NN and the PCA init use).  The repulsion walks the quadtree once per
- * cell of <= 32 points with a criterion at least as strict as per-point Barnes-Hut.
+ * random_state=42.  Determinism: every sum runs over a fixed partition in a fixed order,
+ * so the same input, options and library builds give identical bytes for any
+ * `threads` (the exact k-NN and the PCA init depend on OpenBLAS's own thread count and
+ * the FFT on FFTW's kernels for this CPU, as any BLAS result does).  FFTW's planner is
+ * not thread-safe: run one tsne_fit at a time per process.
+ *
+ * Memory: besides the caller's input, about 8 * k bytes per point (the k-NN lists are
+ * turned into P in place) plus the FFT grids; the caller's `out` (n*2 floats) holds the
+ * layout while it is optimised, so it is unspecified after an error.
  *
  * Parameter rules (projection.py's _compute_tsne_projection): perplexity is clamped
  * to [1, n - 1], learning_rate raised to >= 10, n_iter raised to >= 250; the values
- * used are reported in struct tsne_result.  `out` is n*2 floats owned by the caller. */
+ * used are reported in struct tsne_result. */
 #ifndef PW_TSNE_H
 #define PW_TSNE_H
 
@@ -40,25 +50,33 @@ struct tsne_options {
     enum tsne_init init;       /* pca: projection.py (and sklearn >= 1.2) default */
     double early_exaggeration; /* 12: sklearn default */
     size_t exploration_iters;  /* 250: sklearn's _EXPLORATION_N_ITER */
-    double theta;              /* 0.5: sklearn's angle default */
     double min_gain;           /* 0.01: sklearn's _gradient_descent default */
     uint64_t seed;             /* 42: projection.py's random_state (see seed semantics) */
     int threads;               /* <= 0: all cores; the result does not depend on it */
     enum knn_method knn_method;
-    size_t knn_exact_max_n; /* 20000: k = 91 makes NN-descent dearer than GEMM below (measured) */
+    /* 50000 (sklearn: always exact).  At 50k x 768 the exact GEMM k-NN took 28.8 s against
+     * NN-descent's 14.3-22.9 s (k = 91, loaded machine) but the run peaked at 1.49x the
+     * input's memory against 2.05x (NN-descent's candidate lists), and kept 0.131 of the
+     * 10-NN against 0.128.  Beyond 50k NN-descent: the GEMM grows as n^2. */
+    size_t knn_exact_max_n;
+    size_t exact_max_n;    /* 0 = 3000: exact repulsion up to here (sklearn: none, Barnes-Hut) */
+    size_t interp_points;  /* 4: see tsne_forces.h (openTSNE: 3) */
+    size_t min_intervals;  /* 40: see tsne_forces.h (openTSNE: 50) */
+    double interval_width; /* 1.5: see tsne_forces.h (openTSNE: 1) */
 };
 
 struct tsne_result {
     double perplexity, learning_rate; /* effective values after the clamping rules */
     size_t n_iter;                    /* sklearn's n_iter_: index of the last iteration */
-    double kl_divergence;             /* KL(P || Q) of the final layout (Z from the tree) */
+    double kl_divergence;             /* KL(P || Q) of the final layout */
     double seconds_knn, seconds_affinity, seconds_optimize;
 };
 
 void tsne_options_default(struct tsne_options *opt);
 
-/* 0, PW_EINVAL (bad input, NaN parameters, theta outside [0, 1]), PW_ENOMEM,
- * PW_ECANCELED.  `res` may be NULL. */
+/* 0, PW_EINVAL (bad input, NaN parameters, bad FFT options, a layout that diverged to
+ * non-finite coordinates), PW_ENOMEM, PW_ECANCELED.
+ * `res` may be NULL. */
 int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt, float *out,
              struct tsne_result *res, const struct pw_progress *progress, struct pw_error *err);
 

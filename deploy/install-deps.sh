@@ -9,7 +9,7 @@ PACKAGES=(
     build-essential cmake pkg-config clang-format
     # libraries the worker links
     librabbitmq-dev libpq-dev libopenblas-dev liblapacke-dev libjansson-dev
-    libcurl4-openssl-dev libssl-dev libyajl-dev
+    libcurl4-openssl-dev libssl-dev libyajl-dev libfftw3-dev
     # services the tests and the quick start run locally
     rabbitmq-server postgresql
     # the Python side: the real Celery client and the references we compare against

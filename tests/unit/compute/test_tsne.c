@@ -1,5 +1,6 @@
 /* test_tsne.c - t-SNE determinism, the Python task's parameter rules, cancellation and
- * input errors (quality against sklearn is in tests/quality/test_tsne_quality.py). */
+ * input errors; the repulsion methods (FFT interpolation, exact sums) against double
+ * sums computed here (quality against sklearn is in tests/quality/test_tsne_quality.py). */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -7,6 +8,134 @@
 #include "pw_test.h"
 #include "test_data.h"
 #include "tsne.h"
+#include "tsne_forces.h"
+
+/* A layout like a late t-SNE iteration: 12 blobs of std 2 spread over ~60 units. */
+static float *blob_layout(size_t n, uint64_t seed)
+{
+    float *x = td_clusters(n, 2, 12, seed), *y = malloc(2 * n * sizeof *y);
+    for (size_t q = 0; q < 2 * n; q++)
+        y[q] = 8.0f * x[q] / 2.0f; /* centres ~ N(0, 8^2), spread N(0, 2^2)... */
+    for (size_t i = 0; i < n; i++) {
+        size_t c = i % 12; /* ...and the centres pushed apart on a 4 x 3 grid */
+        y[2 * i] = 0.25f * y[2 * i] + 15.0f * (float)(c % 4);
+        y[2 * i + 1] = 0.25f * y[2 * i + 1] + 15.0f * (float)(c / 4);
+    }
+    free(x);
+    return y;
+}
+
+/* rep_i / Z in double, every pair. */
+static void reference_repulsion(const float *Y, size_t n, double *ref, double *Z)
+{
+    double z = 0;
+    for (size_t i = 0; i < n; i++) {
+        double fx = 0, fy = 0;
+        for (size_t j = 0; j < n; j++) {
+            if (j == i)
+                continue;
+            double dx = (double)Y[2 * i] - Y[2 * j], dy = (double)Y[2 * i + 1] - Y[2 * j + 1];
+            double q = 1.0 / (1.0 + dx * dx + dy * dy);
+            z += q;
+            fx += q * q * dx;
+            fy += q * q * dy;
+        }
+        ref[2 * i] = fx;
+        ref[2 * i + 1] = fy;
+    }
+    *Z = z;
+}
+
+/* Relative L2 error of rep / z against ref / zref. */
+static double force_error(const float *rep, double z, const double *ref, double zref, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t q = 0; q < 2 * n; q++) {
+        double d = rep[q] / z - ref[q] / zref;
+        num += d * d;
+        den += ref[q] / zref * ref[q] / zref;
+    }
+    return sqrt(num / den);
+}
+
+static void test_fft_repulsion_matches_exact_sums_within_two_percent(void)
+{
+    size_t n = 3000;
+    float *Y = blob_layout(n, 41), *rep = malloc(2 * n * sizeof *rep);
+    double *ref = malloc(2 * n * sizeof *ref), zref, z;
+    reference_repulsion(Y, n, ref, &zref);
+    struct tsne_fft *f;
+    struct pw_error err;
+    CHECK(tsne_fft_new(n, NULL, 2, &f, &err) == 0);
+    CHECK(tsne_fft_repulsion(f, Y, rep, &z, NULL, &err) == 0);
+    CHECK(fabs(z / zref - 1) < 2e-3);
+    CHECK(force_error(rep, z, ref, zref, n) < 0.02);
+    tsne_fft_free(f);
+    free(Y);
+    free(rep);
+    free(ref);
+}
+
+static void test_fft_repulsion_does_not_depend_on_thread_count(void)
+{
+    size_t n = 2000;
+    float *Y = blob_layout(n, 42), *a = malloc(2 * n * sizeof *a), *b = malloc(2 * n * sizeof *b);
+    double za, zb;
+    struct tsne_fft *f1, *f3;
+    struct pw_error err;
+    CHECK(tsne_fft_new(n, NULL, 1, &f1, &err) == 0);
+    CHECK(tsne_fft_new(n, NULL, 3, &f3, &err) == 0);
+    CHECK(tsne_fft_repulsion(f1, Y, a, &za, NULL, &err) == 0);
+    CHECK(tsne_fft_repulsion(f3, Y, b, &zb, NULL, &err) == 0);
+    CHECK(za == zb);
+    CHECK(memcmp(a, b, 2 * n * sizeof *a) == 0);
+    tsne_fft_free(f1);
+    tsne_fft_free(f3);
+    free(Y);
+    free(a);
+    free(b);
+}
+
+static void test_exact_repulsion_matches_double_sums(void)
+{
+    size_t n = 700;
+    float *Y = blob_layout(n, 43), *rep = malloc(2 * n * sizeof *rep), *zi = malloc(n * sizeof *zi);
+    double *ref = malloc(2 * n * sizeof *ref), zref, z;
+    reference_repulsion(Y, n, ref, &zref);
+    tsne_exact_repulsion(Y, n, 2, rep, zi, &z);
+    CHECK(fabs(z / zref - 1) < 1e-5);
+    CHECK(force_error(rep, z, ref, zref, n) < 1e-5);
+    free(Y);
+    free(rep);
+    free(zi);
+    free(ref);
+}
+
+static void test_fft_repulsion_rejects_a_diverged_layout(void)
+{
+    size_t n = 100;
+    float *Y = blob_layout(n, 44), rep[200];
+    double z;
+    Y[37] = INFINITY;
+    struct tsne_fft *f;
+    struct pw_error err;
+    CHECK(tsne_fft_new(n, NULL, 1, &f, &err) == 0);
+    CHECK(tsne_fft_repulsion(f, Y, rep, &z, NULL, &err) == PW_EINVAL);
+    CHECK(strstr(err.msg, "diverged") != NULL);
+    tsne_fft_free(f);
+    free(Y);
+}
+
+static void test_fft_rejects_bad_options(void)
+{
+    struct tsne_fft_options o;
+    tsne_fft_options_default(&o);
+    o.interval_width = 0;
+    struct tsne_fft *f;
+    struct pw_error err;
+    CHECK(tsne_fft_new(100, &o, 1, &f, &err) == PW_EINVAL);
+    CHECK(f == NULL);
+}
 
 static int run(const float *x, size_t n, size_t d, int threads, float *out, struct tsne_result *r)
 {
@@ -33,7 +162,7 @@ static void test_tsne_same_seed_and_threads_give_identical_bytes(void)
 
 static void test_tsne_result_does_not_depend_on_thread_count(void)
 {
-    size_t n = 8200, d = 8; /* >= 8192: iterations run threaded */
+    size_t n = 8200, d = 8; /* >= 8192: iterations run threaded, FFT repulsion */
     float *x = td_clusters(n, d, 5, 32), *a = malloc(n * 2 * sizeof *a),
           *b = malloc(n * 2 * sizeof *b);
     CHECK(run(x, n, d, 1, a, NULL) == 0);
@@ -132,6 +261,11 @@ static void test_tsne_rejects_nan_perplexity(void)
 
 int main(void)
 {
+    RUN(test_fft_repulsion_matches_exact_sums_within_two_percent);
+    RUN(test_fft_repulsion_does_not_depend_on_thread_count);
+    RUN(test_exact_repulsion_matches_double_sums);
+    RUN(test_fft_repulsion_rejects_a_diverged_layout);
+    RUN(test_fft_rejects_bad_options);
     RUN(test_tsne_same_seed_and_threads_give_identical_bytes);
     RUN(test_tsne_result_does_not_depend_on_thread_count);
     RUN(test_tsne_applies_python_parameter_rules);

@@ -1,0 +1,346 @@
+/* tsne_fft.c - t-SNE repulsion by FFT-accelerated interpolation (see tsne_forces.h), and
+ * the exact O(n^2) repulsion for small layouts.
+ *
+ * Shaped after FIt-SNE's 2-D "compute_repulsive_forces" (one kernel K = q^2), with three
+ * charges instead of four: for phi_t(i) = sum_j K_ij c_t(j), c = (1, y1, y2),
+ *   rep_i = y_i phi_1(i) - (phi_2(i), phi_3(i)),
+ * and since K is symmetric, sum_i sum_j K_ij |y_j|^2 = sum_i |y_i|^2 phi_1(i), so
+ *   Z + n = sum_i sum_j q_ij = sum_i (1 + 2 |y_i|^2) phi_1(i) - 2 y_i . (phi_2, phi_3)(i)
+ * (FIt-SNE's fourth charge |y|^2 is only needed for per-point sums, which t-SNE does not
+ * use).  Coordinates are relative to the grid's centre to keep the float cancellation
+ * small.  The 2-D transforms are done as rows then columns with FFTW's batched 1-D plans
+ * (FFTW_ESTIMATE: the plan, hence the rounding, does not depend on timing), skipping the
+ * zero-padded rows; the kernel is even, so its spectrum is real.  The kernel's and the
+ * three charges' forward transforms are four independent tasks, the three inverse ones
+ * three more; FFTW's new-array execute is thread-safe, and plans are made here, in the
+ * calling thread.  The 1/M^2 of the inverse transform is folded into the kernel. */
+#include "tsne_forces.h"
+
+#include <fftw3.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NTERMS        3
+#define MAX_INTERVALS 640 /* 4 nodes each: M = 5120, 3 x 105 MB of spectra */
+
+struct tsne_fft {
+    size_t n, p, min_intervals;
+    double interval_width;
+    int threads;
+    int32_t *base;            /* 2n: first node of the point's interval, per axis */
+    float *w;                 /* 2pn: Lagrange weights, per point x then y */
+    float *zi;                /* n: per-point part of Z */
+    size_t M, N, H;           /* FFT size per axis, nodes per axis (M = 2N), H = M / 2 + 1 */
+    float *kr;                /* (N+1) x (N+1): kernel K(a, b), then its (real) spectrum */
+    fftwf_complex *c[NTERMS]; /* M x H each: charges in rows < N (as floats), then spectra */
+    fftwf_plan kern, rows_fwd, cols_fwd, cols_inv, rows_inv;
+};
+
+void tsne_fft_options_default(struct tsne_fft_options *opt)
+{
+    opt->interp_points = 4;
+    opt->min_intervals = 40;
+    opt->interval_width = 1.5;
+}
+
+static void free_grids(struct tsne_fft *f)
+{
+    fftwf_plan *pl[5] = {&f->kern, &f->rows_fwd, &f->cols_fwd, &f->cols_inv, &f->rows_inv};
+    for (int i = 0; i < 5; i++) {
+        if (*pl[i])
+            fftwf_destroy_plan(*pl[i]);
+        *pl[i] = NULL;
+    }
+    fftwf_free(f->kr);
+    f->kr = NULL;
+    for (int t = 0; t < NTERMS; t++) {
+        fftwf_free(f->c[t]);
+        f->c[t] = NULL;
+    }
+    f->M = 0;
+}
+
+void tsne_fft_free(struct tsne_fft *f)
+{
+    if (!f)
+        return;
+    free_grids(f);
+    free(f->base);
+    free(f->w);
+    free(f->zi);
+    free(f);
+}
+
+int tsne_fft_new(size_t n, const struct tsne_fft_options *opt, int threads, struct tsne_fft **out,
+                 struct pw_error *err)
+{
+    struct tsne_fft_options o;
+    if (opt)
+        o = *opt;
+    else
+        tsne_fft_options_default(&o);
+    *out = NULL;
+    if (o.interp_points < 1 || o.interp_points > 8 || o.min_intervals < 1 ||
+        !(o.interval_width > 0))
+        return pw_error_set(err, PW_EINVAL,
+                            "tsne: interp_points in [1, 8], min_intervals >= 1, "
+                            "interval_width > 0");
+    struct tsne_fft *f = calloc(1, sizeof *f);
+    if (!f)
+        return pw_error_set(err, PW_ENOMEM, "tsne: out of memory");
+    f->n = n;
+    f->p = o.interp_points;
+    f->min_intervals = o.min_intervals;
+    f->interval_width = o.interval_width;
+    f->threads = threads > 0 ? threads : 1;
+    f->base = malloc(2 * n * sizeof *f->base);
+    f->w = malloc(2 * f->p * n * sizeof *f->w);
+    f->zi = malloc(n * sizeof *f->zi);
+    if (!f->base || !f->w || !f->zi) {
+        tsne_fft_free(f);
+        return pw_error_set(err, PW_ENOMEM, "tsne: out of memory");
+    }
+    *out = f;
+    return 0;
+}
+
+void tsne_fft_set_threads(struct tsne_fft *f, int threads)
+{
+    f->threads = threads > 0 ? threads : 1;
+}
+
+/* Smallest m >= x of the form 2^a * {1, 3, 5}.  FFTW_ESTIMATE's plans for these sizes
+ * run 1.5-2x faster than for neighbouring 7-smooth ones (measured: M = 640 takes 1.4 ms
+ * per pruned forward + inverse transform, 600 takes 1.9, 630 more), and the steps stay
+ * within 1.33x. */
+static size_t fast_size(size_t x)
+{
+    size_t best = SIZE_MAX;
+    for (size_t c = 1; c <= 5; c += 2)
+        for (size_t m = c; m < best; m *= 2)
+            if (m >= x)
+                best = m;
+    return best;
+}
+
+/* Arrays and plans for N nodes per axis (M = 2N, H = N + 1), sized exactly: the grid
+ * changes size a few times per run.  The 2-D transforms are done by hand, in place,
+ * rows then columns, to skip the zero padding: only the N charge rows are transformed
+ * forward and only the N wanted rows backward (FFTW's 2-D plans would do all M).  The
+ * kernel is even in both axes, so its M x M spectrum is real and even: it is the 2-D
+ * DCT-I of its (N+1) x (N+1) quadrant (FFTW's REDFT00), a quarter of the work and of
+ * the memory of a real-to-complex transform. */
+static int ensure_grids(struct tsne_fft *f, size_t N)
+{
+    size_t M = 2 * N, H = N + 1;
+    if (M == f->M)
+        return 0;
+    free_grids(f);
+    f->kr = fftwf_malloc(H * H * sizeof *f->kr);
+    for (int t = 0; t < NTERMS; t++)
+        f->c[t] = fftwf_malloc(M * H * sizeof *f->c[t]);
+    if (!f->kr || !f->c[0] || !f->c[1] || !f->c[2]) {
+        free_grids(f);
+        return -1;
+    }
+    int m = (int)M, h = (int)H, nn = (int)N, h2 = (int)(2 * H);
+    float *r = (float *)f->c[0];
+    fftwf_complex *c = f->c[0];
+    f->kern = fftwf_plan_r2r_2d(h, h, f->kr, f->kr, FFTW_REDFT00, FFTW_REDFT00, FFTW_ESTIMATE);
+    f->rows_fwd = fftwf_plan_many_dft_r2c(1, &m, nn, r, NULL, 1, h2, c, NULL, 1, h, FFTW_ESTIMATE);
+    f->cols_fwd =
+        fftwf_plan_many_dft(1, &m, h, c, NULL, h, 1, c, NULL, h, 1, FFTW_FORWARD, FFTW_ESTIMATE);
+    f->cols_inv =
+        fftwf_plan_many_dft(1, &m, h, c, NULL, h, 1, c, NULL, h, 1, FFTW_BACKWARD, FFTW_ESTIMATE);
+    f->rows_inv = fftwf_plan_many_dft_c2r(1, &m, nn, c, NULL, 1, h, r, NULL, 1, h2, FFTW_ESTIMATE);
+    if (!f->kern || !f->rows_fwd || !f->cols_fwd || !f->cols_inv || !f->rows_inv) {
+        free_grids(f);
+        return -1;
+    }
+    f->M = M;
+    f->N = N;
+    f->H = H;
+    return 0;
+}
+
+/* Lagrange weights of the p nodes at (k + 1/2) / p for local coordinate u in [0, 1];
+ * inv_den[k] = 1 / prod_{m != k} (u_k - u_m). */
+static inline void lagrange(size_t p, const float *inv_den, float u, float *w)
+{
+    float d[8] = {0};
+    for (size_t k = 0; k < p; k++)
+        d[k] = u - ((float)k + 0.5f) / (float)p;
+    for (size_t k = 0; k < p; k++) {
+        float num = inv_den[k];
+        for (size_t m = 0; m < p; m++)
+            num *= m == k ? 1.0f : d[m];
+        w[k] = num;
+    }
+}
+
+int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z,
+                       const struct tsne_side_work *side, struct pw_error *err)
+{
+    size_t n = f->n, p = f->p;
+    float lo = INFINITY, hi = -INFINITY;
+    for (size_t q = 0; q < 2 * n; q++) {
+        lo = Y[q] < lo ? Y[q] : lo;
+        hi = Y[q] > hi ? Y[q] : hi;
+    }
+    double span = (double)hi - (double)lo;
+    if (!isfinite(span))
+        return pw_error_set(err, PW_EINVAL, "tsne: the layout diverged (non-finite coordinates)");
+    span = span > 1e-6 ? span : 1e-6;
+    /* At most MAX_INTERVALS per axis (a 2^a*{1,3,5} count): wider intervals, less accuracy,
+     * rather than grids of gigabytes for layouts thousands of units wide. */
+    double want = ceil(span / f->interval_width);
+    size_t nb = want < MAX_INTERVALS ? (size_t)want : MAX_INTERVALS;
+    nb = fast_size(nb > f->min_intervals ? nb : f->min_intervals);
+    size_t N = nb * p, M = 2 * N;
+    if (ensure_grids(f, N))
+        return pw_error_set(err, PW_ENOMEM, "tsne: out of memory for the FFT grids");
+    size_t H = f->H, stride = 2 * H; /* charge rows: floats, in place of the spectra */
+    double bw = span / (double)nb, h = bw / (double)p;
+    float centre = (float)(0.5 * ((double)lo + (double)hi));
+    int threads = f->threads;
+
+    float inv_den[8];
+    for (size_t k = 0; k < p; k++) {
+        double den = 1.0;
+        for (size_t m = 0; m < p; m++)
+            den *= m == k ? 1.0 : ((double)k - (double)m) / (double)p;
+        inv_den[k] = (float)(1.0 / den);
+    }
+    float flo = lo, inv_bw = (float)(1.0 / bw);
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (size_t q = 0; q < 2 * n; q++) {
+        float u = (Y[q] - flo) * inv_bw;
+        size_t b = u > 0 ? (size_t)u : 0;
+        b = b < nb ? b : nb - 1;
+        f->base[q] = (int32_t)(b * p);
+        lagrange(p, inv_den, u - (float)b, f->w + q * p);
+    }
+
+    /* Task 0: the kernel's spectrum; tasks 1..3: spread one charge each and transform;
+     * then the first half of the side tasks. */
+    size_t nside = side ? side->ntasks : 0, half = nside / 2;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (size_t t = 0; t <= NTERMS + half; t++) {
+        if (t > NTERMS) {
+            side->task(side->ctx, t - NTERMS - 1);
+            continue;
+        }
+        if (t == 0) { /* K(a, b) for a, b in [0, N]; offset N never occurs: 0 there */
+            float scale = (float)(1.0 / ((double)M * (double)M)), h2 = (float)(h * h);
+            for (size_t a = 0; a < H; a++) {
+                float *row = f->kr + a * H, da2 = (float)(a * a);
+                for (size_t b = 0; b < H; b++) {
+                    float q = 1.0f / (1.0f + h2 * (da2 + (float)(b * b)));
+                    row[b] = a == N || b == N ? 0.0f : q * q * scale;
+                }
+            }
+            fftwf_execute_r2r(f->kern, f->kr, f->kr);
+            continue;
+        }
+        fftwf_complex *c = f->c[t - 1];
+        float *g = (float *)c;
+        memset(g, 0, N * stride * sizeof *g);
+        for (size_t i = 0; i < n; i++) {
+            float y1 = Y[2 * i] - centre, y2 = Y[2 * i + 1] - centre;
+            float ch = t == 1 ? 1.0f : t == 2 ? y1 : y2;
+            const float *wx = f->w + 2 * i * p, *wy = wx + p;
+            float *row = g + (size_t)f->base[2 * i] * stride + (size_t)f->base[2 * i + 1];
+            for (size_t a = 0; a < p; a++, row += stride) {
+                float ca = ch * wx[a];
+                for (size_t b = 0; b < p; b++)
+                    row[b] += ca * wy[b];
+            }
+        }
+        fftwf_execute_dft_r2c(f->rows_fwd, g, c);
+        memset(c + N * H, 0, N * H * sizeof *c);
+        fftwf_execute_dft(f->cols_fwd, c, c);
+    }
+
+    /* Spectrum row u of the kernel is DCT row min(u, M - u).  Then the other side tasks. */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (size_t t = 0; t < NTERMS + nside - half; t++) {
+        if (t >= NTERMS) {
+            side->task(side->ctx, half + t - NTERMS);
+            continue;
+        }
+        fftwf_complex *c = f->c[t];
+        for (size_t u = 0; u < M; u++) {
+            const float *k = f->kr + (u <= N ? u : M - u) * H;
+            fftwf_complex *row = c + u * H;
+            for (size_t v = 0; v < H; v++) {
+                row[v][0] *= k[v];
+                row[v][1] *= k[v];
+            }
+        }
+        fftwf_execute_dft(f->cols_inv, c, c);
+        fftwf_execute_dft_c2r(f->rows_inv, c, (float *)c);
+    }
+
+    double zsum = 0;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (size_t i = 0; i < n; i++) {
+        const float *wx = f->w + 2 * i * p, *wy = wx + p;
+        size_t off = (size_t)f->base[2 * i] * stride + (size_t)f->base[2 * i + 1];
+        float phi[NTERMS];
+        for (int t = 0; t < NTERMS; t++) {
+            const float *row = (const float *)f->c[t] + off;
+            float s = 0;
+            for (size_t a = 0; a < p; a++, row += stride) {
+                float ra = 0;
+                for (size_t b = 0; b < p; b++)
+                    ra += wy[b] * row[b];
+                s += wx[a] * ra;
+            }
+            phi[t] = s;
+        }
+        float y1 = Y[2 * i] - centre, y2 = Y[2 * i + 1] - centre;
+        rep[2 * i] = y1 * phi[0] - phi[1];
+        rep[2 * i + 1] = y2 * phi[0] - phi[2];
+        f->zi[i] =
+            (1.0f + 2.0f * (y1 * y1 + y2 * y2)) * phi[0] - 2.0f * (y1 * phi[1] + y2 * phi[2]);
+    }
+    for (size_t i = 0; i < n; i++) /* in point order: independent of the thread count */
+        zsum += f->zi[i];
+    *z = zsum - (double)n; /* the j == i terms */
+    return 0;
+}
+
+/* Exact sums for point i (hot loop; AVX-512 and AVX2 clones). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void
+exact_point(const float *Y, size_t n, size_t i, float *rep, float *zi)
+{
+    float xi = Y[2 * i], yi = Y[2 * i + 1], s = 0, fx = 0, fy = 0;
+#pragma omp simd reduction(+ : s, fx, fy)
+    for (size_t j = 0; j < n; j++) {
+        float dx = xi - Y[2 * j], dy = yi - Y[2 * j + 1];
+        float q = 1.0f / (1.0f + dx * dx + dy * dy);
+        s += q;
+        fx += q * q * dx;
+        fy += q * q * dy;
+    }
+    rep[2 * i] = fx;
+    rep[2 * i + 1] = fy;
+    zi[i] = s - 1.0f; /* the j == i term */
+}
+
+void tsne_exact_repulsion(const float *Y, size_t n, int threads, float *rep, float *zi, double *z)
+{
+#pragma omp parallel for schedule(dynamic, 64) num_threads(threads)
+    for (size_t i = 0; i < n; i++)
+        exact_point(Y, n, i, rep, zi);
+    double zsum = 0;
+    for (size_t i = 0; i < n; i++)
+        zsum += zi[i];
+    *z = zsum;
+}

@@ -1,0 +1,67 @@
+/* tsne_forces.h - the repulsive half of the t-SNE gradient, for tsne.c (internal to compute/).
+ *
+ * For a 2-D layout Y (n points, float, row-major) these compute, for every point i,
+ * rep_i = sum_j q_ij^2 (y_i - y_j) and the normaliser Z = sum_{i != j} q_ij, with
+ * q_ij = 1 / (1 + |y_i - y_j|^2).
+ *
+ * tsne_fft: FFT-accelerated interpolation (FIt-SNE, Linderman et al. 2019; openTSNE's 2-D
+ * layout of the grid): the layout's bounding square is cut into equal intervals per axis
+ * - at least min_intervals, at most interval_width wide, the count rounded up to
+ * 2^a * {1, 3, 5} for the FFT - with `p` equispaced Lagrange nodes each; the charges
+ * (1, y_1, y_2) are spread onto the nodes, convolved with the kernel 1/(1+d^2)^2 by FFTW
+ * and interpolated back.  Work O(n p^2 + G^2 log G), G = nodes per axis.  Defaults: 4
+ * nodes per interval of width <= 1.5: on a 20k-point t-SNE layout (span 110) 1.2 %
+ * relative L2 force error at G = 320, against 1.7 % for openTSNE's defaults (3 nodes per
+ * width-1 interval, G = 315) and 0.55 % for width 4/3 (G = 384, 1.4x the time).  The
+ * result depends only on the layout and the options, not on `threads`: each charge grid
+ * is filled by one thread in point order and every sum runs in a fixed order.  FFTW's
+ * planner is not thread-safe: one tsne_fft_* call at a time per process.
+ *
+ * tsne_exact: the O(n^2) sums, in float, for small n (and as a test reference).
+ *
+ * Memory: tsne_fft_new allocates the workspace (freed by tsne_fft_free); rep is 2n floats
+ * owned by the caller.  Errors: PW_ENOMEM; PW_EINVAL when the layout has non-finite
+ * coordinates (a diverged optimisation).  Layouts wider than 640 intervals (960 units by
+ * default) get wider intervals, hence larger errors, instead of larger grids. */
+#ifndef PW_TSNE_FORCES_H
+#define PW_TSNE_FORCES_H
+
+#include <stddef.h>
+
+#include "pw_error.h"
+
+struct tsne_fft;
+
+struct tsne_fft_options {
+    size_t interp_points;  /* 4 (openTSNE's n_interpolation_points is 3; see above) */
+    size_t min_intervals;  /* 40 (openTSNE's min_num_intervals is 50; the width rules) */
+    double interval_width; /* 1.5 (openTSNE: 1 / ints_in_interval = 1) */
+};
+
+void tsne_fft_options_default(struct tsne_fft_options *opt);
+
+int tsne_fft_new(size_t n, const struct tsne_fft_options *opt, int threads, struct tsne_fft **out,
+                 struct pw_error *err);
+void tsne_fft_free(struct tsne_fft *f);
+
+/* Threads for the next calls (the result does not depend on it). */
+void tsne_fft_set_threads(struct tsne_fft *f, int threads);
+
+/* Independent work the caller wants done during the repulsion: task(ctx, i) runs once
+ * for every i < ntasks, on any thread, interleaved with the FFT's own tasks so that no
+ * thread idles at their barriers (t-SNE passes its attraction blocks). */
+struct tsne_side_work {
+    void (*task)(void *ctx, size_t i);
+    void *ctx;
+    size_t ntasks;
+};
+
+/* rep (2n) and *z for layout Y (2n) as described above; side may be NULL. */
+int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z,
+                       const struct tsne_side_work *side, struct pw_error *err);
+
+/* Exact sums over all pairs (zi: n floats of scratch); the result does not depend on
+ * `threads`. */
+void tsne_exact_repulsion(const float *Y, size_t n, int threads, float *rep, float *zi, double *z);
+
+#endif
