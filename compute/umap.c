@@ -1031,24 +1031,24 @@ PW_CLONES static void sgd_range(struct sgd *s, size_t lo, size_t hi, size_t epoc
         for (int p0 = 0; p0 < maxneg; p0 += NEG_CHUNK) {
             float nx[NEG_CHUNK][LANES], ny[NEG_CHUNK][LANES];
             int32_t w[NEG_CHUNK][LANES];
-            for (int l = 0; l < LANES; l++)
-                for (int p = 0; p < NEG_CHUNK; p++) {
-                    int pp = p0 + p;
-                    nx[p][l] = ny[p][l] = 0.0f;
-                    w[p][l] = 0;
-                    if (pp >= nneg[l])
-                        continue;
-                    uint64_t h = rng_mix(base[l] + (uint64_t)(pp >> 1));
-                    uint32_t h32 = pp & 1 ? (uint32_t)(h >> 32) : (uint32_t)h;
-                    size_t kk = (size_t)(((uint64_t)h32 * n) >> 32); /* Lemire: h n / 2^32 */
-                    if (kk == vert[l])
-                        continue; /* the point itself: skipped */
-                    nx[p][l] = snap[2 * kk];
-                    ny[p][l] = snap[2 * kk + 1];
-                    w[p][l] = -1;
+            int pc = maxneg - p0 < NEG_CHUNK ? maxneg - p0 : NEG_CHUNK;
+            for (int l = 0; l < LANES; l++) {
+                int cnt = nneg[l] - p0 < pc ? nneg[l] - p0 : pc;
+                for (int p = 0; p < pc; p += 2) { /* two draws per 64-bit hash */
+                    uint64_t h = rng_mix(base[l] + (uint64_t)((p0 + p) >> 1));
+                    for (int t = 0; t < 2 && p + t < pc; t++) {
+                        uint32_t h32 = t ? (uint32_t)(h >> 32) : (uint32_t)h;
+                        size_t kk = (size_t)(((uint64_t)h32 * n) >> 32); /* Lemire: h n / 2^32 */
+                        /* draws past this lane's count, and the point itself, are skipped */
+                        int use = p + t < cnt && kk != vert[l];
+                        nx[p + t][l] = snap[2 * kk];
+                        ny[p + t][l] = snap[2 * kk + 1];
+                        w[p + t][l] = -use;
+                    }
                 }
+            }
             v8f mx = V8F(0.0f), my = V8F(0.0f);
-            for (int p = 0; p < NEG_CHUNK && p0 + p < maxneg; p++) {
+            for (int p = 0; p < pc; p++) {
                 v8f vnx, vny;
                 v8i vw;
                 memcpy(&vnx, nx[p], sizeof vnx);
