@@ -613,22 +613,31 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
     for (size_t it = 0; it < iters; it++) {
         if ((rc = pw_progress_check(progress, err, "knn")))
             goto cleanup;
-        /* candidate lists: bounded max-heaps on a random priority (sequential: O(n k)) */
+        /* Candidate lists: bounded max-heaps on a random priority.  Each thread scans
+         * every edge but pushes only into the lists of its own range of points, so each
+         * list sees the same pushes in the same order as a sequential scan. */
         heap_init(newp, newc, NULL, n * maxc);
         heap_init(oldp, oldc, NULL, n * maxc);
-        for (size_t i = 0; i < n; i++)
-            for (size_t s2 = 0; s2 < k; s2++) {
-                int32_t j = g->idx[i * k + s2];
-                if (j < 0)
-                    continue;
-                float pr = (float)rng_unit(o->seed, 0x1000 + it, i * k + s2);
-                float *cp = flags[i * k + s2] ? newp : oldp;
-                int32_t *ci = flags[i * k + s2] ? newc : oldc;
-                heap_push(cp + i * maxc, ci + i * maxc, NULL, maxc, pr, j, 0);
-                heap_push(cp + (size_t)j * maxc, ci + (size_t)j * maxc, NULL, maxc, pr, (int32_t)i,
-                          0);
-            }
-            /* sampled new candidates become old */
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+        for (int t = 0; t < threads; t++) {
+            size_t lo = n * (size_t)t / (size_t)threads, hi = n * (size_t)(t + 1) / (size_t)threads;
+            for (size_t i = 0; i < n; i++)
+                for (size_t s2 = 0; s2 < k; s2++) {
+                    int32_t j = g->idx[i * k + s2];
+                    int mine_i = i >= lo && i < hi, mine_j = (size_t)j >= lo && (size_t)j < hi;
+                    if (j < 0 || (!mine_i && !mine_j))
+                        continue;
+                    float pr = (float)rng_unit(o->seed, 0x1000 + it, i * k + s2);
+                    float *cp = flags[i * k + s2] ? newp : oldp;
+                    int32_t *ci = flags[i * k + s2] ? newc : oldc;
+                    if (mine_i)
+                        heap_push(cp + i * maxc, ci + i * maxc, NULL, maxc, pr, j, 0);
+                    if (mine_j)
+                        heap_push(cp + (size_t)j * maxc, ci + (size_t)j * maxc, NULL, maxc, pr,
+                                  (int32_t)i, 0);
+                }
+        }
+        /* sampled new candidates become old */
 #pragma omp parallel for schedule(static) num_threads(threads)
         for (size_t i = 0; i < n; i++)
             for (size_t s2 = 0; s2 < k; s2++) {

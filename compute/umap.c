@@ -937,7 +937,8 @@ struct sgd {
  * its vertex's active edges in order, and the arithmetic of one positive sample plus
  * its negative samples runs on all lanes at once.  The result of a vertex does not
  * depend on its lane, its neighbours in the batch or the thread. */
-PW_CLONES static void sgd_range(struct sgd *s, size_t lo, size_t hi, size_t epoch, float alpha)
+__attribute__((optimize("fp-contract=fast"))) PW_CLONES static void
+sgd_range(struct sgd *s, size_t lo, size_t hi, size_t epoch, float alpha)
 {
     const struct fgraph *g = s->g;
     const size_t n = g->n;
