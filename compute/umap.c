@@ -924,19 +924,19 @@ struct sgd {
     const struct fgraph *g;
     float *Y, *snap;
     float *eps, *eons, *epns, *epneg; /* per edge, as umap-learn's arrays */
-    float *tail_delta; /* per edge e = (i, k), 2 floats: i's move caused by edge (k, i) */
-    int32_t *stamp;    /* per edge: the epoch tail_delta was written in (-1: never) */
-    int32_t *rev;      /* per edge: index of the reverse edge */
     float a, b, gamma;
     uint64_t seed;
 };
 
-/* The SGD of one epoch for vertices [lo, hi).  A vertex only reads the snapshot and
- * writes its own position and the tail moves of its own edges, so vertices are
- * independent within an epoch: LANES of them advance side by side, each lane walking
- * its vertex's active edges in order, and the arithmetic of one positive sample plus
- * its negative samples runs on all lanes at once.  The result of a vertex does not
- * depend on its lane, its neighbours in the batch or the thread. */
+/* The SGD of one epoch for vertices [lo, hi).  umap-learn moves both ends of a sampled
+ * edge (move_other).  The fuzzy graph is symmetric with equal weights both ways, so
+ * edge (i, k) and its reverse (k, i) are sampled in the same epochs, and the tail move
+ * that (k, i) gives i is taken here from i's side: it equals i's head move along
+ * (i, k), so i moves by twice that.  A vertex then only reads the snapshot and writes
+ * its own position: vertices are independent within an epoch, and LANES of them
+ * advance side by side, each lane walking its vertex's active edges in order, the
+ * arithmetic of one positive sample plus its negative samples running on all lanes at
+ * once.  The result of a vertex does not depend on its lane, its batch or the thread. */
 __attribute__((optimize("fp-contract=fast"))) PW_CLONES static void
 sgd_range(struct sgd *s, size_t lo, size_t hi, size_t epoch, float alpha)
 {
@@ -947,8 +947,8 @@ sgd_range(struct sgd *s, size_t lo, size_t hi, size_t epoch, float alpha)
     float *Y = s->Y;
     const v8f va = V8F(s->a), vpos = V8F(-2.0f * s->a * s->b), vneg = V8F(2.0f * s->gamma * s->b);
     const v8f valpha = V8F(alpha);
-    size_t vert[LANES], e[LANES], end[LANES], edge[LANES];
-    float cx[LANES], cy[LANES], ox[LANES], oy[LANES], gx[LANES], gy[LANES];
+    size_t vert[LANES], e[LANES], end[LANES];
+    float cx[LANES], cy[LANES], ox[LANES], oy[LANES];
     int nneg[LANES];
     uint64_t base[LANES];
     size_t next = lo;
@@ -982,14 +982,12 @@ sgd_range(struct sgd *s, size_t lo, size_t hi, size_t epoch, float alpha)
             }
             e[l] = ee;
             if (vert[l] == SIZE_MAX) { /* idle lane: zero force, no negative samples */
-                edge[l] = SIZE_MAX;
                 ox[l] = cx[l];
                 oy[l] = cy[l];
                 nneg[l] = 0;
                 continue;
             }
             live = 1;
-            edge[l] = ee;
             e[l] = ee + 1;
             size_t k = (size_t)g->col[ee];
             ox[l] = snap[2 * k];
@@ -1015,17 +1013,8 @@ sgd_range(struct sgd *s, size_t lo, size_t hi, size_t epoch, float alpha)
         v8f pb = v8_powf(q, s->b); /* pow(d2, b - 1) = pow(d2, b) / d2 */
         v8f gc = v8_sel(pos, (vpos * (pb / q)) / (va * pb + V8F(1.0f)), V8F(0.0f));
         v8f vgx = v8_clip4(gc * dx) * valpha, vgy = v8_clip4(gc * dy) * valpha;
-        vcx += vgx;
-        vcy += vgy;
-        memcpy(gx, &vgx, sizeof gx);
-        memcpy(gy, &vgy, sizeof gy);
-        for (int l = 0; l < LANES; l++)
-            if (edge[l] != SIZE_MAX) { /* the tail's move, in the reverse edge's slot */
-                size_t r = (size_t)s->rev[edge[l]];
-                s->tail_delta[2 * r] = -gx[l];
-                s->tail_delta[2 * r + 1] = -gy[l];
-                s->stamp[r] = (int32_t)epoch;
-            }
+        vcx += V8F(2.0f) * vgx; /* the head's move and the tail move of the reverse edge */
+        vcy += V8F(2.0f) * vgy;
         /* Negative samples: a chunk of them all push from the same current position
          * (umap-learn moves `current` after each one); draws are a function of (seed,
          * edge, epoch, draw number). */
@@ -1077,7 +1066,7 @@ static int optimize_layout(struct sgd *s, size_t n_epochs, float alpha0, int thr
                            const struct pw_progress *progress, struct pw_error *err)
 {
     if (s->g->n < 8192)
-        threads = 1; /* two barriers per epoch cost more than they save on small graphs */
+        threads = 1; /* a barrier per epoch costs more than it saves on small graphs */
     const struct fgraph *g = s->g;
     size_t n = g->n, chunk = 1024;
     double last = now_seconds();
@@ -1087,14 +1076,6 @@ static int optimize_layout(struct sgd *s, size_t n_epochs, float alpha0, int thr
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
         for (size_t c0 = 0; c0 < n; c0 += chunk)
             sgd_range(s, c0, c0 + chunk < n ? c0 + chunk : n, epoch, alpha);
-            /* tail moves, applied by the tail's owner in the tail's edge order */
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (size_t i = 0; i < n; i++)
-            for (size_t e = g->rowptr[i]; e < g->rowptr[i + 1]; e++)
-                if (s->stamp[e] == (int32_t)epoch) {
-                    s->Y[2 * i] += s->tail_delta[2 * e];
-                    s->Y[2 * i + 1] += s->tail_delta[2 * e + 1];
-                }
         alpha = alpha0 * (1.0f - (float)epoch / (float)n_epochs);
         double t = now_seconds();
         if (t - last > 0.2) {
@@ -1224,16 +1205,10 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
     s.eons = malloc((nnz + 1) * sizeof *s.eons);
     s.epns = malloc((nnz + 1) * sizeof *s.epns);
     s.epneg = malloc((nnz + 1) * sizeof *s.epneg);
-    s.tail_delta = malloc(2 * (nnz + 1) * sizeof *s.tail_delta);
-    s.stamp = malloc((nnz + 1) * sizeof *s.stamp);
-    s.rev = malloc((nnz + 1) * sizeof *s.rev);
-    if (!s.snap || !s.eps || !s.eons || !s.epns || !s.epneg || !s.tail_delta || !s.stamp ||
-        !s.rev) {
+    if (!s.snap || !s.eps || !s.eons || !s.epns || !s.epneg) {
         rc = pw_error_set(err, PW_ENOMEM, "umap: out of memory for the optimiser");
         goto cleanup;
     }
-    for (size_t e = 0; e <= nnz; e++)
-        s.stamp[e] = -1;
     float wmax = 0;
     for (size_t e = 0; e < nnz; e++)
         wmax = g.val[e] > wmax ? g.val[e] : wmax;
@@ -1244,6 +1219,8 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
         s.epneg[e] = o.negative_sample_rate > 0 ? s.eps[e] / o.negative_sample_rate : INFINITY;
         s.epns[e] = s.epneg[e];
     }
+    /* The optimiser relies on every edge (i, j) having a reverse (j, i) of the same weight
+     * (they are then sampled in the same epochs; see sgd_range). */
     for (size_t i = 0; i < n; i++)
         for (size_t e = g.rowptr[i]; e < g.rowptr[i + 1]; e++) {
             size_t j = (size_t)g.col[e];
@@ -1255,11 +1232,10 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
                 else
                     hi = mid;
             }
-            if (lo >= g.rowptr[j + 1] || g.col[lo] != (int32_t)i) {
+            if (lo >= g.rowptr[j + 1] || g.col[lo] != (int32_t)i || g.val[lo] != g.val[e]) {
                 rc = pw_error_set(err, PW_EINTERNAL, "umap: fuzzy graph is not symmetric");
                 goto cleanup;
             }
-            s.rev[e] = (int32_t)lo;
         }
     rc = optimize_layout(&s, o.n_epochs, o.learning_rate, threads, progress, err);
     if (rc)
@@ -1279,8 +1255,5 @@ cleanup:
     free(s.eons);
     free(s.epns);
     free(s.epneg);
-    free(s.tail_delta);
-    free(s.stamp);
-    free(s.rev);
     return rc;
 }
