@@ -938,7 +938,8 @@ struct sgd {
  * arithmetic of one positive sample plus its negative samples running on all lanes at
  * once.  The result of a vertex does not depend on its lane, its batch or the thread. */
 __attribute__((optimize("fp-contract=fast"))) PW_CLONES static void
-sgd_range(struct sgd *s, size_t lo, size_t hi, size_t epoch, float alpha)
+sgd_range(struct sgd *s, size_t lo, size_t hi, size_t epoch, float alpha, uint32_t *act,
+          uint32_t *aptr)
 {
     const struct fgraph *g = s->g;
     const size_t n = g->n;
@@ -951,6 +952,18 @@ sgd_range(struct sgd *s, size_t lo, size_t hi, size_t epoch, float alpha)
     float cx[LANES], cy[LANES], ox[LANES], oy[LANES];
     int nneg[LANES];
     uint64_t base[LANES];
+    /* The chunk's edges sampled this epoch, found without branches: act holds their
+     * offsets from rowptr[lo], aptr[v - lo] where vertex v's start. */
+    const size_t e0 = g->rowptr[lo];
+    uint32_t na = 0;
+    for (size_t v = lo; v < hi; v++) {
+        aptr[v - lo] = na;
+        for (size_t ee = g->rowptr[v]; ee < g->rowptr[v + 1]; ee++) {
+            act[na] = (uint32_t)(ee - e0);
+            na += s->eons[ee] <= fe;
+        }
+    }
+    aptr[hi - lo] = na;
     size_t next = lo;
     for (int l = 0; l < LANES; l++) {
         vert[l] = SIZE_MAX;
@@ -963,8 +976,6 @@ sgd_range(struct sgd *s, size_t lo, size_t hi, size_t epoch, float alpha)
         for (int l = 0; l < LANES; l++) {
             size_t ee = e[l];
             for (;;) {
-                while (ee < end[l] && s->eons[ee] > fe)
-                    ee++;
                 if (ee < end[l])
                     break;
                 if (vert[l] != SIZE_MAX) {
@@ -975,8 +986,8 @@ sgd_range(struct sgd *s, size_t lo, size_t hi, size_t epoch, float alpha)
                 if (next >= hi)
                     break;
                 vert[l] = next++;
-                ee = g->rowptr[vert[l]];
-                end[l] = g->rowptr[vert[l] + 1];
+                ee = aptr[vert[l] - lo];
+                end[l] = aptr[vert[l] + 1 - lo];
                 cx[l] = Y[2 * vert[l]];
                 cy[l] = Y[2 * vert[l] + 1];
             }
@@ -989,6 +1000,7 @@ sgd_range(struct sgd *s, size_t lo, size_t hi, size_t epoch, float alpha)
             }
             live = 1;
             e[l] = ee + 1;
+            ee = e0 + act[ee];
             size_t k = (size_t)g->col[ee];
             ox[l] = snap[2 * k];
             oy[l] = snap[2 * k + 1];
@@ -1069,24 +1081,35 @@ static int optimize_layout(struct sgd *s, size_t n_epochs, float alpha0, int thr
         threads = 1; /* a barrier per epoch costs more than it saves on small graphs */
     const struct fgraph *g = s->g;
     size_t n = g->n, chunk = 1024;
+    /* per chunk: its active edges (act + rowptr[c0]) and vertex starts (aptr + c0 + c0/chunk) */
+    uint32_t *act = malloc((g->nnz + 1) * sizeof *act);
+    uint32_t *aptr = malloc((n + n / chunk + 2) * sizeof *aptr);
+    int rc = 0;
+    if (!act || !aptr) {
+        rc = pw_error_set(err, PW_ENOMEM, "umap: out of memory for the optimiser");
+        goto cleanup;
+    }
     double last = now_seconds();
     float alpha = alpha0;
     for (size_t epoch = 0; epoch < n_epochs; epoch++) {
         memcpy(s->snap, s->Y, 2 * n * sizeof *s->Y);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
         for (size_t c0 = 0; c0 < n; c0 += chunk)
-            sgd_range(s, c0, c0 + chunk < n ? c0 + chunk : n, epoch, alpha);
+            sgd_range(s, c0, c0 + chunk < n ? c0 + chunk : n, epoch, alpha, act + g->rowptr[c0],
+                      aptr + c0 + c0 / chunk);
         alpha = alpha0 * (1.0f - (float)epoch / (float)n_epochs);
         double t = now_seconds();
         if (t - last > 0.2) {
             last = t;
-            int rc = pw_progress_check(progress, err, "umap");
-            if (rc)
-                return rc;
+            if ((rc = pw_progress_check(progress, err, "umap")))
+                goto cleanup;
             pw_progress_report(progress, "umap_optimize", (double)epoch / (double)n_epochs);
         }
     }
-    return 0;
+cleanup:
+    free(act);
+    free(aptr);
+    return rc;
 }
 
 int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt, float *out,
