@@ -598,6 +598,11 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
         apply_proposals(&s, bufs, t1 - t0, &oom);
         pw_progress_report(progress, "knn", 0.2 * (double)t1 / (double)n_trees);
     }
+    free(sk); /* only the trees use the sketch: not held through NN-descent's peak */
+    sk = NULL;
+    int32_t *first = realloc(perm, n * sizeof *perm); /* the first tree's order is kept */
+    if (first)
+        perm = first;
     /* Fill rows a tiny leaf left short with random points. */
     for (size_t i = 0; i < n; i++)
         for (uint64_t tries = 0; g->idx[i * k] < 0 && tries < 64 * k; tries++) {
