@@ -143,7 +143,76 @@ struct metric_ctx {
     size_t d;
     enum knn_metric metric;
     const float *inv_norm; /* cosine only */
+    const float *sqnorm;   /* |x_i|^2, euclidean only */
 };
+
+/* The local joins' kernel: dot products of 4 rows against 4 rows of x at once, so each
+ * loaded vector feeds four FMAs (a plain dot product is bound by loading both rows).
+ * Compiled for AVX-512, AVX2 and baseline x86-64, picked at load time. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(__SANITIZE_ADDRESS__)
+#define KNN_CLONES                                                                                 \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),                   \
+                   optimize("fp-contract=fast")))
+#else
+#define KNN_CLONES
+#endif
+
+typedef float v16f __attribute__((vector_size(64)));
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+
+static inline float hsum16(v16f v)
+{
+    v8f lo, hi;
+    memcpy(&lo, &v, sizeof lo);
+    memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);
+    lo += hi;
+    v4f a, b;
+    memcpy(&a, &lo, sizeof a);
+    memcpy(&b, (const char *)&lo + sizeof a, sizeof b);
+    a += b;
+    return (a[0] + a[2]) + (a[1] + a[3]);
+}
+
+KNN_CLONES static void dot4x4(const float *x, size_t d, const int32_t *rows, const int32_t *cols,
+                              float out[4][4])
+{
+    const float *r[4], *c[4];
+    for (int t = 0; t < 4; t++) {
+        r[t] = x + (size_t)rows[t] * d;
+        c[t] = x + (size_t)cols[t] * d;
+    }
+    v16f acc[4][4];
+    memset(acc, 0, sizeof acc);
+    size_t j = 0;
+    for (; j + 16 <= d; j += 16) {
+        v16f a[4], b[4];
+        for (int t = 0; t < 4; t++) {
+            memcpy(&a[t], r[t] + j, sizeof a[t]);
+            memcpy(&b[t], c[t] + j, sizeof b[t]);
+        }
+        for (int u = 0; u < 4; u++)
+            for (int v = 0; v < 4; v++)
+                acc[u][v] += a[u] * b[v];
+    }
+    for (int u = 0; u < 4; u++)
+        for (int v = 0; v < 4; v++) {
+            float sum = hsum16(acc[u][v]);
+            for (size_t t = j; t < d; t++)
+                sum += r[u][t] * c[v][t];
+            out[u][v] = sum;
+        }
+}
+
+/* Internal distance from a dot product (see pair_dist). */
+static inline float dist_from_dot(const struct metric_ctx *m, size_t a, size_t b, float dot)
+{
+    float v = m->metric == KNN_COSINE ? 1.0f - dot * m->inv_norm[a] * m->inv_norm[b]
+                                      : m->sqnorm[a] + m->sqnorm[b] - 2.0f * dot;
+    return v < 0.0f ? 0.0f : v;
+}
 
 /* Internal distance: squared euclidean (monotone in the real one) or cosine distance. */
 static inline float pair_dist(const struct metric_ctx *m, size_t a, size_t b)
@@ -300,11 +369,12 @@ static size_t apply_proposals(struct nnd *s, struct propbuf *bufs, size_t nbufs,
 
 /* Random projection tree: split idx[0..count) recursively, leaves emit all pairs. */
 struct rptree_job {
-    const struct metric_ctx *m;
+    const struct metric_ctx *m;  /* distances in leaves */
+    const struct metric_ctx *sm; /* hyperplanes: m, or its random sketch (knn_sketch) */
     int32_t *idx;
     size_t count, leaf_size;
     uint64_t seed, tree;
-    float *normal; /* d scratch */
+    float *normal; /* sm->d scratch */
     struct propbuf *out;
     const float *hd; /* heap roots (thresholds), read-only during jobs */
     size_t k;
@@ -312,15 +382,30 @@ struct rptree_job {
 
 static void rptree_leaf(struct rptree_job *j, int32_t *idx, size_t count)
 {
-    for (size_t a = 0; a < count; a++)
-        for (size_t b = a + 1; b < count; b++) {
-            int32_t p = idx[a], q = idx[b];
-            float dd = pair_dist(j->m, (size_t)p, (size_t)q);
-            if (dd < j->hd[(size_t)p * j->k])
-                prop_add(j->out, p, q, dd);
-            if (dd < j->hd[(size_t)q * j->k])
-                prop_add(j->out, q, p, dd);
+    float dots[4][4];
+    for (size_t a = 0; a < count; a += 4) {
+        int32_t rows[4], cols[4];
+        size_t nr = count - a < 4 ? count - a : 4;
+        for (size_t t = 0; t < 4; t++)
+            rows[t] = idx[a + (t < nr ? t : nr - 1)];
+        for (size_t c0 = a; c0 < count; c0 += 4) {
+            size_t ncc = count - c0 < 4 ? count - c0 : 4;
+            for (size_t t = 0; t < 4; t++)
+                cols[t] = idx[c0 + (t < ncc ? t : ncc - 1)];
+            dot4x4(j->m->x, j->m->d, rows, cols, dots);
+            for (size_t r = 0; r < nr; r++)
+                for (size_t cc = 0; cc < ncc; cc++) {
+                    if (c0 + cc <= a + r)
+                        continue; /* each pair once */
+                    int32_t p = rows[r], q = cols[cc];
+                    float dd = dist_from_dot(j->m, (size_t)p, (size_t)q, dots[r][cc]);
+                    if (dd < j->hd[(size_t)p * j->k])
+                        prop_add(j->out, p, q, dd);
+                    if (dd < j->hd[(size_t)q * j->k])
+                        prop_add(j->out, q, p, dd);
+                }
         }
+    }
 }
 
 static void rptree_split(struct rptree_job *j, int32_t *idx, size_t count, uint64_t node, int depth)
@@ -329,7 +414,7 @@ static void rptree_split(struct rptree_job *j, int32_t *idx, size_t count, uint6
         rptree_leaf(j, idx, count);
         return;
     }
-    const struct metric_ctx *m = j->m;
+    const struct metric_ctx *m = j->sm;
     size_t d = m->d;
     size_t ia = rng_below(j->seed, j->tree, 2 * node, count);
     size_t ib = rng_below(j->seed, j->tree, 2 * node + 1, count - 1);
@@ -367,6 +452,80 @@ static void rptree_split(struct rptree_job *j, int32_t *idx, size_t count, uint6
     rptree_split(j, idx + left, count - left, 2 * node + 2, depth + 1);
 }
 
+/* Random projection trees only need the side of a hyperplane, so on wide rows they
+ * split in a KNN_SKETCH_D-dimensional Gaussian sketch of the data (s_i = R^T x_i):
+ * projections stay within a few percent of the full ones, and the forest reads
+ * n * KNN_SKETCH_D floats per tree level instead of n * d.  Leaves use full rows. */
+#define KNN_SKETCH_D 64
+
+static void knn_sketch(const float *x, size_t n, size_t d, uint64_t seed, float *R, float *sk,
+                       int threads)
+{
+    for (size_t t = 0; t < d * KNN_SKETCH_D; t++)
+        R[t] = (float)rng_normal(seed, 0x5e7c, t);
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (size_t i = 0; i < n; i++) {
+        float acc[KNN_SKETCH_D] = {0};
+        const float *xi = x + i * d;
+        for (size_t t = 0; t < d; t++)
+            for (size_t c = 0; c < KNN_SKETCH_D; c++)
+                acc[c] += xi[t] * R[t * KNN_SKETCH_D + c];
+        memcpy(sk + i * KNN_SKETCH_D, acc, sizeof acc);
+    }
+}
+
+/* NN-descent's local join of one point: every (new, new) and (new, old) pair of its
+ * candidate lists, four rows by four columns at a time; proposals as rptree_leaf.
+ * scratch holds 3 * maxc ints. */
+static void local_join(const struct metric_ctx *m, const struct knn_graph *g, const int32_t *nw,
+                       const int32_t *od, size_t maxc, int32_t *scratch, struct propbuf *out)
+{
+    size_t k = g->k, nn = 0, no = 0;
+    int32_t *nl = scratch, *cl = scratch + maxc; /* cl: 2 maxc */
+    for (size_t a = 0; a < maxc; a++)
+        if (nw[a] >= 0)
+            nl[nn++] = nw[a];
+    for (size_t a = 0; a < maxc; a++)
+        if (od[a] >= 0)
+            cl[no++] = od[a];
+    if (nn == 0)
+        return;
+    /* columns: new[a..nn) then old[0..no); cl holds the old ones at the end */
+    memmove(cl + nn, cl, no * sizeof *cl);
+    memcpy(cl, nl, nn * sizeof *cl);
+    size_t ncol = nn + no;
+    float dots[4][4];
+    for (size_t a = 0; a < nn; a += 4) {
+        int32_t rows[4];
+        size_t nr = nn - a < 4 ? nn - a : 4;
+        for (size_t t = 0; t < 4; t++)
+            rows[t] = nl[a + (t < nr ? t : nr - 1)];
+        for (size_t c0 = a; c0 < ncol; c0 += 4) {
+            int32_t cols[4];
+            size_t ncc = ncol - c0 < 4 ? ncol - c0 : 4;
+            for (size_t t = 0; t < 4; t++)
+                cols[t] = cl[c0 + (t < ncc ? t : ncc - 1)];
+            dot4x4(m->x, m->d, rows, cols, dots);
+            for (size_t r = 0; r < nr; r++)
+                for (size_t cc = 0; cc < ncc; cc++) {
+                    size_t ci = c0 + cc;
+                    if (ci < nn && ci <= a + r)
+                        continue; /* a (new, new) pair once, never a point with itself */
+                    int32_t p = rows[r], q = cols[cc];
+                    if (q == p)
+                        continue;
+                    float dd = dist_from_dot(m, (size_t)p, (size_t)q, dots[r][cc]);
+                    float tp = g->dist[(size_t)p * k];
+                    if (dd < tp || (dd == tp && q < g->idx[(size_t)p * k]))
+                        prop_add(out, p, q, dd);
+                    float tq = g->dist[(size_t)q * k];
+                    if (dd < tq || (dd == tq && p < g->idx[(size_t)q * k]))
+                        prop_add(out, q, p, dd);
+                }
+        }
+    }
+}
+
 static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const struct knn_options *o,
                       int threads, struct knn_graph *g, const struct pw_progress *progress,
                       struct pw_error *err)
@@ -397,16 +556,30 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
         njobs = 64;
     struct propbuf *bufs = calloc(njobs, sizeof *bufs);
     int32_t *perm = malloc(n_trees * n * sizeof *perm);
-    float *normals = malloc(n_trees * d * sizeof *normals);
+    int sketch = d > 2 * KNN_SKETCH_D;
+    size_t sd = sketch ? KNN_SKETCH_D : d;
+    float *normals = malloc(n_trees * sd * sizeof *normals);
+    float *sk = sketch ? malloc(n * sd * sizeof *sk) : NULL;
+    float *R = sketch ? malloc(d * sd * sizeof *R) : NULL;
     uint8_t *flags = malloc(n * k);
     int32_t *newc = malloc(n * maxc * sizeof *newc), *oldc = malloc(n * maxc * sizeof *oldc);
     float *newp = malloc(n * maxc * sizeof *newp), *oldp = malloc(n * maxc * sizeof *oldp);
-    if (!bufs || !perm || !normals || !flags || !newc || !oldc || !newp || !oldp) {
+    int32_t *cand = malloc(njobs * 3 * maxc * sizeof *cand);
+    if (!bufs || !perm || !normals || !flags || !newc || !oldc || !newp || !oldp || !cand ||
+        (sketch && (!sk || !R))) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for NN-descent (n = %zu)", n);
         goto cleanup;
     }
     s.hf = flags;
     heap_init(g->dist, g->idx, flags, n * k);
+    struct metric_ctx sm = *m;
+    if (sketch) {
+        knn_sketch(m->x, n, d, o->seed, R, sk, threads);
+        sm.x = sk;
+        sm.d = sd;
+        free(R);
+        R = NULL;
+    }
 
     /* 1. random projection forest: one job per tree, leaves propose all their pairs */
     for (size_t t0 = 0; t0 < n_trees; t0 += (size_t)threads) {
@@ -419,12 +592,17 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
             for (size_t i = 0; i < n; i++)
                 p[i] = (int32_t)i;
             struct rptree_job job = {
-                m, p, n, leaf, o->seed, t, normals + t * d, &bufs[t - t0], g->dist, k};
+                m, &sm, p, n, leaf, o->seed, t, normals + t * sd, &bufs[t - t0], g->dist, k};
             rptree_split(&job, p, n, 0, 0);
         }
         apply_proposals(&s, bufs, t1 - t0, &oom);
         pw_progress_report(progress, "knn", 0.2 * (double)t1 / (double)n_trees);
     }
+    free(sk); /* only the trees use the sketch: not held through NN-descent's peak */
+    sk = NULL;
+    int32_t *first = realloc(perm, n * sizeof *perm); /* the first tree's order is kept */
+    if (first)
+        perm = first;
     /* Fill rows a tiny leaf left short with random points. */
     for (size_t i = 0; i < n; i++)
         for (uint64_t tries = 0; g->idx[i * k] < 0 && tries < 64 * k; tries++) {
@@ -434,26 +612,37 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
                           (int32_t)j, 1);
         }
 
-    /* 2. NN-descent */
+    /* 2. NN-descent.  Points are joined in the first tree's leaf order: consecutive
+     * points share candidates, whose rows then come from cache rather than memory. */
+    const int32_t *order = perm;
     for (size_t it = 0; it < iters; it++) {
         if ((rc = pw_progress_check(progress, err, "knn")))
             goto cleanup;
-        /* candidate lists: bounded max-heaps on a random priority (sequential: O(n k)) */
+        /* Candidate lists: bounded max-heaps on a random priority.  Each thread scans
+         * every edge but pushes only into the lists of its own range of points, so each
+         * list sees the same pushes in the same order as a sequential scan. */
         heap_init(newp, newc, NULL, n * maxc);
         heap_init(oldp, oldc, NULL, n * maxc);
-        for (size_t i = 0; i < n; i++)
-            for (size_t s2 = 0; s2 < k; s2++) {
-                int32_t j = g->idx[i * k + s2];
-                if (j < 0)
-                    continue;
-                float pr = (float)rng_unit(o->seed, 0x1000 + it, i * k + s2);
-                float *cp = flags[i * k + s2] ? newp : oldp;
-                int32_t *ci = flags[i * k + s2] ? newc : oldc;
-                heap_push(cp + i * maxc, ci + i * maxc, NULL, maxc, pr, j, 0);
-                heap_push(cp + (size_t)j * maxc, ci + (size_t)j * maxc, NULL, maxc, pr, (int32_t)i,
-                          0);
-            }
-            /* sampled new candidates become old */
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+        for (int t = 0; t < threads; t++) {
+            size_t lo = n * (size_t)t / (size_t)threads, hi = n * (size_t)(t + 1) / (size_t)threads;
+            for (size_t i = 0; i < n; i++)
+                for (size_t s2 = 0; s2 < k; s2++) {
+                    int32_t j = g->idx[i * k + s2];
+                    int mine_i = i >= lo && i < hi, mine_j = (size_t)j >= lo && (size_t)j < hi;
+                    if (j < 0 || (!mine_i && !mine_j))
+                        continue;
+                    float pr = (float)rng_unit(o->seed, 0x1000 + it, i * k + s2);
+                    float *cp = flags[i * k + s2] ? newp : oldp;
+                    int32_t *ci = flags[i * k + s2] ? newc : oldc;
+                    if (mine_i)
+                        heap_push(cp + i * maxc, ci + i * maxc, NULL, maxc, pr, j, 0);
+                    if (mine_j)
+                        heap_push(cp + (size_t)j * maxc, ci + (size_t)j * maxc, NULL, maxc, pr,
+                                  (int32_t)i, 0);
+                }
+        }
+        /* sampled new candidates become old */
 #pragma omp parallel for schedule(static) num_threads(threads)
         for (size_t i = 0; i < n; i++)
             for (size_t s2 = 0; s2 < k; s2++) {
@@ -475,25 +664,10 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
             for (size_t jb = 0; jb < njobs; jb++) {
                 size_t lo = b0 + (b1 - b0) * jb / njobs, hi = b0 + (b1 - b0) * (jb + 1) / njobs;
                 struct propbuf *out = &bufs[jb];
-                for (size_t i = lo; i < hi; i++) {
-                    const int32_t *nw = newc + i * maxc, *od = oldc + i * maxc;
-                    for (size_t a = 0; a < maxc; a++) {
-                        int32_t p = nw[a];
-                        if (p < 0)
-                            continue;
-                        float tp = g->dist[(size_t)p * k];
-                        for (size_t c = a + 1; c < maxc + maxc; c++) {
-                            int32_t q = c < maxc ? nw[c] : od[c - maxc];
-                            if (q < 0 || q == p)
-                                continue;
-                            float dd = pair_dist(m, (size_t)p, (size_t)q);
-                            if (dd < tp || (dd == tp && q < g->idx[(size_t)p * k]))
-                                prop_add(out, p, q, dd);
-                            float tq = g->dist[(size_t)q * k];
-                            if (dd < tq || (dd == tq && p < g->idx[(size_t)q * k]))
-                                prop_add(out, q, p, dd);
-                        }
-                    }
+                for (size_t t = lo; t < hi; t++) {
+                    size_t i = (size_t)order[t];
+                    local_join(m, g, newc + i * maxc, oldc + i * maxc, maxc, cand + jb * 3 * maxc,
+                               out);
                 }
             }
             changed += apply_proposals(&s, bufs, njobs, &oom);
@@ -517,11 +691,14 @@ cleanup:
     free(bufs);
     free(perm);
     free(normals);
+    free(sk);
+    free(R);
     free(flags);
     free(newc);
     free(oldc);
     free(newp);
     free(oldp);
+    free(cand);
     return oom && !rc ? pw_error_set(err, PW_ENOMEM, "knn: out of memory") : rc;
 }
 
@@ -544,18 +721,21 @@ int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_opt
                             k);
     int threads = dense_threads(opt->threads);
     float *norms = malloc(n * sizeof *norms), *inv = malloc(n * sizeof *inv);
+    float *sq = malloc(n * sizeof *sq);
     g->idx = malloc(n * k * sizeof *g->idx);
     g->dist = malloc(n * k * sizeof *g->dist);
-    if (!norms || !inv || !g->idx || !g->dist) {
+    if (!norms || !inv || !sq || !g->idx || !g->dist) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory (n = %zu, k = %zu)", n, k);
         goto cleanup;
     }
     g->n = n;
     g->k = k;
     dense_row_norms(x, n, d, norms, threads);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         inv[i] = norms[i] > 0.0f ? 1.0f / norms[i] : 0.0f;
-    struct metric_ctx m = {x, d, opt->metric, inv};
+        sq[i] = norms[i] * norms[i];
+    }
+    struct metric_ctx m = {x, d, opt->metric, inv, sq};
     int exact = opt->method == KNN_EXACT || (opt->method == KNN_AUTO && n <= opt->exact_max_n);
     pw_progress_report(progress, "knn", 0.0);
     rc = exact ? knn_exact(&m, norms, n, k, threads, g, progress, err)
@@ -563,6 +743,7 @@ int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_opt
 cleanup:
     free(norms);
     free(inv);
+    free(sq);
     if (rc)
         knn_free(g);
     return rc;

@@ -3,9 +3,11 @@
  * Exact: blocked OpenBLAS sgemm of row blocks against column blocks, distances
  * from the dot products and row norms, a bounded max-heap per row, then the k
  * survivors' distances recomputed directly.  Approximate: NN-descent seeded with a
- * forest of random projection trees (pynndescent's recipe); candidate distances
- * are computed in parallel and applied to the heaps in a fixed order, so the graph
- * depends only on the input, the metric and the seed - not on the thread count.
+ * forest of random projection trees (pynndescent's recipe; on rows wider than 128
+ * the trees split in a 64-d random sketch of the data, leaves and joins use full
+ * rows); candidate distances are computed in parallel and applied to the heaps in a
+ * fixed order, so the graph depends only on the input, the metric and the seed - not
+ * on the thread count.
  *
  * The exact path selects on sgemm dot products, whose last bits may depend on
  * OpenBLAS's own thread count (set by the caller): same BLAS threads, same bytes.

@@ -10,7 +10,6 @@
 #include "umap.h"
 
 #include <cblas.h>
-#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -339,31 +338,90 @@ cleanup:
 
 /* ---- spectral_layout ---- */
 
-/* Cholesky QR of the m x b block X (row-major, double), twice for stability. */
-static int orthonormalize(double *X, size_t m, size_t b, double *G)
+/* Small dense kernels on m x b row-major blocks (b <= SPEC_B).  No BLAS: the blocks are
+ * thin (b = 10) and components are solved concurrently, where OpenBLAS's own threads
+ * would only contend.  Sums over rows are taken per fixed block of SPEC_ROWS rows and
+ * added in block order, so results do not depend on the thread count. */
+#define SPEC_B    10
+#define SPEC_ROWS 2048
+
+/* out (ca x cb) = A^T B, A m x ca, B m x cb; part holds ceil(m / SPEC_ROWS) * ca * cb. */
+static void spec_atb(const double *A, size_t ca, const double *B, size_t cb, size_t m, double *out,
+                     double *part, int threads)
 {
-    for (int pass = 0; pass < 2; pass++) {
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)b, (int)m, 1.0, X, (int)b, 0.0, G,
-                    (int)b);
-        if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', (lapack_int)b, G, (lapack_int)b) != 0)
-            return -1;
-        cblas_dtrsm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (int)m,
-                    (int)b, 1.0, G, (int)b, X, (int)b);
+    size_t nblk = (m + SPEC_ROWS - 1) / SPEC_ROWS, sz = ca * cb;
+#pragma omp parallel for schedule(static) num_threads(threads) if (nblk > 1)
+    for (size_t k = 0; k < nblk; k++) {
+        double *P = part + k * sz;
+        memset(P, 0, sz * sizeof *P);
+        size_t hi = (k + 1) * SPEC_ROWS < m ? (k + 1) * SPEC_ROWS : m;
+        for (size_t i = k * SPEC_ROWS; i < hi; i++)
+            for (size_t r = 0; r < ca; r++) {
+                double a = A[i * ca + r];
+                for (size_t c = 0; c < cb; c++)
+                    P[r * cb + c] += a * B[i * cb + c];
+            }
+    }
+    memcpy(out, part, sz * sizeof *out);
+    for (size_t k = 1; k < nblk; k++)
+        for (size_t t = 0; t < sz; t++)
+            out[t] += part[k * sz + t];
+}
+
+/* Cholesky QR of X (m x b): X <- X R^-1 with X^T X = R^T R, `passes` times (two for a
+ * random start, one when X is well conditioned). */
+static int orthonormalize(double *X, size_t m, size_t b, double *G, double *part, int passes,
+                          int threads)
+{
+    for (int pass = 0; pass < passes; pass++) {
+        spec_atb(X, b, X, b, m, G, part, threads);
+        for (size_t c = 0; c < b; c++) { /* G <- R, upper triangular */
+            for (size_t r = 0; r < c; r++) {
+                double s = G[r * b + c];
+                for (size_t t = 0; t < r; t++)
+                    s -= G[t * b + r] * G[t * b + c];
+                G[r * b + c] = s / G[r * b + r];
+            }
+            double s = G[c * b + c];
+            for (size_t t = 0; t < c; t++)
+                s -= G[t * b + c] * G[t * b + c];
+            if (!(s > 0))
+                return -1;
+            G[c * b + c] = sqrt(s);
+        }
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (size_t i = 0; i < m; i++) {
+            double *x = X + i * b;
+            for (size_t c = 0; c < b; c++) {
+                double s = x[c];
+                for (size_t r = 0; r < c; r++)
+                    s -= x[r] * G[r * b + c];
+                x[c] = s / G[c * b + c];
+            }
+        }
     }
     return 0;
 }
 
-/* Y = S X with S = (I + D^-1/2 W D^-1/2) / 2, then Y -= v1 (v1^T Y) (deflate the known
- * top eigenvector v1 = sqrt(deg) / |sqrt(deg)|). */
+/* X -= v1 (v1^T X): remove the known top eigenvector. */
+static void deflate(double *X, const double *v1, size_t m, size_t b, double *part, int threads)
+{
+    double coef[SPEC_B];
+    spec_atb(v1, 1, X, b, m, coef, part, threads);
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (size_t i = 0; i < m; i++)
+        for (size_t c = 0; c < b; c++)
+            X[i * b + c] -= v1[i] * coef[c];
+}
+
+/* Y = (S - shift I) X with S = (I + D^-1/2 W D^-1/2) / 2, then deflated. */
 static void apply_op(const struct fgraph *g, const double *isq, const double *v1, const double *X,
-                     double *Y, size_t b, double *coef, int threads)
+                     double *Y, size_t b, double shift, double *part, int threads)
 {
     size_t m = g->n;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (size_t i = 0; i < m; i++) {
-        double *y = Y + i * b;
-        for (size_t c = 0; c < b; c++)
-            y[c] = 0.0;
+        double y[SPEC_B] = {0};
         for (size_t e = g->rowptr[i]; e < g->rowptr[i + 1]; e++) {
             size_t j = (size_t)g->col[e];
             double w = g->val[e] * isq[j];
@@ -371,27 +429,90 @@ static void apply_op(const struct fgraph *g, const double *isq, const double *v1
                 y[c] += w * X[j * b + c];
         }
         for (size_t c = 0; c < b; c++)
-            y[c] = 0.5 * X[i * b + c] + 0.5 * isq[i] * y[c];
+            Y[i * b + c] = (0.5 - shift) * X[i * b + c] + 0.5 * isq[i] * y[c];
     }
-    cblas_dgemv(CblasRowMajor, CblasTrans, (int)m, (int)b, 1.0, Y, (int)b, v1, 1, 0.0, coef, 1);
-    cblas_dger(CblasRowMajor, (int)m, (int)b, -1.0, v1, 1, coef, 1, Y, (int)b);
+    deflate(Y, v1, m, b, part, threads);
+}
+
+/* Eigen-decomposition of the symmetric b x b matrix H by cyclic Jacobi rotations:
+ * theta descending, the eigenvectors in the columns of V. */
+static void sym_eig(double *H, size_t b, double *theta, double *V)
+{
+    for (size_t r = 0; r < b; r++)
+        for (size_t c = 0; c < b; c++)
+            V[r * b + c] = r == c;
+    for (int sweep = 0; sweep < 100; sweep++) {
+        double off = 0, tot = 0;
+        for (size_t r = 0; r < b; r++)
+            for (size_t c = 0; c < b; c++) {
+                tot += H[r * b + c] * H[r * b + c];
+                if (r != c)
+                    off += H[r * b + c] * H[r * b + c];
+            }
+        if (off <= 1e-30 * tot)
+            break;
+        for (size_t p = 0; p < b; p++)
+            for (size_t q = p + 1; q < b; q++) {
+                double hpq = H[p * b + q];
+                if (hpq == 0.0)
+                    continue;
+                double tau = (H[q * b + q] - H[p * b + p]) / (2.0 * hpq);
+                double t = (tau >= 0 ? 1.0 : -1.0) / (fabs(tau) + sqrt(1.0 + tau * tau));
+                double cs = 1.0 / sqrt(1.0 + t * t), sn = t * cs;
+                for (size_t k = 0; k < b; k++) { /* H <- H J */
+                    double hp = H[k * b + p], hq = H[k * b + q];
+                    H[k * b + p] = cs * hp - sn * hq;
+                    H[k * b + q] = sn * hp + cs * hq;
+                }
+                for (size_t k = 0; k < b; k++) { /* H <- J^T H */
+                    double hp = H[p * b + k], hq = H[q * b + k];
+                    H[p * b + k] = cs * hp - sn * hq;
+                    H[q * b + k] = sn * hp + cs * hq;
+                }
+                for (size_t k = 0; k < b; k++) {
+                    double vp = V[k * b + p], vq = V[k * b + q];
+                    V[k * b + p] = cs * vp - sn * vq;
+                    V[k * b + q] = sn * vp + cs * vq;
+                }
+            }
+    }
+    for (size_t c = 0; c < b; c++)
+        theta[c] = H[c * b + c];
+    for (size_t c = 0; c < b; c++) { /* selection sort, descending */
+        size_t best = c;
+        for (size_t t = c + 1; t < b; t++)
+            if (theta[t] > theta[best])
+                best = t;
+        if (best != c) {
+            double tt = theta[c];
+            theta[c] = theta[best];
+            theta[best] = tt;
+            for (size_t r = 0; r < b; r++) {
+                double tv = V[r * b + c];
+                V[r * b + c] = V[r * b + best];
+                V[r * b + best] = tv;
+            }
+        }
+    }
 }
 
 /* The eigenvectors of the 2nd and 3rd smallest eigenvalues of the normalised Laplacian
  * I - D^-1/2 W D^-1/2 of a connected graph, by block subspace iteration with
- * Rayleigh-Ritz (LAPACKE_dsyev).  umap-learn asks ARPACK for tol 1e-4; we stop at a
- * residual of 1e-4 or after an iteration budget (then keep the current Ritz vectors,
- * which are already smooth on the graph).  Returns -1 on numerical failure. */
+ * Rayleigh-Ritz (on a shifted operator, see below).  umap-learn asks ARPACK for tol
+ * 1e-4; we stop at a residual of 1e-4 or after an iteration budget (then keep the
+ * current Ritz vectors, which are already smooth on the graph).  The result does not
+ * depend on `threads`.  Returns -1 on numerical failure or out of memory. */
 static int spectral_connected(const struct fgraph *g, uint64_t seed, uint64_t stream, int threads,
                               size_t max_it, double *emb, const struct pw_progress *progress)
 {
-    size_t m = g->n, b = m - 1 < 10 ? m - 1 : 10;
+    size_t m = g->n, b = m - 1 < SPEC_B ? m - 1 : SPEC_B;
+    size_t nblk = (m + SPEC_ROWS - 1) / SPEC_ROWS;
     int rc = -1;
     double *isq = malloc(m * sizeof *isq), *v1 = calloc(m, sizeof *v1);
     double *X = calloc(m * b, sizeof *X), *Y = malloc(m * b * sizeof *Y);
-    double *G = malloc(b * b * sizeof *G), *H = malloc(b * b * sizeof *H);
-    double *theta = malloc(b * sizeof *theta), *coef = malloc(b * sizeof *coef);
-    if (!isq || !v1 || !X || !Y || !G || !H || !theta || !coef || b < 2)
+    double *part = malloc(nblk * b * b * sizeof *part);
+    double G[SPEC_B * SPEC_B], H[SPEC_B * SPEC_B], V[SPEC_B * SPEC_B], theta[SPEC_B];
+    if (!isq || !v1 || !X || !Y || !part || b < 2)
         goto cleanup;
     double vn = 0;
     for (size_t i = 0; i < m; i++) {
@@ -409,58 +530,54 @@ static int spectral_connected(const struct fgraph *g, uint64_t seed, uint64_t st
         v1[i] /= vn;
     for (size_t i = 0; i < m * b; i++)
         X[i] = rng_normal(seed, stream, i);
-    cblas_dgemv(CblasRowMajor, CblasTrans, (int)m, (int)b, 1.0, X, (int)b, v1, 1, 0.0, coef, 1);
-    cblas_dger(CblasRowMajor, (int)m, (int)b, -1.0, v1, 1, coef, 1, X, (int)b);
-    if (orthonormalize(X, m, b, G))
+    deflate(X, v1, m, b, part, threads);
+    if (orthonormalize(X, m, b, G, part, 2, threads))
         goto cleanup;
     if (m < 4096)
         threads = 1; /* fork/join costs more than the work */
+    double shift = 0.0;
     for (size_t it = 1; it <= max_it; it++) {
-        apply_op(g, isq, v1, X, Y, b, coef, threads);
+        apply_op(g, isq, v1, X, Y, b, shift, part, threads);
         if (it % 10 == 0 || it == max_it) {
             /* Rayleigh-Ritz on span(X): H = X^T S X, rotate, check the top-2 residuals */
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)b, (int)b, (int)m, 1.0, X,
-                        (int)b, Y, (int)b, 0.0, H, (int)b);
+            spec_atb(X, b, Y, b, m, H, part, threads);
             for (size_t r = 0; r < b; r++)
                 for (size_t c = r + 1; c < b; c++)
                     H[r * b + c] = H[c * b + r] = 0.5 * (H[r * b + c] + H[c * b + r]);
-            if (LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)b, H, (lapack_int)b, theta) !=
-                0)
-                goto cleanup;
-            /* reverse to descending order */
-            for (size_t r = 0; r < b; r++)
-                for (size_t c = 0; c < b / 2; c++) {
-                    double t = H[r * b + c];
-                    H[r * b + c] = H[r * b + b - 1 - c];
-                    H[r * b + b - 1 - c] = t;
-                }
-            for (size_t c = 0; c < b / 2; c++) {
-                double t = theta[c];
-                theta[c] = theta[b - 1 - c];
-                theta[b - 1 - c] = t;
-            }
-            /* X <- X H, Y <- Y H (G as scratch row by row) */
-            double res0 = 0, res1 = 0;
-#pragma omp parallel for schedule(static) num_threads(threads) reduction(+ : res0, res1)
-            for (size_t i = 0; i < m; i++) {
-                double xr[16], yr[16];
-                for (size_t c = 0; c < b; c++) {
-                    double sx = 0, sy = 0;
-                    for (size_t r = 0; r < b; r++) {
-                        sx += X[i * b + r] * H[r * b + c];
-                        sy += Y[i * b + r] * H[r * b + c];
+            sym_eig(H, b, theta, V);
+            /* X <- X V, Y <- Y V; residuals of the top two Ritz pairs per row block */
+            double *res = part; /* nblk * 2 */
+#pragma omp parallel for schedule(static) num_threads(threads)
+            for (size_t k = 0; k < nblk; k++) {
+                double r0 = 0, r1 = 0;
+                size_t hi = (k + 1) * SPEC_ROWS < m ? (k + 1) * SPEC_ROWS : m;
+                for (size_t i = k * SPEC_ROWS; i < hi; i++) {
+                    double xr[SPEC_B], yr[SPEC_B];
+                    for (size_t c = 0; c < b; c++) {
+                        double sx = 0, sy = 0;
+                        for (size_t r = 0; r < b; r++) {
+                            sx += X[i * b + r] * V[r * b + c];
+                            sy += Y[i * b + r] * V[r * b + c];
+                        }
+                        xr[c] = sx;
+                        yr[c] = sy;
                     }
-                    xr[c] = sx;
-                    yr[c] = sy;
+                    memcpy(X + i * b, xr, b * sizeof *xr);
+                    memcpy(Y + i * b, yr, b * sizeof *yr);
+                    r0 += (yr[0] - theta[0] * xr[0]) * (yr[0] - theta[0] * xr[0]);
+                    r1 += (yr[1] - theta[1] * xr[1]) * (yr[1] - theta[1] * xr[1]);
                 }
-                for (size_t c = 0; c < b; c++) {
-                    X[i * b + c] = xr[c];
-                    Y[i * b + c] = yr[c];
-                }
-                res0 += (yr[0] - theta[0] * xr[0]) * (yr[0] - theta[0] * xr[0]);
-                res1 += (yr[1] - theta[1] * xr[1]) * (yr[1] - theta[1] * xr[1]);
+                res[2 * k] = r0;
+                res[2 * k + 1] = r1;
+            }
+            double res0 = 0, res1 = 0;
+            for (size_t k = 0; k < nblk; k++) {
+                res0 += res[2 * k];
+                res1 += res[2 * k + 1];
             }
             /* ARPACK's criterion with umap-learn's tol: |residual| <= 1e-4 |theta| */
+            for (size_t c = 0; c < b; c++)
+                theta[c] += shift; /* eigenvalues of S */
             if ((sqrt(res0) <= 1e-4 * theta[0] && sqrt(res1) <= 1e-4 * theta[1]) || it == max_it) {
                 /* S = (I + M) / 2: eigenvalue theta of S is 1 - lambda / 2 of L */
                 for (size_t i = 0; i < m; i++) {
@@ -475,11 +592,20 @@ static int spectral_connected(const struct fgraph *g, uint64_t seed, uint64_t st
             }
             if (pw_progress_cancelled(progress))
                 goto cleanup;
+            /* S's spectrum is in [0, 1]; the unwanted part lies below the smallest Ritz
+             * value theta[b-1].  Iterating with S - theta[b-1]/2 maps it into
+             * [-theta[b-1]/2, theta[b-1]/2] while the wanted eigenvalues stay above:
+             * about twice the convergence rate of S itself when the spectrum is
+             * clustered (many weakly linked groups). */
+            shift = 0.5 * theta[b - 1];
         }
         double *t = X;
         X = Y;
         Y = t;
-        if (orthonormalize(X, m, b, G))
+        /* S's spectrum below the deflated top lies in [0, 1): three steps between
+         * orthonormalisations keep X well conditioned; Rayleigh-Ritz needs it orthonormal */
+        if ((it % 3 == 0 || (it + 1) % 10 == 0 || it + 1 == max_it) &&
+            orthonormalize(X, m, b, G, part, 1, threads))
             goto cleanup;
     }
 cleanup:
@@ -487,10 +613,7 @@ cleanup:
     free(v1);
     free(X);
     free(Y);
-    free(G);
-    free(H);
-    free(theta);
-    free(coef);
+    free(part);
     return rc;
 }
 
@@ -572,6 +695,66 @@ static int subgraph(const struct fgraph *g, const int32_t *label, int32_t c, con
     return 0;
 }
 
+#define SPEC_BIG 8192 /* components at least this big use all threads */
+
+struct comp_ctx {
+    const struct fgraph *g;
+    const int32_t *label, *verts, *local;
+    const size_t *start;
+    const double *meta;
+    size_t nc;
+    uint64_t seed;
+    size_t max_it;
+    double *cemb, *emb;
+    const struct pw_progress *progress;
+};
+
+/* Component c around its meta point; 1 when its spectral solve failed (random box). */
+static int layout_component(const struct comp_ctx *cc, size_t c, int threads)
+{
+    size_t m = cc->start[c + 1] - cc->start[c], nc = cc->nc;
+    const int32_t *vs = cc->verts + cc->start[c];
+    const double *meta = cc->meta;
+    double *cemb = cc->cemb + 2 * cc->start[c], *emb = cc->emb;
+    uint64_t seed = cc->seed;
+    if (pw_progress_cancelled(cc->progress))
+        return 0; /* the caller returns PW_ECANCELED */
+    double range = INFINITY;
+    for (size_t o = 0; o < nc; o++) {
+        double dx = meta[o * 2] - meta[c * 2], dy = meta[o * 2 + 1] - meta[c * 2 + 1];
+        double dd = sqrt(dx * dx + dy * dy);
+        if (dd > 0 && dd < range)
+            range = dd;
+    }
+    range = isfinite(range) ? range / 2.0 : 1.0;
+    int ok = 0, failed = 0;
+    if (m >= 4) { /* umap-learn: not (m < 2 * dim or m <= dim + 1) */
+        struct fgraph sub = {0};
+        if (subgraph(cc->g, cc->label, (int32_t)c, vs, m, cc->local, &sub) == 0 &&
+            spectral_connected(&sub, seed, 0x5bec + c, threads, cc->max_it, cemb, cc->progress) ==
+                0) {
+            double mx = 0;
+            for (size_t i = 0; i < 2 * m; i++)
+                mx = fabs(cemb[i]) > mx ? fabs(cemb[i]) : mx;
+            if (mx > 0) {
+                for (size_t s = 0; s < m; s++)
+                    for (int t = 0; t < 2; t++)
+                        emb[(size_t)vs[s] * 2 + t] = cemb[s * 2 + t] * range / mx + meta[c * 2 + t];
+                ok = 1;
+            }
+        }
+        fgraph_free(&sub);
+        failed = !ok;
+    }
+    if (!ok)
+        for (size_t s = 0; s < m; s++)
+            for (int t = 0; t < 2; t++)
+                emb[(size_t)vs[s] * 2 + t] =
+                    (rng_unit(seed, 0x7a11 + c, s * 2 + (size_t)t) * 2.0 - 1.0) * range +
+                    meta[c * 2 + t];
+    return failed;
+}
+
 /* spectral_layout / multi_component_layout.  One component: its spectral layout.
  * Several: umap-learn places component c around a meta point (the +-unit-vector trick
  * for <= 4 components; for more, umap-learn spectrally embeds the centroids' affinity -
@@ -595,9 +778,10 @@ static int spectral_layout(const float *x, size_t d, const struct fgraph *g, uin
         goto cleanup;
     }
     size_t nc = graph_components(g, label);
-    /* Iteration budget: about 4e9 flops of operator applications over the whole graph
-     * (a few seconds on one core), the same count for every component. */
-    double budget = 4e9 / ((double)(g->nnz + n) * 10.0 * 2.0);
+    /* Iteration budget: about 2e9 flops of operator applications over the whole graph
+     * (about a second on one core), the same count for every component.  It was 4e9
+     * before the shift (spectral_connected) doubled the convergence rate. */
+    double budget = 2e9 / ((double)(g->nnz + n) * 10.0 * 2.0);
     size_t max_it = budget > 3000 ? 3000 : budget < 60 ? 60 : (size_t)budget;
     *n_comp_out = nc;
     if (nc == 0) {
@@ -674,46 +858,18 @@ static int spectral_layout(const float *x, size_t d, const struct fgraph *g, uin
         for (size_t i = 0; i < 2 * nc; i++)
             meta[i] = mx > 0 ? meta2[i] / mx : rng_unit(seed, 0x3e7a, i) * 2.0 - 1.0;
     }
-    for (size_t c = 0; c < nc; c++) {
-        size_t m = start[c + 1] - start[c];
-        const int32_t *vs = verts + start[c];
-        double range = INFINITY;
-        for (size_t o = 0; o < nc; o++) {
-            double dx = meta[o * 2] - meta[c * 2], dy = meta[o * 2 + 1] - meta[c * 2 + 1];
-            double dd = sqrt(dx * dx + dy * dy);
-            if (dd > 0 && dd < range)
-                range = dd;
-        }
-        range = isfinite(range) ? range / 2.0 : 1.0;
-        int ok = 0;
-        if (m >= 4) { /* umap-learn: not (m < 2 * dim or m <= dim + 1) */
-            struct fgraph sub = {0};
-            if (subgraph(g, label, (int32_t)c, vs, m, local, &sub) == 0 &&
-                spectral_connected(&sub, seed, 0x5bec + c, threads, max_it, cemb, progress) == 0) {
-                double mx = 0;
-                for (size_t i = 0; i < 2 * m; i++)
-                    mx = fabs(cemb[i]) > mx ? fabs(cemb[i]) : mx;
-                if (mx > 0) {
-                    for (size_t s = 0; s < m; s++)
-                        for (int t = 0; t < 2; t++)
-                            emb[(size_t)vs[s] * 2 + t] =
-                                cemb[s * 2 + t] * range / mx + meta[c * 2 + t];
-                    ok = 1;
-                }
-            }
-            fgraph_free(&sub);
-            if (!ok)
-                failures++;
-        }
-        if (!ok)
-            for (size_t s = 0; s < m; s++)
-                for (int t = 0; t < 2; t++)
-                    emb[(size_t)vs[s] * 2 + t] =
-                        (rng_unit(seed, 0x7a11 + c, s * 2 + (size_t)t) * 2.0 - 1.0) * range +
-                        meta[c * 2 + t];
-        if (pw_progress_cancelled(progress))
-            break;
-    }
+    /* Components are independent: big ones one after the other with all threads, the
+     * rest concurrently with one thread each.  Either way a component's layout does not
+     * depend on the thread count. */
+    struct comp_ctx cc = {g,  label, verts,  local, start, meta,
+                          nc, seed,  max_it, cemb,  emb,   progress};
+    for (size_t c = 0; c < nc; c++)
+        if (start[c + 1] - start[c] >= SPEC_BIG)
+            failures += layout_component(&cc, c, threads);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) reduction(+ : failures)
+    for (size_t c = 0; c < nc; c++)
+        if (start[c + 1] - start[c] < SPEC_BIG)
+            failures += layout_component(&cc, c, 1);
 cleanup:
     free(label);
     free(verts);
@@ -728,61 +884,41 @@ cleanup:
 
 /* ---- optimize_layout_euclidean ---- */
 
-/* x^b for x > 0 within ~1e-5 relative: log2 by the atanh series on the mantissa, exp2 by
- * a degree-6 polynomial.  The optimiser spends most of its time here; libm's powf (or
- * expf + logf) is 2-3 times slower and its last bits do not matter to SGD. */
-static inline float fast_powf(float x, float b)
-{
-    union {
-        float f;
-        uint32_t i;
-    } u = {x};
-    int e = (int)((u.i >> 23) & 0xff) - 127;
-    u.i = (u.i & 0x007fffffu) | 0x3f800000u; /* mantissa in [1, 2) */
-    int big = u.f > 1.41421356f;             /* centre on [0.707, 1.414) */
-    float m = big ? u.f * 0.5f : u.f;
-    e += big;
-    float t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
-    float ln_m = 2.0f * t * (1.0f + t2 * (1.0f / 3 + t2 * (1.0f / 5 + t2 * (1.0f / 7))));
-    float y = b * ((float)e + ln_m * 1.44269504f); /* b * log2(x) */
-    y = y < -126.0f ? -126.0f : y > 126.0f ? 126.0f : y;
-    int fi = (int)y;
-    fi -= (float)fi > y;
-    float f = (y - (float)fi) * 0.69314718f;
-    float p =
-        1.0f +
-        f * (1.0f +
-             f * (0.5f + f * (1.0f / 6 + f * (1.0f / 24 + f * (1.0f / 120 + f * (1.0f / 720))))));
-    union {
-        float f;
-        uint32_t i;
-    } v = {.i = (uint32_t)(fi + 127) << 23};
-    return p * v.f;
-}
-
-#define NEG_BATCH 8
-
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
-#define V8F(x) ((v8f){(x), (x), (x), (x), (x), (x), (x), (x)})
-#define V8I(x) ((v8i){(x), (x), (x), (x), (x), (x), (x), (x)})
+#define V8F(x)    ((v8f){(x), (x), (x), (x), (x), (x), (x), (x)})
+#define V8I(x)    ((v8i){(x), (x), (x), (x), (x), (x), (x), (x)})
+#define LANES     8 /* vertices advanced side by side, one per vector lane */
+#define NEG_CHUNK 8 /* negative samples pushed from one position before it moves */
 
-/* fast_powf on 8 lanes with GCC vector extensions (AVX2 in the x86-64-v3 clone). */
+static inline v8f v8_sel(v8i mask, v8f a, v8f b)
+{
+    return (v8f)(((v8i)a & mask) | ((v8i)b & ~mask));
+}
+
+static inline v8f v8_clip4(v8f v)
+{
+    v8f lo = V8F(-4.0f), hi = V8F(4.0f);
+    return v8_sel(v > hi, hi, v8_sel(v < lo, lo, v));
+}
+
+/* x^b for x > 0 on 8 lanes within ~1e-5 relative: log2 by the atanh series on the
+ * mantissa, exp2 by a degree-6 polynomial.  libm's powf is several times slower and
+ * its last bits do not matter to SGD. */
 __attribute__((always_inline)) static inline v8f v8_powf(v8f x, float b)
 {
     v8i xi = (v8i)x;
     v8i e = ((xi >> 23) & V8I(0xff)) - V8I(127);
     v8f m = (v8f)((xi & V8I(0x007fffff)) | V8I(0x3f800000));
     v8i big = m > V8F(1.41421356f); /* -1 where true */
-    m = (v8f)(((v8i)(m * V8F(0.5f)) & big) | ((v8i)m & ~big));
+    m = v8_sel(big, m * V8F(0.5f), m);
     e = e - big;
     v8f t = (m - V8F(1.0f)) / (m + V8F(1.0f)), t2 = t * t;
     v8f ln_m = V8F(2.0f) * t *
                (V8F(1.0f) + t2 * (V8F(1.0f / 3) + t2 * (V8F(1.0f / 5) + t2 * V8F(1.0f / 7))));
     v8f y = V8F(b) * (__builtin_convertvector(e, v8f) + ln_m * V8F(1.44269504f));
-    v8i lo = y<V8F(-126.0f), hi = y> V8F(126.0f);
-    y = (v8f)(((v8i)V8F(-126.0f) & lo) | ((v8i)y & ~lo));
-    y = (v8f)(((v8i)V8F(126.0f) & hi) | ((v8i)y & ~hi));
+    y = v8_sel(y < V8F(-126.0f), V8F(-126.0f), y);
+    y = v8_sel(y > V8F(126.0f), V8F(126.0f), y);
     v8i fi = __builtin_convertvector(y, v8i);
     fi = fi + (__builtin_convertvector(fi, v8f) > y); /* floor */
     v8f f = (y - __builtin_convertvector(fi, v8f)) * V8F(0.69314718f);
@@ -794,82 +930,157 @@ __attribute__((always_inline)) static inline v8f v8_powf(v8f x, float b)
     return p * (v8f)((fi + V8I(127)) << 23);
 }
 
-static inline float clip4(float v)
-{
-    return v > 4.0f ? 4.0f : v < -4.0f ? -4.0f : v;
-}
-
 struct sgd {
     const struct fgraph *g;
     float *Y, *snap;
     float *eps, *eons, *epns, *epneg; /* per edge, as umap-learn's arrays */
-    float *tail_delta; /* per edge, 2 floats: the tail's move, written by the head's thread */
-    int32_t *stamp;    /* per edge: the epoch tail_delta was written in (-1: never) */
-    int32_t *rev;      /* per edge: index of the reverse edge */
     float a, b, gamma;
     uint64_t seed;
 };
 
-PW_CLONES static void sgd_vertex(struct sgd *s, size_t i, size_t epoch, float alpha)
+/* The SGD of one epoch for vertices [lo, hi).  umap-learn moves both ends of a sampled
+ * edge (move_other).  The fuzzy graph is symmetric with equal weights both ways, so
+ * edge (i, k) and its reverse (k, i) are sampled in the same epochs, and the tail move
+ * that (k, i) gives i is taken here from i's side: it equals i's head move along
+ * (i, k), so i moves by twice that.  A vertex then only reads the snapshot and writes
+ * its own position: vertices are independent within an epoch, and LANES of them
+ * advance side by side, each lane walking its vertex's active edges in order, the
+ * arithmetic of one positive sample plus its negative samples running on all lanes at
+ * once.  The result of a vertex does not depend on its lane, its batch or the thread. */
+__attribute__((optimize("fp-contract=fast"))) PW_CLONES static void
+sgd_range(struct sgd *s, size_t lo, size_t hi, size_t epoch, float alpha, uint32_t *act,
+          uint32_t *aptr)
 {
     const struct fgraph *g = s->g;
-    size_t n = g->n;
-    float *cur = s->Y + 2 * i;
-    const float a = s->a, b = s->b;
-    for (size_t e = g->rowptr[i]; e < g->rowptr[i + 1]; e++) {
-        if (s->eons[e] > (float)epoch)
-            continue;
-        size_t k = (size_t)g->col[e];
-        const float *other = s->snap + 2 * k;
-        float dx = cur[0] - other[0], dy = cur[1] - other[1];
-        float d2 = dx * dx + dy * dy, gc = 0.0f;
-        if (d2 > 0.0f) { /* pow(d2, b) once; pow(d2, b - 1) = pow(d2, b) / d2 */
-            float pb = fast_powf(d2, b);
-            gc = (-2.0f * a * b * (pb / d2)) / (a * pb + 1.0f);
+    const size_t n = g->n;
+    const float fe = (float)epoch;
+    const float *snap = s->snap;
+    float *Y = s->Y;
+    const v8f va = V8F(s->a), vpos = V8F(-2.0f * s->a * s->b), vneg = V8F(2.0f * s->gamma * s->b);
+    const v8f valpha = V8F(alpha);
+    size_t vert[LANES], e[LANES], end[LANES];
+    float cx[LANES], cy[LANES], ox[LANES], oy[LANES];
+    int nneg[LANES];
+    uint64_t base[LANES];
+    /* The chunk's edges sampled this epoch, found without branches: act holds their
+     * offsets from rowptr[lo], aptr[v - lo] where vertex v's start. */
+    const size_t e0 = g->rowptr[lo];
+    uint32_t na = 0;
+    for (size_t v = lo; v < hi; v++) {
+        aptr[v - lo] = na;
+        for (size_t ee = g->rowptr[v]; ee < g->rowptr[v + 1]; ee++) {
+            act[na] = (uint32_t)(ee - e0);
+            na += s->eons[ee] <= fe;
         }
-        float gx = clip4(gc * dx) * alpha, gy = clip4(gc * dy) * alpha;
-        cur[0] += gx;
-        cur[1] += gy;
-        s->tail_delta[2 * e] = -gx; /* own row: no cache line shared with other threads */
-        s->tail_delta[2 * e + 1] = -gy;
-        s->stamp[e] = (int32_t)epoch;
-        s->eons[e] += s->eps[e];
-        int nneg = (int)(((float)epoch - s->epns[e]) / s->epneg[e]);
-        /* Negative samples: all pushed away from the same current position (umap-learn
-         * moves `current` after each one); independent forces let the CPU overlap them. */
-        for (int p0 = 0; p0 < nneg; p0 += NEG_BATCH) {
-            int cnt = nneg - p0 < NEG_BATCH ? nneg - p0 : NEG_BATCH;
-            float ex[NEG_BATCH], ey[NEG_BATCH], e2[NEG_BATCH], c[NEG_BATCH];
-            for (int p = 0; p < cnt; p++) {
-                uint64_t h = rng_mix(rng_mix(s->seed + e) ^ (epoch << 12 | (uint64_t)(p0 + p)));
-                size_t kk = (size_t)(((unsigned __int128)h * n) >> 64); /* Lemire: h n / 2^64 */
-                const float *o2 = s->snap + 2 * kk;
-                ex[p] = cur[0] - o2[0];
-                ey[p] = cur[1] - o2[1];
-                e2[p] = kk == i ? -1.0f : ex[p] * ex[p] + ey[p] * ey[p];
+    }
+    aptr[hi - lo] = na;
+    size_t next = lo;
+    for (int l = 0; l < LANES; l++) {
+        vert[l] = SIZE_MAX;
+        e[l] = end[l] = 0;
+        cx[l] = cy[l] = 0.0f;
+    }
+    for (;;) {
+        /* every lane to its vertex's next active edge, or to the next vertex */
+        int live = 0, maxneg = 0;
+        for (int l = 0; l < LANES; l++) {
+            size_t ee = e[l];
+            for (;;) {
+                if (ee < end[l])
+                    break;
+                if (vert[l] != SIZE_MAX) {
+                    Y[2 * vert[l]] = cx[l];
+                    Y[2 * vert[l] + 1] = cy[l];
+                    vert[l] = SIZE_MAX;
+                }
+                if (next >= hi)
+                    break;
+                vert[l] = next++;
+                ee = aptr[vert[l] - lo];
+                end[l] = aptr[vert[l] + 1 - lo];
+                cx[l] = Y[2 * vert[l]];
+                cy[l] = Y[2 * vert[l] + 1];
             }
-            for (int p = cnt; p < NEG_BATCH; p++)
-                e2[p] = 1.0f; /* unused lanes */
-            v8f q, cv;
-            memcpy(&q, e2, sizeof q);
-            q = (v8f)(((v8i)q & (q > V8F(0.0f))) | ((v8i)V8F(1.0f) & ~(q > V8F(0.0f))));
-            cv = V8F(2.0f * s->gamma * b) /
-                 ((V8F(0.001f) + q) * (V8F(a) * v8_powf(q, b) + V8F(1.0f)));
-            memcpy(c, &cv, sizeof cv);
-            float mx = 0.0f, my = 0.0f;
-            for (int p = 0; p < cnt; p++) {
-                if (e2[p] > 0.0f) {
-                    mx += clip4(c[p] * ex[p]);
-                    my += clip4(c[p] * ey[p]);
-                } else if (e2[p] == 0.0f) { /* umap-learn: grad_d = 4 when coincident */
-                    mx += 4.0f;
-                    my += 4.0f;
-                } /* e2 < 0: the point itself, skipped */
+            e[l] = ee;
+            if (vert[l] == SIZE_MAX) { /* idle lane: zero force, no negative samples */
+                ox[l] = cx[l];
+                oy[l] = cy[l];
+                nneg[l] = 0;
+                continue;
             }
-            cur[0] += mx * alpha;
-            cur[1] += my * alpha;
+            live = 1;
+            e[l] = ee + 1;
+            ee = e0 + act[ee];
+            size_t k = (size_t)g->col[ee];
+            ox[l] = snap[2 * k];
+            oy[l] = snap[2 * k + 1];
+            s->eons[ee] += s->eps[ee];
+            int nn = (int)((fe - s->epns[ee]) / s->epneg[ee]);
+            s->epns[ee] += (float)nn * s->epneg[ee];
+            nneg[l] = nn;
+            maxneg = nn > maxneg ? nn : maxneg;
+            base[l] = rng_mix(rng_mix(s->seed + ee) ^ epoch);
         }
-        s->epns[e] += (float)nneg * s->epneg[e];
+        if (!live)
+            break;
+        /* the positive sample: attraction to the other endpoint's snapshot position */
+        v8f vcx, vcy, vox, voy;
+        memcpy(&vcx, cx, sizeof vcx);
+        memcpy(&vcy, cy, sizeof vcy);
+        memcpy(&vox, ox, sizeof vox);
+        memcpy(&voy, oy, sizeof voy);
+        v8f dx = vcx - vox, dy = vcy - voy, d2 = dx * dx + dy * dy;
+        v8i pos = d2 > V8F(0.0f);
+        v8f q = v8_sel(pos, d2, V8F(1.0f));
+        v8f pb = v8_powf(q, s->b); /* pow(d2, b - 1) = pow(d2, b) / d2 */
+        v8f gc = v8_sel(pos, (vpos * (pb / q)) / (va * pb + V8F(1.0f)), V8F(0.0f));
+        v8f vgx = v8_clip4(gc * dx) * valpha, vgy = v8_clip4(gc * dy) * valpha;
+        vcx += V8F(2.0f) * vgx; /* the head's move and the tail move of the reverse edge */
+        vcy += V8F(2.0f) * vgy;
+        /* Negative samples: a chunk of them all push from the same current position
+         * (umap-learn moves `current` after each one); draws are a function of (seed,
+         * edge, epoch, draw number). */
+        for (int p0 = 0; p0 < maxneg; p0 += NEG_CHUNK) {
+            float nx[NEG_CHUNK][LANES], ny[NEG_CHUNK][LANES];
+            int32_t w[NEG_CHUNK][LANES];
+            int pc = maxneg - p0 < NEG_CHUNK ? maxneg - p0 : NEG_CHUNK;
+            for (int l = 0; l < LANES; l++) {
+                int cnt = nneg[l] - p0 < pc ? nneg[l] - p0 : pc;
+                for (int p = 0; p < pc; p += 2) { /* two draws per 64-bit hash */
+                    uint64_t h = rng_mix(base[l] + (uint64_t)((p0 + p) >> 1));
+                    for (int t = 0; t < 2 && p + t < pc; t++) {
+                        uint32_t h32 = t ? (uint32_t)(h >> 32) : (uint32_t)h;
+                        size_t kk = (size_t)(((uint64_t)h32 * n) >> 32); /* Lemire: h n / 2^32 */
+                        /* draws past this lane's count, and the point itself, are skipped */
+                        int use = p + t < cnt && kk != vert[l];
+                        nx[p + t][l] = snap[2 * kk];
+                        ny[p + t][l] = snap[2 * kk + 1];
+                        w[p + t][l] = -use;
+                    }
+                }
+            }
+            v8f mx = V8F(0.0f), my = V8F(0.0f);
+            for (int p = 0; p < pc; p++) {
+                v8f vnx, vny;
+                v8i vw;
+                memcpy(&vnx, nx[p], sizeof vnx);
+                memcpy(&vny, ny[p], sizeof vny);
+                memcpy(&vw, w[p], sizeof vw);
+                v8f ex = vcx - vnx, ey = vcy - vny, e2 = ex * ex + ey * ey;
+                v8i pn = e2 > V8F(0.0f);
+                v8f qn = v8_sel(pn, e2, V8F(1.0f));
+                v8f c = vneg / ((V8F(0.001f) + qn) * (va * v8_powf(qn, s->b) + V8F(1.0f)));
+                /* umap-learn: grad_d = 4 when the points coincide */
+                v8f fx = v8_sel(pn, v8_clip4(c * ex), V8F(4.0f));
+                v8f fy = v8_sel(pn, v8_clip4(c * ey), V8F(4.0f));
+                mx += v8_sel(vw, fx, V8F(0.0f));
+                my += v8_sel(vw, fy, V8F(0.0f));
+            }
+            vcx += mx * valpha;
+            vcy += my * valpha;
+        }
+        memcpy(cx, &vcx, sizeof cx);
+        memcpy(cy, &vcy, sizeof cy);
     }
 }
 
@@ -877,37 +1088,38 @@ static int optimize_layout(struct sgd *s, size_t n_epochs, float alpha0, int thr
                            const struct pw_progress *progress, struct pw_error *err)
 {
     if (s->g->n < 8192)
-        threads = 1; /* two barriers per epoch cost more than they save on small graphs */
+        threads = 1; /* a barrier per epoch costs more than it saves on small graphs */
     const struct fgraph *g = s->g;
-    size_t n = g->n;
+    size_t n = g->n, chunk = 1024;
+    /* per chunk: its active edges (act + rowptr[c0]) and vertex starts (aptr + c0 + c0/chunk) */
+    uint32_t *act = malloc((g->nnz + 1) * sizeof *act);
+    uint32_t *aptr = malloc((n + n / chunk + 2) * sizeof *aptr);
+    int rc = 0;
+    if (!act || !aptr) {
+        rc = pw_error_set(err, PW_ENOMEM, "umap: out of memory for the optimiser");
+        goto cleanup;
+    }
     double last = now_seconds();
     float alpha = alpha0;
     for (size_t epoch = 0; epoch < n_epochs; epoch++) {
         memcpy(s->snap, s->Y, 2 * n * sizeof *s->Y);
-#pragma omp parallel for schedule(dynamic, 512) num_threads(threads)
-        for (size_t i = 0; i < n; i++)
-            sgd_vertex(s, i, epoch, alpha);
-            /* tail moves, applied by the tail's owner in the tail's edge order */
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (size_t i = 0; i < n; i++)
-            for (size_t e = g->rowptr[i]; e < g->rowptr[i + 1]; e++) {
-                size_t r = (size_t)s->rev[e]; /* read-only here: no false sharing */
-                if (s->stamp[r] == (int32_t)epoch) {
-                    s->Y[2 * i] += s->tail_delta[2 * r];
-                    s->Y[2 * i + 1] += s->tail_delta[2 * r + 1];
-                }
-            }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+        for (size_t c0 = 0; c0 < n; c0 += chunk)
+            sgd_range(s, c0, c0 + chunk < n ? c0 + chunk : n, epoch, alpha, act + g->rowptr[c0],
+                      aptr + c0 + c0 / chunk);
         alpha = alpha0 * (1.0f - (float)epoch / (float)n_epochs);
         double t = now_seconds();
         if (t - last > 0.2) {
             last = t;
-            int rc = pw_progress_check(progress, err, "umap");
-            if (rc)
-                return rc;
+            if ((rc = pw_progress_check(progress, err, "umap")))
+                goto cleanup;
             pw_progress_report(progress, "umap_optimize", (double)epoch / (double)n_epochs);
         }
     }
-    return 0;
+cleanup:
+    free(act);
+    free(aptr);
+    return rc;
 }
 
 int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt, float *out,
@@ -1026,16 +1238,10 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
     s.eons = malloc((nnz + 1) * sizeof *s.eons);
     s.epns = malloc((nnz + 1) * sizeof *s.epns);
     s.epneg = malloc((nnz + 1) * sizeof *s.epneg);
-    s.tail_delta = malloc(2 * (nnz + 1) * sizeof *s.tail_delta);
-    s.stamp = malloc((nnz + 1) * sizeof *s.stamp);
-    s.rev = malloc((nnz + 1) * sizeof *s.rev);
-    if (!s.snap || !s.eps || !s.eons || !s.epns || !s.epneg || !s.tail_delta || !s.stamp ||
-        !s.rev) {
+    if (!s.snap || !s.eps || !s.eons || !s.epns || !s.epneg) {
         rc = pw_error_set(err, PW_ENOMEM, "umap: out of memory for the optimiser");
         goto cleanup;
     }
-    for (size_t e = 0; e <= nnz; e++)
-        s.stamp[e] = -1;
     float wmax = 0;
     for (size_t e = 0; e < nnz; e++)
         wmax = g.val[e] > wmax ? g.val[e] : wmax;
@@ -1046,6 +1252,8 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
         s.epneg[e] = o.negative_sample_rate > 0 ? s.eps[e] / o.negative_sample_rate : INFINITY;
         s.epns[e] = s.epneg[e];
     }
+    /* The optimiser relies on every edge (i, j) having a reverse (j, i) of the same weight
+     * (they are then sampled in the same epochs; see sgd_range). */
     for (size_t i = 0; i < n; i++)
         for (size_t e = g.rowptr[i]; e < g.rowptr[i + 1]; e++) {
             size_t j = (size_t)g.col[e];
@@ -1057,11 +1265,10 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
                 else
                     hi = mid;
             }
-            if (lo >= g.rowptr[j + 1] || g.col[lo] != (int32_t)i) {
+            if (lo >= g.rowptr[j + 1] || g.col[lo] != (int32_t)i || g.val[lo] != g.val[e]) {
                 rc = pw_error_set(err, PW_EINTERNAL, "umap: fuzzy graph is not symmetric");
                 goto cleanup;
             }
-            s.rev[e] = (int32_t)lo;
         }
     rc = optimize_layout(&s, o.n_epochs, o.learning_rate, threads, progress, err);
     if (rc)
@@ -1081,8 +1288,5 @@ cleanup:
     free(s.eons);
     free(s.epns);
     free(s.epneg);
-    free(s.tail_delta);
-    free(s.stamp);
-    free(s.rev);
     return rc;
 }

@@ -11,13 +11,15 @@
  *
  * Determinism: umap-learn's parallel SGD lets threads race on shared rows.  Here
  * each epoch reads the other endpoint's position from a snapshot taken at the start
- * of the epoch, moves its own (head) point immediately and applies the moves of the
- * other (tail) points at the end of the epoch in edge order; negative samples are a
- * function of (seed, edge, epoch, draw).  The result is therefore identical for any
- * `threads` value, given the same input, seed and OpenBLAS thread count (the exact
- * k-NN and the eigensolver call BLAS; see knn.h).  Negative samples of one positive
- * sample all push from the same position (umap-learn moves the point between them),
- * so they can be computed as one vector operation.
+ * of the epoch and moves only the edge's head point, immediately; the move umap-learn
+ * gives the tail of edge (k, i) is taken from i's side as i's own head move along
+ * (i, k) (the reverse edge has the same weight, so it is sampled in the same epochs).
+ * Negative samples are a function of (seed, edge, epoch, draw).  The spectral solver
+ * sums over fixed row blocks.  The result is therefore identical for any `threads`
+ * value, given the same input, seed and OpenBLAS thread count (the exact k-NN and the
+ * PCA placing many graph components call BLAS; see knn.h).  Negative samples of one
+ * positive sample all push from the same position (umap-learn moves the point between
+ * them), so they can be computed as one vector operation.
  *
  * `out` is n*2 floats owned by the caller; nothing else survives the call. */
 #ifndef PW_UMAP_H

@@ -82,9 +82,9 @@ static void test_exact_cosine_matches_brute_force(void)
     check_exact_matches_brute_force(1);
 }
 
-static void check_approx_recall(int cosine)
+static void check_approx_recall(int cosine, size_t d)
 {
-    size_t n = 2000, d = 32, k = 15;
+    size_t n = 2000, k = 15;
     float *x = td_clusters(n, d, 10, 11);
     struct knn_options o;
     knn_options_default(&o);
@@ -96,7 +96,7 @@ static void check_approx_recall(int cosine)
     o.method = KNN_APPROX;
     CHECK(knn_build(x, n, d, k, &o, &approx, NULL, &err) == 0);
     double r = knn_recall(&approx, &exact);
-    printf("     approx recall (%s) = %.4f\n", cosine ? "cosine" : "euclidean", r);
+    printf("     approx recall (%s, d = %zu) = %.4f\n", cosine ? "cosine" : "euclidean", d, r);
     CHECK(r >= 0.95);
     knn_free(&exact);
     knn_free(&approx);
@@ -105,12 +105,44 @@ static void check_approx_recall(int cosine)
 
 static void test_approx_euclidean_recall_at_least_095(void)
 {
-    check_approx_recall(0);
+    check_approx_recall(0, 32);
 }
 
 static void test_approx_cosine_recall_at_least_095(void)
 {
-    check_approx_recall(1);
+    check_approx_recall(1, 32);
+}
+
+/* d > 128: the random projection trees split in a 64-d sketch of the rows */
+static void test_approx_wide_rows_euclidean_recall_at_least_095(void)
+{
+    check_approx_recall(0, 300);
+}
+
+static void test_approx_wide_rows_cosine_recall_at_least_095(void)
+{
+    check_approx_recall(1, 300);
+}
+
+static void test_approx_wide_rows_do_not_depend_on_thread_count(void)
+{
+    size_t n = 1500, d = 200, k = 10;
+    float *x = td_clusters(n, d, 8, 6);
+    struct knn_options o;
+    knn_options_default(&o);
+    o.method = KNN_APPROX;
+    o.metric = KNN_COSINE;
+    struct knn_graph a, b;
+    struct pw_error err;
+    o.threads = 1;
+    CHECK(knn_build(x, n, d, k, &o, &a, NULL, &err) == 0);
+    o.threads = 3;
+    CHECK(knn_build(x, n, d, k, &o, &b, NULL, &err) == 0);
+    CHECK(memcmp(a.idx, b.idx, n * k * sizeof *a.idx) == 0);
+    CHECK(memcmp(a.dist, b.dist, n * k * sizeof *a.dist) == 0);
+    knn_free(&a);
+    knn_free(&b);
+    free(x);
 }
 
 static void test_approx_is_deterministic_for_seed_and_threads(void)
@@ -180,6 +212,9 @@ int main(void)
     RUN(test_exact_cosine_matches_brute_force);
     RUN(test_approx_euclidean_recall_at_least_095);
     RUN(test_approx_cosine_recall_at_least_095);
+    RUN(test_approx_wide_rows_euclidean_recall_at_least_095);
+    RUN(test_approx_wide_rows_cosine_recall_at_least_095);
+    RUN(test_approx_wide_rows_do_not_depend_on_thread_count);
     RUN(test_approx_is_deterministic_for_seed_and_threads);
     RUN(test_approx_does_not_depend_on_thread_count);
     RUN(test_knn_cancel_flag_returns_ecanceled);
