@@ -296,6 +296,8 @@ def test_two_workers_same_hash_compute_once():
         env.worker(q, name="dup-a")
         env.worker(q, name="dup-b")
         runs = [env.create_run({"color_by": "source_dir"}) for _ in range(2)]
+        # 0.3 s per page: the first compute still holds the lock when the second arrives
+        env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 0.3, "times": -1})
         app = celery_app()
         results = [app.send_task("webui.tasks.compute_projection", args=[r], queue=q) for r in runs]
         values = [r.get(timeout=120) for r in results]
@@ -374,9 +376,12 @@ def test_worker_killed_mid_projection_is_finished_by_redelivery():
     try:
         w1 = env.worker(q, name="kill-a")
         run = env.create_run()
+        # slow pages keep the projection running when the kill lands, however fast the
+        # worker is (the first 4 of 20 pages take 1 s each; the redelivery finds none)
+        env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 1.0, "times": 4})
         res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
         w1.wait_event("task_started")
-        time.sleep(0.3)
+        time.sleep(0.5)
         w1.proc.kill()
         w1.wait_exit()
         assert not w1.find("projection_completed")
@@ -397,6 +402,8 @@ def test_progress_is_visible_in_the_database_while_running():
     try:
         env.worker(q)
         run = env.create_run({"n_neighbors": 10}, reducer="umap")
+        # 0.5 s per page (3 pages): the run lasts long enough to be watched on any machine
+        env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 0.5, "times": -1})
         res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
         seen = []
         deadline = time.monotonic() + 120
@@ -421,6 +428,9 @@ def test_hard_time_limit_stops_the_projection_and_fails_the_run():
     try:
         env.worker(q)
         run = env.create_run({"n_neighbors": 15}, reducer="umap")
+        # 0.4 s per page (4 pages): still fetching when the 1 s limit fires, whatever the
+        # machine; the task sees the cancel after the page in hand
+        env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 0.4, "times": -1})
         res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q, time_limit=1)
         try:
             res.get(timeout=60)
@@ -443,9 +453,12 @@ def test_sigterm_lets_a_running_projection_finish():
     try:
         w = env.worker(q)
         run = env.create_run({"n_neighbors": 10}, reducer="umap")
+        # 0.6 s per page (3 pages): the SIGTERM lands while the task is still fetching
+        env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 0.6, "times": -1})
         res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
         w.wait_event("task_started")
         time.sleep(0.5)
+        assert not w.find("projection_completed")
         w.signal(signal.SIGTERM)
         subprocess.run(["pkill", "-TERM", "-f", "projection-worker-task task"], check=False)
         assert w.wait_exit(120) == 0
