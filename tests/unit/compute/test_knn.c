@@ -124,64 +124,46 @@ static void test_approx_wide_rows_cosine_recall_at_least_095(void)
     check_approx_recall(1, 300);
 }
 
-static void test_approx_wide_rows_do_not_depend_on_thread_count(void)
+/* Builds the approximate graph of one clustered set twice, with threads t1 and t2, and
+ * checks both graphs are the same bytes. */
+static void check_approx_same_graph(size_t d, enum knn_metric metric, uint64_t seed, int t1, int t2)
 {
-    size_t n = 1500, d = 200, k = 10;
-    float *x = td_clusters(n, d, 8, 6);
+    size_t n = 1500, k = 10;
+    float *x = td_clusters(n, d, 8, seed);
     struct knn_options o;
     knn_options_default(&o);
     o.method = KNN_APPROX;
-    o.metric = KNN_COSINE;
+    o.metric = metric;
     struct knn_graph a, b;
     struct pw_error err;
-    o.threads = 1;
+    o.threads = t1;
     CHECK(knn_build(x, n, d, k, &o, &a, NULL, &err) == 0);
-    o.threads = 3;
+    o.threads = t2;
     CHECK(knn_build(x, n, d, k, &o, &b, NULL, &err) == 0);
     CHECK(memcmp(a.idx, b.idx, n * k * sizeof *a.idx) == 0);
     CHECK(memcmp(a.dist, b.dist, n * k * sizeof *a.dist) == 0);
     knn_free(&a);
     knn_free(&b);
     free(x);
+}
+
+static void test_approx_wide_rows_do_not_depend_on_thread_count(void)
+{
+    check_approx_same_graph(200, KNN_COSINE, 6, 1, 3);
 }
 
 static void test_approx_is_deterministic_for_seed_and_threads(void)
 {
-    size_t n = 1500, d = 24, k = 10;
-    float *x = td_clusters(n, d, 8, 3);
     struct knn_options o;
     knn_options_default(&o);
-    o.method = KNN_APPROX;
-    o.threads = 2;
-    struct knn_graph a, b;
-    struct pw_error err;
-    CHECK(knn_build(x, n, d, k, &o, &a, NULL, &err) == 0);
-    CHECK(knn_build(x, n, d, k, &o, &b, NULL, &err) == 0);
-    CHECK(memcmp(a.idx, b.idx, n * k * sizeof *a.idx) == 0);
-    CHECK(memcmp(a.dist, b.dist, n * k * sizeof *a.dist) == 0);
-    knn_free(&a);
-    knn_free(&b);
-    free(x);
+    check_approx_same_graph(24, o.metric, 3, 2, 2);
 }
 
 static void test_approx_does_not_depend_on_thread_count(void)
 {
-    size_t n = 1500, d = 24, k = 10;
-    float *x = td_clusters(n, d, 8, 4);
     struct knn_options o;
     knn_options_default(&o);
-    o.method = KNN_APPROX;
-    struct knn_graph a, b;
-    struct pw_error err;
-    o.threads = 1;
-    CHECK(knn_build(x, n, d, k, &o, &a, NULL, &err) == 0);
-    o.threads = 3;
-    CHECK(knn_build(x, n, d, k, &o, &b, NULL, &err) == 0);
-    CHECK(memcmp(a.idx, b.idx, n * k * sizeof *a.idx) == 0);
-    CHECK(memcmp(a.dist, b.dist, n * k * sizeof *a.dist) == 0);
-    knn_free(&a);
-    knn_free(&b);
-    free(x);
+    check_approx_same_graph(24, o.metric, 4, 1, 3);
 }
 
 static void test_knn_cancel_flag_returns_ecanceled(void)
