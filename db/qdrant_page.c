@@ -974,6 +974,12 @@ static int yajl_feed(struct qdrant_page_parser *p, const char *buf, size_t len)
     return -1;
 }
 
+/* JSON's four whitespace characters. */
+static inline int is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
 static const uint8_t number_char[256] = {
     ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
     ['8'] = 1, ['9'] = 1, ['-'] = 1, ['+'] = 1, ['.'] = 1, ['e'] = 1, ['E'] = 1,
@@ -1028,7 +1034,7 @@ static const char *fast_vector(struct qdrant_page_parser *p, const char *s, cons
             s = q;
             continue;
         }
-        if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+        if (is_ws(c)) {
             s++;
             continue;
         }
@@ -1263,11 +1269,6 @@ void qdrant_window_free(struct qdrant_window *win)
 }
 
 /* ---- next_page_offset from the tail of a body ------------------------------------- */
-
-static int is_ws(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
 
 int qdrant_page_peek_next(const char *tail, size_t len, int *has_next,
                           char next_offset[QDRANT_OFFSET_TEXT_MAX])

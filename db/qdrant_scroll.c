@@ -148,6 +148,15 @@ static void *parser_main(void *arg)
     return NULL;
 }
 
+/* With s->mu held: unqueues the slot and waits until no parser holds its window, so
+ * the calling thread may drop or reuse it. */
+static void release_slot_locked(struct scroll *s, struct slot *sl)
+{
+    sl->queued = 0;
+    while (sl->parsing)
+        pthread_cond_wait(&s->done, &s->mu);
+}
+
 /* ---- the sink of a pipelined page (calling thread) ------------------------------- */
 
 static int slot_start(void *ud, struct pw_error *err)
@@ -226,9 +235,7 @@ static int slot_finish(void *ud, int complete, struct pw_error *err)
     sl->body_end = complete ? 1 : -1;
     pthread_cond_broadcast(&s->work);
     if (!complete) { /* drop it: wait until no parser holds the window */
-        sl->queued = 0;
-        while (sl->parsing)
-            pthread_cond_wait(&s->done, &s->mu);
+        release_slot_locked(s, sl);
         sl->parsed = 0;
     }
     pthread_mutex_unlock(&s->mu);
@@ -335,7 +342,8 @@ struct run {
     struct qdrant_matrix *m;
     struct qdrant_scroll_stats st;
     struct scroll s;
-    int pipeline; /* parser threads and slots exist */
+    int pipeline;   /* parser threads and slots exist */
+    size_t threads; /* parser threads wanted (1: parse on this thread) */
     size_t limit, batch, merge_seq, fetch_seq;
     const char *url;
     char what[160], with_vector[160];
@@ -354,7 +362,7 @@ static size_t threads_wanted(const struct qdrant_scroll_opts *o)
 static int start_pipeline(struct run *r, struct pw_error *err)
 {
     struct scroll *s = &r->s;
-    size_t n = threads_wanted(r->o);
+    size_t n = r->threads;
     s->m = r->m;
     s->po = (struct qdrant_parse_opts){.vector_name = r->o->vector_name,
                                        .keep_payload = !r->o->skip_payload};
@@ -382,16 +390,10 @@ static void stop_pipeline(struct run *r)
     if (!r->pipeline)
         return;
     pthread_mutex_lock(&s->mu);
-    for (size_t i = 0; i < s->n_slots; i++) /* bodies are complete: let parsers finish */
+    for (size_t i = 0; i < s->n_slots; i++) /* no new page starts being parsed */
         s->slots[i].queued = 0;
-    while (1) {
-        int busy = 0;
-        for (size_t i = 0; i < s->n_slots; i++)
-            busy |= s->slots[i].parsing;
-        if (!busy)
-            break;
-        pthread_cond_wait(&s->done, &s->mu);
-    }
+    for (size_t i = 0; i < s->n_slots; i++) /* bodies are complete: parsers finish */
+        release_slot_locked(s, &s->slots[i]);
     s->stop = 1;
     pthread_cond_broadcast(&s->work);
     pthread_mutex_unlock(&s->mu);
@@ -488,9 +490,7 @@ static int commit_ready(struct run *r, struct pw_error *err)
                 struct slot *o = &r->s.slots[i];
                 if (!o->in_use)
                     continue;
-                o->queued = 0;
-                while (o->parsing)
-                    pthread_cond_wait(&r->s.done, &r->s.mu);
+                release_slot_locked(&r->s, o);
                 o->in_use = 0;
             }
             pthread_mutex_unlock(&r->s.mu);
@@ -556,9 +556,7 @@ static int fetch_pipelined(struct run *r, size_t base, size_t want, struct pw_er
                                 err);
     if (rc < 0) {
         pthread_mutex_lock(&r->s.mu); /* a parser may still read a body that failed late */
-        sl->queued = 0;
-        while (sl->parsing)
-            pthread_cond_wait(&r->s.done, &r->s.mu);
+        release_slot_locked(&r->s, sl);
         pthread_mutex_unlock(&r->s.mu);
         sl->in_use = 0;
         return rc;
@@ -585,7 +583,7 @@ static int scroll_pages(struct run *r, struct pw_error *err)
         }
         size_t left = r->limit - m->n - wanted;
         size_t want = left < r->batch ? left : r->batch;
-        if (!m->dim || threads_wanted(r->o) == 1) {
+        if (!m->dim || r->threads == 1) {
             if ((rc = fetch_direct(r, want, err)) < 0)
                 return rc;
             continue;
@@ -643,6 +641,7 @@ int qdrant_scroll_matrix(struct qdrant_client *c, const struct qdrant_scroll_opt
     }
     r.limit = o->sample_limit ? o->sample_limit : QDRANT_SAMPLE_LIMIT;
     r.batch = o->batch && o->batch < QDRANT_SCROLL_BATCH ? o->batch : QDRANT_SCROLL_BATCH;
+    r.threads = threads_wanted(o); /* sysconf reads /sys: once per scroll, not per page */
 
     rc = qdrant_http_collection_info(c, o->collection, &info, &r.st.requests, &r.st.retries, err);
     if (rc < 0)
