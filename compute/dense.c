@@ -40,6 +40,15 @@ int dense_validate(const char *what, const float *x, size_t n, size_t d, struct 
     return 0;
 }
 
+PW_CLONES float dense_centred_dot(const float *x, const float *mean, const float *v, size_t d)
+{
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (size_t j = 0; j < d; j++)
+        s += (x[j] - mean[j]) * v[j];
+    return s;
+}
+
 PW_CLONES float dense_dot(const float *a, const float *b, size_t d)
 {
     float s = 0.0f;

@@ -26,6 +26,8 @@ int dense_validate(const char *what, const float *x, size_t n, size_t d, struct 
 
 float dense_dot(const float *a, const float *b, size_t d);
 float dense_sqdist(const float *a, const float *b, size_t d);
+/* (x - mean) . v without a centred copy of x (PCA's projection). */
+float dense_centred_dot(const float *x, const float *mean, const float *v, size_t d);
 
 /* norms[i] = |x_i| for every row (computed in double, stored as float). */
 void dense_row_norms(const float *x, size_t n, size_t d, float *norms, int threads);

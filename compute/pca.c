@@ -53,16 +53,6 @@ static void column_mean(const float *x, size_t n, size_t d, int threads, double 
         mean[j] /= (double)n;
 }
 
-/* (x - mean) . v, vectorised; the summation order is fixed by the build. */
-static PW_CLONES float centred_dot(const float *x, const float *mean, const float *v, size_t d)
-{
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (size_t j = 0; j < d; j++)
-        s += (x[j] - mean[j]) * v[j];
-    return s;
-}
-
 /* One thread on purpose: this is memory-bound, and an OpenMP team spinning here would
  * compete with OpenBLAS's own threads in the BLAS call that follows. */
 static void centre_block(const float *x, size_t rows, size_t d, const float *mean, float *block)
@@ -163,7 +153,7 @@ int pca_fit(const float *x, size_t n, size_t d, const struct pca_options *opt, f
         size_t end = n - b0 < PCA_BLOCK ? n : b0 + PCA_BLOCK;
         for (size_t i = b0; i < end; i++)
             for (size_t c = 0; c < k; c++)
-                out[i * k + c] = centred_dot(x + i * d, fmean, fvecs + c * d, d);
+                out[i * k + c] = dense_centred_dot(x + i * d, fmean, fvecs + c * d, d);
     }
     if (res && res->components)
         memcpy(res->components, fvecs, d * k * sizeof *fvecs);
