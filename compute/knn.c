@@ -1,4 +1,5 @@
-/* knn.c - exact (BLAS) and approximate (RP forest + NN-descent) k-NN graphs.
+/* knn.c - exact (BLAS) and approximate (k-means cells or RP forest, then NN-descent)
+ * k-NN graphs.
  *
  * Both paths keep, per point, a bounded max-heap of (distance, index) ordered with
  * the index as tie-break so every comparison is total and results reproducible.
@@ -13,17 +14,22 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dense.h"
+#include "kmeans.h"
 #include "rng.h"
+#include "team.h"
 
 void knn_options_default(struct knn_options *opt)
 {
     opt->metric = KNN_EUCLIDEAN;
     opt->method = KNN_AUTO;
     opt->exact_max_n = 4096;
+    opt->part_size = 4096;
+    opt->spill = 0.1;
     opt->n_trees = 0;
     opt->leaf_size = 0;
     opt->n_iters = 0;
@@ -95,6 +101,21 @@ static void heap_sift_down(float *hd, int32_t *hi, uint8_t *hf, size_t k, size_t
     }
 }
 
+/* Replace the root if (d, j) is smaller; 1 when pushed.  For callers that know j is not
+ * in the heap yet. */
+static int heap_push_new(float *hd, int32_t *hi, uint8_t *hf, size_t k, float d, int32_t j,
+                         uint8_t flag)
+{
+    if (!heap_greater(hd[0], hi[0], d, j))
+        return 0;
+    hd[0] = d;
+    hi[0] = j;
+    if (hf)
+        hf[0] = flag;
+    heap_sift_down(hd, hi, hf, k, 0);
+    return 1;
+}
+
 /* Replace the root if (d, j) is smaller and j is not already present; 1 when pushed. */
 static int heap_push(float *hd, int32_t *hi, uint8_t *hf, size_t k, float d, int32_t j,
                      uint8_t flag)
@@ -104,12 +125,7 @@ static int heap_push(float *hd, int32_t *hi, uint8_t *hf, size_t k, float d, int
     for (size_t s = 0; s < k; s++)
         if (hi[s] == j)
             return 0;
-    hd[0] = d;
-    hi[0] = j;
-    if (hf)
-        hf[0] = flag;
-    heap_sift_down(hd, hi, hf, k, 0);
-    return 1;
+    return heap_push_new(hd, hi, hf, k, d, j, flag);
 }
 
 /* Sort a row ascending by (dist, idx): heap-sort in place (root is the largest). */
@@ -526,6 +542,211 @@ static void local_join(const struct metric_ctx *m, const struct knn_graph *g, co
     }
 }
 
+/* ---- approximate, seeding: exact k-NN inside k-means cells ---- */
+
+#define PART_ROWS 256
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* v[c] = the internal distance (dist_from_dot) of a member pair from its dot product
+ * row[c]: g holds the members' inverse norms (cosine) or squared norms (euclidean). */
+KNN_CLONES static void dists_from_dots(const float *row, const float *g, float gi, int cosine,
+                                       size_t len, float *v)
+{
+    if (cosine)
+        for (size_t c = 0; c < len; c++) {
+            float t = 1.0f - row[c] * gi * g[c];
+            v[c] = t < 0.0f ? 0.0f : t;
+        }
+    else
+        for (size_t c = 0; c < len; c++) {
+            float t = gi + g[c] - 2.0f * row[c];
+            v[c] = t < 0.0f ? 0.0f : t;
+        }
+}
+
+/* Scratch of one cell join: members' norms, their heaps' current roots (thresholds),
+ * one row of distances per thread. */
+struct cell_scratch {
+    float *buf;    /* members' rows */
+    float *dots;   /* PART_ROWS x members */
+    float *g;      /* members' inverse or squared norms */
+    float *thr;    /* members' heap roots */
+    float *vals;   /* threads x members */
+    uint8_t *seen; /* n: 1 once a point's heap has had a cell (only then can a
+                      candidate come twice) */
+};
+
+/* One block of a cell join: rows [0, rows) of the cell from the block on, dots against
+ * columns [0, cols) (see cell_join). */
+struct cell_block {
+    struct nnd *s;
+    struct cell_scratch *cs;
+    const int32_t *bm; /* the members from the block's first row on */
+    const float *g;    /* their norms */
+    float *thr;        /* their heap roots */
+    size_t rows, cols, cnt;
+};
+
+/* Thread t of T: a share of the block's rows (every column of their dot products), then
+ * a share of the later members' columns (this block's rows).  The two sets of heaps are
+ * disjoint and each heap sees its candidates in column (row) order, whatever T is. */
+static void select_block(void *arg, int t, int T)
+{
+    const struct cell_block *b = arg;
+    struct nnd *s = b->s;
+    size_t k = s->k, rows = b->rows, cols = b->cols;
+    int cosine = s->m->metric == KNN_COSINE;
+    const uint8_t *seen = b->cs->seen;
+    const int32_t *bm = b->bm;
+    const float *g = b->g, *dots = b->cs->dots;
+    float *v = b->cs->vals + (size_t)t * b->cnt, *thr = b->thr;
+    size_t lo = rows * (size_t)t / (size_t)T, hi = rows * (size_t)(t + 1) / (size_t)T;
+    for (size_t r = lo; r < hi; r++) {
+        size_t i = (size_t)bm[r];
+        float *hd = s->hd + i * k, root = hd[0];
+        dists_from_dots(dots + r * cols, g, g[r], cosine, cols, v);
+        for (size_t c = 0; c < cols; c++)
+            if (v[c] <= root && c != r) {
+                (seen[i] ? heap_push : heap_push_new)(hd, s->hi + i * k, s->hf + i * k, k, v[c],
+                                                      bm[c], 1);
+                root = hd[0];
+            }
+    }
+    size_t rest = cols - rows;
+    size_t c0 = rows + rest * (size_t)t / (size_t)T, c1 = rows + rest * (size_t)(t + 1) / (size_t)T;
+    for (size_t r = 0; r < rows && c1 > c0; r++) {
+        int32_t i = bm[r];
+        dists_from_dots(dots + r * cols + c0, g + c0, g[r], cosine, c1 - c0, v);
+        for (size_t c = c0; c < c1; c++)
+            if (v[c - c0] <= thr[c]) {
+                size_t j = (size_t)bm[c];
+                (seen[j] ? heap_push : heap_push_new)(s->hd + j * k, s->hi + j * k, s->hf + j * k,
+                                                      k, v[c - c0], i, 1);
+                thr[c] = s->hd[j * k];
+            }
+    }
+}
+
+/* One cell: its members' rows gathered, then blocks of PART_ROWS rows against the
+ * members from the block on, so each pair's dot product is computed once (sgemm); the
+ * team selects (it sleeps while OpenBLAS runs). */
+static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs,
+                     struct team *tm, const struct pw_progress *progress, struct pw_error *err)
+{
+    const struct metric_ctx *m = s->m;
+    size_t d = m->d, k = s->k;
+    int cosine = m->metric == KNN_COSINE;
+    for (size_t a = 0; a < cnt; a++) {
+        size_t i = (size_t)mem[a];
+        memcpy(cs->buf + a * d, m->x + i * d, d * sizeof *cs->buf);
+        cs->g[a] = cosine ? m->inv_norm[i] : m->sqnorm[i];
+        cs->thr[a] = s->hd[i * k];
+    }
+    for (size_t r0 = 0; r0 < cnt; r0 += PART_ROWS) {
+        int rc = pw_progress_check(progress, err, "knn");
+        if (rc)
+            return rc;
+        size_t rows = cnt - r0 < PART_ROWS ? cnt - r0 : PART_ROWS, cols = cnt - r0;
+        const float *bx = cs->buf + r0 * d;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)d, 1.0f, bx,
+                    (int)d, bx, (int)d, 0.0f, cs->dots, (int)cols);
+        struct cell_block blk = {s, cs, mem + r0, cs->g + r0, cs->thr + r0, rows, cols, cnt};
+        team_run(tm, select_block, &blk);
+    }
+    for (size_t a = 0; a < cnt; a++)
+        cs->seen[mem[a]] = 1;
+    return 0;
+}
+
+/* Seeds every heap with the exact neighbours inside its k-means cell of ~part_size rows;
+ * the `spill` fraction of rows nearest a cell border also joins the neighbouring cell.
+ * order receives the rows grouped by cell (NN-descent's visiting order). */
+static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_t seed,
+                          int32_t *order, double share, const struct pw_progress *progress,
+                          struct pw_error *err)
+{
+    const struct metric_ctx *m = s->m;
+    size_t n = s->n, d = m->d, c = (n + part_size - 1) / part_size;
+    struct kmeans_cells cells;
+    int rc = kmeans_cells(m->x, n, d, m->metric == KNN_COSINE, c, seed, s->threads, &cells,
+                          progress, err);
+    if (rc)
+        return rc;
+    float thr = -INFINITY;
+    size_t *start = calloc(c + 1, sizeof *start), *fill = malloc(c * sizeof *fill);
+    float *tmp = malloc(n * sizeof *tmp);
+    int32_t *mem = malloc(2 * n * sizeof *mem);
+    struct cell_scratch cs = {0};
+    struct team *tm = NULL;
+    if (!start || !fill || !tmp || !mem) {
+        rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means cells (n = %zu)", n);
+        goto done;
+    }
+    if (c > 1 && spill > 0.0) {
+        memcpy(tmp, cells.border, n * sizeof *tmp);
+        qsort(tmp, n, sizeof *tmp, cmp_float);
+        size_t q = (size_t)(spill * (double)n);
+        thr = tmp[q < n ? q : n - 1];
+    }
+    for (size_t i = 0; i < n; i++) {
+        start[cells.first[i] + 1]++;
+        if (cells.border[i] < thr)
+            start[cells.second[i] + 1]++;
+    }
+    size_t biggest = 0, o = 0;
+    for (size_t a = 0; a < c; a++) {
+        if (start[a + 1] > biggest)
+            biggest = start[a + 1];
+        start[a + 1] += start[a];
+        fill[a] = start[a];
+    }
+    for (size_t i = 0; i < n; i++) {
+        mem[fill[cells.first[i]]++] = (int32_t)i;
+        if (cells.border[i] < thr)
+            mem[fill[cells.second[i]]++] = (int32_t)i;
+    }
+    for (size_t a = 0; a < c; a++) /* visiting order: each row in its own cell's place */
+        for (size_t p = start[a]; p < start[a + 1]; p++)
+            if (cells.first[mem[p]] == (int32_t)a)
+                order[o++] = mem[p];
+    cs.buf = malloc(biggest * d * sizeof *cs.buf);
+    cs.dots = malloc((size_t)PART_ROWS * biggest * sizeof *cs.dots);
+    cs.g = malloc(biggest * sizeof *cs.g);
+    cs.thr = malloc(biggest * sizeof *cs.thr);
+    cs.vals = malloc((size_t)s->threads * biggest * sizeof *cs.vals);
+    cs.seen = calloc(n, 1);
+    if (!cs.buf || !cs.dots || !cs.g || !cs.thr || !cs.vals || !cs.seen) {
+        rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu rows", biggest);
+        goto done;
+    }
+    if ((rc = team_start(s->threads, &tm, err)))
+        goto done;
+    for (size_t a = 0; a < c && !rc; a++) {
+        rc = cell_join(s, mem + start[a], start[a + 1] - start[a], &cs, tm, progress, err);
+        if (!rc)
+            pw_progress_report(progress, "knn", share * (double)(a + 1) / (double)c);
+    }
+done:
+    kmeans_cells_free(&cells);
+    free(start);
+    free(fill);
+    free(tmp);
+    free(mem);
+    free(cs.buf);
+    free(cs.dots);
+    free(cs.g);
+    free(cs.thr);
+    free(cs.vals);
+    free(cs.seen);
+    team_stop(tm);
+    return rc;
+}
+
 static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const struct knn_options *o,
                       int threads, struct knn_graph *g, const struct pw_progress *progress,
                       struct pw_error *err)
@@ -539,11 +760,15 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
     }
     if (!leaf)
         leaf = k > 10 ? k : 10;
+    size_t forest = o->part_size ? 0 : n_trees; /* trees built (none when seeding by cells) */
     if (!iters) {
         iters = (size_t)llround(log2((double)n));
         if (iters < 5)
             iters = 5;
+    } else if (iters == KNN_NO_ROUNDS) {
+        iters = 0;
     }
+    double seeded = forest ? 0.2 : 0.6; /* progress fraction once the heaps are seeded */
     /* Candidates per point per iteration; the local join costs their square.  Measured on
      * 20k x 768 clustered unit vectors: k = 14 needs 2k for recall >= 0.95 (0.966; k
      * candidates gave 0.915), while k = 91 (t-SNE) reaches 0.999 with 16. */
@@ -555,15 +780,16 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
     if (njobs < 64)
         njobs = 64;
     struct propbuf *bufs = calloc(njobs, sizeof *bufs);
-    int32_t *perm = malloc(n_trees * n * sizeof *perm);
-    int sketch = d > 2 * KNN_SKETCH_D;
+    int32_t *perm = malloc((forest ? forest : 1) * n * sizeof *perm);
+    int sketch = forest && d > 2 * KNN_SKETCH_D;
     size_t sd = sketch ? KNN_SKETCH_D : d;
-    float *normals = malloc(n_trees * sd * sizeof *normals);
+    float *normals = malloc((forest ? forest : 1) * sd * sizeof *normals);
     float *sk = sketch ? malloc(n * sd * sizeof *sk) : NULL;
     float *R = sketch ? malloc(d * sd * sizeof *R) : NULL;
     uint8_t *flags = malloc(n * k);
-    int32_t *newc = malloc(n * maxc * sizeof *newc), *oldc = malloc(n * maxc * sizeof *oldc);
-    float *newp = malloc(n * maxc * sizeof *newp), *oldp = malloc(n * maxc * sizeof *oldp);
+    size_t nc = iters ? n * maxc : 1; /* candidate lists: only when NN-descent runs */
+    int32_t *newc = malloc(nc * sizeof *newc), *oldc = malloc(nc * sizeof *oldc);
+    float *newp = malloc(nc * sizeof *newp), *oldp = malloc(nc * sizeof *oldp);
     int32_t *cand = malloc(njobs * 3 * maxc * sizeof *cand);
     if (!bufs || !perm || !normals || !flags || !newc || !oldc || !newp || !oldp || !cand ||
         (sketch && (!sk || !R))) {
@@ -572,38 +798,45 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
     }
     s.hf = flags;
     heap_init(g->dist, g->idx, flags, n * k);
-    struct metric_ctx sm = *m;
-    if (sketch) {
-        knn_sketch(m->x, n, d, o->seed, R, sk, threads);
-        sm.x = sk;
-        sm.d = sd;
-        free(R);
-        R = NULL;
-    }
-
-    /* 1. random projection forest: one job per tree, leaves propose all their pairs */
-    for (size_t t0 = 0; t0 < n_trees; t0 += (size_t)threads) {
-        if ((rc = pw_progress_check(progress, err, "knn")))
+    if (o->part_size) {
+        /* 1. exact neighbours inside k-means cells */
+        if ((rc = partition_seed(&s, o->part_size, o->spill, o->seed, perm, seeded, progress, err)))
             goto cleanup;
-        size_t t1 = t0 + (size_t)threads < n_trees ? t0 + (size_t)threads : n_trees;
-#pragma omp parallel for schedule(static, 1) num_threads(threads)
-        for (size_t t = t0; t < t1; t++) {
-            int32_t *p = perm + t * n;
-            for (size_t i = 0; i < n; i++)
-                p[i] = (int32_t)i;
-            struct rptree_job job = {
-                m, &sm, p, n, leaf, o->seed, t, normals + t * sd, &bufs[t - t0], g->dist, k};
-            rptree_split(&job, p, n, 0, 0);
+    } else {
+        struct metric_ctx sm = *m;
+        if (sketch) {
+            knn_sketch(m->x, n, d, o->seed, R, sk, threads);
+            sm.x = sk;
+            sm.d = sd;
+            free(R);
+            R = NULL;
         }
-        apply_proposals(&s, bufs, t1 - t0, &oom);
-        pw_progress_report(progress, "knn", 0.2 * (double)t1 / (double)n_trees);
+
+        /* 1. (pynndescent) random projection forest: one job per tree, leaves propose all their
+         * pairs */
+        for (size_t t0 = 0; t0 < n_trees; t0 += (size_t)threads) {
+            if ((rc = pw_progress_check(progress, err, "knn")))
+                goto cleanup;
+            size_t t1 = t0 + (size_t)threads < n_trees ? t0 + (size_t)threads : n_trees;
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+            for (size_t t = t0; t < t1; t++) {
+                int32_t *p = perm + t * n;
+                for (size_t i = 0; i < n; i++)
+                    p[i] = (int32_t)i;
+                struct rptree_job job = {
+                    m, &sm, p, n, leaf, o->seed, t, normals + t * sd, &bufs[t - t0], g->dist, k};
+                rptree_split(&job, p, n, 0, 0);
+            }
+            apply_proposals(&s, bufs, t1 - t0, &oom);
+            pw_progress_report(progress, "knn", seeded * (double)t1 / (double)n_trees);
+        }
+        free(sk); /* only the trees use the sketch: not held through NN-descent's peak */
+        sk = NULL;
+        int32_t *first = realloc(perm, n * sizeof *perm); /* the first tree's order is kept */
+        if (first)
+            perm = first;
     }
-    free(sk); /* only the trees use the sketch: not held through NN-descent's peak */
-    sk = NULL;
-    int32_t *first = realloc(perm, n * sizeof *perm); /* the first tree's order is kept */
-    if (first)
-        perm = first;
-    /* Fill rows a tiny leaf left short with random points. */
+    /* Fill rows a tiny leaf or cell left short with random points. */
     for (size_t i = 0; i < n; i++)
         for (uint64_t tries = 0; g->idx[i * k] < 0 && tries < 64 * k; tries++) {
             size_t j = rng_below(o->seed, 0xf111 + i, tries, n);
@@ -672,7 +905,8 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
             }
             changed += apply_proposals(&s, bufs, njobs, &oom);
             pw_progress_report(progress, "knn",
-                               0.2 + 0.8 * ((double)it + (double)b1 / (double)n) / (double)iters);
+                               seeded + (1.0 - seeded) * ((double)it + (double)b1 / (double)n) /
+                                            (double)iters);
         }
         if (oom) {
             rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for NN-descent proposals");

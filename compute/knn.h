@@ -2,12 +2,15 @@
  *
  * Exact: blocked OpenBLAS sgemm of row blocks against column blocks, distances
  * from the dot products and row norms, a bounded max-heap per row, then the k
- * survivors' distances recomputed directly.  Approximate: NN-descent seeded with a
- * forest of random projection trees (pynndescent's recipe; on rows wider than 128
- * the trees split in a 64-d random sketch of the data, leaves and joins use full
- * rows); candidate distances are computed in parallel and applied to the heaps in a
- * fixed order, so the graph depends only on the input, the metric and the seed - not
- * on the thread count.
+ * survivors' distances recomputed directly.  Approximate (default): k-means cells of
+ * ~part_size rows (kmeans.h) with the `spill` fraction of rows nearest a border also in
+ * the neighbouring cell; the exact k-NN inside each cell (sgemm, each pair once) seeds
+ * the heaps, then NN-descent rounds repair what crossed cell borders.  With part_size
+ * 0 the seed is pynndescent's random projection forest instead (on rows wider than 128
+ * the trees split in a 64-d random sketch; leaves and joins use full rows).  Candidate
+ * distances are computed in parallel and applied to the heaps in a fixed order, so the
+ * graph depends only on the input, the metric, the seed and OpenBLAS's thread count
+ * (cells), not on `threads`.
  *
  * The exact path selects on sgemm dot products, whose last bits may depend on
  * OpenBLAS's own thread count (set by the caller): same BLAS threads, same bytes.
@@ -25,14 +28,21 @@
 
 enum knn_metric { KNN_EUCLIDEAN = 0, KNN_COSINE = 1 };
 enum knn_method { KNN_AUTO = 0, KNN_EXACT = 1, KNN_APPROX = 2 };
+#define KNN_NO_ROUNDS ((size_t)-1)
 
 struct knn_options {
     enum knn_metric metric; /* euclidean */
     enum knn_method method; /* auto: exact when n <= exact_max_n */
     size_t exact_max_n;     /* 4096: umap-learn's switch to NN-descent (n < 4096 exact) */
+    size_t part_size;       /* 4096: seed NN-descent with the exact k-NN inside k-means cells
+                               of this many rows; 0: with pynndescent's RP forest */
+    double spill;           /* 0.1: fraction of rows (nearest a cell border) also joined
+                               into the neighbouring cell */
     size_t n_trees;         /* 0: pynndescent's min(32, 5 + round(n^0.25)), capped at 16 */
     size_t leaf_size;       /* 0: pynndescent's max(10, k) */
-    size_t n_iters;         /* 0: pynndescent's max(5, round(log2 n)) */
+    size_t n_iters;         /* NN-descent rounds at most (they stop early when < delta k n
+                               updates); 0: pynndescent's max(5, round(log2 n));
+                               KNN_NO_ROUNDS: none (cells only) */
     size_t max_candidates;  /* 0: 2k for k <= 30, else 16 (pynndescent: min(60, k)); see knn.c */
     double delta;           /* 0.001: pynndescent's early-stop fraction of k*n updates */
     uint64_t seed;          /* 42: the Python task's random_state */

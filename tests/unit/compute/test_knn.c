@@ -82,12 +82,17 @@ static void test_exact_cosine_matches_brute_force(void)
     check_exact_matches_brute_force(1);
 }
 
-static void check_approx_recall(int cosine, size_t d)
+/* Recall of the approximate graph against the exact one on 2000 rows in `clusters`
+ * clusters; part_size 0 seeds NN-descent with the RP forest, else with k-means cells of
+ * that many rows; iters as knn_options.n_iters. */
+static double approx_recall(int cosine, size_t d, size_t clusters, size_t part_size, size_t iters)
 {
     size_t n = 2000, k = 15;
-    float *x = td_clusters(n, d, 10, 11);
+    float *x = td_clusters(n, d, clusters, 11);
     struct knn_options o;
     knn_options_default(&o);
+    o.part_size = part_size;
+    o.n_iters = iters;
     o.metric = cosine ? KNN_COSINE : KNN_EUCLIDEAN;
     struct knn_graph exact, approx;
     struct pw_error err;
@@ -96,43 +101,74 @@ static void check_approx_recall(int cosine, size_t d)
     o.method = KNN_APPROX;
     CHECK(knn_build(x, n, d, k, &o, &approx, NULL, &err) == 0);
     double r = knn_recall(&approx, &exact);
-    printf("     approx recall (%s, d = %zu) = %.4f\n", cosine ? "cosine" : "euclidean", d, r);
-    CHECK(r >= 0.95);
+    printf("     approx recall (%s, d = %zu, %zu clusters, cells of %zu, %s rounds) = %.4f\n",
+           cosine ? "cosine" : "euclidean", d, clusters, part_size,
+           iters == KNN_NO_ROUNDS ? "no" : "default", r);
     knn_free(&exact);
     knn_free(&approx);
     free(x);
+    return r;
 }
 
-static void test_approx_euclidean_recall_at_least_095(void)
+static void test_forest_euclidean_recall_at_least_095(void)
 {
-    check_approx_recall(0, 32);
+    CHECK(approx_recall(0, 32, 10, 0, 0) >= 0.95);
 }
 
-static void test_approx_cosine_recall_at_least_095(void)
+static void test_forest_cosine_recall_at_least_095(void)
 {
-    check_approx_recall(1, 32);
+    CHECK(approx_recall(1, 32, 10, 0, 0) >= 0.95);
 }
 
 /* d > 128: the random projection trees split in a 64-d sketch of the rows */
-static void test_approx_wide_rows_euclidean_recall_at_least_095(void)
+static void test_forest_wide_rows_euclidean_recall_at_least_095(void)
 {
-    check_approx_recall(0, 300);
+    CHECK(approx_recall(0, 300, 10, 0, 0) >= 0.95);
 }
 
-static void test_approx_wide_rows_cosine_recall_at_least_095(void)
+static void test_forest_wide_rows_cosine_recall_at_least_095(void)
 {
-    check_approx_recall(1, 300);
+    CHECK(approx_recall(1, 300, 10, 0, 0) >= 0.95);
+}
+
+/* Eight cells of ~250 rows over ten clusters: the exact neighbours inside cells. */
+static void test_cells_euclidean_recall_at_least_095(void)
+{
+    CHECK(approx_recall(0, 32, 10, 250, KNN_NO_ROUNDS) >= 0.95);
+}
+
+static void test_cells_wide_rows_cosine_recall_at_least_095(void)
+{
+    CHECK(approx_recall(1, 300, 10, 250, KNN_NO_ROUNDS) >= 0.95);
+}
+
+/* Two clusters cut into eight cells: neighbours across cell borders are lost without
+ * the spill and the NN-descent rounds, which must bring them back. */
+static void test_cells_cutting_clusters_are_repaired_by_nn_descent(void)
+{
+    double seeded = approx_recall(0, 32, 2, 250, KNN_NO_ROUNDS);
+    double refined = approx_recall(0, 32, 2, 250, 0);
+    CHECK(refined > seeded);
+    CHECK(refined >= 0.95);
+}
+
+/* One cell (part_size >= n) is the exact graph. */
+static void test_one_cell_is_exact(void)
+{
+    CHECK(approx_recall(1, 40, 5, 4096, KNN_NO_ROUNDS) == 1.0);
 }
 
 /* Builds the approximate graph of one clustered set twice, with threads t1 and t2, and
  * checks both graphs are the same bytes. */
-static void check_approx_same_graph(size_t d, enum knn_metric metric, uint64_t seed, int t1, int t2)
+static void check_approx_same_graph(size_t d, enum knn_metric metric, uint64_t seed, int t1, int t2,
+                                    size_t part_size)
 {
     size_t n = 1500, k = 10;
     float *x = td_clusters(n, d, 8, seed);
     struct knn_options o;
     knn_options_default(&o);
     o.method = KNN_APPROX;
+    o.part_size = part_size;
     o.metric = metric;
     struct knn_graph a, b;
     struct pw_error err;
@@ -149,21 +185,24 @@ static void check_approx_same_graph(size_t d, enum knn_metric metric, uint64_t s
 
 static void test_approx_wide_rows_do_not_depend_on_thread_count(void)
 {
-    check_approx_same_graph(200, KNN_COSINE, 6, 1, 3);
+    check_approx_same_graph(200, KNN_COSINE, 6, 1, 3, 0);
+    check_approx_same_graph(200, KNN_COSINE, 6, 1, 3, 200);
 }
 
 static void test_approx_is_deterministic_for_seed_and_threads(void)
 {
     struct knn_options o;
     knn_options_default(&o);
-    check_approx_same_graph(24, o.metric, 3, 2, 2);
+    check_approx_same_graph(24, o.metric, 3, 2, 2, 0);
+    check_approx_same_graph(24, o.metric, 3, 2, 2, 200);
 }
 
 static void test_approx_does_not_depend_on_thread_count(void)
 {
     struct knn_options o;
     knn_options_default(&o);
-    check_approx_same_graph(24, o.metric, 4, 1, 3);
+    check_approx_same_graph(24, o.metric, 4, 1, 3, 0);
+    check_approx_same_graph(24, o.metric, 4, 1, 3, 200);
 }
 
 static void test_knn_cancel_flag_returns_ecanceled(void)
@@ -175,6 +214,40 @@ static void test_knn_cancel_flag_returns_ecanceled(void)
     struct knn_graph g;
     struct pw_error err;
     CHECK(knn_build(x, n, d, 5, NULL, &g, &p, &err) == PW_ECANCELED);
+    CHECK(g.idx == NULL);
+    free(x);
+}
+
+/* Cancelled while the cells are joined: the flag is raised by the report after the
+ * first cell, so the k-means rounds and one cell have run. */
+struct cancel_later {
+    atomic_int cancel;
+    int reports;
+};
+
+static void cancel_on_second_report(void *ctx, const char *phase, double fraction)
+{
+    (void)phase;
+    (void)fraction;
+    struct cancel_later *c = ctx;
+    if (++c->reports == 2)
+        atomic_store(&c->cancel, 1);
+}
+
+static void test_cells_cancel_returns_ecanceled(void)
+{
+    size_t n = 3000, d = 16;
+    float *x = td_clusters(n, d, 4, 5);
+    struct cancel_later c = {0, 0};
+    struct pw_progress p = {&c.cancel, cancel_on_second_report, &c};
+    struct knn_options o;
+    knn_options_default(&o);
+    o.method = KNN_APPROX;
+    o.part_size = 300;
+    struct knn_graph g;
+    struct pw_error err;
+    CHECK(knn_build(x, n, d, 5, &o, &g, &p, &err) == PW_ECANCELED);
+    CHECK(c.reports == 2);
     CHECK(g.idx == NULL);
     free(x);
 }
@@ -192,14 +265,19 @@ int main(void)
 {
     RUN(test_exact_euclidean_matches_brute_force);
     RUN(test_exact_cosine_matches_brute_force);
-    RUN(test_approx_euclidean_recall_at_least_095);
-    RUN(test_approx_cosine_recall_at_least_095);
-    RUN(test_approx_wide_rows_euclidean_recall_at_least_095);
-    RUN(test_approx_wide_rows_cosine_recall_at_least_095);
+    RUN(test_forest_euclidean_recall_at_least_095);
+    RUN(test_forest_cosine_recall_at_least_095);
+    RUN(test_forest_wide_rows_euclidean_recall_at_least_095);
+    RUN(test_forest_wide_rows_cosine_recall_at_least_095);
+    RUN(test_cells_euclidean_recall_at_least_095);
+    RUN(test_cells_wide_rows_cosine_recall_at_least_095);
+    RUN(test_cells_cutting_clusters_are_repaired_by_nn_descent);
+    RUN(test_one_cell_is_exact);
     RUN(test_approx_wide_rows_do_not_depend_on_thread_count);
     RUN(test_approx_is_deterministic_for_seed_and_threads);
     RUN(test_approx_does_not_depend_on_thread_count);
     RUN(test_knn_cancel_flag_returns_ecanceled);
+    RUN(test_cells_cancel_returns_ecanceled);
     RUN(test_knn_rejects_k_not_below_n);
     PW_TEST_MAIN();
 }

@@ -1,0 +1,284 @@
+/* kmeans.c - k-means++ seeds and Lloyd rounds on a sample, then every row's two
+ * nearest centroids (see kmeans.h). */
+#include "kmeans.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dense.h"
+#include "rng.h"
+
+#define KMEANS_SAMPLE_PER_CELL 256
+#define KMEANS_ROUNDS          10
+#define KMEANS_BLOCK           2048
+
+void kmeans_cells_free(struct kmeans_cells *cells)
+{
+    if (!cells)
+        return;
+    free(cells->first);
+    free(cells->second);
+    free(cells->border);
+    memset(cells, 0, sizeof *cells);
+}
+
+/* Squared norms of the c centroids and their pairwise distances. */
+static void centroid_geometry(const float *cent, size_t c, size_t d, float *csq, float *cdist)
+{
+    for (size_t a = 0; a < c; a++)
+        csq[a] = dense_dot(cent + a * d, cent + a * d, d);
+    for (size_t a = 0; a < c; a++)
+        for (size_t b = 0; b < c; b++)
+            cdist[a * c + b] = sqrtf(dense_sqdist(cent + a * d, cent + b * d, d));
+}
+
+/* Unit length (cosine); a zero vector stays zero. */
+static void normalise(float *v, size_t d)
+{
+    float s = sqrtf(dense_dot(v, v, d));
+    if (s > 0.0f)
+        for (size_t t = 0; t < d; t++)
+            v[t] /= s;
+}
+
+/* Greedy k-means++ seeding on the sample xs (s rows), as scikit-learn's: each step
+ * draws 2 + ln(c) candidates by D^2 sampling (rng.h, from the seed) and keeps the one
+ * that lowers the total squared distance most.  Plain k-means++ merged two of six
+ * well-separated test clusters. */
+static void seed_plus_plus(const float *xs, size_t s, size_t d, size_t c, uint64_t seed,
+                           int threads, float *cent, double *dmin, double *trial)
+{
+    size_t tries = 2 + (size_t)log((double)c);
+    size_t pick = rng_below(seed, 0x6b6d, 0, s);
+    memcpy(cent, xs + pick * d, d * sizeof *cent);
+    double total = 0.0;
+#pragma omp parallel for schedule(static) num_threads(threads) reduction(+ : total)
+    for (size_t i = 0; i < s; i++) {
+        dmin[i] = dense_sqdist(xs + i * d, cent, d);
+        total += dmin[i];
+    }
+    for (size_t a = 1; a < c; a++) {
+        size_t best = 0;
+        double best_total = INFINITY;
+        for (size_t t = 0; t < tries; t++) {
+            double r = rng_unit(seed, 0x6b6d + a, t) * total, acc = 0.0;
+            size_t cand = s - 1;
+            for (size_t i = 0; i < s; i++) {
+                acc += dmin[i];
+                if (acc > r && dmin[i] > 0.0) {
+                    cand = i;
+                    break;
+                }
+            }
+            const float *xc = xs + cand * d;
+            double sum = 0.0;
+#pragma omp parallel for schedule(static) num_threads(threads) reduction(+ : sum)
+            for (size_t i = 0; i < s; i++) {
+                double v = dense_sqdist(xs + i * d, xc, d);
+                trial[t * s + i] = v < dmin[i] ? v : dmin[i];
+                sum += trial[t * s + i];
+            }
+            if (sum < best_total) {
+                best_total = sum;
+                best = t;
+                pick = cand;
+            }
+        }
+        memcpy(cent + a * d, xs + pick * d, d * sizeof *cent);
+        memcpy(dmin, trial + best * s, s * sizeof *dmin);
+        total = best_total;
+    }
+}
+
+/* Scores of rows against centroids: dots (rows x c) = rows . cent^T. */
+static void scores(const float *rows, size_t nr, size_t d, const float *cent, size_t c, float *dots)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)c, (int)d, 1.0f, rows,
+                (int)d, cent, (int)d, 0.0f, dots, (int)c);
+}
+
+/* Lloyd rounds on the sample: assign, then move each centroid to its cell's mean; an
+ * empty cell takes the sample row farthest from its centroid. */
+static int lloyd(const float *xs, size_t s, size_t d, int cosine, size_t c, float *cent,
+                 const struct pw_progress *progress, struct pw_error *err)
+{
+    float *dots = malloc(s * c * sizeof *dots), *csq = malloc(c * sizeof *csq);
+    int32_t *lab = malloc(s * sizeof *lab);
+    float *far = malloc(s * sizeof *far);
+    double *sum = malloc(c * d * sizeof *sum);
+    size_t *count = malloc(c * sizeof *count);
+    int rc = 0;
+    if (!dots || !csq || !lab || !far || !sum || !count) {
+        rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means (%zu cells)", c);
+        goto done;
+    }
+    for (size_t i = 0; i < s; i++)
+        lab[i] = -1;
+    for (int round = 0; round < KMEANS_ROUNDS; round++) {
+        if ((rc = pw_progress_check(progress, err, "knn")))
+            goto done;
+        for (size_t a = 0; a < c; a++)
+            csq[a] = dense_dot(cent + a * d, cent + a * d, d);
+        scores(xs, s, d, cent, c, dots);
+        size_t moved = 0;
+        for (size_t i = 0; i < s; i++) {
+            const float *row = dots + i * c;
+            size_t best = 0;
+            float bv = csq[0] - 2.0f * row[0];
+            for (size_t a = 1; a < c; a++) {
+                float v = csq[a] - 2.0f * row[a];
+                if (v < bv) {
+                    bv = v;
+                    best = a;
+                }
+            }
+            far[i] = bv + dense_dot(xs + i * d, xs + i * d, d); /* squared distance */
+            moved += lab[i] != (int32_t)best;
+            lab[i] = (int32_t)best;
+        }
+        if (!moved)
+            break;
+        memset(sum, 0, c * d * sizeof *sum);
+        memset(count, 0, c * sizeof *count);
+        for (size_t i = 0; i < s; i++) {
+            double *acc = sum + (size_t)lab[i] * d;
+            const float *xi = xs + i * d;
+            for (size_t t = 0; t < d; t++)
+                acc[t] += xi[t];
+            count[lab[i]]++;
+        }
+        for (size_t a = 0; a < c; a++) {
+            float *ca = cent + a * d;
+            if (count[a]) {
+                for (size_t t = 0; t < d; t++)
+                    ca[t] = (float)(sum[a * d + t] / (double)count[a]);
+            } else { /* empty: re-seed at the worst-served sample row */
+                size_t worst = 0;
+                for (size_t i = 1; i < s; i++)
+                    if (far[i] > far[worst])
+                        worst = i;
+                memcpy(ca, xs + worst * d, d * sizeof *ca);
+                far[worst] = -INFINITY;
+            }
+            if (cosine)
+                normalise(ca, d);
+        }
+    }
+done:
+    free(dots);
+    free(csq);
+    free(lab);
+    free(far);
+    free(sum);
+    free(count);
+    return rc;
+}
+
+/* Every row's two nearest centroids and its distance to their bisector, in blocks. */
+static int assign_all(const float *x, size_t n, size_t d, int cosine, const float *cent, size_t c,
+                      struct kmeans_cells *out, const struct pw_progress *progress,
+                      struct pw_error *err)
+{
+    float *dots = malloc((size_t)KMEANS_BLOCK * c * sizeof *dots), *csq = malloc(c * sizeof *csq);
+    float *cdist = malloc(c * c * sizeof *cdist);
+    int rc = 0;
+    if (!dots || !csq || !cdist) {
+        rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means (%zu cells)", c);
+        goto done;
+    }
+    centroid_geometry(cent, c, d, csq, cdist);
+    for (size_t r0 = 0; r0 < n; r0 += KMEANS_BLOCK) {
+        if ((rc = pw_progress_check(progress, err, "knn")))
+            goto done;
+        size_t nr = n - r0 < KMEANS_BLOCK ? n - r0 : KMEANS_BLOCK;
+        scores(x + r0 * d, nr, d, cent, c, dots);
+        for (size_t r = 0; r < nr; r++) {
+            size_t i = r0 + r;
+            const float *xi = x + i * d;
+            float xsq = dense_dot(xi, xi, d), scale = 1.0f;
+            if (cosine) { /* compare the unit row */
+                scale = xsq > 0.0f ? 1.0f / sqrtf(xsq) : 0.0f;
+                xsq = xsq > 0.0f ? 1.0f : 0.0f;
+            }
+            const float *row = dots + r * c;
+            size_t b1 = 0, b2 = 0;
+            float v1 = INFINITY, v2 = INFINITY;
+            for (size_t a = 0; a < c; a++) {
+                float v = xsq + csq[a] - 2.0f * scale * row[a];
+                if (v < v1) {
+                    v2 = v1;
+                    b2 = b1;
+                    v1 = v;
+                    b1 = a;
+                } else if (v < v2) {
+                    v2 = v;
+                    b2 = a;
+                }
+            }
+            out->first[i] = (int32_t)b1;
+            if (c == 1) {
+                out->second[i] = (int32_t)b1;
+                out->border[i] = INFINITY;
+            } else {
+                float gap = cdist[b1 * c + b2];
+                out->second[i] = (int32_t)b2;
+                out->border[i] = gap > 0.0f ? (v2 - v1) / (2.0f * gap) : 0.0f;
+            }
+        }
+    }
+done:
+    free(dots);
+    free(csq);
+    free(cdist);
+    return rc;
+}
+
+int kmeans_cells(const float *x, size_t n, size_t d, int cosine, size_t c, uint64_t seed,
+                 int threads, struct kmeans_cells *out, const struct pw_progress *progress,
+                 struct pw_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (c < 1 || c > n)
+        return pw_error_set(err, PW_EINVAL, "knn: k-means needs 1 <= cells <= n, got %zu", c);
+    size_t s = KMEANS_SAMPLE_PER_CELL * c;
+    if (s > n)
+        s = n;
+    float *xs = malloc(s * d * sizeof *xs), *cent = malloc(c * d * sizeof *cent);
+    double *dmin = malloc(s * sizeof *dmin);
+    double *trial = malloc((2 + (size_t)log((double)c)) * s * sizeof *trial);
+    out->first = malloc(n * sizeof *out->first);
+    out->second = malloc(n * sizeof *out->second);
+    out->border = malloc(n * sizeof *out->border);
+    int rc = 0;
+    if (!xs || !cent || !dmin || !trial || !out->first || !out->second || !out->border) {
+        rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means (%zu cells)", c);
+        goto done;
+    }
+    out->n = n;
+    out->c = c;
+    for (size_t i = 0; i < s; i++) {
+        memcpy(xs + i * d, x + (i * n / s) * d, d * sizeof *xs);
+        if (cosine)
+            normalise(xs + i * d, d);
+    }
+    seed_plus_plus(xs, s, d, c, seed, threads, cent, dmin, trial);
+    free(dmin);
+    free(trial);
+    dmin = NULL;
+    trial = NULL;
+    if ((rc = lloyd(xs, s, d, cosine, c, cent, progress, err)))
+        goto done;
+    free(xs);
+    xs = NULL;
+    rc = assign_all(x, n, d, cosine, cent, c, out, progress, err);
+done:
+    free(xs);
+    free(cent);
+    free(dmin);
+    free(trial);
+    if (rc)
+        kmeans_cells_free(out);
+    return rc;
+}
