@@ -11,7 +11,7 @@
 #include <string.h>
 #include <omp.h>
 
-int dense_validate(const char *what, const float *x, size_t n, size_t d, struct pw_error *err)
+int dense_validate_shape(const char *what, const float *x, size_t n, size_t d, struct pw_error *err)
 {
     if (!x)
         return pw_error_set(err, PW_EINVAL, "%s: no input matrix", what);
@@ -19,6 +19,14 @@ int dense_validate(const char *what, const float *x, size_t n, size_t d, struct 
         return pw_error_set(err, PW_EINVAL, "%s: need at least 2 points, got %zu", what, n);
     if (d < 2)
         return pw_error_set(err, PW_EINVAL, "%s: need at least 2 dimensions, got %zu", what, d);
+    return 0;
+}
+
+int dense_validate(const char *what, const float *x, size_t n, size_t d, struct pw_error *err)
+{
+    int rc = dense_validate_shape(what, x, n, d, err);
+    if (rc)
+        return rc;
     for (size_t i = 0; i < n; i++) {
         const float *row = x + i * d;
         uint32_t bad = 0;

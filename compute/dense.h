@@ -23,6 +23,10 @@
 /* 0, or PW_EINVAL naming the first problem: NULL x, n < 2, d < 2, a non-finite
  * value (with its row and column).  `what` prefixes the message ("umap"). */
 int dense_validate(const char *what, const float *x, size_t n, size_t d, struct pw_error *err);
+/* Only the NULL, n and d checks: for callers that meet every value in a pass of their
+ * own and call dense_validate for the message when a sum comes out non-finite. */
+int dense_validate_shape(const char *what, const float *x, size_t n, size_t d,
+                         struct pw_error *err);
 
 float dense_dot(const float *a, const float *b, size_t d);
 float dense_sqdist(const float *a, const float *b, size_t d);

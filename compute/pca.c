@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "dense.h"
+#include "team.h"
 
 #define PCA_BLOCK 2048
 
@@ -25,7 +26,32 @@ void pca_options_default(struct pca_options *opt)
     opt->threads = 0;
 }
 
-static void column_mean(const float *x, size_t n, size_t d, int threads, double *mean)
+/* Column sums of fixed chunks of PCA_BLOCK rows (chunk c into part + c d), thread t of T
+ * taking a contiguous run of chunks: the same sums whatever T is. */
+struct pca_chunks {
+    const float *x;
+    size_t n, d, nchunks;
+    double *part;
+};
+
+static void chunk_sums(void *arg, int t, int T)
+{
+    const struct pca_chunks *a = arg;
+    size_t d = a->d, lo = a->nchunks * (size_t)t / (size_t)T,
+           hi = a->nchunks * (size_t)(t + 1) / (size_t)T;
+    for (size_t c = lo; c < hi; c++) {
+        size_t end = (c + 1) * PCA_BLOCK < a->n ? (c + 1) * PCA_BLOCK : a->n;
+        double *p = a->part + c * d;
+        for (size_t i = c * PCA_BLOCK; i < end; i++)
+            for (size_t j = 0; j < d; j++)
+                p[j] += a->x[i * d + j];
+    }
+}
+
+/* The column means, in double over fixed chunks; 1 when a sum is not finite, i.e. the
+ * input holds a NaN or an Inf (sums of up to PCA_BLOCK floats cannot overflow a double),
+ * so this pass doubles as the input check. */
+static int column_mean(const float *x, size_t n, size_t d, struct team *tm, double *mean)
 {
     size_t nchunks = (n + PCA_BLOCK - 1) / PCA_BLOCK;
     double *part = calloc(nchunks * d, sizeof *part);
@@ -35,31 +61,49 @@ static void column_mean(const float *x, size_t n, size_t d, int threads, double 
             for (size_t j = 0; j < d; j++)
                 mean[j] += x[i * d + j];
     } else {
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (size_t c = 0; c < nchunks; c++) {
-            size_t end = (c + 1) * PCA_BLOCK < n ? (c + 1) * PCA_BLOCK : n;
-            double *p = part + c * d;
-            for (size_t i = c * PCA_BLOCK; i < end; i++)
-                for (size_t j = 0; j < d; j++)
-                    p[j] += x[i * d + j];
-        }
+        struct pca_chunks a = {x, n, d, nchunks, part};
+        team_run(tm, chunk_sums, &a);
         memset(mean, 0, d * sizeof *mean);
         for (size_t c = 0; c < nchunks; c++)
             for (size_t j = 0; j < d; j++)
                 mean[j] += part[c * d + j];
         free(part);
     }
-    for (size_t j = 0; j < d; j++)
+    int bad = 0;
+    for (size_t j = 0; j < d; j++) {
+        bad |= !isfinite(mean[j]);
         mean[j] /= (double)n;
+    }
+    return bad;
 }
 
-/* One thread on purpose: this is memory-bound, and an OpenMP team spinning here would
- * compete with OpenBLAS's own threads in the BLAS call that follows. */
-static void centre_block(const float *x, size_t rows, size_t d, const float *mean, float *block)
+/* A block of rows centred, or projected, by thread t of T of a team (team.h: its
+ * threads sleep while OpenBLAS runs, where an OpenMP team would spin and compete). */
+struct pca_rows {
+    const float *x, *mean, *vecs;
+    size_t rows, d, k;
+    float *block; /* centre: the centred rows */
+    float *out;   /* project: rows x k */
+};
+
+static void centre_rows(void *arg, int t, int T)
 {
-    for (size_t i = 0; i < rows; i++)
+    const struct pca_rows *b = arg;
+    size_t d = b->d, lo = b->rows * (size_t)t / (size_t)T,
+           hi = b->rows * (size_t)(t + 1) / (size_t)T;
+    for (size_t i = lo; i < hi; i++)
         for (size_t j = 0; j < d; j++)
-            block[i * d + j] = x[i * d + j] - mean[j];
+            b->block[i * d + j] = b->x[i * d + j] - b->mean[j];
+}
+
+static void project_rows(void *arg, int t, int T)
+{
+    const struct pca_rows *b = arg;
+    size_t d = b->d, k = b->k, lo = b->rows * (size_t)t / (size_t)T,
+           hi = b->rows * (size_t)(t + 1) / (size_t)T;
+    for (size_t i = lo; i < hi; i++)
+        for (size_t c = 0; c < k; c++)
+            b->out[i * k + c] = dense_centred_dot(b->x + i * d, b->mean, b->vecs + c * d, d);
 }
 
 int pca_fit(const float *x, size_t n, size_t d, const struct pca_options *opt, float *out,
@@ -70,7 +114,7 @@ int pca_fit(const float *x, size_t n, size_t d, const struct pca_options *opt, f
         pca_options_default(&defaults);
         opt = &defaults;
     }
-    int rc = dense_validate("pca", x, n, d, err);
+    int rc = dense_validate_shape("pca", x, n, d, err);
     if (rc)
         return rc;
     size_t k = opt->n_components;
@@ -87,14 +131,20 @@ int pca_fit(const float *x, size_t n, size_t d, const struct pca_options *opt, f
     float *blockcov = malloc(d * d * sizeof *blockcov), *fmean = malloc(d * sizeof *fmean);
     float *fvecs = malloc(d * k * sizeof *fvecs);
     lapack_int *isuppz = malloc(2 * k * sizeof *isuppz);
+    struct team *tm = NULL;
     if (!mean || !scatter || !evals || !evecs || !block || !blockcov || !fmean || !fvecs ||
         !isuppz) {
         rc = pw_error_set(err, PW_ENOMEM, "pca: out of memory (d = %zu)", d);
         goto cleanup;
     }
 
+    if ((rc = team_start(threads, &tm, err)))
+        goto cleanup;
     pw_progress_report(progress, "pca", 0.0);
-    column_mean(x, n, d, threads, mean);
+    if (column_mean(x, n, d, tm, mean)) { /* names the first bad value */
+        rc = dense_validate("pca", x, n, d, err);
+        goto cleanup;
+    }
     for (size_t j = 0; j < d; j++)
         fmean[j] = (float)mean[j];
 
@@ -104,7 +154,8 @@ int pca_fit(const float *x, size_t n, size_t d, const struct pca_options *opt, f
         if ((rc = pw_progress_check(progress, err, "pca")))
             goto cleanup;
         size_t rows = n - b0 < PCA_BLOCK ? n - b0 : PCA_BLOCK;
-        centre_block(x + b0 * d, rows, d, fmean, block);
+        struct pca_rows br = {x + b0 * d, fmean, NULL, rows, d, k, block, NULL};
+        team_run(tm, centre_rows, &br);
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)rows, 1.0f, block, (int)d,
                     0.0f, blockcov, (int)d);
         for (size_t i = 0; i < d; i++)
@@ -150,10 +201,9 @@ int pca_fit(const float *x, size_t n, size_t d, const struct pca_options *opt, f
     for (size_t b0 = 0; b0 < n; b0 += PCA_BLOCK) {
         if ((rc = pw_progress_check(progress, err, "pca")))
             goto cleanup;
-        size_t end = n - b0 < PCA_BLOCK ? n : b0 + PCA_BLOCK;
-        for (size_t i = b0; i < end; i++)
-            for (size_t c = 0; c < k; c++)
-                out[i * k + c] = dense_centred_dot(x + i * d, fmean, fvecs + c * d, d);
+        size_t rows = n - b0 < PCA_BLOCK ? n - b0 : PCA_BLOCK;
+        struct pca_rows br = {x + b0 * d, fmean, fvecs, rows, d, k, NULL, out + b0 * k};
+        team_run(tm, project_rows, &br);
     }
     if (res && res->components)
         memcpy(res->components, fvecs, d * k * sizeof *fvecs);
@@ -172,5 +222,6 @@ cleanup:
     free(fmean);
     free(fvecs);
     free(isuppz);
+    team_stop(tm);
     return rc;
 }

@@ -43,7 +43,7 @@ void tsne_options_default(struct tsne_options *opt)
     opt->seed = 42;
     opt->threads = 0;
     opt->knn_method = KNN_AUTO;
-    opt->knn_exact_max_n = 50000;
+    opt->knn_exact_max_n = 4096;
     opt->exact_max_n = 0;
     struct tsne_fft_options fo;
     tsne_fft_options_default(&fo);

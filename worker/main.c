@@ -24,6 +24,10 @@
  * features when the operator did not. */
 static void choose_openblas_kernels(void)
 {
+    /* OpenBLAS's idle threads spin (sched_yield) for 2^28 cycles, ~0.1 s, after every
+     * call; compute/ alternates BLAS calls with its own threaded passes (k-NN cells, PCA
+     * blocks), which the spinning slowed by 10-25%.  2^10 cycles: they sleep at once. */
+    setenv("OPENBLAS_THREAD_TIMEOUT", "10", 0);
     if (getenv("OPENBLAS_CORETYPE"))
         return;
     __builtin_cpu_init();

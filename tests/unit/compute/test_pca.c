@@ -1,9 +1,11 @@
 /* test_pca.c - PCA against a case solved by hand, plus input errors. */
 #include <math.h>
+#include <string.h>
 #include <stdlib.h>
 
 #include "pca.h"
 #include "pw_test.h"
+#include "test_data.h"
 
 /* Points on a line y = 2x (plus a tiny orthogonal wobble) in 3-D, z constant:
  * the first component is (1, 2, 0)/sqrt(5), the centred projections are known. */
@@ -69,6 +71,53 @@ static void test_pca_rejects_inf(void)
     CHECK(strstr(err.msg, "Inf") != NULL);
 }
 
+/* +Inf and -Inf far apart (different chunks of the column sums, whose total is then
+ * NaN): still reported as the first bad value, by row. */
+static void test_pca_rejects_opposite_infinities_in_different_blocks(void)
+{
+    size_t n = 5000, d = 3;
+    float *x = td_clusters(n, d, 2, 3), *out = malloc(n * 2 * sizeof *out);
+    x[10 * d + 1] = INFINITY;
+    x[4500 * d + 1] = -INFINITY;
+    struct pw_error err;
+    CHECK(pca_fit(x, n, d, NULL, out, NULL, NULL, &err) == PW_EINVAL);
+    CHECK(strstr(err.msg, "Inf") != NULL && strstr(err.msg, "row 10,") != NULL);
+    free(x);
+    free(out);
+}
+
+/* Huge finite values are not mistaken for bad input (the check is on double sums). */
+static void test_pca_accepts_float_max_values(void)
+{
+    size_t n = 4100, d = 2;
+    float *x = td_clusters(n, d, 2, 4), *out = malloc(n * 2 * sizeof *out);
+    for (size_t i = 0; i < n; i++)
+        x[i * d] = 3.0e38f;
+    struct pw_error err;
+    CHECK(pca_fit(x, n, d, NULL, out, NULL, NULL, &err) == 0);
+    free(x);
+    free(out);
+}
+
+/* The team's split of rows changes nothing: the same bytes on 1 and 3 threads. */
+static void test_pca_does_not_depend_on_thread_count(void)
+{
+    size_t n = 7000, d = 20;
+    float *x = td_clusters(n, d, 4, 5);
+    float *a = malloc(n * 2 * sizeof *a), *b = malloc(n * 2 * sizeof *b);
+    struct pca_options o;
+    pca_options_default(&o);
+    struct pw_error err;
+    o.threads = 1;
+    CHECK(pca_fit(x, n, d, &o, a, NULL, NULL, &err) == 0);
+    o.threads = 3;
+    CHECK(pca_fit(x, n, d, &o, b, NULL, NULL, &err) == 0);
+    CHECK(memcmp(a, b, n * 2 * sizeof *a) == 0);
+    free(x);
+    free(a);
+    free(b);
+}
+
 int main(void)
 {
     RUN(test_pca_recovers_known_line);
@@ -76,5 +125,8 @@ int main(void)
     RUN(test_pca_rejects_one_dimension);
     RUN(test_pca_rejects_nan);
     RUN(test_pca_rejects_inf);
+    RUN(test_pca_rejects_opposite_infinities_in_different_blocks);
+    RUN(test_pca_accepts_float_max_values);
+    RUN(test_pca_does_not_depend_on_thread_count);
     PW_TEST_MAIN();
 }
