@@ -4,6 +4,7 @@
         [--sizes digits,20000,50000,200000] [--methods pca,umap,tsne] [--threads 2]
         [--ref-timeout 1800] [--skip-ref tsne:50000,rtsne:tsne:20000,...] [--quality-sample 5000]
         [--refs auto | umap-learn,uwot,sklearn,rtsne,numpy] [--uwot-sgd-threads N]
+        [--recall build-compute/bench/compute/knn_recall [--recall-queries 2000]]
 
 For each data set (sklearn's digits; n x 768 float32 "embedding-like" vectors: 50
 Gaussian clusters around random unit vectors, rows normalised) and each method it runs
@@ -18,7 +19,9 @@ UMAP is also compared against uwot::umap and t-SNE against Rtsne::Rtsne
 reference gets its own row, "umap vs uwot" / "tsne vs Rtsne", against the same run of
 ours.  CPU seconds (user + system) are printed too: on a shared
 machine they are the steadier number.  A reference that exceeds --ref-timeout is killed and reported
-as such.  Not a test: nothing is asserted."""
+as such.  With --recall, a second table gives our approximate k-NN's recall against
+brute-force exact neighbours of --recall-queries rows of the same file (UMAP's k = 14
+cosine and t-SNE's k = 91 euclidean).  Not a test: nothing is asserted."""
 import argparse
 import json
 import os
@@ -142,7 +145,14 @@ def main():
     ap.add_argument("--skip-ours", default="", help="method:size pairs we do not run")
     ap.add_argument("--quality-sample", type=int, default=5000)
     ap.add_argument("--json", help="append one JSON object per row to this file")
+    ap.add_argument("--recall", metavar="KNN_RECALL",
+                    help="the knn_recall binary (build/bench/compute/knn_recall): also measure our "
+                         "approximate k-NN's recall against exact neighbours on each data set, "
+                         "for UMAP's k-NN (k = 14, cosine) and t-SNE's (k = 91, euclidean)")
+    ap.add_argument("--recall-queries", type=int, default=2000,
+                    help="rows whose exact neighbours are computed (brute force) for --recall")
     args = ap.parse_args()
+    recalls = []
     skip = set(filter(None, args.skip_ref.split(",")))
     skip_ours = set(filter(None, args.skip_ours.split(",")))
     refs = select_refs(args.refs)
@@ -161,6 +171,12 @@ def main():
             path = os.path.join(tmp, "x.f32")
             x.tofile(path)
             n, d = x.shape
+            if args.recall:
+                for k, metric in ((14, "cosine"), (91, "euclidean")):
+                    out = subprocess.run([args.recall, path, str(d), str(k), metric, "approx",
+                                          str(args.recall_queries), str(args.threads)],
+                                         capture_output=True, text=True, check=True).stdout
+                    recalls.append(dict(json.loads(out), data=name))
             for method in args.methods.split(","):
                 key = f"{method}:{size}"
                 base = {"data": name, "n": n, "d": d, "method": method}
@@ -222,6 +238,17 @@ def main():
                     if args.json:
                         with open(args.json, "a") as f:
                             f.write(json.dumps(row) + "\n")
+    if recalls:
+        print()
+        print("| data | n x d | k | metric | recall (exact queries) | k-NN s | k-NN peak RSS MiB (x input) |")
+        print("|---|---|---|---|---|---|---|")
+        for r in recalls:
+            print(f"| {r['data']} | {r['n']} x {r['d']} | {r['k']} | {r['metric']} | "
+                  f"{r['recall']:.4f} ({r['queries']}) | {r['seconds']:.2f} | "
+                  f"{r['peak_rss_mib']:.0f} ({r['peak_rss_mib'] * 2**20 / (4 * r['n'] * r['d']):.2f}x) |")
+            if args.json:
+                with open(args.json, "a") as f:
+                    f.write(json.dumps(dict(r, row="recall")) + "\n")
 
 
 if __name__ == "__main__":
