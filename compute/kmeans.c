@@ -13,6 +13,7 @@
 #define KMEANS_SAMPLE_PER_CELL 256
 #define KMEANS_ROUNDS          10
 #define KMEANS_BLOCK           2048
+#define KMEANS_GATHER          512 /* rows gathered at a time when a subset is partitioned */
 
 void kmeans_cells_free(struct kmeans_cells *cells)
 {
@@ -177,26 +178,34 @@ done:
 }
 
 /* Every row's two nearest centroids and its distance to their bisector, in blocks. */
-static int assign_all(const float *x, size_t n, size_t d, int cosine, const float *cent, size_t c,
-                      struct kmeans_cells *out, const struct pw_progress *progress,
-                      struct pw_error *err)
+static int assign_all(const float *x, const int32_t *rows, size_t n, size_t d, int cosine,
+                      const float *cent, size_t c, struct kmeans_cells *out,
+                      const struct pw_progress *progress, struct pw_error *err)
 {
-    float *dots = malloc((size_t)KMEANS_BLOCK * c * sizeof *dots), *csq = malloc(c * sizeof *csq);
+    size_t block = rows ? KMEANS_GATHER : KMEANS_BLOCK;
+    float *dots = malloc(block * c * sizeof *dots), *csq = malloc(c * sizeof *csq);
     float *cdist = malloc(c * c * sizeof *cdist);
+    float *gbuf = rows ? malloc(block * d * sizeof *gbuf) : NULL;
     int rc = 0;
-    if (!dots || !csq || !cdist) {
+    if (!dots || !csq || !cdist || (rows && !gbuf)) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means (%zu cells)", c);
         goto done;
     }
     centroid_geometry(cent, c, d, csq, cdist);
-    for (size_t r0 = 0; r0 < n; r0 += KMEANS_BLOCK) {
+    for (size_t r0 = 0; r0 < n; r0 += block) {
         if ((rc = pw_progress_check(progress, err, "knn")))
             goto done;
-        size_t nr = n - r0 < KMEANS_BLOCK ? n - r0 : KMEANS_BLOCK;
-        scores(x + r0 * d, nr, d, cent, c, dots);
+        size_t nr = n - r0 < block ? n - r0 : block;
+        const float *bx = x + r0 * d;
+        if (rows) {
+            for (size_t r = 0; r < nr; r++)
+                memcpy(gbuf + r * d, x + (size_t)rows[r0 + r] * d, d * sizeof *gbuf);
+            bx = gbuf;
+        }
+        scores(bx, nr, d, cent, c, dots);
         for (size_t r = 0; r < nr; r++) {
             size_t i = r0 + r;
-            const float *xi = x + i * d;
+            const float *xi = bx + r * d;
             float xsq = dense_dot(xi, xi, d), scale = 1.0f;
             if (cosine) { /* compare the unit row */
                 scale = xsq > 0.0f ? 1.0f / sqrtf(xsq) : 0.0f;
@@ -232,53 +241,74 @@ done:
     free(dots);
     free(csq);
     free(cdist);
+    free(gbuf);
     return rc;
 }
 
-int kmeans_cells(const float *x, size_t n, size_t d, int cosine, size_t c, uint64_t seed,
-                 int threads, struct kmeans_cells *out, const struct pw_progress *progress,
-                 struct pw_error *err)
+int kmeans_fit(const float *x, const int32_t *rows, size_t n, size_t d, int cosine, size_t c,
+               uint64_t seed, int threads, float *cent, const struct pw_progress *progress,
+               struct pw_error *err)
 {
-    memset(out, 0, sizeof *out);
     if (c < 1 || c > n)
         return pw_error_set(err, PW_EINVAL, "knn: k-means needs 1 <= cells <= n, got %zu", c);
     size_t s = KMEANS_SAMPLE_PER_CELL * c;
     if (s > n)
         s = n;
-    float *xs = malloc(s * d * sizeof *xs), *cent = malloc(c * d * sizeof *cent);
+    float *xs = malloc(s * d * sizeof *xs);
     double *dmin = malloc(s * sizeof *dmin);
     double *trial = malloc((2 + (size_t)log((double)c)) * s * sizeof *trial);
-    out->first = malloc(n * sizeof *out->first);
-    out->second = malloc(n * sizeof *out->second);
-    out->border = malloc(n * sizeof *out->border);
     int rc = 0;
-    if (!xs || !cent || !dmin || !trial || !out->first || !out->second || !out->border) {
+    if (!xs || !dmin || !trial) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means (%zu cells)", c);
         goto done;
     }
-    out->n = n;
-    out->c = c;
     for (size_t i = 0; i < s; i++) {
-        memcpy(xs + i * d, x + (i * n / s) * d, d * sizeof *xs);
+        size_t r = i * n / s;
+        memcpy(xs + i * d, x + (rows ? (size_t)rows[r] : r) * d, d * sizeof *xs);
         if (cosine)
             normalise(xs + i * d, d);
     }
     seed_plus_plus(xs, s, d, c, seed, threads, cent, dmin, trial);
-    free(dmin);
-    free(trial);
-    dmin = NULL;
-    trial = NULL;
-    if ((rc = lloyd(xs, s, d, cosine, c, cent, progress, err)))
-        goto done;
-    free(xs);
-    xs = NULL;
-    rc = assign_all(x, n, d, cosine, cent, c, out, progress, err);
+    rc = lloyd(xs, s, d, cosine, c, cent, progress, err);
 done:
     free(xs);
-    free(cent);
     free(dmin);
     free(trial);
+    return rc;
+}
+
+int kmeans_assign(const float *x, const int32_t *rows, size_t n, size_t d, int cosine,
+                  const float *cent, size_t c, struct kmeans_cells *out,
+                  const struct pw_progress *progress, struct pw_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->first = malloc(n * sizeof *out->first);
+    out->second = malloc(n * sizeof *out->second);
+    out->border = malloc(n * sizeof *out->border);
+    int rc;
+    if (!out->first || !out->second || !out->border) {
+        rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means (n = %zu)", n);
+    } else {
+        out->n = n;
+        out->c = c;
+        rc = assign_all(x, rows, n, d, cosine, cent, c, out, progress, err);
+    }
     if (rc)
         kmeans_cells_free(out);
+    return rc;
+}
+
+int kmeans_cells(const float *x, const int32_t *rows, size_t n, size_t d, int cosine, size_t c,
+                 uint64_t seed, int threads, struct kmeans_cells *out,
+                 const struct pw_progress *progress, struct pw_error *err)
+{
+    memset(out, 0, sizeof *out);
+    float *cent = c >= 1 && c <= n ? malloc(c * d * sizeof *cent) : NULL;
+    if (c >= 1 && c <= n && !cent)
+        return pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means (%zu cells)", c);
+    int rc = kmeans_fit(x, rows, n, d, cosine, c, seed, threads, cent, progress, err);
+    if (!rc)
+        rc = kmeans_assign(x, rows, n, d, cosine, cent, c, out, progress, err);
+    free(cent);
     return rc;
 }

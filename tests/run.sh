@@ -50,10 +50,11 @@ step "integration tests with the sanitized worker (leaks fail the test)"
 PW_SANITIZED_WORKER=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$BUILD/asan" -L integration --output-on-failure
 
-step "thread sanitizer: the Qdrant scroll pipeline (receiver + parser threads)"
+step "thread sanitizer: the Qdrant scroll pipeline (receiver + parser threads), compute's thread team"
 cmake -S . -B "$BUILD/tsan" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS="-fsanitize=thread -O1 -g" \
     -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread >/dev/null
-cmake --build "$BUILD/tsan" -j2 --target qdrant_scroll_tool
+cmake --build "$BUILD/tsan" -j2 --target qdrant_scroll_tool test_compute_team
+TSAN_OPTIONS=halt_on_error=1:exitcode=66 "$BUILD/tsan/tests/unit/compute/test_compute_team"
 TSAN_OPTIONS=halt_on_error=1:exitcode=66 /usr/bin/python3 tests/integration/qdrant/test_qdrant_client.py \
     --tool "$BUILD/tsan/tests/integration/qdrant/qdrant_scroll_tool"
 
