@@ -6,7 +6,7 @@
 #include "team.h"
 
 struct tally {
-    int nthreads_seen;
+    atomic_int nthreads_seen;
     atomic_int runs[8];
     atomic_int total;
 };
@@ -14,7 +14,7 @@ struct tally {
 static void count(void *arg, int t, int T)
 {
     struct tally *c = arg;
-    c->nthreads_seen = T;
+    atomic_store(&c->nthreads_seen, T);
     atomic_fetch_add(&c->runs[t], 1);
     atomic_fetch_add(&c->total, 1);
 }
@@ -30,7 +30,7 @@ static void check_team(int threads, int rounds)
         team_run(tm, count, &c);
         CHECK(atomic_load(&c.total) == before + threads); /* all done on return */
     }
-    CHECK(c.nthreads_seen == threads);
+    CHECK(atomic_load(&c.nthreads_seen) == threads);
     for (int t = 0; t < threads; t++)
         CHECK(atomic_load(&c.runs[t]) == rounds);
     team_stop(tm);
