@@ -670,6 +670,43 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
  * join costs the square of its size and holds its rows. */
 #define CELL_SPLITS 2
 
+/* Last resort for cells k-means cannot split (duplicate rows, one tight blob): rows of a
+ * cell still over 2 part_size are dealt, in index order, into new cells of part_size;
+ * they do not spill, and the NN-descent rounds see all their pairs across the cuts.
+ * Without it 200k identical rows would be one cell: 614 MB gathered and n^2 products. */
+static int cut_cells(struct kmeans_cells *cells, size_t n, size_t part_size, struct pw_error *err)
+{
+    size_t c = cells->c, *count = calloc(c, sizeof *count), *seen = calloc(c, sizeof *seen);
+    int32_t *cur = malloc(c * sizeof *cur); /* the cell a row of cell a now goes to */
+    if (!count || !seen || !cur) {
+        free(count);
+        free(seen);
+        free(cur);
+        return pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means cells");
+    }
+    for (size_t i = 0; i < n; i++)
+        count[cells->first[i]]++;
+    for (size_t a = 0; a < c; a++)
+        cur[a] = (int32_t)a;
+    size_t next = c;
+    for (size_t i = 0; i < n; i++) {
+        size_t a = (size_t)cells->first[i];
+        if (count[a] <= 2 * part_size)
+            continue;
+        if (seen[a] > 0 && seen[a] % part_size == 0)
+            cur[a] = (int32_t)next++;
+        seen[a]++;
+        cells->first[i] = cur[a];
+        cells->second[i] = cur[a];
+        cells->border[i] = INFINITY;
+    }
+    cells->c = next;
+    free(count);
+    free(seen);
+    free(cur);
+    return 0;
+}
+
 static int make_cells(const struct metric_ctx *m, size_t n, size_t part_size, uint64_t seed,
                       int threads, struct kmeans_cells *cells, const struct pw_progress *progress,
                       struct pw_error *err)
@@ -734,6 +771,8 @@ static int make_cells(const struct metric_ctx *m, size_t n, size_t part_size, ui
         kmeans_cells_free(cells);
         rc = kmeans_assign(m->x, NULL, n, d, cosine, cent, c, cells, progress, err);
     }
+    if (!rc)
+        rc = cut_cells(cells, n, part_size, err);
     free(cent);
     free(count);
     free(rows);

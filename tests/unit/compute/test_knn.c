@@ -152,6 +152,40 @@ static void test_cells_cutting_clusters_are_repaired_by_nn_descent(void)
     CHECK(refined >= 0.95);
 }
 
+/* Rows k-means cannot split: 2400 copies of two points, interleaved, plus 600 clustered
+ * rows, in cells of 100.  The copies end in cells cut by index; each copy must still get
+ * k copies at distance 0, and the clustered rows their exact neighbours. */
+static void test_duplicate_rows_in_cut_cells(void)
+{
+    size_t n = 3000, d = 8, k = 10;
+    float *x = td_clusters(n, d, 6, 9);
+    for (size_t i = 600; i < n; i++)
+        for (size_t t = 0; t < d; t++)
+            x[i * d + t] = i % 2 ? 5.0f : -5.0f;
+    struct knn_options o;
+    knn_options_default(&o);
+    o.method = KNN_APPROX;
+    o.part_size = 100;
+    struct knn_graph g, exact;
+    struct pw_error err;
+    CHECK(knn_build(x, n, d, k, &o, &g, NULL, &err) == 0);
+    o.method = KNN_EXACT;
+    CHECK(knn_build(x, n, d, k, &o, &exact, NULL, &err) == 0);
+    size_t zero = 0, hit = 0;
+    for (size_t i = 600; i < n; i++)
+        for (size_t a = 0; a < k; a++)
+            zero += g.dist[i * k + a] == 0.0f && g.idx[i * k + a] % 2 == (int32_t)(i % 2);
+    CHECK(zero == (n - 600) * k);
+    for (size_t i = 0; i < 600; i++)
+        for (size_t a = 0; a < k; a++)
+            for (size_t b = 0; b < k; b++)
+                hit += g.idx[i * k + a] == exact.idx[i * k + b];
+    CHECK((double)hit / (600.0 * (double)k) >= 0.95);
+    knn_free(&g);
+    knn_free(&exact);
+    free(x);
+}
+
 /* One cell (part_size >= n) is the exact graph. */
 static void test_one_cell_is_exact(void)
 {
@@ -273,6 +307,7 @@ int main(void)
     RUN(test_cells_wide_rows_cosine_recall_at_least_095);
     RUN(test_cells_cutting_clusters_are_repaired_by_nn_descent);
     RUN(test_one_cell_is_exact);
+    RUN(test_duplicate_rows_in_cut_cells);
     RUN(test_approx_wide_rows_do_not_depend_on_thread_count);
     RUN(test_approx_is_deterministic_for_seed_and_threads);
     RUN(test_approx_does_not_depend_on_thread_count);
