@@ -1010,6 +1010,15 @@ sgd_range(struct sgd *s, size_t lo, size_t hi, size_t epoch, float alpha, uint32
             }
             live = 1;
             e[l] = ee + 1;
+            if (ee + 2 < end[l]) { /* this lane's edge after next: its fields */
+                size_t f2 = e0 + act[ee + 2];
+                __builtin_prefetch(&g->col[f2]);
+                __builtin_prefetch(&s->eps[f2]);
+                __builtin_prefetch(&s->epns[f2]);
+                __builtin_prefetch(&s->epneg[f2]);
+            }
+            if (ee + 1 < end[l]) /* the next edge: its other endpoint's position */
+                __builtin_prefetch(&snap[2 * (size_t)g->col[e0 + act[ee + 1]]]);
             ee = e0 + act[ee];
             size_t k = (size_t)g->col[ee];
             ox[l] = snap[2 * k];
