@@ -13,7 +13,6 @@
 #define KMEANS_SAMPLE_PER_CELL 256
 #define KMEANS_ROUNDS          10
 #define KMEANS_BLOCK           2048
-#define KMEANS_GATHER          512 /* rows gathered at a time when a subset is partitioned */
 
 void kmeans_cells_free(struct kmeans_cells *cells)
 {
@@ -135,7 +134,7 @@ static int lloyd(const float *xs, size_t s, size_t d, int cosine, size_t c, floa
                     best = a;
                 }
             }
-            far[i] = bv + dense_dot(xs + i * d, xs + i * d, d); /* squared distance */
+            far[i] = bv; /* squared distance minus |x_i|^2 */
             moved += lab[i] != (int32_t)best;
             lab[i] = (int32_t)best;
         }
@@ -155,11 +154,16 @@ static int lloyd(const float *xs, size_t s, size_t d, int cosine, size_t c, floa
             if (count[a]) {
                 for (size_t t = 0; t < d; t++)
                     ca[t] = (float)(sum[a * d + t] / (double)count[a]);
-            } else { /* empty: re-seed at the worst-served sample row */
+            } else { /* empty (rare): re-seed at the worst-served sample row */
                 size_t worst = 0;
-                for (size_t i = 1; i < s; i++)
-                    if (far[i] > far[worst])
+                float wv = -INFINITY;
+                for (size_t i = 0; i < s; i++) {
+                    float v = far[i] + dense_dot(xs + i * d, xs + i * d, d);
+                    if (v > wv) {
+                        wv = v;
                         worst = i;
+                    }
+                }
                 memcpy(ca, xs + worst * d, d * sizeof *ca);
                 far[worst] = -INFINITY;
             }
@@ -178,34 +182,26 @@ done:
 }
 
 /* Every row's two nearest centroids and its distance to their bisector, in blocks. */
-static int assign_all(const float *x, const int32_t *rows, size_t n, size_t d, int cosine,
-                      const float *cent, size_t c, struct kmeans_cells *out,
-                      const struct pw_progress *progress, struct pw_error *err)
+static int assign_all(const float *x, size_t n, size_t d, int cosine, const float *cent, size_t c,
+                      struct kmeans_cells *out, const struct pw_progress *progress,
+                      struct pw_error *err)
 {
-    size_t block = rows ? KMEANS_GATHER : KMEANS_BLOCK;
-    float *dots = malloc(block * c * sizeof *dots), *csq = malloc(c * sizeof *csq);
+    float *dots = malloc((size_t)KMEANS_BLOCK * c * sizeof *dots), *csq = malloc(c * sizeof *csq);
     float *cdist = malloc(c * c * sizeof *cdist);
-    float *gbuf = rows ? malloc(block * d * sizeof *gbuf) : NULL;
     int rc = 0;
-    if (!dots || !csq || !cdist || (rows && !gbuf)) {
+    if (!dots || !csq || !cdist) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means (%zu cells)", c);
         goto done;
     }
     centroid_geometry(cent, c, d, csq, cdist);
-    for (size_t r0 = 0; r0 < n; r0 += block) {
+    for (size_t r0 = 0; r0 < n; r0 += KMEANS_BLOCK) {
         if ((rc = pw_progress_check(progress, err, "knn")))
             goto done;
-        size_t nr = n - r0 < block ? n - r0 : block;
-        const float *bx = x + r0 * d;
-        if (rows) {
-            for (size_t r = 0; r < nr; r++)
-                memcpy(gbuf + r * d, x + (size_t)rows[r0 + r] * d, d * sizeof *gbuf);
-            bx = gbuf;
-        }
-        scores(bx, nr, d, cent, c, dots);
+        size_t nr = n - r0 < KMEANS_BLOCK ? n - r0 : KMEANS_BLOCK;
+        scores(x + r0 * d, nr, d, cent, c, dots);
         for (size_t r = 0; r < nr; r++) {
             size_t i = r0 + r;
-            const float *xi = bx + r * d;
+            const float *xi = x + i * d;
             float xsq = dense_dot(xi, xi, d), scale = 1.0f;
             if (cosine) { /* compare the unit row */
                 scale = xsq > 0.0f ? 1.0f / sqrtf(xsq) : 0.0f;
@@ -241,7 +237,6 @@ done:
     free(dots);
     free(csq);
     free(cdist);
-    free(gbuf);
     return rc;
 }
 
@@ -277,9 +272,9 @@ done:
     return rc;
 }
 
-int kmeans_assign(const float *x, const int32_t *rows, size_t n, size_t d, int cosine,
-                  const float *cent, size_t c, struct kmeans_cells *out,
-                  const struct pw_progress *progress, struct pw_error *err)
+int kmeans_assign(const float *x, size_t n, size_t d, int cosine, const float *cent, size_t c,
+                  struct kmeans_cells *out, const struct pw_progress *progress,
+                  struct pw_error *err)
 {
     memset(out, 0, sizeof *out);
     out->first = malloc(n * sizeof *out->first);
@@ -291,24 +286,24 @@ int kmeans_assign(const float *x, const int32_t *rows, size_t n, size_t d, int c
     } else {
         out->n = n;
         out->c = c;
-        rc = assign_all(x, rows, n, d, cosine, cent, c, out, progress, err);
+        rc = assign_all(x, n, d, cosine, cent, c, out, progress, err);
     }
     if (rc)
         kmeans_cells_free(out);
     return rc;
 }
 
-int kmeans_cells(const float *x, const int32_t *rows, size_t n, size_t d, int cosine, size_t c,
-                 uint64_t seed, int threads, struct kmeans_cells *out,
-                 const struct pw_progress *progress, struct pw_error *err)
+int kmeans_cells(const float *x, size_t n, size_t d, int cosine, size_t c, uint64_t seed,
+                 int threads, struct kmeans_cells *out, const struct pw_progress *progress,
+                 struct pw_error *err)
 {
     memset(out, 0, sizeof *out);
     float *cent = c >= 1 && c <= n ? malloc(c * d * sizeof *cent) : NULL;
     if (c >= 1 && c <= n && !cent)
         return pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means (%zu cells)", c);
-    int rc = kmeans_fit(x, rows, n, d, cosine, c, seed, threads, cent, progress, err);
+    int rc = kmeans_fit(x, NULL, n, d, cosine, c, seed, threads, cent, progress, err);
     if (!rc)
-        rc = kmeans_assign(x, rows, n, d, cosine, cent, c, out, progress, err);
+        rc = kmeans_assign(x, n, d, cosine, cent, c, out, progress, err);
     free(cent);
     return rc;
 }

@@ -23,22 +23,22 @@ struct kmeans_cells {
     float *border;   /* n: distance to the bisector of first and second (+inf when c == 1) */
 };
 
-/* Partitions the n rows x[rows[0]], ..., x[rows[n-1]] (rows NULL: x's first n rows);
- * out's arrays follow that order.  0, PW_EINVAL (c < 1 or c > n), PW_ENOMEM,
- * PW_ECANCELED; on failure out is empty.  x has passed dense_validate.  Samples
- * min(n, 256 c) rows, at most 10 rounds. */
-int kmeans_cells(const float *x, const int32_t *rows, size_t n, size_t d, int cosine, size_t c,
-                 uint64_t seed, int threads, struct kmeans_cells *out,
-                 const struct pw_progress *progress, struct pw_error *err);
+/* kmeans_fit then kmeans_assign for the n rows of x.  0, PW_EINVAL (c < 1 or c > n),
+ * PW_ENOMEM, PW_ECANCELED; on failure out is empty.  x has passed dense_validate.
+ * Samples min(n, 256 c) rows, at most 10 rounds. */
+int kmeans_cells(const float *x, size_t n, size_t d, int cosine, size_t c, uint64_t seed,
+                 int threads, struct kmeans_cells *out, const struct pw_progress *progress,
+                 struct pw_error *err);
 
 /* The two steps of kmeans_cells: c centroids (cent: c * d floats, unit length for
- * cosine) from a sample of the rows, then any rows' cells for any centroids. */
+ * cosine) from a sample of the rows x[rows[0]], ..., x[rows[n-1]] (rows NULL: x's first
+ * n rows), then the cells of x's first n rows for any centroids. */
 int kmeans_fit(const float *x, const int32_t *rows, size_t n, size_t d, int cosine, size_t c,
                uint64_t seed, int threads, float *cent, const struct pw_progress *progress,
                struct pw_error *err);
-int kmeans_assign(const float *x, const int32_t *rows, size_t n, size_t d, int cosine,
-                  const float *cent, size_t c, struct kmeans_cells *out,
-                  const struct pw_progress *progress, struct pw_error *err);
+int kmeans_assign(const float *x, size_t n, size_t d, int cosine, const float *cent, size_t c,
+                  struct kmeans_cells *out, const struct pw_progress *progress,
+                  struct pw_error *err);
 
 void kmeans_cells_free(struct kmeans_cells *cells);
 

@@ -721,7 +721,7 @@ static int make_cells(const struct metric_ctx *m, size_t n, size_t part_size, ui
         return pw_error_set(err, PW_ENOMEM, "knn: out of memory for %zu centroids", c);
     int rc = kmeans_fit(m->x, NULL, n, d, cosine, c, seed, threads, cent, progress, err);
     if (!rc)
-        rc = kmeans_assign(m->x, NULL, n, d, cosine, cent, c, cells, progress, err);
+        rc = kmeans_assign(m->x, n, d, cosine, cent, c, cells, progress, err);
     for (int split = 0; split < CELL_SPLITS && !rc; split++) {
         free(count);
         if (!(count = calloc(c, sizeof *count)) || (!rows && !(rows = malloc(n * sizeof *rows)))) {
@@ -769,7 +769,7 @@ static int make_cells(const struct metric_ctx *m, size_t n, size_t part_size, ui
             break;
         c = next;
         kmeans_cells_free(cells);
-        rc = kmeans_assign(m->x, NULL, n, d, cosine, cent, c, cells, progress, err);
+        rc = kmeans_assign(m->x, n, d, cosine, cent, c, cells, progress, err);
     }
     if (!rc)
         rc = cut_cells(cells, n, part_size, err);

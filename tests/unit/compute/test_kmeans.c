@@ -37,7 +37,7 @@ static void test_separated_clusters_become_cells(void)
         x[i * d + i % c] += 12.0f;
     struct kmeans_cells k;
     struct pw_error err;
-    CHECK(kmeans_cells(x, NULL, n, d, 0, c, 42, 2, &k, NULL, &err) == 0);
+    CHECK(kmeans_cells(x, n, d, 0, c, 42, 2, &k, NULL, &err) == 0);
     CHECK(cells_match_clusters(&k, n, c));
     for (size_t i = 0; i < n; i++) {
         CHECK(k.second[i] != k.first[i]);
@@ -48,9 +48,10 @@ static void test_separated_clusters_become_cells(void)
     free(x);
 }
 
-/* A subset of the rows (clusters 1 and 4 of six, given as row indices): out follows the
- * subset's order and the two clusters become the two cells. */
-static void test_subset_of_rows_is_partitioned_in_its_order(void)
+/* Centroids fitted on a subset of the rows (clusters 1 and 4 of six, given as row
+ * indices, as knn.c splits a cell): assigning every row to them puts cluster 1 in one
+ * cell and cluster 4 in the other. */
+static void test_centroids_fitted_on_a_subset_of_rows(void)
 {
     size_t n = 1200, d = 16, c = 6, cnt = 0;
     float *x = td_clusters(n, d, c, 21);
@@ -60,13 +61,18 @@ static void test_subset_of_rows_is_partitioned_in_its_order(void)
     for (size_t i = 0; i < n; i++)
         if (i % c == 1 || i % c == 4)
             rows[cnt++] = (int32_t)i;
+    float *cent = malloc(2 * d * sizeof *cent);
     struct kmeans_cells k;
     struct pw_error err;
-    CHECK(kmeans_cells(x, rows, cnt, d, 0, 2, 42, 2, &k, NULL, &err) == 0);
-    CHECK(k.n == cnt);
-    for (size_t t = 0; t < cnt; t++) /* rows alternate between the two clusters */
-        CHECK(k.first[t] == k.first[t % 2] && k.first[0] != k.first[1]);
+    CHECK(kmeans_fit(x, rows, cnt, d, 0, 2, 42, 2, cent, NULL, &err) == 0);
+    CHECK(kmeans_assign(x, n, d, 0, cent, 2, &k, NULL, &err) == 0);
+    CHECK(k.n == n && k.c == 2);
+    CHECK(k.first[1] != k.first[4]);
+    for (size_t i = 0; i < n; i++)
+        if (i % c == 1 || i % c == 4)
+            CHECK(k.first[i] == k.first[i % c]);
     kmeans_cells_free(&k);
+    free(cent);
     free(rows);
     free(x);
 }
@@ -90,7 +96,7 @@ static void test_midpoint_has_the_smallest_border(void)
         x[(n - 1) * d + t] = 0.5f * (mean[t] + mean[d + t]) / (float)per;
     struct kmeans_cells k;
     struct pw_error err;
-    CHECK(kmeans_cells(x, NULL, n, d, 0, c, 42, 1, &k, NULL, &err) == 0);
+    CHECK(kmeans_cells(x, n, d, 0, c, 42, 1, &k, NULL, &err) == 0);
     for (size_t i = 0; i + 1 < n; i++)
         CHECK(k.border[n - 1] < k.border[i]);
     CHECK(k.first[n - 1] == k.first[0] || k.first[n - 1] == k.first[1]);
@@ -106,8 +112,8 @@ static void test_same_seed_same_cells_any_thread_count(void)
     float *x = td_clusters(n, d, 5, 23); /* fewer clusters than cells: cells cut clusters */
     struct kmeans_cells a, b;
     struct pw_error err;
-    CHECK(kmeans_cells(x, NULL, n, d, 1, c, 7, 1, &a, NULL, &err) == 0);
-    CHECK(kmeans_cells(x, NULL, n, d, 1, c, 7, 3, &b, NULL, &err) == 0);
+    CHECK(kmeans_cells(x, n, d, 1, c, 7, 1, &a, NULL, &err) == 0);
+    CHECK(kmeans_cells(x, n, d, 1, c, 7, 3, &b, NULL, &err) == 0);
     CHECK(memcmp(a.first, b.first, n * sizeof *a.first) == 0);
     CHECK(memcmp(a.second, b.second, n * sizeof *a.second) == 0);
     CHECK(memcmp(a.border, b.border, n * sizeof *a.border) == 0);
@@ -126,8 +132,8 @@ static void test_cosine_cells_ignore_row_length(void)
             y[i * d + t] = x[i * d + t] * (float)(1 + i % 7);
     struct kmeans_cells a, b;
     struct pw_error err;
-    CHECK(kmeans_cells(x, NULL, n, d, 1, c, 5, 1, &a, NULL, &err) == 0);
-    CHECK(kmeans_cells(y, NULL, n, d, 1, c, 5, 1, &b, NULL, &err) == 0);
+    CHECK(kmeans_cells(x, n, d, 1, c, 5, 1, &a, NULL, &err) == 0);
+    CHECK(kmeans_cells(y, n, d, 1, c, 5, 1, &b, NULL, &err) == 0);
     size_t same = 0;
     for (size_t i = 0; i < n; i++)
         same += a.first[i] == b.first[i];
@@ -144,7 +150,7 @@ static void test_one_cell_has_no_border(void)
     float *x = td_clusters(n, d, 2, 25);
     struct kmeans_cells k;
     struct pw_error err;
-    CHECK(kmeans_cells(x, NULL, n, d, 0, 1, 1, 1, &k, NULL, &err) == 0);
+    CHECK(kmeans_cells(x, n, d, 0, 1, 1, 1, &k, NULL, &err) == 0);
     for (size_t i = 0; i < n; i++) {
         CHECK(k.first[i] == 0 && k.second[i] == 0);
         CHECK(isinf(k.border[i]));
@@ -158,8 +164,8 @@ static void test_bad_cell_counts_are_rejected(void)
     float x[8] = {0, 1, 2, 3, 4, 5, 6, 7};
     struct kmeans_cells k;
     struct pw_error err;
-    CHECK(kmeans_cells(x, NULL, 4, 2, 0, 0, 1, 1, &k, NULL, &err) == PW_EINVAL);
-    CHECK(kmeans_cells(x, NULL, 4, 2, 0, 5, 1, 1, &k, NULL, &err) == PW_EINVAL);
+    CHECK(kmeans_cells(x, 4, 2, 0, 0, 1, 1, &k, NULL, &err) == PW_EINVAL);
+    CHECK(kmeans_cells(x, 4, 2, 0, 5, 1, 1, &k, NULL, &err) == PW_EINVAL);
     CHECK(strstr(err.msg, "cells") != NULL);
     CHECK(k.first == NULL);
 }
@@ -167,7 +173,7 @@ static void test_bad_cell_counts_are_rejected(void)
 int main(void)
 {
     RUN(test_separated_clusters_become_cells);
-    RUN(test_subset_of_rows_is_partitioned_in_its_order);
+    RUN(test_centroids_fitted_on_a_subset_of_rows);
     RUN(test_midpoint_has_the_smallest_border);
     RUN(test_same_seed_same_cells_any_thread_count);
     RUN(test_cosine_cells_ignore_row_length);
