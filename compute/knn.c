@@ -663,13 +663,6 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
     return 0;
 }
 
-/* Cells of about part_size rows: k-means with n / part_size centroids, then every cell
- * of over 3/2 part_size rows split by k-means on its own rows and all rows assigned
- * again to the nearest of the centroids (twice at most).  k-means alone makes uneven
- * cells: 968 to 11783 rows on the 50k benchmark set for a target of 4096, and a cell's
- * join costs the square of its size and holds its rows. */
-#define CELL_SPLITS 2
-
 /* Last resort for cells k-means cannot split (duplicate rows, one tight blob): rows of a
  * cell still over 2 part_size are dealt, in index order, into new cells of part_size;
  * they do not spill, and the NN-descent rounds see all their pairs across the cuts.
@@ -706,6 +699,13 @@ static int cut_cells(struct kmeans_cells *cells, size_t n, size_t part_size, str
     free(cur);
     return 0;
 }
+
+/* Cells of about part_size rows: k-means with n / part_size centroids, then every cell
+ * of over 3/2 part_size rows split by k-means on its own rows and all rows assigned
+ * again to the nearest of the centroids (twice at most).  k-means alone makes uneven
+ * cells: 968 to 11783 rows on the 50k benchmark set for a target of 4096, and a cell's
+ * join costs the square of its size and holds its rows. */
+#define CELL_SPLITS 2
 
 static int make_cells(const struct metric_ctx *m, size_t n, size_t part_size, uint64_t seed,
                       int threads, struct kmeans_cells *cells, const struct pw_progress *progress,

@@ -17,12 +17,13 @@
 #endif
 
 #ifdef PW_LIGHT_MAIN
-/* OpenBLAS picks its kernels from the CPU model and, on CPUs its tables do not know
+/* OpenBLAS settings for the task binary, whose OpenBLAS reads them from the environment
+ * when it loads; this binary runs before it and sets what the operator did not.
+ * Kernels: OpenBLAS picks them from the CPU model and, on CPUs its tables do not know
  * (virtual machines report generic models), falls back to SSE3 kernels: half the sgemm
- * speed and a 4x slower PCA measured here.  The task binary's OpenBLAS reads
- * OPENBLAS_CORETYPE when it loads, so this binary, which runs before it, chooses by CPU
- * features when the operator did not. */
-static void choose_openblas_kernels(void)
+ * speed and a 4x slower PCA measured here, so OPENBLAS_CORETYPE is chosen by CPU
+ * features. */
+static void configure_openblas(void)
 {
     /* OpenBLAS's idle threads spin (sched_yield) for 2^28 cycles, ~0.1 s, after every
      * call; compute/ alternates BLAS calls with its own threaded passes (k-NN cells, PCA
@@ -91,7 +92,7 @@ int main(int argc, char **argv)
         return 0;
     }
 #ifdef PW_LIGHT_MAIN
-    choose_openblas_kernels();
+    configure_openblas();
 #endif
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (!strcmp(argv[1], commands[i].name)) {
