@@ -196,8 +196,8 @@ int pca_fit(const float *x, size_t n, size_t d, const struct pca_options *opt, f
     }
 
     /* Projection = Xc V^T, read straight from x (no centred copy: k is tiny, so this
-     * pass is bound by reading x once); one thread, as centre_block, and a block of
-     * rows between cancellation checks. */
+     * pass is bound by reading x once), a block of rows per team job, with a
+     * cancellation check between blocks. */
     for (size_t b0 = 0; b0 < n; b0 += PCA_BLOCK) {
         if ((rc = pw_progress_check(progress, err, "pca")))
             goto cleanup;
