@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "dense.h"
+#include "gram.h"
 #include "kmeans.h"
 #include "rng.h"
 #include "team.h"
@@ -37,6 +38,7 @@ void knn_options_default(struct knn_options *opt)
     opt->delta = 0.001; /* pynndescent 0.5 default */
     opt->seed = 42;
     opt->threads = 0;
+    opt->amx = 1;
 }
 
 int knn_parse_metric(const char *name, enum knn_metric *out, struct pw_error *err)
@@ -572,8 +574,12 @@ KNN_CLONES static void dists_from_dots(const float *row, const float *g, float g
 /* Scratch of one cell join: members' norms, their heaps' current roots (thresholds),
  * one row of distances per thread. */
 struct cell_scratch {
-    float *buf;    /* members' rows */
-    float *dots;   /* PART_ROWS x members */
+    float *buf;       /* members' rows (sgemm) */
+    struct gram gram; /* or: members' rows for AMX (gram.h) */
+    int amx;
+    float *centre; /* euclidean: the members' mean, taken off before the dots */
+    double *sum;   /* d: its accumulator */
+    float *dots;   /* PART_ROWS x members (AMX: padded to GRAM_COLS) */
     float *g;      /* members' inverse or squared norms */
     float *thr;    /* members' heap roots */
     float *vals;   /* threads x members */
@@ -586,10 +592,10 @@ struct cell_scratch {
 struct cell_block {
     struct nnd *s;
     struct cell_scratch *cs;
-    const int32_t *bm; /* the members from the block's first row on */
-    const float *g;    /* their norms */
-    float *thr;        /* their heap roots */
-    size_t rows, cols, cnt;
+    const int32_t *bm;          /* the members from the block's first row on */
+    const float *g;             /* their norms */
+    float *thr;                 /* their heap roots */
+    size_t rows, cols, cnt, ld; /* ld: the dots' row pitch */
 };
 
 /* Thread t of T: a share of the block's rows (every column of their dot products), then
@@ -609,7 +615,7 @@ static void select_block(void *arg, int t, int T)
     for (size_t r = lo; r < hi; r++) {
         size_t i = (size_t)bm[r];
         float *hd = s->hd + i * k, root = hd[0];
-        dists_from_dots(dots + r * cols, g, g[r], cosine, cols, v);
+        dists_from_dots(dots + r * b->ld, g, g[r], cosine, cols, v);
         for (size_t c = 0; c < cols; c++)
             if (v[c] <= root && c != r) {
                 (seen[i] ? heap_push : heap_push_new)(hd, s->hi + i * k, s->hf + i * k, k, v[c],
@@ -621,7 +627,7 @@ static void select_block(void *arg, int t, int T)
     size_t c0 = rows + rest * (size_t)t / (size_t)T, c1 = rows + rest * (size_t)(t + 1) / (size_t)T;
     for (size_t r = 0; r < rows && c1 > c0; r++) {
         int32_t i = bm[r];
-        dists_from_dots(dots + r * cols + c0, g + c0, g[r], cosine, c1 - c0, v);
+        dists_from_dots(dots + r * b->ld + c0, g + c0, g[r], cosine, c1 - c0, v);
         for (size_t c = c0; c < c1; c++)
             if (v[c - c0] <= thr[c]) {
                 size_t j = (size_t)bm[c];
@@ -632,9 +638,26 @@ static void select_block(void *arg, int t, int T)
     }
 }
 
+/* The AMX dot products of a block: thread t of T takes a share of the 16-column panels. */
+struct gram_job {
+    const struct gram *g;
+    size_t rows, r0, cnt, ld;
+    float *dots;
+};
+
+static void gram_job_run(void *arg, int t, int T)
+{
+    const struct gram_job *j = arg;
+    size_t panels = (j->cnt - j->r0 + GRAM_COLS - 1) / GRAM_COLS;
+    size_t lo = panels * (size_t)t / (size_t)T, hi = panels * (size_t)(t + 1) / (size_t)T;
+    size_t c2 = j->r0 + hi * GRAM_COLS < j->cnt ? j->r0 + hi * GRAM_COLS : j->cnt;
+    if (lo < hi)
+        gram_rows(j->g, j->rows, j->r0, j->r0 + lo * GRAM_COLS, c2, j->dots, j->ld);
+}
+
 /* One cell: its members' rows gathered, then blocks of PART_ROWS rows against the
- * members from the block on, so each pair's dot product is computed once (sgemm); the
- * team selects (it sleeps while OpenBLAS runs). */
+ * members from the block on, so each pair's dot product is computed once (AMX on the
+ * team, or sgemm while the team sleeps); the team selects. */
 static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs,
                      struct team *tm, const struct pw_progress *progress, struct pw_error *err)
 {
@@ -643,19 +666,57 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
     int cosine = m->metric == KNN_COSINE;
     for (size_t a = 0; a < cnt; a++) {
         size_t i = (size_t)mem[a];
-        memcpy(cs->buf + a * d, m->x + i * d, d * sizeof *cs->buf);
         cs->g[a] = cosine ? m->inv_norm[i] : m->sqnorm[i];
         cs->thr[a] = s->hd[i * k];
     }
+    if (!cosine) {
+        /* |a|^2 + |b|^2 - 2 a.b loses the digits the rows share: measured from the
+         * cell's mean (euclidean distances stay the same), the dots' error is relative
+         * to the rows' spread rather than to their lengths. */
+        memset(cs->sum, 0, d * sizeof *cs->sum);
+        for (size_t a = 0; a < cnt; a++)
+            for (size_t t = 0; t < d; t++)
+                cs->sum[t] += m->x[(size_t)mem[a] * d + t];
+        for (size_t t = 0; t < d; t++)
+            cs->centre[t] = (float)(cs->sum[t] / (double)cnt);
+        for (size_t a = 0; a < cnt; a++) {
+            const float *row = m->x + (size_t)mem[a] * d;
+            double q = 0;
+            for (size_t t = 0; t < d; t++) {
+                double v = (double)row[t] - cs->centre[t];
+                q += v * v;
+            }
+            cs->g[a] = (float)q;
+        }
+    }
+    if (!cs->amx)
+        for (size_t a = 0; a < cnt; a++) {
+            const float *row = m->x + (size_t)mem[a] * d;
+            float *to = cs->buf + a * d;
+            if (cosine)
+                memcpy(to, row, d * sizeof *to);
+            else
+                for (size_t t = 0; t < d; t++)
+                    to[t] = row[t] - cs->centre[t];
+        }
+    if (cs->amx)
+        gram_pack(&cs->gram, m->x, mem, cnt, cosine ? NULL : cs->centre);
     for (size_t r0 = 0; r0 < cnt; r0 += PART_ROWS) {
         int rc = pw_progress_check(progress, err, "knn");
         if (rc)
             return rc;
-        size_t rows = cnt - r0 < PART_ROWS ? cnt - r0 : PART_ROWS, cols = cnt - r0;
-        const float *bx = cs->buf + r0 * d;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)d, 1.0f, bx,
-                    (int)d, bx, (int)d, 0.0f, cs->dots, (int)cols);
-        struct cell_block blk = {s, cs, mem + r0, cs->g + r0, cs->thr + r0, rows, cols, cnt};
+        size_t rows = cnt - r0 < PART_ROWS ? cnt - r0 : PART_ROWS, cols = cnt - r0, ld = cols;
+        if (cs->amx) {
+            ld = (cols + GRAM_COLS - 1) / GRAM_COLS * GRAM_COLS;
+            gram_block(&cs->gram, r0, rows);
+            struct gram_job job = {&cs->gram, rows, r0, cnt, ld, cs->dots};
+            team_run(tm, gram_job_run, &job);
+        } else {
+            const float *bx = cs->buf + r0 * d;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)d, 1.0f,
+                        bx, (int)d, bx, (int)d, 0.0f, cs->dots, (int)cols);
+        }
+        struct cell_block blk = {s, cs, mem + r0, cs->g + r0, cs->thr + r0, rows, cols, cnt, ld};
         team_run(tm, select_block, &blk);
     }
     for (size_t a = 0; a < cnt; a++)
@@ -784,7 +845,7 @@ static int make_cells(const struct metric_ctx *m, size_t n, size_t part_size, ui
 /* Seeds every heap with the exact neighbours inside its k-means cell of ~part_size rows;
  * the `spill` fraction of rows nearest a cell border also joins the neighbouring cell.
  * order receives the rows grouped by cell (NN-descent's visiting order). */
-static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_t seed,
+static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_t seed, int use_amx,
                           int32_t *order, double share, const struct pw_progress *progress,
                           struct pw_error *err)
 {
@@ -832,13 +893,23 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
         for (size_t p = start[a]; p < start[a + 1]; p++)
             if (cells.first[mem[p]] == (int32_t)a)
                 order[o++] = mem[p];
-    cs.buf = malloc(biggest * d * sizeof *cs.buf);
-    cs.dots = malloc((size_t)PART_ROWS * biggest * sizeof *cs.dots);
+    cs.amx = use_amx && gram_amx_usable();
+    cs.centre = malloc(d * sizeof *cs.centre);
+    cs.sum = malloc(d * sizeof *cs.sum);
+    if (cs.amx)
+        rc = gram_init(&cs.gram, biggest, d, PART_ROWS, err);
+    else
+        cs.buf = malloc(biggest * d * sizeof *cs.buf);
+    if (rc)
+        goto done;
+    /* 64-byte aligned: AMX stores whole rows of 16 floats */
+    cs.dots = aligned_alloc(64, (size_t)PART_ROWS * (biggest + GRAM_COLS) * sizeof *cs.dots);
     cs.g = malloc(biggest * sizeof *cs.g);
     cs.thr = malloc(biggest * sizeof *cs.thr);
     cs.vals = malloc((size_t)s->threads * biggest * sizeof *cs.vals);
     cs.seen = calloc(n, 1);
-    if (!cs.buf || !cs.dots || !cs.g || !cs.thr || !cs.vals || !cs.seen) {
+    if ((!cs.amx && !cs.buf) || !cs.centre || !cs.sum || !cs.dots || !cs.g || !cs.thr || !cs.vals ||
+        !cs.seen) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu rows", biggest);
         goto done;
     }
@@ -867,6 +938,9 @@ done:
     free(tmp);
     free(mem);
     free(cs.buf);
+    gram_free(&cs.gram);
+    free(cs.centre);
+    free(cs.sum);
     free(cs.dots);
     free(cs.g);
     free(cs.thr);
@@ -929,7 +1003,8 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
     heap_init(g->dist, g->idx, flags, n * k);
     if (o->part_size) {
         /* 1. exact neighbours inside k-means cells */
-        if ((rc = partition_seed(&s, o->part_size, o->spill, o->seed, perm, seeded, progress, err)))
+        if ((rc = partition_seed(&s, o->part_size, o->spill, o->seed, o->amx, perm, seeded,
+                                 progress, err)))
             goto cleanup;
     } else {
         struct metric_ctx sm = *m;

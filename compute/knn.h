@@ -47,6 +47,8 @@ struct knn_options {
     double delta;           /* 0.001: pynndescent's early-stop fraction of k*n updates */
     uint64_t seed;          /* 42: the Python task's random_state */
     int threads;            /* <= 0: all cores */
+    int amx;                /* 1: the cells' dot products on AMX-BF16 where the CPU has it
+                               (gram.h; float-accurate); 0: always OpenBLAS sgemm */
 };
 
 struct knn_graph {

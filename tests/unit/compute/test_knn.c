@@ -84,8 +84,9 @@ static void test_exact_cosine_matches_brute_force(void)
 
 /* Recall of the approximate graph against the exact one on 2000 rows in `clusters`
  * clusters; part_size 0 seeds NN-descent with the RP forest, else with k-means cells of
- * that many rows; iters as knn_options.n_iters. */
-static double approx_recall(int cosine, size_t d, size_t clusters, size_t part_size, size_t iters)
+ * that many rows; iters as knn_options.n_iters; amx as knn_options.amx. */
+static double approx_recall_amx(int cosine, size_t d, size_t clusters, size_t part_size,
+                                size_t iters, int amx)
 {
     size_t n = 2000, k = 15;
     float *x = td_clusters(n, d, clusters, 11);
@@ -93,6 +94,7 @@ static double approx_recall(int cosine, size_t d, size_t clusters, size_t part_s
     knn_options_default(&o);
     o.part_size = part_size;
     o.n_iters = iters;
+    o.amx = amx;
     o.metric = cosine ? KNN_COSINE : KNN_EUCLIDEAN;
     struct knn_graph exact, approx;
     struct pw_error err;
@@ -101,13 +103,18 @@ static double approx_recall(int cosine, size_t d, size_t clusters, size_t part_s
     o.method = KNN_APPROX;
     CHECK(knn_build(x, n, d, k, &o, &approx, NULL, &err) == 0);
     double r = knn_recall(&approx, &exact);
-    printf("     approx recall (%s, d = %zu, %zu clusters, cells of %zu, %s rounds) = %.4f\n",
+    printf("     approx recall (%s, d = %zu, %zu clusters, cells of %zu, %s rounds%s) = %.5f\n",
            cosine ? "cosine" : "euclidean", d, clusters, part_size,
-           iters == KNN_NO_ROUNDS ? "no" : "default", r);
+           iters == KNN_NO_ROUNDS ? "no" : "default", amx ? "" : ", sgemm", r);
     knn_free(&exact);
     knn_free(&approx);
     free(x);
     return r;
+}
+
+static double approx_recall(int cosine, size_t d, size_t clusters, size_t part_size, size_t iters)
+{
+    return approx_recall_amx(cosine, d, clusters, part_size, iters, 1);
 }
 
 static void test_forest_euclidean_recall_at_least_095(void)
@@ -186,10 +193,14 @@ static void test_duplicate_rows_in_cut_cells(void)
     free(x);
 }
 
-/* One cell (part_size >= n) is the exact graph. */
+/* One cell (part_size >= n) is the exact graph: to the last neighbour with sgemm's
+ * float dot products; with AMX's (gram.h, ~2^-16 of each term) near-ties may swap. */
 static void test_one_cell_is_exact(void)
 {
-    CHECK(approx_recall(1, 40, 5, 4096, KNN_NO_ROUNDS) == 1.0);
+    CHECK(approx_recall_amx(1, 40, 5, 4096, KNN_NO_ROUNDS, 0) == 1.0);
+    CHECK(approx_recall_amx(0, 40, 5, 4096, KNN_NO_ROUNDS, 0) == 1.0);
+    CHECK(approx_recall_amx(1, 40, 5, 4096, KNN_NO_ROUNDS, 1) >= 0.9999);
+    CHECK(approx_recall_amx(0, 40, 5, 4096, KNN_NO_ROUNDS, 1) >= 0.9999);
 }
 
 /* Builds the approximate graph of one clustered set twice, with threads t1 and t2, and
@@ -229,6 +240,74 @@ static void test_approx_is_deterministic_for_seed_and_threads(void)
     knn_options_default(&o);
     check_approx_same_graph(24, o.metric, 3, 2, 2, 0);
     check_approx_same_graph(24, o.metric, 3, 2, 2, 200);
+}
+
+/* Fraction of the true (double-precision) k nearest neighbours of every 20th row that
+ * g lists. */
+static double true_recall(const float *x, size_t n, size_t d, const struct knn_graph *g)
+{
+    size_t k = g->k, hits = 0, rows = 0;
+    double *dist = malloc(n * sizeof *dist);
+    for (size_t i = 0; i < n; i += 20, rows++) {
+        for (size_t j = 0; j < n; j++) {
+            double s = 0;
+            for (size_t t = 0; t < d; t++) {
+                double v = (double)x[i * d + t] - x[j * d + t];
+                s += v * v;
+            }
+            dist[j] = j == i ? INFINITY : s;
+        }
+        for (size_t e = 0; e < k; e++) { /* listed and no farther than the true k-th */
+            size_t below = 0;
+            double de = dist[g->idx[i * k + e]];
+            for (size_t j = 0; j < n; j++)
+                below += dist[j] < de;
+            hits += below < k;
+        }
+    }
+    free(dist);
+    return (double)hits / (double)(rows * k);
+}
+
+/* Euclidean rows far from the origin (every coordinate + 1000), where |a|^2 + |b|^2 -
+ * 2 a.b cancels: the cells (AMX or sgemm) are centred first, so they keep the precision
+ * the neighbours need.  The exact path is not (it multiplies x in place): printed only. */
+static void test_cells_on_offset_rows_find_true_neighbours(void)
+{
+    size_t n = 2000, d = 40, k = 15;
+    float *x = td_clusters(n, d, 5, 12);
+    for (size_t i = 0; i < n * d; i++)
+        x[i] += 1000.0f;
+    struct knn_options o;
+    knn_options_default(&o);
+    o.part_size = 4096;
+    o.n_iters = KNN_NO_ROUNDS;
+    o.method = KNN_APPROX;
+    struct knn_graph g;
+    struct pw_error err;
+    CHECK(knn_build(x, n, d, k, &o, &g, NULL, &err) == 0);
+    double r = true_recall(x, n, d, &g);
+    printf("     one cell, rows offset by 1000: recall %.5f\n", r);
+    CHECK(r >= 0.9999);
+    knn_free(&g);
+    o.amx = 0;
+    CHECK(knn_build(x, n, d, k, &o, &g, NULL, &err) == 0);
+    r = true_recall(x, n, d, &g);
+    printf("     the same on sgemm: recall %.5f\n", r);
+    CHECK(r >= 0.9999);
+    knn_free(&g);
+    o.method = KNN_EXACT;
+    CHECK(knn_build(x, n, d, k, &o, &g, NULL, &err) == 0);
+    printf("     exact path (sgemm on the raw rows): recall %.5f\n", true_recall(x, n, d, &g));
+    knn_free(&g);
+    free(x);
+}
+
+/* Cells on sgemm: the same recall bar (AMX, when the CPU has it, is the default). */
+static void test_cells_on_sgemm_recall_at_least_095(void)
+{
+    CHECK(approx_recall_amx(0, 32, 10, 250, KNN_NO_ROUNDS, 0) >= 0.95);
+    CHECK(approx_recall_amx(1, 300, 10, 250, KNN_NO_ROUNDS, 0) >= 0.95);
 }
 
 static void test_approx_does_not_depend_on_thread_count(void)
@@ -307,6 +386,8 @@ int main(void)
     RUN(test_cells_wide_rows_cosine_recall_at_least_095);
     RUN(test_cells_cutting_clusters_are_repaired_by_nn_descent);
     RUN(test_one_cell_is_exact);
+    RUN(test_cells_on_sgemm_recall_at_least_095);
+    RUN(test_cells_on_offset_rows_find_true_neighbours);
     RUN(test_duplicate_rows_in_cut_cells);
     RUN(test_approx_wide_rows_do_not_depend_on_thread_count);
     RUN(test_approx_is_deterministic_for_seed_and_threads);

@@ -1,0 +1,290 @@
+/* gram.c - AMX-BF16 dot products among a set of rows (see gram.h).
+ *
+ * Layout.  AMX's TDPBF16PS adds A (16 rows x 32 bf16) times B (16 x 16 pairs of bf16,
+ * "VNNI" order) into a 16 x 16 float tile.  The row block is kept row-major (A tiles
+ * load straight from it); the set is kept as B tiles: for each 16-row panel and each
+ * 32-dim step, tile row r holds, for each of the panel's rows j, the pair of dims
+ * (2r, 2r + 1) of the step.  hi and lo tiles alternate.  The kernel is 32 rows by 16
+ * columns: C0, C1 += hi.hi' + hi.lo' + lo.hi' over all steps (tiles 0-1 C, 2-5 A's hi
+ * and lo halves, 6-7 B's hi and lo). */
+#include "gram.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define GRAM_AMX 1
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Only machines with AMX run the packing: let it use AVX-512. */
+#define GRAM_VEC __attribute__((target("avx512f,avx512bw,avx512vl")))
+#else
+#define GRAM_VEC
+#endif
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA  18
+
+static size_t round_up(size_t x, size_t m)
+{
+    return (x + m - 1) / m * m;
+}
+
+/* float -> bf16, round to nearest even (inputs are finite: dense_validate ran). */
+static inline uint16_t bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static inline float bf16_float(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* x = hi + lo + (a rest of ~2^-16 |x|) */
+static inline void split(float x, uint16_t *hi, uint16_t *lo)
+{
+    *hi = bf16(x);
+    *lo = bf16(x - bf16_float(*hi));
+}
+
+#ifdef GRAM_AMX
+static int amx_ok;
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+
+static void amx_probe(void)
+{
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, NULL) < 7)
+        return;
+    __cpuid_count(7, 0, a, b, c, d);
+    int tile = (d >> 24) & 1, bf = (d >> 22) & 1, osxsave;
+    __cpuid(1, a, b, c, d);
+    osxsave = (c >> 27) & 1;
+    if (!tile || !bf || !osxsave)
+        return;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if (((lo >> 17) & 3) != 3) /* XTILECFG and XTILEDATA enabled by the OS */
+        return;
+    /* Linux hands out the 8 KB of tile state only on request, once per process. */
+    amx_ok = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+#endif
+
+int gram_amx_usable(void)
+{
+#ifdef GRAM_AMX
+    pthread_once(&amx_once, amx_probe);
+    return amx_ok;
+#else
+    return 0;
+#endif
+}
+
+int gram_init(struct gram *g, size_t cap, size_t d, size_t block_rows, struct pw_error *err)
+{
+    memset(g, 0, sizeof *g);
+    g->cap = cap;
+    g->d = d;
+    g->dp = round_up(d, 32);
+    g->a_cap = round_up(block_rows, GRAM_ROWS);
+    g->panels = aligned_alloc(64, round_up(cap, 16) * g->dp * 2 * sizeof *g->panels);
+    g->a = aligned_alloc(64, 2 * g->a_cap * g->dp * sizeof *g->a);
+    if (!g->panels || !g->a) {
+        gram_free(g);
+        return pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu rows", cap);
+    }
+    return 0;
+}
+
+void gram_free(struct gram *g)
+{
+    free(g->panels);
+    free(g->a);
+    memset(g, 0, sizeof *g);
+}
+
+/* hi[t], lo[t] of row[t] - centre[t] (centre may be NULL) for t < d, zeros up to dp. */
+GRAM_VEC static void split_row(const float *row, const float *centre, size_t d, size_t dp,
+                               uint16_t *hi, uint16_t *lo)
+{
+    if (centre)
+        for (size_t t = 0; t < d; t++)
+            split(row[t] - centre[t], hi + t, lo + t);
+    else
+        for (size_t t = 0; t < d; t++)
+            split(row[t], hi + t, lo + t);
+    for (size_t t = d; t < dp; t++)
+        hi[t] = lo[t] = 0;
+}
+
+/* Tile rows of a panel: for each step s and pair q, the 16 rows' pair q of step s. */
+#ifdef GRAM_AMX
+GRAM_VEC static void transpose_panel(const uint32_t *h2, const uint32_t *l2, size_t dp,
+                                     size_t steps, uint32_t *panel)
+{
+    __m512i rows =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32((int)(dp / 2)));
+    for (size_t s = 0; s < steps; s++, panel += 512)
+        for (size_t q = 0; q < 16; q++) {
+            __m512i h = _mm512_i32gather_epi32(rows, (const void *)(h2 + s * 16 + q), 4);
+            __m512i l = _mm512_i32gather_epi32(rows, (const void *)(l2 + s * 16 + q), 4);
+            _mm512_store_si512((void *)(panel + q * 16), h);
+            _mm512_store_si512((void *)(panel + 256 + q * 16), l);
+        }
+}
+#else
+static void transpose_panel(const uint32_t *h2, const uint32_t *l2, size_t dp, size_t steps,
+                            uint32_t *panel)
+{
+    for (size_t s = 0; s < steps; s++, panel += 512)
+        for (size_t q = 0; q < 16; q++)
+            for (size_t j = 0; j < 16; j++) {
+                panel[q * 16 + j] = h2[j * dp / 2 + s * 16 + q];
+                panel[256 + q * 16 + j] = l2[j * dp / 2 + s * 16 + q];
+            }
+}
+#endif
+
+void gram_pack(struct gram *g, const float *x, const int32_t *idx, size_t cnt, const float *centre)
+{
+    size_t d = g->d, dp = g->dp, steps = dp / 32;
+    /* the row block's buffer as scratch: 16 rows' hi, then their lo */
+    uint16_t *hi = g->a, *lo = g->a + 16 * dp;
+    g->x = x;
+    g->idx = idx;
+    g->centre = centre;
+    g->cnt = cnt;
+    for (size_t p = 0; p < round_up(cnt, 16) / 16; p++) {
+        for (size_t j = 0; j < 16; j++)
+            if (p * 16 + j < cnt)
+                split_row(x + (size_t)idx[p * 16 + j] * d, centre, d, dp, hi + j * dp, lo + j * dp);
+            else
+                for (size_t t = 0; t < dp; t++)
+                    hi[j * dp + t] = lo[j * dp + t] = 0;
+        const uint32_t *h2 = (const uint32_t *)hi, *l2 = (const uint32_t *)lo;
+        uint32_t *panel = g->panels + p * steps * 512;
+        transpose_panel(h2, l2, dp, steps, panel);
+    }
+}
+
+void gram_block(struct gram *g, size_t r0, size_t rows)
+{
+    size_t d = g->d, dp = g->dp, pad = round_up(rows, GRAM_ROWS);
+    uint16_t *hi = g->a, *lo = g->a + g->a_cap * dp;
+    for (size_t r = 0; r < rows; r++)
+        split_row(g->x + (size_t)g->idx[r0 + r] * d, g->centre, d, dp, hi + r * dp, lo + r * dp);
+    memset(hi + rows * dp, 0, (pad - rows) * dp * sizeof *hi);
+    memset(lo + rows * dp, 0, (pad - rows) * dp * sizeof *lo);
+}
+
+#ifdef GRAM_AMX
+struct tile_config {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+
+__attribute__((target("amx-tile,amx-bf16"))) static void
+amx_rows(const struct gram *g, size_t rows, size_t c0, size_t c1, size_t c2, float *out, size_t ld)
+{
+    struct tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    _tile_loadconfig(&cfg);
+    size_t dp = g->dp, steps = dp / 32, pad = round_up(rows, GRAM_ROWS);
+    size_t astride = dp * sizeof *g->a;
+    const uint16_t *ahi = g->a, *alo = g->a + g->a_cap * dp;
+    size_t p = c1 / 16, pend = (c2 + 15) / 16;
+    for (; p + 2 <= pend; p += 2) { /* two panels: C tiles 0-3, A in 4-5, B in 6-7 */
+        const uint32_t *b0 = g->panels + p * steps * 512, *b1 = b0 + steps * 512;
+        for (size_t r = 0; r < pad; r += 32) {
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+            for (size_t s = 0; s < steps; s++) {
+                const uint16_t *h = ahi + r * dp + s * 32, *l = alo + r * dp + s * 32;
+                _tile_loadd(4, h, astride);
+                _tile_loadd(5, h + 16 * dp, astride);
+                _tile_loadd(6, b0 + s * 512, 64);
+                _tile_loadd(7, b1 + s * 512, 64);
+                _tile_dpbf16ps(0, 4, 6); /* hi.hi' */
+                _tile_dpbf16ps(1, 4, 7);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+                _tile_loadd(6, b0 + s * 512 + 256, 64);
+                _tile_loadd(7, b1 + s * 512 + 256, 64);
+                _tile_dpbf16ps(0, 4, 6); /* hi.lo' */
+                _tile_dpbf16ps(1, 4, 7);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+                _tile_loadd(4, l, astride);
+                _tile_loadd(5, l + 16 * dp, astride);
+                _tile_loadd(6, b0 + s * 512, 64);
+                _tile_loadd(7, b1 + s * 512, 64);
+                _tile_dpbf16ps(0, 4, 6); /* lo.hi' */
+                _tile_dpbf16ps(1, 4, 7);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+            }
+            float *o = out + r * ld + (p * 16 - c0);
+            _tile_stored(0, o, ld * sizeof *out);
+            _tile_stored(1, o + 16, ld * sizeof *out);
+            _tile_stored(2, o + 16 * ld, ld * sizeof *out);
+            _tile_stored(3, o + 16 * ld + 16, ld * sizeof *out);
+        }
+    }
+    for (; p < pend; p++) { /* one panel: C tiles 0-1, A's hi and lo in 2-5, B's in 6-7 */
+        const uint32_t *panel = g->panels + p * steps * 512;
+        for (size_t r = 0; r < pad; r += 32) {
+            _tile_zero(0);
+            _tile_zero(1);
+            for (size_t s = 0; s < steps; s++) {
+                const uint16_t *h = ahi + r * dp + s * 32, *l = alo + r * dp + s * 32;
+                _tile_loadd(2, h, astride);
+                _tile_loadd(3, h + 16 * dp, astride);
+                _tile_loadd(4, l, astride);
+                _tile_loadd(5, l + 16 * dp, astride);
+                _tile_loadd(6, panel + s * 512, 64);
+                _tile_loadd(7, panel + s * 512 + 256, 64);
+                _tile_dpbf16ps(0, 2, 6);
+                _tile_dpbf16ps(0, 2, 7);
+                _tile_dpbf16ps(0, 4, 6);
+                _tile_dpbf16ps(1, 3, 6);
+                _tile_dpbf16ps(1, 3, 7);
+                _tile_dpbf16ps(1, 5, 6);
+            }
+            float *o = out + r * ld + (p * 16 - c0);
+            _tile_stored(0, o, ld * sizeof *out);
+            _tile_stored(1, o + 16 * ld, ld * sizeof *out);
+        }
+    }
+    _tile_release();
+}
+#endif
+
+void gram_rows(const struct gram *g, size_t rows, size_t c0, size_t c1, size_t c2, float *out,
+               size_t ld)
+{
+#ifdef GRAM_AMX
+    amx_rows(g, rows, c0, c1, c2, out, ld);
+#else
+    (void)g, (void)rows, (void)c0, (void)c1, (void)c2, (void)out, (void)ld;
+#endif
+}
