@@ -16,8 +16,11 @@
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
     !defined(__SANITIZE_ADDRESS__)
 #define PW_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+/* ... and for AVX-512 as well, where the wider registers measured faster */
+#define PW_CLONES_V4 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define PW_CLONES
+#define PW_CLONES_V4
 #endif
 
 /* 0, or PW_EINVAL naming the first problem: NULL x, n < 2, d < 2, a non-finite

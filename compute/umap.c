@@ -947,7 +947,7 @@ struct sgd {
  * advance side by side, each lane walking its vertex's active edges in order, the
  * arithmetic of one positive sample plus its negative samples running on all lanes at
  * once.  The result of a vertex does not depend on its lane, its batch or the thread. */
-__attribute__((optimize("fp-contract=fast"))) PW_CLONES static void
+__attribute__((optimize("fp-contract=fast"))) PW_CLONES_V4 static void
 sgd_range(struct sgd *s, size_t lo, size_t hi, size_t epoch, float alpha, uint32_t *act,
           uint32_t *aptr)
 {
