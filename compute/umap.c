@@ -11,6 +11,9 @@
 
 #include <cblas.h>
 #include <math.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -930,12 +933,78 @@ __attribute__((always_inline)) static inline v8f v8_powf(v8f x, float b)
     return p * (v8f)((fi + V8I(127)) << 23);
 }
 
+/* Negative samples p0 .. p0 + pc - 1 (pc <= NEG_CHUNK) of every lane: the snapshot
+ * position of each draw, and -1 where the draw counts (below the lane's count nneg and
+ * not the lane's own vertex).  Draw p of a lane is half (low, then high 32 bits) of
+ * rng_mix(base + p / 2), scaled to [0, n) by Lemire's multiply-shift. */
+typedef void (*neg_draws_fn)(const uint64_t *base, const int *nneg, const size_t *vert,
+                             const float *snap, size_t n, int p0, int pc, float (*nx)[LANES],
+                             float (*ny)[LANES], int32_t (*w)[LANES]);
+
+static void neg_draws(const uint64_t *base, const int *nneg, const size_t *vert, const float *snap,
+                      size_t n, int p0, int pc, float (*nx)[LANES], float (*ny)[LANES],
+                      int32_t (*w)[LANES])
+{
+    for (int l = 0; l < LANES; l++) {
+        int cnt = nneg[l] - p0 < pc ? nneg[l] - p0 : pc;
+        for (int p = 0; p < pc; p += 2) { /* two draws per 64-bit hash */
+            uint64_t h = rng_mix(base[l] + (uint64_t)((p0 + p) >> 1));
+            for (int t = 0; t < 2 && p + t < pc; t++) {
+                uint32_t h32 = t ? (uint32_t)(h >> 32) : (uint32_t)h;
+                size_t kk = (size_t)(((uint64_t)h32 * n) >> 32); /* Lemire: h n / 2^32 */
+                /* draws past this lane's count, and the point itself, are skipped */
+                int use = p + t < cnt && kk != vert[l];
+                nx[p + t][l] = snap[2 * kk];
+                ny[p + t][l] = snap[2 * kk + 1];
+                w[p + t][l] = -use;
+            }
+        }
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define UMAP_DRAWS_AVX512 1
+/* The same draws for the 8 lanes at once: rng_mix on 64-bit lanes (AVX-512DQ's
+ * multiply), one 64-bit gather of each (x, y) pair.  Same integers, same bytes. */
+__attribute__((target("avx512f,avx512vl,avx512dq"))) static void
+neg_draws_avx512(const uint64_t *base, const int *nneg, const size_t *vert, const float *snap,
+                 size_t n, int p0, int pc, float (*nx)[LANES], float (*ny)[LANES],
+                 int32_t (*w)[LANES])
+{
+    __m512i vb = _mm512_loadu_si512((const void *)base);
+    __m512i vv = _mm512_loadu_si512((const void *)vert);
+    __m256i vneg = _mm256_loadu_si256((const void *)nneg);
+    __m512i vn = _mm512_set1_epi64((long long)n), lo32 = _mm512_set1_epi64(0xffffffffLL);
+    for (int p = 0; p < pc; p += 2) {
+        __m512i z = _mm512_add_epi64(vb, _mm512_set1_epi64((long long)((p0 + p) >> 1)));
+        z = _mm512_add_epi64(z, _mm512_set1_epi64((long long)0x9e3779b97f4a7c15ULL));
+        z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)),
+                               _mm512_set1_epi64((long long)0xbf58476d1ce4e5b9ULL));
+        z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
+                               _mm512_set1_epi64((long long)0x94d049bb133111ebULL));
+        z = _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+        for (int t = 0; t < 2 && p + t < pc; t++) {
+            __m512i h32 = t ? _mm512_srli_epi64(z, 32) : _mm512_and_si512(z, lo32);
+            __m512i kk = _mm512_srli_epi64(_mm512_mul_epu32(h32, vn), 32);
+            __mmask8 use = _mm256_cmpgt_epi32_mask(vneg, _mm256_set1_epi32(p0 + p + t)) &
+                           _mm512_cmpneq_epi64_mask(kk, vv);
+            __m512i xy = _mm512_i64gather_epi64(kk, (const void *)snap, 8);
+            _mm256_storeu_si256((void *)nx[p + t], _mm512_cvtepi64_epi32(xy));
+            _mm256_storeu_si256((void *)ny[p + t],
+                                _mm512_cvtepi64_epi32(_mm512_srli_epi64(xy, 32)));
+            _mm256_storeu_si256((void *)w[p + t], _mm256_movm_epi32(use));
+        }
+    }
+}
+#endif
+
 struct sgd {
     const struct fgraph *g;
     float *Y, *snap;
     float *eps, *eons, *epns, *epneg; /* per edge, as umap-learn's arrays */
     float a, b, gamma;
     uint64_t seed;
+    neg_draws_fn draws; /* neg_draws or its AVX-512 twin */
 };
 
 /* The SGD of one epoch for vertices [lo, hi).  umap-learn moves both ends of a sampled
@@ -1053,21 +1122,7 @@ sgd_range(struct sgd *s, size_t lo, size_t hi, size_t epoch, float alpha, uint32
             float nx[NEG_CHUNK][LANES], ny[NEG_CHUNK][LANES];
             int32_t w[NEG_CHUNK][LANES];
             int pc = maxneg - p0 < NEG_CHUNK ? maxneg - p0 : NEG_CHUNK;
-            for (int l = 0; l < LANES; l++) {
-                int cnt = nneg[l] - p0 < pc ? nneg[l] - p0 : pc;
-                for (int p = 0; p < pc; p += 2) { /* two draws per 64-bit hash */
-                    uint64_t h = rng_mix(base[l] + (uint64_t)((p0 + p) >> 1));
-                    for (int t = 0; t < 2 && p + t < pc; t++) {
-                        uint32_t h32 = t ? (uint32_t)(h >> 32) : (uint32_t)h;
-                        size_t kk = (size_t)(((uint64_t)h32 * n) >> 32); /* Lemire: h n / 2^32 */
-                        /* draws past this lane's count, and the point itself, are skipped */
-                        int use = p + t < cnt && kk != vert[l];
-                        nx[p + t][l] = snap[2 * kk];
-                        ny[p + t][l] = snap[2 * kk + 1];
-                        w[p + t][l] = -use;
-                    }
-                }
-            }
+            s->draws(base, nneg, vert, snap, n, p0, pc, nx, ny, w);
             v8f mx = V8F(0.0f), my = V8F(0.0f);
             for (int p = 0; p < pc; p++) {
                 v8f vnx, vny;
@@ -1242,6 +1297,13 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
     s.b = r.b;
     s.gamma = o.repulsion_strength;
     s.seed = o.seed;
+    s.draws = neg_draws;
+#ifdef UMAP_DRAWS_AVX512
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq"))
+        s.draws = neg_draws_avx512;
+#endif
     s.snap = malloc(2 * n * sizeof *s.snap);
     s.eps = malloc((nnz + 1) * sizeof *s.eps);
     s.eons = malloc((nnz + 1) * sizeof *s.eons);
