@@ -98,7 +98,8 @@ int gram_init(struct gram *g, size_t cap, size_t d, size_t block_rows, struct pw
     g->d = d;
     g->dp = round_up(d, 32);
     g->a_cap = round_up(block_rows, GRAM_ROWS);
-    g->panels = aligned_alloc(64, round_up(cap, 16) * g->dp * 2 * sizeof *g->panels);
+    /* one uint32 (a hi and a lo bf16) per value */
+    g->panels = aligned_alloc(64, round_up(cap, 16) * g->dp * sizeof *g->panels);
     g->a = aligned_alloc(64, 2 * g->a_cap * g->dp * sizeof *g->a);
     if (!g->panels || !g->a) {
         gram_free(g);

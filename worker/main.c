@@ -1,8 +1,10 @@
-/* main.c - entry point of both binaries.
+/* main.c - entry point of the three binaries.
  *
- * Built twice: as `projection-worker` (PW_LIGHT_MAIN: RabbitMQ + JSON only; runs the
- * consumer and hands every other command to the task binary) and as
- * `projection-worker-task` (everything, PostgreSQL, libcurl and OpenBLAS included).
+ * Built three times: as `projection-worker` (PW_LIGHT_MAIN: RabbitMQ + JSON only; runs
+ * the consumer and hands every other command to another binary), as
+ * `projection-worker-task` (everything, PostgreSQL, libcurl and OpenBLAS included) and as
+ * `projection-worker-project` (PW_PROJECT_MAIN: the `project` command alone, compute/
+ * and JSON: it maps none of PostgreSQL's, libcurl's and their TLS stacks' ~9 MB).
  * The split keeps an idle worker small; the command line is the same for users. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +14,7 @@
 #include "commands.h"
 #ifdef PW_LIGHT_MAIN
 #include "task_subprocess.h"
-#else
+#elif !defined(PW_PROJECT_MAIN)
 #include <curl/curl.h>
 #endif
 
@@ -39,14 +41,14 @@ static void configure_openblas(void)
         setenv("OPENBLAS_CORETYPE", "Haswell", 0);
 }
 
-/* Replaces this process with projection-worker-task running the same command. */
-static int run_in_task_binary(int argc, char **argv)
+/* Replaces this process with binary `name` ($env_var overrides) running the same
+ * command. */
+static int run_in(const char *name, const char *env_var, char **argv)
 {
     char bin[4096];
     struct pw_error err;
 
-    (void)argc;
-    if (task_subprocess_find_bin(bin, sizeof bin, &err)) {
+    if (task_subprocess_find_named(name, env_var, bin, sizeof bin, &err)) {
         fprintf(stderr, "projection-worker: %s\n", err.msg);
         return 1;
     }
@@ -55,9 +57,23 @@ static int run_in_task_binary(int argc, char **argv)
     perror("projection-worker: execv");
     return 1;
 }
-#define HEAVY(fn) run_in_task_binary
+
+static int run_in_task_binary(int argc, char **argv)
+{
+    (void)argc;
+    return run_in("projection-worker-task", "PW_TASK_BIN", argv);
+}
+
+static int run_in_project_binary(int argc, char **argv)
+{
+    (void)argc;
+    return run_in("projection-worker-project", "PW_PROJECT_BIN", argv);
+}
+#define HEAVY(fn)   run_in_task_binary
+#define PROJECT(fn) run_in_project_binary
 #else
-#define HEAVY(fn) fn
+#define HEAVY(fn)   fn
+#define PROJECT(fn) fn
 #endif
 
 static const struct {
@@ -65,12 +81,17 @@ static const struct {
     int (*fn)(int, char **);
     const char *help;
 } commands[] = {
+#ifndef PW_PROJECT_MAIN
     {"run", cmd_run, "consume webui.tasks.compute_projection (and celery.ping) from RabbitMQ"},
     {"migrate", HEAVY(cmd_migrate), "apply the SQL migrations to DATABASE_URL"},
     {"metadata-hash", HEAVY(cmd_metadata_hash),
      "read metadata-hash cases (JSON lines) on stdin, print hashes"},
-    {"project", HEAVY(cmd_project), "project a file of float32 vectors to 2-D without any service"},
+    {"project", PROJECT(cmd_project),
+     "project a file of float32 vectors to 2-D without any service"},
     {"task", HEAVY(cmd_task), "run one task message from stdin (used by `run`)"},
+#else
+    {"project", cmd_project, "project a file of float32 vectors to 2-D without any service"},
+#endif
 };
 
 static void usage(FILE *out)
@@ -97,7 +118,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (!strcmp(argv[1], commands[i].name)) {
             int rc;
-#ifndef PW_LIGHT_MAIN
+#if !defined(PW_LIGHT_MAIN) && !defined(PW_PROJECT_MAIN)
             /* libcurl's global state must be set up before any thread exists. */
             if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
                 fprintf(stderr, "projection-worker: libcurl initialisation failed\n");
@@ -105,7 +126,7 @@ int main(int argc, char **argv)
             }
 #endif
             rc = commands[i].fn(argc - 1, argv + 1);
-#ifndef PW_LIGHT_MAIN
+#if !defined(PW_LIGHT_MAIN) && !defined(PW_PROJECT_MAIN)
             curl_global_cleanup();
 #endif
             return rc;

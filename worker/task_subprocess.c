@@ -25,9 +25,10 @@ extern char **environ;
 #define TASK_BIN_NAME "projection-worker-task"
 #define MAX_OUTPUT    (16u << 20) /* a result larger than this is a bug */
 
-int task_subprocess_find_bin(char *buf, size_t cap, struct pw_error *err)
+int task_subprocess_find_named(const char *name, const char *env_var, char *buf, size_t cap,
+                               struct pw_error *err)
 {
-    const char *env = getenv("PW_TASK_BIN");
+    const char *env = getenv(env_var);
     char self[PATH_MAX];
     ssize_t n;
 
@@ -38,12 +39,17 @@ int task_subprocess_find_bin(char *buf, size_t cap, struct pw_error *err)
         if (n < 0)
             return pw_error_set(err, PW_EIO, "cannot find my own executable: %s", strerror(errno));
         self[n] = '\0';
-        snprintf(buf, cap, "%s/%s", dirname(self), TASK_BIN_NAME);
+        snprintf(buf, cap, "%s/%s", dirname(self), name);
     }
     if (access(buf, X_OK))
-        return pw_error_set(err, PW_ENOTFOUND, "%s is missing or not executable (set PW_TASK_BIN)",
-                            buf);
+        return pw_error_set(err, PW_ENOTFOUND, "%s is missing or not executable (set %s)", buf,
+                            env_var);
     return 0;
+}
+
+int task_subprocess_find_bin(char *buf, size_t cap, struct pw_error *err)
+{
+    return task_subprocess_find_named(TASK_BIN_NAME, "PW_TASK_BIN", buf, cap, err);
 }
 
 static char *message_json(const struct celery_task_msg *m)

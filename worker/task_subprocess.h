@@ -32,5 +32,8 @@ int task_subprocess_run(const struct task_env *env, struct task_outcome *out, st
 /* Finds projection-worker-task: $PW_TASK_BIN, else next to /proc/self/exe.  Writes
  * the path into buf.  PW_ENOTFOUND when it is not an executable file. */
 int task_subprocess_find_bin(char *buf, size_t cap, struct pw_error *err);
+/* The same for any sibling binary: $env_var, else `name` next to /proc/self/exe. */
+int task_subprocess_find_named(const char *name, const char *env_var, char *buf, size_t cap,
+                               struct pw_error *err);
 
 #endif
