@@ -553,6 +553,7 @@ static void local_join(const struct metric_ctx *m, const struct knn_graph *g, co
 /* ---- approximate, seeding: exact k-NN inside k-means cells ---- */
 
 #define PART_ROWS 256
+#define PART_COLS 1024
 
 static int cmp_float(const void *a, const void *b)
 {
@@ -585,7 +586,7 @@ struct cell_scratch {
     int amx;
     float *centre; /* euclidean: the members' mean, taken off before the dots */
     double *sum;   /* d: its accumulator */
-    float *dots;   /* PART_ROWS x members (AMX: padded to GRAM_COLS) */
+    float *dots;   /* PART_ROWS x PART_COLS */
     float *g;      /* members' inverse or squared norms */
     float *thr;    /* members' heap roots */
     float *vals;   /* threads x members */
@@ -598,14 +599,16 @@ struct cell_scratch {
 struct cell_block {
     struct nnd *s;
     struct cell_scratch *cs;
-    const int32_t *bm;          /* the members from the block's first row on */
-    const float *g;             /* their norms */
-    float *thr;                 /* their heap roots */
-    size_t rows, cols, cnt, ld; /* ld: the dots' row pitch */
+    const int32_t *bm; /* the members from the block's first row on */
+    const float *g;    /* their norms */
+    float *thr;        /* their heap roots */
+    size_t rows, cnt;
+    size_t cc0, ccols, ld; /* the chunk of columns the dots hold, their row pitch */
 };
 
-/* Thread t of T: a share of the block's rows (every column of their dot products), then
- * a share of the later members' columns (this block's rows).  The two sets of heaps are
+/* One chunk of columns [cc0, cc0 + ccols) of a block (see cell_join).  Thread t of T: a
+ * share of the block's rows (every column of the chunk), then a share of the chunk's
+ * columns past the block's own rows (every row).  The two sets of heaps are
  * disjoint and each heap sees its candidates in column (row) order, whatever T is. */
 /* The selection's scans: every v[c] that beats its threshold goes to a heap, in column
  * order.  Thresholds only fall, so a 16-wide compare against the threshold at a chunk's
@@ -664,7 +667,7 @@ static void select_block(void *arg, int t, int T)
 {
     const struct cell_block *b = arg;
     struct nnd *s = b->s;
-    size_t k = s->k, rows = b->rows, cols = b->cols;
+    size_t k = s->k, rows = b->rows, cc0 = b->cc0, ccols = b->ccols;
     int cosine = s->m->metric == KNN_COSINE;
     const uint8_t *seen = b->cs->seen;
     const int32_t *bm = b->bm;
@@ -672,27 +675,28 @@ static void select_block(void *arg, int t, int T)
     float *v = b->cs->vals + (size_t)t * b->cnt, *thr = b->thr;
     size_t lo = rows * (size_t)t / (size_t)T, hi = rows * (size_t)(t + 1) / (size_t)T;
     for (size_t r = lo; r < hi; r++) {
-        size_t i = (size_t)bm[r];
+        size_t i = (size_t)bm[r], self = r >= cc0 && r < cc0 + ccols ? r - cc0 : SIZE_MAX;
         float *hd = s->hd + i * k, root = hd[0];
-        dists_from_dots(dots + r * b->ld, g, g[r], cosine, cols, v);
+        dists_from_dots(dots + r * b->ld, g + cc0, g[r], cosine, ccols, v);
 #ifdef KNN_SCAN_AVX512
         if (s->avx512) {
-            scan_row_avx512(v, cols, r, bm, hd, s->hi + i * k, s->hf + i * k, k, seen[i]);
+            scan_row_avx512(v, ccols, self, bm + cc0, hd, s->hi + i * k, s->hf + i * k, k, seen[i]);
             continue;
         }
 #endif
-        for (size_t c = 0; c < cols; c++)
-            if (v[c] <= root && c != r) {
+        for (size_t c = 0; c < ccols; c++)
+            if (v[c] <= root && c != self) {
                 (seen[i] ? heap_push : heap_push_new)(hd, s->hi + i * k, s->hf + i * k, k, v[c],
-                                                      bm[c], 1);
+                                                      bm[cc0 + c], 1);
                 root = hd[0];
             }
     }
-    size_t rest = cols - rows;
-    size_t c0 = rows + rest * (size_t)t / (size_t)T, c1 = rows + rest * (size_t)(t + 1) / (size_t)T;
+    size_t first = rows > cc0 ? rows : cc0, end = cc0 + ccols, rest = end > first ? end - first : 0;
+    size_t c0 = first + rest * (size_t)t / (size_t)T,
+           c1 = first + rest * (size_t)(t + 1) / (size_t)T;
     for (size_t r = 0; r < rows && c1 > c0; r++) {
         int32_t i = bm[r];
-        dists_from_dots(dots + r * b->ld + c0, g + c0, g[r], cosine, c1 - c0, v);
+        dists_from_dots(dots + r * b->ld + (c0 - cc0), g + c0, g[r], cosine, c1 - c0, v);
 #ifdef KNN_SCAN_AVX512
         if (s->avx512) {
             scan_cols_avx512(s, v, c0, c1, thr, bm, i, seen);
@@ -709,21 +713,22 @@ static void select_block(void *arg, int t, int T)
     }
 }
 
-/* The AMX dot products of a block: thread t of T takes a share of the 16-column panels. */
+/* The AMX dot products of a block's chunk of members [from, to): thread t of T takes a
+ * share of its 16-column panels. */
 struct gram_job {
     const struct gram *g;
-    size_t rows, r0, cnt, ld;
+    size_t rows, from, to, ld;
     float *dots;
 };
 
 static void gram_job_run(void *arg, int t, int T)
 {
     const struct gram_job *j = arg;
-    size_t panels = (j->cnt - j->r0 + GRAM_COLS - 1) / GRAM_COLS;
+    size_t panels = (j->to - j->from + GRAM_COLS - 1) / GRAM_COLS;
     size_t lo = panels * (size_t)t / (size_t)T, hi = panels * (size_t)(t + 1) / (size_t)T;
-    size_t c2 = j->r0 + hi * GRAM_COLS < j->cnt ? j->r0 + hi * GRAM_COLS : j->cnt;
+    size_t c2 = j->from + hi * GRAM_COLS < j->to ? j->from + hi * GRAM_COLS : j->to;
     if (lo < hi)
-        gram_rows(j->g, j->rows, j->r0, j->r0 + lo * GRAM_COLS, c2, j->dots, j->ld);
+        gram_rows(j->g, j->rows, j->from, j->from + lo * GRAM_COLS, c2, j->dots, j->ld);
 }
 
 /* One cell: its members' rows gathered, then blocks of PART_ROWS rows against the
@@ -776,19 +781,27 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
         int rc = pw_progress_check(progress, err, "knn");
         if (rc)
             return rc;
-        size_t rows = cnt - r0 < PART_ROWS ? cnt - r0 : PART_ROWS, cols = cnt - r0, ld = cols;
-        if (cs->amx) {
-            ld = (cols + GRAM_COLS - 1) / GRAM_COLS * GRAM_COLS;
+        size_t rows = cnt - r0 < PART_ROWS ? cnt - r0 : PART_ROWS, cols = cnt - r0;
+        if (cs->amx)
             gram_block(&cs->gram, r0, rows);
-            struct gram_job job = {&cs->gram, rows, r0, cnt, ld, cs->dots};
-            team_run(tm, gram_job_run, &job);
-        } else {
-            const float *bx = cs->buf + r0 * d;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)d, 1.0f,
-                        bx, (int)d, bx, (int)d, 0.0f, cs->dots, (int)cols);
+        /* Columns a chunk at a time: a row's heap sees them in the same order, a column's
+         * heap the same rows, and the dots take PART_ROWS x PART_COLS floats, not
+         * PART_ROWS x the cell (5 MB at 20k). */
+        for (size_t cc0 = 0; cc0 < cols; cc0 += PART_COLS) {
+            size_t ccols = cols - cc0 < PART_COLS ? cols - cc0 : PART_COLS, ld = ccols;
+            if (cs->amx) {
+                ld = (ccols + GRAM_COLS - 1) / GRAM_COLS * GRAM_COLS;
+                struct gram_job job = {&cs->gram, rows, r0 + cc0, r0 + cc0 + ccols, ld, cs->dots};
+                team_run(tm, gram_job_run, &job);
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)ccols, (int)d,
+                            1.0f, cs->buf + r0 * d, (int)d, cs->buf + (r0 + cc0) * d, (int)d, 0.0f,
+                            cs->dots, (int)ccols);
+            }
+            struct cell_block blk = {s,    cs,  mem + r0, cs->g + r0, cs->thr + r0,
+                                     rows, cnt, cc0,      ccols,      ld};
+            team_run(tm, select_block, &blk);
         }
-        struct cell_block blk = {s, cs, mem + r0, cs->g + r0, cs->thr + r0, rows, cols, cnt, ld};
-        team_run(tm, select_block, &blk);
     }
     for (size_t a = 0; a < cnt; a++)
         cs->seen[mem[a]] = 1;
@@ -974,7 +987,7 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
     if (rc)
         goto done;
     /* 64-byte aligned: AMX stores whole rows of 16 floats */
-    cs.dots = aligned_alloc(64, (size_t)PART_ROWS * (biggest + GRAM_COLS) * sizeof *cs.dots);
+    cs.dots = aligned_alloc(64, (size_t)PART_ROWS * PART_COLS * sizeof *cs.dots);
     cs.g = malloc(biggest * sizeof *cs.g);
     cs.thr = malloc(biggest * sizeof *cs.thr);
     cs.vals = malloc((size_t)s->threads * biggest * sizeof *cs.vals);
