@@ -4,12 +4,12 @@
  * "VNNI" order) into a 16 x 16 float tile.  The row block is kept row-major (A tiles
  * load straight from it); the set is kept as B tiles: for each 16-row panel and each
  * 32-dim step, tile row r holds, for each of the panel's rows j, the pair of dims
- * (2r, 2r + 1) of the step.  hi and lo tiles alternate.  The kernel is 32 rows by 16
- * columns: C0, C1 += hi.hi' + hi.lo' + lo.hi' over all steps (tiles 0-1 C, 2-5 A's hi
- * and lo halves, 6-7 B's hi and lo). */
+ * (2r, 2r + 1) of the step.  hi and lo tiles alternate.  The kernel is 32 rows by 32
+ * columns, C += hi.hi' + hi.lo' + lo.hi' step by step (tiles 0-3 C, 4-5 A, 6-7 B, A's
+ * and B's halves loaded in turn); an odd last panel takes a 32 x 16 kernel with the
+ * same sums in the same order, so a value does not depend on the pairing. */
 #include "gram.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,35 +57,25 @@ static inline void split(float x, uint16_t *hi, uint16_t *lo)
     *lo = bf16(x - bf16_float(*hi));
 }
 
-#ifdef GRAM_AMX
-static int amx_ok;
-static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
-
-static void amx_probe(void)
-{
-    unsigned a, b, c, d;
-    if (__get_cpuid_max(0, NULL) < 7)
-        return;
-    __cpuid_count(7, 0, a, b, c, d);
-    int tile = (d >> 24) & 1, bf = (d >> 22) & 1, osxsave;
-    __cpuid(1, a, b, c, d);
-    osxsave = (c >> 27) & 1;
-    if (!tile || !bf || !osxsave)
-        return;
-    unsigned lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if (((lo >> 17) & 3) != 3) /* XTILECFG and XTILEDATA enabled by the OS */
-        return;
-    /* Linux hands out the 8 KB of tile state only on request, once per process. */
-    amx_ok = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
-}
-#endif
-
+/* Asked again on every call (a k-NN build asks once): no state kept here. */
 int gram_amx_usable(void)
 {
 #ifdef GRAM_AMX
-    pthread_once(&amx_once, amx_probe);
-    return amx_ok;
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, NULL) < 7)
+        return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    int tile = (d >> 24) & 1, bf = (d >> 22) & 1;
+    __cpuid(1, a, b, c, d);
+    if (!tile || !bf || !((c >> 27) & 1)) /* AMX-TILE, AMX-BF16, OSXSAVE */
+        return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if (((lo >> 17) & 3) != 3) /* XTILECFG and XTILEDATA enabled by the OS */
+        return 0;
+    /* Linux hands out the 8 KB of tile state per thread only once the process asked
+     * (asking again is harmless). */
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
 #else
     return 0;
 #endif

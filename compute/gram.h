@@ -5,7 +5,7 @@
  * hi.hi' + hi.lo' + lo.hi': the dropped lo.lo' and the rest of the split are ~2^-16 of
  * each term, so neighbour rankings match float32 sgemm's (the test checks the error
  * against double sums).  gram_amx_usable() says whether the CPU has AMX-BF16 and the
- * kernel grants it (asked once per process); on other machines callers keep sgemm.
+ * kernel grants it to this process; on other machines callers keep sgemm.
  *
  * gram_pack() converts and lays out the set's rows once; gram_rows() then fills a row
  * block's dot products against a range of the set's rows.  One gram_rows call runs on
