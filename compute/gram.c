@@ -81,19 +81,23 @@ int gram_amx_usable(void)
 #endif
 }
 
-int gram_init(struct gram *g, size_t cap, size_t d, size_t block_rows, struct pw_error *err)
+int gram_init(struct gram *g, size_t cap, size_t d, size_t block_rows, int threads,
+              struct pw_error *err)
 {
     memset(g, 0, sizeof *g);
     g->cap = cap;
     g->d = d;
     g->dp = round_up(d, 32);
     g->a_cap = round_up(block_rows, GRAM_ROWS);
+    g->threads = threads > 0 ? threads : 1;
     /* one uint32 (a hi and a lo bf16) per value */
     g->panels = aligned_alloc(64, round_up(cap, 16) * g->dp * sizeof *g->panels);
     g->a = aligned_alloc(64, 2 * g->a_cap * g->dp * sizeof *g->a);
-    if (!g->panels || !g->a) {
+    /* per thread: 16 rows' hi, then their lo, on their way into a panel */
+    g->scratch = aligned_alloc(64, (size_t)g->threads * 32 * g->dp * sizeof *g->scratch);
+    if (!g->panels || !g->a || !g->scratch) {
         gram_free(g);
-        return pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu rows", cap);
+        return pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell's %zu-row chunks", cap);
     }
     return 0;
 }
@@ -102,7 +106,26 @@ void gram_free(struct gram *g)
 {
     free(g->panels);
     free(g->a);
+    free(g->scratch);
     memset(g, 0, sizeof *g);
+}
+
+void gram_source(struct gram *g, const float *x, const float *centre)
+{
+    g->x = x;
+    g->centre = centre;
+}
+
+void gram_set(struct gram *g, const int32_t *idx, size_t cnt)
+{
+    g->idx = idx;
+    g->cnt = cnt;
+}
+
+void gram_rowset(struct gram *g, const int32_t *idx, size_t rows)
+{
+    g->aidx = idx;
+    g->rows = rows;
 }
 
 /* hi[t], lo[t] of row[t] - centre[t] (centre may be NULL) for t < d, zeros up to dp. */
@@ -148,36 +171,33 @@ static void transpose_panel(const uint32_t *h2, const uint32_t *l2, size_t dp, s
 }
 #endif
 
-void gram_pack(struct gram *g, const float *x, const int32_t *idx, size_t cnt, const float *centre)
+void gram_pack(const struct gram *g, int t, int T)
 {
-    size_t d = g->d, dp = g->dp, steps = dp / 32;
-    /* the row block's buffer as scratch: 16 rows' hi, then their lo */
-    uint16_t *hi = g->a, *lo = g->a + 16 * dp;
-    g->x = x;
-    g->idx = idx;
-    g->centre = centre;
-    g->cnt = cnt;
-    for (size_t p = 0; p < round_up(cnt, 16) / 16; p++) {
+    size_t d = g->d, dp = g->dp, steps = dp / 32, np = round_up(g->cnt, 16) / 16;
+    uint16_t *hi = g->scratch + (size_t)t * 32 * dp, *lo = hi + 16 * dp;
+    for (size_t p = np * (size_t)t / (size_t)T; p < np * (size_t)(t + 1) / (size_t)T; p++) {
         for (size_t j = 0; j < 16; j++)
-            if (p * 16 + j < cnt)
-                split_row(x + (size_t)idx[p * 16 + j] * d, centre, d, dp, hi + j * dp, lo + j * dp);
+            if (p * 16 + j < g->cnt)
+                split_row(g->x + (size_t)g->idx[p * 16 + j] * d, g->centre, d, dp, hi + j * dp,
+                          lo + j * dp);
             else
-                for (size_t t = 0; t < dp; t++)
-                    hi[j * dp + t] = lo[j * dp + t] = 0;
-        const uint32_t *h2 = (const uint32_t *)hi, *l2 = (const uint32_t *)lo;
-        uint32_t *panel = g->panels + p * steps * 512;
-        transpose_panel(h2, l2, dp, steps, panel);
+                for (size_t q = 0; q < dp; q++)
+                    hi[j * dp + q] = lo[j * dp + q] = 0;
+        transpose_panel((const uint32_t *)hi, (const uint32_t *)lo, dp, steps,
+                        g->panels + p * steps * 512);
     }
 }
 
-void gram_block(struct gram *g, size_t r0, size_t rows)
+void gram_block(const struct gram *g, int t, int T)
 {
-    size_t d = g->d, dp = g->dp, pad = round_up(rows, GRAM_ROWS);
+    size_t d = g->d, dp = g->dp, rows = g->rows, pad = round_up(rows, GRAM_ROWS);
     uint16_t *hi = g->a, *lo = g->a + g->a_cap * dp;
-    for (size_t r = 0; r < rows; r++)
-        split_row(g->x + (size_t)g->idx[r0 + r] * d, g->centre, d, dp, hi + r * dp, lo + r * dp);
-    memset(hi + rows * dp, 0, (pad - rows) * dp * sizeof *hi);
-    memset(lo + rows * dp, 0, (pad - rows) * dp * sizeof *lo);
+    for (size_t r = pad * (size_t)t / (size_t)T; r < pad * (size_t)(t + 1) / (size_t)T; r++)
+        if (r < rows)
+            split_row(g->x + (size_t)g->aidx[r] * d, g->centre, d, dp, hi + r * dp, lo + r * dp);
+        else
+            for (size_t q = 0; q < dp; q++)
+                hi[r * dp + q] = lo[r * dp + q] = 0;
 }
 
 #ifdef GRAM_AMX

@@ -7,10 +7,11 @@
  * against double sums).  gram_amx_usable() says whether the CPU has AMX-BF16 and the
  * kernel grants it to this process; on other machines callers keep sgemm.
  *
- * gram_pack() converts and lays out the set's rows once; gram_rows() then fills a row
- * block's dot products against a range of the set's rows.  One gram_rows call runs on
- * one thread; calls on disjoint outputs may run at once.  Every value comes from one
- * fixed sequence of instructions, so results do not depend on how callers split work. */
+ * A "set" of rows (the columns of the products) is packed once into panels, a "row
+ * block" into row-major tiles; gram_rows() then fills the block's dot products against
+ * a range of the set.  Packing and products split across threads as the caller likes:
+ * every value comes from one fixed sequence of instructions, so results do not depend
+ * on the split. */
 #ifndef PW_GRAM_H
 #define PW_GRAM_H
 
@@ -23,36 +24,48 @@
 #define GRAM_COLS 16 /* column ranges start at a multiple of this */
 
 struct gram {
-    size_t cap, cnt, d, dp; /* capacity and count of rows; dims, padded to 32 */
-    uint32_t *panels;       /* per 16 rows, per 32 dims: 16 x 16 bf16 pairs, hi then lo */
-    uint16_t *a;            /* the current row block: GRAM_ROWS-padded rows, hi then lo */
-    size_t a_cap;           /* rows the row-block buffer holds */
-    const float *x;         /* gram_pack's arguments, read again by gram_block */
-    const int32_t *idx;
+    size_t cap, d, dp; /* set rows the panels hold; dims, padded to 32 */
+    size_t a_cap;      /* rows the row-block buffer holds (a multiple of GRAM_ROWS) */
+    int threads;       /* gram_pack's and gram_block's T at most */
+    uint32_t *panels;  /* per 16 set rows, per 32 dims: 16 x 16 bf16 pairs, hi then lo */
+    uint16_t *a;       /* the row block, row-major: a_cap rows' hi, then their lo */
+    uint16_t *scratch; /* per thread: 16 rows' hi and lo, for gram_pack */
+    const float *x;    /* gram_source */
     const float *centre;
+    const int32_t *idx; /* gram_set */
+    size_t cnt;
+    const int32_t *aidx; /* gram_rowset */
+    size_t rows;
 };
 
 /* 1 when this process may use AMX-BF16 (CPU, OS and the kernel's permission). */
 int gram_amx_usable(void);
 
-/* Room for `cap` rows of dimension d and row blocks of up to block_rows rows.
- * 0 or PW_ENOMEM. */
-int gram_init(struct gram *g, size_t cap, size_t d, size_t block_rows, struct pw_error *err);
+/* Room for sets of `cap` rows of dimension d, row blocks of up to block_rows rows, and
+ * packing by up to `threads` threads.  0 or PW_ENOMEM. */
+int gram_init(struct gram *g, size_t cap, size_t d, size_t block_rows, int threads,
+              struct pw_error *err);
 void gram_free(struct gram *g);
 
-/* The set: rows idx[0..cnt) of x (cnt <= cap), less `centre` (d values) unless it is
+/* Where rows come from: x (d floats per row) less `centre` (d values) unless it is
  * NULL: euclidean distances do not change, and the dots' error, relative to the rows'
- * lengths, shrinks with them.  x, idx and centre must outlive the set's gram_block
- * calls.  Single-threaded. */
-void gram_pack(struct gram *g, const float *x, const int32_t *idx, size_t cnt, const float *centre);
+ * lengths, shrinks with them.  x and centre must outlive the packing calls. */
+void gram_source(struct gram *g, const float *x, const float *centre);
 
-/* The row block: set rows [r0, r0 + rows) (rows <= block_rows) made ready for
- * gram_rows.  Single-threaded; call before the gram_rows calls of that block. */
-void gram_block(struct gram *g, size_t r0, size_t rows);
+/* The set (the columns): rows idx[0..cnt) of the source, cnt <= cap; then gram_pack
+ * for t = 0..T-1 (T <= threads; the calls may run at once) packs share t of it. */
+void gram_set(struct gram *g, const int32_t *idx, size_t cnt);
+void gram_pack(const struct gram *g, int t, int T);
 
-/* out[r * ld + (c - c0)] = dot(set row r0 + r, set row c) for r < rows padded up to
+/* The row block: rows idx[0..rows) of the source (rows <= block_rows); then gram_block
+ * for t = 0..T-1 packs share t of it.  Both pack calls only read the source. */
+void gram_rowset(struct gram *g, const int32_t *idx, size_t rows);
+void gram_block(const struct gram *g, int t, int T);
+
+/* out[r * ld + (c - c0)] = dot(block row r, set row c) for r < rows padded up to
  * GRAM_ROWS and c in [c1, c2), padded up to GRAM_COLS (padding reads as zero rows).
- * c0 and c1 are multiples of GRAM_COLS; out has room for the padding. */
+ * c0 and c1 are multiples of GRAM_COLS; out has room for the padding; rows is the
+ * block's.  Calls on disjoint outputs may run at once. */
 void gram_rows(const struct gram *g, size_t rows, size_t c0, size_t c1, size_t c2, float *out,
                size_t ld);
 

@@ -365,6 +365,12 @@ struct nnd {
     int avx512; /* the selection's scans may use AVX-512 */
 };
 
+/* Point i's "new" flags, or NULL while they are not kept (the cell joins). */
+static inline uint8_t *nnd_hf(const struct nnd *s, size_t i)
+{
+    return s->hf ? s->hf + i * s->k : NULL;
+}
+
 /* Apply every buffer's proposals, targets split by thread, buffers read in order. */
 static size_t apply_proposals(struct nnd *s, struct propbuf *bufs, size_t nbufs, int *oom)
 {
@@ -553,7 +559,7 @@ static void local_join(const struct metric_ctx *m, const struct knn_graph *g, co
 /* ---- approximate, seeding: exact k-NN inside k-means cells ---- */
 
 #define PART_ROWS 256
-#define PART_COLS 1024
+#define PART_COLS 512
 
 static int cmp_float(const void *a, const void *b)
 {
@@ -594,6 +600,22 @@ struct cell_scratch {
                       candidate come twice) */
 };
 
+static void cell_scratch_free(struct cell_scratch *cs)
+{
+    free(cs->buf);
+    gram_free(&cs->gram);
+    free(cs->centre);
+    free(cs->sum);
+    free(cs->dots);
+    free(cs->g);
+    free(cs->thr);
+    free(cs->vals);
+    free(cs->seen);
+    int amx = cs->amx;
+    memset(cs, 0, sizeof *cs);
+    cs->amx = amx;
+}
+
 /* One block of a cell join: rows [0, rows) of the cell from the block on, dots against
  * columns [0, cols) (see cell_join). */
 struct cell_block {
@@ -606,10 +628,6 @@ struct cell_block {
     size_t cc0, ccols, ld; /* the chunk of columns the dots hold, their row pitch */
 };
 
-/* One chunk of columns [cc0, cc0 + ccols) of a block (see cell_join).  Thread t of T: a
- * share of the block's rows (every column of the chunk), then a share of the chunk's
- * columns past the block's own rows (every row).  The two sets of heaps are
- * disjoint and each heap sees its candidates in column (row) order, whatever T is. */
 /* The selection's scans: every v[c] that beats its threshold goes to a heap, in column
  * order.  Thresholds only fall, so a 16-wide compare against the threshold at a chunk's
  * start finds a superset of the pushes; each is checked again before it is made.  Most
@@ -655,7 +673,7 @@ __attribute__((target("avx512f"))) static void scan_cols_avx512(struct nnd *s, c
         while (m) {
             size_t c = a + (size_t)__builtin_ctz(m), j = (size_t)bm[c];
             m &= m - 1;
-            (seen[j] ? heap_push : heap_push_new)(s->hd + j * k, s->hi + j * k, s->hf + j * k, k,
+            (seen[j] ? heap_push : heap_push_new)(s->hd + j * k, s->hi + j * k, nnd_hf(s, j), k,
                                                   v[c - c0], i, 1);
             thr[c] = s->hd[j * k];
         }
@@ -663,6 +681,10 @@ __attribute__((target("avx512f"))) static void scan_cols_avx512(struct nnd *s, c
 }
 #endif
 
+/* One chunk of columns [cc0, cc0 + ccols) of a block (see cell_join).  Thread t of T: a
+ * share of the block's rows (every column of the chunk), then a share of the chunk's
+ * columns past the block's own rows (every row).  The two sets of heaps are
+ * disjoint and each heap sees its candidates in column (row) order, whatever T is. */
 static void select_block(void *arg, int t, int T)
 {
     const struct cell_block *b = arg;
@@ -680,13 +702,13 @@ static void select_block(void *arg, int t, int T)
         dists_from_dots(dots + r * b->ld, g + cc0, g[r], cosine, ccols, v);
 #ifdef KNN_SCAN_AVX512
         if (s->avx512) {
-            scan_row_avx512(v, ccols, self, bm + cc0, hd, s->hi + i * k, s->hf + i * k, k, seen[i]);
+            scan_row_avx512(v, ccols, self, bm + cc0, hd, s->hi + i * k, nnd_hf(s, i), k, seen[i]);
             continue;
         }
 #endif
         for (size_t c = 0; c < ccols; c++)
             if (v[c] <= root && c != self) {
-                (seen[i] ? heap_push : heap_push_new)(hd, s->hi + i * k, s->hf + i * k, k, v[c],
+                (seen[i] ? heap_push : heap_push_new)(hd, s->hi + i * k, nnd_hf(s, i), k, v[c],
                                                       bm[cc0 + c], 1);
                 root = hd[0];
             }
@@ -706,15 +728,25 @@ static void select_block(void *arg, int t, int T)
         for (size_t c = c0; c < c1; c++)
             if (v[c - c0] <= thr[c]) {
                 size_t j = (size_t)bm[c];
-                (seen[j] ? heap_push : heap_push_new)(s->hd + j * k, s->hi + j * k, s->hf + j * k,
-                                                      k, v[c - c0], i, 1);
+                (seen[j] ? heap_push : heap_push_new)(s->hd + j * k, s->hi + j * k, nnd_hf(s, j), k,
+                                                      v[c - c0], i, 1);
                 thr[c] = s->hd[j * k];
             }
     }
 }
 
-/* The AMX dot products of a block's chunk of members [from, to): thread t of T takes a
- * share of its 16-column panels. */
+static void gram_pack_run(void *arg, int t, int T)
+{
+    gram_pack(arg, t, T);
+}
+
+static void gram_block_run(void *arg, int t, int T)
+{
+    gram_block(arg, t, T);
+}
+
+/* The AMX dot products of a block against the packed chunk's members [from, to): thread t
+ * of T takes a share of its 16-column panels. */
 struct gram_job {
     const struct gram *g;
     size_t rows, from, to, ld;
@@ -776,30 +808,37 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
                     to[t] = row[t] - cs->centre[t];
         }
     if (cs->amx)
-        gram_pack(&cs->gram, m->x, mem, cnt, cosine ? NULL : cs->centre);
-    for (size_t r0 = 0; r0 < cnt; r0 += PART_ROWS) {
-        int rc = pw_progress_check(progress, err, "knn");
-        if (rc)
-            return rc;
-        size_t rows = cnt - r0 < PART_ROWS ? cnt - r0 : PART_ROWS, cols = cnt - r0;
-        if (cs->amx)
-            gram_block(&cs->gram, r0, rows);
-        /* Columns a chunk at a time: a row's heap sees them in the same order, a column's
-         * heap the same rows, and the dots take PART_ROWS x PART_COLS floats, not
-         * PART_ROWS x the cell (5 MB at 20k). */
-        for (size_t cc0 = 0; cc0 < cols; cc0 += PART_COLS) {
-            size_t ccols = cols - cc0 < PART_COLS ? cols - cc0 : PART_COLS, ld = ccols;
+        gram_source(&cs->gram, m->x, cosine ? NULL : cs->centre);
+    /* A chunk of PART_COLS members at a time is packed as columns, then joined with
+     * every block of PART_ROWS rows from the start of the cell up to the chunk's end,
+     * each block packed again per chunk (a cell's panels took 16-23 MB at 20k-50k; the
+     * chunks take 3 MB).  Every heap ends with the k smallest (distance, index) pairs
+     * it was offered whatever the order: same graph as the whole cell at once. */
+    for (size_t C0 = 0; C0 < cnt; C0 += PART_COLS) {
+        size_t to = cnt - C0 < PART_COLS ? cnt : C0 + PART_COLS;
+        if (cs->amx) {
+            gram_set(&cs->gram, mem + C0, to - C0);
+            team_run(tm, gram_pack_run, &cs->gram);
+        }
+        for (size_t r0 = 0; r0 < to; r0 += PART_ROWS) {
+            int rc = pw_progress_check(progress, err, "knn");
+            if (rc)
+                return rc;
+            size_t rows = cnt - r0 < PART_ROWS ? cnt - r0 : PART_ROWS;
+            size_t from = r0 > C0 ? r0 : C0, ccols = to - from, ld = ccols;
             if (cs->amx) {
+                gram_rowset(&cs->gram, mem + r0, rows);
+                team_run(tm, gram_block_run, &cs->gram);
                 ld = (ccols + GRAM_COLS - 1) / GRAM_COLS * GRAM_COLS;
-                struct gram_job job = {&cs->gram, rows, r0 + cc0, r0 + cc0 + ccols, ld, cs->dots};
+                struct gram_job job = {&cs->gram, rows, from - C0, to - C0, ld, cs->dots};
                 team_run(tm, gram_job_run, &job);
             } else {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)ccols, (int)d,
-                            1.0f, cs->buf + r0 * d, (int)d, cs->buf + (r0 + cc0) * d, (int)d, 0.0f,
+                            1.0f, cs->buf + r0 * d, (int)d, cs->buf + from * d, (int)d, 0.0f,
                             cs->dots, (int)ccols);
             }
-            struct cell_block blk = {s,    cs,  mem + r0, cs->g + r0, cs->thr + r0,
-                                     rows, cnt, cc0,      ccols,      ld};
+            struct cell_block blk = {s,    cs,  mem + r0,  cs->g + r0, cs->thr + r0,
+                                     rows, cnt, from - r0, ccols,      ld};
             team_run(tm, select_block, &blk);
         }
     }
@@ -939,6 +978,8 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
     int rc = make_cells(m, n, part_size, seed, s->threads, &cells, progress, err);
     if (rc)
         return rc;
+    uint8_t *flags = s->hf; /* not kept by the joins: all set at the end */
+    s->hf = NULL;
     c = cells.c;
     float thr = -INFINITY;
     size_t *start = calloc(c + 1, sizeof *start), *fill = malloc(c * sizeof *fill);
@@ -981,7 +1022,7 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
     cs.centre = malloc(d * sizeof *cs.centre);
     cs.sum = malloc(d * sizeof *cs.sum);
     if (cs.amx)
-        rc = gram_init(&cs.gram, biggest, d, PART_ROWS, err);
+        rc = gram_init(&cs.gram, PART_COLS, d, PART_ROWS, s->threads, err);
     else
         cs.buf = malloc(biggest * d * sizeof *cs.buf);
     if (rc)
@@ -1004,6 +1045,8 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
         if (!rc)
             pw_progress_report(progress, "knn", share * (double)(a + 1) / (double)c);
     }
+    cell_scratch_free(&cs); /* before the flags below are touched: a lower peak */
+    s->hf = flags;
     /* NN-descent joins "new" entries only.  Two rows of one cell were compared there, so
      * a neighbour pair is news to the rounds only across cells: when the two rows' cells
      * differ or either row also sat in a second cell.  (Leaving every entry new cost a
@@ -1016,20 +1059,13 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
         }
     }
 done:
+    s->hf = flags;
     kmeans_cells_free(&cells);
     free(start);
     free(fill);
     free(tmp);
     free(mem);
-    free(cs.buf);
-    gram_free(&cs.gram);
-    free(cs.centre);
-    free(cs.sum);
-    free(cs.dots);
-    free(cs.g);
-    free(cs.thr);
-    free(cs.vals);
-    free(cs.seen);
+    cell_scratch_free(&cs);
     team_stop(tm);
     return rc;
 }
@@ -1088,7 +1124,9 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
         goto cleanup;
     }
     s.hf = flags;
-    heap_init(g->dist, g->idx, flags, n * k);
+    /* The cells set every flag at their end (below) and keep none before: n k bytes
+     * fewer resident while the cells are joined. */
+    heap_init(g->dist, g->idx, o->part_size ? NULL : flags, n * k);
     if (o->part_size) {
         /* 1. exact neighbours inside k-means cells */
         if ((rc = partition_seed(&s, o->part_size, o->spill, o->seed, o->amx, perm, seeded,

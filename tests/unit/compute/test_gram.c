@@ -31,8 +31,11 @@ static void check_against_double(size_t cnt, size_t d, size_t block, uint64_t se
         idx[i] = (int32_t)((i * 7 + 3) % total);
     struct gram g;
     struct pw_error err;
-    CHECK(gram_init(&g, cnt, d, block, &err) == 0);
-    gram_pack(&g, x, idx, cnt, NULL);
+    CHECK(gram_init(&g, cnt, d, block, 3, &err) == 0);
+    gram_source(&g, x, NULL);
+    gram_set(&g, idx, cnt);
+    for (int t = 0; t < 3; t++) /* packed in three shares, as three threads would */
+        gram_pack(&g, t, 3);
     size_t pad_rows = (block + GRAM_ROWS - 1) / GRAM_ROWS * GRAM_ROWS;
     size_t ld = (cnt + GRAM_COLS - 1) / GRAM_COLS * GRAM_COLS;
     float *out = aligned_alloc(64, pad_rows * ld * sizeof *out);
@@ -42,7 +45,9 @@ static void check_against_double(size_t cnt, size_t d, size_t block, uint64_t se
         size_t rp = (rows + GRAM_ROWS - 1) / GRAM_ROWS * GRAM_ROWS;
         size_t cols = ld - r0;
         memset(out, 0xff, pad_rows * ld * sizeof *out); /* NaN: unwritten shows */
-        gram_block(&g, r0, rows);
+        gram_rowset(&g, idx + r0, rows);
+        gram_block(&g, 0, 2);
+        gram_block(&g, 1, 2);
         gram_rows(&g, rows, r0, r0, cnt, out, cols);
         for (size_t r = 0; r < rp; r++)
             for (size_t c = r0; c < r0 + cols; c++) {
@@ -90,9 +95,12 @@ static void test_column_split_gives_same_bytes(void)
         idx[i] = (int32_t)i;
     struct gram g;
     struct pw_error err;
-    CHECK(gram_init(&g, cnt, d, rows, &err) == 0);
-    gram_pack(&g, x, idx, cnt, NULL);
-    gram_block(&g, 16, rows);
+    CHECK(gram_init(&g, cnt, d, rows, 1, &err) == 0);
+    gram_source(&g, x, NULL);
+    gram_set(&g, idx, cnt);
+    gram_pack(&g, 0, 1);
+    gram_rowset(&g, idx + 16, rows);
+    gram_block(&g, 0, 1);
     size_t ld = 208 - 16, prows = 96;
     float *one = aligned_alloc(64, prows * ld * sizeof *one);
     float *split = aligned_alloc(64, prows * ld * sizeof *split);
@@ -103,7 +111,8 @@ static void test_column_split_gives_same_bytes(void)
     for (size_t r = 0; r < rows; r++)
         CHECK(memcmp(one + r * ld, split + r * ld, (cnt - 16) * sizeof *one) == 0);
     /* and a dot product does not depend on the row block it came in */
-    gram_block(&g, 48, 20);
+    gram_rowset(&g, idx + 48, 20);
+    gram_block(&g, 0, 1);
     float *again = aligned_alloc(64, 32 * ld * sizeof *again);
     gram_rows(&g, 20, 16, 16, cnt, again, ld);
     for (size_t r = 0; r < 20; r++)
