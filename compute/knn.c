@@ -559,7 +559,7 @@ static void local_join(const struct metric_ctx *m, const struct knn_graph *g, co
 /* ---- approximate, seeding: exact k-NN inside k-means cells ---- */
 
 #define PART_ROWS 256
-#define PART_COLS 512
+#define PART_COLS 512 /* at least; see cell_cols */
 
 static int cmp_float(const void *a, const void *b)
 {
@@ -592,7 +592,8 @@ struct cell_scratch {
     int amx;
     float *centre; /* euclidean: the members' mean, taken off before the dots */
     double *sum;   /* d: its accumulator */
-    float *dots;   /* PART_ROWS x PART_COLS */
+    float *dots;   /* PART_ROWS x cols */
+    size_t cols;   /* members packed as columns at a time */
     float *g;      /* members' inverse or squared norms */
     float *thr;    /* members' heap roots */
     float *vals;   /* threads x members */
@@ -809,13 +810,13 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
         }
     if (cs->amx)
         gram_source(&cs->gram, m->x, cosine ? NULL : cs->centre);
-    /* A chunk of PART_COLS members at a time is packed as columns, then joined with
+    /* A chunk of cs->cols members at a time is packed as columns, then joined with
      * every block of PART_ROWS rows from the start of the cell up to the chunk's end,
      * each block packed again per chunk (a cell's panels took 16-23 MB at 20k-50k; the
-     * chunks take 3 MB).  Every heap ends with the k smallest (distance, index) pairs
+     * chunks take 1.5 MB there).  Every heap ends with the k smallest (distance, index) pairs
      * it was offered whatever the order: same graph as the whole cell at once. */
-    for (size_t C0 = 0; C0 < cnt; C0 += PART_COLS) {
-        size_t to = cnt - C0 < PART_COLS ? cnt : C0 + PART_COLS;
+    for (size_t C0 = 0; C0 < cnt; C0 += cs->cols) {
+        size_t to = cnt - C0 < cs->cols ? cnt : C0 + cs->cols;
         if (cs->amx) {
             gram_set(&cs->gram, mem + C0, to - C0);
             team_run(tm, gram_pack_run, &cs->gram);
@@ -1018,17 +1019,23 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
         for (size_t p = start[a]; p < start[a + 1]; p++)
             if (cells.first[mem[p]] == (int32_t)a)
                 order[o++] = mem[p];
+    /* Columns per chunk: the packed chunk is at most 1% of the input (n / 100 rows) but
+     * 512 rows at least.  Smaller chunks pack each block more often: at 200k, chunks of
+     * 512 made the k-NN 0.4-1.0 s slower than whole cells; at 20k-50k whole cells
+     * (16-23 MB) set the peak RSS. */
+    cs.cols = (n / 100 + PART_ROWS - 1) / PART_ROWS * PART_ROWS;
+    cs.cols = cs.cols > PART_COLS ? cs.cols : PART_COLS;
     cs.amx = use_amx && gram_amx_usable();
     cs.centre = malloc(d * sizeof *cs.centre);
     cs.sum = malloc(d * sizeof *cs.sum);
     if (cs.amx)
-        rc = gram_init(&cs.gram, PART_COLS, d, PART_ROWS, s->threads, err);
+        rc = gram_init(&cs.gram, cs.cols, d, PART_ROWS, s->threads, err);
     else
         cs.buf = malloc(biggest * d * sizeof *cs.buf);
     if (rc)
         goto done;
     /* 64-byte aligned: AMX stores whole rows of 16 floats */
-    cs.dots = aligned_alloc(64, (size_t)PART_ROWS * PART_COLS * sizeof *cs.dots);
+    cs.dots = aligned_alloc(64, (size_t)PART_ROWS * cs.cols * sizeof *cs.dots);
     cs.g = malloc(biggest * sizeof *cs.g);
     cs.thr = malloc(biggest * sizeof *cs.thr);
     cs.vals = malloc((size_t)s->threads * biggest * sizeof *cs.vals);
