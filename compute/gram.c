@@ -207,6 +207,15 @@ struct tile_config {
     uint8_t rows[16];
 };
 
+/* C (tiles 0-3, 2 x 2) += A (tiles 4-5) . B (tiles 6-7); tile numbers must be constants */
+#define DP_2X2()                                                                                   \
+    do {                                                                                           \
+        _tile_dpbf16ps(0, 4, 6);                                                                   \
+        _tile_dpbf16ps(1, 4, 7);                                                                   \
+        _tile_dpbf16ps(2, 5, 6);                                                                   \
+        _tile_dpbf16ps(3, 5, 7);                                                                   \
+    } while (0)
+
 __attribute__((target("amx-tile,amx-bf16"))) static void
 amx_rows(const struct gram *g, size_t rows, size_t c0, size_t c1, size_t c2, float *out, size_t ld)
 {
@@ -235,24 +244,15 @@ amx_rows(const struct gram *g, size_t rows, size_t c0, size_t c1, size_t c2, flo
                 _tile_loadd(5, h + 16 * dp, astride);
                 _tile_loadd(6, b0 + s * 512, 64);
                 _tile_loadd(7, b1 + s * 512, 64);
-                _tile_dpbf16ps(0, 4, 6); /* hi.hi' */
-                _tile_dpbf16ps(1, 4, 7);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
+                DP_2X2(); /* hi.hi' */
                 _tile_loadd(6, b0 + s * 512 + 256, 64);
                 _tile_loadd(7, b1 + s * 512 + 256, 64);
-                _tile_dpbf16ps(0, 4, 6); /* hi.lo' */
-                _tile_dpbf16ps(1, 4, 7);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
+                DP_2X2(); /* hi.lo' */
                 _tile_loadd(4, l, astride);
                 _tile_loadd(5, l + 16 * dp, astride);
                 _tile_loadd(6, b0 + s * 512, 64);
                 _tile_loadd(7, b1 + s * 512, 64);
-                _tile_dpbf16ps(0, 4, 6); /* lo.hi' */
-                _tile_dpbf16ps(1, 4, 7);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
+                DP_2X2(); /* lo.hi' */
             }
             float *o = out + r * ld + (p * 16 - c0);
             _tile_stored(0, o, ld * sizeof *out);
