@@ -85,16 +85,15 @@ int gram_init(struct gram *g, size_t cap, size_t d, size_t block_rows, int threa
               struct pw_error *err)
 {
     memset(g, 0, sizeof *g);
-    g->cap = cap;
     g->d = d;
     g->dp = round_up(d, 32);
     g->a_cap = round_up(block_rows, GRAM_ROWS);
-    g->threads = threads > 0 ? threads : 1;
+    threads = threads > 0 ? threads : 1;
     /* one uint32 (a hi and a lo bf16) per value */
     g->panels = aligned_alloc(64, round_up(cap, 16) * g->dp * sizeof *g->panels);
     g->a = aligned_alloc(64, 2 * g->a_cap * g->dp * sizeof *g->a);
     /* per thread: 16 rows' hi, then their lo, on their way into a panel */
-    g->scratch = aligned_alloc(64, (size_t)g->threads * 32 * g->dp * sizeof *g->scratch);
+    g->scratch = aligned_alloc(64, (size_t)threads * 32 * g->dp * sizeof *g->scratch);
     if (!g->panels || !g->a || !g->scratch) {
         gram_free(g);
         return pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell's %zu-row chunks", cap);
@@ -128,11 +127,14 @@ void gram_rowset(struct gram *g, const int32_t *idx, size_t rows)
     g->rows = rows;
 }
 
-/* hi[t], lo[t] of row[t] - centre[t] (centre may be NULL) for t < d, zeros up to dp. */
+/* hi[t], lo[t] of row[t] - centre[t] (centre may be NULL) for t < d, zeros up to dp;
+ * all zeros for a NULL row (the padding of a panel or a block). */
 GRAM_VEC static void split_row(const float *row, const float *centre, size_t d, size_t dp,
                                uint16_t *hi, uint16_t *lo)
 {
-    if (centre)
+    if (!row)
+        d = 0;
+    else if (centre)
         for (size_t t = 0; t < d; t++)
             split(row[t] - centre[t], hi + t, lo + t);
     else
@@ -177,12 +179,8 @@ void gram_pack(const struct gram *g, int t, int T)
     uint16_t *hi = g->scratch + (size_t)t * 32 * dp, *lo = hi + 16 * dp;
     for (size_t p = np * (size_t)t / (size_t)T; p < np * (size_t)(t + 1) / (size_t)T; p++) {
         for (size_t j = 0; j < 16; j++)
-            if (p * 16 + j < g->cnt)
-                split_row(g->x + (size_t)g->idx[p * 16 + j] * d, g->centre, d, dp, hi + j * dp,
-                          lo + j * dp);
-            else
-                for (size_t q = 0; q < dp; q++)
-                    hi[j * dp + q] = lo[j * dp + q] = 0;
+            split_row(p * 16 + j < g->cnt ? g->x + (size_t)g->idx[p * 16 + j] * d : NULL, g->centre,
+                      d, dp, hi + j * dp, lo + j * dp);
         transpose_panel((const uint32_t *)hi, (const uint32_t *)lo, dp, steps,
                         g->panels + p * steps * 512);
     }
@@ -193,11 +191,8 @@ void gram_block(const struct gram *g, int t, int T)
     size_t d = g->d, dp = g->dp, rows = g->rows, pad = round_up(rows, GRAM_ROWS);
     uint16_t *hi = g->a, *lo = g->a + g->a_cap * dp;
     for (size_t r = pad * (size_t)t / (size_t)T; r < pad * (size_t)(t + 1) / (size_t)T; r++)
-        if (r < rows)
-            split_row(g->x + (size_t)g->aidx[r] * d, g->centre, d, dp, hi + r * dp, lo + r * dp);
-        else
-            for (size_t q = 0; q < dp; q++)
-                hi[r * dp + q] = lo[r * dp + q] = 0;
+        split_row(r < rows ? g->x + (size_t)g->aidx[r] * d : NULL, g->centre, d, dp, hi + r * dp,
+                  lo + r * dp);
 }
 
 #ifdef GRAM_AMX

@@ -24,9 +24,8 @@
 #define GRAM_COLS 16 /* column ranges start at a multiple of this */
 
 struct gram {
-    size_t cap, d, dp; /* set rows the panels hold; dims, padded to 32 */
+    size_t d, dp;      /* dims, and dims padded to 32 */
     size_t a_cap;      /* rows the row-block buffer holds (a multiple of GRAM_ROWS) */
-    int threads;       /* gram_pack's and gram_block's T at most */
     uint32_t *panels;  /* per 16 set rows, per 32 dims: 16 x 16 bf16 pairs, hi then lo */
     uint16_t *a;       /* the row block, row-major: a_cap rows' hi, then their lo */
     uint16_t *scratch; /* per thread: 16 rows' hi and lo, for gram_pack */

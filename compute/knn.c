@@ -559,7 +559,7 @@ static void local_join(const struct metric_ctx *m, const struct knn_graph *g, co
 /* ---- approximate, seeding: exact k-NN inside k-means cells ---- */
 
 #define PART_ROWS 256
-#define PART_COLS 512 /* at least; see cell_cols */
+#define PART_COLS 512 /* members per column chunk at least; see cs.cols in partition_seed */
 
 static int cmp_float(const void *a, const void *b)
 {
@@ -612,9 +612,7 @@ static void cell_scratch_free(struct cell_scratch *cs)
     free(cs->thr);
     free(cs->vals);
     free(cs->seen);
-    int amx = cs->amx;
     memset(cs, 0, sizeof *cs);
-    cs->amx = amx;
 }
 
 /* One block of a cell join: rows [0, rows) of the cell from the block on, dots against
