@@ -61,7 +61,7 @@ static int run_in(const char *name, const char *env_var, char **argv)
 static int run_in_task_binary(int argc, char **argv)
 {
     (void)argc;
-    return run_in("projection-worker-task", "PW_TASK_BIN", argv);
+    return run_in(TASK_BIN_NAME, TASK_BIN_ENV, argv);
 }
 
 static int run_in_project_binary(int argc, char **argv)
@@ -86,11 +86,11 @@ static const struct {
     {"migrate", HEAVY(cmd_migrate), "apply the SQL migrations to DATABASE_URL"},
     {"metadata-hash", HEAVY(cmd_metadata_hash),
      "read metadata-hash cases (JSON lines) on stdin, print hashes"},
+#endif
     {"project", PROJECT(cmd_project),
      "project a file of float32 vectors to 2-D without any service"},
+#ifndef PW_PROJECT_MAIN
     {"task", HEAVY(cmd_task), "run one task message from stdin (used by `run`)"},
-#else
-    {"project", cmd_project, "project a file of float32 vectors to 2-D without any service"},
 #endif
 };
 

@@ -22,8 +22,7 @@
 
 extern char **environ;
 
-#define TASK_BIN_NAME "projection-worker-task"
-#define MAX_OUTPUT    (16u << 20) /* a result larger than this is a bug */
+#define MAX_OUTPUT (16u << 20) /* a result larger than this is a bug */
 
 int task_subprocess_find_named(const char *name, const char *env_var, char *buf, size_t cap,
                                struct pw_error *err)
@@ -49,7 +48,7 @@ int task_subprocess_find_named(const char *name, const char *env_var, char *buf,
 
 int task_subprocess_find_bin(char *buf, size_t cap, struct pw_error *err)
 {
-    return task_subprocess_find_named(TASK_BIN_NAME, "PW_TASK_BIN", buf, cap, err);
+    return task_subprocess_find_named(TASK_BIN_NAME, TASK_BIN_ENV, buf, cap, err);
 }
 
 static char *message_json(const struct celery_task_msg *m)

@@ -29,6 +29,9 @@ struct task_subprocess_config {
 /* A task_fn: env->app must point to a struct task_subprocess_config. */
 int task_subprocess_run(const struct task_env *env, struct task_outcome *out, struct pw_error *err);
 
+#define TASK_BIN_NAME "projection-worker-task"
+#define TASK_BIN_ENV  "PW_TASK_BIN" /* overrides where it is */
+
 /* Finds projection-worker-task: $PW_TASK_BIN, else next to /proc/self/exe.  Writes
  * the path into buf.  PW_ENOTFOUND when it is not an executable file. */
 int task_subprocess_find_bin(char *buf, size_t cap, struct pw_error *err);
