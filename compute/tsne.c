@@ -8,7 +8,12 @@
  * evaluates each pair once and applies it to both points.  Those scattered updates go
  * to NBLOCKS private force buffers (a fixed partition of the rows by pair count), summed
  * in block order: the result does not depend on the thread count.  The layout, update
- * and gains are float32, as in sklearn. */
+ * and gains are float32, as in sklearn.
+ *
+ * Between the k-NN and the affinities the points are renumbered breadth-first along the
+ * graph (knn_order.h) and numbered back at the end: a pair's two points then mostly lie
+ * close in Y and in the force buffers, which the attraction reads from cache (measured
+ * at 20k on one thread: 2.2 -> 1.4-1.6 ms per iteration). */
 #include "tsne.h"
 
 #include <math.h>
@@ -17,6 +22,7 @@
 #include <time.h>
 
 #include "dense.h"
+#include "knn_order.h"
 #include "pca.h"
 #include "rng.h"
 #include "tsne_forces.h"
@@ -412,6 +418,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     int iter_threads = n < 8192 ? 1 : threads;
     struct repulsion rp = {NULL, n, iter_threads, NULL};
     float *Y = out, *upd = NULL, *gains = NULL, *rep = NULL, *abuf = NULL;
+    int32_t *order = NULL, *inv = NULL; /* order[new] = the point's input row */
     struct tsne_fft_options fo = {o.interp_points, o.min_intervals, o.interval_width};
     if (n > exact_max_n) {
         if ((rc = tsne_fft_new(n, &fo, iter_threads, &rp.fft, err)))
@@ -458,6 +465,17 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     r.seconds_knn = t2 - t1;
     if ((rc = pw_progress_check(progress, err, "tsne")))
         goto cleanup;
+    order = malloc(n * sizeof *order);
+    inv = malloc(n * sizeof *inv);
+    if (!order || !inv) {
+        rc = pw_error_set(err, PW_ENOMEM, "tsne: out of memory");
+        goto cleanup;
+    }
+    knn_bfs_order(&g, order, inv);
+    if ((rc = knn_renumber(&g, order, inv, Y, 2, err)))
+        goto cleanup;
+    free(inv);
+    inv = NULL;
 
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (size_t i = 0; i < n; i++) { /* the conditional P, in place of the distances */
@@ -564,6 +582,11 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     if ((rc = forces(&rp, &P, Y, rep, &Z, abuf, err)))
         goto cleanup;
     r.kl_divergence = kl_divergence(&P, Y, Z);
+    for (size_t i = 0; i < n; i++) { /* back to the input's numbering */
+        rep[2 * (size_t)order[i]] = Y[2 * i];
+        rep[2 * (size_t)order[i] + 1] = Y[2 * i + 1];
+    }
+    memcpy(Y, rep, 2 * n * sizeof *Y);
     r.n_iter = n_iter - 1; /* sklearn's n_iter_ */
     r.seconds_optimize = now_seconds() - t3 + t_init;
     pw_progress_report(progress, "tsne_optimize", 1.0);
@@ -573,6 +596,8 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
 cleanup:
     knn_free(&g);
     free(P.rowptr);
+    free(order);
+    free(inv);
     tsne_fft_free(rp.fft);
     free(rp.zi);
     free(upd);
