@@ -60,7 +60,7 @@ struct tsne_options {
     size_t knn_exact_max_n;
     size_t exact_max_n;    /* 0 = 3000: exact repulsion up to here (sklearn: none, Barnes-Hut) */
     size_t interp_points;  /* 4: see tsne_forces.h (openTSNE: 3) */
-    size_t min_intervals;  /* 40: see tsne_forces.h (openTSNE: 50) */
+    size_t min_intervals;  /* 20: see tsne_forces.h (openTSNE: 50) */
     double interval_width; /* 1.5: see tsne_forces.h (openTSNE: 1) */
 };
 

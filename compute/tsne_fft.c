@@ -42,7 +42,7 @@ struct tsne_fft {
 void tsne_fft_options_default(struct tsne_fft_options *opt)
 {
     opt->interp_points = 4;
-    opt->min_intervals = 40;
+    opt->min_intervals = 20;
     opt->interval_width = 1.5;
 }
 
