@@ -207,9 +207,25 @@ static void kernel_spectrum(struct tsne_fft *f, double h)
     fftwf_execute_dft_r2c(f->kern_cols, t, f->ks);
 }
 
+/* The per-point loops below are written for any p and called with a literal 4 for the
+ * default (PER_P): the compiler then unrolls them into straight-line vector code.  The
+ * generic versions spent ~10 ns per coordinate on the weights and ~0.7 ns per node on
+ * spreading and interpolation (20k points: 1.7 of 8.6 s on one thread). */
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+#define PER_P(p, call)                                                                             \
+    do {                                                                                           \
+        if ((p) == 4) {                                                                            \
+            const size_t p_ = 4;                                                                   \
+            call;                                                                                  \
+        } else {                                                                                   \
+            const size_t p_ = (p);                                                                 \
+            call;                                                                                  \
+        }                                                                                          \
+    } while (0)
+
 /* Lagrange weights of the p nodes at (k + 1/2) / p for local coordinate u in [0, 1];
  * inv_den[k] = 1 / prod_{m != k} (u_k - u_m). */
-static inline void lagrange(size_t p, const float *inv_den, float u, float *w)
+ALWAYS_INLINE void lagrange(size_t p, const float *inv_den, float u, float *w)
 {
     float d[8] = {0};
     for (size_t k = 0; k < p; k++)
@@ -219,6 +235,65 @@ static inline void lagrange(size_t p, const float *inv_den, float u, float *w)
         for (size_t m = 0; m < p; m++)
             num *= m == k ? 1.0f : d[m];
         w[k] = num;
+    }
+}
+
+/* Interval and weights of every coordinate (inside a parallel region). */
+ALWAYS_INLINE void weights(struct tsne_fft *f, size_t p, const float *Y, float flo, float inv_bw,
+                           size_t nb, const float *inv_den)
+{
+#pragma omp for schedule(static)
+    for (size_t q = 0; q < 2 * f->n; q++) {
+        float u = (Y[q] - flo) * inv_bw;
+        size_t b = u > 0 ? (size_t)u : 0;
+        b = b < nb ? b : nb - 1;
+        f->base[q] = (int32_t)(b * p);
+        lagrange(p, inv_den, u - (float)b, f->w + q * p);
+    }
+}
+
+/* Charge t (1, y1 or y2) of every point onto grid g, in point order. */
+ALWAYS_INLINE void spread(const struct tsne_fft *f, size_t p, const float *Y, float centre, int t,
+                          float *g, size_t stride)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        float ch = t == 0 ? 1.0f : Y[2 * i + (size_t)(t - 1)] - centre;
+        const float *wx = f->w + 2 * i * p, *wy = wx + p;
+        float *row = g + (size_t)f->base[2 * i] * stride + (size_t)f->base[2 * i + 1];
+        for (size_t a = 0; a < p; a++, row += stride) {
+            float ca = ch * wx[a];
+            for (size_t b = 0; b < p; b++)
+                row[b] += ca * wy[b];
+        }
+    }
+}
+
+/* The three potentials at every point, then its force and share of Z (inside a
+ * parallel region). */
+ALWAYS_INLINE void interpolate(struct tsne_fft *f, size_t p, const float *Y, float centre,
+                               size_t stride, float *rep)
+{
+#pragma omp for schedule(static)
+    for (size_t i = 0; i < f->n; i++) {
+        const float *wx = f->w + 2 * i * p, *wy = wx + p;
+        size_t off = (size_t)f->base[2 * i] * stride + (size_t)f->base[2 * i + 1];
+        float phi[NTERMS];
+        for (int t = 0; t < NTERMS; t++) {
+            const float *row = (const float *)f->c[t] + off;
+            float s = 0;
+            for (size_t a = 0; a < p; a++, row += stride) {
+                float ra = 0;
+                for (size_t b = 0; b < p; b++)
+                    ra += wy[b] * row[b];
+                s += wx[a] * ra;
+            }
+            phi[t] = s;
+        }
+        float y1 = Y[2 * i] - centre, y2 = Y[2 * i + 1] - centre;
+        rep[2 * i] = y1 * phi[0] - phi[1];
+        rep[2 * i + 1] = y2 * phi[0] - phi[2];
+        f->zi[i] =
+            (1.0f + 2.0f * (y1 * y1 + y2 * y2)) * phi[0] - 2.0f * (y1 * phi[1] + y2 * phi[2]);
     }
 }
 
@@ -256,14 +331,8 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
         inv_den[k] = (float)(1.0 / den);
     }
     float flo = lo, inv_bw = (float)(1.0 / bw);
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (size_t q = 0; q < 2 * n; q++) {
-        float u = (Y[q] - flo) * inv_bw;
-        size_t b = u > 0 ? (size_t)u : 0;
-        b = b < nb ? b : nb - 1;
-        f->base[q] = (int32_t)(b * p);
-        lagrange(p, inv_den, u - (float)b, f->w + q * p);
-    }
+#pragma omp parallel num_threads(threads)
+    PER_P(p, weights(f, p_, Y, flo, inv_bw, nb, inv_den));
 
     /* Task 0: the kernel's spectrum; tasks 1..3: spread one charge each and transform;
      * then the first half of the side tasks. */
@@ -281,17 +350,7 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
         fftwf_complex *c = f->c[t - 1];
         float *g = (float *)c;
         memset(g, 0, N * stride * sizeof *g);
-        for (size_t i = 0; i < n; i++) {
-            float y1 = Y[2 * i] - centre, y2 = Y[2 * i + 1] - centre;
-            float ch = t == 1 ? 1.0f : t == 2 ? y1 : y2;
-            const float *wx = f->w + 2 * i * p, *wy = wx + p;
-            float *row = g + (size_t)f->base[2 * i] * stride + (size_t)f->base[2 * i + 1];
-            for (size_t a = 0; a < p; a++, row += stride) {
-                float ca = ch * wx[a];
-                for (size_t b = 0; b < p; b++)
-                    row[b] += ca * wy[b];
-            }
-        }
+        PER_P(p, spread(f, p_, Y, centre, (int)t - 1, g, stride));
         fftwf_execute_dft_r2c(f->rows_fwd, g, c);
         memset(c + N * H, 0, N * H * sizeof *c);
         fftwf_execute_dft(f->cols_fwd, c, c);
@@ -318,28 +377,8 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
     }
 
     double zsum = 0;
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (size_t i = 0; i < n; i++) {
-        const float *wx = f->w + 2 * i * p, *wy = wx + p;
-        size_t off = (size_t)f->base[2 * i] * stride + (size_t)f->base[2 * i + 1];
-        float phi[NTERMS];
-        for (int t = 0; t < NTERMS; t++) {
-            const float *row = (const float *)f->c[t] + off;
-            float s = 0;
-            for (size_t a = 0; a < p; a++, row += stride) {
-                float ra = 0;
-                for (size_t b = 0; b < p; b++)
-                    ra += wy[b] * row[b];
-                s += wx[a] * ra;
-            }
-            phi[t] = s;
-        }
-        float y1 = Y[2 * i] - centre, y2 = Y[2 * i + 1] - centre;
-        rep[2 * i] = y1 * phi[0] - phi[1];
-        rep[2 * i + 1] = y2 * phi[0] - phi[2];
-        f->zi[i] =
-            (1.0f + 2.0f * (y1 * y1 + y2 * y2)) * phi[0] - 2.0f * (y1 * phi[1] + y2 * phi[2]);
-    }
+#pragma omp parallel num_threads(threads)
+    PER_P(p, interpolate(f, p_, Y, centre, stride, rep));
     for (size_t i = 0; i < n; i++) /* in point order: independent of the thread count */
         zsum += f->zi[i];
     *z = zsum - (double)n; /* the j == i terms */
