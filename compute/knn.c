@@ -13,6 +13,7 @@
 #include "knn.h"
 
 #include <cblas.h>
+#include <malloc.h>
 #include <math.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -487,6 +488,10 @@ static void rptree_split(struct rptree_job *j, int32_t *idx, size_t count, uint6
  * projections stay within a few percent of the full ones, and the forest reads
  * n * KNN_SKETCH_D floats per tree level instead of n * d.  Leaves use full rows. */
 #define KNN_SKETCH_D 64
+/* Points per NN-descent job between two applications of the proposals: their buffers
+ * (12 bytes a proposal) hold one such block.  64 held 4.8 MB of proposals at 20k with
+ * k = 91; 16 holds a quarter of that. */
+#define JOIN_BLOCK_ROWS 16
 
 static void knn_sketch(const float *x, size_t n, size_t d, uint64_t seed, float *R, float *sk,
                        int threads)
@@ -1051,6 +1056,9 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
             pw_progress_report(progress, "knn", share * (double)(a + 1) / (double)c);
     }
     cell_scratch_free(&cs); /* before the flags below are touched: a lower peak */
+    /* glibc keeps the freed scratch's pages resident inside its heaps (the threads' arenas
+     * included); NN-descent's candidate lists and proposals would be placed elsewhere. */
+    malloc_trim(0);
     s->hf = flags;
     /* NN-descent joins "new" entries only.  Two rows of one cell were compared there, so
      * a neighbour pair is news to the rounds only across cells: when the two rows' cells
@@ -1223,7 +1231,7 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
                     }
             }
         /* local joins, a block of points at a time */
-        size_t changed = 0, block = njobs * 64;
+        size_t changed = 0, block = njobs * JOIN_BLOCK_ROWS;
         for (size_t b0 = 0; b0 < n; b0 += block) {
             if ((rc = pw_progress_check(progress, err, "knn")))
                 goto cleanup;
