@@ -82,29 +82,32 @@ static inline int heap_greater(float da, int32_t ia, float db, int32_t ib)
     return da > db || (da == db && ia > ib);
 }
 
+/* The entry at pos moves down to its place: the larger child moves up into the hole
+ * until neither child is larger, then the entry is written once (the same heap as
+ * swapping level by level, with a third of the stores). */
 static void heap_sift_down(float *hd, int32_t *hi, uint8_t *hf, size_t k, size_t pos)
 {
+    float d = hd[pos];
+    int32_t j = hi[pos];
+    uint8_t f = hf ? hf[pos] : 0;
     for (;;) {
-        size_t l = 2 * pos + 1, r = l + 1, big = pos;
-        if (l < k && heap_greater(hd[l], hi[l], hd[big], hi[big]))
-            big = l;
-        if (r < k && heap_greater(hd[r], hi[r], hd[big], hi[big]))
-            big = r;
-        if (big == pos)
-            return;
-        float td = hd[pos];
-        hd[pos] = hd[big];
-        hd[big] = td;
-        int32_t ti = hi[pos];
-        hi[pos] = hi[big];
-        hi[big] = ti;
-        if (hf) {
-            uint8_t tf = hf[pos];
-            hf[pos] = hf[big];
-            hf[big] = tf;
-        }
-        pos = big;
+        size_t c = 2 * pos + 1;
+        if (c >= k)
+            break;
+        if (c + 1 < k && heap_greater(hd[c + 1], hi[c + 1], hd[c], hi[c]))
+            c++;
+        if (!heap_greater(hd[c], hi[c], d, j))
+            break;
+        hd[pos] = hd[c];
+        hi[pos] = hi[c];
+        if (hf)
+            hf[pos] = hf[c];
+        pos = c;
     }
+    hd[pos] = d;
+    hi[pos] = j;
+    if (hf)
+        hf[pos] = f;
 }
 
 /* Replace the root if (d, j) is smaller; 1 when pushed.  For callers that know j is not
