@@ -25,55 +25,45 @@ void knn_bfs_order(const struct knn_graph *g, int32_t *order, int32_t *inv)
     }
 }
 
-int knn_renumber(struct knn_graph *g, int32_t *order, int32_t *inv, float *y, size_t ydim,
-                 struct pw_error *err)
+/* Moves row order[r] of base (n rows of `bytes` each) to row r, in place: each cycle of
+ * the permutation is followed once from its lowest row, the rows placed are marked
+ * ~order[r] (order >= 0 before) and unmarked at the end.  tmp holds one row. */
+static void permute_rows(char *base, size_t bytes, int32_t *order, size_t n, char *tmp)
 {
-    size_t n = g->n, k = g->k;
-    int32_t *ti = malloc(k * sizeof *ti);
-    float *td = malloc(k * sizeof *td), *ty = malloc((ydim ? ydim : 1) * sizeof *ty);
-    if (!ti || !td || !ty) {
-        free(ti);
-        free(td);
-        free(ty);
-        return pw_error_set(err, PW_ENOMEM, "knn: out of memory to renumber the graph");
-    }
-    for (size_t i = 0; i < n; i++)
-        inv[order[i]] = (int32_t)i;
-    /* Row r takes old row order[r]: follow each cycle once from its lowest member,
-     * marking the rows placed with ~order[r] (order >= 0 before, restored after). */
     for (size_t r0 = 0; r0 < n; r0++) {
         if (order[r0] < 0 || (size_t)order[r0] == r0)
             continue;
-        memcpy(ti, g->idx + r0 * k, k * sizeof *ti);
-        memcpy(td, g->dist + r0 * k, k * sizeof *td);
-        if (ydim)
-            memcpy(ty, y + r0 * ydim, ydim * sizeof *ty);
-        size_t r = r0;
-        for (;;) {
+        memcpy(tmp, base + r0 * bytes, bytes);
+        for (size_t r = r0;;) {
             size_t src = (size_t)order[r];
             order[r] = ~order[r];
-            if (src == r0) {
-                memcpy(g->idx + r * k, ti, k * sizeof *ti);
-                memcpy(g->dist + r * k, td, k * sizeof *td);
-                if (ydim)
-                    memcpy(y + r * ydim, ty, ydim * sizeof *ty);
+            memcpy(base + r * bytes, src == r0 ? tmp : base + src * bytes, bytes);
+            if (src == r0)
                 break;
-            }
-            memcpy(g->idx + r * k, g->idx + src * k, k * sizeof *ti);
-            memcpy(g->dist + r * k, g->dist + src * k, k * sizeof *td);
-            if (ydim)
-                memcpy(y + r * ydim, y + src * ydim, ydim * sizeof *ty);
             r = src;
         }
     }
     for (size_t r = 0; r < n; r++)
         if (order[r] < 0)
             order[r] = ~order[r];
+}
+
+int knn_renumber(struct knn_graph *g, int32_t *order, int32_t *inv, float *y, size_t ydim,
+                 struct pw_error *err)
+{
+    size_t n = g->n, k = g->k, widest = k > ydim ? k : ydim;
+    char *tmp = malloc(widest * sizeof(float)); /* one row of idx, dist or y */
+    if (!tmp)
+        return pw_error_set(err, PW_ENOMEM, "knn: out of memory to renumber the graph");
+    for (size_t i = 0; i < n; i++)
+        inv[order[i]] = (int32_t)i;
+    permute_rows((char *)g->idx, k * sizeof *g->idx, order, n, tmp);
+    permute_rows((char *)g->dist, k * sizeof *g->dist, order, n, tmp);
+    if (ydim)
+        permute_rows((char *)y, ydim * sizeof *y, order, n, tmp);
     for (size_t e = 0; e < n * k; e++)
         if (g->idx[e] >= 0)
             g->idx[e] = inv[g->idx[e]];
-    free(ti);
-    free(td);
-    free(ty);
+    free(tmp);
     return 0;
 }

@@ -8,7 +8,7 @@
  * rows in place to that numbering, rewrites the neighbour indices (negative ones stay),
  * and permutes an optional n x ydim float array the same way.  order[r] is the old
  * number of the point numbered r; inv is n words of scratch that ends as the inverse
- * (inv[old] = new).  No allocation beyond two rows, errors only PW_ENOMEM. */
+ * (inv[old] = new).  No allocation beyond one row, errors only PW_ENOMEM. */
 #ifndef PW_KNN_ORDER_H
 #define PW_KNN_ORDER_H
 
