@@ -985,7 +985,7 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
     int rc = make_cells(m, n, part_size, seed, s->threads, &cells, progress, err);
     if (rc)
         return rc;
-    uint8_t *flags = s->hf; /* not kept by the joins: all set at the end */
+    uint8_t *flags = s->hf; /* not kept by the joins: all set at the end, s->hf at done */
     s->hf = NULL;
     c = cells.c;
     float thr = -INFINITY;
@@ -1062,7 +1062,6 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
     /* glibc keeps the freed scratch's pages resident inside its heaps (the threads' arenas
      * included); NN-descent's candidate lists and proposals would be placed elsewhere. */
     malloc_trim(0);
-    s->hf = flags;
     /* NN-descent joins "new" entries only.  Two rows of one cell were compared there, so
      * a neighbour pair is news to the rounds only across cells: when the two rows' cells
      * differ or either row also sat in a second cell.  (Leaving every entry new cost a
@@ -1071,7 +1070,7 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
         int bi = cells.border[i] < thr;
         for (size_t e = i * s->k; e < (i + 1) * s->k; e++) {
             int32_t j = s->hi[e];
-            s->hf[e] = j >= 0 && (bi || cells.border[j] < thr || cells.first[i] != cells.first[j]);
+            flags[e] = j >= 0 && (bi || cells.border[j] < thr || cells.first[i] != cells.first[j]);
         }
     }
 done:
