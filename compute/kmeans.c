@@ -92,17 +92,29 @@ static void seed_plus_plus(const float *xs, size_t s, size_t d, size_t c, uint64
     }
 }
 
-/* Scores of rows against centroids: dots (rows x c) = rows . cent^T. */
-static void scores(const float *rows, size_t nr, size_t d, const float *cent, size_t c, float *dots)
+/* Scores of rows against centroids: dots (rows x c) = rows . cent^T.  Fewer than
+ * KMEANS_BLAS_CELLS centroids take plain dot products, a row at a time: sgemm there
+ * touched another 1.9 MiB of OpenBLAS's per-thread buffers, which stay resident for the
+ * life of the process (t-SNE 20k's peak, bench/compute/RESULTS.md). */
+#define KMEANS_BLAS_CELLS 24
+static void scores(const float *rows, size_t nr, size_t d, const float *cent, size_t c, int threads,
+                   float *dots)
 {
+    if (c < KMEANS_BLAS_CELLS) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (size_t i = 0; i < nr; i++)
+            for (size_t a = 0; a < c; a++)
+                dots[i * c + a] = dense_dot(rows + i * d, cent + a * d, d);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)c, (int)d, 1.0f, rows,
                 (int)d, cent, (int)d, 0.0f, dots, (int)c);
 }
 
 /* Lloyd rounds on the sample: assign, then move each centroid to its cell's mean; an
  * empty cell takes the sample row farthest from its centroid. */
-static int lloyd(const float *xs, size_t s, size_t d, int cosine, size_t c, float *cent,
-                 const struct pw_progress *progress, struct pw_error *err)
+static int lloyd(const float *xs, size_t s, size_t d, int cosine, size_t c, int threads,
+                 float *cent, const struct pw_progress *progress, struct pw_error *err)
 {
     float *dots = malloc(s * c * sizeof *dots), *csq = malloc(c * sizeof *csq);
     int32_t *lab = malloc(s * sizeof *lab);
@@ -121,7 +133,7 @@ static int lloyd(const float *xs, size_t s, size_t d, int cosine, size_t c, floa
             goto done;
         for (size_t a = 0; a < c; a++)
             csq[a] = dense_dot(cent + a * d, cent + a * d, d);
-        scores(xs, s, d, cent, c, dots);
+        scores(xs, s, d, cent, c, threads, dots);
         size_t moved = 0;
         for (size_t i = 0; i < s; i++) {
             const float *row = dots + i * c;
@@ -183,7 +195,7 @@ done:
 
 /* Every row's two nearest centroids and its distance to their bisector, in blocks. */
 static int assign_all(const float *x, size_t n, size_t d, int cosine, const float *cent, size_t c,
-                      struct kmeans_cells *out, const struct pw_progress *progress,
+                      int threads, struct kmeans_cells *out, const struct pw_progress *progress,
                       struct pw_error *err)
 {
     float *dots = malloc((size_t)KMEANS_BLOCK * c * sizeof *dots), *csq = malloc(c * sizeof *csq);
@@ -198,7 +210,7 @@ static int assign_all(const float *x, size_t n, size_t d, int cosine, const floa
         if ((rc = pw_progress_check(progress, err, "knn")))
             goto done;
         size_t nr = n - r0 < KMEANS_BLOCK ? n - r0 : KMEANS_BLOCK;
-        scores(x + r0 * d, nr, d, cent, c, dots);
+        scores(x + r0 * d, nr, d, cent, c, threads, dots);
         for (size_t r = 0; r < nr; r++) {
             size_t i = r0 + r;
             const float *xi = x + i * d;
@@ -264,7 +276,7 @@ int kmeans_fit(const float *x, const int32_t *rows, size_t n, size_t d, int cosi
             normalise(xs + i * d, d);
     }
     seed_plus_plus(xs, s, d, c, seed, threads, cent, dmin, trial);
-    rc = lloyd(xs, s, d, cosine, c, cent, progress, err);
+    rc = lloyd(xs, s, d, cosine, c, threads, cent, progress, err);
 done:
     free(xs);
     free(dmin);
@@ -273,7 +285,7 @@ done:
 }
 
 int kmeans_assign(const float *x, size_t n, size_t d, int cosine, const float *cent, size_t c,
-                  struct kmeans_cells *out, const struct pw_progress *progress,
+                  int threads, struct kmeans_cells *out, const struct pw_progress *progress,
                   struct pw_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -286,7 +298,7 @@ int kmeans_assign(const float *x, size_t n, size_t d, int cosine, const float *c
     } else {
         out->n = n;
         out->c = c;
-        rc = assign_all(x, n, d, cosine, cent, c, out, progress, err);
+        rc = assign_all(x, n, d, cosine, cent, c, threads, out, progress, err);
     }
     if (rc)
         kmeans_cells_free(out);
@@ -303,7 +315,7 @@ int kmeans_cells(const float *x, size_t n, size_t d, int cosine, size_t c, uint6
         return pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means (%zu cells)", c);
     int rc = kmeans_fit(x, NULL, n, d, cosine, c, seed, threads, cent, progress, err);
     if (!rc)
-        rc = kmeans_assign(x, n, d, cosine, cent, c, out, progress, err);
+        rc = kmeans_assign(x, n, d, cosine, cent, c, threads, out, progress, err);
     free(cent);
     return rc;
 }

@@ -5,8 +5,8 @@
  * hyperplane bisecting the two ("border": small means the row sits near the edge of
  * its cell, where its neighbours may lie in the other one).  Cosine runs spherical
  * k-means: rows and centroids are compared as unit vectors, borders are in unit-row
- * units.  Assignments use OpenBLAS sgemm: same input, c, seed and BLAS thread count give
- * the same bytes.  No I/O; cancellable through `progress`. */
+ * units.  Scores against 24 centroids or more use OpenBLAS sgemm: same input, c, seed and
+ * thread count give the same bytes.  No I/O; cancellable through `progress`. */
 #ifndef PW_KMEANS_H
 #define PW_KMEANS_H
 
@@ -37,7 +37,7 @@ int kmeans_fit(const float *x, const int32_t *rows, size_t n, size_t d, int cosi
                uint64_t seed, int threads, float *cent, const struct pw_progress *progress,
                struct pw_error *err);
 int kmeans_assign(const float *x, size_t n, size_t d, int cosine, const float *cent, size_t c,
-                  struct kmeans_cells *out, const struct pw_progress *progress,
+                  int threads, struct kmeans_cells *out, const struct pw_progress *progress,
                   struct pw_error *err);
 
 void kmeans_cells_free(struct kmeans_cells *cells);

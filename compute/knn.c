@@ -77,6 +77,29 @@ void knn_free(struct knn_graph *g)
 
 /* ---- bounded max-heap of (dist, idx), k slots, empty slots hold idx -1, dist +inf ---- */
 
+/* NN-descent's flags ride along as two bits per slot (FLAG_NEW, FLAG_PENDING; see
+ * sample_lists); a row's bits start on a byte of their own (flag_bytes), so threads that
+ * own different rows never share a byte.  (A byte per slot was 1.7 MiB of t-SNE 20k's
+ * peak, k = 91.) */
+#define FLAG_NEW     1
+#define FLAG_PENDING 2
+
+static inline size_t flag_bytes(size_t k)
+{
+    return (2 * k + 7) / 8;
+}
+
+static inline int flag_get(const uint8_t *hf, size_t s)
+{
+    return hf[s >> 2] >> (2 * (s & 3)) & 3;
+}
+
+static inline void flag_put(uint8_t *hf, size_t s, int v)
+{
+    unsigned sh = 2 * (unsigned)(s & 3);
+    hf[s >> 2] = (uint8_t)((hf[s >> 2] & ~(3u << sh)) | ((unsigned)v << sh));
+}
+
 static inline int heap_greater(float da, int32_t ia, float db, int32_t ib)
 {
     return da > db || (da == db && ia > ib);
@@ -89,7 +112,7 @@ static void heap_sift_down(float *hd, int32_t *hi, uint8_t *hf, size_t k, size_t
 {
     float d = hd[pos];
     int32_t j = hi[pos];
-    uint8_t f = hf ? hf[pos] : 0;
+    int f = hf ? flag_get(hf, pos) : 0;
     for (;;) {
         size_t c = 2 * pos + 1;
         if (c >= k)
@@ -101,13 +124,13 @@ static void heap_sift_down(float *hd, int32_t *hi, uint8_t *hf, size_t k, size_t
         hd[pos] = hd[c];
         hi[pos] = hi[c];
         if (hf)
-            hf[pos] = hf[c];
+            flag_put(hf, pos, flag_get(hf, c));
         pos = c;
     }
     hd[pos] = d;
     hi[pos] = j;
     if (hf)
-        hf[pos] = f;
+        flag_put(hf, pos, f);
 }
 
 /* Replace the root if (d, j) is smaller; 1 when pushed.  For callers that know j is not
@@ -120,7 +143,7 @@ static int heap_push_new(float *hd, int32_t *hi, uint8_t *hf, size_t k, float d,
     hd[0] = d;
     hi[0] = j;
     if (hf)
-        hf[0] = flag;
+        flag_put(hf, 0, flag);
     heap_sift_down(hd, hi, hf, k, 0);
     return 1;
 }
@@ -151,13 +174,11 @@ static void heap_sort_row(float *hd, int32_t *hi, size_t k)
     }
 }
 
-static void heap_init(float *hd, int32_t *hi, uint8_t *hf, size_t count)
+static void heap_init(float *hd, int32_t *hi, size_t count)
 {
     for (size_t s = 0; s < count; s++) {
         hd[s] = INFINITY;
         hi[s] = -1;
-        if (hf)
-            hf[s] = 0;
     }
 }
 
@@ -288,7 +309,7 @@ static int knn_exact(const struct metric_ctx *m, const float *norms, size_t n, s
     float *dots = malloc((size_t)EXACT_ROWS * EXACT_COLS * sizeof *dots);
     if (!dots)
         return pw_error_set(err, PW_ENOMEM, "knn: out of memory for the distance block");
-    heap_init(g->dist, g->idx, NULL, n * k);
+    heap_init(g->dist, g->idx, n * k);
     int rc = 0;
     for (size_t r0 = 0; r0 < n; r0 += EXACT_ROWS) {
         size_t rows = n - r0 < EXACT_ROWS ? n - r0 : EXACT_ROWS;
@@ -365,6 +386,7 @@ struct nnd {
     float *hd;
     int32_t *hi;
     uint8_t *hf;
+    size_t kb; /* flag_bytes(k): one row's flags */
     int threads;
     int avx512; /* the selection's scans may use AVX-512 */
 };
@@ -372,7 +394,7 @@ struct nnd {
 /* Point i's "new" flags, or NULL while they are not kept (the cell joins). */
 static inline uint8_t *nnd_hf(const struct nnd *s, size_t i)
 {
-    return s->hf ? s->hf + i * s->k : NULL;
+    return s->hf ? s->hf + i * s->kb : NULL;
 }
 
 /* Apply every buffer's proposals, targets split by thread, buffers read in order. */
@@ -392,8 +414,8 @@ static size_t apply_proposals(struct nnd *s, struct propbuf *bufs, size_t nbufs,
                 size_t tg = (size_t)p->target;
                 if (tg < lo || tg >= hi)
                     continue;
-                changed += (size_t)heap_push(s->hd + tg * s->k, s->hi + tg * s->k,
-                                             s->hf + tg * s->k, s->k, p->dist, p->cand, 1);
+                changed += (size_t)heap_push(s->hd + tg * s->k, s->hi + tg * s->k, nnd_hf(s, tg),
+                                             s->k, p->dist, p->cand, FLAG_NEW);
             }
     }
     for (size_t b = 0; b < nbufs; b++)
@@ -662,7 +684,7 @@ __attribute__((target("avx512f"))) static void scan_row_avx512(const float *v, s
             size_t c = c0 + (size_t)__builtin_ctz(m);
             m &= m - 1;
             if (v[c] <= hd[0] && c != self)
-                (seen ? heap_push : heap_push_new)(hd, hi, hf, k, v[c], bm[c], 1);
+                (seen ? heap_push : heap_push_new)(hd, hi, hf, k, v[c], bm[c], FLAG_NEW);
         }
     }
 }
@@ -681,7 +703,7 @@ __attribute__((target("avx512f"))) static void scan_cols_avx512(struct nnd *s, c
             size_t c = a + (size_t)__builtin_ctz(m), j = (size_t)bm[c];
             m &= m - 1;
             (seen[j] ? heap_push : heap_push_new)(s->hd + j * k, s->hi + j * k, nnd_hf(s, j), k,
-                                                  v[c - c0], i, 1);
+                                                  v[c - c0], i, FLAG_NEW);
             thr[c] = s->hd[j * k];
         }
     }
@@ -716,7 +738,7 @@ static void select_block(void *arg, int t, int T)
         for (size_t c = 0; c < ccols; c++)
             if (v[c] <= root && c != self) {
                 (seen[i] ? heap_push : heap_push_new)(hd, s->hi + i * k, nnd_hf(s, i), k, v[c],
-                                                      bm[cc0 + c], 1);
+                                                      bm[cc0 + c], FLAG_NEW);
                 root = hd[0];
             }
     }
@@ -736,7 +758,7 @@ static void select_block(void *arg, int t, int T)
             if (v[c - c0] <= thr[c]) {
                 size_t j = (size_t)bm[c];
                 (seen[j] ? heap_push : heap_push_new)(s->hd + j * k, s->hi + j * k, nnd_hf(s, j), k,
-                                                      v[c - c0], i, 1);
+                                                      v[c - c0], i, FLAG_NEW);
                 thr[c] = s->hd[j * k];
             }
     }
@@ -912,7 +934,7 @@ static int make_cells(const struct metric_ctx *m, size_t n, size_t part_size, ui
         return pw_error_set(err, PW_ENOMEM, "knn: out of memory for %zu centroids", c);
     int rc = kmeans_fit(m->x, NULL, n, d, cosine, c, seed, threads, cent, progress, err);
     if (!rc)
-        rc = kmeans_assign(m->x, n, d, cosine, cent, c, cells, progress, err);
+        rc = kmeans_assign(m->x, n, d, cosine, cent, c, threads, cells, progress, err);
     for (int split = 0; split < CELL_SPLITS && !rc; split++) {
         free(count);
         if (!(count = calloc(c, sizeof *count)) || (!rows && !(rows = malloc(n * sizeof *rows)))) {
@@ -960,7 +982,7 @@ static int make_cells(const struct metric_ctx *m, size_t n, size_t part_size, ui
             break;
         c = next;
         kmeans_cells_free(cells);
-        rc = kmeans_assign(m->x, n, d, cosine, cent, c, cells, progress, err);
+        rc = kmeans_assign(m->x, n, d, cosine, cent, c, threads, cells, progress, err);
     }
     if (!rc)
         rc = cut_cells(cells, n, part_size, err);
@@ -985,6 +1007,9 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
     int rc = make_cells(m, n, part_size, seed, s->threads, &cells, progress, err);
     if (rc)
         return rc;
+    /* The k-means sample's heap pages go back before the graph's are touched. */
+    malloc_trim(0);
+    heap_init(s->hd, s->hi, n * s->k);
     uint8_t *flags = s->hf; /* not kept by the joins: all set at the end, s->hf at done */
     s->hf = NULL;
     c = cells.c;
@@ -1068,9 +1093,12 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
      * full round, 2.1 s at 200k, to find nothing on the benchmark sets.) */
     for (size_t i = 0; i < n && !rc; i++) {
         int bi = cells.border[i] < thr;
-        for (size_t e = i * s->k; e < (i + 1) * s->k; e++) {
-            int32_t j = s->hi[e];
-            flags[e] = j >= 0 && (bi || cells.border[j] < thr || cells.first[i] != cells.first[j]);
+        uint8_t *fi = flags + i * s->kb;
+        memset(fi, 0, s->kb);
+        for (size_t e = 0; e < s->k; e++) {
+            int32_t j = s->hi[i * s->k + e];
+            if (j >= 0 && (bi || cells.border[j] < thr || cells.first[i] != cells.first[j]))
+                flag_put(fi, e, FLAG_NEW);
         }
     }
 done:
@@ -1083,6 +1111,94 @@ done:
     cell_scratch_free(&cs);
     team_stop(tm);
     return rc;
+}
+
+/* NN-descent's candidate lists are sampled for lblock points at a time (list_block):
+ * their four arrays take 16 maxc bytes a point, 8% of a 768-float row at t-SNE's
+ * maxc = 16 and 16% at UMAP's 30.  A block holds the lists of about 1/64 of the input's
+ * bytes (t-SNE 20k: 1.0 MiB instead of 4.9), n/8 points at least (each block costs one
+ * more scan of the graph's edges per thread) and 4096 at least. */
+static size_t list_block(size_t n, size_t d, size_t maxc)
+{
+    size_t rows = n * d / (256 * maxc), least = (n + 7) / 8;
+    if (rows < least)
+        rows = least;
+    if (rows < 4096)
+        rows = 4096;
+    return rows < n ? rows : n;
+}
+
+/* Candidate lists of the points at positions [l0, l1): bounded max-heaps on a random
+ * priority (seed, stream, edge), new (FLAG_NEW) and old neighbours apart, each edge
+ * offered to both of its ends.  Each thread scans every edge but pushes only into the
+ * lists of its own share of the positions, so a list sees the same pushes in the same
+ * order whatever the thread count.
+ *
+ * Then a new edge i -> j sampled into i's list becomes old, as in pynndescent, once j's
+ * block has had its lists too: j must still see i as new (one round, one block at a
+ * time).  Until then it stays new and FLAG_PENDING, and the block of j clears both. */
+static void sample_lists(const struct nnd *s, uint8_t *flags, const int32_t *slot, size_t l0,
+                         size_t l1, size_t maxc, uint64_t seed, uint64_t stream, int32_t *newc,
+                         float *newp, int32_t *oldc, float *oldp)
+{
+    size_t n = s->n, k = s->k, kb = s->kb, ln = l1 - l0;
+    int T = s->threads;
+    const int32_t *idx = s->hi;
+    heap_init(newp, newc, ln * maxc);
+    heap_init(oldp, oldc, ln * maxc);
+#pragma omp parallel for schedule(static, 1) num_threads(T)
+    for (int t = 0; t < T; t++) {
+        size_t lo = l0 + ln * (size_t)t / (size_t)T, hi = l0 + ln * (size_t)(t + 1) / (size_t)T;
+        for (size_t i = 0; i < n; i++) {
+            size_t si = (size_t)slot[i];
+            int mine_i = si >= lo && si < hi;
+            const uint8_t *fi = flags + i * kb;
+            for (size_t e = 0; e < k; e++) {
+                int32_t j = idx[i * k + e];
+                if (j < 0)
+                    continue;
+                size_t sj = (size_t)slot[j];
+                int mine_j = sj >= lo && sj < hi;
+                if (!mine_i && !mine_j)
+                    continue;
+                float pr = (float)rng_unit(seed, stream, i * k + e);
+                int fresh = flag_get(fi, e) & FLAG_NEW;
+                float *cp = fresh ? newp : oldp;
+                int32_t *ci = fresh ? newc : oldc;
+                if (mine_i)
+                    heap_push(cp + (si - l0) * maxc, ci + (si - l0) * maxc, NULL, maxc, pr, j, 0);
+                if (mine_j)
+                    heap_push(cp + (sj - l0) * maxc, ci + (sj - l0) * maxc, NULL, maxc, pr,
+                              (int32_t)i, 0);
+            }
+        }
+    }
+#pragma omp parallel for schedule(static) num_threads(T)
+    for (size_t i = 0; i < n; i++) {
+        size_t si = (size_t)slot[i];
+        int block_i = si >= l0 && si < l1;
+        uint8_t *fi = flags + i * kb;
+        const int32_t *nl = block_i ? newc + (si - l0) * maxc : NULL;
+        for (size_t e = 0; e < k; e++) {
+            int f = flag_get(fi, e);
+            int32_t j = idx[i * k + e];
+            if (!f || j < 0)
+                continue;
+            size_t sj = (size_t)slot[j];
+            if (f & FLAG_PENDING) { /* i's block sampled it; j's block has now too */
+                if (sj >= l0 && sj < l1)
+                    flag_put(fi, e, 0);
+                continue;
+            }
+            if (!block_i)
+                continue;
+            for (size_t c = 0; c < maxc; c++)
+                if (nl[c] == j) {
+                    flag_put(fi, e, sj < l1 ? 0 : FLAG_NEW | FLAG_PENDING);
+                    break;
+                }
+        }
+    }
 }
 
 static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const struct knn_options *o,
@@ -1112,7 +1228,11 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
      * candidates gave 0.915), while k = 91 (t-SNE) reaches 0.999 with 16. */
     if (!maxc)
         maxc = k <= 30 ? 2 * k : 16;
-    struct nnd s = {m, n, k, g->dist, g->idx, NULL, threads, 0};
+    size_t kb = flag_bytes(k), lblock = o->list_rows ? o->list_rows : list_block(n, d, maxc);
+    if (lblock > n)
+        lblock = n;
+    struct nnd s = {
+        .m = m, .n = n, .k = k, .hd = g->dist, .hi = g->idx, .kb = kb, .threads = threads};
 #ifdef KNN_SCAN_AVX512
     __builtin_cpu_init();
     s.avx512 = __builtin_cpu_supports("avx512f");
@@ -1128,20 +1248,24 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
     float *normals = malloc((forest ? forest : 1) * sd * sizeof *normals);
     float *sk = sketch ? malloc(n * sd * sizeof *sk) : NULL;
     float *R = sketch ? malloc(d * sd * sizeof *R) : NULL;
-    uint8_t *flags = malloc(n * k);
-    size_t nc = iters ? n * maxc : 1; /* candidate lists: only when NN-descent runs */
+    uint8_t *flags = malloc(n * kb);
+    size_t nc = iters ? lblock * maxc : 1; /* candidate lists: only when NN-descent runs */
     int32_t *newc = malloc(nc * sizeof *newc), *oldc = malloc(nc * sizeof *oldc);
     float *newp = malloc(nc * sizeof *newp), *oldp = malloc(nc * sizeof *oldp);
     int32_t *cand = malloc(njobs * 3 * maxc * sizeof *cand);
+    int32_t *slot = malloc((iters ? n : 1) * sizeof *slot);
     if (!bufs || !perm || !normals || !flags || !newc || !oldc || !newp || !oldp || !cand ||
-        (sketch && (!sk || !R))) {
+        !slot || (sketch && (!sk || !R))) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for NN-descent (n = %zu)", n);
         goto cleanup;
     }
     s.hf = flags;
-    /* The cells set every flag at their end (below) and keep none before: n k bytes
-     * fewer resident while the cells are joined. */
-    heap_init(g->dist, g->idx, o->part_size ? NULL : flags, n * k);
+    /* The cells fill the heaps after their k-means (partition_seed) and set every flag
+     * at their end: neither array is resident before it is needed. */
+    if (!o->part_size) {
+        heap_init(g->dist, g->idx, n * k);
+        memset(flags, 0, n * kb);
+    }
     if (o->part_size) {
         /* 1. exact neighbours inside k-means cells */
         if ((rc = partition_seed(&s, o->part_size, o->spill, o->seed, o->amx, perm, seeded,
@@ -1186,72 +1310,45 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
         for (uint64_t tries = 0; g->idx[i * k] < 0 && tries < 64 * k; tries++) {
             size_t j = rng_below(o->seed, 0xf111 + i, tries, n);
             if (j != i)
-                heap_push(g->dist + i * k, g->idx + i * k, flags + i * k, k, pair_dist(m, i, j),
-                          (int32_t)j, 1);
+                heap_push(g->dist + i * k, g->idx + i * k, nnd_hf(&s, i), k, pair_dist(m, i, j),
+                          (int32_t)j, FLAG_NEW);
         }
 
-    /* 2. NN-descent.  Points are joined in the first tree's leaf order: consecutive
-     * points share candidates, whose rows then come from cache rather than memory. */
+    /* 2. NN-descent.  Points are joined in the first tree's leaf order (or the cells'):
+     * consecutive points share candidates, whose rows then come from cache rather than
+     * memory.  Each round takes the points lblock at a time in that order: their
+     * candidate lists are sampled from the graph as it stands, then joined.  A later
+     * block's lists see what the earlier blocks found. */
     const int32_t *order = perm;
+    if (iters)
+        for (size_t t = 0; t < n; t++)
+            slot[order[t]] = (int32_t)t;
     for (size_t it = 0; it < iters; it++) {
-        if ((rc = pw_progress_check(progress, err, "knn")))
-            goto cleanup;
-        /* Candidate lists: bounded max-heaps on a random priority.  Each thread scans
-         * every edge but pushes only into the lists of its own range of points, so each
-         * list sees the same pushes in the same order as a sequential scan. */
-        heap_init(newp, newc, NULL, n * maxc);
-        heap_init(oldp, oldc, NULL, n * maxc);
-#pragma omp parallel for schedule(static, 1) num_threads(threads)
-        for (int t = 0; t < threads; t++) {
-            size_t lo = n * (size_t)t / (size_t)threads, hi = n * (size_t)(t + 1) / (size_t)threads;
-            for (size_t i = 0; i < n; i++)
-                for (size_t s2 = 0; s2 < k; s2++) {
-                    int32_t j = g->idx[i * k + s2];
-                    int mine_i = i >= lo && i < hi, mine_j = (size_t)j >= lo && (size_t)j < hi;
-                    if (j < 0 || (!mine_i && !mine_j))
-                        continue;
-                    float pr = (float)rng_unit(o->seed, 0x1000 + it, i * k + s2);
-                    float *cp = flags[i * k + s2] ? newp : oldp;
-                    int32_t *ci = flags[i * k + s2] ? newc : oldc;
-                    if (mine_i)
-                        heap_push(cp + i * maxc, ci + i * maxc, NULL, maxc, pr, j, 0);
-                    if (mine_j)
-                        heap_push(cp + (size_t)j * maxc, ci + (size_t)j * maxc, NULL, maxc, pr,
-                                  (int32_t)i, 0);
-                }
-        }
-        /* sampled new candidates become old */
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (size_t i = 0; i < n; i++)
-            for (size_t s2 = 0; s2 < k; s2++) {
-                if (!flags[i * k + s2])
-                    continue;
-                for (size_t c = 0; c < maxc; c++)
-                    if (newc[i * maxc + c] == g->idx[i * k + s2]) {
-                        flags[i * k + s2] = 0;
-                        break;
-                    }
-            }
-        /* local joins, a block of points at a time */
-        size_t changed = 0, block = njobs * JOIN_BLOCK_ROWS;
-        for (size_t b0 = 0; b0 < n; b0 += block) {
+        size_t changed = 0;
+        for (size_t l0 = 0; l0 < n; l0 += lblock) {
+            size_t l1 = l0 + lblock < n ? l0 + lblock : n;
             if ((rc = pw_progress_check(progress, err, "knn")))
                 goto cleanup;
-            size_t b1 = b0 + block < n ? b0 + block : n;
+            sample_lists(&s, flags, slot, l0, l1, maxc, o->seed, 0x1000 + it, newc, newp, oldc,
+                         oldp);
+            /* local joins, a block of points at a time */
+            size_t block = njobs * JOIN_BLOCK_ROWS;
+            for (size_t b0 = l0; b0 < l1; b0 += block) {
+                if ((rc = pw_progress_check(progress, err, "knn")))
+                    goto cleanup;
+                size_t b1 = b0 + block < l1 ? b0 + block : l1;
 #pragma omp parallel for schedule(static, 1) num_threads(threads)
-            for (size_t jb = 0; jb < njobs; jb++) {
-                size_t lo = b0 + (b1 - b0) * jb / njobs, hi = b0 + (b1 - b0) * (jb + 1) / njobs;
-                struct propbuf *out = &bufs[jb];
-                for (size_t t = lo; t < hi; t++) {
-                    size_t i = (size_t)order[t];
-                    local_join(m, g, newc + i * maxc, oldc + i * maxc, maxc, cand + jb * 3 * maxc,
-                               out);
+                for (size_t jb = 0; jb < njobs; jb++) {
+                    size_t lo = b0 + (b1 - b0) * jb / njobs, hi = b0 + (b1 - b0) * (jb + 1) / njobs;
+                    for (size_t t = lo; t < hi; t++)
+                        local_join(m, g, newc + (t - l0) * maxc, oldc + (t - l0) * maxc, maxc,
+                                   cand + jb * 3 * maxc, &bufs[jb]);
                 }
+                changed += apply_proposals(&s, bufs, njobs, &oom);
+                pw_progress_report(progress, "knn",
+                                   seeded + (1.0 - seeded) * ((double)it + (double)b1 / (double)n) /
+                                                (double)iters);
             }
-            changed += apply_proposals(&s, bufs, njobs, &oom);
-            pw_progress_report(progress, "knn",
-                               seeded + (1.0 - seeded) * ((double)it + (double)b1 / (double)n) /
-                                            (double)iters);
         }
         if (oom) {
             rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for NN-descent proposals");
@@ -1280,6 +1377,7 @@ cleanup:
     free(newp);
     free(oldp);
     free(cand);
+    free(slot);
     return oom && !rc ? pw_error_set(err, PW_ENOMEM, "knn: out of memory") : rc;
 }
 

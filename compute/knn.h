@@ -44,6 +44,9 @@ struct knn_options {
                                updates); 0: pynndescent's max(5, round(log2 n));
                                KNN_NO_ROUNDS: none (cells only) */
     size_t max_candidates;  /* 0: 2k for k <= 30, else 16 (pynndescent: min(60, k)); see knn.c */
+    size_t list_rows;       /* 0: NN-descent samples candidate lists for about 1/64 of the
+                               input's bytes at a time (knn.c's list_block); else for this
+                               many points at a time */
     double delta;           /* 0.001: pynndescent's early-stop fraction of k*n updates */
     uint64_t seed;          /* 42: the Python task's random_state */
     int threads;            /* <= 0: all cores */

@@ -6,7 +6,8 @@
  * QUERIES (default 2000) rows picked at even strides by brute force (sgemm against every
  * row, in double for the final order) and prints one JSON line: seconds of knn_build,
  * recall of the sampled rows, peak RSS.  KNN_PART_SIZE, KNN_SPILL, KNN_ITERS,
- * KNN_CANDIDATES and KNN_AMX (0 or 1) override the knn_options of the same names. */
+ * KNN_CANDIDATES, KNN_LIST_ROWS and KNN_AMX (0 or 1) override the knn_options of the
+ * same names. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -151,6 +152,8 @@ int main(int argc, char **argv)
                                                          : strtoul(getenv("KNN_ITERS"), NULL, 10);
     if (getenv("KNN_AMX"))
         o.amx = atoi(getenv("KNN_AMX"));
+    if (getenv("KNN_LIST_ROWS"))
+        o.list_rows = strtoul(getenv("KNN_LIST_ROWS"), NULL, 10);
     if (getenv("KNN_CANDIDATES"))
         o.max_candidates = strtoul(getenv("KNN_CANDIDATES"), NULL, 10);
     struct knn_graph g;

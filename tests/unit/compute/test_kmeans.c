@@ -65,7 +65,7 @@ static void test_centroids_fitted_on_a_subset_of_rows(void)
     struct kmeans_cells k;
     struct pw_error err;
     CHECK(kmeans_fit(x, rows, cnt, d, 0, 2, 42, 2, cent, NULL, &err) == 0);
-    CHECK(kmeans_assign(x, n, d, 0, cent, 2, &k, NULL, &err) == 0);
+    CHECK(kmeans_assign(x, n, d, 0, cent, 2, 2, &k, NULL, &err) == 0);
     CHECK(k.n == n && k.c == 2);
     CHECK(k.first[1] != k.first[4]);
     for (size_t i = 0; i < n; i++)

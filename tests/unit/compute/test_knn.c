@@ -85,8 +85,8 @@ static void test_exact_cosine_matches_brute_force(void)
 /* Recall of the approximate graph against the exact one on 2000 rows in `clusters`
  * clusters; part_size 0 seeds NN-descent with the RP forest, else with k-means cells of
  * that many rows; iters as knn_options.n_iters; amx as knn_options.amx. */
-static double approx_recall_amx(int cosine, size_t d, size_t clusters, size_t part_size,
-                                size_t iters, int amx)
+static double approx_recall_rows(int cosine, size_t d, size_t clusters, size_t part_size,
+                                 size_t iters, int amx, size_t list_rows)
 {
     size_t n = 2000, k = 15;
     float *x = td_clusters(n, d, clusters, 11);
@@ -95,6 +95,7 @@ static double approx_recall_amx(int cosine, size_t d, size_t clusters, size_t pa
     o.part_size = part_size;
     o.n_iters = iters;
     o.amx = amx;
+    o.list_rows = list_rows;
     o.metric = cosine ? KNN_COSINE : KNN_EUCLIDEAN;
     struct knn_graph exact, approx;
     struct pw_error err;
@@ -103,13 +104,21 @@ static double approx_recall_amx(int cosine, size_t d, size_t clusters, size_t pa
     o.method = KNN_APPROX;
     CHECK(knn_build(x, n, d, k, &o, &approx, NULL, &err) == 0);
     double r = knn_recall(&approx, &exact);
-    printf("     approx recall (%s, d = %zu, %zu clusters, cells of %zu, %s rounds%s) = %.5f\n",
-           cosine ? "cosine" : "euclidean", d, clusters, part_size,
-           iters == KNN_NO_ROUNDS ? "no" : "default", amx ? "" : ", sgemm", r);
+    printf(
+        "     approx recall (%s, d = %zu, %zu clusters, cells of %zu, %s rounds%s, lists of %zu) = "
+        "%.5f\n",
+        cosine ? "cosine" : "euclidean", d, clusters, part_size,
+        iters == KNN_NO_ROUNDS ? "no" : "default", amx ? "" : ", sgemm", list_rows, r);
     knn_free(&exact);
     knn_free(&approx);
     free(x);
     return r;
+}
+
+static double approx_recall_amx(int cosine, size_t d, size_t clusters, size_t part_size,
+                                size_t iters, int amx)
+{
+    return approx_recall_rows(cosine, d, clusters, part_size, iters, amx, 0);
 }
 
 static double approx_recall(int cosine, size_t d, size_t clusters, size_t part_size, size_t iters)
@@ -159,6 +168,17 @@ static void test_cells_cutting_clusters_are_repaired_by_nn_descent(void)
     CHECK(refined >= 0.95);
 }
 
+/* The same with NN-descent's candidate lists sampled 200 points at a time (ten blocks a
+ * round, each seeing what the blocks before it found), seeded by cells and by trees. */
+static void test_nn_descent_in_list_blocks_repairs_cut_clusters(void)
+{
+    double seeded = approx_recall_rows(0, 32, 2, 250, KNN_NO_ROUNDS, 1, 200);
+    double refined = approx_recall_rows(0, 32, 2, 250, 0, 1, 200);
+    CHECK(refined > seeded);
+    CHECK(refined >= 0.95);
+    CHECK(approx_recall_rows(1, 32, 10, 0, 0, 1, 200) >= 0.95);
+}
+
 /* Rows k-means cannot split: 2400 copies of two points, interleaved, plus 600 clustered
  * rows, in cells of 100.  The copies end in cells cut by index; each copy must still get
  * k copies at distance 0, and the clustered rows their exact neighbours. */
@@ -206,7 +226,7 @@ static void test_one_cell_is_exact(void)
 /* Builds the approximate graph of one clustered set twice, with threads t1 and t2, and
  * checks both graphs are the same bytes. */
 static void check_approx_same_graph(size_t d, enum knn_metric metric, uint64_t seed, int t1, int t2,
-                                    size_t part_size)
+                                    size_t part_size, size_t list_rows)
 {
     size_t n = 1500, k = 10;
     float *x = td_clusters(n, d, 8, seed);
@@ -214,6 +234,7 @@ static void check_approx_same_graph(size_t d, enum knn_metric metric, uint64_t s
     knn_options_default(&o);
     o.method = KNN_APPROX;
     o.part_size = part_size;
+    o.list_rows = list_rows;
     o.metric = metric;
     struct knn_graph a, b;
     struct pw_error err;
@@ -230,16 +251,16 @@ static void check_approx_same_graph(size_t d, enum knn_metric metric, uint64_t s
 
 static void test_approx_wide_rows_do_not_depend_on_thread_count(void)
 {
-    check_approx_same_graph(200, KNN_COSINE, 6, 1, 3, 0);
-    check_approx_same_graph(200, KNN_COSINE, 6, 1, 3, 200);
+    check_approx_same_graph(200, KNN_COSINE, 6, 1, 3, 0, 0);
+    check_approx_same_graph(200, KNN_COSINE, 6, 1, 3, 200, 0);
 }
 
 static void test_approx_is_deterministic_for_seed_and_threads(void)
 {
     struct knn_options o;
     knn_options_default(&o);
-    check_approx_same_graph(24, o.metric, 3, 2, 2, 0);
-    check_approx_same_graph(24, o.metric, 3, 2, 2, 200);
+    check_approx_same_graph(24, o.metric, 3, 2, 2, 0, 0);
+    check_approx_same_graph(24, o.metric, 3, 2, 2, 200, 0);
 }
 
 /* Fraction of the true (double-precision) k nearest neighbours of every 20th row that
@@ -314,8 +335,10 @@ static void test_approx_does_not_depend_on_thread_count(void)
 {
     struct knn_options o;
     knn_options_default(&o);
-    check_approx_same_graph(24, o.metric, 4, 1, 3, 0);
-    check_approx_same_graph(24, o.metric, 4, 1, 3, 200);
+    check_approx_same_graph(24, o.metric, 4, 1, 3, 0, 0);
+    check_approx_same_graph(24, o.metric, 4, 1, 3, 200, 0);
+    check_approx_same_graph(24, o.metric, 4, 1, 3, 200, 130); /* lists in blocks */
+    check_approx_same_graph(24, o.metric, 4, 2, 3, 0, 130);
 }
 
 static void test_knn_cancel_flag_returns_ecanceled(void)
@@ -323,7 +346,7 @@ static void test_knn_cancel_flag_returns_ecanceled(void)
     size_t n = 500, d = 8;
     float *x = td_clusters(n, d, 4, 5);
     atomic_int cancel = 1;
-    struct pw_progress p = {&cancel, NULL, NULL};
+    struct pw_progress p = {.cancel = &cancel};
     struct knn_graph g;
     struct pw_error err;
     CHECK(knn_build(x, n, d, 5, NULL, &g, &p, &err) == PW_ECANCELED);
@@ -352,7 +375,7 @@ static void test_cells_cancel_returns_ecanceled(void)
     size_t n = 3000, d = 16;
     float *x = td_clusters(n, d, 4, 5);
     struct cancel_later c = {0, 0};
-    struct pw_progress p = {&c.cancel, cancel_on_second_report, &c};
+    struct pw_progress p = {.cancel = &c.cancel, .report = cancel_on_second_report, .ctx = &c};
     struct knn_options o;
     knn_options_default(&o);
     o.method = KNN_APPROX;
@@ -385,6 +408,7 @@ int main(void)
     RUN(test_cells_euclidean_recall_at_least_095);
     RUN(test_cells_wide_rows_cosine_recall_at_least_095);
     RUN(test_cells_cutting_clusters_are_repaired_by_nn_descent);
+    RUN(test_nn_descent_in_list_blocks_repairs_cut_clusters);
     RUN(test_one_cell_is_exact);
     RUN(test_cells_on_sgemm_recall_at_least_095);
     RUN(test_cells_on_offset_rows_find_true_neighbours);
