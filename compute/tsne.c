@@ -465,6 +465,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
         goto cleanup;
     double t2 = now_seconds();
     r.seconds_knn = t2 - t1;
+    pw_progress_input_done(progress); /* the PCA init and the k-NN were its last readers */
     if ((rc = pw_progress_check(progress, err, "tsne")))
         goto cleanup;
     order = malloc(n * sizeof *order);

@@ -1288,6 +1288,7 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
     }
     double t3 = now_seconds();
     r.seconds_init = t3 - t2;
+    pw_progress_input_done(progress); /* the spectral layout was its last reader */
 
     /* make_epochs_per_sample and the SGD state */
     size_t nnz = g.nnz;

@@ -230,7 +230,11 @@ int cmd_project(int argc, char **argv)
     json_object_set_new(timings, "read", json_real(t_read - t_start));
 
     struct tty_progress tp = {NULL, -1};
-    struct pw_progress progress = {&project_cancel, isatty(2) ? show_progress : NULL, &tp};
+    struct pw_progress progress = {.cancel = &project_cancel,
+                                   .report = isatty(2) ? show_progress : NULL,
+                                   .ctx = &tp,
+                                   .input_done = project_io_drop_pages,
+                                   .input_ctx = &mat};
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     if (threads > 0)

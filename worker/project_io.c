@@ -72,6 +72,13 @@ void project_io_release(struct project_io_matrix *m)
     memset(m, 0, sizeof *m);
 }
 
+void project_io_drop_pages(void *matrix)
+{
+    struct project_io_matrix *m = matrix;
+    if (m->map) /* private, read-only and never written: the file still has every byte */
+        madvise(m->map, m->map_len, MADV_DONTNEED);
+}
+
 int project_io_read_vectors(const char *path, size_t dim, struct project_io_matrix *out,
                             struct pw_error *err)
 {

@@ -32,6 +32,10 @@ struct project_io_matrix {
 int project_io_read_vectors(const char *path, size_t dim, struct project_io_matrix *out,
                             struct pw_error *err);
 void project_io_release(struct project_io_matrix *m);
+/* For pw_progress's input_done (ctx: the matrix): a mapped file's pages are dropped
+ * from memory (MADV_DONTNEED; read again from the file if touched); a matrix read into
+ * memory is kept. */
+void project_io_drop_pages(void *matrix);
 
 /* Writes x.f32.bin, y.f32.bin from the n x 2 layout and meta.json (sorted keys,
  * indent 2) into dir, creating dir if needed. */

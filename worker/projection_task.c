@@ -567,7 +567,7 @@ static int run_pca(struct projection_job *job, struct pw_error *err)
     struct pca_options opt;
     float sv[2], evr[2];
     struct pca_result res = {NULL, NULL, sv, evr};
-    struct pw_progress pg = {job->env->cancel, compute_progress, job};
+    struct pw_progress pg = {.cancel = job->env->cancel, .report = compute_progress, .ctx = job};
     int rc;
 
     pca_options_default(&opt);
@@ -584,7 +584,7 @@ static int run_pca(struct projection_job *job, struct pw_error *err)
 static int run_umap(struct projection_job *job, struct pw_error *err)
 {
     struct umap_options opt;
-    struct pw_progress pg = {job->env->cancel, compute_progress, job};
+    struct pw_progress pg = {.cancel = job->env->cancel, .report = compute_progress, .ctx = job};
     long long nn;
     double md;
     char metric[128];
@@ -620,7 +620,7 @@ static int run_tsne(struct projection_job *job, struct pw_error *err)
 {
     struct tsne_options opt;
     struct tsne_result res;
-    struct pw_progress pg = {job->env->cancel, compute_progress, job};
+    struct pw_progress pg = {.cancel = job->env->cancel, .report = compute_progress, .ctx = job};
     double perplexity = 30, lr = 200;
     long long n_iter = 1000;
     char metric[128], init[64];

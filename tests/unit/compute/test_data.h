@@ -37,4 +37,20 @@ static inline float *td_clusters(size_t n, size_t d, size_t clusters, uint64_t s
     return x;
 }
 
+/* A pw_progress input_done callback that overwrites the input with NaN: a run given it
+ * must end as a run without it if the input is not read after the call. */
+struct td_poison {
+    float *x;
+    size_t len;
+    int calls;
+};
+
+static inline void td_poison_input(void *ctx)
+{
+    struct td_poison *p = ctx;
+    p->calls++;
+    for (size_t i = 0; i < p->len; i++)
+        p->x[i] = NAN;
+}
+
 #endif

@@ -275,11 +275,43 @@ static void test_tsne_cancel_flag_stops_the_run_with_ecanceled(void)
     size_t n = 400, d = 8;
     float *x = td_clusters(n, d, 4, 35), *out = malloc(n * 2 * sizeof *out);
     atomic_int cancel = 0;
-    struct pw_progress p = {&cancel, cancel_on_optimize, &cancel};
+    struct pw_progress p = {.cancel = &cancel, .report = cancel_on_optimize, .ctx = &cancel};
     struct pw_error err;
     CHECK(tsne_fit(x, n, d, NULL, out, NULL, &p, &err) == PW_ECANCELED);
     free(x);
     free(out);
+}
+
+/* input_done comes once, after the input's last read: a run whose input is poisoned
+ * then ends with the same bytes (the k-NN, exact and by cells, and the PCA init). */
+static void check_tsne_input_done(size_t n, enum knn_method method)
+{
+    size_t d = 8;
+    float *x = td_clusters(n, d, 5, 36), *y = malloc(n * d * sizeof *y);
+    float *a = malloc(n * 2 * sizeof *a), *b = malloc(n * 2 * sizeof *b);
+    memcpy(y, x, n * d * sizeof *y);
+    struct tsne_options o;
+    tsne_options_default(&o);
+    o.n_iter = 300;
+    o.knn_method = method;
+    struct td_poison poison = {y, n * d, 0};
+    struct pw_progress p = {.input_done = td_poison_input, .input_ctx = &poison};
+    struct pw_error err;
+    CHECK(tsne_fit(x, n, d, &o, a, NULL, NULL, &err) == 0);
+    CHECK(tsne_fit(y, n, d, &o, b, NULL, &p, &err) == 0);
+    CHECK(poison.calls == 1);
+    CHECK(isnan(y[0]) && isnan(y[n * d - 1]));
+    CHECK(memcmp(a, b, n * 2 * sizeof *a) == 0);
+    free(x);
+    free(y);
+    free(a);
+    free(b);
+}
+
+static void test_tsne_reads_no_input_after_input_done(void)
+{
+    check_tsne_input_done(500, KNN_EXACT);
+    check_tsne_input_done(1200, KNN_APPROX);
 }
 
 static void test_tsne_rejects_nan_input(void)
@@ -324,6 +356,7 @@ int main(void)
     RUN(test_tsne_applies_python_parameter_rules);
     RUN(test_tsne_kl_divergence_decreases_with_iterations);
     RUN(test_tsne_cancel_flag_stops_the_run_with_ecanceled);
+    RUN(test_tsne_reads_no_input_after_input_done);
     RUN(test_tsne_rejects_nan_input);
     RUN(test_tsne_rejects_one_dimension);
     RUN(test_tsne_rejects_nan_perplexity);

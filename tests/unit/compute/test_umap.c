@@ -74,15 +74,48 @@ static void test_umap_cancel_flag_stops_the_run_with_ecanceled(void)
     size_t n = 500, d = 8;
     float *x = td_clusters(n, d, 4, 24), *out = malloc(n * 2 * sizeof *out);
     atomic_int cancel = 0;
-    struct pw_progress p = {&cancel, cancel_on_init, &cancel}; /* set midway, after the k-NN */
+    struct pw_progress p = {.cancel = &cancel,
+                            .report = cancel_on_init,
+                            .ctx = &cancel}; /* set midway, after the k-NN */
     struct pw_error err;
     CHECK(umap_fit(x, n, d, NULL, out, NULL, &p, &err) == PW_ECANCELED);
     CHECK(strstr(err.msg, "cancelled") != NULL);
     atomic_store(&cancel, 1);
-    struct pw_progress q = {&cancel, NULL, NULL}; /* already set: stops at once */
+    struct pw_progress q = {.cancel = &cancel}; /* already set: stops at once */
     CHECK(umap_fit(x, n, d, NULL, out, NULL, &q, &err) == PW_ECANCELED);
     free(x);
     free(out);
+}
+
+/* input_done comes once, after the input's last read (the k-NN and the spectral
+ * layout, which places more than 2 x 2 components by their means): a run whose input is
+ * poisoned then ends with the same bytes.  Eight blobs 40 apart: eight components. */
+static void test_umap_reads_no_input_after_input_done(void)
+{
+    size_t n = 960, d = 12;
+    float *x = td_clusters(n, d, 1, 37), *y = malloc(n * d * sizeof *y);
+    for (size_t i = 0; i < n; i++)
+        x[i * d + i % 8] += 40.0f;
+    float *a = malloc(n * 2 * sizeof *a), *b = malloc(n * 2 * sizeof *b);
+    memcpy(y, x, n * d * sizeof *y);
+    struct umap_options o;
+    umap_options_default(&o);
+    o.n_epochs = 60;
+    struct umap_result r;
+    struct td_poison poison = {y, n * d, 0};
+    struct pw_progress p = {.input_done = td_poison_input, .input_ctx = &poison};
+    struct pw_error err;
+    CHECK(umap_fit(x, n, d, &o, a, NULL, NULL, &err) == 0);
+    CHECK(umap_fit(y, n, d, &o, b, &r, &p, &err) == 0);
+    printf("     graph components: %zu\n", r.n_graph_components);
+    CHECK(r.n_graph_components > 4);
+    CHECK(poison.calls == 1);
+    CHECK(isnan(y[0]));
+    CHECK(memcmp(a, b, n * 2 * sizeof *a) == 0);
+    free(x);
+    free(y);
+    free(a);
+    free(b);
 }
 
 static void test_umap_rejects_single_point(void)
@@ -141,6 +174,7 @@ int main(void)
     RUN(test_umap_result_does_not_depend_on_thread_count);
     RUN(test_umap_different_seeds_give_different_layouts);
     RUN(test_umap_cancel_flag_stops_the_run_with_ecanceled);
+    RUN(test_umap_reads_no_input_after_input_done);
     RUN(test_umap_rejects_single_point);
     RUN(test_umap_rejects_nan);
     RUN(test_umap_rejects_n_neighbors_below_two);
