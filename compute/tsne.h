@@ -3,8 +3,9 @@
  * parameter rules.
  *
  * Affinities: k = min(n - 1, floor(3 * perplexity + 1)) nearest neighbours (knn.h),
- * squared distances, per-point binary search of the Gaussian precision to the target
- * perplexity (sklearn's _binary_search_perplexity), P = (P + P^T) / sum, stored once
+ * squared distances, per-point search of the Gaussian precision to the target
+ * perplexity (sklearn's _binary_search_perplexity's equation and tolerance, with Newton
+ * steps where they stay inside its bracket), P = (P + P^T) / sum, stored once
  * per unordered pair in float.  Optimisation: sklearn's _gradient_descent in float32:
  * early exaggeration 12 for 250 iterations with momentum 0.5, then momentum 0.8; gains
  * +0.2 / *0.8 with min_gain 0.01; gradient 4 * (attraction - repulsion / Z).  The
