@@ -34,8 +34,8 @@
 #endif
 
 #define NBLOCKS      8
-#define ADAPT_PERIOD 200 /* iterations between thread-count probes */
-#define ADAPT_PROBE  6   /* iterations timed on one thread, then on all */
+#define ADAPT_PERIOD 300 /* iterations between thread-count probes */
+#define ADAPT_PROBE  3   /* iterations timed on one thread, then on all */
 
 void tsne_options_default(struct tsne_options *opt)
 {
@@ -566,9 +566,10 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
      * machine a thread that waits at one of an iteration's four barriers spins on a core
      * the working thread needs, and two threads can be several times slower than one
      * (measured at 20k on this 2-core machine while another job used 1.8 cores: optimise
-     * 38 s wall / 44 CPU s, against 3.3 s / ~8 CPU s on a calmer machine).  The probes
-     * cost ~5 % when two threads do pay.  The layout does not depend on the thread
-     * count, so this changes only the time. */
+     * 38 s wall / 44 CPU s, against 3.3 s / ~8 CPU s on a calmer machine).  When two
+     * threads do pay, the probes' 12 one-thread iterations in 1000 cost ~1 % of the
+     * optimisation (2.4 ms more each at 20k; they were 30, 6 every 200).  The layout does not
+     * depend on the thread count, so this changes only the time. */
     int adaptive = iter_threads > 1, cur = iter_threads;
     double probe_t0 = 0, probe_one = 0;
     double last = now_seconds(), Z = 1;
