@@ -30,6 +30,7 @@
 
 void knn_options_default(struct knn_options *opt)
 {
+    memset(opt, 0, sizeof *opt); /* a field added later starts at 0 (its default), not garbage */
     opt->metric = KNN_EUCLIDEAN;
     opt->method = KNN_AUTO;
     opt->exact_max_n = 4096;
@@ -39,6 +40,7 @@ void knn_options_default(struct knn_options *opt)
     opt->leaf_size = 0;
     opt->n_iters = 0;
     opt->max_candidates = 0;
+    opt->list_rows = 0;
     opt->delta = 0.001; /* pynndescent 0.5 default */
     opt->seed = 42;
     opt->threads = 0;

@@ -39,6 +39,7 @@
 
 void tsne_options_default(struct tsne_options *opt)
 {
+    memset(opt, 0, sizeof *opt); /* fields added later start at 0, not garbage */
     opt->perplexity = 30.0;
     opt->learning_rate = 200.0;
     opt->n_iter = 1000;

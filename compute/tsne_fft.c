@@ -41,6 +41,7 @@ struct tsne_fft {
 
 void tsne_fft_options_default(struct tsne_fft_options *opt)
 {
+    memset(opt, 0, sizeof *opt); /* fields added later start at 0, not garbage */
     opt->interp_points = 4;
     opt->min_intervals = 20;
     opt->interval_width = 1.5;

@@ -24,6 +24,7 @@
 
 void umap_options_default(struct umap_options *opt)
 {
+    memset(opt, 0, sizeof *opt); /* fields added later start at 0, not garbage */
     opt->n_neighbors = 15;
     opt->min_dist = 0.1f;
     opt->spread = 1.0f;
