@@ -106,6 +106,65 @@ static void test_midpoint_has_the_smallest_border(void)
     free(x);
 }
 
+/* kmeans_assign against the test's own double-precision distances, for centroid counts
+ * on both sides of kmeans.c's switch to sgemm (24): each row's first and second cells
+ * are its two nearest centroids (up to float rounding of near ties). */
+static void check_assign_is_nearest(size_t c, int cosine)
+{
+    size_t n = 2500, d = 20;
+    float *x = td_clusters(n, d, 7, 31), *cent = malloc(c * d * sizeof *cent);
+    for (size_t a = 0; a < c; a++) { /* every 61st row, unit length for cosine */
+        double q = 0;
+        for (size_t t = 0; t < d; t++)
+            q += (double)x[a * 61 * d + t] * x[a * 61 * d + t];
+        for (size_t t = 0; t < d; t++)
+            cent[a * d + t] = (float)(x[a * 61 * d + t] / (cosine ? sqrt(q) : 1.0));
+    }
+    struct kmeans_cells k;
+    struct pw_error err;
+    CHECK(kmeans_assign(x, n, d, cosine, cent, c, 2, &k, NULL, &err) == 0);
+    double *dist = malloc(c * sizeof *dist);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double xn = 0, b1 = INFINITY, b2 = INFINITY;
+        for (size_t t = 0; t < d; t++)
+            xn += (double)x[i * d + t] * x[i * d + t];
+        xn = cosine ? sqrt(xn) : 1.0;
+        for (size_t a = 0; a < c; a++) {
+            double q = 0;
+            for (size_t t = 0; t < d; t++) {
+                double v = x[i * d + t] / xn - cent[a * d + t];
+                q += v * v;
+            }
+            dist[a] = q;
+            if (q < b1) {
+                b2 = b1;
+                b1 = q;
+            } else if (q < b2) {
+                b2 = q;
+            }
+        }
+        double tol = 1e-4 * (1.0 + b2);
+        bad += dist[k.first[i]] > b1 + tol || dist[k.second[i]] > b2 + tol ||
+               k.first[i] == k.second[i];
+    }
+    printf("     %zu centroids (%s): %zu of %zu rows not in their nearest two\n", c,
+           cosine ? "cosine" : "euclidean", bad, n);
+    CHECK(bad == 0);
+    kmeans_cells_free(&k);
+    free(dist);
+    free(cent);
+    free(x);
+}
+
+static void test_assignments_are_the_nearest_centroids_with_and_without_sgemm(void)
+{
+    check_assign_is_nearest(5, 0);
+    check_assign_is_nearest(5, 1);
+    check_assign_is_nearest(40, 0);
+    check_assign_is_nearest(40, 1);
+}
+
 static void test_same_seed_same_cells_any_thread_count(void)
 {
     size_t n = 2000, d = 24, c = 9;
@@ -175,6 +234,7 @@ int main(void)
     RUN(test_separated_clusters_become_cells);
     RUN(test_centroids_fitted_on_a_subset_of_rows);
     RUN(test_midpoint_has_the_smallest_border);
+    RUN(test_assignments_are_the_nearest_centroids_with_and_without_sgemm);
     RUN(test_same_seed_same_cells_any_thread_count);
     RUN(test_cosine_cells_ignore_row_length);
     RUN(test_one_cell_has_no_border);
