@@ -324,6 +324,55 @@ static void test_cells_on_offset_rows_find_true_neighbours(void)
     free(x);
 }
 
+/* The largest relative error of g's distances against the test's own double-precision
+ * ones. */
+static double worst_distance_error(const float *x, size_t d, const struct knn_graph *g)
+{
+    double worst = 0;
+    for (size_t i = 0; i < g->n; i++)
+        for (size_t e = 0; e < g->k; e++) {
+            size_t j = (size_t)g->idx[i * g->k + e];
+            double s = 0;
+            for (size_t t = 0; t < d; t++) {
+                double v = (double)x[i * d + t] - x[j * d + t];
+                s += v * v;
+            }
+            double err = fabs(g->dist[i * g->k + e] - sqrt(s)) / (sqrt(s) + 1e-6);
+            worst = err > worst ? err : worst;
+        }
+    return worst;
+}
+
+/* Rows offset by 1000 again, seeded by the trees' leaves and by cells of 250 rows, then
+ * NN-descent: the graph's distances are the leaves', the cells' and the joins' own (not
+ * computed again at the end), so all must keep float precision.  Recall is checked for
+ * the trees; the cells' k-means compares rows with centroids by |x|^2 + |c|^2 - 2 x.c,
+ * which cancels here, so their cells are close to random (printed; docs/knn.md). */
+static void test_offset_rows_keep_distance_precision_through_nn_descent(void)
+{
+    size_t n = 2000, d = 32, k = 15;
+    float *x = td_clusters(n, d, 2, 11);
+    for (size_t i = 0; i < n * d; i++)
+        x[i] += 1000.0f;
+    struct knn_options o;
+    knn_options_default(&o);
+    o.method = KNN_APPROX;
+    struct pw_error err;
+    size_t parts[2] = {250, 0};
+    for (int c = 0; c < 2; c++) {
+        struct knn_graph g;
+        o.part_size = parts[c];
+        CHECK(knn_build(x, n, d, k, &o, &g, NULL, &err) == 0);
+        double r = true_recall(x, n, d, &g), e = worst_distance_error(x, d, &g);
+        printf("     rows offset by 1000, %s: recall %.5f, worst distance error %.2e\n",
+               c ? "trees" : "cells of 250", r, e);
+        CHECK(c == 0 || r >= 0.95);
+        CHECK(e < 1e-4);
+        knn_free(&g);
+    }
+    free(x);
+}
+
 /* Cells on sgemm: the same recall bar (AMX, when the CPU has it, is the default). */
 static void test_cells_on_sgemm_recall_at_least_095(void)
 {
@@ -412,6 +461,7 @@ int main(void)
     RUN(test_one_cell_is_exact);
     RUN(test_cells_on_sgemm_recall_at_least_095);
     RUN(test_cells_on_offset_rows_find_true_neighbours);
+    RUN(test_offset_rows_keep_distance_precision_through_nn_descent);
     RUN(test_duplicate_rows_in_cut_cells);
     RUN(test_approx_wide_rows_do_not_depend_on_thread_count);
     RUN(test_approx_is_deterministic_for_seed_and_threads);
