@@ -200,21 +200,40 @@ static int assign_all(const float *x, size_t n, size_t d, int cosine, const floa
 {
     float *dots = malloc((size_t)KMEANS_BLOCK * c * sizeof *dots), *csq = malloc(c * sizeof *csq);
     float *cdist = malloc(c * c * sizeof *cdist);
+    /* euclidean: scores against the centroids less their mean mu, |x - c|^2 =
+     * |x - mu|^2 + |c - mu|^2 - 2 (x . (c - mu) - mu . (c - mu)): |x|^2 + |c|^2 - 2 x.c
+     * cancels on rows far from the origin (cells close to random, docs/knn.md). */
+    float *cc = cosine ? NULL : malloc(c * d * sizeof *cc), *mu = malloc(d * sizeof *mu);
+    float *muc = malloc(c * sizeof *muc);
     int rc = 0;
-    if (!dots || !csq || !cdist) {
+    if (!dots || !csq || !cdist || (!cosine && !cc) || !mu || !muc) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means (%zu cells)", c);
         goto done;
     }
     centroid_geometry(cent, c, d, csq, cdist);
+    if (!cosine) {
+        for (size_t t = 0; t < d; t++) {
+            double m = 0;
+            for (size_t a = 0; a < c; a++)
+                m += cent[a * d + t];
+            mu[t] = (float)(m / (double)c);
+        }
+        for (size_t a = 0; a < c; a++) {
+            for (size_t t = 0; t < d; t++)
+                cc[a * d + t] = cent[a * d + t] - mu[t];
+            csq[a] = dense_dot(cc + a * d, cc + a * d, d);
+            muc[a] = dense_dot(mu, cc + a * d, d);
+        }
+    }
     for (size_t r0 = 0; r0 < n; r0 += KMEANS_BLOCK) {
         if ((rc = pw_progress_check(progress, err, "knn")))
             goto done;
         size_t nr = n - r0 < KMEANS_BLOCK ? n - r0 : KMEANS_BLOCK;
-        scores(x + r0 * d, nr, d, cent, c, threads, dots);
+        scores(x + r0 * d, nr, d, cosine ? cent : cc, c, threads, dots);
         for (size_t r = 0; r < nr; r++) {
             size_t i = r0 + r;
             const float *xi = x + i * d;
-            float xsq = dense_dot(xi, xi, d), scale = 1.0f;
+            float xsq = cosine ? dense_dot(xi, xi, d) : dense_sqdist(xi, mu, d), scale = 1.0f;
             if (cosine) { /* compare the unit row */
                 scale = xsq > 0.0f ? 1.0f / sqrtf(xsq) : 0.0f;
                 xsq = xsq > 0.0f ? 1.0f : 0.0f;
@@ -223,7 +242,8 @@ static int assign_all(const float *x, size_t n, size_t d, int cosine, const floa
             size_t b1 = 0, b2 = 0;
             float v1 = INFINITY, v2 = INFINITY;
             for (size_t a = 0; a < c; a++) {
-                float v = xsq + csq[a] - 2.0f * scale * row[a];
+                float v = cosine ? xsq + csq[a] - 2.0f * scale * row[a]
+                                 : xsq + csq[a] - 2.0f * (row[a] - muc[a]);
                 if (v < v1) {
                     v2 = v1;
                     b2 = b1;
@@ -249,6 +269,9 @@ done:
     free(dots);
     free(csq);
     free(cdist);
+    free(cc);
+    free(mu);
+    free(muc);
     return rc;
 }
 
@@ -275,8 +298,30 @@ int kmeans_fit(const float *x, const int32_t *rows, size_t n, size_t d, int cosi
         if (cosine)
             normalise(xs + i * d, d);
     }
+    /* euclidean: the sample less its mean, so Lloyd's |x|^2 + |c|^2 - 2 x.c does not
+     * cancel on rows far from the origin; the mean goes back on the centroids */
+    double *mean = cosine ? NULL : calloc(d, sizeof *mean);
+    if (!cosine && !mean) {
+        rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means (%zu cells)", c);
+        goto done;
+    }
+    if (!cosine) {
+        for (size_t i = 0; i < s; i++)
+            for (size_t t = 0; t < d; t++)
+                mean[t] += xs[i * d + t];
+        for (size_t t = 0; t < d; t++)
+            mean[t] /= (double)s;
+        for (size_t i = 0; i < s; i++)
+            for (size_t t = 0; t < d; t++)
+                xs[i * d + t] = (float)(xs[i * d + t] - mean[t]);
+    }
     seed_plus_plus(xs, s, d, c, seed, threads, cent, dmin, trial);
     rc = lloyd(xs, s, d, cosine, c, threads, cent, progress, err);
+    if (!cosine)
+        for (size_t a = 0; a < c; a++)
+            for (size_t t = 0; t < d; t++)
+                cent[a * d + t] = (float)(cent[a * d + t] + mean[t]);
+    free(mean);
 done:
     free(xs);
     free(dmin);

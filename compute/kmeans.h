@@ -3,7 +3,9 @@
  * Lloyd's algorithm on an evenly strided sample of rows, seeded by k-means++ (rng.h),
  * then every row's nearest and second-nearest centroid and its distance to the
  * hyperplane bisecting the two ("border": small means the row sits near the edge of
- * its cell, where its neighbours may lie in the other one).  Cosine runs spherical
+ * its cell, where its neighbours may lie in the other one).  Euclidean distances are
+ * taken about the data's mean (the sample's for Lloyd, the centroids' for the
+ * assignment), so rows far from the origin do not cancel.  Cosine runs spherical
  * k-means: rows and centroids are compared as unit vectors, borders are in unit-row
  * units.  Scores against 24 centroids or more use OpenBLAS sgemm: same input, c, seed and
  * thread count give the same bytes.  No I/O; cancellable through `progress`. */
