@@ -23,7 +23,7 @@
 void pca_options_default(struct pca_options *opt)
 {
     memset(opt, 0, sizeof *opt); /* fields added later start at 0, not garbage */
-    opt->n_components = 2; /* projection.py: vt[:2] */
+    opt->n_components = 2;       /* projection.py: vt[:2] */
     opt->threads = 0;
 }
 
