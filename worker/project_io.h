@@ -9,7 +9,8 @@
  *
  * project_io_read_vectors fills a struct project_io_matrix: float32 data is mapped
  * read-only from the file (no copy), float64 is converted into an allocated buffer;
- * either way the caller releases it with project_io_release.  All functions return 0
+ * either way the caller releases it with project_io_release (project_io_drop_pages
+ * gives a mapping's pages back earlier).  All functions return 0
  * or a negative PW_E* code with a one-line message in err. */
 #ifndef PW_PROJECT_IO_H
 #define PW_PROJECT_IO_H
