@@ -78,6 +78,8 @@ static double now_seconds(void)
  * here, the `omp simd` loop below calls it 8 (AVX-512), 4 or 2 lanes at a time. */
 __attribute__((simd("notinbranch"))) double exp(double);
 
+/* Clones for AVX-512, AVX2 and baseline: the perplexity search's vector exp, and the
+ * attraction loop, which vectorises with AVX-512's gather and scatter. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
     !defined(__SANITIZE_ADDRESS__)
 #define TSNE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -265,14 +267,6 @@ static int symmetrize(struct knn_graph *g, int threads, struct pairs *P)
     }
     return 0;
 }
-
-/* AVX-512 has gather and scatter: the attraction loop vectorises with them. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
-    !defined(__SANITIZE_ADDRESS__)
-#define TSNE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define TSNE_CLONES
-#endif
 
 /* F = the attraction sum_j P_ij q_ij (y_i - y_j) of block b's pairs (rows [lo, hi)), over
  * the block's span; F is not touched elsewhere. */
