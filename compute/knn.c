@@ -224,40 +224,13 @@ static inline float hsum16(v16f v)
     return (a[0] + a[2]) + (a[1] + a[3]);
 }
 
-KNN_CLONES static void dot4x4(const float *x, size_t d, const int32_t *rows, const int32_t *cols,
-                              float out[4][4])
-{
-    const float *r[4], *c[4];
-    for (int t = 0; t < 4; t++) {
-        r[t] = x + (size_t)rows[t] * d;
-        c[t] = x + (size_t)cols[t] * d;
-    }
-    v16f acc[4][4];
-    memset(acc, 0, sizeof acc);
-    size_t j = 0;
-    for (; j + 16 <= d; j += 16) {
-        v16f a[4], b[4];
-        for (int t = 0; t < 4; t++) {
-            memcpy(&a[t], r[t] + j, sizeof a[t]);
-            memcpy(&b[t], c[t] + j, sizeof b[t]);
-        }
-        for (int u = 0; u < 4; u++)
-            for (int v = 0; v < 4; v++)
-                acc[u][v] += a[u] * b[v];
-    }
-    for (int u = 0; u < 4; u++)
-        for (int v = 0; v < 4; v++) {
-            float sum = hsum16(acc[u][v]);
-            for (size_t t = j; t < d; t++)
-                sum += r[u][t] * c[v][t];
-            out[u][v] = sum;
-        }
-}
-
-/* Squared distances of 4 rows against 4 rows of x, from the differences (the dot
- * products' |a|^2 + |b|^2 - 2 a.b loses the digits that rows far from the origin share). */
-KNN_CLONES static void sq4x4(const float *x, size_t d, const int32_t *rows, const int32_t *cols,
-                             float out[4][4])
+/* 4 rows against 4 rows of x, each loaded vector feeding four lanes of work: dot products,
+ * or (sq) squared distances from the differences (the dot products' |a|^2 + |b|^2 - 2 a.b
+ * loses the digits that rows far from the origin share).  Inlined with a literal sq into
+ * the two kernels below. */
+__attribute__((always_inline)) static inline void block4x4(const float *x, size_t d,
+                                                           const int32_t *rows, const int32_t *cols,
+                                                           int sq, float out[4][4])
 {
     const float *r[4], *c[4];
     for (int t = 0; t < 4; t++) {
@@ -275,17 +248,33 @@ KNN_CLONES static void sq4x4(const float *x, size_t d, const int32_t *rows, cons
         }
         for (int u = 0; u < 4; u++)
             for (int v = 0; v < 4; v++) {
-                v16f e = a[u] - b[v];
-                acc[u][v] += e * e;
+                if (sq) {
+                    v16f e = a[u] - b[v];
+                    acc[u][v] += e * e;
+                } else {
+                    acc[u][v] += a[u] * b[v];
+                }
             }
     }
     for (int u = 0; u < 4; u++)
         for (int v = 0; v < 4; v++) {
             float sum = hsum16(acc[u][v]);
             for (size_t t = j; t < d; t++)
-                sum += (r[u][t] - c[v][t]) * (r[u][t] - c[v][t]);
+                sum += sq ? (r[u][t] - c[v][t]) * (r[u][t] - c[v][t]) : r[u][t] * c[v][t];
             out[u][v] = sum;
         }
+}
+
+KNN_CLONES static void dot4x4(const float *x, size_t d, const int32_t *rows, const int32_t *cols,
+                              float out[4][4])
+{
+    block4x4(x, d, rows, cols, 0, out);
+}
+
+KNN_CLONES static void sq4x4(const float *x, size_t d, const int32_t *rows, const int32_t *cols,
+                             float out[4][4])
+{
+    block4x4(x, d, rows, cols, 1, out);
 }
 
 /* Internal distance from a dot product (see pair_dist). */
