@@ -263,6 +263,17 @@ static void test_approx_is_deterministic_for_seed_and_threads(void)
     check_approx_same_graph(24, o.metric, 3, 2, 2, 200, 0);
 }
 
+/* Squared euclidean distance of rows i and j, in double. */
+static double true_sqdist(const float *x, size_t d, size_t i, size_t j)
+{
+    double s = 0;
+    for (size_t t = 0; t < d; t++) {
+        double v = (double)x[i * d + t] - x[j * d + t];
+        s += v * v;
+    }
+    return s;
+}
+
 /* Fraction of the true (double-precision) k nearest neighbours of every 20th row that
  * g lists. */
 static double true_recall(const float *x, size_t n, size_t d, const struct knn_graph *g)
@@ -271,12 +282,7 @@ static double true_recall(const float *x, size_t n, size_t d, const struct knn_g
     double *dist = malloc(n * sizeof *dist);
     for (size_t i = 0; i < n; i += 20, rows++) {
         for (size_t j = 0; j < n; j++) {
-            double s = 0;
-            for (size_t t = 0; t < d; t++) {
-                double v = (double)x[i * d + t] - x[j * d + t];
-                s += v * v;
-            }
-            dist[j] = j == i ? INFINITY : s;
+            dist[j] = j == i ? INFINITY : true_sqdist(x, d, i, j);
         }
         for (size_t e = 0; e < k; e++) { /* listed and no farther than the true k-th */
             size_t below = 0;
@@ -331,12 +337,7 @@ static double worst_distance_error(const float *x, size_t d, const struct knn_gr
     double worst = 0;
     for (size_t i = 0; i < g->n; i++)
         for (size_t e = 0; e < g->k; e++) {
-            size_t j = (size_t)g->idx[i * g->k + e];
-            double s = 0;
-            for (size_t t = 0; t < d; t++) {
-                double v = (double)x[i * d + t] - x[j * d + t];
-                s += v * v;
-            }
+            double s = true_sqdist(x, d, i, (size_t)g->idx[i * g->k + e]);
             double err = fabs(g->dist[i * g->k + e] - sqrt(s)) / (sqrt(s) + 1e-6);
             worst = err > worst ? err : worst;
         }
