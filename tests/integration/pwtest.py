@@ -273,6 +273,12 @@ def get_dead_letters(dlq: str, timeout: float = 10.0) -> list:
     return found
 
 
+def needs_test_tasks(fn):
+    """Marks a test that needs the pw.test.sleep task (a PW_TEST_TASKS build); ctest
+    reads the marker from the file and registers the test only in such builds."""
+    return fn
+
+
 def main(namespace: dict) -> None:
     names = sys.argv[1:] or sorted(n for n in namespace if n.startswith("test_"))
     passed = failed = 0

@@ -1,7 +1,7 @@
 """Celery interop of `projection-worker run` with the real Python Celery 5 client and a
 real RabbitMQ (started by ctest's services fixture).  Each test has its own queue and
 worker; run one with: ctest -R queue.<name>, or directly with
-PW_SERVICES_ENV=... /usr/bin/python3 tests/integration/queue/test_consumer.py test_name
+PW_SERVICES_ENV=... /usr/bin/python3 tests/integration/runtime/test_consumer.py test_name
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import pwtest  # noqa: E402
-from pwtest import ReplyQueue, Worker, celery_app, publish_raw, queue_counts, unique, wait_for  # noqa: E402
+from pwtest import needs_test_tasks, ReplyQueue, Worker, celery_app, publish_raw, queue_counts, unique, wait_for  # noqa: E402
 
 RUN_ID = "d3b07384-d9a0-4c8e-9f1e-2a3b4c5d6e7f"
 
@@ -55,7 +55,7 @@ def test_ping_protocol1_through_rpc():
 def test_projection_task_reads_args_and_kwargs_forms():
     """Both call forms reach the handler in both protocols; this worker has no database
     configured, so the task fails with a message naming the run and the missing setting
-    (never a fake success).  The full pipeline is tested in tests/integration/worker."""
+    (never a fake success).  The full pipeline is tested in tests/integration/pipeline."""
     q = unique("proj")
     w = Worker(q)
     try:
@@ -203,6 +203,7 @@ def test_eta_task_is_held_until_due():
         w.stop()
 
 
+@needs_test_tasks
 def test_track_started_publishes_started_state():
     q = unique("started")
     w = Worker(q, "--track-started")
@@ -300,6 +301,7 @@ def test_prefetch_is_concurrency_times_multiplier():
         w.stop()
 
 
+@needs_test_tasks
 def test_killed_worker_task_is_redelivered_and_completed():
     q = unique("kill9")
     w1 = Worker(q, name="kill9-first")
@@ -326,6 +328,7 @@ def test_killed_worker_task_is_redelivered_and_completed():
             w2.stop()
 
 
+@needs_test_tasks
 def test_worker_reconnects_after_rabbitmq_restart():
     q = unique("restart")
     w = Worker(q)
@@ -347,6 +350,7 @@ def test_worker_reconnects_after_rabbitmq_restart():
         w.stop()
 
 
+@needs_test_tasks
 def test_sigterm_finishes_running_task_then_exits_zero():
     q = unique("term")
     w = Worker(q)
@@ -364,6 +368,7 @@ def test_sigterm_finishes_running_task_then_exits_zero():
         w.stop()
 
 
+@needs_test_tasks
 def test_sigterm_after_grace_period_leaves_task_to_redelivery():
     q = unique("grace")
     w = Worker(q, "--shutdown-timeout", "0.5")
@@ -387,6 +392,7 @@ def test_sigterm_after_grace_period_leaves_task_to_redelivery():
             w2.stop()
 
 
+@needs_test_tasks
 def test_consumer_timeout_ends_in_one_redelivery_not_a_second_run():
     """RabbitMQ closes a channel whose delivery stays unacked past consumer_timeout
     (checked about once a minute).  The worker reconnects, the redelivered message
@@ -410,6 +416,7 @@ def test_consumer_timeout_ends_in_one_redelivery_not_a_second_run():
         w.stop()
 
 
+@needs_test_tasks
 def test_heartbeats_flow_while_a_task_computes():
     """With a 1 s heartbeat a worker that stopped servicing the connection during a
     task would be disconnected by RabbitMQ within ~3 s."""
@@ -424,6 +431,7 @@ def test_heartbeats_flow_while_a_task_computes():
         w.stop()
 
 
+@needs_test_tasks
 def test_hard_time_limit_fails_task():
     q = unique("limit")
     w = Worker(q)
