@@ -55,6 +55,19 @@ static void usage(FILE *out)
         "  -l, --log-level LEVEL        PW_LOG_LEVEL        debug|info|warning|error (default "
         "info)\n"
         "\n"
+        "Projection settings (passed to the task processes):\n"
+        "      --database-url URL       DATABASE_URL        PostgreSQL libpq URI (required for "
+        "projections)\n"
+        "      --data-dir DIR           DATA_DIR            artifacts root (default ./data)\n"
+        "      --qdrant-url URL         QDRANT_URL          Qdrant REST endpoint (default "
+        "http://localhost:6333)\n"
+        "      --vector-name NAME       PW_VECTOR_NAME      named vector to project (default: "
+        "first non-null)\n"
+        "      --threads N              PW_COMPUTE_THREADS  threads of one computation (default: "
+        "all cores)\n"
+        "      --lock-wait S            PW_LOCK_WAIT        seconds a duplicate request waits "
+        "(default 900)\n"
+        "\n"
         "Registered tasks:");
     for (const char *const *n = tasks_names(); *n; n++)
         fprintf(out, " %s", *n);
@@ -130,34 +143,35 @@ static int set_backend(struct run_settings *s, const char *backend, struct pw_er
     return 0;
 }
 
-/* Defaults, then environment, then flags.  Returns 1 when --help was printed. */
-static int load_settings(struct run_settings *s, int argc, char **argv, struct pw_error *err)
+static const struct option run_options[] = {
+    {"broker", required_argument, NULL, 'b'},
+    {"result-backend", required_argument, NULL, 'R'},
+    {"queues", required_argument, NULL, 'Q'},
+    {"concurrency", required_argument, NULL, 'c'},
+    {"prefetch-multiplier", required_argument, NULL, 'P'},
+    {"track-started", no_argument, NULL, 'T'},
+    {"shutdown-timeout", required_argument, NULL, 'S'},
+    {"heartbeat", required_argument, NULL, 'H'},
+    {"hostname", required_argument, NULL, 'n'},
+    {"broker-ca", required_argument, NULL, 'A'},
+    {"log-level", required_argument, NULL, 'l'},
+    {"database-url", required_argument, NULL, 'D'},
+    {"data-dir", required_argument, NULL, 'd'},
+    {"qdrant-url", required_argument, NULL, 'q'},
+    {"vector-name", required_argument, NULL, 'V'},
+    {"threads", required_argument, NULL, 't'},
+    {"lock-wait", required_argument, NULL, 'W'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Celery's defaults, then the environment. */
+static int settings_from_env(struct run_settings *s, struct pw_error *err)
 {
-    static const struct option opts[] = {
-        {"broker", required_argument, NULL, 'b'},
-        {"result-backend", required_argument, NULL, 'R'},
-        {"queues", required_argument, NULL, 'Q'},
-        {"concurrency", required_argument, NULL, 'c'},
-        {"prefetch-multiplier", required_argument, NULL, 'P'},
-        {"track-started", no_argument, NULL, 'T'},
-        {"shutdown-timeout", required_argument, NULL, 'S'},
-        {"heartbeat", required_argument, NULL, 'H'},
-        {"hostname", required_argument, NULL, 'n'},
-        {"broker-ca", required_argument, NULL, 'A'},
-        {"log-level", required_argument, NULL, 'l'},
-        {"database-url", required_argument, NULL, 'D'},
-        {"data-dir", required_argument, NULL, 'd'},
-        {"qdrant-url", required_argument, NULL, 'q'},
-        {"vector-name", required_argument, NULL, 'V'},
-        {"threads", required_argument, NULL, 't'},
-        {"lock-wait", required_argument, NULL, 'W'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     struct consumer_config *cc = &s->consumer;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     char host[200] = "localhost";
-    int rc, opt;
+    int rc;
 
     cc->broker_url = env_or("CELERY_BROKER_URL", "amqp://guest:guest@localhost:5672//");
     cc->concurrency = ncpu > 0 ? (int)ncpu : 1; /* Celery default: CPU count */
@@ -190,108 +204,128 @@ static int load_settings(struct run_settings *s, int argc, char **argv, struct p
         return pw_error_set(err, PW_EINVAL, "PW_BROKER_HEARTBEAT must be seconds (0..3600)");
     if (getenv("PW_LOG_LEVEL") && pw_log_parse_level(getenv("PW_LOG_LEVEL"), &s->log.min_level))
         return pw_error_set(err, PW_EINVAL, "PW_LOG_LEVEL must be debug|info|warning|error");
+    return 0;
+}
 
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "b:Q:c:n:l:h", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'b':
-            cc->broker_url = optarg;
-            break;
-        case 'R':
-            if ((rc = set_backend(s, optarg, err)))
-                return rc;
-            break;
-        case 'Q':
-            if ((rc = split_queues(s, optarg, err)))
-                return rc;
-            break;
-        case 'c':
-            if (parse_int(optarg, 1, 1024, &cc->concurrency))
-                return pw_error_set(err, PW_EINVAL, "--concurrency must be an integer in 1..1024");
-            break;
-        case 'P':
-            if (parse_int(optarg, 1, 1000, &cc->prefetch_multiplier))
-                return pw_error_set(err, PW_EINVAL, "--prefetch-multiplier must be in 1..1000");
-            break;
-        case 'T':
-            cc->track_started = 1;
-            break;
-        case 'S':
-            if (parse_seconds(optarg, &cc->shutdown_timeout_s))
-                return pw_error_set(err, PW_EINVAL, "--shutdown-timeout must be seconds");
-            break;
-        case 'H':
-            if (parse_int(optarg, 0, 3600, &cc->heartbeat_s))
-                return pw_error_set(err, PW_EINVAL, "--heartbeat must be seconds (0..3600)");
-            break;
-        case 'n':
-            snprintf(s->hostname, sizeof s->hostname, "%s", optarg);
-            break;
-        case 'A':
-            cc->tls_ca_file = optarg;
-            break;
-        case 'l':
-            if (pw_log_parse_level(optarg, &s->log.min_level))
-                return pw_error_set(err, PW_EINVAL, "--log-level must be debug|info|warning|error");
-            break;
-        /* Projection settings travel to the task processes in the environment. */
-        case 'D':
-            setenv("DATABASE_URL", optarg, 1);
-            break;
-        case 'd':
-            setenv("DATA_DIR", optarg, 1);
-            break;
-        case 'q':
-            setenv("QDRANT_URL", optarg, 1);
-            break;
-        case 'V':
-            setenv("PW_VECTOR_NAME", optarg, 1);
-            break;
-        case 't':
-            setenv("PW_COMPUTE_THREADS", optarg, 1);
-            break;
-        case 'W':
-            setenv("PW_LOCK_WAIT", optarg, 1);
-            break;
-        case 'h':
-            usage(stdout);
+/* Projection settings travel to the task processes in the environment. */
+static const struct {
+    int opt;
+    const char *env;
+} task_env_flags[] = {{'D', "DATABASE_URL"},   {'d', "DATA_DIR"},           {'q', "QDRANT_URL"},
+                      {'V', "PW_VECTOR_NAME"}, {'t', "PW_COMPUTE_THREADS"}, {'W', "PW_LOCK_WAIT"}};
+
+static int apply_task_env_flag(int opt, const char *value)
+{
+    for (size_t i = 0; i < sizeof task_env_flags / sizeof task_env_flags[0]; i++)
+        if (task_env_flags[i].opt == opt) {
+            setenv(task_env_flags[i].env, value, 1);
             return 1;
-        default:
-            return pw_error_set(err, PW_EINVAL, "unknown option (see run --help)");
         }
+    return 0;
+}
+
+/* One command-line option over the environment's value. */
+static int apply_flag(struct run_settings *s, int opt, const char *arg, struct pw_error *err)
+{
+    struct consumer_config *cc = &s->consumer;
+
+    if (apply_task_env_flag(opt, arg))
+        return 0;
+    switch (opt) {
+    case 'b':
+        cc->broker_url = arg;
+        return 0;
+    case 'R':
+        return set_backend(s, arg, err);
+    case 'Q':
+        return split_queues(s, arg, err);
+    case 'c':
+        if (parse_int(arg, 1, 1024, &cc->concurrency))
+            return pw_error_set(err, PW_EINVAL, "--concurrency must be an integer in 1..1024");
+        return 0;
+    case 'P':
+        if (parse_int(arg, 1, 1000, &cc->prefetch_multiplier))
+            return pw_error_set(err, PW_EINVAL, "--prefetch-multiplier must be in 1..1000");
+        return 0;
+    case 'T':
+        cc->track_started = 1;
+        return 0;
+    case 'S':
+        if (parse_seconds(arg, &cc->shutdown_timeout_s))
+            return pw_error_set(err, PW_EINVAL, "--shutdown-timeout must be seconds");
+        return 0;
+    case 'H':
+        if (parse_int(arg, 0, 3600, &cc->heartbeat_s))
+            return pw_error_set(err, PW_EINVAL, "--heartbeat must be seconds (0..3600)");
+        return 0;
+    case 'n':
+        snprintf(s->hostname, sizeof s->hostname, "%s", arg);
+        return 0;
+    case 'A':
+        cc->tls_ca_file = arg;
+        return 0;
+    case 'l':
+        if (pw_log_parse_level(arg, &s->log.min_level))
+            return pw_error_set(err, PW_EINVAL, "--log-level must be debug|info|warning|error");
+        return 0;
+    default:
+        return pw_error_set(err, PW_EINVAL, "unknown option (see run --help)");
     }
-    if (optind < argc)
-        return pw_error_set(err, PW_EINVAL, "unexpected argument '%s'", argv[optind]);
+}
+
+/* What only the final settings can tell: combined limits, the task processes' own
+ * settings (checked here so a typo fails at start, not in every task), the task binary,
+ * the broker URL. */
+static int check_settings(struct run_settings *s, struct pw_error *err)
+{
+    struct consumer_config *cc = &s->consumer;
+    struct broker_url u;
+    int threads, rc;
+    double wait_s;
+
     if (cc->concurrency * cc->prefetch_multiplier > 65535)
         return pw_error_set(err, PW_EINVAL, "concurrency x prefetch multiplier exceeds 65535");
     cc->hostname = s->hostname;
-    {
-        int threads;
-        double wait_s;
-        if (getenv("PW_COMPUTE_THREADS") &&
-            parse_int(getenv("PW_COMPUTE_THREADS"), 0, 1024, &threads))
-            return pw_error_set(err, PW_EINVAL, "--threads/PW_COMPUTE_THREADS must be 0..1024");
-        if (getenv("PW_LOCK_WAIT") && parse_seconds(getenv("PW_LOCK_WAIT"), &wait_s))
-            return pw_error_set(err, PW_EINVAL, "--lock-wait/PW_LOCK_WAIT must be seconds");
-    }
+    if (getenv("PW_COMPUTE_THREADS") && parse_int(getenv("PW_COMPUTE_THREADS"), 0, 1024, &threads))
+        return pw_error_set(err, PW_EINVAL, "--threads/PW_COMPUTE_THREADS must be 0..1024");
+    if (getenv("PW_LOCK_WAIT") && parse_seconds(getenv("PW_LOCK_WAIT"), &wait_s))
+        return pw_error_set(err, PW_EINVAL, "--lock-wait/PW_LOCK_WAIT must be seconds");
     s->tasks.kill_grace_s = 10;
     if ((rc = task_subprocess_find_bin(s->task_bin, sizeof s->task_bin, err)))
         return rc;
     s->tasks.task_bin = s->task_bin;
-    {
-        struct broker_url u;
-        if ((rc = broker_url_parse(cc->broker_url, &u, err)))
-            return rc;
-        broker_url_free(&u);
-    }
+    if ((rc = broker_url_parse(cc->broker_url, &u, err)))
+        return rc;
+    broker_url_free(&u);
     return 0;
+}
+
+/* Defaults, then environment, then flags.  Returns 1 when --help was printed. */
+static int load_settings(struct run_settings *s, int argc, char **argv, struct pw_error *err)
+{
+    int rc, opt;
+
+    if ((rc = settings_from_env(s, err)))
+        return rc;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "b:Q:c:n:l:h", run_options, NULL)) != -1) {
+        if (opt == 'h') {
+            usage(stdout);
+            return 1;
+        }
+        if ((rc = apply_flag(s, opt, optarg, err)))
+            return rc;
+    }
+    if (optind < argc)
+        return pw_error_set(err, PW_EINVAL, "unexpected argument '%s'", argv[optind]);
+    return check_settings(s, err);
 }
 
 int cmd_run(int argc, char **argv)
 {
     struct run_settings s;
     struct pw_error err;
-    char masked[512], db_masked[512], qdrant_masked[512];
+    char masked[512];
     int sfd = -1, rc;
 
     memset(&s, 0, sizeof s);
@@ -313,10 +347,6 @@ int cmd_run(int argc, char **argv)
         return 1;
     }
     broker_url_mask(s.consumer.broker_url, masked, sizeof masked);
-    broker_url_mask(getenv("DATABASE_URL") ? getenv("DATABASE_URL") : "", db_masked,
-                    sizeof db_masked);
-    broker_url_mask(getenv("QDRANT_URL") ? getenv("QDRANT_URL") : "", qdrant_masked,
-                    sizeof qdrant_masked);
     pw_log_event(&s.log, PW_LOG_INFO, "worker_starting",
                  json_pack("{s:s, s:s, s:i, s:i, s:b, s:b, s:i}", "hostname", s.hostname, "broker",
                            masked, "concurrency", s.consumer.concurrency, "prefetch_count",

@@ -79,149 +79,158 @@ void project_io_drop_pages(void *matrix)
         madvise(m->map, m->map_len, MADV_DONTNEED);
 }
 
-int project_io_read_vectors(const char *path, size_t dim, struct project_io_matrix *out,
-                            struct pw_error *err)
+/* Where the rows are in a file: shape, element type, offset of the first value. */
+struct file_layout {
+    size_t rows, cols, data_off;
+    int is_f64;
+};
+
+/* The .npy header after its 8 magic bytes. */
+static int npy_layout(FILE *f, const char *path, const unsigned char magic[8], off_t size,
+                      size_t dim, struct file_layout *l, struct pw_error *err)
 {
-    int rc = 0;
-    float *x = NULL;
+    unsigned char b[4];
     char *header = NULL;
-    double *chunk = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return pw_error_set(err, PW_EIO, "cannot open input %s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        rc = pw_error_set(err, PW_EIO, "cannot stat %s: %s", path, strerror(errno));
-        goto cleanup;
+    size_t hlen, len_bytes = magic[6] == 1 ? 2 : 4;
+    int rc;
+
+    if (magic[6] < 1 || magic[6] > 3)
+        return pw_error_set(err, PW_EINVAL, "%s: unsupported .npy version %d", path, magic[6]);
+    if (read_exact(f, b, len_bytes))
+        return pw_error_set(err, PW_EINVAL, "%s: truncated .npy header", path);
+    hlen = (size_t)b[0] | (size_t)b[1] << 8;
+    if (len_bytes == 4)
+        hlen |= (size_t)b[2] << 16 | (size_t)b[3] << 24;
+    l->data_off = 8 + len_bytes + hlen;
+    if (hlen > (1u << 20) || !(header = malloc(hlen + 1)) || read_exact(f, header, hlen)) {
+        free(header);
+        return pw_error_set(err, PW_EINVAL, "%s: bad .npy header", path);
     }
-    unsigned char magic[8];
-    size_t got = fread(magic, 1, sizeof magic, f);
-    size_t rows = 0, cols = 0, data_off = 0;
-    int is_f64 = 0;
-    if (got == 8 && !memcmp(magic, "\x93NUMPY", 6)) {
-        size_t hlen;
-        if (magic[6] == 1) {
-            unsigned char b[2];
-            if (read_exact(f, b, 2)) {
-                rc = pw_error_set(err, PW_EINVAL, "%s: truncated .npy header", path);
-                goto cleanup;
-            }
-            hlen = (size_t)b[0] | (size_t)b[1] << 8;
-            data_off = 10 + hlen;
-        } else if (magic[6] == 2 || magic[6] == 3) {
-            unsigned char b[4];
-            if (read_exact(f, b, 4)) {
-                rc = pw_error_set(err, PW_EINVAL, "%s: truncated .npy header", path);
-                goto cleanup;
-            }
-            hlen = (size_t)b[0] | (size_t)b[1] << 8 | (size_t)b[2] << 16 | (size_t)b[3] << 24;
-            data_off = 12 + hlen;
-        } else {
-            rc = pw_error_set(err, PW_EINVAL, "%s: unsupported .npy version %d", path, magic[6]);
-            goto cleanup;
-        }
-        if (hlen > (1u << 20) || !(header = malloc(hlen + 1)) || read_exact(f, header, hlen)) {
-            rc = pw_error_set(err, PW_EINVAL, "%s: bad .npy header", path);
-            goto cleanup;
-        }
-        header[hlen] = '\0';
-        if ((rc = parse_npy_header(header, &is_f64, &rows, &cols, err)))
-            goto cleanup;
-        if (dim && dim != cols) {
-            rc = pw_error_set(err, PW_EINVAL, "%s: --dim %zu but the .npy rows have %zu values",
-                              path, dim, cols);
-            goto cleanup;
-        }
-        size_t esz = is_f64 ? 8 : 4;
-        if (cols && rows > ((size_t)st.st_size - data_off) / (cols * esz)) {
-            rc = pw_error_set(err, PW_EINVAL, "%s: .npy data shorter than its shape (%zu x %zu)",
-                              path, rows, cols);
-            goto cleanup;
-        }
-    } else {
-        if (!dim) {
-            rc = pw_error_set(err, PW_EINVAL, "%s: raw float32 input needs --dim", path);
-            goto cleanup;
-        }
-        if ((size_t)st.st_size % (dim * 4) != 0) {
-            rc = pw_error_set(err, PW_EINVAL,
-                              "%s: size %lld is not a multiple of %zu (float32 rows of --dim %zu)",
-                              path, (long long)st.st_size, dim * 4, dim);
-            goto cleanup;
-        }
-        rows = (size_t)st.st_size / (dim * 4);
-        cols = dim;
-    }
-    if (rows == 0 || cols == 0) {
-        rc = pw_error_set(err, PW_EINVAL, "%s: no vectors", path);
-        goto cleanup;
-    }
-    if (fseek(f, (long)data_off, SEEK_SET) != 0) {
-        rc = pw_error_set(err, PW_EIO, "%s: seek failed", path);
-        goto cleanup;
-    }
-    if (!is_f64 && data_off % sizeof(float) == 0) {
-        /* float32 on disk is already the matrix: map it instead of copying it.  Read-only
-         * and private; the file must not be truncated while we run (SIGBUS). */
-        size_t len = data_off + rows * cols * sizeof(float);
-        void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fileno(f), 0);
-        if (map == MAP_FAILED) {
-            rc = pw_error_set(err, PW_EIO, "%s: mmap failed: %s", path, strerror(errno));
-            goto cleanup;
-        }
-        out->x = (const float *)((const char *)map + data_off);
-        out->n = rows;
-        out->d = cols;
-        out->map = map;
-        out->map_len = len;
-        out->owned = NULL;
-        goto cleanup;
-    }
-    x = malloc(rows * cols * sizeof *x);
-    if (!x) {
-        rc = pw_error_set(err, PW_ENOMEM, "%s: cannot allocate %zu x %zu floats", path, rows, cols);
-        goto cleanup;
-    }
-    if (fseek(f, (long)data_off, SEEK_SET) != 0) {
-        rc = pw_error_set(err, PW_EIO, "%s: seek failed", path);
-        goto cleanup;
-    }
-    if (!is_f64) {
-        if (read_exact(f, x, rows * cols * 4)) {
+    header[hlen] = '\0';
+    rc = parse_npy_header(header, &l->is_f64, &l->rows, &l->cols, err);
+    free(header);
+    if (rc)
+        return rc;
+    if (dim && dim != l->cols)
+        return pw_error_set(err, PW_EINVAL, "%s: --dim %zu but the .npy rows have %zu values", path,
+                            dim, l->cols);
+    if (l->cols && l->rows > ((size_t)size - l->data_off) / (l->cols * (l->is_f64 ? 8 : 4)))
+        return pw_error_set(err, PW_EINVAL, "%s: .npy data shorter than its shape (%zu x %zu)",
+                            path, l->rows, l->cols);
+    return 0;
+}
+
+/* A raw file: float32 rows of --dim values, nothing else. */
+static int raw_layout(const char *path, off_t size, size_t dim, struct file_layout *l,
+                      struct pw_error *err)
+{
+    if (!dim)
+        return pw_error_set(err, PW_EINVAL, "%s: raw float32 input needs --dim", path);
+    if ((size_t)size % (dim * 4) != 0)
+        return pw_error_set(err, PW_EINVAL,
+                            "%s: size %lld is not a multiple of %zu (float32 rows of --dim %zu)",
+                            path, (long long)size, dim * 4, dim);
+    l->rows = (size_t)size / (dim * 4);
+    l->cols = dim;
+    l->data_off = 0;
+    l->is_f64 = 0;
+    return 0;
+}
+
+/* float32 on disk is already the matrix: map it instead of copying it.  Read-only and
+ * private; the file must not be truncated while we run (SIGBUS). */
+static int map_f32(FILE *f, const char *path, const struct file_layout *l,
+                   struct project_io_matrix *out, struct pw_error *err)
+{
+    size_t len = l->data_off + l->rows * l->cols * sizeof(float);
+    void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fileno(f), 0);
+
+    if (map == MAP_FAILED)
+        return pw_error_set(err, PW_EIO, "%s: mmap failed: %s", path, strerror(errno));
+    out->x = (const float *)((const char *)map + l->data_off);
+    out->n = l->rows;
+    out->d = l->cols;
+    out->map = map;
+    out->map_len = len;
+    out->owned = NULL;
+    return 0;
+}
+
+/* float64 values converted to float32 a chunk at a time. */
+static int read_f64(FILE *f, const char *path, float *x, size_t total, struct pw_error *err)
+{
+    size_t per = 1 << 16, done = 0;
+    double *chunk = malloc(per * sizeof *chunk);
+    int rc = 0;
+
+    if (!chunk)
+        return pw_error_set(err, PW_ENOMEM, "out of memory");
+    while (done < total && !rc) {
+        size_t m = total - done < per ? total - done : per;
+        if (read_exact(f, chunk, m * 8))
             rc = pw_error_set(err, PW_EIO, "%s: short read", path);
-            goto cleanup;
-        }
-    } else {
-        size_t per = 1 << 16, done = 0, total = rows * cols;
-        chunk = malloc(per * sizeof *chunk);
-        if (!chunk) {
-            rc = pw_error_set(err, PW_ENOMEM, "out of memory");
-            goto cleanup;
-        }
-        while (done < total) {
-            size_t m = total - done < per ? total - done : per;
-            if (read_exact(f, chunk, m * 8)) {
-                rc = pw_error_set(err, PW_EIO, "%s: short read", path);
-                goto cleanup;
-            }
-            for (size_t i = 0; i < m; i++)
-                x[done + i] = (float)chunk[i];
-            done += m;
-        }
+        for (size_t i = 0; i < m && !rc; i++)
+            x[done + i] = (float)chunk[i];
+        done += m;
+    }
+    free(chunk);
+    return rc;
+}
+
+/* Rows the mapping cannot serve (float64, or an unaligned float32 offset) copied into
+ * memory of our own. */
+static int read_copy(FILE *f, const char *path, const struct file_layout *l,
+                     struct project_io_matrix *out, struct pw_error *err)
+{
+    size_t total = l->rows * l->cols;
+    float *x = malloc(total * sizeof *x);
+    int rc = 0;
+
+    if (!x)
+        return pw_error_set(err, PW_ENOMEM, "%s: cannot allocate %zu x %zu floats", path, l->rows,
+                            l->cols);
+    if (l->is_f64)
+        rc = read_f64(f, path, x, total, err);
+    else if (read_exact(f, x, total * 4))
+        rc = pw_error_set(err, PW_EIO, "%s: short read", path);
+    if (rc) {
+        free(x);
+        return rc;
     }
     out->x = x;
     out->owned = x;
-    out->n = rows;
-    out->d = cols;
+    out->n = l->rows;
+    out->d = l->cols;
     out->map = NULL;
     out->map_len = 0;
-    x = NULL;
-cleanup:
-    if (f)
-        fclose(f);
-    free(x);
-    free(header);
-    free(chunk);
+    return 0;
+}
+
+int project_io_read_vectors(const char *path, size_t dim, struct project_io_matrix *out,
+                            struct pw_error *err)
+{
+    struct file_layout l = {0, 0, 0, 0};
+    unsigned char magic[8];
+    struct stat st;
+    FILE *f = fopen(path, "rb");
+    int rc;
+
+    if (!f)
+        return pw_error_set(err, PW_EIO, "cannot open input %s: %s", path, strerror(errno));
+    if (fstat(fileno(f), &st) != 0)
+        rc = pw_error_set(err, PW_EIO, "cannot stat %s: %s", path, strerror(errno));
+    else if (fread(magic, 1, sizeof magic, f) == 8 && !memcmp(magic, "\x93NUMPY", 6))
+        rc = npy_layout(f, path, magic, st.st_size, dim, &l, err);
+    else
+        rc = raw_layout(path, st.st_size, dim, &l, err);
+    if (!rc && (l.rows == 0 || l.cols == 0))
+        rc = pw_error_set(err, PW_EINVAL, "%s: no vectors", path);
+    if (!rc && fseek(f, (long)l.data_off, SEEK_SET) != 0)
+        rc = pw_error_set(err, PW_EIO, "%s: seek failed", path);
+    if (!rc)
+        rc = !l.is_f64 && l.data_off % sizeof(float) == 0 ? map_f32(f, path, &l, out, err)
+                                                          : read_copy(f, path, &l, out, err);
+    fclose(f);
     return rc;
 }
 
