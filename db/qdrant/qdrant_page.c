@@ -544,16 +544,31 @@ static int set_next_offset(struct qdrant_page_parser *p, int is_string, const ch
 
 /* ---- yajl callbacks -------------------------------------------------------------- */
 
-/* kind: a QDRANT_V_* scalar kind; s/len: its text (numbers raw, strings decoded). */
-static int on_scalar(struct qdrant_page_parser *p, int kind, const char *s, size_t len)
+#define BEGIN_CONTINUE 2
+
+/* The start of a scalar or an array inside the response object: BEGIN_CONTINUE with *k
+ * the key it is the value of, or what the callback returns now - 1 inside a skipped
+ * value (only the capture of a payload field's text moves on; `opens` is 1 for an
+ * array, whose end will close one more level), 0 when the response is no object. */
+static int begin_value(struct qdrant_page_parser *p, int opens, int *k)
 {
     if (p->skip) {
         touch_capture(p);
+        p->skip += opens;
         return 1;
     }
     if (p->sp == 0)
         return fail(p, PW_EPROTO, "response is not a JSON object");
-    int k = take_key(p);
+    *k = take_key(p);
+    return BEGIN_CONTINUE;
+}
+
+/* kind: a QDRANT_V_* scalar kind; s/len: its text (numbers raw, strings decoded). */
+static int on_scalar(struct qdrant_page_parser *p, int kind, const char *s, size_t len)
+{
+    int k, rc = begin_value(p, 0, &k);
+    if (rc != BEGIN_CONTINUE)
+        return rc;
     switch (p->fr[p->sp - 1]) {
     case FR_TOP:
         if (k == K_STATUS) {
@@ -740,6 +755,19 @@ static int cb_start_map(void *ctx)
     return 1;
 }
 
+/* The keys each frame knows by name; payload fields and vector names are matched apart. */
+static const struct {
+    int frame;
+    const char *name;
+    int key;
+} frame_keys[] = {
+    {FR_TOP, "result", K_RESULT},     {FR_TOP, "status", K_STATUS},
+    {FR_RESULT, "points", K_POINTS},  {FR_RESULT, "next_page_offset", K_NEXT},
+    {FR_POINT, "id", K_ID},           {FR_POINT, "vector", K_VECTOR},
+    {FR_POINT, "payload", K_PAYLOAD}, {FR_PAYLOAD, "metadata", K_METADATA},
+    {FR_STATUS, "error", K_ERROR},
+};
+
 static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
 {
     struct qdrant_page_parser *p = ctx;
@@ -748,27 +776,13 @@ static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
         return 1;
     }
     p->key = K_NONE;
+    for (size_t i = 0; i < sizeof frame_keys / sizeof frame_keys[0]; i++) {
+        if (frame_keys[i].frame == p->fr[p->sp - 1] && key_is(s, len, frame_keys[i].name)) {
+            p->key = frame_keys[i].key;
+            return 1;
+        }
+    }
     switch (p->fr[p->sp - 1]) {
-    case FR_TOP:
-        if (key_is(s, len, "result"))
-            p->key = K_RESULT;
-        else if (key_is(s, len, "status"))
-            p->key = K_STATUS;
-        break;
-    case FR_RESULT:
-        if (key_is(s, len, "points"))
-            p->key = K_POINTS;
-        else if (key_is(s, len, "next_page_offset"))
-            p->key = K_NEXT;
-        break;
-    case FR_POINT:
-        if (key_is(s, len, "id"))
-            p->key = K_ID;
-        else if (key_is(s, len, "vector"))
-            p->key = K_VECTOR;
-        else if (key_is(s, len, "payload"))
-            p->key = K_PAYLOAD;
-        break;
     case FR_PAYLOAD:
         for (int f = 0; f <= QDRANT_F_TIMESTAMP; f++) {
             if (key_is(s, len, top_fields[f])) {
@@ -777,8 +791,6 @@ static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
                 return 1;
             }
         }
-        if (key_is(s, len, "metadata"))
-            p->key = K_METADATA;
         break;
     case FR_META:
         for (int f = 0; f < QDRANT_F_COUNT - QDRANT_F_META_SOURCE_PATH; f++) {
@@ -793,26 +805,29 @@ static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
         if (p->vname ? (len == p->vname_len && memcmp(s, p->vname, len) == 0) : !p->vec_decided)
             p->key = K_VEC_CAND;
         break;
-    case FR_STATUS:
-        if (key_is(s, len, "error"))
-            p->key = K_ERROR;
-        break;
     default:
         break;
     }
     return 1;
 }
 
-static int cb_end_map(void *ctx)
+/* The frame a closing } or ] ends, or -1 inside a skipped value (which may end the
+ * capture of a payload field's text). */
+static int close_frame(struct qdrant_page_parser *p)
 {
-    struct qdrant_page_parser *p = ctx;
     if (p->skip) {
         if (--p->skip == 0)
             p->capture_rec = NO_CAPTURE;
-        return 1;
+        return -1;
     }
     p->key = K_NONE;
-    int f = p->fr[--p->sp];
+    return p->fr[--p->sp];
+}
+
+static int cb_end_map(void *ctx)
+{
+    struct qdrant_page_parser *p = ctx;
+    int f = close_frame(p);
     if (f == FR_POINT)
         return end_point(p);
     return 1;
@@ -821,14 +836,9 @@ static int cb_end_map(void *ctx)
 static int cb_start_array(void *ctx)
 {
     struct qdrant_page_parser *p = ctx;
-    if (p->skip) {
-        touch_capture(p);
-        p->skip++;
-        return 1;
-    }
-    if (p->sp == 0)
-        return fail(p, PW_EPROTO, "response is not a JSON object");
-    int k = take_key(p);
+    int k, rc = begin_value(p, 1, &k);
+    if (rc != BEGIN_CONTINUE)
+        return rc;
     switch (p->fr[p->sp - 1]) {
     case FR_TOP:
         if (k == K_RESULT)
@@ -894,13 +904,7 @@ static int cb_start_array(void *ctx)
 static int cb_end_array(void *ctx)
 {
     struct qdrant_page_parser *p = ctx;
-    if (p->skip) {
-        if (--p->skip == 0)
-            p->capture_rec = NO_CAPTURE;
-        return 1;
-    }
-    p->key = K_NONE;
-    int f = p->fr[--p->sp];
+    int f = close_frame(p);
     if (f == FR_VEC_FIRST || f == FR_VEC_DENSE || f == FR_VEC_FAST) {
         p->vec_state = VS_DENSE;
         p->vec_len = p->col;
