@@ -87,6 +87,10 @@ enum qdrant_field {
     QDRANT_F_COUNT
 };
 
+/* The payload key of field f ("doc_id", ...; a META_* field's key inside "metadata"),
+ * or NULL for a value outside the enum. */
+const char *qdrant_field_key(enum qdrant_field f);
+
 enum qdrant_value_kind {
     QDRANT_V_ABSENT = 0, /* key not in the payload (or payload missing/null) */
     QDRANT_V_NULL,

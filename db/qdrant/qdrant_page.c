@@ -346,18 +346,31 @@ int qdrant_value_truthy(const struct qdrant_value *v)
 
 /* ---- parser helpers -------------------------------------------------------------- */
 
-static const char *const top_fields[] = {
-    [QDRANT_F_DOC_ID] = "doc_id",           [QDRANT_F_DOCUMENT_ID] = "document_id",
-    [QDRANT_F_CHUNK_ID] = "chunk_id",       [QDRANT_F_SOURCE_ID] = "source_id",
-    [QDRANT_F_SOURCE_PATH] = "source_path", [QDRANT_F_PATH] = "path",
-    [QDRANT_F_MIME_TYPE] = "mime_type",     [QDRANT_F_INGESTED_AT] = "ingested_at",
-    [QDRANT_F_CREATED_AT] = "created_at",   [QDRANT_F_UPDATED_AT] = "updated_at",
+/* Payload keys of the fields kept; the META_* ones are keys inside "metadata". */
+static const char *const field_keys[QDRANT_F_COUNT] = {
+    [QDRANT_F_DOC_ID] = "doc_id",
+    [QDRANT_F_DOCUMENT_ID] = "document_id",
+    [QDRANT_F_CHUNK_ID] = "chunk_id",
+    [QDRANT_F_SOURCE_ID] = "source_id",
+    [QDRANT_F_SOURCE_PATH] = "source_path",
+    [QDRANT_F_PATH] = "path",
+    [QDRANT_F_MIME_TYPE] = "mime_type",
+    [QDRANT_F_INGESTED_AT] = "ingested_at",
+    [QDRANT_F_CREATED_AT] = "created_at",
+    [QDRANT_F_UPDATED_AT] = "updated_at",
     [QDRANT_F_TIMESTAMP] = "timestamp",
+    [QDRANT_F_META_SOURCE_PATH] = "source_path",
+    [QDRANT_F_META_MIME_TYPE] = "mime_type",
+    [QDRANT_F_META_INGESTED_AT] = "ingested_at",
+    [QDRANT_F_META_CREATED_AT] = "created_at",
+    [QDRANT_F_META_UPDATED_AT] = "updated_at",
+    [QDRANT_F_META_TIMESTAMP] = "timestamp",
 };
 
-static const char *const meta_fields[] = {
-    "source_path", "mime_type", "ingested_at", "created_at", "updated_at", "timestamp",
-};
+const char *qdrant_field_key(enum qdrant_field f)
+{
+    return f >= 0 && f < QDRANT_F_COUNT ? field_keys[f] : NULL;
+}
 
 static int key_is(const unsigned char *k, size_t len, const char *lit)
 {
@@ -784,8 +797,8 @@ static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
     }
     switch (p->fr[p->sp - 1]) {
     case FR_PAYLOAD:
-        for (int f = 0; f <= QDRANT_F_TIMESTAMP; f++) {
-            if (key_is(s, len, top_fields[f])) {
+        for (int f = 0; f < QDRANT_F_META_SOURCE_PATH; f++) {
+            if (key_is(s, len, field_keys[f])) {
                 p->key = K_FIELD;
                 p->key_field = f;
                 return 1;
@@ -793,10 +806,10 @@ static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
         }
         break;
     case FR_META:
-        for (int f = 0; f < QDRANT_F_COUNT - QDRANT_F_META_SOURCE_PATH; f++) {
-            if (key_is(s, len, meta_fields[f])) {
+        for (int f = QDRANT_F_META_SOURCE_PATH; f < QDRANT_F_COUNT; f++) {
+            if (key_is(s, len, field_keys[f])) {
                 p->key = K_FIELD;
-                p->key_field = QDRANT_F_META_SOURCE_PATH + f;
+                p->key_field = f;
                 return 1;
             }
         }

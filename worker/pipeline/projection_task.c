@@ -36,8 +36,6 @@
 #include "tsne.h"
 #include "umap.h"
 
-#define DEFAULT_SAMPLE_LIMIT 200000
-
 struct projection_job {
     const struct projection_app *app;
     const struct task_env *env;
@@ -484,26 +482,16 @@ static json_t *value_to_json(struct qdrant_value v)
     }
 }
 
-/* The payload subset the colour rules read, as a jansson object. */
+/* The payload fields the colour rules read, as the jansson object they take. */
 static json_t *point_payload(const struct qdrant_matrix *m, size_t i)
 {
-    static const char *const top[] = {"doc_id",      "document_id", "chunk_id",  "source_id",
-                                      "source_path", "path",        "mime_type", "ingested_at",
-                                      "created_at",  "updated_at",  "timestamp"};
-    static const char *const meta_keys[] = {"source_path", "mime_type",  "ingested_at",
-                                            "created_at",  "updated_at", "timestamp"};
     json_t *p = json_object(), *meta = json_object();
 
-    for (int f = 0; f < 11; f++) {
+    for (int f = 0; f < QDRANT_F_COUNT; f++) {
         json_t *v = value_to_json(qdrant_matrix_field(m, i, (enum qdrant_field)f));
         if (v)
-            json_object_set_new_nocheck(p, top[f], v);
-    }
-    for (int f = 0; f < 6; f++) {
-        json_t *v = value_to_json(
-            qdrant_matrix_field(m, i, (enum qdrant_field)(QDRANT_F_META_SOURCE_PATH + f)));
-        if (v)
-            json_object_set_new_nocheck(meta, meta_keys[f], v);
+            json_object_set_new_nocheck(f < QDRANT_F_META_SOURCE_PATH ? p : meta,
+                                        qdrant_field_key((enum qdrant_field)f), v);
     }
     json_object_set_new_nocheck(p, "metadata", meta);
     return p;
@@ -892,125 +880,120 @@ static int run_id_argument(const struct celery_task_msg *m, const char **id, str
     return 0;
 }
 
+/* Step 2 of DESIGN.md: the run, its hash and the lock on (collection, hash). */
+static int load_and_lock(struct projection_job *job, struct pw_error *err)
+{
+    int rc;
+
+    if ((rc = run_id_argument(job->env->msg, &job->run_id, err)))
+        return rc;
+    if (!job->app || !job->app->database_url)
+        return pw_error_set(err, PW_EINVAL,
+                            "projection-worker has no DATABASE_URL configured: cannot load run %s",
+                            job->run_id);
+    if ((rc = load_run(job, err)) || (rc = compute_hash(job, err)) || (rc = lock_hash(job, err)))
+        return rc;
+    /* Under the lock: the run may have changed while we waited. */
+    runs_free(&job->run);
+    job->run_loaded = 0;
+    if ((rc = runs_load(job->conn, job->run_id, &job->run, err)))
+        return rc;
+    job->run_loaded = 1;
+    return 0;
+}
+
+/* Step 2, under the lock: a run already completed or cancelled is settled as it is
+ * (*settled = 1, whatever rc says), a completed run with the same hash is reused
+ * (*settled = 1, rc 0); otherwise the run is to be computed. */
+static int settle_under_lock(struct projection_job *job, struct task_outcome *out, int *settled,
+                             struct pw_error *err)
+{
+    int rc;
+
+    *settled = 1;
+    if (!strcmp(job->run.status, "completed"))
+        return already_completed(job, out, err);
+    if (!strcmp(job->run.status, "cancelled")) {
+        out->revoked = 1;
+        rc = pw_error_set(err, PW_ECANCELED, "projection run %s was cancelled", job->run_id);
+        log_job(job, PW_LOG_INFO, "projection_cancelled", NULL, err->msg);
+        return rc;
+    }
+    *settled = 0;
+    if ((rc = runs_store_metadata_hash(job->conn, job->run.uuid, job->hash, err)) ||
+        (rc = try_reuse(job, out, settled, err)))
+        return rc;
+    return 0;
+}
+
+/* Temp directories of task processes killed mid-publish (kill -9, OOM) are swept under
+ * the lock, once they are an hour old. */
+static void sweep_stale_temps(struct projection_job *job)
+{
+    struct pw_error sweep;
+
+    if (artifacts_remove_stale_temps(job->app->data_dir, job->run.collection_id, 3600, &sweep))
+        log_job(job, PW_LOG_WARNING, "projection_stale_temp_sweep_failed", NULL, sweep.msg);
+}
+
+/* Seconds since *t, and *t moved to now: one phase's duration. */
+static double lap(double *t)
+{
+    double now = pw_mono_now(), d = now - *t;
+    *t = now;
+    return d;
+}
+
+/* Steps 3 to 6 of DESIGN.md: fetch, categories and ids, reduce, publish and commit. */
+static int compute_and_publish(struct projection_job *job, struct task_outcome *out,
+                               struct pw_error *err)
+{
+    double t = pw_mono_now();
+    int rc;
+
+    sweep_stale_temps(job);
+    if ((rc = runs_mark_running(job->conn, job->run.uuid, err)) || (rc = fetch_vectors(job, err)))
+        return rc;
+    job->fetch_s = lap(&t);
+    if ((rc = derive_categories(job, err)))
+        return rc;
+    job->categories_s = lap(&t);
+    if ((rc = reduce(job, err)))
+        return rc;
+    job->reduce_s = lap(&t);
+    if ((rc = build_meta(job, err)) || (rc = publish_and_complete(job, out, err)))
+        return rc;
+    return 0;
+}
+
+/* A failure after the message was understood: the exception the client sees, a log
+ * line, and the run and operation marked failed where they exist. */
+static void report_failure(struct projection_job *job, int rc, struct task_outcome *out,
+                           const struct pw_error *err)
+{
+    out->exc_type = exc_type_for(rc);
+    out->exc_module = "builtins";
+    log_job(job, PW_LOG_ERROR, "projection_failed", json_pack("{s:i}", "code", rc), err->msg);
+    fail_run(job, err);
+}
+
 int projection_task_run(const struct task_env *env, struct task_outcome *out, struct pw_error *err)
 {
-    const struct projection_app *app = env->app;
     struct projection_job job;
-    int rc, reused = 0;
+    int rc, settled = 0;
 
     memset(&job, 0, sizeof job);
     job.env = env;
-    job.app = app;
+    job.app = env->app;
     job.started = pw_mono_now();
     qdrant_matrix_init(&job.m);
-    if ((rc = run_id_argument(env->msg, &job.run_id, err)))
-        goto failed;
-    if (!app || !app->database_url) {
-        rc = pw_error_set(err, PW_EINVAL,
-                          "projection-worker has no DATABASE_URL configured: cannot load run %s",
-                          job.run_id);
-        goto failed;
-    }
-    if ((rc = load_run(&job, err)) || (rc = compute_hash(&job, err)) || (rc = lock_hash(&job, err)))
-        goto failed;
-    /* Under the lock: the run may have changed while we waited. */
-    runs_free(&job.run);
-    job.run_loaded = 0;
-    if ((rc = runs_load(job.conn, job.run_id, &job.run, err)))
-        goto failed;
-    job.run_loaded = 1;
-    if (!strcmp(job.run.status, "completed")) {
-        rc = already_completed(&job, out, err);
-        goto finish;
-    }
-    if (!strcmp(job.run.status, "cancelled")) {
-        out->revoked = 1;
-        rc = pw_error_set(err, PW_ECANCELED, "projection run %s was cancelled", job.run_id);
-        log_job(&job, PW_LOG_INFO, "projection_cancelled", NULL, err->msg);
-        goto finish;
-    }
-    if ((rc = runs_store_metadata_hash(job.conn, job.run.uuid, job.hash, err)) ||
-        (rc = try_reuse(&job, out, &reused, err)))
-        goto failed;
-    if (reused)
-        goto finish;
-    {
-        double t0 = pw_mono_now(), t1;
-        {
-            /* Temp directories of task processes killed mid-publish (kill -9, OOM) are
-             * swept here, under the lock, once they are an hour old. */
-            struct pw_error sweep;
-            if (artifacts_remove_stale_temps(app->data_dir, job.run.collection_id, 3600, &sweep))
-                log_job(&job, PW_LOG_WARNING, "projection_stale_temp_sweep_failed", NULL,
-                        sweep.msg);
-        }
-        if ((rc = runs_mark_running(job.conn, job.run.uuid, err)) ||
-            (rc = fetch_vectors(&job, err)))
-            goto failed;
-        job.fetch_s = pw_mono_now() - t0;
-        t1 = pw_mono_now();
-        if ((rc = derive_categories(&job, err)))
-            goto failed;
-        job.categories_s = pw_mono_now() - t1;
-        t1 = pw_mono_now();
-        if ((rc = reduce(&job, err)))
-            goto failed;
-        job.reduce_s = pw_mono_now() - t1;
-        if ((rc = build_meta(&job, err)) || (rc = publish_and_complete(&job, out, err)))
-            goto failed;
-    }
-    goto finish;
-failed:
-    out->exc_type = exc_type_for(rc);
-    out->exc_module = "builtins";
-    log_job(&job, PW_LOG_ERROR, "projection_failed", json_pack("{s:i}", "code", rc), err->msg);
-    fail_run(&job, err);
-finish:
+    rc = load_and_lock(&job, err);
+    if (!rc)
+        rc = settle_under_lock(&job, out, &settled, err);
+    if (!rc && !settled)
+        rc = compute_and_publish(&job, out, err);
+    if (rc && !settled)
+        report_failure(&job, rc, out, err);
     job_free(&job);
     return rc;
-}
-
-static const char *env_or(const char *name, const char *fallback)
-{
-    const char *v = getenv(name);
-    return v && *v ? v : fallback;
-}
-
-static int env_number(const char *name, double lo, double hi, double *out, struct pw_error *err)
-{
-    const char *v = getenv(name);
-    char *end;
-    double d;
-
-    if (!v || !*v)
-        return 0;
-    d = strtod(v, &end);
-    if (end == v || *end || d < lo || d > hi)
-        return pw_error_set(err, PW_EINVAL, "%s must be a number in %g..%g", name, lo, hi);
-    *out = d;
-    return 0;
-}
-
-int projection_app_from_env(struct projection_app *app, struct pw_error *err)
-{
-    double timeout_ms = 0, retries = -1, threads = 0, lock_wait = 900;
-    int rc;
-
-    memset(app, 0, sizeof *app);
-    app->database_url = env_or("DATABASE_URL", NULL);
-    app->data_dir = env_or("DATA_DIR", "./data");
-    app->qdrant.url = env_or("QDRANT_URL", "http://localhost:6333");
-    app->qdrant.api_key = env_or("QDRANT_API_KEY", NULL);
-    app->vector_name = env_or("PW_VECTOR_NAME", NULL);
-    if ((rc = env_number("QDRANT_TIMEOUT_MS", 1, 3600000, &timeout_ms, err)) ||
-        (rc = env_number("QDRANT_MAX_RETRIES", 0, 100, &retries, err)) ||
-        (rc = env_number("PW_COMPUTE_THREADS", 0, 1024, &threads, err)) ||
-        (rc = env_number("PW_LOCK_WAIT", 0, 7 * 86400, &lock_wait, err)))
-        return rc;
-    app->qdrant.timeout_ms = (long)timeout_ms;
-    /* qdrant_config: 0 = the client's default (5), negative = no retries */
-    app->qdrant.max_retries = retries < 0 ? 0 : retries == 0 ? -1 : (int)retries;
-    app->compute_threads = (int)threads;
-    app->lock_wait_s = lock_wait;
-    return 0;
 }
