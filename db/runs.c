@@ -15,6 +15,7 @@
 #include "operations.h"
 #include "pg.h"
 #include "pg_url.h"
+#include "pycompat.h"
 
 #define RUN_COLUMNS                                                                                \
     "id, uuid, collection_id, operation_uuid, status::text, dimensionality, reducer, "             \
@@ -83,27 +84,6 @@ int runs_load(PGconn *conn, const char *uuid, struct run *out, struct pw_error *
     return rc;
 }
 
-/* Python's bool() of a decoded JSON value. */
-static int json_truthy(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_TRUE:
-        return 1;
-    case JSON_INTEGER:
-        return json_integer_value(v) != 0;
-    case JSON_REAL:
-        return json_real_value(v) != 0.0;
-    case JSON_STRING:
-        return json_string_length(v) > 0;
-    case JSON_ARRAY:
-        return json_array_size(v) > 0;
-    case JSON_OBJECT:
-        return json_object_size(v) > 0;
-    default:
-        return 0;
-    }
-}
-
 /* bool(meta.get("degraded") or meta["projection_artifacts"].get("degraded")), as the
  * API's projection endpoint computes it.  Meta that does not parse counts as degraded:
  * a run we cannot read is not one to reuse. */
@@ -119,9 +99,8 @@ static int meta_is_degraded(const char *meta_text)
     if (json_is_object(meta)) {
         json_t *d = json_object_get(meta, "degraded");
         json_t *pa = json_object_get(meta, "projection_artifacts");
-        degraded =
-            (d && json_truthy(d)) || (json_is_object(pa) && json_object_get(pa, "degraded") &&
-                                      json_truthy(json_object_get(pa, "degraded")));
+        degraded = (d && py_truthy(d)) || (json_is_object(pa) && json_object_get(pa, "degraded") &&
+                                           py_truthy(json_object_get(pa, "degraded")));
     }
     json_decref(meta);
     return degraded;

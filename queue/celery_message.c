@@ -5,6 +5,8 @@
  * one set of small field readers, so both protocols share the validation rules. */
 #include "celery_message.h"
 
+#include "pycompat.h"
+
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,56 +24,14 @@ static double number_or_zero(json_t *v)
     return json_is_number(v) ? json_number_value(v) : 0.0;
 }
 
-int celery_parse_iso8601(const char *text, double *out)
+/* Celery 5.3+ reads eta/expires with datetime.fromisoformat (naive = UTC here, as the
+ * worker's clock is UTC); seconds since the epoch or PW_EINVAL. */
+static int parse_time_field(const char *text, double *out)
 {
-    struct tm tm;
-    int year, mon, day, hour, min, sec, consumed = 0;
-    double frac = 0.0;
-    long offset = 0;
-    const char *p;
-
-    if (!text ||
-        sscanf(text, "%4d-%2d-%2d%*1[T ]%2d:%2d:%2d%n", &year, &mon, &day, &hour, &min, &sec,
-               &consumed) != 6 ||
-        consumed == 0)
+    int64_t us;
+    if (py_fromisoformat(text, &us) < 0)
         return PW_EINVAL;
-    p = text + consumed;
-    if (*p == '.') {
-        double scale = 0.1;
-        p++;
-        if (!isdigit((unsigned char)*p))
-            return PW_EINVAL;
-        while (isdigit((unsigned char)*p)) {
-            frac += (*p - '0') * scale;
-            scale /= 10.0;
-            p++;
-        }
-    }
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int oh, om;
-        int sign = *p == '-' ? -1 : 1;
-        if (sscanf(p + 1, "%2d:%2d", &oh, &om) == 2)
-            p += 6;
-        else if (sscanf(p + 1, "%2d%2d", &oh, &om) == 2)
-            p += 5;
-        else
-            return PW_EINVAL;
-        offset = sign * (oh * 3600L + om * 60L);
-    }
-    if (*p != '\0')
-        return PW_EINVAL;
-    if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
-        return PW_EINVAL;
-    memset(&tm, 0, sizeof tm);
-    tm.tm_year = year - 1900;
-    tm.tm_mon = mon - 1;
-    tm.tm_mday = day;
-    tm.tm_hour = hour;
-    tm.tm_min = min;
-    tm.tm_sec = sec;
-    *out = (double)(timegm(&tm) - offset) + frac;
+    *out = (double)us / 1e6;
     return 0;
 }
 
@@ -126,14 +86,14 @@ static int read_meta(json_t *src, struct celery_task_msg *out, struct pw_error *
     out->retries = json_is_integer(v) ? (int)json_integer_value(v) : 0;
 
     v = json_object_get(src, "eta");
-    if (json_is_string(v) && celery_parse_iso8601(json_string_value(v), &out->eta))
+    if (json_is_string(v) && parse_time_field(json_string_value(v), &out->eta))
         return pw_error_set(err, CELERY_MSG_EMALFORMED, "eta is not an ISO-8601 time: %.64s",
                             json_string_value(v));
     if (v && !json_is_null(v) && !json_is_string(v))
         return pw_error_set(err, CELERY_MSG_EMALFORMED, "eta is not a string");
 
     v = json_object_get(src, "expires");
-    if (json_is_string(v) && celery_parse_iso8601(json_string_value(v), &out->expires))
+    if (json_is_string(v) && parse_time_field(json_string_value(v), &out->expires))
         return pw_error_set(err, CELERY_MSG_EMALFORMED, "expires is not an ISO-8601 time: %.64s",
                             json_string_value(v));
     if (v && !json_is_null(v) && !json_is_string(v))

@@ -59,8 +59,4 @@ int celery_message_decode(const struct celery_delivery_in *in, struct celery_tas
                           struct pw_error *err);
 void celery_message_free(struct celery_task_msg *msg);
 
-/* Parses Celery's ISO-8601 timestamps ("2026-11-21T04:27:54.921899+00:00", "Z", or
- * naive = UTC) into unix seconds.  Returns 0 or PW_EINVAL. */
-int celery_parse_iso8601(const char *text, double *out);
-
 #endif

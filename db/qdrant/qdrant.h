@@ -136,9 +136,6 @@ void qdrant_matrix_clear(struct qdrant_matrix *m);
  * last value; metadata.* fields exist only when the last "metadata" is an object. */
 struct qdrant_value qdrant_matrix_field(const struct qdrant_matrix *m, size_t i,
                                         enum qdrant_field f);
-/* Python truthiness of a value (what `a or b` chains test): "", 0, 0.0, null, false,
- * {} and [] are false. */
-int qdrant_value_truthy(const struct qdrant_value *v);
 
 /* ---- parsing one scroll response --------------------------------------------------- */
 

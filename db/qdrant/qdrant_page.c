@@ -322,28 +322,6 @@ struct qdrant_value qdrant_matrix_field(const struct qdrant_matrix *m, size_t i,
     return v;
 }
 
-int qdrant_value_truthy(const struct qdrant_value *v)
-{
-    switch (v->kind) {
-    case QDRANT_V_TRUE:
-        return 1;
-    case QDRANT_V_INT:
-        for (size_t i = 0; i < v->len; i++)
-            if (v->text[i] >= '1' && v->text[i] <= '9')
-                return 1;
-        return 0;
-    case QDRANT_V_FLOAT:
-        return strtod(v->text, NULL) != 0.0;
-    case QDRANT_V_STRING:
-        return v->len > 0;
-    case QDRANT_V_OBJECT:
-    case QDRANT_V_ARRAY:
-        return !v->empty;
-    default:
-        return 0;
-    }
-}
-
 /* ---- parser helpers -------------------------------------------------------------- */
 
 /* Payload keys of the fields kept; the META_* ones are keys inside "metadata". */

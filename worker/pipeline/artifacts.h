@@ -49,7 +49,7 @@ struct artifacts {
     const float *x, *y;    /* may be NULL only when n == 0 */
     const int32_t *ids;    /* may be NULL only when n == 0 */
     const uint8_t *cat;    /* may be NULL only when n == 0 */
-    const char *meta_json; /* written verbatim as meta.json (pyjson_dumps_indent(.., 2, ..)) */
+    const char *meta_json; /* written verbatim as meta.json (py_json_dumps(.., 2, ..)) */
 };
 
 /* 0 when both identifiers are plain ids, PW_EINVAL otherwise. */

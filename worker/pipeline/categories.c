@@ -1,13 +1,13 @@
 /* categories.c - colour categories as the Python task derives them (see header).
  *
  * Python semantics reproduced here, because they decide labels users see:
- * `a or b` picks the first *truthy* value (0, "", [], {}, false, null are skipped);
- * str() of non-strings prints them as Python would (5, 1.0, True, ['a']); pathlib's
+ * `a or b` picks the first *truthy* value (py_truthy: 0, "", [], {}, false, null are
+ * skipped); str() of non-strings prints them as Python would (py_str); pathlib's
  * PurePosixPath collapses repeated slashes and "." parts, keeps a "//" anchor, and a
  * suffix needs a dot that is neither first nor last in the name. */
 #include "categories.h"
 
-#include "metadata_hash.h"
+#include "pycompat.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -26,34 +26,12 @@
 
 /* ---- Python value helpers ------------------------------------------------------ */
 
-int categories_python_truthy(json_t *v)
-{
-    if (!v)
-        return 0;
-    switch (json_typeof(v)) {
-    case JSON_STRING:
-        return json_string_length(v) > 0;
-    case JSON_INTEGER:
-        return json_integer_value(v) != 0;
-    case JSON_REAL:
-        return json_real_value(v) != 0.0;
-    case JSON_TRUE:
-        return 1;
-    case JSON_ARRAY:
-        return json_array_size(v) > 0;
-    case JSON_OBJECT:
-        return json_object_size(v) > 0;
-    default:
-        return 0;
-    }
-}
-
 /* First truthy value among payload[keys...] (NULL-terminated), or NULL. */
 static json_t *first_truthy(json_t *obj, const char *const *keys)
 {
     for (; *keys; keys++) {
         json_t *v = json_is_object(obj) ? json_object_get(obj, *keys) : NULL;
-        if (v && categories_python_truthy(v))
+        if (v && py_truthy(v))
             return v;
     }
     return NULL;
@@ -64,141 +42,9 @@ static json_t *first_truthy(json_t *obj, const char *const *keys)
 static json_t *python_or(json_t *const *vals, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (vals[i] && categories_python_truthy(vals[i]))
+        if (vals[i] && py_truthy(vals[i]))
             return vals[i];
     return n ? vals[n - 1] : NULL;
-}
-
-struct sbuf {
-    char *p;
-    size_t cap, len;
-    int truncated;
-};
-
-static void sb_putn(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->len + n >= b->cap) {
-        n = b->cap > b->len + 1 ? b->cap - b->len - 1 : 0;
-        b->truncated = 1;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_puts(struct sbuf *b, const char *s)
-{
-    sb_putn(b, s, strlen(s));
-}
-
-/* Python repr(float), as the metadata hash prints it (one implementation of that rule). */
-static void py_float(struct sbuf *b, double v)
-{
-    char out[40];
-
-    if (isnan(v))
-        snprintf(out, sizeof out, "nan");
-    else if (isinf(v))
-        snprintf(out, sizeof out, "%s", v < 0 ? "-inf" : "inf");
-    else if (metadata_hash_format_double(v, out, sizeof out))
-        snprintf(out, sizeof out, "%.17g", v);
-    sb_puts(b, out);
-}
-
-static void py_repr_string(struct sbuf *b, const char *s, size_t n)
-{
-    char q = (memchr(s, '\'', n) && !memchr(s, '"', n)) ? '"' : '\'';
-    char esc[8];
-
-    sb_putn(b, &q, 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\\' || c == (unsigned char)q) {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            sb_putn(b, esc, 2);
-        } else if (c == '\n') {
-            sb_puts(b, "\\n");
-        } else if (c == '\r') {
-            sb_puts(b, "\\r");
-        } else if (c == '\t') {
-            sb_puts(b, "\\t");
-        } else if (c < 0x20 || c == 0x7f) {
-            snprintf(esc, sizeof esc, "\\x%02x", c);
-            sb_puts(b, esc);
-        } else {
-            sb_putn(b, (const char *)&s[i], 1);
-        }
-    }
-    sb_putn(b, &q, 1);
-}
-
-static void py_format(struct sbuf *b, json_t *v, int top)
-{
-    char num[32];
-    size_t i;
-    json_t *item;
-    const char *key;
-    int first = 1;
-
-    switch (json_typeof(v)) {
-    case JSON_STRING:
-        if (top)
-            sb_putn(b, json_string_value(v), json_string_length(v));
-        else
-            py_repr_string(b, json_string_value(v), json_string_length(v));
-        break;
-    case JSON_INTEGER:
-        snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        sb_puts(b, num);
-        break;
-    case JSON_REAL:
-        py_float(b, json_real_value(v));
-        break;
-    case JSON_TRUE:
-        sb_puts(b, "True");
-        break;
-    case JSON_FALSE:
-        sb_puts(b, "False");
-        break;
-    case JSON_NULL:
-        sb_puts(b, "None");
-        break;
-    case JSON_ARRAY:
-        sb_puts(b, "[");
-        json_array_foreach(v, i, item)
-        {
-            if (i)
-                sb_puts(b, ", ");
-            py_format(b, item, 0);
-        }
-        sb_puts(b, "]");
-        break;
-    case JSON_OBJECT:
-        sb_puts(b, "{");
-        json_object_foreach(v, key, item)
-        {
-            if (!first)
-                sb_puts(b, ", ");
-            first = 0;
-            py_repr_string(b, key, strlen(key));
-            sb_puts(b, ": ");
-            py_format(b, item, 0);
-        }
-        sb_puts(b, "}");
-        break;
-    }
-}
-
-int categories_python_str(json_t *v, char *out, size_t cap)
-{
-    struct sbuf b = {out, cap, 0, 0};
-
-    if (cap == 0)
-        return PW_EINVAL;
-    out[0] = '\0';
-    py_format(&b, v, 1);
-    return b.truncated ? PW_EINVAL : 0;
 }
 
 /* ---- pathlib.PurePosixPath ----------------------------------------------------- */
@@ -272,7 +118,7 @@ static void label_source_dir(json_t *payload, char *label, size_t cap)
     struct pypath p;
     const char *suffix;
 
-    if (!v || !categories_python_truthy(v)) {
+    if (!v || !py_truthy(v)) {
         v = first_truthy(payload, path_keys);
         if (!v)
             v = first_truthy(metadata_of(payload), meta_keys);
@@ -384,111 +230,6 @@ static void label_filetype(json_t *payload, char *label, size_t cap)
 
 /* ---- timestamps ------------------------------------------------------------------ */
 
-static int parse_2(const char *s, int *v)
-{
-    if (!isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]))
-        return 0;
-    *v = (s[0] - '0') * 10 + (s[1] - '0');
-    return 1;
-}
-
-/* Python 3.11 datetime.fromisoformat for the common extended forms; naive = UTC. */
-static int parse_iso(const char *text, double *out)
-{
-    char buf[96];
-    const char *s;
-    int year, mon, day, hh = 0, mm = 0, ss = 0, off = 0;
-    double frac = 0;
-    struct tm tm;
-    size_t len;
-
-    while (isspace((unsigned char)*text))
-        text++;
-    len = strlen(text);
-    while (len && isspace((unsigned char)text[len - 1]))
-        len--;
-    if (len == 0 || len >= sizeof buf)
-        return 0;
-    memcpy(buf, text, len);
-    buf[len] = '\0';
-    s = buf;
-    if (len < 10 || !isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]) ||
-        !isdigit((unsigned char)s[2]) || !isdigit((unsigned char)s[3]) || s[4] != '-' ||
-        !parse_2(s + 5, &mon) || s[7] != '-' || !parse_2(s + 8, &day))
-        return 0;
-    year = atoi(s);
-    s += 10;
-    if (*s == 'T' || *s == ' ') {
-        s++;
-        if (!parse_2(s, &hh))
-            return 0;
-        s += 2;
-        if (*s == ':') {
-            if (!parse_2(s + 1, &mm))
-                return 0;
-            s += 3;
-            if (*s == ':') {
-                if (!parse_2(s + 1, &ss))
-                    return 0;
-                s += 3;
-                if (*s == '.' || *s == ',') {
-                    double scale = 0.1;
-                    int nd = 0;
-                    s++;
-                    while (isdigit((unsigned char)*s)) {
-                        if (nd < 6)
-                            frac += (*s - '0') * scale;
-                        scale /= 10;
-                        nd++;
-                        s++;
-                    }
-                    if (nd == 0)
-                        return 0;
-                }
-            }
-        }
-        if (*s == 'Z') {
-            s++;
-        } else if (*s == '+' || *s == '-') {
-            int sign = *s == '-' ? -1 : 1, oh, om = 0, os = 0;
-            s++;
-            if (!parse_2(s, &oh))
-                return 0;
-            s += 2;
-            if (*s == ':')
-                s++;
-            if (parse_2(s, &om)) {
-                s += 2;
-                if (*s == ':')
-                    s++;
-                if (parse_2(s, &os))
-                    s += 2;
-            }
-            off = sign * (oh * 3600 + om * 60 + os);
-        }
-    }
-    if (*s)
-        return 0;
-    if (year < 1 || mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 59)
-        return 0;
-    memset(&tm, 0, sizeof tm);
-    tm.tm_year = year - 1900;
-    tm.tm_mon = mon - 1;
-    tm.tm_mday = day;
-    tm.tm_hour = hh;
-    tm.tm_min = mm;
-    tm.tm_sec = ss;
-    {
-        struct tm check;
-        time_t t = timegm(&tm);
-        gmtime_r(&t, &check);
-        if (check.tm_mday != day) /* 2023-02-30 and friends */
-            return 0;
-        *out = (double)t - off + frac;
-    }
-    return 1;
-}
-
 static int parse_timestamp(json_t *v, double *out)
 {
     if (json_is_number(v) || json_is_boolean(v)) {
@@ -505,14 +246,24 @@ static int parse_timestamp(json_t *v, double *out)
         return 1;
     }
     if (json_is_string(v)) {
+        /* value.strip(), then fromisoformat (whose "Z" is the task's "+00:00") */
         const char *s = json_string_value(v);
         char buf[96];
-        size_t n = strlen(s);
-        /* A trailing "Z" means +00:00 (the Python code rewrites it before parsing). */
-        if (n && n < sizeof buf) {
-            memcpy(buf, s, n + 1);
-            return parse_iso(buf, out);
-        }
+        size_t n;
+        int64_t us;
+        while (isspace((unsigned char)*s))
+            s++;
+        n = strlen(s);
+        while (n && isspace((unsigned char)s[n - 1]))
+            n--;
+        if (n == 0 || n >= sizeof buf)
+            return 0;
+        memcpy(buf, s, n);
+        buf[n] = '\0';
+        if (py_fromisoformat(buf, &us) < 0)
+            return 0;
+        *out = (double)us / 1e6;
+        return 1;
     }
     return 0;
 }
@@ -602,8 +353,8 @@ void categories_label(json_t *payload, enum color_by color_by, double now_unix, 
             copy_n(label, cap, UNKNOWN_LABEL, strlen(UNKNOWN_LABEL));
             break;
         }
-        categories_python_str(v, label, cap);
-        categories_python_str(v, doc_id, doc_cap);
+        py_str(v, label, cap);
+        py_str(v, doc_id, doc_cap);
         *has_doc_id = 1;
         break;
     }

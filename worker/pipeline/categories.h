@@ -50,11 +50,4 @@ json_t *category_table_legend(const struct category_table *t);  /* [{index,label
 json_t *category_table_counts(const struct category_table *t);  /* {"idx": count} */
 json_t *category_table_doc_map(const struct category_table *t); /* {doc_id: idx} */
 
-/* Python's bool() of a JSON value ("", 0, 0.0, [], {}, false, null and NULL are false). */
-int categories_python_truthy(json_t *v);
-
-/* Python's str() of a JSON value (strings as-is, ints, float repr, True/False/None,
- * lists and dicts as Python prints them).  Returns 0, or PW_EINVAL when truncated. */
-int categories_python_str(json_t *v, char *out, size_t cap);
-
 #endif

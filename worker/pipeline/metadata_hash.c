@@ -7,13 +7,15 @@
  * (embedded NULs included).  The tree lives only for one call.
  *
  * Python semantics reproduced here, all from metadata_hash_reference.py:
- *   - int() of the sample value (bool, int, float truncation, str with Unicode digits,
- *     whitespace and underscores, the 4300-digit limit), then max(value, 1);
+ *   - int() of the sample value (bool, int, float truncation, py_int_digits for str),
+ *     then max(value, 1);
  *   - str(color_by or "document_id").lower() against the four allowed names;
  *   - (reducer or "pca").lower();
- *   - repr(float) and json.dumps string escaping. */
-#include "strbuf.h"
+ *   - repr(float) and json.dumps string escaping, from pycompat (the tree printer here
+ *     exists because only it keeps big integers exact; the rules live in pycompat). */
 #include "metadata_hash.h"
+
+#include "pycompat.h"
 
 #include <errno.h>
 #include <locale.h>
@@ -289,185 +291,7 @@ static const struct jnode *object_get(const struct jnode *obj, const char *key)
     return NULL;
 }
 
-/* ---------------------------------------------------------------- UTF-8 and strings */
-
-/* Decodes one UTF-8 sequence at s[*i]; returns the code point or -1 when invalid. */
-static long utf8_next(const unsigned char *s, size_t len, size_t *i)
-{
-    unsigned char c = s[*i];
-    long cp;
-    size_t extra;
-    if (c < 0x80) {
-        (*i)++;
-        return c;
-    } else if ((c & 0xE0) == 0xC0) {
-        cp = c & 0x1F, extra = 1;
-    } else if ((c & 0xF0) == 0xE0) {
-        cp = c & 0x0F, extra = 2;
-    } else if ((c & 0xF8) == 0xF0) {
-        cp = c & 0x07, extra = 3;
-    } else {
-        return -1;
-    }
-    for (size_t k = 1; k <= extra; k++) {
-        if (*i + k >= len || (s[*i + k] & 0xC0) != 0x80)
-            return -1;
-        cp = (cp << 6) | (s[*i + k] & 0x3F);
-    }
-    static const long min_for_len[4] = {0, 0x80, 0x800, 0x10000};
-    if (cp < min_for_len[extra] || cp > 0x10FFFF)
-        return -1;
-    *i += extra + 1;
-    return cp;
-}
-
-/* One code point as json.dumps(ensure_ascii=True) writes it inside a string. */
-static void emit_codepoint(struct strbuf *b, long cp)
-{
-    char tmp[32];
-    switch (cp) {
-    case '"':
-        strbuf_puts(b, "\\\"");
-        return;
-    case '\\':
-        strbuf_puts(b, "\\\\");
-        return;
-    case '\n':
-        strbuf_puts(b, "\\n");
-        return;
-    case '\r':
-        strbuf_puts(b, "\\r");
-        return;
-    case '\t':
-        strbuf_puts(b, "\\t");
-        return;
-    case '\b':
-        strbuf_puts(b, "\\b");
-        return;
-    case '\f':
-        strbuf_puts(b, "\\f");
-        return;
-    }
-    if (cp >= 0x20 && cp <= 0x7E) {
-        char c = (char)cp;
-        strbuf_put(b, &c, 1);
-    } else if (cp < 0x10000) {
-        snprintf(tmp, sizeof tmp, "\\u%04lx", cp);
-        strbuf_puts(b, tmp);
-    } else {
-        long v = cp - 0x10000;
-        snprintf(tmp, sizeof tmp, "\\u%04lx\\u%04lx", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF));
-        strbuf_puts(b, tmp);
-    }
-}
-
-static int emit_string(struct strbuf *b, const char *s, size_t len)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    strbuf_put(b, "\"", 1);
-    for (size_t i = 0; i < len;) {
-        long cp = utf8_next(u, len, &i);
-        if (cp < 0)
-            return PW_EINVAL;
-        emit_codepoint(b, cp);
-    }
-    strbuf_put(b, "\"", 1);
-    return 0;
-}
-
 /* ---------------------------------------------------------------- numbers */
-
-/* Shortest-digit candidates: the correctly rounded p-digit decimal, and its two
- * neighbours, which matter where the round-trip interval is lopsided (powers of two). */
-static bool roundtrips(const char *text, double value)
-{
-    return strtod(text, NULL) == value;
-}
-
-int metadata_hash_format_double(double value, char *buf, size_t bufsize)
-{
-    char tmp[48], digits[24];
-    int exp10 = 0, ndig = 0;
-    bool neg = signbit(value) != 0;
-    if (!isfinite(value) || bufsize < 32)
-        return PW_EINVAL;
-    if (value == 0) {
-        snprintf(buf, bufsize, "%s0.0", neg ? "-" : "");
-        return 0;
-    }
-    double mag = fabs(value);
-    bool found = false;
-    for (int p = 1; p <= 17 && !found; p++) {
-        snprintf(tmp, sizeof tmp, "%.*e", p - 1, mag);
-        char *e = strchr(tmp, 'e');
-        int x = atoi(e + 1);
-        unsigned long long m = 0;
-        for (char *q = tmp; q < e; q++)
-            if (*q >= '0' && *q <= '9')
-                m = m * 10 + (unsigned long long)(*q - '0');
-        unsigned long long cand[3] = {m, m + 1, m - 1};
-        for (int k = 0; k < 3 && !found; k++) {
-            char t2[48];
-            /* value = cand * 10^(x - (p - 1)) */
-            snprintf(t2, sizeof t2, "%llue%d", cand[k], x - (p - 1));
-            if (cand[k] == 0 || !roundtrips(t2, mag))
-                continue;
-            char ds[24];
-            int n = snprintf(ds, sizeof ds, "%llu", cand[k]);
-            /* n may be p + 1 when m + 1 carried (999 -> 1000): the exponent moves up. */
-            exp10 = x + (n - p);
-            while (n > 1 && ds[n - 1] == '0')
-                ds[--n] = '\0';
-            memcpy(digits, ds, (size_t)n + 1);
-            ndig = n;
-            found = true;
-        }
-    }
-    if (!found) /* unreachable: 17 significant digits always round-trip */
-        return PW_EINVAL;
-
-    size_t o = 0;
-    char out[64];
-    if (neg)
-        out[o++] = '-';
-    if (exp10 >= -4 && exp10 < 16) {
-        int decpt = exp10 + 1; /* digits before the decimal point */
-        if (decpt <= 0) {
-            out[o++] = '0';
-            out[o++] = '.';
-            for (int i = 0; i < -decpt; i++)
-                out[o++] = '0';
-            memcpy(out + o, digits, (size_t)ndig);
-            o += (size_t)ndig;
-        } else if (decpt >= ndig) {
-            memcpy(out + o, digits, (size_t)ndig);
-            o += (size_t)ndig;
-            for (int i = 0; i < decpt - ndig; i++)
-                out[o++] = '0';
-            out[o++] = '.';
-            out[o++] = '0';
-        } else {
-            memcpy(out + o, digits, (size_t)decpt);
-            o += (size_t)decpt;
-            out[o++] = '.';
-            memcpy(out + o, digits + decpt, (size_t)(ndig - decpt));
-            o += (size_t)(ndig - decpt);
-        }
-        out[o] = '\0';
-    } else {
-        out[o++] = digits[0];
-        if (ndig > 1) {
-            out[o++] = '.';
-            memcpy(out + o, digits + 1, (size_t)(ndig - 1));
-            o += (size_t)(ndig - 1);
-        }
-        snprintf(out + o, sizeof out - o, "e%c%02d", exp10 < 0 ? '-' : '+', abs(exp10));
-    }
-    if (strlen(out) + 1 > bufsize)
-        return PW_EINVAL;
-    memcpy(buf, out, strlen(out) + 1);
-    return 0;
-}
 
 /* A JSON integer literal as Python prints the int: only "-0" changes. */
 static void emit_int_literal(struct strbuf *b, const char *text, size_t len)
@@ -538,7 +362,7 @@ static int emit_object(struct strbuf *b, const struct jnode *n, bool drop_non_se
         if (!first)
             strbuf_put(b, ",", 1);
         first = false;
-        if ((rc = emit_string(b, m->key, m->keylen)) < 0)
+        if ((rc = py_json_put_string(b, m->key, m->keylen)) < 0)
             goto cleanup;
         strbuf_put(b, ":", 1);
         if ((rc = emit_value(b, m, false)) < 0)
@@ -568,12 +392,12 @@ static int emit_value(struct strbuf *b, const struct jnode *n, bool drop_non_sem
         emit_int_literal(b, n->text, n->len);
         return 0;
     case J_REAL:
-        if (metadata_hash_format_double(n->real, tmp, sizeof tmp) < 0)
+        if (py_float_repr(n->real, tmp, sizeof tmp) < 0)
             return PW_EINVAL;
         strbuf_puts(b, tmp);
         return 0;
     case J_STRING:
-        return emit_string(b, n->text, n->len);
+        return py_json_put_string(b, n->text, n->len);
     case J_OBJECT:
         return emit_object(b, n, drop_non_semantic);
     case J_ARRAY:
@@ -588,102 +412,6 @@ static int emit_value(struct strbuf *b, const struct jnode *n, bool drop_non_sem
         return 0;
     }
     return PW_EINTERNAL;
-}
-
-/* ---------------------------------------------------------------- Python int() */
-
-/* Non-ASCII code points whose Unicode decimal value is 0; each starts a run of ten
- * digits.  Generated with /usr/bin/python3 (Python 3.11, Unicode 14.0.0):
- *   [cp for cp in range(0x80, 0x110000) if unicodedata.decimal(chr(cp), None) == 0] */
-static const long unicode_digit_zeros[] = {
-    0x660,   0x6F0,   0x7C0,   0x966,   0x9E6,   0xA66,   0xAE6,   0xB66,   0xBE6,   0xC66,
-    0xCE6,   0xD66,   0xDE6,   0xE50,   0xED0,   0xF20,   0x1040,  0x1090,  0x17E0,  0x1810,
-    0x1946,  0x19D0,  0x1A80,  0x1A90,  0x1B50,  0x1BB0,  0x1C40,  0x1C50,  0xA620,  0xA8D0,
-    0xA900,  0xA9D0,  0xA9F0,  0xAA50,  0xABF0,  0xFF10,  0x104A0, 0x10D30, 0x11066, 0x110F0,
-    0x11136, 0x111D0, 0x112F0, 0x11450, 0x114D0, 0x11650, 0x116C0, 0x11730, 0x118E0, 0x11950,
-    0x11C50, 0x11D50, 0x11DA0, 0x16A60, 0x16AC0, 0x16B50, 0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC,
-    0x1D7F6, 0x1E140, 0x1E2F0, 0x1E950, 0x1FBF0};
-
-/* str.isspace() code points (Python 3.11). */
-static bool py_isspace(long cp)
-{
-    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
-           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
-           cp == 0x202F || cp == 0x205F || cp == 0x3000;
-}
-
-static int py_decimal(long cp)
-{
-    if (cp >= '0' && cp <= '9')
-        return (int)(cp - '0');
-    for (size_t i = 0; i < sizeof unicode_digit_zeros / sizeof unicode_digit_zeros[0]; i++)
-        if (cp >= unicode_digit_zeros[i] && cp < unicode_digit_zeros[i] + 10)
-            return (int)(cp - unicode_digit_zeros[i]);
-    return -1;
-}
-
-#define PY_INT_MAX_STR_DIGITS 4300 /* sys.get_int_max_str_digits() default, Python 3.11 */
-
-/* int(s) for a str: writes the normalized decimal (sign only when negative) into *out
- * (sbuf) and returns 0, or returns PW_EINVAL where Python raises ValueError. */
-static int py_int_from_str(const char *s, size_t len, struct strbuf *out, bool *negative)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, ndigits = 0;
-    long cp = 0;
-    *negative = false;
-    /* leading whitespace */
-    while (i < len) {
-        size_t save = i;
-        cp = utf8_next(u, len, &i);
-        if (cp < 0)
-            return PW_EINVAL;
-        if (!py_isspace(cp)) {
-            i = save;
-            break;
-        }
-    }
-    if (i < len && (u[i] == '+' || u[i] == '-')) {
-        *negative = u[i] == '-';
-        i++;
-    }
-    bool want_digit = true, seen_digit = false, any_nonzero = false;
-    while (i < len) {
-        size_t save = i;
-        cp = utf8_next(u, len, &i);
-        if (cp < 0)
-            return PW_EINVAL;
-        int d = py_decimal(cp);
-        if (d >= 0) {
-            if (d || any_nonzero) {
-                char c = (char)('0' + d);
-                strbuf_put(out, &c, 1);
-                any_nonzero = true;
-            }
-            ndigits++;
-            seen_digit = true;
-            want_digit = false;
-        } else if (cp == '_' && seen_digit && !want_digit) {
-            want_digit = true; /* one underscore, then a digit must follow */
-        } else {
-            i = save;
-            break;
-        }
-    }
-    if (!seen_digit || want_digit)
-        return PW_EINVAL;
-    while (i < len) {
-        cp = utf8_next(u, len, &i);
-        if (cp < 0 || !py_isspace(cp))
-            return PW_EINVAL;
-    }
-    if (ndigits > PY_INT_MAX_STR_DIGITS)
-        return PW_EINVAL;
-    if (!any_nonzero) {
-        strbuf_put(out, "0", 1);
-        *negative = false;
-    }
-    return 0;
 }
 
 /* sample_limit: first of sample_size/sample_limit/sample_n that is present and not
@@ -729,7 +457,7 @@ static int emit_sample_limit(struct strbuf *b, const struct jnode *config)
     case J_STRING: {
         struct strbuf digits = {0};
         bool negative;
-        int rc = py_int_from_str(raw->text, raw->len, &digits, &negative);
+        int rc = py_int_digits(raw->text, raw->len, &digits, &negative);
         if (digits.nomem) {
             free(digits.data);
             return PW_ENOMEM;
@@ -762,9 +490,8 @@ static const char *effective_color_by(const struct jnode *config)
     size_t o = 0;
     if (!n || n->type != J_STRING || n->len == 0)
         return "document_id";
-    const unsigned char *u = (const unsigned char *)n->text;
     for (size_t i = 0; i < n->len;) {
-        long cp = utf8_next(u, n->len, &i);
+        long cp = py_utf8_next(n->text, n->len, &i);
         /* U+212A KELVIN SIGN lower-cases to ASCII 'k'; every other non-ASCII code point
          * lower-cases to something non-ASCII, which no allowed name contains. */
         if (cp == 0x212A)
@@ -788,12 +515,11 @@ static int emit_reducer(struct strbuf *b, const char *reducer)
     if (!reducer || !*reducer)
         reducer = "pca";
     size_t len = strlen(reducer);
-    const unsigned char *u = (const unsigned char *)reducer;
     locale_t loc = (locale_t)0;
     int rc = 0;
     strbuf_put(b, "\"", 1);
     for (size_t i = 0; i < len;) {
-        long cp = utf8_next(u, len, &i);
+        long cp = py_utf8_next(reducer, len, &i);
         if (cp < 0) {
             rc = PW_EINVAL;
             goto cleanup;
@@ -801,7 +527,7 @@ static int emit_reducer(struct strbuf *b, const char *reducer)
         if (cp >= 'A' && cp <= 'Z') {
             cp += 32;
         } else if (cp == 0x130) {
-            emit_codepoint(b, 'i');
+            py_json_put_codepoint(b, 'i');
             cp = 0x307;
         } else if (cp > 0x7F) {
             if (loc == (locale_t)0)
@@ -809,7 +535,7 @@ static int emit_reducer(struct strbuf *b, const char *reducer)
             if (loc != (locale_t)0)
                 cp = (long)towlower_l((wint_t)cp, loc);
         }
-        emit_codepoint(b, cp);
+        py_json_put_codepoint(b, cp);
     }
     strbuf_put(b, "\"", 1);
 cleanup:
@@ -864,7 +590,7 @@ int metadata_hash_canonical(const struct metadata_hash_input *in, char **canonic
     }
 
     strbuf_puts(&b, "{\"collection_id\":");
-    if (emit_string(&b, in->collection_id, strlen(in->collection_id)) < 0) {
+    if (py_json_put_string(&b, in->collection_id, strlen(in->collection_id)) < 0) {
         rc = pw_error_set(err, PW_EINVAL, "collection_id is not valid UTF-8");
         goto cleanup;
     }
@@ -888,7 +614,7 @@ int metadata_hash_canonical(const struct metadata_hash_input *in, char **canonic
     snprintf(tmp, sizeof tmp, ",\"dimensionality\":%lld", (long long)in->dimensionality);
     strbuf_puts(&b, tmp);
     strbuf_puts(&b, ",\"embedding_model\":");
-    if (emit_string(&b, in->embedding_model, strlen(in->embedding_model)) < 0) {
+    if (py_json_put_string(&b, in->embedding_model, strlen(in->embedding_model)) < 0) {
         rc = pw_error_set(err, PW_EINVAL, "embedding_model is not valid UTF-8");
         goto cleanup;
     }
@@ -958,105 +684,9 @@ int metadata_hash_compute(const struct metadata_hash_input *in, char **canonical
 
 /* ---------------------------------------------------------------- timestamps */
 
-static int take_digits(const char **p, int n, int *out)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if ((*p)[i] < '0' || (*p)[i] > '9')
-            return -1;
-        v = v * 10 + ((*p)[i] - '0');
-    }
-    *p += n;
-    *out = v;
-    return 0;
-}
-
-static bool is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/* HH[:MM[:SS[.f+]]] or HH[MM[SS[.f+]]]; fraction truncated to microseconds. */
-static int parse_hms(const char **p, int *h, int *m, int *s, int *us)
-{
-    *h = *m = *s = *us = 0;
-    if (take_digits(p, 2, h) < 0)
-        return -1;
-    bool colon = **p == ':';
-    if (colon || is_digit(**p)) {
-        *p += colon;
-        if (take_digits(p, 2, m) < 0)
-            return -1;
-        if ((colon && **p == ':') || (!colon && is_digit(**p))) {
-            *p += colon;
-            if (take_digits(p, 2, s) < 0)
-                return -1;
-            if (**p == '.' || **p == ',') {
-                (*p)++;
-                if (!is_digit(**p))
-                    return -1;
-                int k = 0;
-                for (; is_digit(**p); (*p)++, k++)
-                    if (k < 6)
-                        *us = *us * 10 + (**p - '0');
-                for (; k < 6; k++)
-                    *us *= 10;
-            }
-        }
-    }
-    return (*h > 23 || *m > 59 || *s > 59) ? -1 : 0;
-}
-
-/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (H. Hinnant). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 int metadata_hash_parse_timestamp(const char *text, int64_t *us_out, struct pw_error *err)
 {
-    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    const char *p = text;
-    int y, mo, d, h = 0, mi = 0, s = 0, us = 0;
-    int64_t offset_us = 0;
-    if (!text)
-        goto bad;
-    if (take_digits(&p, 4, &y) < 0)
-        goto bad;
-    bool dash = *p == '-';
-    p += dash;
-    if (take_digits(&p, 2, &mo) < 0 || (dash && *p++ != '-') || take_digits(&p, 2, &d) < 0)
-        goto bad;
-    if (y < 1 || mo < 1 || mo > 12 || d < 1)
-        goto bad;
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (d > mdays[mo - 1] + (mo == 2 && leap))
-        goto bad;
-    if (*p) {
-        /* any one character separates date and time (fromisoformat, Python 3.11) */
-        const unsigned char c = (unsigned char)*p;
-        p += c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : 4;
-        if (parse_hms(&p, &h, &mi, &s, &us) < 0)
-            goto bad;
-        if (*p == 'Z') {
-            p++;
-        } else if (*p == '+' || *p == '-') {
-            int sign = *p++ == '-' ? -1 : 1, oh, om, os, ous;
-            if (parse_hms(&p, &oh, &om, &os, &ous) < 0)
-                goto bad;
-            offset_us = sign * (((int64_t)oh * 3600 + om * 60 + os) * 1000000 + ous);
-        }
-        if (*p)
-            goto bad;
-    }
-    int64_t days = days_from_civil(y, mo, d);
-    *us_out = ((days * 86400 + h * 3600 + mi * 60 + s) * 1000000 + us) - offset_us;
+    if (py_fromisoformat(text, us_out) < 0)
+        return pw_error_set(err, PW_EINVAL, "timestamp is not ISO-8601 as fromisoformat reads it");
     return 0;
-bad:
-    return pw_error_set(err, PW_EINVAL, "timestamp is not ISO-8601 as fromisoformat reads it");
 }

@@ -56,14 +56,8 @@ int metadata_hash_config_text(const json_t *config, char **text_out, struct pw_e
 int metadata_hash_sha256_hex(const void *data, size_t len, char hex_out[METADATA_HASH_HEX_LEN + 1],
                              struct pw_error *err);
 
-/* Parses an ISO-8601 timestamp the way Python 3.11's datetime.fromisoformat does
- * (date, optional time with any one-character separator, optional fraction truncated to
- * µs, optional Z / ±HH[:MM[:SS[.ffffff]]] offset; no offset means UTC) and returns
- * microseconds since 1970-01-01T00:00:00Z. */
+/* py_fromisoformat (Python 3.11 datetime.fromisoformat, no offset means UTC) with the
+ * error filled in: microseconds since 1970-01-01T00:00:00Z, or PW_EINVAL. */
 int metadata_hash_parse_timestamp(const char *text, int64_t *us_out, struct pw_error *err);
-
-/* Python repr(float) of a finite double: shortest round-trip digits, positional for
- * decimal exponents in [-4, 16).  buf needs 32 bytes.  Returns PW_EINVAL for NaN/Inf. */
-int metadata_hash_format_double(double value, char *buf, size_t bufsize);
 
 #endif

@@ -31,7 +31,7 @@
 #include "pca.h"
 #include "pg.h"
 #include "pg_url.h"
-#include "pyjson.h"
+#include "pycompat.h"
 #include "runs.h"
 #include "tsne.h"
 #include "umap.h"
@@ -173,7 +173,7 @@ static const char *config_str(json_t *config, const char *key, const char *fallb
     json_t *v = json_object_get(config, key);
     if (!v)
         return fallback;
-    categories_python_str(v, buf, cap); /* str(params.get(key, default)) */
+    py_str(v, buf, cap); /* str(params.get(key, default)) */
     return buf;
 }
 
@@ -208,7 +208,7 @@ static int load_run(struct projection_job *job, struct pw_error *err)
         json_decref(job->config);
         job->config = json_object();
     }
-    job->force = categories_python_truthy(json_object_get(job->config, "force"));
+    job->force = py_truthy(json_object_get(job->config, "force"));
     return 0;
 }
 
@@ -750,7 +750,7 @@ static int publish_and_complete(struct projection_job *job, struct task_outcome 
     json_t *patch = NULL;
     int rc;
 
-    if ((rc = pyjson_dumps_indent(job->meta, 2, &meta_text, err)))
+    if ((rc = py_json_dumps(job->meta, 2, &meta_text, err)))
         goto done;
     a.n = job->m.n;
     a.x = job->x;

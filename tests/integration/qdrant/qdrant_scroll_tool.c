@@ -9,6 +9,7 @@
  *                      [--timeout-ms N] [--retries N] [--backoff-ms N] [--out PATH]
  *                      [--no-dump] [--no-payload] [--no-compression]
  *                      [--cancel-after PAGES] */
+#include "pycompat.h"
 #include "qdrant.h"
 
 #include <jansson.h>
@@ -51,6 +52,39 @@ static const char *const field_names[QDRANT_F_COUNT] = {"doc_id",
 
 /* Peak resident set of this process (VmHWM).  Not getrusage: on Linux ru_maxrss
  * carries the parent's peak across fork+exec, which would charge us the driver's. */
+/* bool() of a payload field, through the one truthiness rule (py_truthy): the field is
+ * rebuilt as a jansson value of the same truthiness (integers beyond 64 bits as reals,
+ * non-empty containers with one placeholder member). */
+static int py_truthy_of_field(const struct qdrant_value *v)
+{
+    json_t *j = NULL;
+    int truthy;
+
+    switch (v->kind) {
+    case QDRANT_V_STRING:
+        j = json_stringn_nocheck(v->text, v->len);
+        break;
+    case QDRANT_V_INT:
+    case QDRANT_V_FLOAT:
+        j = json_loadb(v->text, v->len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, NULL);
+        break;
+    case QDRANT_V_TRUE:
+        j = json_true();
+        break;
+    case QDRANT_V_ARRAY:
+        j = v->empty ? json_array() : json_pack("[n]");
+        break;
+    case QDRANT_V_OBJECT:
+        j = v->empty ? json_object() : json_pack("{s:n}", "k");
+        break;
+    default:
+        break;
+    }
+    truthy = py_truthy(j);
+    json_decref(j);
+    return truthy;
+}
+
 static long peak_rss_kb(void)
 {
     char line[256];
@@ -154,7 +188,7 @@ int main(int argc, char **argv)
                 if (v.kind != QDRANT_V_ABSENT)
                     json_object_set_new(f, field_names[k],
                                         json_pack("[i, s#, b]", (int)v.kind, v.text, (int)v.len,
-                                                  qdrant_value_truthy(&v)));
+                                                  py_truthy_of_field(&v)));
             }
             json_array_append_new(fields, f);
         }

@@ -49,7 +49,6 @@ static int check_matrix(const struct qdrant_matrix *m, int rc)
             struct qdrant_value v = qdrant_matrix_field(m, i, f);
             if (v.text == NULL || strlen(v.text) > v.len) /* text may hold NUL bytes (\u0000) */
                 return -1;
-            (void)qdrant_value_truthy(&v);
         }
     }
     return 0;

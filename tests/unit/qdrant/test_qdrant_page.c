@@ -205,7 +205,7 @@ static void test_payload_strings_decode_unicode_escapes(void)
     qdrant_matrix_free(&m);
 }
 
-static void test_payload_field_kinds_and_python_truthiness(void)
+static void test_payload_field_kinds_and_texts(void)
 {
     struct qdrant_matrix m;
     struct qdrant_page pg;
@@ -218,27 +218,27 @@ static void test_payload_field_kinds_and_python_truthiness(void)
         "\"created_at\":{},\"updated_at\":[1],\"timestamp\":true,\"other\":{\"doc_id\":\"n\"}}}]}}";
     CHECK(parse(&m, &opts_all, body, &pg, &err) == 0);
     struct qdrant_value v = qdrant_matrix_field(&m, 0, QDRANT_F_DOC_ID);
-    CHECK(v.kind == QDRANT_V_INT && !qdrant_value_truthy(&v));
+    CHECK(v.kind == QDRANT_V_INT);
     v = qdrant_matrix_field(&m, 0, QDRANT_F_DOCUMENT_ID);
-    CHECK(v.kind == QDRANT_V_INT && qdrant_value_truthy(&v));
+    CHECK(v.kind == QDRANT_V_INT);
     CHECK_STR(v.text, "123456789012345678901234");
     v = qdrant_matrix_field(&m, 0, QDRANT_F_CHUNK_ID);
-    CHECK(v.kind == QDRANT_V_STRING && !qdrant_value_truthy(&v));
+    CHECK(v.kind == QDRANT_V_STRING);
     v = qdrant_matrix_field(&m, 0, QDRANT_F_SOURCE_ID);
-    CHECK(v.kind == QDRANT_V_FLOAT && !qdrant_value_truthy(&v));
+    CHECK(v.kind == QDRANT_V_FLOAT);
     v = qdrant_matrix_field(&m, 0, QDRANT_F_PATH);
-    CHECK(v.kind == QDRANT_V_FALSE && !qdrant_value_truthy(&v));
+    CHECK(v.kind == QDRANT_V_FALSE);
     v = qdrant_matrix_field(&m, 0, QDRANT_F_MIME_TYPE);
-    CHECK(v.kind == QDRANT_V_NULL && !qdrant_value_truthy(&v));
+    CHECK(v.kind == QDRANT_V_NULL);
     v = qdrant_matrix_field(&m, 0, QDRANT_F_INGESTED_AT);
-    CHECK(v.kind == QDRANT_V_FLOAT && qdrant_value_truthy(&v));
+    CHECK(v.kind == QDRANT_V_FLOAT);
     CHECK_STR(v.text, "1.7e12");
     v = qdrant_matrix_field(&m, 0, QDRANT_F_CREATED_AT);
-    CHECK(v.kind == QDRANT_V_OBJECT && v.empty && !qdrant_value_truthy(&v));
+    CHECK(v.kind == QDRANT_V_OBJECT && v.empty);
     v = qdrant_matrix_field(&m, 0, QDRANT_F_UPDATED_AT);
-    CHECK(v.kind == QDRANT_V_ARRAY && !v.empty && qdrant_value_truthy(&v));
+    CHECK(v.kind == QDRANT_V_ARRAY && !v.empty);
     v = qdrant_matrix_field(&m, 0, QDRANT_F_TIMESTAMP);
-    CHECK(v.kind == QDRANT_V_TRUE && qdrant_value_truthy(&v));
+    CHECK(v.kind == QDRANT_V_TRUE);
     qdrant_matrix_free(&m);
 }
 
@@ -722,7 +722,7 @@ int main(void)
     RUN(test_skips_multivector_and_sparse_points);
     RUN(test_missing_payload_gives_absent_fields);
     RUN(test_payload_strings_decode_unicode_escapes);
-    RUN(test_payload_field_kinds_and_python_truthiness);
+    RUN(test_payload_field_kinds_and_texts);
     RUN(test_metadata_fields_follow_python_dict_semantics);
     RUN(test_parses_exponent_forms_and_big_numbers);
     RUN(test_rejects_mixed_dimensions_naming_the_point);

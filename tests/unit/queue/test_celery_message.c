@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "celery_message.h"
+#include "pycompat.h"
 #include "pw_test.h"
 
 #define CAPTURES "tests/fixtures/celery-wire"
@@ -194,6 +195,16 @@ static int decode_capture(const char *name, struct celery_task_msg *m, struct pw
     return rc;
 }
 
+/* eta/expires as the decoder reads them: py_fromisoformat, in seconds. */
+static int iso_seconds(const char *text, double *out)
+{
+    int64_t us;
+    int rc = py_fromisoformat(text, &us);
+    if (rc == 0)
+        *out = (double)us / 1e6;
+    return rc;
+}
+
 static void test_p2_full_reads_eta_expires_and_time_limits(void)
 {
     struct celery_task_msg m;
@@ -202,8 +213,8 @@ static void test_p2_full_reads_eta_expires_and_time_limits(void)
 
     CHECK(decode_capture("01_send_p2_full.json", &m, &err) == 0);
     /* 2026-11-21T04:27:54.921899+00:00 and 04:29:24.921899 (90 s later) */
-    CHECK(celery_parse_iso8601("2026-11-21T04:27:54.921899+00:00", &eta_expected) == 0);
-    CHECK(celery_parse_iso8601("2026-11-21T04:29:24.921899+00:00", &expires_expected) == 0);
+    CHECK(iso_seconds("2026-11-21T04:27:54.921899+00:00", &eta_expected) == 0);
+    CHECK(iso_seconds("2026-11-21T04:29:24.921899+00:00", &expires_expected) == 0);
     CHECK(m.eta > 1795000000.0 && m.eta == eta_expected);
     CHECK(m.expires - m.eta > 89.99 && m.expires - m.eta < 90.01);
     CHECK(m.expires == expires_expected);
@@ -326,14 +337,15 @@ static void test_iso8601_forms(void)
 {
     double t;
 
-    CHECK(celery_parse_iso8601("1970-01-01T00:00:00+00:00", &t) == 0 && t == 0);
-    CHECK(celery_parse_iso8601("1970-01-01T01:00:00+01:00", &t) == 0 && t == 0);
-    CHECK(celery_parse_iso8601("1970-01-01T00:00:10.5Z", &t) == 0 && t == 10.5);
-    CHECK(celery_parse_iso8601("1970-01-01T00:00:10", &t) == 0 && t == 10);
-    CHECK(celery_parse_iso8601("1969-12-31T23:00:00-01:00", &t) == 0 && t == 0);
-    CHECK(celery_parse_iso8601("2026-11-21", &t) == PW_EINVAL);
-    CHECK(celery_parse_iso8601("2026-11-21T04:27:54+00:00junk", &t) == PW_EINVAL);
-    CHECK(celery_parse_iso8601("2026-13-21T04:27:54", &t) == PW_EINVAL);
+    CHECK(iso_seconds("1970-01-01T00:00:00+00:00", &t) == 0 && t == 0);
+    CHECK(iso_seconds("1970-01-01T01:00:00+01:00", &t) == 0 && t == 0);
+    CHECK(iso_seconds("1970-01-01T00:00:10.5Z", &t) == 0 && t == 10.5);
+    CHECK(iso_seconds("1970-01-01T00:00:10", &t) == 0 && t == 10);
+    CHECK(iso_seconds("1969-12-31T23:00:00-01:00", &t) == 0 && t == 0);
+    /* date only: datetime.fromisoformat("2026-11-21") is midnight (Python wins) */
+    CHECK(iso_seconds("2026-11-21", &t) == 0 && t == 1795219200);
+    CHECK(iso_seconds("2026-11-21T04:27:54+00:00junk", &t) == PW_EINVAL);
+    CHECK(iso_seconds("2026-13-21T04:27:54", &t) == PW_EINVAL);
 }
 
 int main(void)

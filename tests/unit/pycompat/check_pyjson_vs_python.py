@@ -1,4 +1,5 @@
-"""pyjson_dumps_indent against Python's own json.dumps(v, indent=N, sort_keys=True).
+"""py_json_dumps against Python's own json.dumps(v, sort_keys=True), with indent=N and
+with separators=(",", ":") (the driver's indent -1, PY_JSON_COMPACT).
 
 Generates varied random JSON values (nesting, empty containers, unicode incl. astral and
 control characters, NUL, reals of every magnitude incl. float32 values widened to double,
@@ -132,7 +133,8 @@ def fixed_values():
 def main():
     values = fixed_values() + [rand_value() for _ in range(CASES)]
     failures = 0
-    for indent in (2, 0, 4):
+    indents = (2, 0, 4, -1)
+    for indent in indents:
         lines = "".join(json.dumps(v) + "\n" for v in values).encode("ascii")
         proc = subprocess.run([DRIVER, str(indent)], input=lines, capture_output=True, check=True)
         outputs = proc.stdout.split(b"\0")[:-1]
@@ -140,13 +142,16 @@ def main():
             print(f"FAIL indent={indent}: {len(outputs)} outputs for {len(values)} values")
             return 1
         for i, (v, got) in enumerate(zip(values, outputs)):
-            want = json.dumps(v, indent=indent, sort_keys=True).encode("ascii")
+            if indent < 0:
+                want = json.dumps(v, sort_keys=True, separators=(",", ":")).encode("ascii")
+            else:
+                want = json.dumps(v, indent=indent, sort_keys=True).encode("ascii")
             if got != want:
                 failures += 1
                 if failures <= 5:
                     print(f"FAIL indent={indent} case {i} (seed {SEED}):\n input {json.dumps(v)[:300]}"
                           f"\n want {want[:300]!r}\n got  {got[:300]!r}")
-    checked = 3 * len(values)
+    checked = len(indents) * len(values)
     print(f"{checked - failures}/{checked} outputs identical to json.dumps (seed {SEED})")
     return 1 if failures else 0
 

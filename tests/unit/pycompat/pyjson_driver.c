@@ -1,5 +1,5 @@
 /* pyjson_driver - test helper for check_pyjson_vs_python.py: reads one JSON text per line
- * on stdin, decodes it with jansson and prints pyjson_dumps_indent(value, argv[1]) followed
+ * on stdin, decodes it with jansson and prints py_json_dumps(value, argv[1]) followed
  * by a NUL byte (the output is ASCII-only, so NUL cannot occur inside it).  Failures print
  * "!ERROR <message>" in place of the text. */
 #include <stdio.h>
@@ -8,7 +8,7 @@
 
 #include <jansson.h>
 
-#include "pyjson.h"
+#include "pycompat.h"
 
 int main(int argc, char **argv)
 {
@@ -23,7 +23,7 @@ int main(int argc, char **argv)
         json_t *v = json_loadb(line, (size_t)n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
         if (!v)
             printf("!ERROR jansson: %s", jerr.text);
-        else if (pyjson_dumps_indent(v, indent, &text, &err) < 0)
+        else if (py_json_dumps(v, indent, &text, &err) < 0)
             printf("!ERROR pyjson: %s", err.msg);
         else
             fputs(text, stdout);
