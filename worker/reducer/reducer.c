@@ -1,0 +1,417 @@
+/* reducer.c - projection.py's reducer step: config reading, dispatch, fall-back to PCA.
+ *
+ * The config is read with Python's int(), float() and str() semantics because the
+ * Python task applies exactly those to params.get(key, default); the numbers go to
+ * compute/ unclamped (compute/ owns the clamping rules) and the parameters reported
+ * are the Python task's: the values read, or t-SNE's effective values after a fit.
+ * This module sits below the pipeline (compute/ and jansson only) so that the
+ * `project` binary links it without PostgreSQL or libcurl. */
+#include "reducer.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pca.h"
+
+/* Python int(v) for config values: ints, floats truncated, bools, numeric strings. */
+static int python_int(const json_t *v, long long *out)
+{
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+        return 0;
+    }
+    if (json_is_real(v) && isfinite(json_real_value(v)) && fabs(json_real_value(v)) < 9e18) {
+        *out = (long long)json_real_value(v);
+        return 0;
+    }
+    if (json_is_boolean(v)) {
+        *out = json_is_true(v);
+        return 0;
+    }
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        char *end;
+        while (isspace((unsigned char)*s))
+            s++;
+        *out = strtoll(s, &end, 10);
+        while (isspace((unsigned char)*end))
+            end++;
+        if (end != s && *end == '\0' && isdigit((unsigned char)end[-1]))
+            return 0;
+    }
+    return PW_EINVAL;
+}
+
+/* Python float(v) for config values. */
+static int python_float(const json_t *v, double *out)
+{
+    if (json_is_number(v)) {
+        *out = json_number_value(v);
+        return 0;
+    }
+    if (json_is_boolean(v)) {
+        *out = json_is_true(v);
+        return 0;
+    }
+    if (json_is_string(v)) {
+        char *end;
+        const char *s = json_string_value(v);
+        *out = strtod(s, &end);
+        while (isspace((unsigned char)*end))
+            end++;
+        if (end != s && *end == '\0')
+            return 0;
+    }
+    return PW_EINVAL;
+}
+
+/* ---- py_str until the pycompat module lands ------------------------------------------- */
+
+struct text {
+    char *p;
+    size_t cap, len; /* cap >= 1; p stays NUL-terminated, cut at cap - 1 */
+};
+
+static void text_put(struct text *t, const char *s, size_t n)
+{
+    for (; n && t->len + 1 < t->cap; n--)
+        t->p[t->len++] = *s++;
+    t->p[t->len] = '\0';
+}
+
+static void text_puts(struct text *t, const char *s)
+{
+    text_put(t, s, strlen(s));
+}
+
+/* repr(float): the shortest digits that read back as v, positional for exponents in
+ * [-4, 16), else d.ddde+XX. */
+static void text_float(struct text *t, double v)
+{
+    char buf[40], digits[24];
+    int p, nd = 0, exp10;
+
+    if (!isfinite(v)) {
+        text_puts(t, isnan(v) ? "nan" : v < 0 ? "-inf" : "inf");
+        return;
+    }
+    for (p = 1; p < 17; p++) {
+        snprintf(buf, sizeof buf, "%.*e", p - 1, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    snprintf(buf, sizeof buf, "%.*e", p - 1, fabs(v));
+    for (const char *c = buf; *c != 'e'; c++)
+        if (isdigit((unsigned char)*c))
+            digits[nd++] = *c;
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
+    exp10 = atoi(strchr(buf, 'e') + 1);
+    if (signbit(v))
+        text_puts(t, "-");
+    if (exp10 < -4 || exp10 >= 16) {
+        snprintf(buf, sizeof buf, "e%c%02d", exp10 < 0 ? '-' : '+', abs(exp10));
+        text_put(t, digits, 1);
+        if (nd > 1) {
+            text_puts(t, ".");
+            text_put(t, digits + 1, (size_t)nd - 1);
+        }
+        text_puts(t, buf);
+    } else if (exp10 < 0) {
+        text_puts(t, "0.");
+        for (int i = -1; i > exp10; i--)
+            text_puts(t, "0");
+        text_put(t, digits, (size_t)nd);
+    } else {
+        for (int i = 0; i <= exp10; i++)
+            text_put(t, i < nd ? &digits[i] : "0", 1);
+        text_puts(t, ".");
+        if (nd > exp10 + 1)
+            text_put(t, digits + exp10 + 1, (size_t)(nd - exp10 - 1));
+        else
+            text_puts(t, "0");
+    }
+}
+
+/* repr(str): single quotes unless the text has ' and no ". */
+static void text_repr_str(struct text *t, const char *s)
+{
+    char q = strchr(s, '\'') && !strchr(s, '"') ? '"' : '\'', esc[8];
+
+    text_put(t, &q, 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\\' || c == (unsigned char)q)
+            snprintf(esc, sizeof esc, "\\%c", c);
+        else if (c == '\n' || c == '\r' || c == '\t')
+            snprintf(esc, sizeof esc, "\\%c", c == '\n' ? 'n' : c == '\r' ? 'r' : 't');
+        else if (c < 0x20 || c == 0x7f)
+            snprintf(esc, sizeof esc, "\\x%02x", c);
+        else
+            snprintf(esc, sizeof esc, "%c", c);
+        text_puts(t, esc);
+    }
+    text_put(t, &q, 1);
+}
+
+/* str(v) at the top (strings as they are), repr(v) inside containers. */
+static void text_value(struct text *t, const json_t *v, int top)
+{
+    char num[32];
+    const char *key;
+    json_t *item;
+    size_t i = 0;
+
+    if (json_is_string(v) && top) {
+        text_puts(t, json_string_value(v));
+    } else if (json_is_string(v)) {
+        text_repr_str(t, json_string_value(v));
+    } else if (json_is_integer(v)) {
+        snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        text_puts(t, num);
+    } else if (json_is_real(v)) {
+        text_float(t, json_real_value(v));
+    } else if (json_is_boolean(v) || json_is_null(v)) {
+        text_puts(t, json_is_true(v) ? "True" : json_is_false(v) ? "False" : "None");
+    } else if (json_is_array(v)) {
+        text_puts(t, "[");
+        json_array_foreach(v, i, item)
+        {
+            text_puts(t, i ? ", " : "");
+            text_value(t, item, 0);
+        }
+        text_puts(t, "]");
+    } else {
+        text_puts(t, "{");
+        json_object_foreach((json_t *)v, key, item)
+        {
+            text_puts(t, i++ ? ", " : "");
+            text_repr_str(t, key);
+            text_puts(t, ": ");
+            text_value(t, item, 0);
+        }
+        text_puts(t, "}");
+    }
+}
+
+/* ---- params.get(key, default) as the Python task converts it ---------------------------- */
+
+static int read_int(const json_t *config, const char *key, long long def, long long *out,
+                    struct pw_error *err)
+{
+    const json_t *v = json_object_get(config, key);
+
+    *out = def;
+    if (v && python_int(v, out))
+        return pw_error_set(err, PW_EINVAL, "invalid literal for int() with %s", key);
+    return 0;
+}
+
+static int read_float(const json_t *config, const char *key, double def, double *out,
+                      struct pw_error *err)
+{
+    const json_t *v = json_object_get(config, key);
+
+    *out = def;
+    if (v && python_float(v, out))
+        return pw_error_set(err, PW_EINVAL, "could not convert %s to float", key);
+    return 0;
+}
+
+/* str(params.get(key, def)) into buf (cut to cap - 1 bytes). */
+static const char *read_str(const json_t *config, const char *key, const char *def, char *buf,
+                            size_t cap)
+{
+    const json_t *v = json_object_get(config, key);
+    struct text t = {buf, cap, 0};
+
+    if (!v)
+        return def;
+    buf[0] = '\0';
+    text_value(&t, v, 1);
+    return buf;
+}
+
+/* jansson holds no NaN or infinity: parameters with one are left as they were ({}). */
+static void set_params(struct reducer_result *out, json_t *params)
+{
+    if (!params)
+        return;
+    json_decref(out->params);
+    out->params = params;
+}
+
+/* ---- the reducers ---------------------------------------------------------------------- */
+
+static int run_pca(const float *x, size_t n, size_t d, const struct reducer_env *env,
+                   struct reducer_result *out, struct pw_error *err)
+{
+    struct pca_options opt;
+    float sv[2], evr[2];
+    struct pca_result res = {NULL, NULL, sv, evr};
+    int rc;
+
+    pca_options_default(&opt);
+    opt.threads = env->threads;
+    if ((rc = pca_fit(x, n, d, &opt, out->xy, &res, env->progress, err)))
+        return rc;
+    json_object_set_new(out->extras, "explained_variance_ratio",
+                        json_pack("[f, f]", (double)evr[0], (double)evr[1]));
+    json_object_set_new(out->extras, "singular_values",
+                        json_pack("[f, f]", (double)sv[0], (double)sv[1]));
+    return 0;
+}
+
+static int run_umap(const json_t *config, const float *x, size_t n, size_t d,
+                    const struct reducer_env *env, struct reducer_result *out, struct pw_error *err)
+{
+    struct umap_options opt;
+    long long nn;
+    double md;
+    char metric_buf[128];
+    const char *metric;
+    int rc;
+
+    if ((rc = read_int(config, "n_neighbors", 15, &nn, err)) ||
+        (rc = read_float(config, "min_dist", 0.1, &md, err)))
+        return rc;
+    metric = read_str(config, "metric", "cosine", metric_buf, sizeof metric_buf);
+    set_params(out, json_pack("{s:I, s:f, s:s}", "n_neighbors", (json_int_t)nn, "min_dist", md,
+                              "metric", metric));
+    if (nn < 0) /* umap_fit's own rule, for the values its size_t cannot carry */
+        return pw_error_set(err, PW_EINVAL, "umap: n_neighbors must be at least 2, got %lld", nn);
+    umap_options_default(&opt);
+    opt.n_neighbors = (size_t)nn;
+    opt.min_dist = (float)md;
+    opt.seed = env->seed;
+    opt.threads = env->threads;
+    opt.knn_method = env->knn_method;
+    if ((rc = knn_parse_metric(metric, &opt.metric, err)))
+        return rc;
+    return umap_fit(x, n, d, &opt, out->xy, &out->umap, env->progress, err);
+}
+
+static int run_tsne(const json_t *config, const float *x, size_t n, size_t d,
+                    const struct reducer_env *env, struct reducer_result *out, struct pw_error *err)
+{
+    struct tsne_options opt;
+    struct tsne_result *res = &out->tsne;
+    double perplexity, lr;
+    long long n_iter;
+    char metric_buf[128], init_buf[64];
+    const char *metric, *init;
+    int rc;
+
+    if ((rc = read_float(config, "perplexity", 30.0, &perplexity, err)) ||
+        (rc = read_float(config, "learning_rate", 200.0, &lr, err)) ||
+        (rc = read_int(config, "n_iter", 1000, &n_iter, err)))
+        return rc;
+    metric = read_str(config, "metric", "euclidean", metric_buf, sizeof metric_buf);
+    init = read_str(config, "init", "pca", init_buf, sizeof init_buf);
+    set_params(out,
+               json_pack("{s:f, s:f, s:I, s:s, s:s}", "perplexity", perplexity, "learning_rate", lr,
+                         "n_iter", (json_int_t)n_iter, "metric", metric, "init", init));
+    tsne_options_default(&opt);
+    opt.perplexity = perplexity;
+    opt.learning_rate = lr;
+    opt.n_iter = n_iter < 0 ? 0 : (size_t)n_iter; /* tsne_fit raises it to >= 250 */
+    opt.init = !strcmp(init, "random") ? TSNE_INIT_RANDOM : TSNE_INIT_PCA;
+    opt.seed = env->seed;
+    opt.threads = env->threads;
+    opt.knn_method = env->knn_method;
+    if ((rc = knn_parse_metric(metric, &opt.metric, err)) ||
+        (rc = tsne_fit(x, n, d, &opt, out->xy, res, env->progress, err)))
+        return rc;
+    set_params(out, json_pack("{s:f, s:f, s:I, s:s, s:s}", "perplexity", res->perplexity,
+                              "learning_rate", res->learning_rate, "n_iter",
+                              (json_int_t)res->n_iter, "metric", metric, "init", init));
+    if (isfinite(res->kl_divergence))
+        json_object_set_new(out->extras, "kl_divergence", json_real(res->kl_divergence));
+    return 0;
+}
+
+/* ---- the step ------------------------------------------------------------------------------ */
+
+void reducer_env_default(struct reducer_env *env)
+{
+    env->threads = 0;
+    env->seed = 42; /* projection.py's random_state */
+    env->knn_method = KNN_AUTO;
+    env->progress = NULL;
+}
+
+static int run_requested(const json_t *config, const float *x, size_t n, size_t d,
+                         const struct reducer_env *env, struct reducer_result *out,
+                         struct pw_error *err)
+{
+    if (!strcmp(out->requested, "umap")) {
+        out->used = "umap";
+        return run_umap(config, x, n, d, env, out, err);
+    }
+    if (!strcmp(out->requested, "tsne")) {
+        out->used = "tsne";
+        return run_tsne(config, x, n, d, env, out, err);
+    }
+    if (!strcmp(out->requested, "pca")) {
+        out->used = "pca";
+        return run_pca(x, n, d, env, out, err);
+    }
+    return pw_error_set(err, PW_EINVAL, "Unsupported reducer '%s'", out->requested);
+}
+
+int reducer_run(const char *name, const json_t *config, const float *x, size_t n, size_t d,
+                const struct reducer_env *env, struct reducer_result *out, struct pw_error *err)
+{
+    struct reducer_env defaults;
+    struct pw_error attempt = {0, ""};
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    if (!env) {
+        reducer_env_default(&defaults);
+        env = &defaults;
+    }
+    if (!json_is_object(config)) /* `config if isinstance(config, dict) else {}` */
+        config = NULL;
+    snprintf(out->requested, sizeof out->requested, "%s", name && *name ? name : "pca");
+    for (char *p = out->requested; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    out->used = "pca";
+    out->xy = malloc((n ? n : 1) * 2 * sizeof *out->xy);
+    out->params = json_object();
+    out->extras = json_object();
+    if (!out->xy || !out->params || !out->extras)
+        return pw_error_set(err, PW_ENOMEM, "out of memory for the projection of %zu points", n);
+
+    rc = run_requested(config, x, n, d, env, out, &attempt);
+    if (!rc)
+        return 0;
+    if (rc == PW_ECANCELED) {
+        if (err)
+            *err = attempt;
+        return rc;
+    }
+    /* The Python task's rule: any reducer failure falls back to PCA. */
+    out->fell_back = 1;
+    snprintf(out->fallback_reason, sizeof out->fallback_reason, "%s", attempt.msg);
+    if (strcmp(out->requested, "umap") && strcmp(out->requested, "tsne"))
+        set_params(out, config ? json_deep_copy(config) : json_object());
+    json_object_clear(out->extras);
+    memset(&out->umap, 0, sizeof out->umap);
+    memset(&out->tsne, 0, sizeof out->tsne);
+    out->used = "pca";
+    return run_pca(x, n, d, env, out, err);
+}
+
+void reducer_result_free(struct reducer_result *r)
+{
+    if (!r)
+        return;
+    free(r->xy);
+    json_decref(r->params);
+    json_decref(r->extras);
+    r->xy = NULL;
+    r->params = r->extras = NULL;
+}
