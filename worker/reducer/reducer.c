@@ -33,12 +33,14 @@ static int python_int(const json_t *v, long long *out)
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
         char *end;
+        int ends_in_digit;
         while (isspace((unsigned char)*s))
             s++;
         *out = strtoll(s, &end, 10);
+        ends_in_digit = end != s && isdigit((unsigned char)end[-1]); /* not "+" or "-" */
         while (isspace((unsigned char)*end))
             end++;
-        if (end != s && *end == '\0' && isdigit((unsigned char)end[-1]))
+        if (ends_in_digit && *end == '\0')
             return 0;
     }
     return PW_EINVAL;
