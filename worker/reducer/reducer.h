@@ -12,8 +12,9 @@
  * reports - for umap/tsne the values read before the failure ({} when reading them
  * failed), for an unsupported name the whole config.
  *
- * Memory: the caller owns x and env; on success `out` owns xy (malloc) and the params
- * and extras objects, released by reducer_result_free (also safe after an error).
+ * Memory: the caller owns x and env.  After the call, whatever it returned, `out` owns
+ * xy (malloc, NULL only if that allocation failed) and the params and extras objects;
+ * reducer_result_free releases them (or the caller takes them over).
  * The progress hooks watch the fallback too; input_done may already have been called
  * when PCA reads x again, so it must leave x readable (project_io_drop_pages does).
  * Errors: PW_EINVAL when PCA itself rejects the input (fewer than 2 points or
@@ -55,7 +56,8 @@ struct reducer_result {
 void reducer_env_default(struct reducer_env *env);
 
 /* name may be NULL; config may be NULL or a non-object (both read as {}, as
- * `config if isinstance(config, dict) else {}`).  x is n x d float32, row-major. */
+ * `config if isinstance(config, dict) else {}`); env NULL means reducer_env_default's.
+ * x is n x d float32, row-major. */
 int reducer_run(const char *name, const json_t *config, const float *x, size_t n, size_t d,
                 const struct reducer_env *env, struct reducer_result *out, struct pw_error *err);
 
