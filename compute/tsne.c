@@ -426,15 +426,15 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
         return rc;
     if (!out)
         return pw_error_set(err, PW_EINVAL, "tsne: no output buffer");
-    if (isnan(o.perplexity) || !isfinite(o.learning_rate) || isnan(o.early_exaggeration) ||
-        !(o.early_exaggeration >= 1.0) || !(o.min_gain >= 0))
+    /* projection.py's rules, NaN included: Python's max(1.0, min(nan, n - 1)) is 1.0 and
+     * max(10.0, nan) is 10.0. */
+    double perp = isnan(o.perplexity) ? 1.0 : fmax(1.0, fmin(o.perplexity, (double)(n - 1)));
+    double lr = isnan(o.learning_rate) ? 10.0 : fmax(10.0, o.learning_rate);
+    if (isinf(lr) || isnan(o.early_exaggeration) || !(o.early_exaggeration >= 1.0) ||
+        !(o.min_gain >= 0))
         return pw_error_set(err, PW_EINVAL,
-                            "tsne: perplexity and learning_rate must be numbers, "
-                            "early_exaggeration >= 1, min_gain >= 0");
-    /* projection.py's rules */
-    double perp = o.perplexity < (double)(n - 1) ? o.perplexity : (double)(n - 1);
-    perp = perp > 1.0 ? perp : 1.0;
-    double lr = o.learning_rate > 10.0 ? o.learning_rate : 10.0;
+                            "tsne: learning_rate must be finite, early_exaggeration >= 1, "
+                            "min_gain >= 0");
     size_t n_iter = o.n_iter > 250 ? o.n_iter : 250;
     int threads = dense_threads(o.threads);
     size_t k = (size_t)(3.0 * perp + 1.0);

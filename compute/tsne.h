@@ -29,8 +29,9 @@
  * layout while it is optimised, so it is unspecified after an error.
  *
  * Parameter rules (projection.py's _compute_tsne_projection): perplexity is clamped
- * to [1, n - 1], learning_rate raised to >= 10, n_iter raised to >= 250; the values
- * used are reported in struct tsne_result. */
+ * to [1, n - 1] (NaN gives 1, as Python's min/max do), learning_rate raised to >= 10
+ * (NaN gives 10), n_iter raised to >= 250; the values used are reported in struct
+ * tsne_result.  These are the only place the rules live: callers pass what they read. */
 #ifndef PW_TSNE_H
 #define PW_TSNE_H
 
@@ -74,7 +75,7 @@ struct tsne_result {
 
 void tsne_options_default(struct tsne_options *opt);
 
-/* 0, PW_EINVAL (bad input, NaN parameters, bad FFT options, a layout that diverged to
+/* 0, PW_EINVAL (bad input, an infinite learning_rate, bad FFT options, a layout that diverged to
  * non-finite coordinates), PW_ENOMEM, PW_ECANCELED.
  * `res` may be NULL. */
 int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt, float *out,

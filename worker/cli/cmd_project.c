@@ -1,21 +1,21 @@
 /* cmd_project.c - `projection-worker project`: one projection of a vector file, no services.
  *
- *   projection-worker project --input FILE [--dim D] [--reducer pca|umap|tsne]
+ *   projection-worker project --input FILE [--dim D] [--reducer NAME]
  *                             [--config JSON] [--seed S] [--threads T] --out DIR
  *
- * The --config keys and their defaults are the Python task's (projection.py):
- * umap n_neighbors 15, min_dist 0.1, metric "cosine"; tsne perplexity 30,
- * learning_rate 200, n_iter 1000, metric "euclidean", init "pca" (anything but
- * pca|random means pca).  Unknown keys are ignored, as in Python.  Writes x.f32.bin,
- * y.f32.bin and meta.json (reducer_params, PCA's explained_variance_ratio and
- * singular_values, t-SNE's kl_divergence, per-phase timings) into DIR.
+ * The reduction is the task's own step (reducer.h): the same --config keys, Python
+ * conversions and defaults, and the same fall-back to PCA when the requested reducer
+ * (or an unknown name) fails, reported in meta.json's fallback_reason and in one
+ * warning line on stderr.  One key only this command reads: "knn_method" (auto, exact
+ * or approx).  Writes x.f32.bin, y.f32.bin and meta.json (reducer_params, PCA's
+ * explained_variance_ratio and singular_values, t-SNE's kl_divergence, UMAP's fit,
+ * per-phase timings) into DIR.
  * Exit status: 0 done, 2 bad arguments or input (one line on stderr), 1 the
  * computation failed, 130 interrupted (SIGINT/SIGTERM cancel the computation). */
 #include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <math.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -25,12 +25,9 @@
 #include <unistd.h>
 
 #include "commands.h"
-#include "knn.h"
-#include "pca.h"
 #include "progress.h"
 #include "project_io.h"
-#include "tsne.h"
-#include "umap.h"
+#include "reducer.h"
 
 static atomic_int project_cancel; /* owned by this command; set by its signal handler */
 
@@ -69,74 +66,24 @@ static void show_progress(void *ctx, const char *phase, double fraction)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: projection-worker project --input FILE [--dim D] [--reducer pca|umap|tsne]\n"
+            "usage: projection-worker project --input FILE [--dim D] [--reducer NAME]\n"
             "         [--config JSON] [--seed S] [--threads T] --out DIR\n"
             "  --input    raw little-endian float32 rows (needs --dim) or a .npy float32/float64 "
             "2-D array\n"
+            "  --reducer  pca (default), umap or tsne; when it fails (or for another name) PCA\n"
+            "             runs instead and meta.json says why, as in the Python task\n"
             "  --config   reducer parameters as in the Python task, e.g. "
             "'{\"n_neighbors\": 30}'\n");
 }
 
-/* Python's int(params.get(key, def)) / float(...) for JSON numbers. */
-static int config_number(json_t *cfg, const char *key, double def, double *out)
-{
-    json_t *v = json_object_get(cfg, key);
-    if (!v) {
-        *out = def;
-        return 0;
-    }
-    if (json_is_number(v)) {
-        *out = json_number_value(v);
-        return 0;
-    }
-    if (json_is_string(v)) { /* float("0.5") works in Python too */
-        char *end;
-        errno = 0;
-        double d = strtod(json_string_value(v), &end);
-        if (!errno && end != json_string_value(v) && *end == '\0') {
-            *out = d;
-            return 0;
-        }
-    }
-    fprintf(stderr, "projection-worker project: config key '%s' must be a number\n", key);
-    return -1;
-}
+struct project_args {
+    const char *input, *outdir, *reducer, *config_text;
+    long long dim, seed, threads;
+};
 
-static const char *config_string(json_t *cfg, const char *key, const char *def)
+/* -1 when the command should run, else the exit status (help: 0, bad flags: 2). */
+static int parse_args(int argc, char **argv, struct project_args *a)
 {
-    json_t *v = json_object_get(cfg, key);
-    return json_is_string(v) ? json_string_value(v) : def;
-}
-
-/* Extension (not in projection.py): "knn_method": "auto" | "exact" | "approx". */
-static int config_knn_method(json_t *cfg, enum knn_method *out)
-{
-    const char *m = config_string(cfg, "knn_method", "auto");
-    if (!strcmp(m, "auto"))
-        *out = KNN_AUTO;
-    else if (!strcmp(m, "exact"))
-        *out = KNN_EXACT;
-    else if (!strcmp(m, "approx"))
-        *out = KNN_APPROX;
-    else {
-        fprintf(stderr, "projection-worker project: knn_method must be auto, exact or approx\n");
-        return -1;
-    }
-    return 0;
-}
-
-static json_t *float_array(const float *v, size_t k)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; i < k; i++)
-        json_array_append_new(a, json_real(v[i]));
-    return a;
-}
-
-int cmd_project(int argc, char **argv)
-{
-    const char *input = NULL, *outdir = NULL, *reducer = "pca", *config_text = NULL;
-    long long dim = 0, seed = 42, threads = 0;
     static const struct option longopts[] = {{"input", required_argument, NULL, 'i'},
                                              {"dim", required_argument, NULL, 'd'},
                                              {"reducer", required_argument, NULL, 'r'},
@@ -146,28 +93,31 @@ int cmd_project(int argc, char **argv)
                                              {"out", required_argument, NULL, 'o'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
-    optind = 1;
     int ch;
+
+    *a = (struct project_args){NULL, NULL, "pca", NULL, 0, 42, 0};
+    optind = 1;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         char *end = NULL;
+        long long v;
         switch (ch) {
         case 'i':
-            input = optarg;
+            a->input = optarg;
             break;
         case 'o':
-            outdir = optarg;
+            a->outdir = optarg;
             break;
         case 'r':
-            reducer = optarg;
+            a->reducer = optarg;
             break;
         case 'c':
-            config_text = optarg;
+            a->config_text = optarg;
             break;
         case 'd':
         case 's':
-        case 't': {
+        case 't':
             errno = 0;
-            long long v = strtoll(optarg, &end, 10);
+            v = strtoll(optarg, &end, 10);
             if (errno || !*optarg || *end || v < 0) {
                 fprintf(stderr, "projection-worker project: --%s needs a non-negative integer\n",
                         ch == 'd'   ? "dim"
@@ -175,9 +125,8 @@ int cmd_project(int argc, char **argv)
                                     : "threads");
                 return 2;
             }
-            *(ch == 'd' ? &dim : ch == 's' ? &seed : &threads) = v;
+            *(ch == 'd' ? &a->dim : ch == 's' ? &a->seed : &a->threads) = v;
             break;
-        }
         case 'h':
             usage(stdout);
             return 0;
@@ -186,163 +135,126 @@ int cmd_project(int argc, char **argv)
             return 2;
         }
     }
-    if (!input || !outdir || optind != argc) {
+    if (!a->input || !a->outdir || optind != argc) {
         fprintf(stderr, "projection-worker project: --input and --out are required\n");
         usage(stderr);
         return 2;
     }
-    if (strcmp(reducer, "pca") && strcmp(reducer, "umap") && strcmp(reducer, "tsne")) {
-        fprintf(stderr, "projection-worker project: unknown reducer '%s' (pca, umap or tsne)\n",
-                reducer);
-        return 2;
-    }
+    return -1;
+}
 
-    int status = 2;
-    struct project_io_matrix mat = {0};
-    const float *x = NULL;
-    float *layout = NULL;
-    json_t *config = NULL, *meta = json_object(), *timings = json_object(), *params = json_object();
-    size_t n = 0, d = 0;
-    struct pw_error err = {0, ""};
-    double t_start = now_seconds();
+/* The config object ({} when absent or not an object, as projection.py) and its
+ * "knn_method"; NULL after one line on stderr. */
+static json_t *parse_config(const char *text, enum knn_method *method)
+{
+    json_error_t jerr;
+    json_t *config = text ? json_loads(text, 0, &jerr) : json_object();
+    json_t *m;
 
-    if (config_text) {
-        json_error_t jerr;
-        config = json_loads(config_text, 0, &jerr);
-        if (!config) {
-            fprintf(stderr, "projection-worker project: --config is not JSON: %s\n", jerr.text);
-            goto cleanup;
-        }
+    if (!config) {
+        fprintf(stderr, "projection-worker project: --config is not JSON: %s\n", jerr.text);
+        return NULL;
     }
-    if (!json_is_object(config)) { /* projection.py: config if isinstance(dict) else {} */
+    if (!json_is_object(config)) {
         json_decref(config);
         config = json_object();
     }
-
-    if (project_io_read_vectors(input, (size_t)dim, &mat, &err)) {
-        fprintf(stderr, "projection-worker project: %s\n", err.msg);
-        goto cleanup;
+    m = json_object_get(config, "knn_method");
+    *method = KNN_AUTO;
+    if (!m || (json_is_string(m) && !strcmp(json_string_value(m), "auto")))
+        return config;
+    if (json_is_string(m) && !strcmp(json_string_value(m), "exact"))
+        *method = KNN_EXACT;
+    else if (json_is_string(m) && !strcmp(json_string_value(m), "approx"))
+        *method = KNN_APPROX;
+    else {
+        fprintf(stderr, "projection-worker project: knn_method must be auto, exact or approx\n");
+        json_decref(config);
+        return NULL;
     }
-    x = mat.x;
-    n = mat.n;
-    d = mat.d;
-    double t_read = now_seconds();
-    json_object_set_new(timings, "read", json_real(t_read - t_start));
+    return config;
+}
 
+/* The diagnostics the task does not publish: UMAP's fit and the compute phases. */
+static void add_diagnostics(json_t *meta, json_t *timings, const struct reducer_result *r)
+{
+    if (!strcmp(r->used, "umap")) {
+        const struct umap_result *u = &r->umap;
+        json_object_set_new(meta, "umap",
+                            json_pack("{s:f, s:f, s:I, s:I, s:I, s:b}", "a", (double)u->a, "b",
+                                      (double)u->b, "n_epochs", (json_int_t)u->n_epochs, "n_edges",
+                                      (json_int_t)u->n_edges, "graph_components",
+                                      (json_int_t)u->n_graph_components, "spectral_init",
+                                      u->spectral_ok));
+        json_object_set_new(timings, "knn", json_real(u->seconds_knn));
+        json_object_set_new(timings, "graph", json_real(u->seconds_graph));
+        json_object_set_new(timings, "init", json_real(u->seconds_init));
+        json_object_set_new(timings, "optimize", json_real(u->seconds_optimize));
+    } else if (!strcmp(r->used, "tsne")) {
+        json_object_set_new(timings, "knn", json_real(r->tsne.seconds_knn));
+        json_object_set_new(timings, "affinity", json_real(r->tsne.seconds_affinity));
+        json_object_set_new(timings, "optimize", json_real(r->tsne.seconds_optimize));
+    }
+}
+
+/* meta.json: the reducer's fields as the task writes them plus this command's own. */
+static json_t *build_meta(const struct project_args *a, size_t n, size_t d,
+                          struct reducer_result *r, json_t *timings)
+{
+    json_t *meta = json_pack(
+        "{s:s, s:s, s:O, s:I, s:I, s:i, s:I, s:I, s:{s:s, s:s}}", "reducer_requested", r->requested,
+        "reducer_used", r->used, "reducer_params", r->params, "point_count", (json_int_t)n,
+        "input_dim", (json_int_t)d, "dimensionality", 2, "seed", (json_int_t)a->seed, "threads",
+        (json_int_t)a->threads, "files", "x", "x.f32.bin", "y", "y.f32.bin");
+
+    if (!meta)
+        return NULL;
+    json_object_update(meta, r->extras);
+    if (r->fell_back)
+        json_object_set_new(meta, "fallback_reason", json_string(r->fallback_reason));
+    add_diagnostics(meta, timings, r);
+    json_object_set(meta, "timings", timings);
+    return meta;
+}
+
+int cmd_project(int argc, char **argv)
+{
+    struct project_args a;
+    struct project_io_matrix mat = {0};
+    struct reducer_env env;
+    struct reducer_result r;
     struct tty_progress tp = {NULL, -1};
     struct pw_progress progress = {.cancel = &project_cancel,
                                    .report = isatty(2) ? show_progress : NULL,
                                    .ctx = &tp,
                                    .input_done = project_io_drop_pages,
                                    .input_ctx = &mat};
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    if (threads > 0)
-        openblas_set_num_threads((int)threads);
+    json_t *config = NULL, *meta = NULL, *timings = json_object();
+    struct pw_error err = {0, ""};
+    double t_start = now_seconds(), t_compute;
+    int status = parse_args(argc, argv, &a), rc;
 
-    layout = malloc(n * 2 * sizeof *layout);
-    if (!layout) {
-        fprintf(stderr, "projection-worker project: out of memory\n");
-        status = 1;
+    memset(&r, 0, sizeof r);
+    if (status >= 0)
+        goto cleanup;
+    status = 2;
+    reducer_env_default(&env);
+    if (!(config = parse_config(a.config_text, &env.knn_method)))
+        goto cleanup;
+    if (project_io_read_vectors(a.input, (size_t)a.dim, &mat, &err)) {
+        fprintf(stderr, "projection-worker project: %s\n", err.msg);
         goto cleanup;
     }
-    int rc = 0;
-    double t_compute = now_seconds();
-    if (!strcmp(reducer, "pca")) {
-        float comp_sv[2], evr[2];
-        struct pca_options po;
-        pca_options_default(&po);
-        po.threads = (int)threads;
-        struct pca_result pr = {NULL, NULL, comp_sv, evr};
-        rc = pca_fit(x, n, d, &po, layout, &pr, &progress, &err);
-        if (!rc) {
-            json_object_set_new(meta, "explained_variance_ratio", float_array(evr, 2));
-            json_object_set_new(meta, "singular_values", float_array(comp_sv, 2));
-            json_object_set_new(timings, "pca", json_real(now_seconds() - t_compute));
-        }
-    } else if (!strcmp(reducer, "umap")) {
-        struct umap_options uo;
-        umap_options_default(&uo);
-        double nn, md;
-        const char *metric = config_string(config, "metric", "cosine");
-        if (config_number(config, "n_neighbors", 15, &nn) ||
-            config_number(config, "min_dist", 0.1, &md))
-            goto cleanup;
-        if (!isfinite(nn) || nn < 2 || nn > 1e6) {
-            fprintf(stderr, "projection-worker project: n_neighbors must be an integer >= 2\n");
-            goto cleanup;
-        }
-        if (config_knn_method(config, &uo.knn_method))
-            goto cleanup;
-        if (knn_parse_metric(metric, &uo.metric, &err)) {
-            fprintf(stderr, "projection-worker project: umap: %s\n", err.msg);
-            goto cleanup;
-        }
-        uo.n_neighbors = (size_t)nn; /* int() truncates */
-        uo.min_dist = (float)md;
-        uo.seed = (uint64_t)seed;
-        uo.threads = (int)threads;
-        json_object_set_new(params, "n_neighbors", json_integer((json_int_t)uo.n_neighbors));
-        json_object_set_new(params, "min_dist", json_real(md));
-        json_object_set_new(params, "metric", json_string(metric));
-        struct umap_result ur;
-        rc = umap_fit(x, n, d, &uo, layout, &ur, &progress, &err);
-        if (!rc) {
-            json_t *u = json_object();
-            json_object_set_new(u, "a", json_real(ur.a));
-            json_object_set_new(u, "b", json_real(ur.b));
-            json_object_set_new(u, "n_epochs", json_integer((json_int_t)ur.n_epochs));
-            json_object_set_new(u, "n_edges", json_integer((json_int_t)ur.n_edges));
-            json_object_set_new(u, "graph_components",
-                                json_integer((json_int_t)ur.n_graph_components));
-            json_object_set_new(u, "spectral_init", json_boolean(ur.spectral_ok));
-            json_object_set_new(meta, "umap", u);
-            json_object_set_new(timings, "knn", json_real(ur.seconds_knn));
-            json_object_set_new(timings, "graph", json_real(ur.seconds_graph));
-            json_object_set_new(timings, "init", json_real(ur.seconds_init));
-            json_object_set_new(timings, "optimize", json_real(ur.seconds_optimize));
-        }
-    } else {
-        struct tsne_options to;
-        tsne_options_default(&to);
-        double perp, lr, iters;
-        const char *metric = config_string(config, "metric", "euclidean");
-        const char *init = config_string(config, "init", "pca");
-        if (config_number(config, "perplexity", 30.0, &perp) ||
-            config_number(config, "learning_rate", 200.0, &lr) ||
-            config_number(config, "n_iter", 1000, &iters))
-            goto cleanup;
-        if (!isfinite(perp) || !isfinite(lr) || !isfinite(iters) || iters > 1e7) {
-            fprintf(stderr, "projection-worker project: perplexity, learning_rate and n_iter must "
-                            "be finite numbers (n_iter <= 1e7)\n");
-            goto cleanup;
-        }
-        if (config_knn_method(config, &to.knn_method))
-            goto cleanup;
-        if (knn_parse_metric(metric, &to.metric, &err)) {
-            fprintf(stderr, "projection-worker project: tsne: %s\n", err.msg);
-            goto cleanup;
-        }
-        to.perplexity = perp;
-        to.learning_rate = lr;
-        to.n_iter = iters > 0 ? (size_t)iters : 0; /* raised to >= 250 by tsne_fit */
-        to.init = !strcmp(init, "random") ? TSNE_INIT_RANDOM : TSNE_INIT_PCA;
-        to.seed = (uint64_t)seed;
-        to.threads = (int)threads;
-        struct tsne_result tr;
-        rc = tsne_fit(x, n, d, &to, layout, &tr, &progress, &err);
-        if (!rc) {
-            json_object_set_new(params, "perplexity", json_real(tr.perplexity));
-            json_object_set_new(params, "learning_rate", json_real(tr.learning_rate));
-            json_object_set_new(params, "n_iter", json_integer((json_int_t)tr.n_iter));
-            json_object_set_new(params, "metric", json_string(metric));
-            json_object_set_new(params, "init", json_string(init));
-            json_object_set_new(meta, "kl_divergence", json_real(tr.kl_divergence));
-            json_object_set_new(timings, "knn", json_real(tr.seconds_knn));
-            json_object_set_new(timings, "affinity", json_real(tr.seconds_affinity));
-            json_object_set_new(timings, "optimize", json_real(tr.seconds_optimize));
-        }
-    }
+    t_compute = now_seconds();
+    json_object_set_new(timings, "read", json_real(t_compute - t_start));
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    if (a.threads > 0)
+        openblas_set_num_threads((int)a.threads);
+    env.threads = (int)a.threads;
+    env.seed = (uint64_t)a.seed;
+    env.progress = &progress;
+    rc = reducer_run(a.reducer, config, mat.x, mat.n, mat.d, &env, &r, &err);
     if (progress.report && tp.phase)
         fputc('\n', stderr);
     if (rc) {
@@ -350,38 +262,27 @@ int cmd_project(int argc, char **argv)
         status = rc == PW_ECANCELED ? 130 : rc == PW_EINVAL ? 2 : 1;
         goto cleanup;
     }
-    double t_done = now_seconds();
-    json_object_set_new(timings, "compute", json_real(t_done - t_compute));
-
-    json_object_set_new(meta, "reducer_requested", json_string(reducer));
-    json_object_set_new(meta, "reducer_used", json_string(reducer));
-    json_object_set_new(meta, "reducer_params", params);
-    params = NULL;
-    json_object_set_new(meta, "point_count", json_integer((json_int_t)n));
-    json_object_set_new(meta, "input_dim", json_integer((json_int_t)d));
-    json_object_set_new(meta, "dimensionality", json_integer(2));
-    json_object_set_new(meta, "seed", json_integer((json_int_t)seed));
-    json_object_set_new(meta, "threads", json_integer((json_int_t)threads));
-    json_t *files = json_object();
-    json_object_set_new(files, "x", json_string("x.f32.bin"));
-    json_object_set_new(files, "y", json_string("y.f32.bin"));
-    json_object_set_new(meta, "files", files);
+    if (r.fell_back)
+        fprintf(stderr, "projection-worker project: warning: %s failed (%s); used PCA instead\n",
+                r.requested, r.fallback_reason);
+    t_compute = now_seconds() - t_compute;
+    json_object_set_new(timings, "compute", json_real(t_compute));
+    if (!strcmp(r.used, "pca") && !r.fell_back)
+        json_object_set_new(timings, "pca", json_real(t_compute));
     json_object_set_new(timings, "total", json_real(now_seconds() - t_start));
-    json_object_set_new(meta, "timings", timings);
-    timings = NULL;
-    if (project_io_write_artifacts(outdir, layout, n, meta, &err)) {
+    status = 1;
+    if (!(meta = build_meta(&a, mat.n, mat.d, &r, timings)))
+        fprintf(stderr, "projection-worker project: out of memory\n");
+    else if (project_io_write_artifacts(a.outdir, r.xy, mat.n, meta, &err))
         fprintf(stderr, "projection-worker project: %s\n", err.msg);
-        status = 1;
-        goto cleanup;
-    }
-    status = 0;
+    else
+        status = 0;
 
 cleanup:
     project_io_release(&mat);
-    free(layout);
+    reducer_result_free(&r);
     json_decref(config);
     json_decref(meta);
     json_decref(timings);
-    json_decref(params);
     return status;
 }

@@ -14,7 +14,6 @@
 
 #include <ctype.h>
 #include <limits.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -25,16 +24,13 @@
 #include "advisory_lock.h"
 #include "artifacts.h"
 #include "categories.h"
-#include "knn.h"
 #include "collections.h"
 #include "metadata_hash.h"
-#include "pca.h"
 #include "pg.h"
 #include "pg_url.h"
 #include "pycompat.h"
+#include "reducer.h"
 #include "runs.h"
-#include "tsne.h"
-#include "umap.h"
 
 struct projection_job {
     const struct projection_app *app;
@@ -113,68 +109,6 @@ static void iso_now(char *buf, size_t cap)
     else
         snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d+00:00", tm.tm_year + 1900, tm.tm_mon + 1,
                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
-/* Python int(v) for config values: ints, floats truncated, bools, numeric strings. */
-static int python_int(json_t *v, long long *out)
-{
-    if (json_is_integer(v)) {
-        *out = json_integer_value(v);
-        return 0;
-    }
-    if (json_is_real(v) && isfinite(json_real_value(v)) && fabs(json_real_value(v)) < 9e18) {
-        *out = (long long)json_real_value(v);
-        return 0;
-    }
-    if (json_is_boolean(v)) {
-        *out = json_is_true(v);
-        return 0;
-    }
-    if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        char *end;
-        while (isspace((unsigned char)*s))
-            s++;
-        *out = strtoll(s, &end, 10);
-        while (isspace((unsigned char)*end))
-            end++;
-        if (end != s && *end == '\0' && isdigit((unsigned char)end[-1]))
-            return 0;
-    }
-    return PW_EINVAL;
-}
-
-/* Python float(v) for config values. */
-static int python_float(json_t *v, double *out)
-{
-    if (json_is_number(v)) {
-        *out = json_number_value(v);
-        return 0;
-    }
-    if (json_is_boolean(v)) {
-        *out = json_is_true(v);
-        return 0;
-    }
-    if (json_is_string(v)) {
-        char *end;
-        const char *s = json_string_value(v);
-        *out = strtod(s, &end);
-        while (isspace((unsigned char)*end))
-            end++;
-        if (end != s && *end == '\0')
-            return 0;
-    }
-    return PW_EINVAL;
-}
-
-static const char *config_str(json_t *config, const char *key, const char *fallback, char *buf,
-                              size_t cap)
-{
-    json_t *v = json_object_get(config, key);
-    if (!v)
-        return fallback;
-    py_str(v, buf, cap); /* str(params.get(key, default)) */
-    return buf;
 }
 
 /* ---- step 1: load ------------------------------------------------------------------ */
@@ -550,150 +484,37 @@ static void compute_progress(void *ctx, const char *phase, double fraction)
     report_progress(ctx, json_pack("{s:s, s:f}", "phase", phase, "fraction", fraction));
 }
 
-static int run_pca(struct projection_job *job, struct pw_error *err)
-{
-    struct pca_options opt;
-    float sv[2], evr[2];
-    struct pca_result res = {NULL, NULL, sv, evr};
-    struct pw_progress pg = {.cancel = job->env->cancel, .report = compute_progress, .ctx = job};
-    int rc;
-
-    pca_options_default(&opt);
-    opt.threads = job->app->compute_threads;
-    if ((rc = pca_fit(job->m.x, job->m.n, job->m.dim, &opt, job->xy, &res, &pg, err)))
-        return rc;
-    json_object_set_new(job->extras, "explained_variance_ratio",
-                        json_pack("[f, f]", (double)evr[0], (double)evr[1]));
-    json_object_set_new(job->extras, "singular_values",
-                        json_pack("[f, f]", (double)sv[0], (double)sv[1]));
-    return 0;
-}
-
-static int run_umap(struct projection_job *job, struct pw_error *err)
-{
-    struct umap_options opt;
-    struct pw_progress pg = {.cancel = job->env->cancel, .report = compute_progress, .ctx = job};
-    long long nn;
-    double md;
-    char metric[128];
-    const char *metric_s;
-
-    json_t *v = json_object_get(job->config, "n_neighbors");
-
-    nn = 15;
-    if (v && python_int(v, &nn))
-        return pw_error_set(err, PW_EINVAL, "invalid literal for int() with n_neighbors");
-    if (json_object_get(job->config, "min_dist")) {
-        if (python_float(json_object_get(job->config, "min_dist"), &md))
-            return pw_error_set(err, PW_EINVAL, "could not convert min_dist to float");
-    } else {
-        md = 0.1;
-    }
-    metric_s = config_str(job->config, "metric", "cosine", metric, sizeof metric);
-    json_decref(job->reducer_params);
-    job->reducer_params = json_pack("{s:I, s:f, s:s}", "n_neighbors", (json_int_t)nn, "min_dist",
-                                    md, "metric", metric_s);
-    umap_options_default(&opt);
-    if (nn < 2)
-        return pw_error_set(err, PW_EINVAL, "n_neighbors must be at least 2 (got %lld)", nn);
-    opt.n_neighbors = (size_t)nn;
-    opt.min_dist = (float)md;
-    opt.threads = job->app->compute_threads;
-    if (knn_parse_metric(metric_s, &opt.metric, err))
-        return PW_EINVAL;
-    return umap_fit(job->m.x, job->m.n, job->m.dim, &opt, job->xy, NULL, &pg, err);
-}
-
-static int run_tsne(struct projection_job *job, struct pw_error *err)
-{
-    struct tsne_options opt;
-    struct tsne_result res;
-    struct pw_progress pg = {.cancel = job->env->cancel, .report = compute_progress, .ctx = job};
-    double perplexity = 30, lr = 200;
-    long long n_iter = 1000;
-    char metric[128], init[64];
-    const char *metric_s, *init_s;
-    json_t *v;
-    int rc;
-
-    if ((v = json_object_get(job->config, "perplexity")) && python_float(v, &perplexity))
-        return pw_error_set(err, PW_EINVAL, "could not convert perplexity to float");
-    if ((v = json_object_get(job->config, "learning_rate")) && python_float(v, &lr))
-        return pw_error_set(err, PW_EINVAL, "could not convert learning_rate to float");
-    if ((v = json_object_get(job->config, "n_iter")) && python_int(v, &n_iter))
-        return pw_error_set(err, PW_EINVAL, "invalid literal for int() with n_iter");
-    metric_s = config_str(job->config, "metric", "euclidean", metric, sizeof metric);
-    init_s = config_str(job->config, "init", "pca", init, sizeof init);
-    json_decref(job->reducer_params);
-    job->reducer_params =
-        json_pack("{s:f, s:f, s:I, s:s, s:s}", "perplexity", perplexity, "learning_rate", lr,
-                  "n_iter", (json_int_t)n_iter, "metric", metric_s, "init", init_s);
-    tsne_options_default(&opt);
-    /* The Python task's clamping rules (perplexity to [1, n-1], learning rate >= 10,
-     * at least 250 iterations, init pca|random). */
-    opt.perplexity = fmax(1.0, fmin(perplexity, (double)job->m.n - 1));
-    opt.learning_rate = fmax(10.0, lr);
-    opt.n_iter = n_iter < 250 ? 250 : (size_t)n_iter;
-    opt.init = !strcmp(init_s, "random") ? TSNE_INIT_RANDOM : TSNE_INIT_PCA;
-    opt.threads = job->app->compute_threads;
-    if (knn_parse_metric(metric_s, &opt.metric, err))
-        return PW_EINVAL;
-    if ((rc = tsne_fit(job->m.x, job->m.n, job->m.dim, &opt, job->xy, &res, &pg, err)))
-        return rc;
-    json_decref(job->reducer_params);
-    job->reducer_params = json_pack("{s:f, s:f, s:I, s:s, s:s}", "perplexity", res.perplexity,
-                                    "learning_rate", res.learning_rate, "n_iter",
-                                    (json_int_t)res.n_iter, "metric", metric_s, "init", init_s);
-    if (isfinite(res.kl_divergence))
-        json_object_set_new(job->extras, "kl_divergence", json_real(res.kl_divergence));
-    return 0;
-}
-
 static int reduce(struct projection_job *job, struct pw_error *err)
 {
-    const char *r = job->run.reducer && *job->run.reducer ? job->run.reducer : "pca";
+    struct pw_progress pg = {.cancel = job->env->cancel, .report = compute_progress, .ctx = job};
+    struct reducer_env env;
+    struct reducer_result r;
     size_t n = job->m.n;
     int rc;
 
     if (n < 2)
         return pw_error_set(err, PW_EINVAL,
                             "Not enough vectors available to compute projection (need at least 2)");
-    snprintf(job->reducer_requested, sizeof job->reducer_requested, "%s", r);
-    for (char *p = job->reducer_requested; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    job->xy = malloc(n * 2 * sizeof *job->xy);
+    reducer_env_default(&env);
+    env.threads = job->app->compute_threads;
+    env.progress = &pg;
+    rc = reducer_run(job->run.reducer, job->config, job->m.x, n, job->m.dim, &env, &r, err);
+    snprintf(job->reducer_requested, sizeof job->reducer_requested, "%s", r.requested);
+    job->reducer_used = r.used;
+    job->xy = r.xy;
+    job->reducer_params = r.params;
+    job->extras = r.extras; /* the job owns them from here, whatever rc says */
+    if (rc)
+        return rc;
+    if (r.fell_back) {
+        snprintf(job->fallback_reason, sizeof job->fallback_reason, "%s", r.fallback_reason);
+        log_job(job, PW_LOG_WARNING, "projection_reducer_fallback",
+                json_pack("{s:s}", "reducer", job->reducer_requested), r.fallback_reason);
+    }
     job->x = malloc(n * sizeof *job->x);
     job->y = malloc(n * sizeof *job->y);
-    job->extras = json_object();
-    job->reducer_params = json_object();
-    if (!job->xy || !job->x || !job->y || !job->extras || !job->reducer_params)
+    if (!job->x || !job->y)
         return pw_error_set(err, PW_ENOMEM, "out of memory for the projection of %zu points", n);
-
-    if (!strcmp(job->reducer_requested, "umap"))
-        rc = run_umap(job, err);
-    else if (!strcmp(job->reducer_requested, "tsne"))
-        rc = run_tsne(job, err);
-    else if (!strcmp(job->reducer_requested, "pca"))
-        rc = run_pca(job, err);
-    else
-        rc = pw_error_set(err, PW_EINVAL, "Unsupported reducer '%s'", job->reducer_requested);
-    job->reducer_used = job->reducer_requested;
-    if (rc == PW_ECANCELED)
-        return rc;
-    if (rc) { /* the Python task's rule: any reducer failure falls back to PCA */
-        snprintf(job->fallback_reason, sizeof job->fallback_reason, "%s", err->msg);
-        log_job(job, PW_LOG_WARNING, "projection_reducer_fallback",
-                json_pack("{s:s}", "reducer", job->reducer_requested), err->msg);
-        if (strcmp(job->reducer_requested, "umap") && strcmp(job->reducer_requested, "tsne")) {
-            json_decref(job->reducer_params); /* unsupported: the whole config, as Python */
-            job->reducer_params = json_deep_copy(job->config);
-        }
-        json_object_clear(job->extras);
-        pw_error_clear(err);
-        if ((rc = run_pca(job, err)))
-            return rc;
-        job->reducer_used = "pca";
-    }
     for (size_t i = 0; i < n; i++) {
         job->x[i] = job->xy[2 * i];
         job->y[i] = job->xy[2 * i + 1];

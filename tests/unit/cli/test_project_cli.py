@@ -1,6 +1,7 @@
 """`projection-worker project` file handling: raw float32 and .npy float32/float64 inputs
 give the same layout, meta.json has sorted keys and the reducer's fields, bad input exits
-with status 2 and one line on stderr.  Usage: test_project_cli.py WORKER"""
+with status 2 and one line on stderr, a reducer that fails (or an unknown one) falls back
+to PCA as the task does, with the reason in meta.json and one warning line.  Usage: test_project_cli.py WORKER"""
 import json
 import os
 import subprocess
@@ -59,9 +60,8 @@ def main(worker):
             (["--input", nan], "NaN"),
             (["--input", fortran], "C-ordered"),
             (["--input", one], "at least 2 points"),
-            (["--input", f32, "--reducer", "umap", "--config", '{"metric": "hamming"}'], "metric"),
             (["--input", f32, "--reducer", "umap", "--config", "{not json"], "not JSON"),
-            (["--input", f32, "--reducer", "nope"], "unknown reducer"),
+            (["--input", f32, "--reducer", "umap", "--config", '{"knn_method": "fast"}'], "knn_method"),
             (["--input", os.path.join(tmp, "missing.npy")], "cannot open"),
         ]
         for args, needle in cases:
@@ -69,6 +69,22 @@ def main(worker):
             lines = p.stderr.strip().splitlines()
             if p.returncode != 2 or len(lines) != 1 or needle not in lines[0]:
                 failures.append(f"{args}: exit {p.returncode}, stderr {p.stderr!r} (want 2 and '{needle}')")
+        fallbacks = [
+            (["--reducer", "umap", "--config", '{"metric": "hamming"}'], "unsupported metric 'hamming'"),
+            (["--reducer", "Nope"], "Unsupported reducer 'nope'"),
+        ]
+        for args, reason in fallbacks:
+            out = os.path.join(tmp, "fallback")
+            p = run(worker, ["--input", f32, *args, "--out", out])
+            lines = p.stderr.strip().splitlines()
+            if p.returncode != 0 or len(lines) != 1 or reason not in lines[0]:
+                failures.append(f"{args}: exit {p.returncode}, stderr {p.stderr!r} (want 0 and '{reason}')")
+                continue
+            with open(os.path.join(out, "meta.json")) as f:
+                meta = json.load(f)
+            if meta.get("reducer_used") != "pca" or reason not in meta.get("fallback_reason", ""):
+                failures.append(f"{args}: reducer_used {meta.get('reducer_used')}, "
+                                f"fallback_reason {meta.get('fallback_reason')!r}")
     for f in failures:
         print("FAIL", f)
     print(f"{len(failures)} failures")

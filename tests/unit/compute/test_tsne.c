@@ -330,15 +330,31 @@ static void test_tsne_rejects_one_dimension(void)
     CHECK(strstr(err.msg, "dimensions") != NULL);
 }
 
-static void test_tsne_rejects_nan_perplexity(void)
+static void test_tsne_nan_perplexity_and_learning_rate_clamp_as_python(void)
+{
+    float *x = td_clusters(20, 4, 2, 36), out[40];
+    struct tsne_options o;
+    struct tsne_result res;
+    tsne_options_default(&o);
+    o.perplexity = NAN;
+    o.learning_rate = NAN;
+    o.n_iter = 250;
+    struct pw_error err;
+    CHECK(tsne_fit(x, 20, 4, &o, out, &res, NULL, &err) == 0);
+    CHECK(res.perplexity == 1.0);     /* max(1.0, min(nan, 19)) */
+    CHECK(res.learning_rate == 10.0); /* max(10.0, nan) */
+    free(x);
+}
+
+static void test_tsne_rejects_infinite_learning_rate(void)
 {
     float *x = td_clusters(20, 4, 2, 36), out[40];
     struct tsne_options o;
     tsne_options_default(&o);
-    o.perplexity = NAN;
+    o.learning_rate = INFINITY;
     struct pw_error err;
     CHECK(tsne_fit(x, 20, 4, &o, out, NULL, NULL, &err) == PW_EINVAL);
-    CHECK(strstr(err.msg, "perplexity") != NULL);
+    CHECK(strstr(err.msg, "learning_rate") != NULL);
     free(x);
 }
 
@@ -359,6 +375,7 @@ int main(void)
     RUN(test_tsne_reads_no_input_after_input_done);
     RUN(test_tsne_rejects_nan_input);
     RUN(test_tsne_rejects_one_dimension);
-    RUN(test_tsne_rejects_nan_perplexity);
+    RUN(test_tsne_nan_perplexity_and_learning_rate_clamp_as_python);
+    RUN(test_tsne_rejects_infinite_learning_rate);
     PW_TEST_MAIN();
 }
