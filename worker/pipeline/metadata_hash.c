@@ -567,7 +567,7 @@ static bool json_falsy(const struct jnode *n)
 }
 
 int metadata_hash_canonical(const struct metadata_hash_input *in, char **canonical_out,
-                            struct pw_error *err)
+                            struct metadata_hash_effective *eff, struct pw_error *err)
 {
     struct jnode *tree = NULL;
     const struct jnode *config = NULL; /* NULL stands for {} */
@@ -597,8 +597,9 @@ int metadata_hash_canonical(const struct metadata_hash_input *in, char **canonic
     snprintf(tmp, sizeof tmp, ",\"collection_updated_at_us\":%lld",
              (long long)in->collection_updated_at_us);
     strbuf_puts(&b, tmp);
+    const char *color_by = effective_color_by(config);
     strbuf_puts(&b, ",\"color_by\":\"");
-    strbuf_puts(&b, effective_color_by(config));
+    strbuf_puts(&b, color_by);
     strbuf_puts(&b, "\",\"config\":");
     if (config) {
         if ((rc = emit_object(&b, config, true)) < 0) {
@@ -624,9 +625,14 @@ int metadata_hash_canonical(const struct metadata_hash_input *in, char **canonic
         goto cleanup;
     }
     strbuf_puts(&b, ",\"sample_limit\":");
+    size_t sample_limit_at = b.len;
     if ((rc = emit_sample_limit(&b, config)) < 0) {
         rc = pw_error_set(err, rc, "out of memory");
         goto cleanup;
+    }
+    if (eff && !b.nomem) {
+        eff->color_by = color_by;
+        eff->sample_limit = strtod(b.data + sample_limit_at, NULL); /* stops at the digits' end */
     }
     snprintf(tmp, sizeof tmp, ",\"v\":%d,\"vector_count\":%lld}", METADATA_HASH_VERSION,
              (long long)in->vector_count);
@@ -670,7 +676,7 @@ int metadata_hash_compute(const struct metadata_hash_input *in, char **canonical
                           char hex_out[METADATA_HASH_HEX_LEN + 1], struct pw_error *err)
 {
     char *text = NULL;
-    int rc = metadata_hash_canonical(in, &text, err);
+    int rc = metadata_hash_canonical(in, &text, NULL, err);
     if (rc < 0)
         return rc;
     rc = metadata_hash_sha256_hex(text, strlen(text), hex_out, err);
@@ -678,6 +684,18 @@ int metadata_hash_compute(const struct metadata_hash_input *in, char **canonical
         *canonical_out = text;
         text = NULL;
     }
+    free(text);
+    return rc;
+}
+
+int metadata_hash_request(const struct metadata_hash_input *in,
+                          char hex_out[METADATA_HASH_HEX_LEN + 1],
+                          struct metadata_hash_effective *eff, struct pw_error *err)
+{
+    char *text = NULL;
+    int rc = metadata_hash_canonical(in, &text, eff, err);
+    if (rc == 0)
+        rc = metadata_hash_sha256_hex(text, strlen(text), hex_out, err);
     free(text);
     return rc;
 }

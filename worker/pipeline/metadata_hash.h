@@ -37,14 +37,26 @@ struct metadata_hash_input {
     int64_t collection_updated_at_us; /* collections.updated_at, µs since the Unix epoch */
 };
 
-/* Builds the canonical text.  On success *canonical_out is a NUL-terminated ASCII string. */
+/* The request as the contract reads it: the hashed fields the task acts on. */
+struct metadata_hash_effective {
+    const char *color_by; /* "document_id" | "source_dir" | "filetype" | "age_bucket" (static) */
+    double sample_limit;  /* >= 1: the canonical digits as a double (inf beyond its range) */
+};
+
+/* Builds the canonical text.  On success *canonical_out is a NUL-terminated ASCII string
+ * and *eff (when not NULL) holds the effective fields written into it. */
 int metadata_hash_canonical(const struct metadata_hash_input *in, char **canonical_out,
-                            struct pw_error *err);
+                            struct metadata_hash_effective *eff, struct pw_error *err);
 
 /* Canonical text and its SHA-256.  hex_out receives 64 lower-case hex digits and a NUL.
  * canonical_out may be NULL when the caller only wants the hash. */
 int metadata_hash_compute(const struct metadata_hash_input *in, char **canonical_out,
                           char hex_out[METADATA_HASH_HEX_LEN + 1], struct pw_error *err);
+
+/* The hash and the effective fields, for the task that acts on the request. */
+int metadata_hash_request(const struct metadata_hash_input *in,
+                          char hex_out[METADATA_HASH_HEX_LEN + 1],
+                          struct metadata_hash_effective *eff, struct pw_error *err);
 
 /* For callers holding the config as a jansson value: its JSON text (reals with 17
  * significant digits, so they read back to the same double) for config_json.  Integers

@@ -157,24 +157,13 @@ static int compute_hash(struct projection_job *job, struct pw_error *err)
                                      job->coll.embedding_model ? job->coll.embedding_model : "",
                                      job->coll.vector_count,
                                      job->coll.updated_at_us};
-    char *canonical = NULL;
-    json_t *doc;
+    struct metadata_hash_effective eff;
     int rc;
 
-    if ((rc = metadata_hash_compute(&in, &canonical, job->hash, err)))
+    if ((rc = metadata_hash_request(&in, job->hash, &eff, err)))
         return rc;
-    /* The canonical input holds the effective color_by and sample_limit exactly as the
-     * contract (and the Python task) derive them: read them back instead of re-deriving. */
-    doc = json_loads(canonical, JSON_DECODE_INT_AS_REAL, NULL);
-    free(canonical);
-    if (!doc)
-        return pw_error_set(err, PW_EINTERNAL, "canonical metadata is not JSON");
-    job->color_by = categories_parse_color_by(json_string_value(json_object_get(doc, "color_by")));
-    {
-        double limit = json_number_value(json_object_get(doc, "sample_limit"));
-        job->sample_limit = limit >= 1e9 ? 1000000000u : limit < 1 ? 1 : (size_t)limit;
-    }
-    json_decref(doc);
+    job->color_by = categories_parse_color_by(eff.color_by);
+    job->sample_limit = eff.sample_limit >= 1e9 ? 1000000000u : (size_t)eff.sample_limit;
     return 0;
 }
 
