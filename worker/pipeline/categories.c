@@ -461,3 +461,50 @@ json_t *category_table_doc_map(const struct category_table *t)
 {
     return json_incref(t->doc_map);
 }
+
+/* ---- the payload of a fetched point ---------------------------------------------- */
+
+/* One kept payload value as jansson holds it; containers keep only their emptiness. */
+static json_t *value_to_json(struct qdrant_value v)
+{
+    char *end;
+    long long i;
+
+    switch (v.kind) {
+    case QDRANT_V_NULL:
+        return json_null();
+    case QDRANT_V_FALSE:
+        return json_false();
+    case QDRANT_V_TRUE:
+        return json_true();
+    case QDRANT_V_INT:
+        i = strtoll(v.text, &end, 10);
+        if (*end == '\0' && i != LLONG_MAX && i != LLONG_MIN)
+            return json_integer(i);
+        return json_real(strtod(v.text, NULL));
+    case QDRANT_V_FLOAT:
+        return json_real(strtod(v.text, NULL));
+    case QDRANT_V_STRING:
+        return json_stringn_nocheck(v.text, v.len);
+    case QDRANT_V_OBJECT:
+        return v.empty ? json_object() : json_pack("{s:b}", "", 1);
+    case QDRANT_V_ARRAY:
+        return v.empty ? json_array() : json_pack("[b]", 1);
+    default:
+        return NULL;
+    }
+}
+
+json_t *categories_point_payload(const struct qdrant_matrix *m, size_t i)
+{
+    json_t *p = json_object(), *meta = json_object();
+
+    for (int f = 0; f < QDRANT_F_COUNT; f++) {
+        json_t *v = value_to_json(qdrant_matrix_field(m, i, (enum qdrant_field)f));
+        if (v)
+            json_object_set_new_nocheck(f < QDRANT_F_META_SOURCE_PATH ? p : meta,
+                                        qdrant_field_key((enum qdrant_field)f), v);
+    }
+    json_object_set_new_nocheck(p, "metadata", meta);
+    return p;
+}

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "pw_error.h"
+#include "qdrant.h"
 
 #define CATEGORY_OVERFLOW_INDEX 255
 #define CATEGORY_LABEL_MAX      512
@@ -37,6 +38,14 @@ const char *categories_color_by_name(enum color_by c);
  * doc_id; *has_doc_id says whether doc_id was set.  `payload` may be NULL. */
 void categories_label(json_t *payload, enum color_by color_by, double now_unix, char *label,
                       size_t cap, char *doc_id, size_t doc_cap, int *has_doc_id);
+
+/* The payload fields the rules read (qdrant_field_key's names, META_* ones under
+ * "metadata") of point i of a fetched matrix, as the dict the Python task's rules see.
+ * The scroll parser keeps a container's emptiness, not its members, which is all
+ * truthiness needs: a non-empty list or dict arrives as [true] / {"": true}, so str() of
+ * one (a document id that is a dict) is the one value this cannot reproduce.  New
+ * reference, owned by the caller; NULL only when out of memory. */
+json_t *categories_point_payload(const struct qdrant_matrix *m, size_t i);
 
 struct category_table;
 
