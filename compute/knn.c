@@ -61,11 +61,6 @@ int knn_parse_metric(const char *name, enum knn_metric *out, struct pw_error *er
                         name ? name : "(null)");
 }
 
-const char *knn_metric_name(enum knn_metric m)
-{
-    return m == KNN_COSINE ? "cosine" : "euclidean";
-}
-
 void knn_free(struct knn_graph *g)
 {
     if (!g)

@@ -68,7 +68,9 @@ static double ab_residuals(double a, double b, const double *xv, const double *y
     return ss;
 }
 
-int umap_find_ab(float spread, float min_dist, float *a_out, float *b_out, struct pw_error *err)
+/* umap-learn's find_ab_params: least-squares fit (Levenberg-Marquardt) of
+ * 1 / (1 + a x^(2b)) to the min_dist/spread target curve on 300 points of [0, 3 spread]. */
+static int find_ab(float spread, float min_dist, float *a_out, float *b_out, struct pw_error *err)
 {
     enum { M = 300 };
     double xv[M], yv[M], r[M], ja[M], jb[M];
@@ -1211,7 +1213,7 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
                             "umap: learning_rate must be > 0 and negative_sample_rate, "
                             "repulsion_strength, local_connectivity >= 0, set_op_mix_ratio in "
                             "[0, 1]");
-    if ((rc = umap_find_ab(o.spread, o.min_dist, &r.a, &r.b, err)))
+    if ((rc = find_ab(o.spread, o.min_dist, &r.a, &r.b, err)))
         return rc;
     if (o.n_epochs == 0)
         o.n_epochs = n <= 10000 ? 500 : 200; /* umap-learn 0.5's default_epochs */
