@@ -48,6 +48,17 @@ int dense_validate(const char *what, const float *x, size_t n, size_t d, struct 
     return 0;
 }
 
+int dense_validate_fit(const char *what, const float *x, size_t n, size_t d, const float *out,
+                       struct pw_error *err)
+{
+    int rc = dense_validate(what, x, n, d, err);
+    if (rc)
+        return rc;
+    if (!out)
+        return pw_error_set(err, PW_EINVAL, "%s: no output buffer", what);
+    return 0;
+}
+
 PW_CLONES float dense_centred_dot(const float *x, const float *mean, const float *v, size_t d)
 {
     float s = 0.0f;

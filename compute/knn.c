@@ -28,23 +28,22 @@
 #include "rng.h"
 #include "team.h"
 
+/* The values knn.h documents; a field not named is 0 (n_trees, leaf_size, n_iters,
+ * max_candidates, list_rows: "pick from n and k"), which is also how a field added later
+ * keeps its old behaviour. */
 void knn_options_default(struct knn_options *opt)
 {
-    memset(opt, 0, sizeof *opt); /* a field added later starts at 0 (its default), not garbage */
-    opt->metric = KNN_EUCLIDEAN;
-    opt->method = KNN_AUTO;
-    opt->exact_max_n = 4096;
-    opt->part_size = 4096;
-    opt->spill = 0.1;
-    opt->n_trees = 0;
-    opt->leaf_size = 0;
-    opt->n_iters = 0;
-    opt->max_candidates = 0;
-    opt->list_rows = 0;
-    opt->delta = 0.001; /* pynndescent 0.5 default */
-    opt->seed = 42;
-    opt->threads = 0;
-    opt->amx = 1;
+    *opt = (struct knn_options){
+        .metric = KNN_EUCLIDEAN,
+        .method = KNN_AUTO,
+        .exact_max_n = 4096,
+        .part_size = 4096,
+        .spill = 0.1,
+        .delta = 0.001, /* pynndescent 0.5 default */
+        .seed = 42,
+        .threads = 0,
+        .amx = 1,
+    };
 }
 
 int knn_parse_metric(const char *name, enum knn_metric *out, struct pw_error *err)

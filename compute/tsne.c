@@ -20,12 +20,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dense.h"
 #include "knn_order.h"
 #include "pca.h"
 #include "rng.h"
+#include "stopwatch.h"
 #include "tsne_forces.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -37,40 +37,38 @@
 #define ADAPT_PERIOD 300 /* iterations between thread-count probes */
 #define ADAPT_PROBE  3   /* iterations timed on one thread, then on all */
 
+/* The values tsne.h documents; a field not named is 0, which is how a field added later
+ * keeps its old behaviour.  Seed, threads and the k-NN switch are knn.h's defaults, the
+ * FFT's options tsne_forces.h's. */
 void tsne_options_default(struct tsne_options *opt)
 {
-    memset(opt, 0, sizeof *opt); /* fields added later start at 0, not garbage */
-    opt->perplexity = 30.0;
-    opt->learning_rate = 200.0;
-    opt->n_iter = 1000;
-    opt->metric = KNN_EUCLIDEAN;
-    opt->init = TSNE_INIT_PCA;
-    opt->early_exaggeration = 12.0;
-    opt->exploration_iters = 250;
-    opt->min_gain = 0.01;
-    opt->seed = 42;
-    opt->threads = 0;
-    opt->knn_method = KNN_AUTO;
-    opt->knn_exact_max_n = 4096;
-    opt->exact_max_n = 0;
-    struct tsne_fft_options fo;
-    tsne_fft_options_default(&fo);
-    opt->interp_points = fo.interp_points;
-    opt->min_intervals = fo.min_intervals;
-    opt->interval_width = fo.interval_width;
+    struct knn_options knn;
+    knn_options_default(&knn);
+    struct tsne_fft_options fft;
+    tsne_fft_options_default(&fft);
+    *opt = (struct tsne_options){
+        .perplexity = 30.0,
+        .learning_rate = 200.0,
+        .n_iter = 1000,
+        .metric = KNN_EUCLIDEAN,
+        .init = TSNE_INIT_PCA,
+        .early_exaggeration = 12.0,
+        .exploration_iters = 250,
+        .min_gain = 0.01,
+        .seed = knn.seed,
+        .threads = knn.threads,
+        .knn_method = knn.method,
+        .knn_exact_max_n = knn.exact_max_n,
+        .interp_points = fft.interp_points,
+        .min_intervals = fft.min_intervals,
+        .interval_width = fft.interval_width,
+    };
 }
 
 /* Exact repulsion up to this n: one thread does the n^2 sums for 1797 points in 0.7 ms,
  * and a 320^2 FFT grid (min_intervals 40) cost ~2.3 ms on one thread.  Not re-measured
  * since min_intervals became 20 (smallest grid 160^2). */
 #define EXACT_MAX_N_AUTO 3000
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- affinities ---- */
 
@@ -421,11 +419,9 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
         o = *opt;
     else
         tsne_options_default(&o);
-    int rc = dense_validate("tsne", x, n, d, err);
+    int rc = dense_validate_fit("tsne", x, n, d, out, err);
     if (rc)
         return rc;
-    if (!out)
-        return pw_error_set(err, PW_EINVAL, "tsne: no output buffer");
     if (isnan(o.perplexity) || !isfinite(o.learning_rate) || isnan(o.early_exaggeration) ||
         !(o.early_exaggeration >= 1.0) || !(o.min_gain >= 0))
         return pw_error_set(err, PW_EINVAL,
@@ -461,7 +457,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     } else if (!(rp.zi = malloc(n * sizeof *rp.zi))) {
         return pw_error_set(err, PW_ENOMEM, "tsne: out of memory");
     }
-    double t0 = now_seconds();
+    double t0 = stopwatch_now();
 
     /* The init first: PCA's scratch is freed before the k-NN lists exist. */
     if (o.init == TSNE_INIT_PCA) {
@@ -484,7 +480,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
         for (size_t i = 0; i < 2 * n; i++)
             Y[i] = (float)(1e-4 * rng_normal(o.seed, 0x715e, i));
     }
-    double t_init = now_seconds() - t0;
+    double t_init = stopwatch_now() - t0;
 
     struct knn_options ko;
     knn_options_default(&ko);
@@ -493,10 +489,10 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     ko.exact_max_n = o.knn_exact_max_n;
     ko.seed = o.seed;
     ko.threads = threads;
-    double t1 = now_seconds();
+    double t1 = stopwatch_now();
     if ((rc = knn_build(x, n, d, k, &ko, &g, progress, err)))
         goto cleanup;
-    double t2 = now_seconds();
+    double t2 = stopwatch_now();
     r.seconds_knn = t2 - t1;
     pw_progress_input_done(progress); /* the PCA init and the k-NN were its last readers */
     if ((rc = pw_progress_check(progress, err, "tsne")))
@@ -542,7 +538,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
      * (only the top of a heap shrinks by itself): hand them back before the
      * iterations' arrays are placed (20k: 10 MB of the iterations' RSS). */
     malloc_trim(0);
-    double t3 = now_seconds();
+    double t3 = stopwatch_now();
     r.seconds_affinity = t3 - t2;
 
     upd = calloc(2 * n, sizeof *upd);
@@ -567,7 +563,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
      * depend on the thread count, so this changes only the time. */
     int adaptive = iter_threads > 1, cur = iter_threads;
     double probe_t0 = 0, probe_one = 0;
-    double last = now_seconds(), Z = 1;
+    double last = stopwatch_now(), Z = 1;
     float min_gain = (float)o.min_gain;
     /* sklearn runs _gradient_descent twice: iterations [0, 250) exaggerated, then
      * [251, n_iter) - it skips 250 and restarts update and gains; n_iter_ is the last. */
@@ -584,7 +580,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
         if (adaptive) {
             size_t ph = it % ADAPT_PERIOD;
             if (ph == 0 || ph == ADAPT_PROBE || ph == 2 * ADAPT_PROBE) {
-                double t = now_seconds();
+                double t = stopwatch_now();
                 if (ph == ADAPT_PROBE)
                     probe_one = t - probe_t0;
                 cur = ph == 0 ? 1 : ph == ADAPT_PROBE || t - probe_t0 < probe_one ? threads : 1;
@@ -626,7 +622,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
                 Y[q] += upd[q];
             }
         }
-        double t = now_seconds();
+        double t = stopwatch_now();
         if (t - last > 0.2) {
             last = t;
             if ((rc = pw_progress_check(progress, err, "tsne")))
@@ -643,7 +639,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     }
     memcpy(Y, rep, 2 * n * sizeof *Y);
     r.n_iter = n_iter - 1; /* sklearn's n_iter_ */
-    r.seconds_optimize = now_seconds() - t3 + t_init;
+    r.seconds_optimize = stopwatch_now() - t3 + t_init;
     pw_progress_report(progress, "tsne_optimize", 1.0);
     if (res)
         *res = r;
