@@ -12,8 +12,8 @@
  *
  * Between the k-NN and the affinities the points are renumbered breadth-first along the
  * graph (knn_order.h) and numbered back at the end: a pair's two points then mostly lie
- * close in Y and in the force buffers, which the attraction reads from cache (measured
- * at 20k on one thread: 2.2 -> 1.4-1.6 ms per iteration). */
+ * close in Y and in the force buffers, so the attraction reads them from cache rather
+ * than from memory. */
 #include "tsne.h"
 
 #include <malloc.h>
@@ -65,9 +65,8 @@ void tsne_options_default(struct tsne_options *opt)
     };
 }
 
-/* Exact repulsion up to this n: one thread does the n^2 sums for 1797 points in 0.7 ms,
- * and a 320^2 FFT grid (min_intervals 40) cost ~2.3 ms on one thread.  Not re-measured
- * since min_intervals became 20 (smallest grid 160^2). */
+/* Exact repulsion up to this n: below it the n^2 sums on one thread cost less than the
+ * FFT's smallest grid. */
 #define EXACT_MAX_N_AUTO 3000
 
 /* ---- affinities ---- */
@@ -296,9 +295,7 @@ TSNE_CLONES static void attract_rows(const struct pairs *P, const float *Y, size
 #ifdef TSNE_AVX512
 /* attract_rows with AVX-512 by hand: a point's (x, y) is gathered and its force pair
  * scattered as one 64-bit element, 8 pairs per vector - half the gather/scatter element
- * operations of the compiler's float-by-float version, which bound that loop
- * (measured at 20k on one thread: optimise 7.6 -> 6.0 s, i.e. ~3.0 -> ~1.4 ms per
- * iteration for the attraction). */
+ * operations of the compiler's float-by-float version, which bound that loop. */
 __attribute__((target("avx512f,avx512dq,avx512vl"))) static void
 attract_rows_avx512(const struct pairs *P, const float *Y, size_t b, float *F)
 {
@@ -444,8 +441,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     struct knn_graph g = {0};
     struct pairs P = {0};
     /* Below ~8k points an iteration takes a few milliseconds on one core: the OpenMP
-     * barriers would cost more than they save (measured on digits, a shared 2-core
-     * machine: 0.99 s on one thread, 5.2 s on two). */
+     * barriers would cost more than they save. */
     int iter_threads = n < 8192 ? 1 : threads;
     struct repulsion rp = {NULL, n, iter_threads, NULL};
     float *Y = out, *upd = NULL, *gains = NULL, *rep = NULL, *abuf = NULL;
@@ -555,12 +551,10 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     /* The iteration's thread count is re-chosen every ADAPT_PERIOD iterations by timing
      * ADAPT_PROBE iterations on one thread against as many on `threads`: on a shared
      * machine a thread that waits at one of an iteration's four barriers spins on a core
-     * the working thread needs, and two threads can be several times slower than one
-     * (measured at 20k on this 2-core machine while another job used 1.8 cores: optimise
-     * 38 s wall / 44 CPU s, against 3.3 s / ~8 CPU s on a calmer machine).  When two
-     * threads do pay, the probes' 12 one-thread iterations in 1000 cost ~1 % of the
-     * optimisation (2.4 ms more each at 20k; they were 30, 6 every 200).  The layout does not
-     * depend on the thread count, so this changes only the time. */
+     * the working thread needs, and two threads can be several times slower than one.  When
+     * two threads do pay, the probes' 12 one-thread iterations in 1000 cost about 1 % of
+     * the optimisation.  The layout does not depend on the thread count, so this changes
+     * only the time. */
     int adaptive = iter_threads > 1, cur = iter_threads;
     double probe_t0 = 0, probe_one = 0;
     double last = stopwatch_now(), Z = 1;

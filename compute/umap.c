@@ -782,8 +782,8 @@ static int spectral_layout(const float *x, size_t d, const struct fgraph *g, uin
     }
     size_t nc = graph_components(g, label);
     /* Iteration budget: about 2e9 flops of operator applications over the whole graph
-     * (about a second on one core), the same count for every component.  It was 4e9
-     * before the shift (spectral_connected) doubled the convergence rate. */
+     * (about a second on one core), the same count for every component; the shift in
+     * spectral_connected converges fast enough for this budget. */
     double budget = 2e9 / ((double)(g->nnz + n) * 10.0 * 2.0);
     size_t max_it = budget > 3000 ? 3000 : budget < 60 ? 60 : (size_t)budget;
     *n_comp_out = nc;

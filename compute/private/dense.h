@@ -16,7 +16,7 @@
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
     !defined(__SANITIZE_ADDRESS__)
 #define PW_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-/* ... and for AVX-512 as well, where the wider registers measured faster */
+/* ... and for AVX-512 as well, where the wider registers pay */
 #define PW_CLONES_V4 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define PW_CLONES
