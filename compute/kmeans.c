@@ -94,8 +94,8 @@ static void seed_plus_plus(const float *xs, size_t s, size_t d, size_t c, uint64
 
 /* Scores of rows against centroids: dots (rows x c) = rows . cent^T.  Fewer than
  * KMEANS_BLAS_CELLS centroids take plain dot products, a row at a time: sgemm there
- * touched another 1.9 MiB of OpenBLAS's per-thread buffers, which stay resident for the
- * life of the process (t-SNE 20k's peak, bench/compute/RESULTS.md). */
+ * would touch OpenBLAS's per-thread buffers, which stay resident for the life of the
+ * process and raise t-SNE's peak memory. */
 #define KMEANS_BLAS_CELLS 24
 static void scores(const float *rows, size_t nr, size_t d, const float *cent, size_t c, int threads,
                    float *dots)

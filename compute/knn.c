@@ -28,23 +28,22 @@
 #include "rng.h"
 #include "team.h"
 
+/* The values knn.h documents; a field not named is 0 (n_trees, leaf_size, n_iters,
+ * max_candidates, list_rows: "pick from n and k"), which is also how a field added later
+ * keeps its old behaviour. */
 void knn_options_default(struct knn_options *opt)
 {
-    memset(opt, 0, sizeof *opt); /* a field added later starts at 0 (its default), not garbage */
-    opt->metric = KNN_EUCLIDEAN;
-    opt->method = KNN_AUTO;
-    opt->exact_max_n = 4096;
-    opt->part_size = 4096;
-    opt->spill = 0.1;
-    opt->n_trees = 0;
-    opt->leaf_size = 0;
-    opt->n_iters = 0;
-    opt->max_candidates = 0;
-    opt->list_rows = 0;
-    opt->delta = 0.001; /* pynndescent 0.5 default */
-    opt->seed = 42;
-    opt->threads = 0;
-    opt->amx = 1;
+    *opt = (struct knn_options){
+        .metric = KNN_EUCLIDEAN,
+        .method = KNN_AUTO,
+        .exact_max_n = 4096,
+        .part_size = 4096,
+        .spill = 0.1,
+        .delta = 0.001, /* pynndescent 0.5 default */
+        .seed = 42,
+        .threads = 0,
+        .amx = 1,
+    };
 }
 
 int knn_parse_metric(const char *name, enum knn_metric *out, struct pw_error *err)
@@ -59,11 +58,6 @@ int knn_parse_metric(const char *name, enum knn_metric *out, struct pw_error *er
     }
     return pw_error_set(err, PW_EINVAL, "unsupported metric '%s' (expected euclidean or cosine)",
                         name ? name : "(null)");
-}
-
-const char *knn_metric_name(enum knn_metric m)
-{
-    return m == KNN_COSINE ? "cosine" : "euclidean";
 }
 
 void knn_free(struct knn_graph *g)
@@ -81,8 +75,8 @@ void knn_free(struct knn_graph *g)
 
 /* NN-descent's flags ride along as two bits per slot (FLAG_NEW, FLAG_PENDING; see
  * sample_lists); a row's bits start on a byte of their own (flag_bytes), so threads that
- * own different rows never share a byte.  (A byte per slot was 1.7 MiB of t-SNE 20k's
- * peak, k = 91.) */
+ * own different rows never share a byte.  Two bits rather than a byte per slot keep the
+ * flags a quarter of the size, which counts at t-SNE's k = 91. */
 #define FLAG_NEW     1
 #define FLAG_PENDING 2
 
@@ -1096,9 +1090,8 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
             if (cells.first[mem[p]] == (int32_t)a)
                 order[o++] = mem[p];
     /* Columns per chunk: the packed chunk is at most 1% of the input (n / 100 rows) but
-     * 512 rows at least.  Smaller chunks pack each block more often: at 200k, chunks of
-     * 512 made the k-NN 0.4-1.0 s slower than whole cells; at 20k-50k whole cells
-     * (16-23 MB) set the peak RSS. */
+     * 512 rows at least.  Smaller chunks pack each block more often, which costs time on
+     * large inputs; whole cells would set the peak RSS on mid-sized ones. */
     cs.cols = (n / 100 + PART_ROWS - 1) / PART_ROWS * PART_ROWS;
     cs.cols = cs.cols > PART_COLS ? cs.cols : PART_COLS;
     cs.amx = use_amx && gram_amx_usable();
@@ -1134,8 +1127,8 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
     malloc_trim(0);
     /* NN-descent joins "new" entries only.  Two rows of one cell were compared there, so
      * a neighbour pair is news to the rounds only across cells: when the two rows' cells
-     * differ or either row also sat in a second cell.  (Leaving every entry new cost a
-     * full round, 2.1 s at 200k, to find nothing on the benchmark sets.) */
+     * differ or either row also sat in a second cell.  Leaving every entry new would cost
+     * a full round that finds nothing on the benchmark sets. */
     for (size_t i = 0; i < n && !rc; i++) {
         int bi = cells.border[i] < thr;
         uint8_t *fi = flags + i * s->kb;
@@ -1161,8 +1154,8 @@ done:
 /* NN-descent's candidate lists are sampled for lblock points at a time (list_block):
  * their four arrays take 16 maxc bytes a point, 8% of a 768-float row at t-SNE's
  * maxc = 16 and 16% at UMAP's 30.  A block holds the lists of about 1/64 of the input's
- * bytes (t-SNE 20k: 1.0 MiB instead of 4.9), n/8 points at least (each block costs one
- * more scan of the graph's edges per thread) and 4096 at least. */
+ * bytes, n/8 points at least (each block costs one more scan of the graph's edges per
+ * thread) and 4096 at least. */
 static size_t list_block(size_t n, size_t d, size_t maxc)
 {
     size_t rows = n * d / (256 * maxc), least = (n + 7) / 8;
@@ -1268,9 +1261,9 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
         iters = 0;
     }
     double seeded = forest ? 0.2 : 0.6; /* progress fraction once the heaps are seeded */
-    /* Candidates per point per iteration; the local join costs their square.  Measured on
-     * 20k x 768 clustered unit vectors: k = 14 needs 2k for recall >= 0.95 (0.966; k
-     * candidates gave 0.915), while k = 91 (t-SNE) reaches 0.999 with 16. */
+    /* Candidates per point per iteration; the local join costs their square.  Small k
+     * (UMAP's 14) needs 2k candidates for recall >= 0.95 on clustered embeddings, while
+     * t-SNE's k = 91 reaches 0.999 with 16 (bench/compute/RESULTS.md, k-NN recall). */
     if (!maxc)
         maxc = k <= 30 ? 2 * k : 16;
     size_t kb = flag_bytes(k), lblock = o->list_rows ? o->list_rows : list_block(n, d, maxc);
@@ -1404,7 +1397,7 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
     }
     /* Every distance here was computed from differences or centred rows (cells: the
      * cell's mean taken off; NN-descent and the trees: pair4x4), so the rows are only
-     * sorted: computing them again took 0.19 s of t-SNE 20k's 1.0 s k-NN. */
+     * sorted: computing them again would be a fifth of t-SNE's k-NN time. */
     finish_rows(m, g, order, 0, threads);
     pw_progress_report(progress, "knn", 1.0);
 

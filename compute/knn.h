@@ -64,7 +64,6 @@ void knn_options_default(struct knn_options *opt);
 
 /* "euclidean" | "cosine" -> 0, else PW_EINVAL. */
 int knn_parse_metric(const char *name, enum knn_metric *out, struct pw_error *err);
-const char *knn_metric_name(enum knn_metric m);
 
 /* 0, PW_EINVAL (bad input, k < 1 or k >= n), PW_ENOMEM, PW_ECANCELED.  On success
  * g owns two arrays; on failure g is left empty.  */

@@ -12,20 +12,20 @@
  *
  * Between the k-NN and the affinities the points are renumbered breadth-first along the
  * graph (knn_order.h) and numbered back at the end: a pair's two points then mostly lie
- * close in Y and in the force buffers, which the attraction reads from cache (measured
- * at 20k on one thread: 2.2 -> 1.4-1.6 ms per iteration). */
+ * close in Y and in the force buffers, so the attraction reads them from cache rather
+ * than from memory. */
 #include "tsne.h"
 
 #include <malloc.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dense.h"
 #include "knn_order.h"
 #include "pca.h"
 #include "rng.h"
+#include "stopwatch.h"
 #include "tsne_forces.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -37,40 +37,37 @@
 #define ADAPT_PERIOD 300 /* iterations between thread-count probes */
 #define ADAPT_PROBE  3   /* iterations timed on one thread, then on all */
 
+/* The values tsne.h documents; a field not named is 0, which is how a field added later
+ * keeps its old behaviour.  Seed, threads and the k-NN switch are knn.h's defaults, the
+ * FFT's options tsne_forces.h's. */
 void tsne_options_default(struct tsne_options *opt)
 {
-    memset(opt, 0, sizeof *opt); /* fields added later start at 0, not garbage */
-    opt->perplexity = 30.0;
-    opt->learning_rate = 200.0;
-    opt->n_iter = 1000;
-    opt->metric = KNN_EUCLIDEAN;
-    opt->init = TSNE_INIT_PCA;
-    opt->early_exaggeration = 12.0;
-    opt->exploration_iters = 250;
-    opt->min_gain = 0.01;
-    opt->seed = 42;
-    opt->threads = 0;
-    opt->knn_method = KNN_AUTO;
-    opt->knn_exact_max_n = 4096;
-    opt->exact_max_n = 0;
-    struct tsne_fft_options fo;
-    tsne_fft_options_default(&fo);
-    opt->interp_points = fo.interp_points;
-    opt->min_intervals = fo.min_intervals;
-    opt->interval_width = fo.interval_width;
+    struct knn_options knn;
+    knn_options_default(&knn);
+    struct tsne_fft_options fft;
+    tsne_fft_options_default(&fft);
+    *opt = (struct tsne_options){
+        .perplexity = 30.0,
+        .learning_rate = 200.0,
+        .n_iter = 1000,
+        .metric = KNN_EUCLIDEAN,
+        .init = TSNE_INIT_PCA,
+        .early_exaggeration = 12.0,
+        .exploration_iters = 250,
+        .min_gain = 0.01,
+        .seed = knn.seed,
+        .threads = knn.threads,
+        .knn_method = knn.method,
+        .knn_exact_max_n = knn.exact_max_n,
+        .interp_points = fft.interp_points,
+        .min_intervals = fft.min_intervals,
+        .interval_width = fft.interval_width,
+    };
 }
 
-/* Exact repulsion up to this n: one thread does the n^2 sums for 1797 points in 0.7 ms,
- * and a 320^2 FFT grid (min_intervals 40) cost ~2.3 ms on one thread.  Not re-measured
- * since min_intervals became 20 (smallest grid 160^2). */
+/* Exact repulsion up to this n: below it the n^2 sums on one thread cost less than the
+ * FFT's smallest grid. */
 #define EXACT_MAX_N_AUTO 3000
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- affinities ---- */
 
@@ -298,9 +295,7 @@ TSNE_CLONES static void attract_rows(const struct pairs *P, const float *Y, size
 #ifdef TSNE_AVX512
 /* attract_rows with AVX-512 by hand: a point's (x, y) is gathered and its force pair
  * scattered as one 64-bit element, 8 pairs per vector - half the gather/scatter element
- * operations of the compiler's float-by-float version, which bound that loop
- * (measured at 20k on one thread: optimise 7.6 -> 6.0 s, i.e. ~3.0 -> ~1.4 ms per
- * iteration for the attraction). */
+ * operations of the compiler's float-by-float version, which bound that loop. */
 __attribute__((target("avx512f,avx512dq,avx512vl"))) static void
 attract_rows_avx512(const struct pairs *P, const float *Y, size_t b, float *F)
 {
@@ -421,11 +416,9 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
         o = *opt;
     else
         tsne_options_default(&o);
-    int rc = dense_validate("tsne", x, n, d, err);
+    int rc = dense_validate_fit("tsne", x, n, d, out, err);
     if (rc)
         return rc;
-    if (!out)
-        return pw_error_set(err, PW_EINVAL, "tsne: no output buffer");
     /* projection.py's rules, NaN included: Python's max(1.0, min(nan, n - 1)) is 1.0 and
      * max(10.0, nan) is 10.0. */
     double perp = isnan(o.perplexity) ? 1.0 : fmax(1.0, fmin(o.perplexity, (double)(n - 1)));
@@ -448,8 +441,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     struct knn_graph g = {0};
     struct pairs P = {0};
     /* Below ~8k points an iteration takes a few milliseconds on one core: the OpenMP
-     * barriers would cost more than they save (measured on digits, a shared 2-core
-     * machine: 0.99 s on one thread, 5.2 s on two). */
+     * barriers would cost more than they save. */
     int iter_threads = n < 8192 ? 1 : threads;
     struct repulsion rp = {NULL, n, iter_threads, NULL};
     float *Y = out, *upd = NULL, *gains = NULL, *rep = NULL, *abuf = NULL;
@@ -461,7 +453,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     } else if (!(rp.zi = malloc(n * sizeof *rp.zi))) {
         return pw_error_set(err, PW_ENOMEM, "tsne: out of memory");
     }
-    double t0 = now_seconds();
+    double t0 = stopwatch_now();
 
     /* The init first: PCA's scratch is freed before the k-NN lists exist. */
     if (o.init == TSNE_INIT_PCA) {
@@ -484,7 +476,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
         for (size_t i = 0; i < 2 * n; i++)
             Y[i] = (float)(1e-4 * rng_normal(o.seed, 0x715e, i));
     }
-    double t_init = now_seconds() - t0;
+    double t_init = stopwatch_now() - t0;
 
     struct knn_options ko;
     knn_options_default(&ko);
@@ -493,10 +485,10 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     ko.exact_max_n = o.knn_exact_max_n;
     ko.seed = o.seed;
     ko.threads = threads;
-    double t1 = now_seconds();
+    double t1 = stopwatch_now();
     if ((rc = knn_build(x, n, d, k, &ko, &g, progress, err)))
         goto cleanup;
-    double t2 = now_seconds();
+    double t2 = stopwatch_now();
     r.seconds_knn = t2 - t1;
     pw_progress_input_done(progress); /* the PCA init and the k-NN were its last readers */
     if ((rc = pw_progress_check(progress, err, "tsne")))
@@ -542,7 +534,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
      * (only the top of a heap shrinks by itself): hand them back before the
      * iterations' arrays are placed (20k: 10 MB of the iterations' RSS). */
     malloc_trim(0);
-    double t3 = now_seconds();
+    double t3 = stopwatch_now();
     r.seconds_affinity = t3 - t2;
 
     upd = calloc(2 * n, sizeof *upd);
@@ -559,15 +551,13 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     /* The iteration's thread count is re-chosen every ADAPT_PERIOD iterations by timing
      * ADAPT_PROBE iterations on one thread against as many on `threads`: on a shared
      * machine a thread that waits at one of an iteration's four barriers spins on a core
-     * the working thread needs, and two threads can be several times slower than one
-     * (measured at 20k on this 2-core machine while another job used 1.8 cores: optimise
-     * 38 s wall / 44 CPU s, against 3.3 s / ~8 CPU s on a calmer machine).  When two
-     * threads do pay, the probes' 12 one-thread iterations in 1000 cost ~1 % of the
-     * optimisation (2.4 ms more each at 20k; they were 30, 6 every 200).  The layout does not
-     * depend on the thread count, so this changes only the time. */
+     * the working thread needs, and two threads can be several times slower than one.  When
+     * two threads do pay, the probes' 12 one-thread iterations in 1000 cost about 1 % of
+     * the optimisation.  The layout does not depend on the thread count, so this changes
+     * only the time. */
     int adaptive = iter_threads > 1, cur = iter_threads;
     double probe_t0 = 0, probe_one = 0;
-    double last = now_seconds(), Z = 1;
+    double last = stopwatch_now(), Z = 1;
     float min_gain = (float)o.min_gain;
     /* sklearn runs _gradient_descent twice: iterations [0, 250) exaggerated, then
      * [251, n_iter) - it skips 250 and restarts update and gains; n_iter_ is the last. */
@@ -584,7 +574,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
         if (adaptive) {
             size_t ph = it % ADAPT_PERIOD;
             if (ph == 0 || ph == ADAPT_PROBE || ph == 2 * ADAPT_PROBE) {
-                double t = now_seconds();
+                double t = stopwatch_now();
                 if (ph == ADAPT_PROBE)
                     probe_one = t - probe_t0;
                 cur = ph == 0 ? 1 : ph == ADAPT_PROBE || t - probe_t0 < probe_one ? threads : 1;
@@ -626,7 +616,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
                 Y[q] += upd[q];
             }
         }
-        double t = now_seconds();
+        double t = stopwatch_now();
         if (t - last > 0.2) {
             last = t;
             if ((rc = pw_progress_check(progress, err, "tsne")))
@@ -643,7 +633,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     }
     memcpy(Y, rep, 2 * n * sizeof *Y);
     r.n_iter = n_iter - 1; /* sklearn's n_iter_ */
-    r.seconds_optimize = now_seconds() - t3 + t_init;
+    r.seconds_optimize = stopwatch_now() - t3 + t_init;
     pw_progress_report(progress, "tsne_optimize", 1.0);
     if (res)
         *res = r;

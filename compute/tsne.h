@@ -10,7 +10,7 @@
  * early exaggeration 12 for 250 iterations with momentum 0.5, then momentum 0.8; gains
  * +0.2 / *0.8 with min_gain 0.01; gradient 4 * (attraction - repulsion / Z).  The
  * repulsion and Z come from tsne_forces.h: exact O(n^2) sums when n <= exact_max_n,
- * else FFT interpolation (4 nodes per interval, >= 40 intervals of width <= 1.5; about
+ * else FFT interpolation (4 nodes per interval, >= 20 intervals of width <= 1.5; about
  * 1.2 % force error) - sklearn uses Barnes-Hut (theta 0.5), a different approximation of the
  * same sums.  Init "pca": the 2-D PCA scaled to std 1e-4 of the first coordinate
  * (sklearn since 1.2); "random": N(0, 1e-4^2) from the seed.  kl_divergence is
@@ -45,22 +45,22 @@
 enum tsne_init { TSNE_INIT_PCA = 0, TSNE_INIT_RANDOM = 1 };
 
 struct tsne_options {
-    double perplexity;         /* 30: projection.py and sklearn default */
-    double learning_rate;      /* 200: projection.py (sklearn 1.2 passes it through) */
-    size_t n_iter;             /* 1000: projection.py and sklearn default */
-    enum knn_metric metric;    /* euclidean: projection.py and sklearn default */
-    enum tsne_init init;       /* pca: projection.py (and sklearn >= 1.2) default */
-    double early_exaggeration; /* 12: sklearn default */
-    size_t exploration_iters;  /* 250: sklearn's _EXPLORATION_N_ITER */
-    double min_gain;           /* 0.01: sklearn's _gradient_descent default */
-    uint64_t seed;             /* 42: projection.py's random_state (see seed semantics) */
-    int threads;               /* <= 0: all cores; the result does not depend on it */
-    enum knn_method knn_method;
-    /* 4096 (sklearn: always exact).  Above, the k-means cells of knn.h: on the benchmark's
-     * 20k x 768 set they find the exact 91-NN (recall 1.000) in 1.3 s against the exact
-     * GEMM's 3.9 s, and the exact k-NN grows as n^2. */
+    double perplexity;          /* 30: projection.py and sklearn default */
+    double learning_rate;       /* 200: projection.py (sklearn 1.2 passes it through) */
+    size_t n_iter;              /* 1000: projection.py and sklearn default */
+    enum knn_metric metric;     /* euclidean: projection.py and sklearn default */
+    enum tsne_init init;        /* pca: projection.py (and sklearn >= 1.2) default */
+    double early_exaggeration;  /* 12: sklearn default */
+    size_t exploration_iters;   /* 250: sklearn's _EXPLORATION_N_ITER */
+    double min_gain;            /* 0.01: sklearn's _gradient_descent default */
+    uint64_t seed;              /* 42: projection.py's random_state (see seed semantics) */
+    int threads;                /* <= 0: all cores; the result does not depend on it */
+    enum knn_method knn_method; /* auto: exact up to knn_exact_max_n points */
+    /* 4096 (sklearn: always exact).  Above, the k-means cells of knn.h, which find the exact
+     * 91-NN of the benchmark sets (recall 1.000) in a third of the exact GEMM's time; the
+     * exact k-NN grows as n^2 (bench/compute/RESULTS.md). */
     size_t knn_exact_max_n;
-    size_t exact_max_n;    /* 0 = 3000: exact repulsion up to here (sklearn: none, Barnes-Hut) */
+    size_t exact_max_n;    /* 0: 3000, exact repulsion up to here (sklearn: none, Barnes-Hut) */
     size_t interp_points;  /* 4: see tsne_forces.h (openTSNE: 3) */
     size_t min_intervals;  /* 20: see tsne_forces.h (openTSNE: 50) */
     double interval_width; /* 1.5: see tsne_forces.h (openTSNE: 1) */

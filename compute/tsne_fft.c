@@ -117,9 +117,8 @@ void tsne_fft_set_threads(struct tsne_fft *f, int threads)
 }
 
 /* Smallest m >= x of the form 2^a * {1, 3, 5}.  FFTW_ESTIMATE's plans for these sizes
- * run 1.5-2x faster than for neighbouring 7-smooth ones (measured: M = 640 takes 1.4 ms
- * per pruned forward + inverse transform, 600 takes 1.9, 630 more), and the steps stay
- * within 1.33x. */
+ * are markedly faster than for neighbouring 7-smooth ones, and the steps between them
+ * stay within 1.33x. */
 static size_t fast_size(size_t x)
 {
     size_t best = SIZE_MAX;
@@ -137,8 +136,8 @@ static size_t fast_size(size_t x)
  * kernel is even in both axes and symmetric in them, so its M x M spectrum is real, even
  * and symmetric: rows u <= N, columns v <= N hold all of it.  It is computed by two
  * passes of H real-to-complex row transforms with a transposition between them (see
- * kernel_spectrum), not by FFTW's 2-D DCT-I (REDFT00), whose codelets are scalar: that
- * took 0.7 ms at N = 160 against ~0.15 ms, once per iteration. */
+ * kernel_spectrum), not by FFTW's 2-D DCT-I (REDFT00), whose codelets are scalar and
+ * several times slower, once per iteration. */
 static int ensure_grids(struct tsne_fft *f, size_t N)
 {
     size_t M = 2 * N, H = N + 1;
@@ -209,9 +208,8 @@ static void kernel_spectrum(struct tsne_fft *f, double h)
 }
 
 /* The per-point loops below are written for any p and called with a literal 4 for the
- * default (PER_P): the compiler then unrolls them into straight-line vector code.  The
- * generic versions spent ~10 ns per coordinate on the weights and ~0.7 ns per node on
- * spreading and interpolation (20k points: 1.7 of 8.6 s on one thread). */
+ * default (PER_P): the compiler then unrolls them into straight-line vector code, where
+ * the generic loops spend a large share of the repulsion's time on the weights. */
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 #define PER_P(p, call)                                                                             \
     do {                                                                                           \

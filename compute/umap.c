@@ -16,37 +16,34 @@
 #endif
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dense.h"
 #include "pca.h"
 #include "rng.h"
+#include "stopwatch.h"
 
+/* The values umap.h documents; a field not named is 0, which is how a field added later
+ * keeps its old behaviour.  Seed, threads and the k-NN switch are knn.h's defaults. */
 void umap_options_default(struct umap_options *opt)
 {
-    memset(opt, 0, sizeof *opt); /* fields added later start at 0, not garbage */
-    opt->n_neighbors = 15;
-    opt->min_dist = 0.1f;
-    opt->spread = 1.0f;
-    opt->metric = KNN_COSINE;
-    opt->n_epochs = 0;
-    opt->learning_rate = 1.0f;
-    opt->negative_sample_rate = 5.0f;
-    opt->repulsion_strength = 1.0f;
-    opt->local_connectivity = 1.0f;
-    opt->set_op_mix_ratio = 1.0f;
-    opt->init = UMAP_INIT_SPECTRAL;
-    opt->seed = 42;
-    opt->threads = 0;
-    opt->knn_method = KNN_AUTO;
-    opt->knn_exact_max_n = 4096;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    struct knn_options knn;
+    knn_options_default(&knn);
+    *opt = (struct umap_options){
+        .n_neighbors = 15,
+        .min_dist = 0.1f,
+        .spread = 1.0f,
+        .metric = KNN_COSINE,
+        .learning_rate = 1.0f,
+        .negative_sample_rate = 5.0f,
+        .repulsion_strength = 1.0f,
+        .local_connectivity = 1.0f,
+        .set_op_mix_ratio = 1.0f,
+        .init = UMAP_INIT_SPECTRAL,
+        .seed = knn.seed,
+        .threads = knn.threads,
+        .knn_method = knn.method,
+        .knn_exact_max_n = knn.exact_max_n,
+    };
 }
 
 /* ---- find_ab_params: Levenberg-Marquardt on 300 points, start (1, 1) like curve_fit ---- */
@@ -68,7 +65,9 @@ static double ab_residuals(double a, double b, const double *xv, const double *y
     return ss;
 }
 
-int umap_find_ab(float spread, float min_dist, float *a_out, float *b_out, struct pw_error *err)
+/* umap-learn's find_ab_params: least-squares fit (Levenberg-Marquardt) of
+ * 1 / (1 + a x^(2b)) to the min_dist/spread target curve on 300 points of [0, 3 spread]. */
+static int find_ab(float spread, float min_dist, float *a_out, float *b_out, struct pw_error *err)
 {
     enum { M = 300 };
     double xv[M], yv[M], r[M], ja[M], jb[M];
@@ -783,8 +782,8 @@ static int spectral_layout(const float *x, size_t d, const struct fgraph *g, uin
     }
     size_t nc = graph_components(g, label);
     /* Iteration budget: about 2e9 flops of operator applications over the whole graph
-     * (about a second on one core), the same count for every component.  It was 4e9
-     * before the shift (spectral_connected) doubled the convergence rate. */
+     * (about a second on one core), the same count for every component; the shift in
+     * spectral_connected converges fast enough for this budget. */
     double budget = 2e9 / ((double)(g->nnz + n) * 10.0 * 2.0);
     size_t max_it = budget > 3000 ? 3000 : budget < 60 ? 60 : (size_t)budget;
     *n_comp_out = nc;
@@ -1164,7 +1163,7 @@ static int optimize_layout(struct sgd *s, size_t n_epochs, float alpha0, int thr
         rc = pw_error_set(err, PW_ENOMEM, "umap: out of memory for the optimiser");
         goto cleanup;
     }
-    double last = now_seconds();
+    double last = stopwatch_now();
     float alpha = alpha0;
     for (size_t epoch = 0; epoch < n_epochs; epoch++) {
         memcpy(s->snap, s->Y, 2 * n * sizeof *s->Y);
@@ -1173,7 +1172,7 @@ static int optimize_layout(struct sgd *s, size_t n_epochs, float alpha0, int thr
             sgd_range(s, c0, c0 + chunk < n ? c0 + chunk : n, epoch, alpha, act + g->rowptr[c0],
                       aptr + c0 + c0 / chunk);
         alpha = alpha0 * (1.0f - (float)epoch / (float)n_epochs);
-        double t = now_seconds();
+        double t = stopwatch_now();
         if (t - last > 0.2) {
             last = t;
             if ((rc = pw_progress_check(progress, err, "umap")))
@@ -1197,11 +1196,9 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
         umap_options_default(&o);
     struct umap_result r;
     memset(&r, 0, sizeof r);
-    int rc = dense_validate("umap", x, n, d, err);
+    int rc = dense_validate_fit("umap", x, n, d, out, err);
     if (rc)
         return rc;
-    if (!out)
-        return pw_error_set(err, PW_EINVAL, "umap: no output buffer");
     if (o.n_neighbors < 2)
         return pw_error_set(err, PW_EINVAL, "umap: n_neighbors must be at least 2, got %zu",
                             o.n_neighbors);
@@ -1211,7 +1208,7 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
                             "umap: learning_rate must be > 0 and negative_sample_rate, "
                             "repulsion_strength, local_connectivity >= 0, set_op_mix_ratio in "
                             "[0, 1]");
-    if ((rc = umap_find_ab(o.spread, o.min_dist, &r.a, &r.b, err)))
+    if ((rc = find_ab(o.spread, o.min_dist, &r.a, &r.b, err)))
         return rc;
     if (o.n_epochs == 0)
         o.n_epochs = n <= 10000 ? 500 : 200; /* umap-learn 0.5's default_epochs */
@@ -1225,7 +1222,7 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
     struct sgd s;
     memset(&s, 0, sizeof s);
     double *emb = NULL;
-    double t0 = now_seconds();
+    double t0 = stopwatch_now();
 
     struct knn_options ko;
     knn_options_default(&ko);
@@ -1236,14 +1233,14 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
     ko.threads = threads;
     if ((rc = knn_build(x, n, d, kr, &ko, &knn, progress, err)))
         goto cleanup;
-    double t1 = now_seconds();
+    double t1 = stopwatch_now();
     r.seconds_knn = t1 - t0;
 
     if ((rc = build_fuzzy_graph(&knn, n_neighbors, &o, threads, &g, err)))
         goto cleanup;
     knn_free(&knn);
     r.n_edges = g.nnz;
-    double t2 = now_seconds();
+    double t2 = stopwatch_now();
     r.seconds_graph = t2 - t1;
     if ((rc = pw_progress_check(progress, err, "umap")))
         goto cleanup;
@@ -1287,7 +1284,7 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
         for (size_t i = 0; i < n; i++)
             out[2 * i + t] = (float)(10.0 * (emb[2 * i + t] - lo) / span);
     }
-    double t3 = now_seconds();
+    double t3 = stopwatch_now();
     r.seconds_init = t3 - t2;
     pw_progress_input_done(progress); /* the spectral layout was its last reader */
 
@@ -1347,7 +1344,7 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
     if (rc)
         goto cleanup;
     r.n_epochs = o.n_epochs;
-    r.seconds_optimize = now_seconds() - t3;
+    r.seconds_optimize = stopwatch_now() - t3;
     pw_progress_report(progress, "umap_optimize", 1.0);
     if (res)
         *res = r;

@@ -63,10 +63,6 @@ struct umap_result {
 
 void umap_options_default(struct umap_options *opt);
 
-/* umap-learn's find_ab_params: least-squares fit (Levenberg-Marquardt) of
- * 1 / (1 + a x^(2b)) to the min_dist/spread target curve on 300 points of [0, 3 spread]. */
-int umap_find_ab(float spread, float min_dist, float *a, float *b, struct pw_error *err);
-
 /* 0, PW_EINVAL (bad input: n < 2, d < 2, NaN/Inf, n_neighbors < 2, min_dist < 0,
  * min_dist > spread, ...), PW_ENOMEM, PW_ECANCELED.  `res` may be NULL. */
 int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt, float *out,

@@ -713,8 +713,9 @@ def main():
                                                           "projection-worker"))
     ap.add_argument("--build", action="store_true",
                     help="(re)build the worker into build-bench/ first (Release)")
-    ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"),
-                    help="report file ('-' = print only)")
+    ap.add_argument("--out", default=os.path.join(REPO, "bench", "out", "celery_ping", "RESULTS.md"),
+                    help="report file ('-' = print only; default git-ignored bench/out/, copy "
+                         "the figures into bench/celery_ping/RESULTS.md by hand)")
     ap.add_argument("--work-dir", default=None, help="state/log dir (default /tmp/...)")
     ap.add_argument("--keep-state", action="store_true", help="keep RabbitMQ's data dir")
     args = ap.parse_args()
@@ -794,11 +795,13 @@ def main():
     print(f"logs and raw numbers: {log_dir}")
     if args.out != "-":
         notes = ""
-        if os.path.exists(args.out):
-            with open(args.out) as f:
+        page = os.path.join(HERE, "RESULTS.md")  # the hand-written notes live in the page
+        if os.path.exists(page):
+            with open(page) as f:
                 old = f.read()
             if NOTES_MARKER in old:
                 notes = old[old.index(NOTES_MARKER):]
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             f.write(report + "\n" + (notes or NOTES_MARKER + "\n"))
         print(f"wrote {args.out}")

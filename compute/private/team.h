@@ -1,8 +1,8 @@
 /* team.h - a few threads that sleep (not spin) between jobs.
  *
  * For work that alternates with multi-threaded OpenBLAS calls: an OpenMP team spins
- * between parallel regions and takes cores from OpenBLAS's threads (measured: the
- * partitioned k-NN ran 30% slower than with one thread).  team_run(fn, arg) runs
+ * between parallel regions and takes cores from OpenBLAS's threads, enough to make the
+ * partitioned k-NN slower on two threads than on one.  team_run(fn, arg) runs
  * fn(arg, t, T) for t = 0..T-1, t = 0 on the calling thread, and returns when all are
  * done; the helpers then wait on a condition variable.  One caller at a time. */
 #ifndef PW_TEAM_H

@@ -10,14 +10,11 @@
  * 2^a * {1, 3, 5} for the FFT - with `p` equispaced Lagrange nodes each; the charges
  * (1, y_1, y_2) are spread onto the nodes, convolved with the kernel 1/(1+d^2)^2 by FFTW
  * and interpolated back.  Work O(n p^2 + G^2 log G), G = nodes per axis.  Defaults: 4
- * nodes per interval of width <= 1.5: on a 20k-point t-SNE layout (span 110) 1.2 %
- * relative L2 force error at G = 320, against 1.7 % for openTSNE's defaults (3 nodes per
- * width-1 interval, G = 315) and 0.55 % for width 4/3 (G = 384, 1.4x the time).  The
- * error depends on the node spacing, not on the interval count: min_intervals only
- * makes small layouts (early iterations) more accurate than the width asks.  20 rather
- * than 40 saves ~0.55 s of 8.6 in a 20k run on one thread (the first ~500 iterations
- * run on grids of 80-128 nodes instead of 160) with the same quality (clustered6k: KL
- * and 10-NN preservation within the seeds' spread).  The
+ * nodes per interval of width <= 1.5, about 1.2 % relative L2 force error on a
+ * 20k-point layout, less than openTSNE's defaults (3 nodes per width-1 interval) at a
+ * similar grid size (bench/compute/RESULTS.md).  The error depends on the node spacing,
+ * not on the interval count: min_intervals only makes small layouts (early iterations)
+ * more accurate than the width asks, so it stays low (20) and early grids small.  The
  * result depends only on the layout and the options, not on `threads`: each charge grid
  * is filled by one thread in point order and every sum runs in a fixed order.  FFTW's
  * planner is not thread-safe: one tsne_fft_* call at a time per process.

@@ -16,7 +16,7 @@
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
     !defined(__SANITIZE_ADDRESS__)
 #define PW_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-/* ... and for AVX-512 as well, where the wider registers measured faster */
+/* ... and for AVX-512 as well, where the wider registers pay */
 #define PW_CLONES_V4 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define PW_CLONES
@@ -26,6 +26,10 @@
 /* 0, or PW_EINVAL naming the first problem: NULL x, n < 2, d < 2, a non-finite
  * value (with its row and column).  `what` prefixes the message ("umap"). */
 int dense_validate(const char *what, const float *x, size_t n, size_t d, struct pw_error *err);
+/* dense_validate, then PW_EINVAL "<what>: no output buffer" for a NULL `out`: the checks
+ * every reducer's fit starts with. */
+int dense_validate_fit(const char *what, const float *x, size_t n, size_t d, const float *out,
+                       struct pw_error *err);
 /* Only the NULL, n and d checks: for callers that meet every value in a pass of their
  * own and call dense_validate for the message when a sum comes out non-finite. */
 int dense_validate_shape(const char *what, const float *x, size_t n, size_t d,
