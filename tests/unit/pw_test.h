@@ -6,6 +6,7 @@
 #ifndef PW_TEST_H
 #define PW_TEST_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -47,5 +48,14 @@ static int pw_test_passed, pw_test_failed, pw_test_current_failed;
         printf("%d passed, %d failed\n", pw_test_passed, pw_test_failed);                          \
         return pw_test_failed ? 1 : 0;                                                             \
     } while (0)
+
+/* xorshift64*: the tests' reproducible random numbers (state must start non-zero). */
+static inline uint64_t pw_test_rand(uint64_t *state)
+{
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return *state * 0x2545f4914f6cdd1dull;
+}
 
 #endif

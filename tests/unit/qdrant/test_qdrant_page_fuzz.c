@@ -47,10 +47,7 @@ static uint64_t state = 0x243f6a8885a308d3ull;
 
 static uint64_t rnd(void)
 {
-    state ^= state >> 12;
-    state ^= state << 25;
-    state ^= state >> 27;
-    return state * 0x2545f4914f6cdd1dull;
+    return pw_test_rand(&state);
 }
 
 static char *read_file(const char *path, size_t *len)
