@@ -412,10 +412,8 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
              struct tsne_result *res, const struct pw_progress *progress, struct pw_error *err)
 {
     struct tsne_options o;
-    if (opt)
-        o = *opt;
-    else
-        tsne_options_default(&o);
+    tsne_options_default(&o);
+    o = opt ? *opt : o;
     int rc = dense_validate_fit("tsne", x, n, d, out, err);
     if (rc)
         return rc;

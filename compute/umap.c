@@ -1190,10 +1190,8 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
              struct umap_result *res, const struct pw_progress *progress, struct pw_error *err)
 {
     struct umap_options o;
-    if (opt)
-        o = *opt;
-    else
-        umap_options_default(&o);
+    umap_options_default(&o);
+    o = opt ? *opt : o;
     struct umap_result r;
     memset(&r, 0, sizeof r);
     int rc = dense_validate_fit("umap", x, n, d, out, err);

@@ -775,7 +775,10 @@ static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
     }
     switch (p->fr[p->sp - 1]) {
     case FR_PAYLOAD:
-        for (int f = 0; f < QDRANT_F_META_SOURCE_PATH; f++) {
+    case FR_META: { /* the payload's own fields, or the META_* ones inside "metadata" */
+        int meta = p->fr[p->sp - 1] == FR_META;
+        int end = meta ? QDRANT_F_COUNT : QDRANT_F_META_SOURCE_PATH;
+        for (int f = meta ? QDRANT_F_META_SOURCE_PATH : 0; f < end; f++) {
             if (key_is(s, len, field_keys[f])) {
                 p->key = K_FIELD;
                 p->key_field = f;
@@ -783,15 +786,7 @@ static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
             }
         }
         break;
-    case FR_META:
-        for (int f = QDRANT_F_META_SOURCE_PATH; f < QDRANT_F_COUNT; f++) {
-            if (key_is(s, len, field_keys[f])) {
-                p->key = K_FIELD;
-                p->key_field = f;
-                return 1;
-            }
-        }
-        break;
+    }
     case FR_VECS:
         if (p->vname ? (len == p->vname_len && memcmp(s, p->vname, len) == 0) : !p->vec_decided)
             p->key = K_VEC_CAND;
