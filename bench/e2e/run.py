@@ -187,7 +187,7 @@ conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
 offset, fetched, nbytes, pages = None, 0, 0, 0
 t0 = time.perf_counter()
 while fetched < limit:
-    # the body our worker sends (db/qdrant.c) and python_ref.py sends: same cache key
+    # the body our worker sends (db/qdrant/qdrant.c) and python_ref.py sends: same cache key
     body = {"limit": max(1, min(1000, limit - fetched)), "with_payload": True, "with_vector": True}
     if offset is not None:
         body["offset"] = offset

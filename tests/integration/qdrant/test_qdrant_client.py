@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Integration tests of the C Qdrant client (db/qdrant.c) against the Qdrant stand-in.
+"""Integration tests of the C Qdrant client (db/qdrant/qdrant.c) against the Qdrant stand-in.
 
 Each test writes its own points, starts tests/qdrant_standin/qdrant_standin.py on a free
 port, runs qdrant_scroll_tool (C, linked with pw_db) and checks the report: the matrix

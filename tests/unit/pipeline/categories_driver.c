@@ -1,4 +1,4 @@
-/* categories_driver - feeds payloads through worker/categories and prints the result,
+/* categories_driver - feeds payloads through worker/pipeline/categories and prints the result,
  * for test_categories.py to compare with the Python task's own helpers.
  * stdin: one JSON object per line {"now": unix_s, "color_by": "...", "payloads": [...]}
  * stdout: one JSON object per line {"labels", "categories", "legend", "category_counts",

@@ -1,4 +1,4 @@
-/* test_qdrant_page.c - parsing one scroll response (db/qdrant_page.c).
+/* test_qdrant_page.c - parsing one scroll response (db/qdrant/qdrant_page.c).
  *
  * Each test feeds a literal response body, shaped as shared/qdrant/README.md §1 shows,
  * and checks the rows, ids and payload fields that come out; expected floats are
