@@ -138,15 +138,13 @@ def main() -> None:
             if not category_label:
                 category_label = R["UNKNOWN_CATEGORY_LABEL"]
             category_idx = category_index_map.get(category_label)
-            if category_idx is None:
-                if len(category_index_map) < overflow:
-                    category_idx = len(category_index_map)
-                    category_index_map[category_label] = category_idx
-                    label_for_index[category_idx] = category_label
-                else:
-                    category_idx = overflow
-            elif category_idx != overflow:
+            if category_idx is not None and category_idx != overflow:
                 label_for_index.setdefault(category_idx, category_label)
+            elif category_idx is None and len(category_index_map) < overflow:
+                category_idx = category_index_map[category_label] = len(category_index_map)
+                label_for_index[category_idx] = category_label
+            elif category_idx is None:
+                category_idx = overflow
             if category_idx == overflow:
                 label_for_index.setdefault(overflow, R["OVERFLOW_LEGEND_LABEL"])
             categories.append(int(category_idx))
