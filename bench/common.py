@@ -25,10 +25,8 @@ def collect_vectors(records, vectors, ids=None, kept=None, named=True):
         vector_values = record.get("vector")
         if named and isinstance(vector_values, dict):
             vector_values = next((val for val in vector_values.values() if val is not None), None)
-        if vector_values is None:
-            continue
-        vector_array = np.asarray(vector_values, dtype=np.float32)
-        if vector_array.ndim != 1:
+        vector_array = None if vector_values is None else np.asarray(vector_values, dtype=np.float32)
+        if vector_array is None or vector_array.ndim != 1:
             continue
         vectors.append(vector_array)
         if ids is not None:
