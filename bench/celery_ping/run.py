@@ -55,6 +55,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)  # pingapp, also for spawned client processes
+sys.path.insert(1, os.path.join(REPO, "bench"))
+from common import cpu_model_and_mem_kb  # noqa: E402
 
 PY = "/usr/bin/python3"
 NOTES_MARKER = "<!-- notes: kept across runs -->"
@@ -471,14 +473,8 @@ def sh(cmd, **kw):
 
 
 def machine_info(worker_bin):
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as f:
-        memtotal = int(f.readline().split()[1]) // 1024
+    model, mem_kb = cpu_model_and_mem_kb("?")
+    memtotal = mem_kb // 1024
     import amqp
     import celery
     import kombu

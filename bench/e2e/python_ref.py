@@ -32,6 +32,7 @@ import ast  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
+import sys  # noqa: E402
 import urllib.request  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
@@ -42,6 +43,9 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from common import collect_vectors  # noqa: E402
+
 TASK = os.path.join(ROOT, "tests/fixtures/python_task/projection.py")
 HELPERS = {"_parse_timestamp", "_bucket_age", "_extract_source_dir", "_extract_filetype",
            "_extract_age_bucket", "_derive_category_label", "_ensure_float32",
@@ -126,18 +130,7 @@ def main() -> None:
         if not records:
             break
         kept = []
-        for record in records:  # the task's per-record vector handling
-            vector_values = record.get("vector")
-            if isinstance(vector_values, dict):
-                vector_values = next((val for val in vector_values.values() if val is not None), None)
-            if vector_values is None:
-                continue
-            vector_array = np.asarray(vector_values, dtype=np.float32)
-            if vector_array.ndim != 1:
-                continue
-            vectors.append(vector_array)
-            original_ids.append(str(record["id"]))
-            kept.append(record)
+        collect_vectors(records, vectors, original_ids, kept)  # the task's per-record vector handling
         d = time.perf_counter()
         for record in kept:  # the task's per-record category handling
             payload = record.get("payload") or {}
@@ -145,15 +138,13 @@ def main() -> None:
             if not category_label:
                 category_label = R["UNKNOWN_CATEGORY_LABEL"]
             category_idx = category_index_map.get(category_label)
-            if category_idx is None:
-                if len(category_index_map) < overflow:
-                    category_idx = len(category_index_map)
-                    category_index_map[category_label] = category_idx
-                    label_for_index[category_idx] = category_label
-                else:
-                    category_idx = overflow
-            elif category_idx != overflow:
+            if category_idx is not None and category_idx != overflow:
                 label_for_index.setdefault(category_idx, category_label)
+            elif category_idx is None and len(category_index_map) < overflow:
+                category_idx = category_index_map[category_label] = len(category_index_map)
+                label_for_index[category_idx] = category_label
+            elif category_idx is None:
+                category_idx = overflow
             if category_idx == overflow:
                 label_for_index.setdefault(overflow, R["OVERFLOW_LEGEND_LABEL"])
             categories.append(int(category_idx))

@@ -53,6 +53,9 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "bench"))
+from common import BENCH_PATH_LINE, cpu_model_and_mem_kb  # noqa: E402
+
 OUT = os.path.join(REPO, "bench", "out", "e2e")  # generated outputs: git-ignored (bench/out/)
 PY = "/usr/bin/python3"
 STANDIN = os.path.join(REPO, "tests/qdrant_standin/qdrant_standin.py")
@@ -91,14 +94,7 @@ def proc_cpu_s(pid):
 
 
 def machine_info():
-    model = "unknown"
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as fh:
-        mem_kb = int(fh.readline().split()[1])
+    model, mem_kb = cpu_model_and_mem_kb()
     return {"nproc": os.cpu_count(), "cpu": model, "mem_gib": round(mem_kb / 1048576, 1),
             "kernel": platform.release(), "python": platform.python_version()}
 
@@ -206,28 +202,21 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "bytes": nbytes, "pages":
 """
 
 
-PY_PARSE = r"""
-import json, sys, time
-import numpy as np
+PY_PARSE = BENCH_PATH_LINE + r"""
+import json, sys
+import numpy  # noqa: F401 - loaded here, before the clock starts, not in the first rep
+from common import collect_vectors, time_page_parses
 page = open(sys.argv[1], "rb").read()
 reps = int(sys.argv[2])
-times = []
-for _ in range(reps):
-    t0 = time.perf_counter()
-    doc = json.loads(page)
+
+
+def parse(doc):
     vectors = []
-    for rec in doc["result"]["points"]:
-        v = rec.get("vector")
-        if v is None:
-            continue
-        a = np.asarray(v, dtype=np.float32)
-        if a.ndim != 1:
-            continue
-        vectors.append(a)
-    times.append(time.perf_counter() - t0)
-    del doc
-times.sort()
-print(json.dumps({"best_s": times[0], "median_s": times[len(times) // 2], "bytes": len(page)}))
+    collect_vectors(doc["result"]["points"], vectors, named=False)
+
+
+stats, _ = time_page_parses(page, reps, parse, drop_doc=True)
+print(json.dumps({**stats, "bytes": len(page)}))
 """
 
 

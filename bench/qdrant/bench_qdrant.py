@@ -37,39 +37,34 @@ OUT = os.path.join(ROOT, "bench", "out")
 sys.path.insert(0, os.path.join(ROOT, "tests", "qdrant_standin"))
 import qdrant_standin as standin  # noqa: E402
 
-PY_PARSE = r"""
-import json, sys, time
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from common import BENCH_PATH_LINE  # noqa: E402
+
+PY_PARSE = BENCH_PATH_LINE + r"""
+import json, sys
 import numpy as np
+from common import collect_vectors, time_page_parses
 page = open(sys.argv[1], "rb").read()
 reps = int(sys.argv[2])
-times = []
-for _ in range(reps):
-    t0 = time.perf_counter()
-    doc = json.loads(page)
+
+
+def parse(doc):
     vectors = []
     ids = []
-    for rec in doc["result"]["points"]:
-        v = rec.get("vector")
-        if isinstance(v, dict):
-            v = next((x for x in v.values() if x is not None), None)
-        if v is None:
-            continue
-        a = np.asarray(v, dtype=np.float32)
-        if a.ndim != 1:
-            continue
-        vectors.append(a)
-        ids.append(str(rec["id"]))
-    x = np.stack(vectors, axis=0)
-    times.append(time.perf_counter() - t0)
-times.sort()
-print(json.dumps({"best_s": times[0], "median_s": times[len(times) // 2], "rows": x.shape[0],
+    collect_vectors(doc["result"]["points"], vectors, ids)
+    return np.stack(vectors, axis=0)
+
+
+stats, x = time_page_parses(page, reps, parse)
+print(json.dumps({**stats, "rows": x.shape[0],
                   "dim": x.shape[1],
                   "maxrss_kb": [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]}))
 """
 
-PY_SCROLL = r"""
+PY_SCROLL = BENCH_PATH_LINE + r"""
 import http.client, json, os, sys, time
 import numpy as np
+from common import collect_vectors
 port, limit, parse = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "parse"
 conn = http.client.HTTPConnection("127.0.0.1", port)
 vectors, ids = [], []
@@ -99,17 +94,7 @@ while fetched < limit:
     offset = doc["result"].get("next_page_offset")
     if not records:
         break
-    for rec in records:
-        v = rec.get("vector")
-        if isinstance(v, dict):
-            v = next((x for x in v.values() if x is not None), None)
-        if v is None:
-            continue
-        a = np.asarray(v, dtype=np.float32)
-        if a.ndim != 1:
-            continue
-        vectors.append(a)
-        ids.append(str(rec["id"]))
+    collect_vectors(records, vectors, ids)
     fetched = len(vectors)
     if offset is None:
         break

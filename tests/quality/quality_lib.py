@@ -6,6 +6,7 @@ Run with /usr/bin/python3 (Debian's, which has numpy, sklearn and umap-learn).""
 import json
 import os
 import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -73,3 +74,15 @@ def compare(name, ours, ref, tolerance=0.01):
         if not ok:
             failures.append(f"{name} {key}: {ours[key]:.4f} < {ref[key]:.4f} - {tolerance}")
     return failures
+
+
+def finish(failures):
+    """Prints each failure; the exit status of a quality test (1 if any failed)."""
+    for f in failures:
+        print("FAIL", f)
+    return 1 if failures else 0
+
+
+def cli(main):
+    """Runs main(WORKER) with the first command-line argument and exits with its status."""
+    sys.exit(main(sys.argv[1]))

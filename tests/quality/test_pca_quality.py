@@ -3,7 +3,6 @@ the same data: projection and components equal up to sign, explained_variance_ra
 and singular_values equal (relative 1e-3), and trustworthiness / 10-NN preservation not
 below numpy's minus 0.01, on sklearn's digits and a synthetic clustered set.
 Usage: test_pca_quality.py WORKER"""
-import sys
 
 import numpy as np
 
@@ -35,10 +34,8 @@ def main(worker):
         if not np.allclose(meta["explained_variance_ratio"], evr, rtol=1e-3):
             failures.append(f"pca {name}: explained_variance_ratio {meta['explained_variance_ratio']} != {evr}")
         failures += q.compare(f"pca {name}", q.scores(x, ours), q.scores(x, ref))
-    for f in failures:
-        print("FAIL", f)
-    return 1 if failures else 0
+    return q.finish(failures)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    q.cli(main)

@@ -6,7 +6,6 @@ sklearn's digits and two synthetic clustered sets - 1500 points (exact repulsion
 divergence is finite and not worse than sklearn's by more than 10 %.
 Usage: test_tsne_quality.py WORKER"""
 import inspect
-import sys
 
 import numpy as np
 from sklearn.manifold import TSNE
@@ -37,10 +36,8 @@ def main(worker):
             failures.append(f"tsne {name}: KL {kl} vs sklearn {ref_kl}")
         if meta["reducer_params"]["n_iter"] != 999 or meta["reducer_params"]["perplexity"] != 30.0:
             failures.append(f"tsne {name}: reducer_params {meta['reducer_params']}")
-    for f in failures:
-        print("FAIL", f)
-    return 1 if failures else 0
+    return q.finish(failures)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    q.cli(main)

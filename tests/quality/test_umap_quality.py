@@ -2,7 +2,6 @@
 --reducer umap` are at least umap-learn's own (same data, same parameters) minus 0.01,
 on sklearn's digits and on a synthetic clustered set; also checks the a/b curve fit
 against umap-learn's find_ab_params.  Usage: test_umap_quality.py WORKER_BINARY"""
-import sys
 
 import numpy as np
 
@@ -24,10 +23,8 @@ def main(worker):
             failures.append(f"a/b fit {meta['umap']['a']}, {meta['umap']['b']} != umap-learn {a}, {b}")
         if not np.all(np.isfinite(ours)):
             failures.append(f"umap {name}: non-finite output")
-    for f in failures:
-        print("FAIL", f)
-    return 1 if failures else 0
+    return q.finish(failures)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    q.cli(main)
