@@ -105,6 +105,7 @@ int cmd_task(int argc, char **argv)
     /* If the consumer dies, die at once without touching the run: its message goes back
      * to the broker and the redelivery finishes the run (SIGTERM would mark it failed). */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    setenv("PW_TASK_PROCESS", "1", 1); /* fault points tell the task process by it */
     memset(&out, 0, sizeof out);
     pw_error_clear(&err);
     if (getenv("PW_LOG_LEVEL"))

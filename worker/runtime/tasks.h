@@ -24,6 +24,10 @@ struct task_env {
     atomic_int *cancel; /* non-zero: stop as soon as possible, return PW_ECANCELED */
     const struct pw_log *log;
     void *app; /* the command's shared, read-only context (database URLs etc.) */
+    /* non-NULL: earlier attempts of this message died (e.g. "killed by signal 9, likely
+     * out of memory" after the bounded number of deaths): record the failure with this
+     * reason where the task keeps state, and do not run the work again */
+    const char *give_up;
 };
 
 struct task_outcome {
@@ -31,6 +35,8 @@ struct task_outcome {
     const char *exc_type;   /* on failure: e.g. "ValueError" (static string) */
     const char *exc_module; /* on failure: e.g. "builtins"; NULL = synthesised class */
     int revoked;            /* on failure: report REVOKED (the work was cancelled) */
+    int retry; /* on failure: transient (a service unreachable), nothing was decided: the
+                * message is delivered again later instead of being answered FAILURE */
 };
 
 typedef int (*task_fn)(const struct task_env *env, struct task_outcome *out, struct pw_error *err);
