@@ -239,7 +239,8 @@ static const char *final_status(struct consumer *c, const struct pool_job *job, 
         return CELERY_REVOKED;
     }
     if (job->give_up[0]) {
-        /* As Celery reports a pool process that died: whatever the last run answered */
+        /* The last run after repeated deaths recorded the failure where the task keeps
+         * state; the result reports it as Celery reports a pool process that died. */
         *result = celery_exception("WorkerLostError", "billiard.exceptions", job->give_up);
         pw_log_event(c->log, PW_LOG_ERROR, "task_failed",
                      json_pack("{s:s, s:s, s:s, s:i}", "task_id", m->id, "task", m->task,
@@ -272,6 +273,7 @@ static void requeue_after_death(struct consumer *c, struct pool_job *job)
     struct broker_header_int counted[2] = {{CELERY_HEADER_DEATHS, m->deaths + 1},
                                            {CELERY_HEADER_DEATH_SIGNAL, job->outcome.killed_by}};
     struct pw_error err;
+    int rc;
 
     pw_log_event(c->log, PW_LOG_WARNING, "task_process_died",
                  json_pack("{s:s, s:s, s:i, s:i, s:i}", "task_id", m->id, "task", m->task, "signal",
@@ -280,7 +282,11 @@ static void requeue_after_death(struct consumer *c, struct pool_job *job)
                  job->err.msg);
     if (!c->b || job->conn_gen != c->gen)
         return; /* the delivery died with its connection: redelivered, this death uncounted */
-    if (broker_republish(c->b, job->message, job->queue, counted, 2, &err)) {
+    if (!job->message || !job->queue || !*job->queue)
+        rc = pw_error_set(&err, PW_EINTERNAL, "the delivered message was not kept");
+    else
+        rc = broker_republish(c->b, job->message, job->queue, counted, 2, &err);
+    if (rc) {
         pw_log_event(c->log, PW_LOG_ERROR, "requeue_failed", task_fields(m->id, m->task, 0),
                      err.msg);
         settle(c, job->delivery_tag, job->conn_gen, 0, 1); /* back uncounted */
