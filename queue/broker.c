@@ -22,10 +22,17 @@
 
 struct broker {
     amqp_connection_state_t conn;
-    int connected;  /* socket open and logged in */
-    int channel_ok; /* channel 1 open */
-    char **consumer_tags;
-    size_t n_consumers;
+    int connected;        /* socket open and logged in */
+    int channel_ok;       /* channel 1 open */
+    char **consumer_tags; /* consumer_tags[i] reads queues[i]; NULL while cancelled */
+    char **queues;
+    size_t n_queues;
+    int consuming;
+};
+
+/* A delivered message kept whole so it can be published again unchanged. */
+struct broker_message {
+    amqp_message_t msg; /* properties (with headers) in msg.pool, body malloc'ed */
 };
 
 static char *bytes_dup(amqp_bytes_t b)
@@ -183,20 +190,21 @@ int broker_connect(struct broker **out, const struct broker_options *opt, struct
     if ((rc = broker_set_prefetch(b, opt->prefetch_count, err)))
         goto fail;
     b->consumer_tags = calloc(opt->n_queues ? opt->n_queues : 1, sizeof *b->consumer_tags);
-    if (!b->consumer_tags) {
+    b->queues = calloc(opt->n_queues ? opt->n_queues : 1, sizeof *b->queues);
+    if (!b->consumer_tags || !b->queues) {
         rc = pw_error_set(err, PW_ENOMEM, "out of memory");
         goto fail;
     }
     for (size_t i = 0; i < opt->n_queues; i++) {
-        amqp_basic_consume_ok_t *ok;
+        if (!(b->queues[b->n_queues++] = strdup(opt->queues[i]))) {
+            rc = pw_error_set(err, PW_ENOMEM, "out of memory");
+            goto fail;
+        }
         if ((rc = declare_queue(b, opt->queues[i], err)))
             goto fail;
-        ok = amqp_basic_consume(b->conn, BROKER_CHANNEL, amqp_cstring_bytes(opt->queues[i]),
-                                amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
-        if ((rc = check_rpc(b, "basic.consume", err)))
-            goto fail;
-        b->consumer_tags[b->n_consumers++] = bytes_dup(ok->consumer_tag);
     }
+    if ((rc = broker_resume_consumers(b, err)))
+        goto fail;
     broker_url_free(&u);
     *out = b;
     return 0;
@@ -218,9 +226,12 @@ void broker_free(struct broker *b)
         }
         amqp_destroy_connection(b->conn);
     }
-    for (size_t i = 0; i < b->n_consumers; i++)
+    for (size_t i = 0; i < b->n_queues; i++) {
         free(b->consumer_tags[i]);
+        free(b->queues[i]);
+    }
     free(b->consumer_tags);
+    free(b->queues);
     free(b);
 }
 
@@ -232,6 +243,14 @@ int broker_fd(struct broker *b)
 int broker_has_buffered(struct broker *b)
 {
     return amqp_frames_enqueued(b->conn) || amqp_data_in_buffer(b->conn);
+}
+
+static char *queue_of(const struct broker *b, const char *consumer_tag)
+{
+    for (size_t i = 0; consumer_tag && i < b->n_queues; i++)
+        if (b->consumer_tags[i] && !strcmp(b->consumer_tags[i], consumer_tag))
+            return strdup(b->queues[i]);
+    return strdup(""); /* a consumer cancelled since: the delivery is requeued anyway */
 }
 
 static int read_delivery(struct broker *b, const amqp_basic_deliver_t *d,
@@ -267,8 +286,13 @@ static int read_delivery(struct broker *b, const amqp_basic_deliver_t *d,
         (p->_flags & AMQP_BASIC_HEADERS_FLAG) ? amqp_table_to_json(&p->headers) : json_object();
     out->body = bytes_dup(msg.body);
     out->body_len = msg.body.len;
-    amqp_destroy_message(&msg);
-    if (!out->body || !out->headers) {
+    out->queue = queue_of(b, out->consumer_tag);
+    out->message = malloc(sizeof *out->message);
+    if (out->message)
+        out->message->msg = msg;
+    else
+        amqp_destroy_message(&msg);
+    if (!out->body || !out->headers || !out->queue || !out->message) {
         broker_delivery_free(out);
         return pw_error_set(err, PW_ENOMEM, "out of memory reading a message");
     }
@@ -324,6 +348,8 @@ void broker_delivery_free(struct broker_delivery *d)
 {
     if (!d)
         return;
+    broker_message_free(d->message);
+    free(d->queue);
     free(d->exchange);
     free(d->routing_key);
     free(d->consumer_tag);
@@ -365,12 +391,41 @@ int broker_cancel_consumers(struct broker *b, struct pw_error *err)
 {
     int rc;
 
-    for (size_t i = 0; i < b->n_consumers; i++) {
+    for (size_t i = 0; i < b->n_queues; i++) {
+        if (!b->consumer_tags[i])
+            continue;
         amqp_basic_cancel(b->conn, BROKER_CHANNEL, amqp_cstring_bytes(b->consumer_tags[i]));
         if ((rc = check_rpc(b, "basic.cancel", err)))
             return rc;
+        free(b->consumer_tags[i]);
+        b->consumer_tags[i] = NULL;
     }
+    b->consuming = 0;
     return 0;
+}
+
+int broker_resume_consumers(struct broker *b, struct pw_error *err)
+{
+    int rc;
+
+    for (size_t i = 0; i < b->n_queues; i++) {
+        amqp_basic_consume_ok_t *ok;
+        if (b->consumer_tags[i])
+            continue;
+        ok = amqp_basic_consume(b->conn, BROKER_CHANNEL, amqp_cstring_bytes(b->queues[i]),
+                                amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+        if ((rc = check_rpc(b, "basic.consume", err)))
+            return rc;
+        if (!(b->consumer_tags[i] = bytes_dup(ok->consumer_tag)))
+            return pw_error_set(err, PW_ENOMEM, "out of memory");
+    }
+    b->consuming = 1;
+    return 0;
+}
+
+int broker_consuming(const struct broker *b)
+{
+    return b->consuming;
 }
 
 int broker_publish(struct broker *b, const char *exchange, const char *routing_key,
@@ -400,4 +455,67 @@ int broker_publish(struct broker *b, const char *exchange, const char *routing_k
                                            amqp_cstring_bytes(exchange ? exchange : ""),
                                            amqp_cstring_bytes(routing_key), 0, 0, &p, payload),
                         "basic.publish", err);
+}
+
+struct broker_message *broker_delivery_take_message(struct broker_delivery *d)
+{
+    struct broker_message *m = d->message;
+
+    d->message = NULL;
+    return m;
+}
+
+void broker_message_free(struct broker_message *m)
+{
+    if (!m)
+        return;
+    amqp_destroy_message(&m->msg);
+    free(m);
+}
+
+/* m's headers with every `set` entry replaced or added; entries point into m and set. */
+static amqp_table_entry_t *headers_with(const amqp_basic_properties_t *p,
+                                        const struct broker_header_int *set, size_t n_set,
+                                        int *n_out)
+{
+    int n_old = (p->_flags & AMQP_BASIC_HEADERS_FLAG) ? p->headers.num_entries : 0, n = 0;
+    amqp_table_entry_t *e = calloc((size_t)n_old + n_set + 1, sizeof *e);
+
+    if (!e)
+        return NULL;
+    for (int i = 0; i < n_old; i++) {
+        const amqp_table_entry_t *old = &p->headers.entries[i];
+        int replaced = 0;
+        for (size_t k = 0; k < n_set; k++)
+            replaced |= old->key.len == strlen(set[k].name) &&
+                        !memcmp(old->key.bytes, set[k].name, old->key.len);
+        if (!replaced)
+            e[n++] = *old;
+    }
+    for (size_t k = 0; k < n_set; k++) {
+        e[n].key = amqp_cstring_bytes(set[k].name);
+        e[n].value.kind = AMQP_FIELD_KIND_I64;
+        e[n++].value.value.i64 = set[k].value;
+    }
+    *n_out = n;
+    return e;
+}
+
+int broker_republish(struct broker *b, const struct broker_message *m, const char *queue,
+                     const struct broker_header_int *set, size_t n_set, struct pw_error *err)
+{
+    amqp_basic_properties_t p = m->msg.properties;
+    amqp_table_entry_t *entries = headers_with(&p, set, n_set, &p.headers.num_entries);
+    int rc;
+
+    if (!entries)
+        return pw_error_set(err, PW_ENOMEM, "out of memory");
+    p._flags |= AMQP_BASIC_HEADERS_FLAG;
+    p.headers.entries = entries;
+    rc = status_error(b,
+                      amqp_basic_publish(b->conn, BROKER_CHANNEL, amqp_cstring_bytes(""),
+                                         amqp_cstring_bytes(queue), 0, 0, &p, m->msg.body),
+                      "basic.publish", err);
+    free(entries);
+    return rc;
 }

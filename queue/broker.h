@@ -23,6 +23,7 @@
 #include "pw_error.h"
 
 struct broker;
+struct broker_message; /* a delivered message kept whole, see broker_republish */
 
 struct broker_options {
     const char *url; /* amqp[s]://user:pass@host:port/vhost */
@@ -43,6 +44,8 @@ struct broker_delivery {
     json_t *headers; /* object, never NULL */
     char *body;      /* NUL-terminated copy */
     size_t body_len;
+    char *queue;                    /* the queue it was consumed from */
+    struct broker_message *message; /* the message as it arrived */
 };
 
 int broker_connect(struct broker **out, const struct broker_options *opt, struct pw_error *err);
@@ -59,7 +62,25 @@ struct celery_delivery_in broker_delivery_view(const struct broker_delivery *d);
 int broker_ack(struct broker *b, uint64_t tag, struct pw_error *err);
 int broker_reject(struct broker *b, uint64_t tag, int requeue, struct pw_error *err);
 int broker_set_prefetch(struct broker *b, int prefetch_count, struct pw_error *err);
+/* basic.cancel of every consumer: no new deliveries (some may still be in flight);
+ * unacked ones stay ours to ack or reject.  broker_resume_consumers() starts them
+ * again (broker_connect starts them too); broker_consuming() says which holds. */
 int broker_cancel_consumers(struct broker *b, struct pw_error *err);
+int broker_resume_consumers(struct broker *b, struct pw_error *err);
+int broker_consuming(const struct broker *b);
+
+/* Publishing a delivered message again, e.g. to count how often it was attempted:
+ * take it from the delivery (the caller then owns it), publish it through the default
+ * exchange to `queue` with every property, header and the body unchanged except the
+ * integer headers in `set` (replaced or added). */
+struct broker_header_int {
+    const char *name;
+    int64_t value;
+};
+struct broker_message *broker_delivery_take_message(struct broker_delivery *d);
+void broker_message_free(struct broker_message *m);
+int broker_republish(struct broker *b, const struct broker_message *m, const char *queue,
+                     const struct broker_header_int *set, size_t n_set, struct pw_error *err);
 
 struct broker_publish_props {
     const char *content_type;     /* default application/json */

@@ -24,6 +24,13 @@ static double number_or_zero(json_t *v)
     return json_is_number(v) ? json_number_value(v) : 0.0;
 }
 
+/* A non-negative integer header, clamped to int; 0 when absent or not an integer. */
+static int small_count(json_t *v)
+{
+    json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+    return n < 0 ? 0 : n > 1000000 ? 1000000 : (int)n;
+}
+
 /* Celery 5.3+ reads eta/expires with datetime.fromisoformat (naive = UTC here, as the
  * worker's clock is UTC); seconds since the epoch or PW_EINVAL. */
 static int parse_time_field(const char *text, double *out)
@@ -190,6 +197,8 @@ int celery_message_decode(const struct celery_delivery_in *in, struct celery_tas
                           "protocol 1 task)");
     if (rc && !out->id && out->correlation_id)
         out->id = strdup(out->correlation_id);
+    out->deaths = small_count(json_object_get(headers, CELERY_HEADER_DEATHS));
+    out->death_signal = small_count(json_object_get(headers, CELERY_HEADER_DEATH_SIGNAL));
     json_decref(body);
     return rc;
 }

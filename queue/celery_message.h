@@ -53,7 +53,15 @@ struct celery_task_msg {
     double time_limit_hard; /* seconds, 0 = none (timelimit[0]) */
     double time_limit_soft; /* seconds, 0 = none (timelimit[1]) */
     int ignore_result;
+    /* How often a process running this task died (the worker that requeued it after a
+     * death counts in the AMQP header CELERY_HEADER_DEATHS) and the signal of the last
+     * death (CELERY_HEADER_DEATH_SIGNAL); 0 when absent.  Read in both protocols. */
+    int deaths;
+    int death_signal;
 };
+
+#define CELERY_HEADER_DEATHS       "x-pw-task-deaths"
+#define CELERY_HEADER_DEATH_SIGNAL "x-pw-task-death-signal"
 
 int celery_message_decode(const struct celery_delivery_in *in, struct celery_task_msg *out,
                           struct pw_error *err);

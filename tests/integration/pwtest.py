@@ -169,6 +169,35 @@ def queue_counts(queue: str) -> tuple[int, int]:
     raise AssertionError(f"queue {queue} does not exist")
 
 
+def queue_state(queue: str) -> tuple[int, int]:
+    """(messages ready, consumers) of a queue, from a passive queue.declare: quick
+    enough to poll while a worker pauses."""
+    conn = amqp_connection()
+    try:
+        _, ready, consumers = conn.channel().queue_declare(queue, passive=True)
+        return ready, consumers
+    finally:
+        conn.close()
+
+
+def task_processes(parent_pid: int) -> list[int]:
+    """Pids of the `projection-worker-task task` processes a worker started."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue  # exited meanwhile
+        if ppid == parent_pid and b"task" in argv[1:2]:
+            found.append(int(entry))
+    return found
+
+
 def amqp_connection():
     import amqp
 

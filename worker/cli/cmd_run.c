@@ -49,6 +49,10 @@ static void usage(FILE *out)
         "      --shutdown-timeout S     PW_SHUTDOWN_TIMEOUT seconds to finish running tasks\n"
         "                                                  on SIGTERM (default 60)\n"
         "      --heartbeat S            PW_BROKER_HEARTBEAT AMQP heartbeat (default 60, 0 = off)\n"
+        "      --max-task-deaths N      PW_MAX_TASK_DEATHS  task-process deaths (e.g. OOM kills) "
+        "of\n"
+        "                                                  one message before its task fails\n"
+        "                                                  (default 3)\n"
         "  -n, --hostname NAME          PW_HOSTNAME         node name (default "
         "projection-worker@HOST)\n"
         "      --broker-ca FILE         PW_BROKER_CA_FILE   CA bundle for amqps://\n"
@@ -152,6 +156,7 @@ static const struct option run_options[] = {
     {"track-started", no_argument, NULL, 'T'},
     {"shutdown-timeout", required_argument, NULL, 'S'},
     {"heartbeat", required_argument, NULL, 'H'},
+    {"max-task-deaths", required_argument, NULL, 'M'},
     {"hostname", required_argument, NULL, 'n'},
     {"broker-ca", required_argument, NULL, 'A'},
     {"log-level", required_argument, NULL, 'l'},
@@ -180,6 +185,7 @@ static int settings_from_env(struct run_settings *s, struct pw_error *err)
     cc->connect_timeout_ms = 4000; /* Celery broker_connection_timeout */
     cc->shutdown_timeout_s = 60;
     cc->reconnect_max_s = 30;
+    cc->max_task_deaths = 3;
     cc->tls_ca_file = env_or("PW_BROKER_CA_FILE", NULL);
     cc->track_started = !strcmp(env_or("PW_TRACK_STARTED", "0"), "1");
     s->log.fd = 2;
@@ -202,6 +208,9 @@ static int settings_from_env(struct run_settings *s, struct pw_error *err)
     if (getenv("PW_BROKER_HEARTBEAT") &&
         parse_int(getenv("PW_BROKER_HEARTBEAT"), 0, 3600, &cc->heartbeat_s))
         return pw_error_set(err, PW_EINVAL, "PW_BROKER_HEARTBEAT must be seconds (0..3600)");
+    if (getenv("PW_MAX_TASK_DEATHS") &&
+        parse_int(getenv("PW_MAX_TASK_DEATHS"), 1, 1000, &cc->max_task_deaths))
+        return pw_error_set(err, PW_EINVAL, "PW_MAX_TASK_DEATHS must be an integer in 1..1000");
     if (getenv("PW_LOG_LEVEL") && pw_log_parse_level(getenv("PW_LOG_LEVEL"), &s->log.min_level))
         return pw_error_set(err, PW_EINVAL, "PW_LOG_LEVEL must be debug|info|warning|error");
     return 0;
@@ -257,6 +266,10 @@ static int apply_flag(struct run_settings *s, int opt, const char *arg, struct p
     case 'H':
         if (parse_int(arg, 0, 3600, &cc->heartbeat_s))
             return pw_error_set(err, PW_EINVAL, "--heartbeat must be seconds (0..3600)");
+        return 0;
+    case 'M':
+        if (parse_int(arg, 1, 1000, &cc->max_task_deaths))
+            return pw_error_set(err, PW_EINVAL, "--max-task-deaths must be an integer in 1..1000");
         return 0;
     case 'n':
         snprintf(s->hostname, sizeof s->hostname, "%s", arg);

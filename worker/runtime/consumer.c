@@ -11,7 +11,10 @@
  * Delivery tags are only valid on the connection they came from, so each job
  * remembers the connection generation; after a reconnect, reserved and scheduled
  * jobs are dropped (the broker redelivers them) and running jobs wait for their
- * redelivery to attach to. */
+ * redelivery to attach to.
+ *
+ * While paused (a task answered retry) the consumers are cancelled and nothing is
+ * reserved: deliveries still in flight go straight back to the queue. */
 #include "clock.h"
 #include "consumer.h"
 
@@ -26,11 +29,15 @@
 #include "broker.h"
 #include "broker_url.h"
 #include "celery_result.h"
+#include "fault.h"
 #include "pool.h"
 #include "signals.h"
+#include "task_subprocess.h"
 #include "tasks.h"
 
 #define COMPLETED_CACHE 256
+#define PAUSE_MIN_S     1.0 /* first pause after a retry; doubles per retry */
+#define PAUSE_MAX_S     30.0
 
 struct completed_entry {
     char *task_id;
@@ -51,10 +58,16 @@ struct consumer {
     struct completed_entry completed[COMPLETED_CACHE];
     int completed_next;
     double backoff_s, next_connect_at;
+    /* Not taking work until this monotonic time (0 = taking work): a task answered
+     * retry.  What a readiness endpoint reports as "not ready". */
+    double paused_until;
+    double pause_s; /* length of the next pause */
     int shutting_down;
     double shutdown_deadline;
     unsigned long processed;
 };
+
+static void connection_lost(struct consumer *c, const char *why);
 
 static json_t *task_fields(const char *task_id, const char *task, uint64_t tag)
 {
@@ -139,6 +152,8 @@ static void settle(struct consumer *c, uint64_t tag, unsigned gen, int ack, int 
 static void job_free(struct pool_job *job)
 {
     celery_message_free(&job->msg);
+    broker_message_free(job->message);
+    free(job->queue);
     json_decref(job->outcome.result);
     free(job);
 }
@@ -205,6 +220,102 @@ static void drop_waiting_jobs(struct consumer *c, int requeue)
 
 /* ---- finishing ----------------------------------------------------------------- */
 
+/* The final Celery state of a finished job and its result (a new reference). */
+static const char *final_status(struct consumer *c, const struct pool_job *job, json_t **result)
+{
+    const struct celery_task_msg *m = &job->msg;
+
+    if (job->time_limit_hit) {
+        *result = json_pack("{s:s, s:[f], s:s}", "exc_type", "TimeLimitExceeded", "exc_message",
+                            m->time_limit_hard, "exc_module", "billiard.exceptions");
+        pw_log_event(c->log, PW_LOG_ERROR, "task_time_limit", task_fields(m->id, m->task, 0),
+                     "hard time limit exceeded");
+        return CELERY_FAILURE;
+    }
+    if (job->rc && job->outcome.revoked) {
+        *result = celery_exception("TaskRevokedError", "celery.exceptions", job->err.msg);
+        pw_log_event(c->log, PW_LOG_INFO, "task_revoked", task_fields(m->id, m->task, 0),
+                     job->err.msg);
+        return CELERY_REVOKED;
+    }
+    if (job->give_up[0]) {
+        /* The last run after repeated deaths recorded the failure where the task keeps
+         * state; the result reports it as Celery reports a pool process that died. */
+        *result = celery_exception("WorkerLostError", "billiard.exceptions", job->give_up);
+        pw_log_event(c->log, PW_LOG_ERROR, "task_failed",
+                     json_pack("{s:s, s:s, s:s, s:i}", "task_id", m->id, "task", m->task,
+                               "exc_type", "WorkerLostError", "deaths", m->deaths),
+                     job->give_up);
+        return CELERY_FAILURE;
+    }
+    if (job->rc == 0) {
+        *result = json_incref(job->outcome.result ? job->outcome.result : json_null());
+        pw_log_event(c->log, PW_LOG_INFO, "task_succeeded",
+                     json_pack("{s:s, s:s, s:f}", "task_id", m->id, "task", m->task, "runtime_s",
+                               job->runtime),
+                     NULL);
+        return CELERY_SUCCESS;
+    }
+    *result = celery_exception(job->outcome.exc_type, job->outcome.exc_module, job->err.msg);
+    pw_log_event(c->log, PW_LOG_ERROR, "task_failed",
+                 json_pack("{s:s, s:s, s:s, s:f}", "task_id", m->id, "task", m->task, "exc_type",
+                           job->outcome.exc_type, "runtime_s", job->runtime),
+                 job->err.msg);
+    return CELERY_FAILURE;
+}
+
+/* The task process died of a signal we did not send: publish the message again with
+ * the death counted (so every replica sees the count), then ack this delivery.  A
+ * crash between the two leaves both, and the task's idempotency absorbs the repeat. */
+static void requeue_after_death(struct consumer *c, struct pool_job *job)
+{
+    const struct celery_task_msg *m = &job->msg;
+    struct broker_header_int counted[2] = {{CELERY_HEADER_DEATHS, m->deaths + 1},
+                                           {CELERY_HEADER_DEATH_SIGNAL, job->outcome.killed_by}};
+    struct pw_error err;
+    int rc;
+
+    pw_log_event(c->log, PW_LOG_WARNING, "task_process_died",
+                 json_pack("{s:s, s:s, s:i, s:i, s:i}", "task_id", m->id, "task", m->task, "signal",
+                           job->outcome.killed_by, "deaths", m->deaths + 1, "max_deaths",
+                           c->cfg->max_task_deaths),
+                 job->err.msg);
+    if (!c->b || job->conn_gen != c->gen)
+        return; /* the delivery died with its connection: redelivered, this death uncounted */
+    if (!job->message || !job->queue || !*job->queue)
+        rc = pw_error_set(&err, PW_EINTERNAL, "the delivered message was not kept");
+    else
+        rc = broker_republish(c->b, job->message, job->queue, counted, 2, &err);
+    if (rc) {
+        pw_log_event(c->log, PW_LOG_ERROR, "requeue_failed", task_fields(m->id, m->task, 0),
+                     err.msg);
+        settle(c, job->delivery_tag, job->conn_gen, 0, 1); /* back uncounted */
+        return;
+    }
+    settle(c, job->delivery_tag, job->conn_gen, 1, 0);
+}
+
+/* A task answered retry: stop taking work, give the message and everything prefetched
+ * back to the queue for other replicas, and pause (doubling per retry). */
+static void pause_for_retry(struct consumer *c, struct pool_job *job)
+{
+    double until = pw_mono_now() + c->pause_s;
+    struct pw_error err;
+
+    pw_log_event(c->log, PW_LOG_WARNING, "service_unavailable",
+                 json_pack("{s:s, s:s, s:f}", "task_id", job->msg.id, "task", job->msg.task,
+                           "paused_s", c->pause_s),
+                 job->err.msg);
+    /* Cancel first: a message requeued while we still consume could come straight back. */
+    if (c->b && broker_consuming(c->b) && broker_cancel_consumers(c->b, &err))
+        connection_lost(c, err.msg);
+    drop_waiting_jobs(c, 1);
+    settle(c, job->delivery_tag, job->conn_gen, 0, 1);
+    if (until > c->paused_until)
+        c->paused_until = until;
+    c->pause_s = c->pause_s * 2 > PAUSE_MAX_S ? PAUSE_MAX_S : c->pause_s * 2;
+}
+
 static void finish_job(struct consumer *c, struct pool_job *job)
 {
     const struct celery_task_msg *m = &job->msg;
@@ -213,33 +324,23 @@ static void finish_job(struct consumer *c, struct pool_job *job)
     char *body;
 
     remove_running(c, job);
-    c->processed++;
-    if (job->time_limit_hit) {
-        status = CELERY_FAILURE;
-        result = json_pack("{s:s, s:[f], s:s}", "exc_type", "TimeLimitExceeded", "exc_message",
-                           m->time_limit_hard, "exc_module", "billiard.exceptions");
-        pw_log_event(c->log, PW_LOG_ERROR, "task_time_limit", task_fields(m->id, m->task, 0),
-                     "hard time limit exceeded");
-    } else if (job->rc && job->outcome.revoked) {
-        status = CELERY_REVOKED;
-        result = celery_exception("TaskRevokedError", "celery.exceptions", job->err.msg);
-        pw_log_event(c->log, PW_LOG_INFO, "task_revoked", task_fields(m->id, m->task, 0),
-                     job->err.msg);
-    } else if (job->rc == 0) {
-        status = CELERY_SUCCESS;
-        result = json_incref(job->outcome.result ? job->outcome.result : json_null());
-        pw_log_event(c->log, PW_LOG_INFO, "task_succeeded",
-                     json_pack("{s:s, s:s, s:f}", "task_id", m->id, "task", m->task, "runtime_s",
-                               job->runtime),
-                     NULL);
-    } else {
-        status = CELERY_FAILURE;
-        result = celery_exception(job->outcome.exc_type, job->outcome.exc_module, job->err.msg);
-        pw_log_event(c->log, PW_LOG_ERROR, "task_failed",
-                     json_pack("{s:s, s:s, s:s, s:f}", "task_id", m->id, "task", m->task,
-                               "exc_type", job->outcome.exc_type, "runtime_s", job->runtime),
-                     job->err.msg);
+    if (job->rc && job->outcome.retry && !job->time_limit_hit) {
+        /* A death during the give-up run itself is final: it falls through to FAILURE. */
+        if (!job->outcome.killed_by) {
+            pause_for_retry(c, job);
+            job_free(job);
+            return;
+        }
+        if (!job->give_up[0]) {
+            requeue_after_death(c, job);
+            job_free(job);
+            return;
+        }
     }
+    c->processed++;
+    if (job->rc == 0)
+        c->pause_s = PAUSE_MIN_S;
+    status = final_status(c, job, &result);
     body = celery_result_body(m->id, status, result, NULL);
     json_decref(result);
     if (body) {
@@ -247,6 +348,7 @@ static void finish_job(struct consumer *c, struct pool_job *job)
             publish_body(c, m->reply_to, m->id, body);
         remember_completed(c, m->id, body); /* takes body */
     }
+    pw_fault_point("before_ack");
     settle(c, job->delivery_tag, job->conn_gen, 1, 0);
     job_free(job);
 }
@@ -388,6 +490,8 @@ static void handle_delivery(struct consumer *c, struct broker_delivery *d)
     job->delivery_tag = d->delivery_tag;
     job->conn_gen = c->gen;
     job->redelivered = d->redelivered;
+    job->message = broker_delivery_take_message(d);
+    job->queue = d->queue ? strdup(d->queue) : NULL;
     job->def = tasks_lookup(job->msg.task);
     if (!job->def) {
         snprintf(why, sizeof why, "Received unregistered task of type '%.200s'", job->msg.task);
@@ -406,6 +510,10 @@ static void handle_delivery(struct consumer *c, struct broker_delivery *d)
                            job->msg.task, "delivery_tag", (json_int_t)d->delivery_tag,
                            "redelivered", d->redelivered, "protocol", job->msg.protocol),
                  NULL);
+    pw_fault_point("after_receive");
+    if (job->msg.deaths >= c->cfg->max_task_deaths)
+        task_subprocess_death_reason(job->msg.death_signal ? job->msg.death_signal : SIGKILL,
+                                     job->give_up, sizeof job->give_up);
     if ((running = find_running(c, job->msg.id))) {
         /* Redelivered while still running here: finish once, ack the new delivery. */
         running->delivery_tag = d->delivery_tag;
@@ -427,7 +535,7 @@ static void handle_delivery(struct consumer *c, struct broker_delivery *d)
         job_free(job);
         return;
     }
-    if (c->shutting_down) {
+    if (c->shutting_down || c->paused_until > 0) {
         settle(c, d->delivery_tag, c->gen, 0, 1);
         job_free(job);
         return;
@@ -509,6 +617,28 @@ static void read_deliveries(struct consumer *c)
     }
 }
 
+/* ---- pause after a retry --------------------------------------------------------- */
+
+/* When the pause is over, consume again (or reconnect, which consumes). */
+static void resume_when_due(struct consumer *c)
+{
+    struct pw_error err;
+
+    if (c->paused_until == 0 || pw_mono_now() < c->paused_until || c->shutting_down)
+        return;
+    c->paused_until = 0;
+    pw_log_event(c->log, PW_LOG_INFO, "consuming_resumed",
+                 json_pack("{s:f}", "next_pause_s", c->pause_s), NULL);
+    if (c->b && !broker_consuming(c->b) && broker_resume_consumers(c->b, &err))
+        connection_lost(c, err.msg);
+}
+
+/* When the next connection attempt is due: never while paused. */
+static double connect_due_at(const struct consumer *c)
+{
+    return c->paused_until > c->next_connect_at ? c->paused_until : c->next_connect_at;
+}
+
 /* ---- shutdown ------------------------------------------------------------------ */
 
 static void begin_shutdown(struct consumer *c, int signo)
@@ -552,8 +682,10 @@ static int poll_timeout_ms(const struct consumer *c)
     for (int i = 0; i < c->n_running; i++)
         if (c->running[i]->deadline > 0 && c->running[i]->deadline - now < t)
             t = c->running[i]->deadline - now;
-    if (!c->b && !c->shutting_down && c->next_connect_at - now < t)
-        t = c->next_connect_at - now;
+    if (!c->b && !c->shutting_down && connect_due_at(c) - now < t)
+        t = connect_due_at(c) - now;
+    if (c->paused_until > 0 && c->paused_until - now < t)
+        t = c->paused_until - now;
     if (c->shutting_down && c->shutdown_deadline - now < t)
         t = c->shutdown_deadline - now;
     return t <= 0 ? 0 : (int)(t * 1000) + 1;
@@ -583,6 +715,7 @@ int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, vo
     c.cfg = cfg;
     c.log = log;
     c.backoff_s = 0.5;
+    c.pause_s = PAUSE_MIN_S;
     c.running = calloc((size_t)cfg->concurrency, sizeof *c.running);
     if (!c.running)
         return pw_error_set(err, PW_ENOMEM, "out of memory");
@@ -610,9 +743,10 @@ int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, vo
                 return 0;
             }
         }
-        if (!c.b && !c.shutting_down && pw_mono_now() >= c.next_connect_at)
+        resume_when_due(&c);
+        if (!c.b && !c.shutting_down && pw_mono_now() >= connect_due_at(&c))
             try_connect(&c);
-        if (!c.shutting_down) {
+        if (!c.shutting_down && c.paused_until == 0) {
             promote_due_eta_jobs(&c);
             start_ready_jobs(&c);
         }

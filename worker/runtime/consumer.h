@@ -13,7 +13,17 @@
  * Connection loss is retried with capped exponential backoff.  SIGTERM/SIGINT
  * (bytes on signal_fd, see signals.h) stop consuming, requeue what has not started, wait up to
  * shutdown_timeout_s for running tasks and return 0; a second signal abandons them
- * to redelivery at once. */
+ * to redelivery at once.
+ *
+ * A task whose process died of a signal the worker did not send (the OOM killer) is
+ * published again to its queue with the death counted in a header, then acked, so
+ * the count survives redeliveries and replicas; a delivery that arrives with
+ * max_task_deaths deaths runs once more with task_env.give_up (the task records the
+ * failure) and is answered FAILURE.  A task that answers retry (a service it needs is
+ * unreachable) is never answered FAILURE: the worker stops consuming, puts it and
+ * every prefetched message back in the queue for healthier replicas, logs
+ * service_unavailable, and resumes after a pause of 1 s doubling to 30 s (reset by a
+ * success); tasks already running go on. */
 #ifndef PW_CONSUMER_H
 #define PW_CONSUMER_H
 
@@ -37,6 +47,7 @@ struct consumer_config {
     const char *hostname;   /* node name, e.g. projection-worker@host */
     const char *tls_ca_file;
     int tls_insecure;
+    int max_task_deaths; /* deliveries with this many task-process deaths give up */
 };
 
 int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, void *app,

@@ -16,6 +16,8 @@
 #include "pw_error.h"
 #include "tasks.h"
 
+struct broker_message;
+
 struct pool_job {
     struct pool_job *next;
     const struct task_def *def;
@@ -23,10 +25,13 @@ struct pool_job {
     atomic_int cancel;
     /* consumer bookkeeping */
     uint64_t delivery_tag;
-    unsigned conn_gen; /* connection generation the delivery tag belongs to */
+    unsigned conn_gen;              /* connection generation the delivery tag belongs to */
+    struct broker_message *message; /* the delivery as it arrived, to publish it again */
+    char *queue;                    /* the queue it came from */
     int redelivered;
     double started_at, deadline; /* deadline: hard time limit, 0 = none */
     int time_limit_hit;
+    char give_up[96]; /* non-empty: run as task_env.give_up (the last run after deaths) */
     /* outcome, written by the pool thread */
     int rc;
     struct task_outcome outcome;

@@ -51,11 +51,24 @@ int task_subprocess_find_bin(char *buf, size_t cap, struct pw_error *err)
     return task_subprocess_find_named(TASK_BIN_NAME, TASK_BIN_ENV, buf, cap, err);
 }
 
-static char *message_json(const struct celery_task_msg *m)
+void task_subprocess_death_reason(int signo, char *buf, size_t cap)
 {
-    json_t *o = json_pack("{s:s, s:s, s:O, s:O, s:i, s:s?, s:s?}", "id", m->id, "task", m->task,
-                          "args", m->args, "kwargs", m->kwargs, "retries", m->retries, "root_id",
-                          m->root_id, "parent_id", m->parent_id);
+    const char *name = sigabbrev_np(signo);
+
+    /* SIGKILL from outside is what the OOM killer sends; other signals say what they are. */
+    if (signo == SIGKILL)
+        snprintf(buf, cap, "killed by signal %d, likely out of memory", signo);
+    else
+        snprintf(buf, cap, "killed by signal %d (SIG%s)", signo, name ? name : "?");
+}
+
+static char *message_json(const struct task_env *env)
+{
+    const struct celery_task_msg *m = env->msg;
+    json_t *o =
+        json_pack("{s:s, s:s, s:O, s:O, s:i, s:s?, s:s?, s:s?}", "id", m->id, "task", m->task,
+                  "args", m->args, "kwargs", m->kwargs, "retries", m->retries, "root_id",
+                  m->root_id, "parent_id", m->parent_id, "give_up", env->give_up);
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return text;
@@ -126,13 +139,14 @@ static int write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
-/* Reads the child's stdout until EOF, signalling it when the task is cancelled. */
+/* Reads the child's stdout until EOF, signalling it when the task is cancelled
+ * (*termed says whether it was). */
 static int collect_output(const struct task_env *env, const struct task_subprocess_config *cfg,
-                          pid_t pid, int fd, char **text, size_t *len, struct pw_error *err)
+                          pid_t pid, int fd, char **text, size_t *len, int *termed,
+                          struct pw_error *err)
 {
     size_t cap = 4096;
     double killed_at = 0;
-    int termed = 0;
 
     *len = 0;
     *text = malloc(cap);
@@ -143,12 +157,12 @@ static int collect_output(const struct task_env *env, const struct task_subproce
         int r = poll(&p, 1, 100);
         if (r < 0 && errno != EINTR)
             return pw_error_set(err, PW_EIO, "poll: %s", strerror(errno));
-        if (atomic_load(env->cancel) && !termed) {
+        if (atomic_load(env->cancel) && !*termed) {
             kill(pid, SIGUSR1);
-            termed = 1;
+            *termed = 1;
             killed_at = pw_mono_now();
         }
-        if (termed && killed_at > 0 && pw_mono_now() - killed_at > cfg->kill_grace_s) {
+        if (*termed && killed_at > 0 && pw_mono_now() - killed_at > cfg->kill_grace_s) {
             kill(pid, SIGKILL);
             killed_at = -1;
         }
@@ -176,15 +190,24 @@ static int collect_output(const struct task_env *env, const struct task_subproce
     return 0;
 }
 
-static int interpret(const char *text, int status, struct task_outcome *out, struct pw_error *err)
+/* The child's answer, or what its exit status says when it gave none; `termed`: we
+ * signalled it (cancel), so a death by signal is ours, not a crash to retry. */
+static int interpret(const char *text, int status, int termed, struct task_outcome *out,
+                     struct pw_error *err)
 {
     json_t *o = json_loads(text, JSON_DISABLE_EOF_CHECK, NULL);
+    char reason[96];
     int rc = 0;
 
     if (!json_is_object(o)) {
         out->exc_type = "RuntimeError";
         out->exc_module = "builtins";
-        if (WIFSIGNALED(status))
+        if (WIFSIGNALED(status) && !termed) {
+            out->retry = 1;
+            out->killed_by = WTERMSIG(status);
+            task_subprocess_death_reason(out->killed_by, reason, sizeof reason);
+            rc = pw_error_set(err, PW_EINTERNAL, "task process %s", reason);
+        } else if (WIFSIGNALED(status))
             rc = pw_error_set(err, PW_EINTERNAL, "task process died with signal %d",
                               WTERMSIG(status));
         else
@@ -207,6 +230,7 @@ static int interpret(const char *text, int status, struct task_outcome *out, str
                 out->exc_type = known[i];
         out->exc_module = "builtins";
         out->revoked = json_is_true(json_object_get(o, "revoked"));
+        out->retry = json_is_true(json_object_get(o, "retry"));
         rc = pw_error_set(err, PW_EINVAL, "%s",
                           json_string_value(json_object_get(o, "message"))
                               ? json_string_value(json_object_get(o, "message"))
@@ -223,7 +247,7 @@ int task_subprocess_run(const struct task_env *env, struct task_outcome *out, st
     const struct task_subprocess_config *cfg = env->app;
     char *input = NULL, *output = NULL;
     size_t out_len = 0;
-    int to_child = -1, from_child = -1, status = 0, rc;
+    int to_child = -1, from_child = -1, status = 0, termed = 0, rc;
     pid_t pid = -1;
 
     if (!cfg || !cfg->task_bin) {
@@ -231,7 +255,7 @@ int task_subprocess_run(const struct task_env *env, struct task_outcome *out, st
         out->exc_module = "builtins";
         return pw_error_set(err, PW_EINTERNAL, "no task binary configured");
     }
-    input = message_json(env->msg);
+    input = message_json(env);
     if (!input) {
         rc = pw_error_set(err, PW_ENOMEM, "cannot encode the task message");
         goto done;
@@ -243,12 +267,12 @@ int task_subprocess_run(const struct task_env *env, struct task_outcome *out, st
     }
     close(to_child);
     to_child = -1;
-    rc = collect_output(env, cfg, pid, from_child, &output, &out_len, err);
+    rc = collect_output(env, cfg, pid, from_child, &output, &out_len, &termed, err);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     pid = -1;
     if (!rc)
-        rc = interpret(output, status, out, err);
+        rc = interpret(output, status, termed, out, err);
 done:
     if (rc && !out->exc_type) {
         out->exc_type = "RuntimeError";

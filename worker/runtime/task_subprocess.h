@@ -7,15 +7,19 @@
  * system when its process exits.
  *
  * Protocol: the child gets the task message as one JSON object on stdin
- * ({"id", "task", "args", "kwargs", "retries", "root_id", "parent_id"}) and answers
- * with one JSON object on stdout:
+ * ({"id", "task", "args", "kwargs", "retries", "root_id", "parent_id", and "give_up"
+ * when env->give_up is set}) and answers with one JSON object on stdout:
  *   {"ok": true, "result": <value>}
  *   {"ok": false, "exc_type": "...", "exc_module": "..."|null, "message": "...",
- *    "revoked": bool}
+ *    "revoked": bool, "retry": bool}
  * Its stderr is the worker's (JSON log lines).  The environment is inherited.
  * When the cancel flag rises (hard time limit) the child gets SIGUSR1, which it turns
  * into its own cancel flag; SIGKILL follows after kill_grace_s.  The child runs in its
- * own process group and dies with the consumer (PR_SET_PDEATHSIG). */
+ * own process group and dies with the consumer (PR_SET_PDEATHSIG).
+ * A child that dies without an answer of a signal we did not send (the OOM killer)
+ * gives out->retry with out->killed_by = the signal: nothing was decided, the
+ * consumer requeues and counts.  task_subprocess_death_reason() words such a death
+ * ("killed by signal 9, likely out of memory"). */
 #ifndef PW_TASK_SUBPROCESS_H
 #define PW_TASK_SUBPROCESS_H
 
@@ -28,6 +32,8 @@ struct task_subprocess_config {
 
 /* A task_fn: env->app must point to a struct task_subprocess_config. */
 int task_subprocess_run(const struct task_env *env, struct task_outcome *out, struct pw_error *err);
+
+void task_subprocess_death_reason(int signo, char *buf, size_t cap);
 
 #define TASK_BIN_NAME "projection-worker-task"
 #define TASK_BIN_ENV  "PW_TASK_BIN" /* overrides where it is */

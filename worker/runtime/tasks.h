@@ -8,7 +8,13 @@
  *
  * tasks_lookup() finds a registered task; the table is static and read-only.
  * Registered: celery.ping, webui.tasks.compute_projection, and in test builds
- * (PW_TEST_TASKS) pw.test.sleep(seconds) which sleeps cancellably. */
+ * (PW_TEST_TASKS) pw.test.sleep(seconds) which sleeps cancellably and
+ * pw.test.process(seconds=0, die=false, retry_file=None, retries=0), which runs in a
+ * task process like a projection: it dies of SIGKILL when `die`, answers retry while
+ * the counter in retry_file is below `retries` (counting up), else sleeps.
+ *
+ * tasks_in_task_process() is the table of projection-worker-task: the handler a task
+ * process runs for a name (test tasks only; the projection is linked there directly). */
 #ifndef PW_TASKS_H
 #define PW_TASKS_H
 
@@ -35,8 +41,10 @@ struct task_outcome {
     const char *exc_type;   /* on failure: e.g. "ValueError" (static string) */
     const char *exc_module; /* on failure: e.g. "builtins"; NULL = synthesised class */
     int revoked;            /* on failure: report REVOKED (the work was cancelled) */
-    int retry; /* on failure: transient (a service unreachable), nothing was decided: the
-                * message is delivered again later instead of being answered FAILURE */
+    int retry;     /* on failure: transient (a service unreachable), nothing was decided: the
+                    * message is delivered again later instead of being answered FAILURE */
+    int killed_by; /* with retry: the task's process died of this signal, which the worker
+                    * did not send (the OOM killer's SIGKILL); the consumer counts deaths */
 };
 
 typedef int (*task_fn)(const struct task_env *env, struct task_outcome *out, struct pw_error *err);
@@ -49,5 +57,6 @@ struct task_def {
 const struct task_def *tasks_lookup(const char *name);
 /* Names of all registered tasks, NULL-terminated (for logs and `inspect registered`). */
 const char *const *tasks_names(void);
+task_fn tasks_in_task_process(const char *name);
 
 #endif

@@ -396,6 +396,27 @@ def test_worker_killed_mid_projection_is_finished_by_redelivery():
         env.close()
 
 
+def test_task_process_killed_mid_projection_is_requeued_and_completes():
+    """The OOM killer ends the task process alone: the worker requeues the message
+    (counting the death) and the next attempt completes the run."""
+    env = Env(points=make_points(n=2000, d=32))
+    q = unique("oomkill")
+    try:
+        w = env.worker(q)
+        run = env.create_run()
+        # a slow first page keeps the task process alive until the kill lands
+        env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 2.0, "times": 1})
+        res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
+        child = wait_for(lambda: pwtest.task_processes(w.proc.pid), 20, what="the task process")
+        os.kill(child[0], signal.SIGKILL)
+        value = res.get(timeout=120)
+        assert value["status"] == "completed" and value["point_count"] == 2000, value
+        assert [e["signal"] for e in w.find("task_process_died")] == [9]
+        assert env.run_row(run)["status"] == "completed"
+    finally:
+        env.close()
+
+
 def test_progress_is_visible_in_the_database_while_running():
     env = Env(points=make_points(n=3000, d=32))
     q = unique("progress")

@@ -450,6 +450,78 @@ def test_hard_time_limit_fails_task():
         w.stop()
 
 
+@needs_test_tasks
+def test_task_process_killed_alone_is_requeued_and_completes():
+    """What the OOM killer does: the task process dies of SIGKILL, the worker lives."""
+    q = unique("oomonce")
+    w = Worker(q)
+    try:
+        w.wait_connected()
+        res = celery_app().send_task("pw.test.process", queue=q, kwargs={"seconds": 2.0})
+        w.wait_event("task_started")
+        child = wait_for(lambda: pwtest.task_processes(w.proc.pid), 10, what="the task process")
+        os.kill(child[0], signal.SIGKILL)
+        assert res.get(timeout=30) == 2.0
+        died = w.find("task_process_died")
+        assert [(e["signal"], e["deaths"]) for e in died] == [(9, 1)], died
+        assert len(w.find("task_received", task="pw.test.process")) == 2
+        assert not w.find("task_failed")
+        wait_for(lambda: queue_counts(q) == (0, 0), 10, what="queue drained")
+    finally:
+        w.stop()
+
+
+@needs_test_tasks
+def test_task_process_dying_every_time_fails_after_max_deaths():
+    q = unique("oomalways")
+    w = Worker(q)  # --max-task-deaths defaults to 3
+    try:
+        w.wait_connected()
+        res = celery_app().send_task("pw.test.process", queue=q, kwargs={"die": True})
+        try:
+            res.get(timeout=60)
+        except Exception as exc:  # noqa: BLE001 - the client rebuilds billiard's class
+            assert type(exc).__name__ == "WorkerLostError", repr(exc)
+            assert "killed by signal 9, likely out of memory" in str(exc), repr(exc)
+        else:
+            raise AssertionError("a task whose process always dies succeeded")
+        assert [e["deaths"] for e in w.find("task_process_died")] == [1, 2, 3]
+        # three deaths, then one last run that gives up and is answered once
+        assert len(w.find("task_received", task="pw.test.process")) == 4
+        assert len(w.find("task_failed")) == 1
+        wait_for(lambda: queue_counts(q) == (0, 0), 10, what="queue drained")
+    finally:
+        w.stop()
+
+
+@needs_test_tasks
+def test_retry_answer_requeues_pauses_consuming_and_later_succeeds():
+    """A task that answers retry (its database unreachable) is never answered FAILURE:
+    the worker stops consuming, gives every message back to the queue, and resumes
+    after a pause that doubles per retry."""
+    q = unique("retry")
+    counter = os.path.join(pwtest.LOG_DIR, f"{q}.count")
+    w = Worker(q)
+    try:
+        w.wait_connected()
+        app = celery_app()
+        res = app.send_task("pw.test.process", queue=q, kwargs={"retry_file": counter, "retries": 3})
+        pings = [app.send_task("celery.ping", queue=q) for _ in range(2)]
+        # while paused: no consumer on the queue, the task and both pings wait in it
+        wait_for(lambda: pwtest.queue_state(q) == (3, 0), 20, what="paused with 3 messages ready")
+        assert res.get(timeout=60) == 0.0
+        assert [p.get(timeout=30) for p in pings] == ["pong", "pong"]
+        paused = w.find("service_unavailable")
+        assert [e["paused_s"] for e in paused] == [1.0, 2.0, 4.0], paused
+        assert all(e["level"] == "warning" and "unavailable" in e["msg"] for e in paused), paused
+        assert not w.find("task_failed")
+        with open(counter) as fh:
+            assert fh.read().strip() == "4"
+        wait_for(lambda: queue_counts(q) == (0, 0), 10, what="queue drained")
+    finally:
+        w.stop()
+
+
 def test_invalid_configuration_exits_with_clear_message():
     import subprocess
 

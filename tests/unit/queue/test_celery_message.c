@@ -264,6 +264,29 @@ static void test_rejects_pickle_body_without_parsing(void)
     celery_message_free(&m);
 }
 
+static void test_reads_death_count_headers_and_defaults_to_zero(void)
+{
+    const char *body = "[[], {}, {}]";
+    json_t *counted = json_pack("{s:s, s:s, s:i, s:i}", "task", "celery.ping", "id", "abc",
+                                CELERY_HEADER_DEATHS, 2, CELERY_HEADER_DEATH_SIGNAL, 9);
+    json_t *plain =
+        json_pack("{s:s, s:s, s:s}", "task", "celery.ping", "id", "abc", CELERY_HEADER_DEATHS, "2");
+    struct celery_delivery_in in = {"application/json", "utf-8", NULL, NULL, counted, body,
+                                    strlen(body)};
+    struct celery_task_msg m;
+    struct pw_error err;
+
+    CHECK(celery_message_decode(&in, &m, &err) == 0);
+    CHECK(m.deaths == 2 && m.death_signal == 9);
+    celery_message_free(&m);
+    in.headers = plain; /* a count that is not an integer is no count */
+    CHECK(celery_message_decode(&in, &m, &err) == 0);
+    CHECK(m.deaths == 0 && m.death_signal == 0);
+    celery_message_free(&m);
+    json_decref(counted);
+    json_decref(plain);
+}
+
 static void test_refuses_yaml_msgpack_and_missing_type(void)
 {
     const char *types[] = {"application/x-yaml", "application/x-msgpack", "text/plain", NULL};
@@ -360,5 +383,6 @@ int main(void)
     RUN(test_missing_task_header_is_unknown_message);
     RUN(test_bad_header_types_are_malformed);
     RUN(test_iso8601_forms);
+    RUN(test_reads_death_count_headers_and_defaults_to_zero);
     PW_TEST_MAIN();
 }
