@@ -392,14 +392,15 @@ static int derive_categories(struct projection_job *job, struct pw_error *err)
     if (!job->cat || !job->ids || !job->original_ids)
         return pw_error_set(err, PW_ENOMEM, "out of memory for %zu points", n);
     for (size_t i = 0; i < n; i++) {
-        char label[CATEGORY_LABEL_MAX], doc[CATEGORY_LABEL_MAX], idtext[QDRANT_ID_TEXT_MAX];
-        int has_doc, idx;
+        char idtext[QDRANT_ID_TEXT_MAX], *doc, *label;
+        int idx;
         json_t *payload = categories_point_payload(&job->m, i);
 
-        categories_label(payload, job->color_by, now, label, sizeof label, doc, sizeof doc,
-                         &has_doc);
+        label = categories_label(payload, job->color_by, now, &doc);
         json_decref(payload);
-        idx = category_table_add(job->cats, label, has_doc ? doc : NULL);
+        idx = label ? category_table_add(job->cats, label, doc) : PW_ENOMEM;
+        free(label);
+        free(doc);
         if (idx < 0)
             return pw_error_set(err, PW_ENOMEM, "out of memory for categories");
         job->cat[i] = (uint8_t)idx;
