@@ -343,6 +343,8 @@ static int scroll_progress(void *ud, size_t fetched, size_t limit)
     return atomic_load(job->env->cancel) ? 1 : 0;
 }
 
+#define UNKNOWN_COUNT_RESERVE 65536 /* rows reserved when the collection size is unknown */
+
 static int fetch_vectors(struct projection_job *job, struct pw_error *err)
 {
     struct qdrant_client *client = NULL;
@@ -354,8 +356,13 @@ static int fetch_vectors(struct projection_job *job, struct pw_error *err)
     if (!name || !*name)
         return pw_error_set(err, PW_EINVAL,
                             "Collection is missing a vector store name for projection computation");
+    /* Rows reserved up front: the collection's vector_count when it is known, otherwise
+     * (0, the column's default) a small start the matrix grows from geometrically; never
+     * sample_limit itself, which may be 10^9 for "everything". */
     if (job->coll.vector_count > 0 && (size_t)job->coll.vector_count < reserve)
         reserve = (size_t)job->coll.vector_count;
+    else if (job->coll.vector_count <= 0 && reserve > UNKNOWN_COUNT_RESERVE)
+        reserve = UNKNOWN_COUNT_RESERVE;
     if ((rc = qdrant_client_new(&client, &job->app->qdrant, err)))
         return rc;
     if ((rc = qdrant_matrix_reserve(&job->m, reserve, 0, err)))

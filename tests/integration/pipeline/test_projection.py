@@ -615,6 +615,22 @@ def test_uuid_ids_use_sequential_indexes_and_keep_originals():
         env.close()
 
 
+def test_huge_sample_limit_with_unknown_vector_count_completes():
+    env = Env()
+    q = unique("bigsample")
+    try:
+        env.worker(q)
+        # vector_count 0 is the column's default: the collection's size is unknown
+        env.sql(f"UPDATE collections SET vector_count = 0 WHERE id = '{env.collection_id}'")
+        run = env.create_run({"sample_size": 1_000_000_000})
+        result = send(q, run)
+        assert result["status"] == "completed" and result["point_count"] == len(env.points), result
+        meta = json.load(open(os.path.join(result["storage_path"], "meta.json")))
+        assert meta["sample_limit"] == 1_000_000_000 and meta["sampled"] is False
+    finally:
+        env.close()
+
+
 def test_unsupported_reducer_falls_back_to_pca_with_reason():
     env = Env()
     q = unique("fallback")
