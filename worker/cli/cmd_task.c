@@ -40,7 +40,8 @@ static void *watch_signals(void *arg)
     }
 }
 
-static int read_message(struct celery_task_msg *m, struct pw_error *err)
+/* *give_up: the consumer's "give_up" string (malloc'd), NULL when absent. */
+static int read_message(struct celery_task_msg *m, char **give_up, struct pw_error *err)
 {
     json_error_t jerr;
     json_t *o = json_loadf(stdin, 0, &jerr);
@@ -64,6 +65,9 @@ static int read_message(struct celery_task_msg *m, struct pw_error *err)
                     ? json_incref(json_object_get(o, "kwargs"))
                     : json_object();
     m->retries = (int)json_integer_value(json_object_get(o, "retries"));
+    *give_up = json_is_string(json_object_get(o, "give_up"))
+                   ? strdup(json_string_value(json_object_get(o, "give_up")))
+                   : NULL;
     json_decref(o);
     if (!m->id || !m->task)
         return pw_error_set(err, PW_EINVAL, "task message lacks id or task");
@@ -98,6 +102,7 @@ int cmd_task(int argc, char **argv)
     struct cancel_watch watch;
     atomic_int cancel = 0;
     pthread_t watcher;
+    char *give_up = NULL;
     int sfd = -1, rc;
 
     (void)argc;
@@ -116,11 +121,12 @@ int cmd_task(int argc, char **argv)
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     if ((rc = signals_install_set(cancel_signals, 1, &sfd, &err)) ||
-        (rc = read_message(&msg, &err)) || (rc = projection_app_from_env(&app, &err))) {
+        (rc = read_message(&msg, &give_up, &err)) || (rc = projection_app_from_env(&app, &err))) {
         out.exc_type = "ValueError";
         out.exc_module = "builtins";
         print_outcome(rc, &out, &err);
         celery_message_free(&msg);
+        free(give_up);
         return 1;
     }
     watch.fd = sfd;
@@ -128,7 +134,7 @@ int cmd_task(int argc, char **argv)
     pthread_create(&watcher, NULL, watch_signals, &watch);
     pthread_detach(watcher);
     {
-        struct task_env env = {&msg, &cancel, &log, &app};
+        struct task_env env = {&msg, &cancel, &log, &app, give_up};
         if (!strcmp(msg.task, "webui.tasks.compute_projection")) {
             rc = projection_task_run(&env, &out, &err);
         } else {
@@ -141,5 +147,6 @@ int cmd_task(int argc, char **argv)
     print_outcome(rc, &out, &err);
     json_decref(out.result);
     celery_message_free(&msg);
+    free(give_up);
     return 0;
 }

@@ -653,18 +653,47 @@ static int run_id_argument(const struct celery_task_msg *m, const char **id, str
     return 0;
 }
 
-/* Step 2 of DESIGN.md: the run, its hash and the lock on (collection, hash). */
-static int load_and_lock(struct projection_job *job, struct pw_error *err)
+/* A refused id may still name a row (projection_runs.uuid is text): that row is loaded
+ * so that report_failure marks it and its operation failed instead of leaving them
+ * pending.  Nothing here touches the filesystem. */
+static void load_refused_run(struct projection_job *job)
+{
+    const json_t *v = json_array_size(job->env->msg->args) > 0
+                          ? json_array_get(job->env->msg->args, 0)
+                          : json_object_get(job->env->msg->kwargs, "projection_id");
+    struct pw_error ignored;
+
+    if (!json_is_string(v) || !job->app || !job->app->database_url ||
+        pg_connect(job->app->database_url, NULL, &job->conn, &ignored))
+        return;
+    if (runs_load(job->conn, json_string_value(v), &job->run, &ignored))
+        return;
+    job->run_loaded = 1;
+    job->run_id = job->run.uuid;
+}
+
+/* Step 2 of DESIGN.md, first half: the run id, the connection, the run and collection. */
+static int load(struct projection_job *job, struct pw_error *err)
 {
     int rc;
 
-    if ((rc = run_id_argument(job->env->msg, &job->run_id, err)))
+    if ((rc = run_id_argument(job->env->msg, &job->run_id, err))) {
+        load_refused_run(job);
         return rc;
+    }
     if (!job->app || !job->app->database_url)
         return pw_error_set(err, PW_EINVAL,
                             "projection-worker has no DATABASE_URL configured: cannot load run %s",
                             job->run_id);
-    if ((rc = load_run(job, err)) || (rc = compute_hash(job, err)) || (rc = lock_hash(job, err)))
+    return load_run(job, err);
+}
+
+/* Step 2, second half: the hash and the lock on (collection, hash). */
+static int lock(struct projection_job *job, struct pw_error *err)
+{
+    int rc;
+
+    if ((rc = compute_hash(job, err)) || (rc = lock_hash(job, err)))
         return rc;
     /* Under the lock: the run may have changed while we waited. */
     runs_free(&job->run);
@@ -697,6 +726,22 @@ static int settle_under_lock(struct projection_job *job, struct task_outcome *ou
         (rc = try_reuse(job, out, settled, err)))
         return rc;
     return 0;
+}
+
+/* Earlier attempts of this message died (env->give_up says how): the run and its
+ * operation are failed with that reason and nothing is computed again.  A run that an
+ * attempt did complete before dying keeps its result. */
+static int give_up(struct projection_job *job, struct task_outcome *out, int *settled,
+                   struct pw_error *err)
+{
+    *settled = 1;
+    if (!strcmp(job->run.status, "completed"))
+        return already_completed(job, out, err);
+    *settled = 0;
+    /* What Celery reports for a pool process that died under a task. */
+    out->exc_type = "WorkerLostError";
+    out->exc_module = "billiard.exceptions";
+    return pw_error_set(err, PW_EINTERNAL, "%s", job->env->give_up);
 }
 
 /* Temp directories of task processes killed mid-publish (kill -9, OOM) are swept under
@@ -744,8 +789,10 @@ static int compute_and_publish(struct projection_job *job, struct task_outcome *
 static void report_failure(struct projection_job *job, int rc, struct task_outcome *out,
                            const struct pw_error *err)
 {
-    out->exc_type = exc_type_for(rc);
-    out->exc_module = "builtins";
+    if (!out->exc_type) {
+        out->exc_type = exc_type_for(rc);
+        out->exc_module = "builtins";
+    }
     log_job(job, PW_LOG_ERROR, "projection_failed", json_pack("{s:i}", "code", rc), err->msg);
     fail_run(job, err);
 }
@@ -760,8 +807,10 @@ int projection_task_run(const struct task_env *env, struct task_outcome *out, st
     job.app = env->app;
     job.started = pw_mono_now();
     qdrant_matrix_init(&job.m);
-    rc = load_and_lock(&job, err);
-    if (!rc)
+    rc = load(&job, err);
+    if (!rc && env->give_up)
+        rc = give_up(&job, out, &settled, err);
+    else if (!rc && !(rc = lock(&job, err)))
         rc = settle_under_lock(&job, out, &settled, err);
     if (!rc && !settled)
         rc = compute_and_publish(&job, out, err);

@@ -171,6 +171,24 @@ class Env:
             pass
 
 
+TASK_BIN = os.path.join(os.path.dirname(pwtest.WORKER_BIN), "projection-worker-task")
+
+
+def run_task_process(env: Env, message: dict, extra_env: dict | None = None) -> tuple[dict, str]:
+    """One `projection-worker-task task` run, as the consumer starts it: the message as
+    JSON on stdin, the outcome as JSON on stdout, the log on stderr."""
+    e = dict(os.environ)
+    e.update({"DATABASE_URL": env.url, "DATA_DIR": env.data_dir, "QDRANT_URL": env.standin.url,
+              "QDRANT_TIMEOUT_MS": "3000", "QDRANT_MAX_RETRIES": "3"})
+    e.update(extra_env or {})
+    msg = {"id": str(uuid.uuid4()), "task": "webui.tasks.compute_projection", **message}
+    out = subprocess.run([TASK_BIN, "task"], input=json.dumps(msg), capture_output=True, text=True, timeout=180,
+                         env=e)
+    lines = out.stdout.strip().splitlines()
+    assert lines, f"no outcome; stderr: {out.stderr}"
+    return json.loads(lines[-1]), out.stderr
+
+
 def send(queue: str, run: str, timeout: float = 60):
     return celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=queue).get(timeout=timeout)
 
@@ -627,6 +645,52 @@ def test_huge_sample_limit_with_unknown_vector_count_completes():
         assert result["status"] == "completed" and result["point_count"] == len(env.points), result
         meta = json.load(open(os.path.join(result["storage_path"], "meta.json")))
         assert meta["sample_limit"] == 1_000_000_000 and meta["sampled"] is False
+    finally:
+        env.close()
+
+
+def test_run_row_whose_id_is_not_a_uuid_is_marked_failed():
+    env = Env()
+    q = unique("notuuid")
+    try:
+        env.worker(q)
+        run = env.create_run()
+        bad = "not-a-uuid-" + uuid.uuid4().hex[:8]
+        env.sql(f"UPDATE projection_runs SET uuid = '{bad}', status = 'pending' WHERE uuid = '{run}'")
+        expect_failure(q, bad, "not a UUID", exc=ValueError)
+        row = env.run_row(bad)
+        assert row["status"] == "failed" and row["op_status"] == "failed", row
+        assert "not a UUID" in row["error"] and "not a UUID" in row["op_error"], row
+    finally:
+        env.close()
+
+
+def test_give_up_fails_run_and_operation_without_computing():
+    env = Env()
+    try:
+        run = env.create_run()
+        reason = "killed by signal 9, likely out of memory"
+        outcome, _ = run_task_process(env, {"args": [run], "give_up": reason})
+        assert outcome["ok"] is False and reason in outcome["message"], outcome
+        assert outcome["exc_type"] == "WorkerLostError", outcome
+        row = env.run_row(run)
+        assert row["status"] == "failed" and row["op_status"] == "failed", row
+        assert reason in row["error"] and reason in row["op_error"], row
+        assert env.standin.scrolls() == 0, "a given-up run fetched vectors"
+        assert not os.path.exists(os.path.join(env.data_dir, "semantik/projections", env.collection_id, run))
+    finally:
+        env.close()
+
+
+def test_give_up_keeps_a_run_an_earlier_attempt_completed():
+    env = Env()
+    try:
+        run = env.create_run()
+        first, _ = run_task_process(env, {"args": [run]})
+        assert first["ok"] is True, first
+        outcome, _ = run_task_process(env, {"args": [run], "give_up": "killed by signal 9, likely out of memory"})
+        assert outcome == first, outcome
+        assert env.run_row(run)["status"] == "completed"
     finally:
         env.close()
 
