@@ -77,9 +77,10 @@ static int read_message(struct celery_task_msg *m, char **give_up, struct pw_err
 static void print_outcome(int rc, const struct task_outcome *out, const struct pw_error *err)
 {
     json_t *o = rc == 0 ? json_pack("{s:b, s:O?}", "ok", 1, "result", out->result)
-                        : json_pack("{s:b, s:s, s:s?, s:s, s:b}", "ok", 0, "exc_type",
+                        : json_pack("{s:b, s:s, s:s?, s:s, s:b, s:b}", "ok", 0, "exc_type",
                                     out->exc_type ? out->exc_type : "RuntimeError", "exc_module",
-                                    out->exc_module, "message", err->msg, "revoked", out->revoked);
+                                    out->exc_module, "message", err->msg, "revoked", out->revoked,
+                                    "retry", out->retry);
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
 
     if (text) {

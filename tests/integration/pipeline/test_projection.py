@@ -360,14 +360,62 @@ def test_pipeline_runs_on_the_python_apps_alembic_schema():
         env.close()
 
 
-def test_postgres_unreachable_fails_task_without_leaking_password():
+def services(command: str) -> None:
+    subprocess.run([os.path.join(pwtest.ROOT, "tests/harness/services.sh"), command, pwtest.ENV["PW_SERVICES_DIR"]],
+                   check=True, timeout=180)
+
+
+def test_database_refusing_the_worker_asks_for_redelivery_without_leaking_password():
     env = Env()
-    q = unique("pgdown")
     try:
-        bad_url = "postgresql://pw:sup3r-s3cret@127.0.0.1:1/pw"
-        w = env.worker(q, env={"DATABASE_URL": bad_url})
-        msg = expect_failure(q, str(uuid.uuid4()), "127.0.0.1", exc=ConnectionError)
-        assert "sup3r-s3cret" not in msg and "sup3r-s3cret" not in w.dump_log()
+        run = env.create_run()
+        bad_url = env.url.replace("pw-test-secret", "sup3r-s3cret")  # wrong password: not transient, still retried
+        outcome, log = run_task_process(env, {"args": [run]}, {"DATABASE_URL": bad_url})
+        assert outcome["ok"] is False and outcome["retry"] is True, outcome
+        assert "PostgreSQL" in outcome["message"], outcome
+        assert "sup3r-s3cret" not in json.dumps(outcome) and "sup3r-s3cret" not in log
+        assert env.run_row(run)["status"] == "running", "a run whose state could not be written was touched"
+    finally:
+        env.close()
+
+
+def test_postgres_restarted_mid_run_is_finished_on_a_new_session():
+    env = Env(points=make_points(n=4000, d=32))
+    q = unique("pgrestart")
+    try:
+        w = env.worker(q)
+        run = env.create_run()
+        # 1 s per page (4 pages): PostgreSQL restarts while the task is fetching
+        env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 1.0, "times": -1})
+        res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
+        w.wait_event("task_started")
+        time.sleep(1.0)
+        services("restart-postgres")
+        value = res.get(timeout=120)
+        assert value["status"] == "completed" and value["point_count"] == 4000, value
+        row = env.run_row(run)
+        assert row["status"] == "completed" and row["op_status"] == "completed", row
+        assert w.find("projection_db_reconnect")
+    finally:
+        env.close()
+
+
+def test_terminated_session_holding_the_lock_is_replaced_before_commit():
+    env = Env(points=make_points(n=4000, d=32))
+    q = unique("pgterm")
+    try:
+        w = env.worker(q)
+        run = env.create_run()
+        env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 1.0, "times": -1})
+        res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
+        holders = wait_for(lambda: env.sql("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                                           "(SELECT oid FROM pg_database WHERE datname = current_database())"),
+                           30, what="the task's advisory lock")
+        env.sql(f"SELECT pg_terminate_backend({int(holders.split()[0])})")
+        value = res.get(timeout=120)
+        assert value["status"] == "completed", value
+        assert env.run_row(run)["status"] == "completed"
+        assert w.find("projection_db_reconnect")
     finally:
         env.close()
 
@@ -504,6 +552,26 @@ def test_stale_temp_dirs_of_killed_tasks_are_swept():
         assert send(q, env.create_run())["status"] == "completed"
         assert not os.path.exists(old), "an hour-old temp dir survived"
         assert os.path.exists(young), "a fresh temp dir (maybe a running publish) was removed"
+    finally:
+        env.close()
+
+
+def test_temp_dirs_of_an_earlier_attempt_of_the_run_are_removed_at_once():
+    env = Env()
+    q = unique("owntmp")
+    try:
+        env.worker(q)
+        run = env.create_run()
+        coll_dir = os.path.join(env.data_dir, "semantik/projections", env.collection_id)
+        own = os.path.join(coll_dir, f".tmp-{run}-123-abcdef")  # left by an attempt killed mid-publish
+        other = os.path.join(coll_dir, f".tmp-{uuid.uuid4()}-124-abcdef")  # maybe a publish in progress
+        for d in (own, other):
+            os.makedirs(d)
+            with open(os.path.join(d, "x.f32.bin"), "wb") as fh:
+                fh.write(b"\0" * 16)
+        assert send(q, run)["status"] == "completed"
+        assert not os.path.exists(own), "the run's own temp dir survived its next attempt"
+        assert os.path.exists(other), "a fresh temp dir of another run was removed"
     finally:
         env.close()
 
