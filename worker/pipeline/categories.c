@@ -96,18 +96,6 @@ static size_t pypath_suffix(const struct pypath *p, const char **suffix)
     return 0;
 }
 
-/* s[0..n) as a new malloc'd string; NULL when out of memory. */
-static char *dup_n(const char *s, size_t n)
-{
-    char *out = malloc(n + 1);
-
-    if (out) {
-        memcpy(out, s, n);
-        out[n] = '\0';
-    }
-    return out;
-}
-
 /* str(v), whole, malloc'd: py_str into a buffer that grows until the text fits (a
  * string's own length is enough at once).  NULL when out of memory. */
 static char *py_str_dup(const json_t *v)
@@ -148,9 +136,9 @@ static char *label_source_dir(json_t *payload)
         return strdup(UNKNOWN_LABEL);
     pypath_parse(json_string_value(v), &p);
     if (pypath_suffix(&p, &suffix) && p.n >= 2)
-        return dup_n(p.parts[p.n - 2], p.lens[p.n - 2]);
+        return strndup(p.parts[p.n - 2], p.lens[p.n - 2]);
     if (p.n)
-        return dup_n(p.parts[p.n - 1], p.lens[p.n - 1]);
+        return strndup(p.parts[p.n - 1], p.lens[p.n - 1]);
     /* No parts: str(path) is the anchor, or "." for an empty relative path. */
     return strdup(*p.anchor ? p.anchor : ".");
 }
@@ -223,7 +211,7 @@ static char *label_filetype(json_t *payload)
     if (!mime)
         mime = first_truthy(meta, mime_keys);
     if (json_is_string(mime)) {
-        if ((label = dup_n(json_string_value(mime), json_string_length(mime))))
+        if ((label = strndup(json_string_value(mime), json_string_length(mime))))
             lower_utf8(label);
         return label;
     }
@@ -236,7 +224,7 @@ static char *label_filetype(json_t *payload)
         while (dots < n && suffix[dots] == '.')
             dots++;
         if (dots < n) {
-            if ((label = dup_n(suffix + dots, n - dots)))
+            if ((label = strndup(suffix + dots, n - dots)))
                 lower_utf8(label);
             return label;
         }

@@ -379,18 +379,17 @@ def test_database_refusing_the_worker_asks_for_redelivery_without_leaking_passwo
         env.close()
 
 
-def test_postgres_restarted_mid_run_is_finished_on_a_new_session():
+def finishes_despite(db_fault) -> None:
+    """A projection of 4 slow pages (1 s each) during which db_fault(env) hits the task's
+    PostgreSQL session: the run completes on a new session."""
     env = Env(points=make_points(n=4000, d=32))
-    q = unique("pgrestart")
+    q = unique("pgfault")
     try:
         w = env.worker(q)
         run = env.create_run()
-        # 1 s per page (4 pages): PostgreSQL restarts while the task is fetching
         env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 1.0, "times": -1})
         res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
-        w.wait_event("task_started")
-        time.sleep(1.0)
-        services("restart-postgres")
+        db_fault(env)
         value = res.get(timeout=120)
         assert value["status"] == "completed" and value["point_count"] == 4000, value
         row = env.run_row(run)
@@ -400,24 +399,23 @@ def test_postgres_restarted_mid_run_is_finished_on_a_new_session():
         env.close()
 
 
+def test_postgres_restarted_mid_run_is_finished_on_a_new_session():
+    def restart(env: Env) -> None:
+        env.workers[0].wait_event("task_started")
+        time.sleep(1.0)
+        services("restart-postgres")
+
+    finishes_despite(restart)
+
+
 def test_terminated_session_holding_the_lock_is_replaced_before_commit():
-    env = Env(points=make_points(n=4000, d=32))
-    q = unique("pgterm")
-    try:
-        w = env.worker(q)
-        run = env.create_run()
-        env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 1.0, "times": -1})
-        res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
+    def terminate_lock_holder(env: Env) -> None:
         holders = wait_for(lambda: env.sql("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND database = "
                                            "(SELECT oid FROM pg_database WHERE datname = current_database())"),
                            30, what="the task's advisory lock")
         env.sql(f"SELECT pg_terminate_backend({int(holders.split()[0])})")
-        value = res.get(timeout=120)
-        assert value["status"] == "completed", value
-        assert env.run_row(run)["status"] == "completed"
-        assert w.find("projection_db_reconnect")
-    finally:
-        env.close()
+
+    finishes_despite(terminate_lock_holder)
 
 
 def test_mixed_dimensions_fail_the_run_clearly():
