@@ -44,6 +44,20 @@ int pg_sqlstate_code(const char *s)
     return PW_EIO;
 }
 
+int pg_session_lost(PGconn *conn, const struct pw_error *err)
+{
+    static const char prefix[] = "PostgreSQL ";
+    const char *state;
+
+    if (!conn || PQstatus(conn) == CONNECTION_BAD)
+        return 1;
+    if (!err || err->code != PW_EUNAVAIL || strncmp(err->msg, prefix, sizeof prefix - 1))
+        return 0;
+    state = err->msg + sizeof prefix - 1; /* result_error's "PostgreSQL SQLSTATE: ..." */
+    return !strncmp(state, "08", 2) || !strncmp(state, "57P01", 5) || !strncmp(state, "57P02", 5) ||
+           !strncmp(state, "57P03", 5);
+}
+
 /* First line of a libpq message, without "FATAL:  " style prefixes handled by libpq. */
 static void first_line(char *dst, size_t n, const char *src)
 {

@@ -67,6 +67,12 @@ void pg_rollback(PGconn *conn);
  * *nomem is then set). */
 char *pg_strdup_value(const PGresult *res, int row, int col, int *nomem);
 
+/* 1 when err (from a call on conn) means the session itself is gone: libpq reports the
+ * connection bad, or the server said connection exception (SQLSTATE class 08) or admin
+ * shutdown (57P01, 57P02, 57P03).  Whatever the session held (advisory locks, an open
+ * transaction) went with it; a new connection is needed. */
+int pg_session_lost(PGconn *conn, const struct pw_error *err);
+
 /* Maps a SQLSTATE to a PW_E* code as described above. */
 int pg_sqlstate_code(const char *sqlstate);
 

@@ -5,6 +5,8 @@
 #   services.sh stop STATE_DIR                           stop everything started there
 #   services.sh restart-rabbit STATE_DIR                 stop and start RabbitMQ on the same port
 #   services.sh stop-rabbit STATE_DIR / start-rabbit STATE_DIR
+#   services.sh restart-postgres STATE_DIR               stop (fast) and start PostgreSQL, same port
+#   services.sh stop-postgres STATE_DIR / start-postgres STATE_DIR
 #
 # Every server listens on 127.0.0.1 on a free port picked at start, keeps its data under
 # STATE_DIR and its own Erlang node name and epmd port, so a server left over from an
@@ -125,11 +127,23 @@ start_postgres() {
     chown postgres "$state/pg.pw"
     runuser -u postgres -- "$PG_BIN/initdb" -D "$state/pg/data" -U pw --auth=scram-sha-256 \
         --pwfile="$state/pg.pw" -E UTF8 --locale=C >"$state/pg/initdb.log" 2>&1
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$state/pg/data" -w -t 60 -l "$state/pg/server.log" \
-        -o "-p $port -k $state/pg -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+    run_postgres "$port"
     PGPASSWORD=pw-test-secret "$PG_BIN/psql" -h 127.0.0.1 -p "$port" -U pw -d postgres -qAt \
         -c 'CREATE DATABASE pw' >/dev/null
     echo "PG_PORT=$port" >"$state/pg.ports"
+}
+
+# Starts the cluster in $state/pg/data on port $1.
+run_postgres() {
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$state/pg/data" -w -t 60 -l "$state/pg/server.log" \
+        -o "-p $1 -k $state/pg -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+}
+
+# The cluster start_postgres created, again on its port (after stop-postgres).
+resume_postgres() {
+    # shellcheck disable=SC1091
+    source "$state/pg.ports"
+    run_postgres "$PG_PORT"
 }
 
 stop_postgres() {
@@ -178,6 +192,12 @@ start-rabbit) start_rabbit ;;
 restart-rabbit)
     stop_rabbit
     start_rabbit
+    ;;
+stop-postgres) stop_postgres ;;
+start-postgres) resume_postgres ;;
+restart-postgres)
+    stop_postgres
+    resume_postgres
     ;;
 *)
     echo "unknown command $cmd" >&2

@@ -10,6 +10,7 @@
  * so success and failure share one cleanup.  Array files are encoded little-endian
  * explicitly (a copy through a small buffer) so the bytes do not depend on the host. */
 #include "artifacts.h"
+#include "fault.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -551,6 +552,7 @@ static int publish_common(const char *data_dir, const char *cid, const char *uui
     }
     if ((rc = install_dir(cfd, tmp, uuid, ctx->flags, err)) < 0)
         goto cleanup;
+    pw_fault_point("after_rename");
     if (fsync(cfd) < 0)
         rc = sys_error(err, "fsync", "collection directory", errno);
 cleanup:
@@ -668,8 +670,18 @@ cleanup:
     return rc;
 }
 
+/* 1 when name is a temporary of run_uuid: .tmp-{run_uuid}-... */
+static bool is_temp_of(const char *name, const char *run_uuid)
+{
+    const char *rest = name + sizeof TMP_PREFIX - 1; /* name starts with TMP_PREFIX */
+    size_t n = strlen(run_uuid);
+
+    return n && !strncmp(rest, run_uuid, n) && rest[n] == '-';
+}
+
 int artifacts_remove_stale_temps(const char *data_dir, const char *collection_id,
-                                 double older_than_s, struct pw_error *err)
+                                 const char *own_run_uuid, double older_than_s,
+                                 struct pw_error *err)
 {
     int cfd = -1, rc;
     DIR *d = NULL;
@@ -707,7 +719,7 @@ int artifacts_remove_stale_temps(const char *data_dir, const char *collection_id
             continue;
         double age = (double)(now.tv_sec - st.st_mtim.tv_sec) +
                      (double)(now.tv_nsec - st.st_mtim.tv_nsec) * 1e-9;
-        if (age <= older_than_s)
+        if (age <= older_than_s && !(own_run_uuid && is_temp_of(de->d_name, own_run_uuid)))
             continue;
         int r = remove_tree_at(cfd, de->d_name, REMOVE_DEPTH);
         if (r < 0 && rc == 0)

@@ -80,9 +80,12 @@ int artifacts_publish_reuse(const char *data_dir, const char *src_rel_path,
                             unsigned flags, struct pw_error *err);
 
 /* Removes .tmp-* directories in the collection's directory whose modification time is more
- * than older_than_s seconds ago (publishing takes seconds; pass minutes or more).  A missing
+ * than older_than_s seconds ago (publishing takes seconds; pass minutes or more), and those
+ * of own_run_uuid (.tmp-{own_run_uuid}-*) whatever their age: the caller holds that run's
+ * lock, so they are left by an attempt that died (own_run_uuid may be NULL).  A missing
  * collection directory is not an error. */
 int artifacts_remove_stale_temps(const char *data_dir, const char *collection_id,
-                                 double older_than_s, struct pw_error *err);
+                                 const char *own_run_uuid, double older_than_s,
+                                 struct pw_error *err);
 
 #endif

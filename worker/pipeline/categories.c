@@ -96,12 +96,21 @@ static size_t pypath_suffix(const struct pypath *p, const char **suffix)
     return 0;
 }
 
-static void copy_n(char *out, size_t cap, const char *s, size_t n)
+/* str(v), whole, malloc'd: py_str into a buffer that grows until the text fits (a
+ * string's own length is enough at once).  NULL when out of memory. */
+static char *py_str_dup(const json_t *v)
 {
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(out, s, n);
-    out[n] = '\0';
+    size_t cap = json_is_string(v) ? json_string_length(v) + 1 : 64;
+
+    for (;;) {
+        char *buf = malloc(cap);
+        if (!buf || !py_str(v, buf, cap))
+            return buf;
+        free(buf);
+        if (cap > SIZE_MAX / 2)
+            return NULL;
+        cap *= 2;
+    }
 }
 
 static json_t *metadata_of(json_t *payload)
@@ -110,7 +119,7 @@ static json_t *metadata_of(json_t *payload)
     return json_is_object(m) ? m : NULL;
 }
 
-static void label_source_dir(json_t *payload, char *label, size_t cap)
+static char *label_source_dir(json_t *payload)
 {
     static const char *const path_keys[] = {"path", NULL};
     static const char *const meta_keys[] = {"source_path", NULL};
@@ -123,21 +132,15 @@ static void label_source_dir(json_t *payload, char *label, size_t cap)
         if (!v)
             v = first_truthy(metadata_of(payload), meta_keys);
     }
-    if (!json_is_string(v) || !json_string_length(v)) {
-        copy_n(label, cap, UNKNOWN_LABEL, strlen(UNKNOWN_LABEL));
-        return;
-    }
+    if (!json_is_string(v) || !json_string_length(v))
+        return strdup(UNKNOWN_LABEL);
     pypath_parse(json_string_value(v), &p);
-    if (pypath_suffix(&p, &suffix) && p.n >= 2) {
-        copy_n(label, cap, p.parts[p.n - 2], p.lens[p.n - 2]);
-        return;
-    }
-    if (p.n) {
-        copy_n(label, cap, p.parts[p.n - 1], p.lens[p.n - 1]);
-        return;
-    }
+    if (pypath_suffix(&p, &suffix) && p.n >= 2)
+        return strndup(p.parts[p.n - 2], p.lens[p.n - 2]);
+    if (p.n)
+        return strndup(p.parts[p.n - 1], p.lens[p.n - 1]);
     /* No parts: str(path) is the anchor, or "." for an empty relative path. */
-    copy_n(label, cap, *p.anchor ? p.anchor : ".", *p.anchor ? strlen(p.anchor) : 1);
+    return strdup(*p.anchor ? p.anchor : ".");
 }
 
 /* The C.UTF-8 locale gives towlower_l() Unicode case mappings; it is created once and
@@ -192,7 +195,7 @@ static void lower_utf8(char *s)
     uselocale(previous);
 }
 
-static void label_filetype(json_t *payload, char *label, size_t cap)
+static char *label_filetype(json_t *payload)
 {
     static const char *const mime_keys[] = {"mime_type", NULL};
     static const char *const path_keys[] = {"path", "source_path", NULL};
@@ -202,14 +205,15 @@ static void label_filetype(json_t *payload, char *label, size_t cap)
     json_t *path;
     struct pypath p;
     const char *suffix;
+    char *label;
     size_t n;
 
     if (!mime)
         mime = first_truthy(meta, mime_keys);
     if (json_is_string(mime)) {
-        copy_n(label, cap, json_string_value(mime), json_string_length(mime));
-        lower_utf8(label);
-        return;
+        if ((label = strndup(json_string_value(mime), json_string_length(mime))))
+            lower_utf8(label);
+        return label;
     }
     path = first_truthy(payload, path_keys);
     if (!path)
@@ -220,12 +224,12 @@ static void label_filetype(json_t *payload, char *label, size_t cap)
         while (dots < n && suffix[dots] == '.')
             dots++;
         if (dots < n) {
-            copy_n(label, cap, suffix + dots, n - dots);
-            lower_utf8(label);
-            return;
+            if ((label = strndup(suffix + dots, n - dots)))
+                lower_utf8(label);
+            return label;
         }
     }
-    copy_n(label, cap, UNKNOWN_LABEL, strlen(UNKNOWN_LABEL));
+    return strdup(UNKNOWN_LABEL);
 }
 
 /* ---- timestamps ------------------------------------------------------------------ */
@@ -290,7 +294,7 @@ static const char *age_bucket(double ts, double now)
     return ">1y";
 }
 
-static void label_age(json_t *payload, double now, char *label, size_t cap)
+static char *label_age(json_t *payload, double now)
 {
     static const char *const keys[] = {"ingested_at", "created_at", "updated_at", "timestamp",
                                        NULL};
@@ -301,7 +305,7 @@ static void label_age(json_t *payload, double now, char *label, size_t cap)
     if (!v)
         v = first_truthy(metadata_of(payload), keys);
     bucket = v && parse_timestamp(v, &ts) ? age_bucket(ts, now) : UNKNOWN_LABEL;
-    copy_n(label, cap, bucket, strlen(bucket));
+    return strdup(bucket);
 }
 
 /* ---- labels ------------------------------------------------------------------------ */
@@ -323,44 +327,52 @@ const char *categories_color_by_name(enum color_by c)
     return names[c];
 }
 
-void categories_label(json_t *payload, enum color_by color_by, double now_unix, char *label,
-                      size_t cap, char *doc_id, size_t doc_cap, int *has_doc_id)
+/* Python's `a or b` over the document id keys; NULL when none is set. */
+static json_t *document_id_of(json_t *payload)
 {
     static const char *const doc_keys[] = {"doc_id", "document_id", "chunk_id", "source_id"};
+    json_t *chain[4], *v;
 
-    *has_doc_id = 0;
-    if (!json_is_object(payload)) {
-        copy_n(label, cap, UNKNOWN_LABEL, strlen(UNKNOWN_LABEL));
-        return;
-    }
+    for (int i = 0; i < 4; i++)
+        chain[i] = json_object_get(payload, doc_keys[i]);
+    v = python_or(chain, 4);
+    return v && !json_is_null(v) ? v : NULL;
+}
+
+char *categories_label(json_t *payload, enum color_by color_by, double now_unix, char **doc_id)
+{
+    char *label = NULL;
+    json_t *v;
+
+    *doc_id = NULL;
+    if (!json_is_object(payload))
+        return strdup(UNKNOWN_LABEL);
     switch (color_by) {
     case COLOR_BY_SOURCE_DIR:
-        label_source_dir(payload, label, cap);
+        label = label_source_dir(payload);
         break;
     case COLOR_BY_FILETYPE:
-        label_filetype(payload, label, cap);
+        label = label_filetype(payload);
         break;
     case COLOR_BY_AGE_BUCKET:
-        label_age(payload, now_unix, label, cap);
+        label = label_age(payload, now_unix);
         break;
     case COLOR_BY_DOCUMENT_ID:
-    default: {
-        json_t *chain[4], *v;
-        for (int i = 0; i < 4; i++)
-            chain[i] = json_object_get(payload, doc_keys[i]);
-        v = python_or(chain, 4);
-        if (!v || json_is_null(v)) {
-            copy_n(label, cap, UNKNOWN_LABEL, strlen(UNKNOWN_LABEL));
-            break;
+    default:
+        if (!(v = document_id_of(payload)))
+            return strdup(UNKNOWN_LABEL);
+        label = py_str_dup(v);
+        if (label && !(*doc_id = strdup(label))) {
+            free(label);
+            return NULL;
         }
-        py_str(v, label, cap);
-        py_str(v, doc_id, doc_cap);
-        *has_doc_id = 1;
         break;
     }
+    if (label && !label[0]) { /* `if not category_label: category_label = "unknown"` */
+        free(label);
+        label = strdup(UNKNOWN_LABEL);
     }
-    if (!label[0]) /* `if not category_label: category_label = "unknown"` */
-        copy_n(label, cap, UNKNOWN_LABEL, strlen(UNKNOWN_LABEL));
+    return label;
 }
 
 /* ---- the table ----------------------------------------------------------------------- */

@@ -25,7 +25,6 @@
 #include "qdrant.h"
 
 #define CATEGORY_OVERFLOW_INDEX 255
-#define CATEGORY_LABEL_MAX      512
 
 enum color_by { COLOR_BY_DOCUMENT_ID, COLOR_BY_SOURCE_DIR, COLOR_BY_FILETYPE, COLOR_BY_AGE_BUCKET };
 
@@ -34,10 +33,10 @@ enum color_by { COLOR_BY_DOCUMENT_ID, COLOR_BY_SOURCE_DIR, COLOR_BY_FILETYPE, CO
 enum color_by categories_parse_color_by(const char *text);
 const char *categories_color_by_name(enum color_by c);
 
-/* Fills label (NUL-terminated, truncated to cap) and, for document_id with an id,
- * doc_id; *has_doc_id says whether doc_id was set.  `payload` may be NULL. */
-void categories_label(json_t *payload, enum color_by color_by, double now_unix, char *label,
-                      size_t cap, char *doc_id, size_t doc_cap, int *has_doc_id);
+/* The point's label, whole (Python keeps any length), malloc'd and owned by the caller;
+ * for document_id with an id, *doc_id is set to a malloc'd copy of it (else NULL).
+ * NULL when out of memory (*doc_id is then NULL).  `payload` may be NULL. */
+char *categories_label(json_t *payload, enum color_by color_by, double now_unix, char **doc_id);
 
 /* The payload fields the rules read (qdrant_field_key's names, META_* ones under
  * "metadata") of point i of a fetched matrix, as the dict the Python task's rules see.

@@ -4,11 +4,15 @@
  * function that returns 0 or a negative code with err filled:
  *
  *   load_run -> compute_hash -> lock_hash -> (already done | reuse | compute)
- *   compute:  fetch_vectors -> derive_categories -> reduce -> build_meta -> publish
+ *   compute:  fetch_vectors -> derive_categories -> reduce -> build_meta -> publish -> commit
  *
  * Anything that fails after the run was loaded marks the run and its operation failed
  * (fail_run) before the task reports FAILURE.  The advisory lock is a session lock on
- * the job's own connection: closing the connection releases it, whatever happened. */
+ * the job's own connection: closing the connection releases it, whatever happened.  So
+ * when the session dies (PostgreSQL restarted, backend terminated), each write goes
+ * through write_db: a new session, the lock taken again, the run read again, the write
+ * redone.  When the database stays out of reach nothing is recorded and the task asks
+ * for the message to be delivered again (task_outcome.retry). */
 #include "clock.h"
 #include "projection_task.h"
 
@@ -25,6 +29,7 @@
 #include "artifacts.h"
 #include "categories.h"
 #include "collections.h"
+#include "fault.h"
 #include "metadata_hash.h"
 #include "pg.h"
 #include "pg_url.h"
@@ -40,7 +45,11 @@ struct projection_job {
     struct run run;
     struct collection coll;
     int run_loaded, coll_loaded;
-    json_t *config; /* the run's config (object; {} when absent) */
+    int locked;          /* this session took the advisory lock on lock_key */
+    int reused;          /* the run was completed by reusing another run's artifacts */
+    const char *failure; /* fail_run's message, for mark_failed */
+    int db_lost;         /* the database could not be reached (again): nothing can be recorded */
+    json_t *config;      /* the run's config (object; {} when absent) */
     char hash[METADATA_HASH_HEX_LEN + 1];
     int64_t lock_key;
     enum color_by color_by;
@@ -66,6 +75,7 @@ struct projection_job {
     char *abs_dir, *rel_dir;
     json_t *meta;
     double last_progress;
+    int scroll_fault_passed, compute_fault_passed; /* fault points fire on first progress */
     double started;
     double fetch_s, categories_s, reduce_s; /* phase timings for the completion log line */
 };
@@ -113,14 +123,34 @@ static void iso_now(char *buf, size_t cap)
 
 /* ---- step 1: load ------------------------------------------------------------------ */
 
-static int load_run(struct projection_job *job, struct pw_error *err)
+/* Tries to connect for about 30 s (0.25 s doubling up to 5 s between tries): a restart
+ * of PostgreSQL fits, an outage does not and the message is delivered again later. */
+#define DB_CONNECT_ATTEMPTS 10
+
+/* Opens job->conn, closing a previous one.  A failure of any kind (server down, wrong
+ * password, database missing) sets db_lost: nothing about the run can be recorded, so
+ * the task asks for the message to come back rather than answering FAILURE, and a
+ * worker whose database is unreachable stops taking work. */
+static int connect_db(struct projection_job *job, struct pw_error *err)
 {
     struct pg_connect_options opt;
+    int rc;
+
+    pg_close(job->conn);
+    job->conn = NULL;
+    pg_connect_options_default(&opt);
+    opt.attempts = DB_CONNECT_ATTEMPTS;
+    if ((rc = pg_connect(job->app->database_url, &opt, &job->conn, err)))
+        job->db_lost = 1;
+    return rc;
+}
+
+static int load_run(struct projection_job *job, struct pw_error *err)
+{
     json_error_t jerr;
     int rc;
 
-    pg_connect_options_default(&opt);
-    if ((rc = pg_connect(job->app->database_url, &opt, &job->conn, err)))
+    if ((rc = connect_db(job, err)))
         return rc;
     rc = runs_load(job->conn, job->run_id, &job->run, err);
     if (rc == PW_ENOTFOUND)
@@ -338,10 +368,17 @@ static int scroll_progress(void *ud, size_t fetched, size_t limit)
 {
     struct projection_job *job = ud;
 
+    if (fetched > 0 && !job->scroll_fault_passed) {
+        job->scroll_fault_passed = 1;
+        pw_fault_point("mid_scroll");
+    }
+
     report_progress(job, json_pack("{s:s, s:I, s:I}", "phase", "fetching", "fetched",
                                    (json_int_t)fetched, "sample_limit", (json_int_t)limit));
     return atomic_load(job->env->cancel) ? 1 : 0;
 }
+
+#define UNKNOWN_COUNT_RESERVE 65536 /* rows reserved when the collection size is unknown */
 
 static int fetch_vectors(struct projection_job *job, struct pw_error *err)
 {
@@ -354,8 +391,13 @@ static int fetch_vectors(struct projection_job *job, struct pw_error *err)
     if (!name || !*name)
         return pw_error_set(err, PW_EINVAL,
                             "Collection is missing a vector store name for projection computation");
+    /* Rows reserved up front: the collection's vector_count when it is known, otherwise
+     * (0, the column's default) a small start the matrix grows from geometrically; never
+     * sample_limit itself, which may be 10^9 for "everything". */
     if (job->coll.vector_count > 0 && (size_t)job->coll.vector_count < reserve)
         reserve = (size_t)job->coll.vector_count;
+    else if (job->coll.vector_count <= 0 && reserve > UNKNOWN_COUNT_RESERVE)
+        reserve = UNKNOWN_COUNT_RESERVE;
     if ((rc = qdrant_client_new(&client, &job->app->qdrant, err)))
         return rc;
     if ((rc = qdrant_matrix_reserve(&job->m, reserve, 0, err)))
@@ -392,14 +434,15 @@ static int derive_categories(struct projection_job *job, struct pw_error *err)
     if (!job->cat || !job->ids || !job->original_ids)
         return pw_error_set(err, PW_ENOMEM, "out of memory for %zu points", n);
     for (size_t i = 0; i < n; i++) {
-        char label[CATEGORY_LABEL_MAX], doc[CATEGORY_LABEL_MAX], idtext[QDRANT_ID_TEXT_MAX];
-        int has_doc, idx;
+        char idtext[QDRANT_ID_TEXT_MAX], *doc, *label;
+        int idx;
         json_t *payload = categories_point_payload(&job->m, i);
 
-        categories_label(payload, job->color_by, now, label, sizeof label, doc, sizeof doc,
-                         &has_doc);
+        label = categories_label(payload, job->color_by, now, &doc);
         json_decref(payload);
-        idx = category_table_add(job->cats, label, has_doc ? doc : NULL);
+        idx = label ? category_table_add(job->cats, label, doc) : PW_ENOMEM;
+        free(label);
+        free(doc);
         if (idx < 0)
             return pw_error_set(err, PW_ENOMEM, "out of memory for categories");
         job->cat[i] = (uint8_t)idx;
@@ -425,6 +468,12 @@ static int derive_categories(struct projection_job *job, struct pw_error *err)
 
 static void compute_progress(void *ctx, const char *phase, double fraction)
 {
+    struct projection_job *job = ctx;
+
+    if (!job->compute_fault_passed) {
+        job->compute_fault_passed = 1;
+        pw_fault_point("mid_compute");
+    }
     report_progress(ctx, json_pack("{s:s, s:f}", "phase", phase, "fraction", fraction));
 }
 
@@ -507,12 +556,11 @@ static int build_meta(struct projection_job *job, struct pw_error *err)
     return 0;
 }
 
-static int publish_and_complete(struct projection_job *job, struct task_outcome *out,
-                                struct pw_error *err)
+/* The files, in place under the run's directory (artifacts.h: all or nothing). */
+static int publish(struct projection_job *job, struct pw_error *err)
 {
     struct artifacts a;
-    char *meta_text = NULL, *patch_text = NULL;
-    json_t *patch = NULL;
+    char *meta_text = NULL;
     int rc;
 
     if ((rc = py_json_dumps(job->meta, 2, &meta_text, err)))
@@ -526,9 +574,21 @@ static int publish_and_complete(struct projection_job *job, struct task_outcome 
     if ((rc = artifacts_publish(job->app->data_dir, job->run.collection_id, job->run.uuid, &a, 0,
                                 err)))
         goto done;
-    if ((rc = artifacts_run_dir(job->app->data_dir, job->run.collection_id, job->run.uuid,
-                                &job->abs_dir, &job->rel_dir, err)))
-        goto done;
+    rc = artifacts_run_dir(job->app->data_dir, job->run.collection_id, job->run.uuid, &job->abs_dir,
+                           &job->rel_dir, err);
+done:
+    free(meta_text);
+    return rc;
+}
+
+/* One transaction: run completed with the published artifacts, operation completed. */
+static int commit_completion(struct projection_job *job, struct task_outcome *out,
+                             struct pw_error *err)
+{
+    char *patch_text = NULL;
+    json_t *patch;
+    int rc;
+
     /* meta merged as the Python task's update_metadata call does */
     patch = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O}", "projection_artifacts", job->meta,
                       "color_by", json_object_get(job->meta, "color_by"), "legend",
@@ -542,8 +602,10 @@ static int publish_and_complete(struct projection_job *job, struct task_outcome 
     patch_text = json_dumps(patch, JSON_COMPACT);
     {
         struct run_completion c = {job->rel_dir, (int64_t)job->m.n, patch_text, job->hash};
+        pw_fault_point("before_commit");
         if ((rc = runs_mark_completed(job->conn, job->run.uuid, &c, err)))
             goto done;
+        pw_fault_point("after_commit");
     }
     out->result = task_result(job, job->reducer_used, (int64_t)job->m.n, job->abs_dir);
     {
@@ -562,23 +624,10 @@ static int publish_and_complete(struct projection_job *job, struct task_outcome 
 done:
     json_decref(patch);
     free(patch_text);
-    free(meta_text);
     return rc;
 }
 
 /* ---- the task ------------------------------------------------------------------------------- */
-
-static void fail_run(struct projection_job *job, const struct pw_error *why)
-{
-    struct pw_error ignored;
-    char clean[512];
-
-    if (!job->conn || !job->run_loaded)
-        return;
-    pg_url_sanitize_error(why->msg, clean, sizeof clean);
-    if (runs_mark_failed(job->conn, job->run.uuid, clean, &ignored))
-        log_job(job, PW_LOG_ERROR, "projection_mark_failed_failed", NULL, ignored.msg);
-}
 
 static void job_free(struct projection_job *job)
 {
@@ -645,20 +694,46 @@ static int run_id_argument(const struct celery_task_msg *m, const char **id, str
     return 0;
 }
 
-/* Step 2 of DESIGN.md: the run, its hash and the lock on (collection, hash). */
-static int load_and_lock(struct projection_job *job, struct pw_error *err)
+/* A refused id may still name a row (projection_runs.uuid is text): that row is loaded
+ * so that report_failure marks it and its operation failed instead of leaving them
+ * pending.  Nothing here touches the filesystem. */
+static void load_refused_run(struct projection_job *job)
+{
+    const json_t *v = json_array_size(job->env->msg->args) > 0
+                          ? json_array_get(job->env->msg->args, 0)
+                          : json_object_get(job->env->msg->kwargs, "projection_id");
+    struct pw_error ignored;
+
+    if (!json_is_string(v) || !job->app || !job->app->database_url ||
+        pg_connect(job->app->database_url, NULL, &job->conn, &ignored))
+        return;
+    if (runs_load(job->conn, json_string_value(v), &job->run, &ignored))
+        return;
+    job->run_loaded = 1;
+    job->run_id = job->run.uuid;
+}
+
+/* Step 2 of DESIGN.md, first half: the run id, the connection, the run and collection. */
+static int load(struct projection_job *job, struct pw_error *err)
 {
     int rc;
 
-    if ((rc = run_id_argument(job->env->msg, &job->run_id, err)))
+    if ((rc = run_id_argument(job->env->msg, &job->run_id, err))) {
+        load_refused_run(job);
         return rc;
+    }
     if (!job->app || !job->app->database_url)
         return pw_error_set(err, PW_EINVAL,
                             "projection-worker has no DATABASE_URL configured: cannot load run %s",
                             job->run_id);
-    if ((rc = load_run(job, err)) || (rc = compute_hash(job, err)) || (rc = lock_hash(job, err)))
-        return rc;
-    /* Under the lock: the run may have changed while we waited. */
+    return load_run(job, err);
+}
+
+/* The run read again (its status may have changed). */
+static int runs_load_again(struct projection_job *job, struct pw_error *err)
+{
+    int rc;
+
     runs_free(&job->run);
     job->run_loaded = 0;
     if ((rc = runs_load(job->conn, job->run_id, &job->run, err)))
@@ -667,11 +742,33 @@ static int load_and_lock(struct projection_job *job, struct pw_error *err)
     return 0;
 }
 
-/* Step 2, under the lock: a run already completed or cancelled is settled as it is
- * (*settled = 1, whatever rc says), a completed run with the same hash is reused
- * (*settled = 1, rc 0); otherwise the run is to be computed. */
-static int settle_under_lock(struct projection_job *job, struct task_outcome *out, int *settled,
-                             struct pw_error *err)
+/* The lock on (collection, hash) for this session, then the run read again under it:
+ * it may have changed while we waited. */
+static int lock_and_reload(struct projection_job *job, struct pw_error *err)
+{
+    int rc;
+
+    if ((rc = lock_hash(job, err)))
+        return rc;
+    job->locked = 1;
+    pw_fault_point("under_lock");
+    return runs_load_again(job, err);
+}
+
+/* Step 2, second half: the hash and the lock on (collection, hash). */
+static int lock(struct projection_job *job, struct pw_error *err)
+{
+    int rc;
+
+    if ((rc = compute_hash(job, err)))
+        return rc;
+    return lock_and_reload(job, err);
+}
+
+/* A run already completed or cancelled is settled as it is (*settled = 1, whatever rc
+ * says); otherwise *settled = 0 and nothing is done. */
+static int settle_finished(struct projection_job *job, struct task_outcome *out, int *settled,
+                           struct pw_error *err)
 {
     int rc;
 
@@ -685,19 +782,112 @@ static int settle_under_lock(struct projection_job *job, struct task_outcome *ou
         return rc;
     }
     *settled = 0;
-    if ((rc = runs_store_metadata_hash(job->conn, job->run.uuid, job->hash, err)) ||
-        (rc = try_reuse(job, out, settled, err)))
-        return rc;
     return 0;
 }
 
+/* ---- a lost database session ------------------------------------------------------------ */
+
+/* The session died (PostgreSQL restarted, backend terminated) and the advisory lock with
+ * it, so another replica may have taken the lock and finished this run meanwhile: a new
+ * connection, the lock taken again (waiting as lock_hash does) and the run read again. */
+static int recover_session(struct projection_job *job, const struct pw_error *why,
+                           struct pw_error *err)
+{
+    int rc;
+
+    log_job(job, PW_LOG_WARNING, "projection_db_reconnect", NULL, why->msg);
+    if ((rc = connect_db(job, err)))
+        return rc;
+    rc = job->locked ? lock_and_reload(job, err) : runs_load_again(job, err);
+    if (rc) {
+        if (pg_session_lost(job->conn, err))
+            job->db_lost = 1;
+        return rc;
+    }
+    job->db_lost = 0;
+    return 0;
+}
+
+typedef int (*db_write)(struct projection_job *job, struct task_outcome *out, struct pw_error *err);
+
+/* Runs write; when the session died under it, recovers and, unless the run was settled
+ * meanwhile (*settled = 1: completed or cancelled by another attempt; settled may be
+ * NULL to redo the write regardless), runs it once more.  db_lost says whether the
+ * database is still out of reach at the end. */
+static int write_db(struct projection_job *job, db_write write, struct task_outcome *out,
+                    int *settled, struct pw_error *err)
+{
+    struct pw_error why;
+    int rc = write(job, out, err);
+
+    if (!rc || !pg_session_lost(job->conn, err))
+        return rc;
+    job->db_lost = 1;
+    why = *err;
+    if ((rc = recover_session(job, &why, err)))
+        return rc;
+    if (settled && ((rc = settle_finished(job, out, settled, err)) || *settled))
+        return rc;
+    if ((rc = write(job, out, err)) && pg_session_lost(job->conn, err))
+        job->db_lost = 1;
+    return rc;
+}
+
+/* Under the lock: the hash stored, and a completed run with the same hash reused
+ * (job->reused). */
+static int store_hash_and_reuse(struct projection_job *job, struct task_outcome *out,
+                                struct pw_error *err)
+{
+    int rc, reused = 0;
+
+    if ((rc = runs_store_metadata_hash(job->conn, job->run.uuid, job->hash, err)) ||
+        (rc = try_reuse(job, out, &reused, err)))
+        return rc;
+    job->reused = reused;
+    return 0;
+}
+
+/* Step 2, under the lock: a run already completed or cancelled is settled as it is
+ * (*settled = 1, whatever rc says), a completed run with the same hash is reused
+ * (*settled = 1, rc 0); otherwise the run is to be computed. */
+static int settle_under_lock(struct projection_job *job, struct task_outcome *out, int *settled,
+                             struct pw_error *err)
+{
+    int rc;
+
+    if ((rc = settle_finished(job, out, settled, err)) || *settled)
+        return rc;
+    if ((rc = write_db(job, store_hash_and_reuse, out, settled, err)) || *settled)
+        return rc;
+    *settled = job->reused;
+    return 0;
+}
+
+/* Earlier attempts of this message died (env->give_up says how): the run and its
+ * operation are failed with that reason and nothing is computed again.  A run that an
+ * attempt did complete before dying keeps its result. */
+static int give_up(struct projection_job *job, struct task_outcome *out, int *settled,
+                   struct pw_error *err)
+{
+    *settled = 1;
+    if (!strcmp(job->run.status, "completed"))
+        return already_completed(job, out, err);
+    *settled = 0;
+    /* What Celery reports for a pool process that died under a task. */
+    out->exc_type = "WorkerLostError";
+    out->exc_module = "billiard.exceptions";
+    return pw_error_set(err, PW_EINTERNAL, "%s", job->env->give_up);
+}
+
 /* Temp directories of task processes killed mid-publish (kill -9, OOM) are swept under
- * the lock, once they are an hour old. */
+ * the lock: this run's own at once (an earlier attempt of it died), others' once they are
+ * an hour old (another run may be publishing them right now). */
 static void sweep_stale_temps(struct projection_job *job)
 {
     struct pw_error sweep;
 
-    if (artifacts_remove_stale_temps(job->app->data_dir, job->run.collection_id, 3600, &sweep))
+    if (artifacts_remove_stale_temps(job->app->data_dir, job->run.collection_id, job->run.uuid,
+                                     3600, &sweep))
         log_job(job, PW_LOG_WARNING, "projection_stale_temp_sweep_failed", NULL, sweep.msg);
 }
 
@@ -709,15 +899,24 @@ static double lap(double *t)
     return d;
 }
 
-/* Steps 3 to 6 of DESIGN.md: fetch, categories and ids, reduce, publish and commit. */
-static int compute_and_publish(struct projection_job *job, struct task_outcome *out,
+static int mark_running(struct projection_job *job, struct task_outcome *out, struct pw_error *err)
+{
+    (void)out;
+    return runs_mark_running(job->conn, job->run.uuid, err);
+}
+
+/* Steps 3 to 6 of DESIGN.md: fetch, categories and ids, reduce, publish and commit.
+ * *settled = 1 when a lost session was recovered and the run had been finished
+ * meanwhile by another attempt (its outcome is then the task's). */
+static int compute_and_publish(struct projection_job *job, struct task_outcome *out, int *settled,
                                struct pw_error *err)
 {
     double t = pw_mono_now();
     int rc;
 
     sweep_stale_temps(job);
-    if ((rc = runs_mark_running(job->conn, job->run.uuid, err)) || (rc = fetch_vectors(job, err)))
+    if ((rc = write_db(job, mark_running, out, settled, err)) || *settled ||
+        (rc = fetch_vectors(job, err)))
         return rc;
     job->fetch_s = lap(&t);
     if ((rc = derive_categories(job, err)))
@@ -726,20 +925,56 @@ static int compute_and_publish(struct projection_job *job, struct task_outcome *
     if ((rc = reduce(job, err)))
         return rc;
     job->reduce_s = lap(&t);
-    if ((rc = build_meta(job, err)) || (rc = publish_and_complete(job, out, err)))
+    if ((rc = build_meta(job, err)) || (rc = publish(job, err)))
         return rc;
-    return 0;
+    return write_db(job, commit_completion, out, settled, err);
+}
+
+static int mark_failed(struct projection_job *job, struct task_outcome *out, struct pw_error *err)
+{
+    char clean[512];
+
+    (void)out;
+    pg_url_sanitize_error(job->failure, clean, sizeof clean);
+    return runs_mark_failed(job->conn, job->run.uuid, clean, err);
+}
+
+/* The run and its operation marked failed with why's message, on a new session if the
+ * one in hand died; db_lost is set when the database stayed out of reach. */
+static void fail_run(struct projection_job *job, const struct pw_error *why,
+                     struct task_outcome *out)
+{
+    struct pw_error failed;
+
+    if (!job->run_loaded)
+        return;
+    job->failure = why->msg;
+    if (write_db(job, mark_failed, out, NULL, &failed))
+        log_job(job, PW_LOG_ERROR, "projection_mark_failed_failed", NULL, failed.msg);
 }
 
 /* A failure after the message was understood: the exception the client sees, a log
- * line, and the run and operation marked failed where they exist. */
+ * line, and the run and operation marked failed where they exist.  When the database
+ * is out of reach nothing could be decided: the run is left as it is and the message
+ * is to be delivered again (out->retry). */
 static void report_failure(struct projection_job *job, int rc, struct task_outcome *out,
                            const struct pw_error *err)
 {
-    out->exc_type = exc_type_for(rc);
-    out->exc_module = "builtins";
+    if (!out->exc_type) {
+        out->exc_type = exc_type_for(rc);
+        out->exc_module = "builtins";
+    }
+    if (!job->db_lost && job->conn && pg_session_lost(job->conn, err))
+        job->db_lost = 1;
+    if (!job->db_lost)
+        fail_run(job, err, out);
+    if (job->db_lost) {
+        out->retry = 1;
+        log_job(job, PW_LOG_ERROR, "projection_db_unavailable", json_pack("{s:i}", "code", rc),
+                err->msg);
+        return;
+    }
     log_job(job, PW_LOG_ERROR, "projection_failed", json_pack("{s:i}", "code", rc), err->msg);
-    fail_run(job, err);
 }
 
 int projection_task_run(const struct task_env *env, struct task_outcome *out, struct pw_error *err)
@@ -752,11 +987,13 @@ int projection_task_run(const struct task_env *env, struct task_outcome *out, st
     job.app = env->app;
     job.started = pw_mono_now();
     qdrant_matrix_init(&job.m);
-    rc = load_and_lock(&job, err);
-    if (!rc)
+    rc = load(&job, err);
+    if (!rc && env->give_up)
+        rc = give_up(&job, out, &settled, err);
+    else if (!rc && !(rc = lock(&job, err)))
         rc = settle_under_lock(&job, out, &settled, err);
     if (!rc && !settled)
-        rc = compute_and_publish(&job, out, err);
+        rc = compute_and_publish(&job, out, &settled, err);
     if (rc && !settled)
         report_failure(&job, rc, out, err);
     job_free(&job);

@@ -12,7 +12,10 @@
  *
  * The task's return value is the dict the Python task returns (projection_id, status,
  * reducer, message, point_count, storage_path).  Failures mark the run and operation
- * failed with a sanitized message and come back as a FAILURE whose message says why.
+ * failed with a sanitized message and come back as a FAILURE whose message says why;
+ * when PostgreSQL cannot be reached (about 30 s of reconnecting) the run is left as it
+ * is and the outcome asks for redelivery (out->retry).  env->give_up fails the run with
+ * that reason without computing.
  * The settings come from struct projection_app (projection_app.h); each task opens its
  * own database connection. */
 #ifndef PW_PROJECTION_TASK_H

@@ -171,6 +171,24 @@ class Env:
             pass
 
 
+TASK_BIN = os.path.join(os.path.dirname(pwtest.WORKER_BIN), "projection-worker-task")
+
+
+def run_task_process(env: Env, message: dict, extra_env: dict | None = None) -> tuple[dict, str]:
+    """One `projection-worker-task task` run, as the consumer starts it: the message as
+    JSON on stdin, the outcome as JSON on stdout, the log on stderr."""
+    e = dict(os.environ)
+    e.update({"DATABASE_URL": env.url, "DATA_DIR": env.data_dir, "QDRANT_URL": env.standin.url,
+              "QDRANT_TIMEOUT_MS": "3000", "QDRANT_MAX_RETRIES": "3"})
+    e.update(extra_env or {})
+    msg = {"id": str(uuid.uuid4()), "task": "webui.tasks.compute_projection", **message}
+    out = subprocess.run([TASK_BIN, "task"], input=json.dumps(msg), capture_output=True, text=True, timeout=180,
+                         env=e)
+    lines = out.stdout.strip().splitlines()
+    assert lines, f"no outcome; stderr: {out.stderr}"
+    return json.loads(lines[-1]), out.stderr
+
+
 def send(queue: str, run: str, timeout: float = 60):
     return celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=queue).get(timeout=timeout)
 
@@ -342,16 +360,62 @@ def test_pipeline_runs_on_the_python_apps_alembic_schema():
         env.close()
 
 
-def test_postgres_unreachable_fails_task_without_leaking_password():
+def services(command: str) -> None:
+    subprocess.run([os.path.join(pwtest.ROOT, "tests/harness/services.sh"), command, pwtest.ENV["PW_SERVICES_DIR"]],
+                   check=True, timeout=180)
+
+
+def test_database_refusing_the_worker_asks_for_redelivery_without_leaking_password():
     env = Env()
-    q = unique("pgdown")
     try:
-        bad_url = "postgresql://pw:sup3r-s3cret@127.0.0.1:1/pw"
-        w = env.worker(q, env={"DATABASE_URL": bad_url})
-        msg = expect_failure(q, str(uuid.uuid4()), "127.0.0.1", exc=ConnectionError)
-        assert "sup3r-s3cret" not in msg and "sup3r-s3cret" not in w.dump_log()
+        run = env.create_run()
+        bad_url = env.url.replace("pw-test-secret", "sup3r-s3cret")  # wrong password: not transient, still retried
+        outcome, log = run_task_process(env, {"args": [run]}, {"DATABASE_URL": bad_url})
+        assert outcome["ok"] is False and outcome["retry"] is True, outcome
+        assert "PostgreSQL" in outcome["message"], outcome
+        assert "sup3r-s3cret" not in json.dumps(outcome) and "sup3r-s3cret" not in log
+        assert env.run_row(run)["status"] == "running", "a run whose state could not be written was touched"
     finally:
         env.close()
+
+
+def finishes_despite(db_fault) -> None:
+    """A projection of 4 slow pages (1 s each) during which db_fault(env) hits the task's
+    PostgreSQL session: the run completes on a new session."""
+    env = Env(points=make_points(n=4000, d=32))
+    q = unique("pgfault")
+    try:
+        w = env.worker(q)
+        run = env.create_run()
+        env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 1.0, "times": -1})
+        res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
+        db_fault(env)
+        value = res.get(timeout=120)
+        assert value["status"] == "completed" and value["point_count"] == 4000, value
+        row = env.run_row(run)
+        assert row["status"] == "completed" and row["op_status"] == "completed", row
+        assert w.find("projection_db_reconnect")
+    finally:
+        env.close()
+
+
+def test_postgres_restarted_mid_run_is_finished_on_a_new_session():
+    def restart(env: Env) -> None:
+        env.workers[0].wait_event("task_started")
+        time.sleep(1.0)
+        services("restart-postgres")
+
+    finishes_despite(restart)
+
+
+def test_terminated_session_holding_the_lock_is_replaced_before_commit():
+    def terminate_lock_holder(env: Env) -> None:
+        holders = wait_for(lambda: env.sql("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                                           "(SELECT oid FROM pg_database WHERE datname = current_database())"),
+                           30, what="the task's advisory lock")
+        env.sql(f"SELECT pg_terminate_backend({int(holders.split()[0])})")
+
+    finishes_despite(terminate_lock_holder)
 
 
 def test_mixed_dimensions_fail_the_run_clearly():
@@ -511,6 +575,26 @@ def test_stale_temp_dirs_of_killed_tasks_are_swept():
         env.close()
 
 
+def test_temp_dirs_of_an_earlier_attempt_of_the_run_are_removed_at_once():
+    env = Env()
+    q = unique("owntmp")
+    try:
+        env.worker(q)
+        run = env.create_run()
+        coll_dir = os.path.join(env.data_dir, "semantik/projections", env.collection_id)
+        own = os.path.join(coll_dir, f".tmp-{run}-123-abcdef")  # left by an attempt killed mid-publish
+        other = os.path.join(coll_dir, f".tmp-{uuid.uuid4()}-124-abcdef")  # maybe a publish in progress
+        for d in (own, other):
+            os.makedirs(d)
+            with open(os.path.join(d, "x.f32.bin"), "wb") as fh:
+                fh.write(b"\0" * 16)
+        assert send(q, run)["status"] == "completed"
+        assert not os.path.exists(own), "the run's own temp dir survived its next attempt"
+        assert os.path.exists(other), "a fresh temp dir of another run was removed"
+    finally:
+        env.close()
+
+
 def test_qdrant_5xx_is_retried_then_succeeds():
     env = Env()
     q = unique("q5xx")
@@ -632,6 +716,68 @@ def test_uuid_ids_use_sequential_indexes_and_keep_originals():
         ref = reference_case(payloads, "age_bucket", NOW)
         cat = np.fromfile(os.path.join(run_dir, "cat.u8.bin"), dtype=np.uint8).tolist()
         assert cat == ref["categories"] and meta["legend"] == ref["legend"]
+    finally:
+        env.close()
+
+
+def test_huge_sample_limit_with_unknown_vector_count_completes():
+    env = Env()
+    q = unique("bigsample")
+    try:
+        env.worker(q)
+        # vector_count 0 is the column's default: the collection's size is unknown
+        env.sql(f"UPDATE collections SET vector_count = 0 WHERE id = '{env.collection_id}'")
+        run = env.create_run({"sample_size": 1_000_000_000})
+        result = send(q, run)
+        assert result["status"] == "completed" and result["point_count"] == len(env.points), result
+        meta = json.load(open(os.path.join(result["storage_path"], "meta.json")))
+        assert meta["sample_limit"] == 1_000_000_000 and meta["sampled"] is False
+    finally:
+        env.close()
+
+
+def test_run_row_whose_id_is_not_a_uuid_is_marked_failed():
+    env = Env()
+    q = unique("notuuid")
+    try:
+        env.worker(q)
+        run = env.create_run()
+        bad = "not-a-uuid-" + uuid.uuid4().hex[:8]
+        env.sql(f"UPDATE projection_runs SET uuid = '{bad}', status = 'pending' WHERE uuid = '{run}'")
+        expect_failure(q, bad, "not a UUID", exc=ValueError)
+        row = env.run_row(bad)
+        assert row["status"] == "failed" and row["op_status"] == "failed", row
+        assert "not a UUID" in row["error"] and "not a UUID" in row["op_error"], row
+    finally:
+        env.close()
+
+
+def test_give_up_fails_run_and_operation_without_computing():
+    env = Env()
+    try:
+        run = env.create_run()
+        reason = "killed by signal 9, likely out of memory"
+        outcome, _ = run_task_process(env, {"args": [run], "give_up": reason})
+        assert outcome["ok"] is False and reason in outcome["message"], outcome
+        assert outcome["exc_type"] == "WorkerLostError", outcome
+        row = env.run_row(run)
+        assert row["status"] == "failed" and row["op_status"] == "failed", row
+        assert reason in row["error"] and reason in row["op_error"], row
+        assert env.standin.scrolls() == 0, "a given-up run fetched vectors"
+        assert not os.path.exists(os.path.join(env.data_dir, "semantik/projections", env.collection_id, run))
+    finally:
+        env.close()
+
+
+def test_give_up_keeps_a_run_an_earlier_attempt_completed():
+    env = Env()
+    try:
+        run = env.create_run()
+        first, _ = run_task_process(env, {"args": [run]})
+        assert first["ok"] is True, first
+        outcome, _ = run_task_process(env, {"args": [run], "give_up": "killed by signal 9, likely out of memory"})
+        assert outcome == first, outcome
+        assert env.run_row(run)["status"] == "completed"
     finally:
         env.close()
 

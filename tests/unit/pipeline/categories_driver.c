@@ -25,12 +25,13 @@ static int run_case(json_t *c)
     cats = json_array();
     json_array_foreach(payloads, i, p)
     {
-        char label[CATEGORY_LABEL_MAX], doc[CATEGORY_LABEL_MAX];
-        int has_doc;
-        categories_label(p, cb, now, label, sizeof label, doc, sizeof doc, &has_doc);
+        char *doc, *label = categories_label(p, cb, now, &doc);
+        if (!label)
+            return 1;
         json_array_append_new(labels, json_string(label));
-        json_array_append_new(cats,
-                              json_integer(category_table_add(t, label, has_doc ? doc : NULL)));
+        json_array_append_new(cats, json_integer(category_table_add(t, label, doc)));
+        free(label);
+        free(doc);
     }
     out = json_pack("{s:o, s:o, s:o, s:o, s:o, s:s}", "labels", labels, "categories", cats,
                     "legend", category_table_legend(t), "category_counts", category_table_counts(t),

@@ -514,10 +514,24 @@ static void test_remove_stale_temps_removes_only_old_temp_dirs(void)
     make_dir_aged(pathf("semantik/projections/%s/.tmp-%s-1-deadbeef", CID, SRC), 7200);
     make_dir_aged(pathf("semantik/projections/%s/.tmp-%s-2-cafebabe", CID, SRC), 10);
     make_dir_aged(pathf("semantik/projections/%s/%s", CID, SRC), 7200); /* a real old run */
-    CHECK(artifacts_remove_stale_temps(base, CID, 3600, &err) == 0);
+    CHECK(artifacts_remove_stale_temps(base, CID, NULL, 3600, &err) == 0);
     CHECK(!exists(pathf("semantik/projections/%s/.tmp-%s-1-deadbeef", CID, SRC)));
     CHECK(exists(pathf("semantik/projections/%s/.tmp-%s-2-cafebabe", CID, SRC)));
     CHECK(exists(pathf("semantik/projections/%s/%s/x.f32.bin", CID, SRC)));
+    CHECK(run_dir_has_exact_three_points(CID, UUID, META1));
+    teardown();
+}
+
+static void test_remove_stale_temps_removes_the_own_runs_temps_at_once(void)
+{
+    setup();
+    struct pw_error err = {0};
+    CHECK(publish3(CID, UUID, META1, 0, &err) == 0);
+    make_dir_aged(pathf("semantik/projections/%s/.tmp-%s-1-deadbeef", CID, UUID), 1);
+    make_dir_aged(pathf("semantik/projections/%s/.tmp-%s-2-cafebabe", CID, SRC), 1);
+    CHECK(artifacts_remove_stale_temps(base, CID, UUID, 3600, &err) == 0);
+    CHECK(!exists(pathf("semantik/projections/%s/.tmp-%s-1-deadbeef", CID, UUID)));
+    CHECK(exists(pathf("semantik/projections/%s/.tmp-%s-2-cafebabe", CID, SRC)));
     CHECK(run_dir_has_exact_three_points(CID, UUID, META1));
     teardown();
 }
@@ -526,8 +540,8 @@ static void test_remove_stale_temps_without_collection_dir_is_ok(void)
 {
     setup();
     struct pw_error err = {0};
-    CHECK(artifacts_remove_stale_temps(base, CID, 60, &err) == 0);
-    CHECK(artifacts_remove_stale_temps(base, "../x", 60, &err) == PW_EINVAL);
+    CHECK(artifacts_remove_stale_temps(base, CID, NULL, 60, &err) == 0);
+    CHECK(artifacts_remove_stale_temps(base, "../x", NULL, 60, &err) == PW_EINVAL);
     teardown();
 }
 
@@ -556,6 +570,7 @@ int main(void)
     RUN(test_reuse_source_with_truncated_file_is_notfound);
     RUN(test_reuse_refuses_source_paths_outside_projections);
     RUN(test_remove_stale_temps_removes_only_old_temp_dirs);
+    RUN(test_remove_stale_temps_removes_the_own_runs_temps_at_once);
     RUN(test_remove_stale_temps_without_collection_dir_is_ok);
     PW_TEST_MAIN();
 }

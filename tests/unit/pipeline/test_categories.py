@@ -154,6 +154,12 @@ def main() -> int:
     # More than 255 distinct documents: the overflow bucket and its legend entry.
     cases.append({"now": NOW, "color_by": "document_id",
                   "payloads": [{"doc_id": f"d{i % 400}"} for i in range(1000)]})
+    # Labels longer than any fixed buffer: Python keeps them whole.
+    long_dir, long_id, long_mime = "d" * 1500, "é" * 700, "Text/" + "X" * 900
+    for color_by in ("document_id", "source_dir", "filetype"):
+        cases.append({"now": NOW, "color_by": color_by,
+                      "payloads": [{"doc_id": long_id, "source_path": f"/{long_dir}/f.txt", "mime_type": long_mime},
+                                   {"doc_id": long_id + "2", "source_path": f"/a/{long_dir}.{long_dir}"}]})
     inp = "".join(json.dumps(c) + "\n" for c in cases)
     out = subprocess.run([driver], input=inp, capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
@@ -183,7 +189,7 @@ def main() -> int:
                 print("   ", p)
         else:
             passed += 1
-    overflow = results[-1]
+    overflow = results[-4]
     assert any(e["index"] == 255 and e["label"] == "Other" for e in overflow["legend"]), "no overflow bucket"
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
