@@ -5,6 +5,8 @@
 #   services.sh stop STATE_DIR                           stop everything started there
 #   services.sh restart-rabbit STATE_DIR                 stop and start RabbitMQ on the same port
 #   services.sh stop-rabbit STATE_DIR / start-rabbit STATE_DIR
+#   services.sh restart-postgres STATE_DIR               fast stop, start the same cluster on its port
+#   services.sh stop-postgres STATE_DIR / start-postgres STATE_DIR
 #
 # Every server listens on 127.0.0.1 on a free port picked at start, keeps its data under
 # STATE_DIR and its own Erlang node name and epmd port, so a server left over from an
@@ -132,6 +134,14 @@ start_postgres() {
     echo "PG_PORT=$port" >"$state/pg.ports"
 }
 
+# The cluster start_postgres made, started again on the port it had (restarts in tests).
+restart_postgres_cluster() {
+    # shellcheck disable=SC1091
+    source "$state/pg.ports"
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$state/pg/data" -w -t 60 -l "$state/pg/server.log" \
+        -o "-p $PG_PORT -k $state/pg -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+}
+
 stop_postgres() {
     [ -d "$state/pg/data" ] || return 0
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$state/pg/data" -m fast -w stop >/dev/null 2>&1 || true
@@ -178,6 +188,12 @@ start-rabbit) start_rabbit ;;
 restart-rabbit)
     stop_rabbit
     start_rabbit
+    ;;
+stop-postgres) stop_postgres ;;
+start-postgres) restart_postgres_cluster ;;
+restart-postgres)
+    stop_postgres
+    restart_postgres_cluster
     ;;
 *)
     echo "unknown command $cmd" >&2
