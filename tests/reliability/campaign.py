@@ -118,8 +118,9 @@ def kill_case(env: CampEnv, rep: Report, standin, n: int, pages: int, kind: str,
         cid = env.collection(n=n)
         run = env.create_run(cid)
         s0 = standin.scrolls()
-        status, text = env.outcome(env.send(q, run), 90)
-        row = wait_terminal(env, run, 20)
+        res = env.send(q, run)
+        status, text = env.outcome(res, 90)
+        row = wait_settled(env, run, res, q, time.monotonic(), 20)
         settled = queue_settled(q, 15)
         hit = os.path.exists(once)
         fired += hit
@@ -203,7 +204,8 @@ def section_chaos(env: CampEnv, rep: Report, args) -> None:
     kills, deaths = pool.kills, pool.deaths
     pool.close()
     observed = (f"{kills} kills; {completed}/{requests} runs completed, {once}/{requests} completed exactly once, "
-                f"{art_ok}/{requests} artifacts complete, {ok_results}/{requests} results ok; {len(temps)} temp dirs; "
+                f"{art_ok}/{requests} artifacts complete, {ok_results}/{requests} results ok; {len(temps)} temp dirs"
+                f"{' ' + str([os.path.basename(t) for t in temps[:2]]) if temps else ''}; "
                 f"queue ready/unacked {settled}; {scrolls} scrolls = {computes:.1f} computes for {hashes} hashes "
                 f"(recomputes {max(computes - hashes, 0):.1f}); replica restarts {deaths}")
     bad = [f"{run[:8]}: {r.get('status')} {short_text(r.get('error') or '', 60)}"
@@ -218,12 +220,31 @@ def section_chaos(env: CampEnv, rep: Report, args) -> None:
 
 # ---- 2. service faults ----------------------------------------------------------------------
 
+def wait_settled(env: CampEnv, run: str, res, q: str, t0: float, bound: float) -> dict:
+    """The run's row once it is terminal, or once the task was answered and its message is
+    gone from the queue for 5 s (nothing will finish it any more), or at the bound."""
+    answered_at = None
+    while True:
+        row = env.run_row(run)
+        now = time.monotonic()
+        if row.get("status") in TERMINAL or now - t0 > bound:
+            return row
+        if res is not None and res.ready() and relib.queue_counts(q) == (0, 0):
+            answered_at = answered_at or now
+            if now - answered_at > 5:
+                return row
+        else:
+            answered_at = None
+        time.sleep(0.3)
+
+
 def service_verdict(env: CampEnv, rep: Report, attack: str, pool, q: str, cid: str, run: str, n: int,
-                    t0: float, bound: float, expect_completed: bool = False, words: tuple = ()) -> None:
+                    t0: float, bound: float, expect_completed: bool = False, words: tuple = (),
+                    res=None) -> None:
     """The item-2 rule: the worker keeps running, the run ends completed once or failed with a
     clear message, within the bound, and the queue holds nothing (never an ack of a run left
     unfinished)."""
-    row = wait_terminal(env, run, max(bound - (time.monotonic() - t0), 1))
+    row = wait_settled(env, run, res, q, t0, bound)
     elapsed = time.monotonic() - t0
     settled = queue_settled(q, 20)
     commits = env.commits(run)
@@ -250,6 +271,9 @@ def service_verdict(env: CampEnv, rep: Report, attack: str, pool, q: str, cid: s
         why.append(f"run still {status} after {elapsed:.0f} s")
         if settled == (0, 0):
             why.append("message acked although the run did not finish")
+        if res is not None and res.ready():
+            kind, text = env.outcome(res, 1)
+            why.append(f"the client got {kind} '{short_text(text, 90)}'")
     if settled != (0, 0):
         why.append(f"queue ready/unacked {settled}")
     if not alive:
@@ -291,7 +315,7 @@ def section_services(env: CampEnv, rep: Report, args) -> None:
     relib.services("restart-rabbit")
     relib.broker_url_with_marker()  # the user lives in the node's database; re-assert it anyway
     service_verdict(env, rep, "RabbitMQ restarted mid-run", pool, q, cid, run, n, t0, bound + 30,
-                    expect_completed=True)
+                    expect_completed=True)  # no res: the client's own connection went with the broker
     reconnects = len(pool.events("broker_connected"))
     rep.check("RabbitMQ restarted mid-run: reconnection", "the worker reconnects (broker_connected twice)",
               f"{reconnects} broker_connected events", reconnects >= 2)
@@ -300,7 +324,7 @@ def section_services(env: CampEnv, rep: Report, args) -> None:
     # PostgreSQL restart while the run is fetching (its session and advisory lock go away)
     q, pool, cid, run, res, t0 = slow_run("pgrestart")
     relib.services("restart-postgres")
-    service_verdict(env, rep, "PostgreSQL restarted mid-run", pool, q, cid, run, n, t0, bound)
+    service_verdict(env, rep, "PostgreSQL restarted mid-run", pool, q, cid, run, n, t0, bound, res=res)
     pool.close()
 
     # pg_terminate_backend of the session that holds the advisory lock
@@ -310,7 +334,7 @@ def section_services(env: CampEnv, rep: Report, args) -> None:
                         AND d.datname = '{env.db}'"""), 20, what="the advisory lock")
     relib.psql(env.admin_url, "SELECT " + ", ".join(f"pg_terminate_backend({p})" for p in pids.split()))
     service_verdict(env, rep, "pg_terminate_backend of the session holding the advisory lock", pool, q, cid,
-                    run, n, t0, bound)
+                    run, n, t0, bound, res=res)
     pool.close()
 
     # Qdrant stand-in faults
@@ -337,8 +361,7 @@ def section_services(env: CampEnv, rep: Report, args) -> None:
         t0 = time.monotonic()
         res = env.send(q, run)
         service_verdict(env, rep, attack, pool, q, cid, run, n, t0, bound, expect_completed=expect_ok,
-                        words=words)
-        env.outcome(res, 1)
+                        words=words, res=res)
         if "loop" in attack:  # a completed looping scroll must not hold the same point twice
             meta = env.run_row(run).get("meta") or {}
             ids = meta.get("original_ids") or []
@@ -468,7 +491,7 @@ def section_hostile(env: CampEnv, rep: Report, args) -> None:
         else:
             res = env.send(q, *(args_ if args_ is not None else [run]))
         status, text = env.outcome(res, bound) if res is not None else ("sent", "")
-        row = wait_terminal(env, run, max(bound - (time.monotonic() - t0), 1)) if run else {}
+        row = wait_settled(env, run, res, q, t0, bound) if run else {}
         elapsed = time.monotonic() - t0
         settled = queue_settled(q, 10 if elapsed < bound else 1)
         alive = pool.any_alive() and pool.deaths == 0
