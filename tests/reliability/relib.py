@@ -411,11 +411,14 @@ class Replica:
     def rss_kib(self) -> int:
         """Resident memory of the consumer and its children (task processes), KiB."""
         pids = [self.proc.pid]
-        try:
-            for child in open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read().split():
-                pids.append(int(child))
-        except OSError:
-            return 0
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = open(f"/proc/{entry}/stat").read()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid:
+                    pids.append(int(entry))
         total = 0
         for pid in pids:
             try:
