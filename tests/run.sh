@@ -33,6 +33,9 @@ ctest --test-dir "$BUILD/test" -L unit -j "$JOBS" --output-on-failure
 step "integration tests (RabbitMQ + PostgreSQL started by ctest)"
 ctest --test-dir "$BUILD/test" -L integration --output-on-failure
 
+step "reliability campaign, short (kills at every fault point, chaos, service/disk faults, hostile values, secrets)"
+ctest --test-dir "$BUILD/test" -L reliability --output-on-failure
+
 if ctest --test-dir "$BUILD/test" -N -L quality | grep -q 'Total Tests: [1-9]'; then
     step "quality tests"
     ctest --test-dir "$BUILD/test" -L quality --output-on-failure

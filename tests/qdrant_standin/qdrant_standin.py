@@ -13,8 +13,14 @@ Test hooks (not part of Qdrant):
   POST /__standin/faults  -> body {"faults": [fault, ...]} appended to the fault queue
   POST /__standin/reset   -> clears counters and faults
 A fault is {"route": "scroll"|"info"|"any", "kind": "status"|"delay"|"disconnect"|
-"truncate", "times": n (-1 = forever), "status": 503, "delay_s": 1.5, "after_bytes": 100}.
-Faults fire in queue order on matching requests; "delay" delays then answers normally.
+"truncate"|"hang"|"body"|"loop_offset", "times": n (-1 = forever), "status": 503,
+"delay_s": 1.5, "after_bytes": 100, "body": "..."}.
+Faults fire in queue order on matching requests; "delay" delays then answers normally;
+"hang" sleeps delay_s (default 3600) and closes the connection without an answer;
+"body" answers `status` (default 200) with the raw text `body` (malformed JSON, a
+hand-built page); "loop_offset" answers a scroll normally except that next_page_offset
+is the request's own offset (the first id for the first page), so a client that follows
+it blindly loops forever.
 
 Usage:
   qdrant_standin.py [--collection NAME] (--data FILE | --generate n=..,dim=..,seed=..)
@@ -431,6 +437,12 @@ class Handler(BaseHTTPRequestHandler):
         fault = st.take_fault(route)
         if fault and fault["kind"] == "delay":
             time.sleep(float(fault.get("delay_s", 1.0)))
+        if fault and fault["kind"] == "hang":
+            time.sleep(float(fault.get("delay_s", 3600)))
+            self.close_connection = True
+            return None
+        if fault and fault["kind"] == "body":
+            return self.send_bytes(int(fault.get("status", 200)), str(fault.get("body", "")).encode())
         if fault and fault["kind"] == "status":
             code = int(fault.get("status", 503))
             if code in (401, 403):
@@ -464,6 +476,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_error_json(e.code, e.msg)
             if st.page_cache is not None:
                 st.page_cache[key] = out
+        if fault and fault["kind"] == "loop_offset":
+            doc = json.loads(out)
+            own = req.get("offset")
+            doc["result"]["next_page_offset"] = own if own is not None else (c.ids[0] if c.ids else None)
+            out = json.dumps(doc, separators=(",", ":")).encode()
         with st.lock:
             st.bytes_sent["scroll"] = st.bytes_sent.get("scroll", 0) + len(out)
         return self.send_bytes(200, out, fault=fault)
