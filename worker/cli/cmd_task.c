@@ -44,7 +44,7 @@ static void *watch_signals(void *arg)
 static int read_message(struct celery_task_msg *m, char **give_up, struct pw_error *err)
 {
     json_error_t jerr;
-    json_t *o = json_loadf(stdin, 0, &jerr);
+    json_t *o = json_loadf(stdin, JSON_ALLOW_NUL, &jerr); /* the task judges its arguments */
 
     memset(m, 0, sizeof *m);
     if (!json_is_object(o)) {

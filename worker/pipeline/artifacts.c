@@ -35,11 +35,15 @@ static const char *const bin_files[4] = {ARTIFACTS_X_FILE, ARTIFACTS_Y_FILE, ART
 
 /* ---------------------------------------------------------------- errors */
 
+/* A disk that is full, read-only or not ours to write is the operator's to fix, after
+ * which the same request succeeds: PW_EUNAVAIL says so.  Other errno values: PW_EIO. */
 static int sys_error(struct pw_error *err, const char *what, const char *name, int e)
 {
     char buf[128];
     const char *text = strerror_r(e, buf, sizeof buf); /* GNU variant: returns the text */
-    return pw_error_set(err, PW_EIO, "artifacts: %s %s: %s", what, name, text);
+    int code = e == ENOSPC || e == EDQUOT || e == EROFS || e == EACCES || e == EPERM ? PW_EUNAVAIL
+                                                                                     : PW_EIO;
+    return pw_error_set(err, code, "artifacts: %s %s: %s", what, name, text);
 }
 
 /* At most ECHO_MAX characters of s, non-printable bytes shown as '?'. */

@@ -24,8 +24,9 @@
  * workers off the same run).
  * Errors: PW_EINVAL bad identifier, path or argument (err->msg names the field and echoes
  * at most 64 characters of it); PW_ENOTFOUND reuse source missing or incomplete (compute
- * instead); PW_EIO file-system failure (err->msg has the operation, path part and errno
- * text); PW_ENOMEM. */
+ * instead); PW_EUNAVAIL the disk is full, read-only or not writable by us (fixable by
+ * the operator: the same call succeeds afterwards); PW_EIO other file-system failures
+ * (err->msg has the operation, path part and errno text); PW_ENOMEM. */
 #ifndef PW_ARTIFACTS_H
 #define PW_ARTIFACTS_H
 

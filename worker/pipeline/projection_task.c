@@ -49,6 +49,7 @@ struct projection_job {
     int reused;          /* the run was completed by reusing another run's artifacts */
     const char *failure; /* fail_run's message, for mark_failed */
     int db_lost;         /* the database could not be reached (again): nothing can be recorded */
+    int disk_unwritable; /* DATA_DIR full or read-only: the operator fixes it, then a redelivery */
     json_t *config;      /* the run's config (object; {} when absent) */
     char hash[METADATA_HASH_HEX_LEN + 1];
     int64_t lock_key;
@@ -571,8 +572,10 @@ static int publish(struct projection_job *job, struct pw_error *err)
     a.ids = job->ids;
     a.cat = job->cat;
     a.meta_json = meta_text;
-    if ((rc = artifacts_publish(job->app->data_dir, job->run.collection_id, job->run.uuid, &a, 0,
-                                err)))
+    rc = artifacts_publish(job->app->data_dir, job->run.collection_id, job->run.uuid, &a, 0, err);
+    if (rc == PW_EUNAVAIL)
+        job->disk_unwritable = 1;
+    if (rc)
         goto done;
     rc = artifacts_run_dir(job->app->data_dir, job->run.collection_id, job->run.uuid, &job->abs_dir,
                            &job->rel_dir, err);
@@ -687,6 +690,9 @@ static int run_id_argument(const struct celery_task_msg *m, const char **id, str
         return pw_error_set(err, PW_EINVAL,
                             "compute_projection needs the projection run id (args=[run_uuid] or "
                             "kwargs={\"projection_id\": run_uuid})");
+    if (strlen(json_string_value(v)) != json_string_length(v))
+        return pw_error_set(err, PW_EINVAL, "projection run id '%.64s...' contains a NUL character",
+                            json_string_value(v));
     if (!is_uuid(json_string_value(v)))
         return pw_error_set(err, PW_EINVAL, "projection run id '%.64s' is not a UUID",
                             json_string_value(v));
@@ -704,8 +710,8 @@ static void load_refused_run(struct projection_job *job)
                           : json_object_get(job->env->msg->kwargs, "projection_id");
     struct pw_error ignored;
 
-    if (!json_is_string(v) || !job->app || !job->app->database_url ||
-        pg_connect(job->app->database_url, NULL, &job->conn, &ignored))
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) || !job->app ||
+        !job->app->database_url || pg_connect(job->app->database_url, NULL, &job->conn, &ignored))
         return;
     if (runs_load(job->conn, json_string_value(v), &job->run, &ignored))
         return;
@@ -955,8 +961,9 @@ static void fail_run(struct projection_job *job, const struct pw_error *why,
 
 /* A failure after the message was understood: the exception the client sees, a log
  * line, and the run and operation marked failed where they exist.  When the database
- * is out of reach nothing could be decided: the run is left as it is and the message
- * is to be delivered again (out->retry). */
+ * is out of reach, or DATA_DIR cannot take the artifacts (full, read-only), nothing
+ * could be decided: the run is left as it is and the message is to be delivered again
+ * once the operator has fixed it (out->retry). */
 static void report_failure(struct projection_job *job, int rc, struct task_outcome *out,
                            const struct pw_error *err)
 {
@@ -966,6 +973,12 @@ static void report_failure(struct projection_job *job, int rc, struct task_outco
     }
     if (!job->db_lost && job->conn && pg_session_lost(job->conn, err))
         job->db_lost = 1;
+    if (job->disk_unwritable) {
+        out->retry = 1;
+        log_job(job, PW_LOG_ERROR, "projection_disk_unavailable", json_pack("{s:i}", "code", rc),
+                err->msg);
+        return;
+    }
     if (!job->db_lost)
         fail_run(job, err, out);
     if (job->db_lost) {
