@@ -290,19 +290,26 @@ def service_verdict(env: CampEnv, rep: Report, attack: str, pool, q: str, cid: s
     rep.check(attack, expected, observed, not why)
 
 
+
+def fresh_single_worker_run(env, standin, tag: str, n: int):
+    """One supervised-free worker on a new queue, a new run of n points, the stand-in's
+    counters and faults reset: the start of each single-fault attack."""
+    q = unique_q(tag)
+    pool = env.pool(q, standin.url, n=1, supervise=False)
+    pool.wait_connected()
+    cid = env.collection(n=n)
+    run = env.create_run(cid)
+    urllib.request.urlopen(urllib.request.Request(standin.url + "/__standin/reset", data=b"{}",
+                                                  method="POST"), timeout=10).read()
+    return q, pool, cid, run
+
 def section_services(env: CampEnv, rep: Report, args) -> None:
     bound = 120 if args.long else 60
     n = 3000
     standin = env.standin(points_simple(n, 16))
 
     def slow_run(tag: str, delay: float = 0.6):
-        q = unique_q(tag)
-        pool = env.pool(q, standin.url, n=1, supervise=False)
-        pool.wait_connected()
-        cid = env.collection(n=n)
-        run = env.create_run(cid)
-        urllib.request.urlopen(urllib.request.Request(standin.url + "/__standin/reset", data=b"{}",
-                                                      method="POST"), timeout=10).read()
+        q, pool, cid, run = fresh_single_worker_run(env, standin, tag, n)
         standin.faults({"route": "scroll", "kind": "delay", "delay_s": delay, "times": 2})
         t0 = time.monotonic()
         res = env.send(q, run)
@@ -350,13 +357,7 @@ def section_services(env: CampEnv, rep: Report, args) -> None:
         ("Qdrant's next_page_offset loops", {"kind": "loop_offset", "times": -1}, False, ()),
     ]
     for attack, fault, expect_ok, words in cases:
-        q = unique_q("qfault")
-        pool = env.pool(q, standin.url, n=1, supervise=False)
-        pool.wait_connected()
-        cid = env.collection(n=n)
-        run = env.create_run(cid)
-        urllib.request.urlopen(urllib.request.Request(standin.url + "/__standin/reset", data=b"{}",
-                                                      method="POST"), timeout=10).read()
+        q, pool, cid, run = fresh_single_worker_run(env, standin, "qfault", n)
         standin.faults(dict(fault, route="scroll"))
         t0 = time.monotonic()
         res = env.send(q, run)

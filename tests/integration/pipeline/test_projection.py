@@ -161,6 +161,24 @@ class Env:
         w.wait_connected()
         return w
 
+    def queue_with_worker(self, tag: str) -> str:
+        """A new queue with one worker consuming it (Env's settings), ready for tasks."""
+        q = unique(tag)
+        self.worker(q)
+        return q
+
+    def send_slowly(self, queue: str, run: str, delay_s: float, times: int, **options):
+        """Sends the run's task with each scroll page delayed by delay_s (times pages, -1:
+        all), so the run is still fetching when the test acts on it."""
+        self.standin.faults({"route": "scroll", "kind": "delay", "delay_s": delay_s, "times": times})
+        return celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=queue, **options)
+
+    def __enter__(self) -> "Env":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         for w in self.workers:
             w.stop()
@@ -193,6 +211,14 @@ def send(queue: str, run: str, timeout: float = 60):
     return celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=queue).get(timeout=timeout)
 
 
+def plant_temp_dirs(*dirs: str) -> None:
+    """Temp directories as a publish killed half way leaves them: one partial file."""
+    for d in dirs:
+        os.makedirs(d)
+        with open(os.path.join(d, "x.f32.bin"), "wb") as fh:
+            fh.write(b"\0" * 16)
+
+
 def read_f32(path: str) -> np.ndarray:
     return np.fromfile(path, dtype="<f4")
 
@@ -210,10 +236,8 @@ def expect_failure(queue: str, run_or_arg, words: str, exc: type = Exception):
 # ---- tests ---------------------------------------------------------------------------------
 
 def test_full_pca_run_matches_numpy_and_the_python_rules():
-    env = Env()
-    q = unique("proj")
-    try:
-        env.worker(q)
+    with Env() as env:
+        q = env.queue_with_worker("proj")
         run = env.create_run({"color_by": "document_id"})
         result = send(q, run)
         run_dir = os.path.join(env.data_dir, "semantik/projections", env.collection_id, run)
@@ -262,14 +286,11 @@ def test_full_pca_run_matches_numpy_and_the_python_rules():
         assert row["meta"]["projection_artifacts"] == meta
         assert row["meta"]["legend"] == meta["legend"] and row["meta"]["shown_count"] == len(env.points)
         assert not [d for d in os.listdir(os.path.dirname(run_dir)) if d.startswith(".tmp")]
-    finally:
-        env.close()
 
 
 def test_same_request_twice_is_reused_without_fetching_vectors():
-    env = Env()
-    q = unique("reuse")
-    try:
+    with Env() as env:
+        q = unique("reuse")
         w = env.worker(q)
         first = env.create_run({"color_by": "filetype"})
         send(q, first)
@@ -303,14 +324,11 @@ def test_same_request_twice_is_reused_without_fetching_vectors():
         assert env.standin.scrolls() > scrolls
         row = env.run_row(forced)
         assert row["meta"].get("parent_run_id") == third, row["meta"].get("parent_run_id")
-    finally:
-        env.close()
 
 
 def test_two_workers_same_hash_compute_once():
-    env = Env(points=make_points(n=3000, d=64))
-    q = unique("dup")
-    try:
+    with Env(points=make_points(n=3000, d=64)) as env:
+        q = unique("dup")
         env.worker(q, name="dup-a")
         env.worker(q, name="dup-b")
         runs = [env.create_run({"color_by": "source_dir"}) for _ in range(2)]
@@ -326,29 +344,21 @@ def test_two_workers_same_hash_compute_once():
         assert computed == 1, computed
         # one scroll session: 3000 points in pages of 1000 = 3 scroll requests
         assert env.standin.scrolls() == 3, env.standin.stats()
-    finally:
-        env.close()
 
 
 def test_redelivered_completed_run_returns_its_result():
-    env = Env()
-    q = unique("again")
-    try:
-        env.worker(q)
+    with Env() as env:
+        q = env.queue_with_worker("again")
         run = env.create_run()
         first = send(q, run)
         scrolls = env.standin.scrolls()
         again = send(q, run)
         assert again == first and env.standin.scrolls() == scrolls
-    finally:
-        env.close()
 
 
 def test_pipeline_runs_on_the_python_apps_alembic_schema():
-    env = Env(alembic_schema=True)
-    q = unique("alembic")
-    try:
-        env.worker(q)
+    with Env(alembic_schema=True) as env:
+        q = env.queue_with_worker("alembic")
         first = env.create_run({"color_by": "source_dir"})
         assert send(q, first)["status"] == "completed"
         second = env.create_run({"color_by": "source_dir"})
@@ -356,8 +366,6 @@ def test_pipeline_runs_on_the_python_apps_alembic_schema():
         row = env.run_row(second)
         assert row["status"] == "completed" and row["meta"]["reused_from"] == first
         assert row["op_status"] == "completed"
-    finally:
-        env.close()
 
 
 def services(command: str) -> None:
@@ -366,8 +374,7 @@ def services(command: str) -> None:
 
 
 def test_database_refusing_the_worker_asks_for_redelivery_without_leaking_password():
-    env = Env()
-    try:
+    with Env() as env:
         run = env.create_run()
         bad_url = env.url.replace("pw-test-secret", "sup3r-s3cret")  # wrong password: not transient, still retried
         outcome, log = run_task_process(env, {"args": [run]}, {"DATABASE_URL": bad_url})
@@ -375,28 +382,22 @@ def test_database_refusing_the_worker_asks_for_redelivery_without_leaking_passwo
         assert "PostgreSQL" in outcome["message"], outcome
         assert "sup3r-s3cret" not in json.dumps(outcome) and "sup3r-s3cret" not in log
         assert env.run_row(run)["status"] == "running", "a run whose state could not be written was touched"
-    finally:
-        env.close()
 
 
 def finishes_despite(db_fault) -> None:
     """A projection of 4 slow pages (1 s each) during which db_fault(env) hits the task's
     PostgreSQL session: the run completes on a new session."""
-    env = Env(points=make_points(n=4000, d=32))
-    q = unique("pgfault")
-    try:
+    with Env(points=make_points(n=4000, d=32)) as env:
+        q = unique("pgfault")
         w = env.worker(q)
         run = env.create_run()
-        env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 1.0, "times": -1})
-        res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
+        res = env.send_slowly(q, run, 1.0, -1)
         db_fault(env)
         value = res.get(timeout=120)
         assert value["status"] == "completed" and value["point_count"] == 4000, value
         row = env.run_row(run)
         assert row["status"] == "completed" and row["op_status"] == "completed", row
         assert w.find("projection_db_reconnect")
-    finally:
-        env.close()
 
 
 def test_postgres_restarted_mid_run_is_finished_on_a_new_session():
@@ -421,29 +422,23 @@ def test_terminated_session_holding_the_lock_is_replaced_before_commit():
 def test_mixed_dimensions_fail_the_run_clearly():
     pts = make_points(n=20)
     pts[7]["vector"] = pts[7]["vector"][:10]
-    env = Env(points=pts)
-    q = unique("mixed")
-    try:
-        env.worker(q)
+    with Env(points=pts) as env:
+        q = env.queue_with_worker("mixed")
         run = env.create_run()
         msg = expect_failure(q, run, "dimension")
         assert str(pts[7]["id"]) in msg, msg
         row = env.run_row(run)
         assert row["status"] == "failed" and "dimension" in row["error"]
-    finally:
-        env.close()
 
 
 def test_worker_killed_mid_projection_is_finished_by_redelivery():
-    env = Env(points=make_points(n=20000, d=96))
-    q = unique("kill")
-    try:
+    with Env(points=make_points(n=20000, d=96)) as env:
+        q = unique("kill")
         w1 = env.worker(q, name="kill-a")
         run = env.create_run()
         # slow pages keep the projection running when the kill lands, however fast the
         # worker is (the first 4 of 20 pages take 1 s each; the redelivery finds none)
-        env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 1.0, "times": 4})
-        res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
+        res = env.send_slowly(q, run, 1.0, 4)
         w1.wait_event("task_started")
         time.sleep(0.5)
         w1.proc.kill()
@@ -456,40 +451,31 @@ def test_worker_killed_mid_projection_is_finished_by_redelivery():
         assert sorted(os.listdir(os.path.join(coll_dir, run))) == sorted(
             ["cat.u8.bin", "ids.i32.bin", "meta.json", "x.f32.bin", "y.f32.bin"])
         assert env.run_row(run)["status"] == "completed"
-    finally:
-        env.close()
 
 
 def test_task_process_killed_mid_projection_is_requeued_and_completes():
     """The OOM killer ends the task process alone: the worker requeues the message
     (counting the death) and the next attempt completes the run."""
-    env = Env(points=make_points(n=2000, d=32))
-    q = unique("oomkill")
-    try:
+    with Env(points=make_points(n=2000, d=32)) as env:
+        q = unique("oomkill")
         w = env.worker(q)
         run = env.create_run()
         # a slow first page keeps the task process alive until the kill lands
-        env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 2.0, "times": 1})
-        res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
+        res = env.send_slowly(q, run, 2.0, 1)
         child = wait_for(lambda: pwtest.task_processes(w.proc.pid), 20, what="the task process")
         os.kill(child[0], signal.SIGKILL)
         value = res.get(timeout=120)
         assert value["status"] == "completed" and value["point_count"] == 2000, value
         assert [e["signal"] for e in w.find("task_process_died")] == [9]
         assert env.run_row(run)["status"] == "completed"
-    finally:
-        env.close()
 
 
 def test_progress_is_visible_in_the_database_while_running():
-    env = Env(points=make_points(n=3000, d=32))
-    q = unique("progress")
-    try:
-        env.worker(q)
+    with Env(points=make_points(n=3000, d=32)) as env:
+        q = env.queue_with_worker("progress")
         run = env.create_run({"n_neighbors": 10}, reducer="umap")
         # 0.5 s per page (3 pages): the run lasts long enough to be watched on any machine
-        env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 0.5, "times": -1})
-        res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
+        res = env.send_slowly(q, run, 0.5, -1)
         seen = []
         deadline = time.monotonic() + 120
         while not res.ready() and time.monotonic() < deadline:
@@ -503,20 +489,15 @@ def test_progress_is_visible_in_the_database_while_running():
         assert all("phase" in p for p in seen)
         row = env.run_row(run)
         assert row["status"] == "completed" and row["meta"]["progress"] is None
-    finally:
-        env.close()
 
 
 def test_hard_time_limit_stops_the_projection_and_fails_the_run():
-    env = Env(points=make_points(n=4000, d=48))
-    q = unique("limit")
-    try:
-        env.worker(q)
+    with Env(points=make_points(n=4000, d=48)) as env:
+        q = env.queue_with_worker("limit")
         run = env.create_run({"n_neighbors": 15}, reducer="umap")
         # 0.4 s per page (4 pages): still fetching when the 1 s limit fires, whatever the
         # machine; the task sees the cancel after the page in hand
-        env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 0.4, "times": -1})
-        res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q, time_limit=1)
+        res = env.send_slowly(q, run, 0.4, -1, time_limit=1)
         try:
             res.get(timeout=60)
         except Exception as exc:  # noqa: BLE001 - synthesised class
@@ -526,21 +507,17 @@ def test_hard_time_limit_stops_the_projection_and_fails_the_run():
         row = wait_for(lambda: (r := env.run_row(run))["status"] == "failed" and r, 30, what="run marked failed")
         assert row["op_status"] == "failed" and "cancel" in row["error"], row
         assert not os.path.exists(os.path.join(env.data_dir, "semantik/projections", env.collection_id, run))
-    finally:
-        env.close()
 
 
 def test_sigterm_lets_a_running_projection_finish():
     """Graceful shutdown: the consumer stops taking work but the task process (which
     ignores SIGTERM sent to the whole group, as systemd does) completes the run."""
-    env = Env(points=make_points(n=3000, d=32))
-    q = unique("graceful")
-    try:
+    with Env(points=make_points(n=3000, d=32)) as env:
+        q = unique("graceful")
         w = env.worker(q)
         run = env.create_run({"n_neighbors": 10}, reducer="umap")
         # 0.6 s per page (3 pages): the SIGTERM lands while the task is still fetching
-        env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 0.6, "times": -1})
-        res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
+        res = env.send_slowly(q, run, 0.6, -1)
         w.wait_event("task_started")
         time.sleep(0.5)
         assert not w.find("projection_completed")
@@ -550,108 +527,75 @@ def test_sigterm_lets_a_running_projection_finish():
         value = res.get(timeout=30)
         assert value["status"] == "completed", value
         assert env.run_row(run)["status"] == "completed"
-    finally:
-        env.close()
 
 
 def test_stale_temp_dirs_of_killed_tasks_are_swept():
-    env = Env()
-    q = unique("sweep")
-    try:
-        env.worker(q)
+    with Env() as env:
+        q = env.queue_with_worker("sweep")
         coll_dir = os.path.join(env.data_dir, "semantik/projections", env.collection_id)
         old = os.path.join(coll_dir, f".tmp-{uuid.uuid4()}-123-abcdef")
         young = os.path.join(coll_dir, f".tmp-{uuid.uuid4()}-124-abcdef")
-        for d in (old, young):
-            os.makedirs(d)
-            with open(os.path.join(d, "x.f32.bin"), "wb") as fh:
-                fh.write(b"\0" * 16)
+        plant_temp_dirs(old, young)
         two_hours_ago = time.time() - 7200
         os.utime(old, (two_hours_ago, two_hours_ago))
         assert send(q, env.create_run())["status"] == "completed"
         assert not os.path.exists(old), "an hour-old temp dir survived"
         assert os.path.exists(young), "a fresh temp dir (maybe a running publish) was removed"
-    finally:
-        env.close()
 
 
 def test_temp_dirs_of_an_earlier_attempt_of_the_run_are_removed_at_once():
-    env = Env()
-    q = unique("owntmp")
-    try:
-        env.worker(q)
+    with Env() as env:
+        q = env.queue_with_worker("owntmp")
         run = env.create_run()
         coll_dir = os.path.join(env.data_dir, "semantik/projections", env.collection_id)
         own = os.path.join(coll_dir, f".tmp-{run}-123-abcdef")  # left by an attempt killed mid-publish
         other = os.path.join(coll_dir, f".tmp-{uuid.uuid4()}-124-abcdef")  # maybe a publish in progress
-        for d in (own, other):
-            os.makedirs(d)
-            with open(os.path.join(d, "x.f32.bin"), "wb") as fh:
-                fh.write(b"\0" * 16)
+        plant_temp_dirs(own, other)
         assert send(q, run)["status"] == "completed"
         assert not os.path.exists(own), "the run's own temp dir survived its next attempt"
         assert os.path.exists(other), "a fresh temp dir of another run was removed"
-    finally:
-        env.close()
 
 
 def test_qdrant_5xx_is_retried_then_succeeds():
-    env = Env()
-    q = unique("q5xx")
-    try:
-        env.worker(q)
+    with Env() as env:
+        q = env.queue_with_worker("q5xx")
         env.standin.faults({"route": "scroll", "kind": "status", "status": 503, "times": 2})
         result = send(q, env.create_run())
         assert result["status"] == "completed"
-    finally:
-        env.close()
 
 
 def test_qdrant_5xx_forever_fails_run_with_clear_message():
-    env = Env()
-    q = unique("q5xxf")
-    try:
-        env.worker(q)
+    with Env() as env:
+        q = env.queue_with_worker("q5xxf")
         env.standin.faults({"route": "any", "kind": "status", "status": 503, "times": -1})
         run = env.create_run()
         msg = expect_failure(q, run, "503")
         row = env.run_row(run)
         assert row["status"] == "failed" and row["op_status"] == "failed" and "503" in row["error"], row
         assert msg
-    finally:
-        env.close()
 
 
 def test_qdrant_timeout_fails_after_retries():
-    env = Env()
-    q = unique("qslow")
-    try:
-        env.worker(q)
+    with Env() as env:
+        q = env.queue_with_worker("qslow")
         env.standin.faults({"route": "any", "kind": "delay", "delay_s": 5, "times": -1})
         run = env.create_run()
         expect_failure(q, run, "no complete answer within 3000 ms", exc=TimeoutError)
         assert env.run_row(run)["status"] == "failed"
-    finally:
-        env.close()
 
 
 def test_qdrant_unknown_collection_fails_with_404_message():
-    env = Env()
-    q = unique("q404")
-    try:
-        env.worker(q)
+    with Env() as env:
+        q = env.queue_with_worker("q404")
         env.sql(f"UPDATE collections SET vector_store_name = 'nope' WHERE id = '{env.collection_id}'")
         run = env.create_run()
         expect_failure(q, run, "nope")
         assert env.run_row(run)["status"] == "failed"
-    finally:
-        env.close()
 
 
 def test_qdrant_wrong_api_key_fails_without_leaking_it():
-    env = Env(api_key="right-key")
-    q = unique("q401")
-    try:
+    with Env(api_key="right-key") as env:
+        q = unique("q401")
         w = env.worker(q, env={"QDRANT_API_KEY": "wrong-key-123"})
         run = env.create_run()
         msg = expect_failure(q, run, "")
@@ -660,15 +604,11 @@ def test_qdrant_wrong_api_key_fails_without_leaking_it():
         assert "wrong-key-123" not in msg and "wrong-key-123" not in (row["error"] or "")
         assert "wrong-key-123" not in w.dump_log()
         assert "401" in msg or "api key" in msg.lower() or "denied" in msg.lower(), msg
-    finally:
-        env.close()
 
 
 def test_unknown_run_and_bad_ids_are_refused():
-    env = Env()
-    q = unique("badid")
-    try:
-        env.worker(q)
+    with Env() as env:
+        q = env.queue_with_worker("badid")
         missing = str(uuid.uuid4())
         expect_failure(q, missing, "not found", exc=ValueError)
         expect_failure(q, "../../etc/passwd", "not a UUID", exc=ValueError)
@@ -680,27 +620,19 @@ def test_unknown_run_and_bad_ids_are_refused():
         assert env.run_row(run)["status"] == "failed"
         assert not os.path.exists(os.path.join(env.data_dir, "semantik/projections/../../escape"))
         assert not os.path.exists(os.path.join(env.data_dir, "escape"))
-    finally:
-        env.close()
 
 
 def test_fewer_than_two_vectors_fails_clearly():
-    env = Env(points=make_points(n=1))
-    q = unique("tiny")
-    try:
-        env.worker(q)
+    with Env(points=make_points(n=1)) as env:
+        q = env.queue_with_worker("tiny")
         run = env.create_run()
         expect_failure(q, run, "need at least 2")
         assert env.run_row(run)["status"] == "failed"
-    finally:
-        env.close()
 
 
 def test_uuid_ids_use_sequential_indexes_and_keep_originals():
-    env = Env(points=make_points(n=50, uuid_ids=True))
-    q = unique("uuids")
-    try:
-        env.worker(q)
+    with Env(points=make_points(n=50, uuid_ids=True)) as env:
+        q = env.queue_with_worker("uuids")
         run = env.create_run({"color_by": "age_bucket", "sample_size": 40})
         result = send(q, run)
         assert result["point_count"] == 40
@@ -716,15 +648,11 @@ def test_uuid_ids_use_sequential_indexes_and_keep_originals():
         ref = reference_case(payloads, "age_bucket", NOW)
         cat = np.fromfile(os.path.join(run_dir, "cat.u8.bin"), dtype=np.uint8).tolist()
         assert cat == ref["categories"] and meta["legend"] == ref["legend"]
-    finally:
-        env.close()
 
 
 def test_huge_sample_limit_with_unknown_vector_count_completes():
-    env = Env()
-    q = unique("bigsample")
-    try:
-        env.worker(q)
+    with Env() as env:
+        q = env.queue_with_worker("bigsample")
         # vector_count 0 is the column's default: the collection's size is unknown
         env.sql(f"UPDATE collections SET vector_count = 0 WHERE id = '{env.collection_id}'")
         run = env.create_run({"sample_size": 1_000_000_000})
@@ -732,15 +660,11 @@ def test_huge_sample_limit_with_unknown_vector_count_completes():
         assert result["status"] == "completed" and result["point_count"] == len(env.points), result
         meta = json.load(open(os.path.join(result["storage_path"], "meta.json")))
         assert meta["sample_limit"] == 1_000_000_000 and meta["sampled"] is False
-    finally:
-        env.close()
 
 
 def test_run_row_whose_id_is_not_a_uuid_is_marked_failed():
-    env = Env()
-    q = unique("notuuid")
-    try:
-        env.worker(q)
+    with Env() as env:
+        q = env.queue_with_worker("notuuid")
         run = env.create_run()
         bad = "not-a-uuid-" + uuid.uuid4().hex[:8]
         env.sql(f"UPDATE projection_runs SET uuid = '{bad}', status = 'pending' WHERE uuid = '{run}'")
@@ -748,13 +672,10 @@ def test_run_row_whose_id_is_not_a_uuid_is_marked_failed():
         row = env.run_row(bad)
         assert row["status"] == "failed" and row["op_status"] == "failed", row
         assert "not a UUID" in row["error"] and "not a UUID" in row["op_error"], row
-    finally:
-        env.close()
 
 
 def test_give_up_fails_run_and_operation_without_computing():
-    env = Env()
-    try:
+    with Env() as env:
         run = env.create_run()
         reason = "killed by signal 9, likely out of memory"
         outcome, _ = run_task_process(env, {"args": [run], "give_up": reason})
@@ -765,28 +686,21 @@ def test_give_up_fails_run_and_operation_without_computing():
         assert reason in row["error"] and reason in row["op_error"], row
         assert env.standin.scrolls() == 0, "a given-up run fetched vectors"
         assert not os.path.exists(os.path.join(env.data_dir, "semantik/projections", env.collection_id, run))
-    finally:
-        env.close()
 
 
 def test_give_up_keeps_a_run_an_earlier_attempt_completed():
-    env = Env()
-    try:
+    with Env() as env:
         run = env.create_run()
         first, _ = run_task_process(env, {"args": [run]})
         assert first["ok"] is True, first
         outcome, _ = run_task_process(env, {"args": [run], "give_up": "killed by signal 9, likely out of memory"})
         assert outcome == first, outcome
         assert env.run_row(run)["status"] == "completed"
-    finally:
-        env.close()
 
 
 def test_unsupported_reducer_falls_back_to_pca_with_reason():
-    env = Env()
-    q = unique("fallback")
-    try:
-        env.worker(q)
+    with Env() as env:
+        q = env.queue_with_worker("fallback")
         run = env.create_run({"foo": 1}, reducer="isomap")
         result = send(q, run)
         assert result["reducer"] == "pca"
@@ -794,8 +708,6 @@ def test_unsupported_reducer_falls_back_to_pca_with_reason():
         assert meta["fallback_reason"] == "Unsupported reducer 'isomap'"
         assert meta["reducer_requested"] == "isomap" and meta["reducer_used"] == "pca"
         assert meta["reducer_params"] == {"foo": 1}
-    finally:
-        env.close()
 
 
 if __name__ == "__main__":
