@@ -318,11 +318,15 @@ def section_services(env: CampEnv, rep: Report, args) -> None:
         return q, pool, cid, run, res, t0
 
     # RabbitMQ restart while the run is fetching
-    q, pool, cid, run, res, t0 = slow_run("rabbit")
+    q, pool, cid, run, res, t0 = slow_run("rabbit", delay=6.0)  # outlasts the broker shutdown
     relib.services("restart-rabbit")
     relib.broker_url_with_marker()  # the user lives in the node's database; re-assert it anyway
     service_verdict(env, rep, "RabbitMQ restarted mid-run", pool, q, cid, run, n, t0, bound + 30,
                     expect_completed=True)  # no res: the client's own connection went with the broker
+    try:  # the worker's backoff may still be waiting when the run is already settled
+        wait_for(lambda: len(pool.events("broker_connected")) >= 2, 60, what="a reconnection")
+    except Exception:  # noqa: BLE001 - reported below as the observed count
+        pass
     reconnects = len(pool.events("broker_connected"))
     rep.check("RabbitMQ restarted mid-run: reconnection", "the worker reconnects (broker_connected twice)",
               f"{reconnects} broker_connected events", reconnects >= 2)
