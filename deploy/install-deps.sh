@@ -16,6 +16,9 @@ PACKAGES=(
     python3-celery python3-numpy python3-sklearn umap-learn
     # checks
     valgrind procps openssl ca-certificates
+    # fuzzing (tests/fuzz/run.sh): clang with libFuzzer + sanitizer runtimes, clang's OpenMP,
+    # llvm-symbolizer for the stack traces
+    clang libclang-rt-14-dev libomp-dev llvm
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -53,6 +53,9 @@ step "integration tests with the sanitized worker (leaks fail the test)"
 PW_SANITIZED_WORKER=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$BUILD/asan" -L integration --output-on-failure
 
+step "fuzz corpora replay (ASan+UBSan)"
+PW_FUZZ_BUILD="$BUILD/fuzz" bash tests/fuzz/run.sh --replay
+
 step "thread sanitizer: the Qdrant scroll pipeline (receiver + parser threads), compute's thread team"
 cmake -S . -B "$BUILD/tsan" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS="-fsanitize=thread -O1 -g" \
     -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread >/dev/null

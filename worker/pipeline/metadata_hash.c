@@ -240,9 +240,9 @@ static bool has_lone_surrogate_escape(const char *s)
             s += 11;
         } else if (v >= 0xDC00 && v <= 0xDFFF) {
             return true;
-        } else {
+        } else if (v >= 0) {
             s += 5;
-        }
+        } /* not four hex digits (the text may end there): invalid JSON, yajl says so */
     }
     return false;
 }

@@ -204,6 +204,12 @@ int reducer_run(const char *name, const json_t *config, const float *x, size_t n
         return pw_error_set(err, PW_ENOMEM, "out of memory for the projection of %zu points", n);
 
     rc = run_requested(config, x, n, d, env, out, &attempt);
+    /* t-SNE with a huge learning_rate diverges to inf/NaN without an error (sklearn
+     * segfaults there); a layout that cannot be drawn is a failure of that reducer. */
+    for (size_t i = 0; !rc && i < 2 * n; i++)
+        if (!isfinite(out->xy[i]))
+            rc = pw_error_set(&attempt, PW_EINVAL, "%s: the layout is not finite (diverged)",
+                              out->used);
     if (!rc)
         return 0;
     if (rc == PW_ECANCELED) {

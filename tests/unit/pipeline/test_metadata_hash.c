@@ -1,6 +1,8 @@
 /* test_metadata_hash.c - the metadata hash against the published vectors. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -106,6 +108,28 @@ static void test_refuses_lone_surrogate_escape_instead_of_hashing_a_substitute(v
     CHECK(metadata_hash_compute(&in, NULL, hex, &err) == 0);
 }
 
+/* Found by tests/fuzz (fuzz_metadata_hash): the surrogate scan skipped 5 bytes after a
+ * \u without four hex digits, past the end of a text ending in "\u0".  The text sits
+ * right before an inaccessible page, so reading past it faults even without ASan. */
+static void test_refuses_config_ending_in_a_short_unicode_escape_without_reading_past_it(void)
+{
+    static const char text[] = "{\"a\": \"\\u0";
+    long page = sysconf(_SC_PAGESIZE);
+    char *map =
+        mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(map != MAP_FAILED);
+    if (map == MAP_FAILED)
+        return;
+    CHECK(mprotect(map + page, (size_t)page, PROT_NONE) == 0);
+    char *copy = map + page - sizeof text;
+    memcpy(copy, text, sizeof text);
+    struct metadata_hash_input in = input_with_config(copy);
+    struct pw_error err = {0};
+    char hex[METADATA_HASH_HEX_LEN + 1];
+    CHECK(metadata_hash_compute(&in, NULL, hex, &err) == PW_EINVAL);
+    munmap(map, 2 * (size_t)page);
+}
+
 static void test_refuses_timestamp_fromisoformat_rejects(void)
 {
     int64_t us;
@@ -153,6 +177,7 @@ int main(void)
     RUN(test_refuses_config_that_is_not_json);
     RUN(test_refuses_config_that_is_a_non_empty_list);
     RUN(test_refuses_lone_surrogate_escape_instead_of_hashing_a_substitute);
+    RUN(test_refuses_config_ending_in_a_short_unicode_escape_without_reading_past_it);
     RUN(test_refuses_timestamp_fromisoformat_rejects);
     RUN(test_sha256_hex_of_abc_is_the_fips_180_value);
     RUN(test_config_from_jansson_value_hashes_like_its_text);

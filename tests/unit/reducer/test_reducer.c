@@ -215,6 +215,16 @@ static void test_tsne_reports_the_clamped_values(void)
     json_decref(p);
 }
 
+/* Found by tests/fuzz (fuzz_reducer_config): learning_rate 1e308 sent t-SNE's layout to
+ * inf/NaN and reducer_run returned it as a success. */
+static void test_tsne_diverging_to_non_finite_falls_back_to_pca(void)
+{
+    json_t *p = both_paths("tsne", "{\"learning_rate\": 1e308, \"n_iter\": 250}",
+                           "tsne: the layout is not finite");
+    CHECK(json_real_value(json_object_get(p, "learning_rate")) == 1e308);
+    json_decref(p);
+}
+
 static void test_unsupported_reducer_reports_the_whole_config(void)
 {
     json_t *p =
@@ -250,6 +260,7 @@ int main(int argc, char **argv)
     RUN(test_umap_list_metric_is_its_python_repr);
     RUN(test_umap_too_many_neighbors_runs_and_reports_the_request);
     RUN(test_tsne_reports_the_clamped_values);
+    RUN(test_tsne_diverging_to_non_finite_falls_back_to_pca);
     RUN(test_unsupported_reducer_reports_the_whole_config);
     {
         static const char *const files[] = {"out/x.f32.bin", "out/y.f32.bin", "out/meta.json",
