@@ -798,5 +798,42 @@ def test_unsupported_reducer_falls_back_to_pca_with_reason():
         env.close()
 
 
+def limited_run(reducer: str, config: dict) -> tuple[dict, list[dict], dict]:
+    """One run of an oversized request: its meta.json, the worker's
+    projection_request_limited lines, and the run's meta row."""
+    env = Env()
+    q = unique("limits")
+    try:
+        w = env.worker(q)
+        run = env.create_run(config, reducer=reducer)
+        result = send(q, run, timeout=120)
+        assert result["status"] == "completed" and result["reducer"] == reducer, result
+        meta = json.load(open(os.path.join(result["storage_path"], "meta.json")))
+        return meta, w.find("projection_request_limited", run=run), env.run_row(run)["meta"]
+    finally:
+        env.close()
+
+
+def test_umap_n_neighbors_of_a_million_runs_at_the_bound_with_the_reason_recorded():
+    meta, warnings, row_meta = limited_run("umap", {"n_neighbors": 1_000_000})
+    want = [{"param": "n_neighbors", "requested": 1_000_000, "used": 200,
+             "reason": "n_neighbors above PW_MAX_N_NEIGHBORS (200)"}]
+    assert meta["limits_applied"] == want, meta.get("limits_applied")
+    assert meta["reducer_params"]["n_neighbors"] == 200, meta["reducer_params"]
+    assert row_meta["limits_applied"] == want, row_meta
+    assert len(warnings) == 1 and warnings[0]["level"] == "warning", warnings
+    assert warnings[0]["limits_applied"] == want and want[0]["reason"] in warnings[0]["msg"], warnings
+
+
+def test_tsne_n_iter_of_a_billion_runs_at_the_bound_instead_of_spinning():
+    meta, warnings, row_meta = limited_run("tsne", {"n_iter": 1_000_000_000})
+    want = [{"param": "n_iter", "requested": 1_000_000_000, "used": 5000,
+             "reason": "n_iter above PW_MAX_N_ITER (5000)"}]
+    assert meta["limits_applied"] == want, meta.get("limits_applied")
+    assert meta["reducer_params"]["n_iter"] <= 5000, meta["reducer_params"]
+    assert row_meta["limits_applied"] == want, row_meta
+    assert len(warnings) == 1, warnings
+
+
 if __name__ == "__main__":
     pwtest.main(globals())
