@@ -95,7 +95,7 @@ static void print_outcome(int rc, const struct task_outcome *out, const struct p
 int cmd_task(int argc, char **argv)
 {
     static const int cancel_signals[] = {SIGUSR1};
-    struct pw_log log = {2, PW_LOG_INFO};
+    struct pw_log log = {2, PW_LOG_INFO, NULL};
     struct projection_app app;
     struct celery_task_msg msg;
     struct task_outcome out;
