@@ -13,8 +13,10 @@ Test hooks (not part of Qdrant):
   POST /__standin/faults  -> body {"faults": [fault, ...]} appended to the fault queue
   POST /__standin/reset   -> clears counters and faults
 A fault is {"route": "scroll"|"info"|"any", "kind": "status"|"delay"|"disconnect"|
-"truncate", "times": n (-1 = forever), "status": 503, "delay_s": 1.5, "after_bytes": 100}.
-Faults fire in queue order on matching requests; "delay" delays then answers normally.
+"truncate"|"echo_key", "times": n (-1 = forever), "status": 503, "delay_s": 1.5,
+"after_bytes": 100}.  Faults fire in queue order on matching requests; "delay" delays
+then answers normally; "echo_key" answers "status" (403) with a plain-text body quoting
+the request's api-key header, as a careless proxy does.
 
 Usage:
   qdrant_standin.py [--collection NAME] (--data FILE | --generate n=..,dim=..,seed=..)
@@ -431,6 +433,10 @@ class Handler(BaseHTTPRequestHandler):
         fault = st.take_fault(route)
         if fault and fault["kind"] == "delay":
             time.sleep(float(fault.get("delay_s", 1.0)))
+        if fault and fault["kind"] == "echo_key":
+            given = self.headers.get("api-key", "")
+            body = ("Forbidden: api-key %s is not valid here" % given).encode()
+            return self.send_bytes(int(fault.get("status", 403)), body, "text/plain")
         if fault and fault["kind"] == "status":
             code = int(fault.get("status", 503))
             if code in (401, 403):

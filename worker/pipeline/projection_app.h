@@ -13,15 +13,18 @@
 #include "pw_error.h"
 #include "qdrant.h"
 #include "reducer.h"
+#include "secrets.h"
 
 struct projection_app {
     const char *database_url; /* DATABASE_URL (libpq URI) */
     const char *data_dir;     /* DATA_DIR: artifacts go to {data_dir}/semantik/projections/ */
     struct qdrant_config qdrant;
-    const char *vector_name;      /* named vector to project; NULL = the first non-null */
-    int compute_threads;          /* threads for one computation (<= 0: all cores) */
-    double lock_wait_s;           /* how long a duplicate waits for the run computing its hash */
-    struct reducer_limits limits; /* bounds on n_neighbors, perplexity, n_iter */
+    const char *vector_name;       /* named vector to project; NULL = the first non-null */
+    int compute_threads;           /* threads for one computation (<= 0: all cores) */
+    double lock_wait_s;            /* how long a duplicate waits for the run computing its hash */
+    struct reducer_limits limits;  /* bounds on n_neighbors, perplexity, n_iter */
+    const struct secrets *secrets; /* set by main, not from_env: scrubbed from failure
+                                      messages before they are logged, stored or returned */
 };
 
 int projection_app_from_env(struct projection_app *app, struct pw_error *err);

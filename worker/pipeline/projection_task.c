@@ -1008,8 +1008,12 @@ int projection_task_run(const struct task_env *env, struct task_outcome *out, st
         rc = settle_under_lock(&job, out, &settled, err);
     if (!rc && !settled)
         rc = compute_and_publish(&job, out, &settled, err);
-    if (rc && !settled)
+    if (rc && !settled) {
+        /* A server's error text may echo a secret (a proxy quoting the api-key header);
+         * the message goes to the log, the run row and the task result. */
+        secrets_scrub(job.app ? job.app->secrets : NULL, err->msg);
         report_failure(&job, rc, out, err);
+    }
     job_free(&job);
     return rc;
 }

@@ -664,6 +664,22 @@ def test_qdrant_wrong_api_key_fails_without_leaking_it():
         env.close()
 
 
+def test_api_key_echoed_by_qdrant_never_reaches_log_result_or_run():
+    marker = "pw-key-marker-" + uuid.uuid4().hex[:12]
+    env = Env(api_key=marker)
+    q = unique("echokey")
+    try:
+        w = env.worker(q, env={"QDRANT_API_KEY": marker})
+        env.standin.faults({"route": "any", "kind": "echo_key", "status": 403, "times": -1})
+        run = env.create_run()
+        msg = expect_failure(q, run, "api-key *** is not valid", exc=PermissionError)
+        row = env.run_row(run)
+        assert row["status"] == "failed" and "api-key *** is not valid" in row["error"], row
+        assert marker not in msg and marker not in row["error"] and marker not in (row["op_error"] or ""), row
+        assert marker not in w.dump_log()
+    finally:
+        env.close()
+
 def test_unknown_run_and_bad_ids_are_refused():
     env = Env()
     q = unique("badid")
