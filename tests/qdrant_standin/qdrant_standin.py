@@ -13,14 +13,15 @@ Test hooks (not part of Qdrant):
   POST /__standin/faults  -> body {"faults": [fault, ...]} appended to the fault queue
   POST /__standin/reset   -> clears counters and faults
 A fault is {"route": "scroll"|"info"|"any", "kind": "status"|"delay"|"disconnect"|
-"truncate"|"hang"|"body"|"loop_offset", "times": n (-1 = forever), "status": 503,
+"truncate"|"hang"|"body"|"loop_offset"|"echo_key", "times": n (-1 = forever), "status": 503,
 "delay_s": 1.5, "after_bytes": 100, "body": "..."}.
 Faults fire in queue order on matching requests; "delay" delays then answers normally;
 "hang" sleeps delay_s (default 3600) and closes the connection without an answer;
 "body" answers `status` (default 200) with the raw text `body` (malformed JSON, a
 hand-built page); "loop_offset" answers a scroll normally except that next_page_offset
 is the request's own offset (the first id for the first page), so a client that follows
-it blindly loops forever.
+it blindly loops forever; "echo_key" answers "status" (403) with a plain-text body
+quoting the request's api-key header, as a careless proxy does.
 
 Usage:
   qdrant_standin.py [--collection NAME] (--data FILE | --generate n=..,dim=..,seed=..)
@@ -443,6 +444,10 @@ class Handler(BaseHTTPRequestHandler):
             return None
         if fault and fault["kind"] == "body":
             return self.send_bytes(int(fault.get("status", 200)), str(fault.get("body", "")).encode())
+        if fault and fault["kind"] == "echo_key":
+            given = self.headers.get("api-key", "")
+            body = ("Forbidden: api-key %s is not valid here" % given).encode()
+            return self.send_bytes(int(fault.get("status", 403)), body, "text/plain")
         if fault and fault["kind"] == "status":
             code = int(fault.get("status", 503))
             if code in (401, 403):

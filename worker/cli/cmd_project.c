@@ -6,12 +6,14 @@
  * The reduction is the task's own step (reducer.h): the same --config keys, Python
  * conversions and defaults, and the same fall-back to PCA when the requested reducer
  * (or an unknown name) fails, reported in meta.json's fallback_reason and in one
- * warning line on stderr.  One key only this command reads: "knn_method" (auto, exact
- * or approx).  Writes x.f32.bin, y.f32.bin and meta.json (reducer_params, PCA's
- * explained_variance_ratio and singular_values, t-SNE's kl_divergence, UMAP's fit,
- * per-phase timings) into DIR.
- * Exit status: 0 done, 2 bad arguments or input (one line on stderr), 1 the
- * computation failed, 130 interrupted (SIGINT/SIGTERM cancel the computation). */
+ * warning line on stderr.  The request bounds are the task's too: PW_MAX_N_NEIGHBORS,
+ * PW_MAX_PERPLEXITY and PW_MAX_N_ITER from the environment, else reducer.h's defaults;
+ * a bound applied goes to meta.json's limits_applied and one warning line.  One key
+ * only this command reads: "knn_method" (auto, exact or approx).  Writes x.f32.bin, y.f32.bin and
+ * meta.json (reducer_params, PCA's explained_variance_ratio and singular_values, t-SNE's
+ * kl_divergence, UMAP's fit, per-phase timings) into DIR. Exit status: 0 done, 2 bad arguments or
+ * input (one line on stderr), 1 the computation failed, 130 interrupted (SIGINT/SIGTERM cancel the
+ * computation). */
 #include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
@@ -212,6 +214,8 @@ static json_t *build_meta(const struct project_args *a, size_t n, size_t d,
     json_object_update(meta, r->extras);
     if (r->fell_back)
         json_object_set_new(meta, "fallback_reason", json_string(r->fallback_reason));
+    if (json_array_size(r->limits_applied))
+        json_object_set(meta, "limits_applied", r->limits_applied);
     add_diagnostics(meta, timings, r);
     json_object_set(meta, "timings", timings);
     return meta;
@@ -241,7 +245,8 @@ int cmd_project(int argc, char **argv)
     reducer_env_default(&env);
     if (!(config = parse_config(a.config_text, &env.knn_method)))
         goto cleanup;
-    if (project_io_read_vectors(a.input, (size_t)a.dim, &mat, &err)) {
+    if (reducer_limits_from_env(&env.limits, &err) ||
+        project_io_read_vectors(a.input, (size_t)a.dim, &mat, &err)) {
         fprintf(stderr, "projection-worker project: %s\n", err.msg);
         goto cleanup;
     }
@@ -261,6 +266,11 @@ int cmd_project(int argc, char **argv)
         fprintf(stderr, "projection-worker project: %s\n", err.msg);
         status = rc == PW_ECANCELED ? 130 : rc == PW_EINVAL ? 2 : 1;
         goto cleanup;
+    }
+    if (json_array_size(r.limits_applied)) {
+        char reasons[512];
+        reducer_limits_describe(&r, reasons, sizeof reasons);
+        fprintf(stderr, "projection-worker project: warning: request limited: %s\n", reasons);
     }
     if (r.fell_back)
         fprintf(stderr, "projection-worker project: warning: %s failed (%s); used PCA instead\n",

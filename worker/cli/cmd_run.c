@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "consumer.h"
 #include "log.h"
+#include "secrets.h"
 #include "task_subprocess.h"
 #include "signals.h"
 #include "tasks.h"
@@ -337,26 +338,35 @@ static int load_settings(struct run_settings *s, int argc, char **argv, struct p
 int cmd_run(int argc, char **argv)
 {
     struct run_settings s;
+    struct secrets secrets;
     struct pw_error err;
     char masked[512];
     int sfd = -1, rc;
 
     memset(&s, 0, sizeof s);
     pw_error_clear(&err);
-    rc = load_settings(&s, argc, argv, &err);
+    /* The environment's secrets first, so that even a configuration error is scrubbed;
+     * then those the flags gave (--database-url is set into DATABASE_URL). */
+    rc = secrets_from_env(&secrets, &err);
+    s.log.secrets = &secrets;
+    if (!rc && !(rc = load_settings(&s, argc, argv, &err)) &&
+        !(rc = secrets_add_url_password(&secrets, getenv("DATABASE_URL"), &err)))
+        rc = secrets_add_url_password(&secrets, s.consumer.broker_url, &err);
     if (rc) {
         free(s.queues_buf);
-        if (rc == 1)
-            return 0;
-        s.log.fd = 2;
-        s.log.min_level = PW_LOG_DEBUG;
-        pw_log_event(&s.log, PW_LOG_ERROR, "config_invalid", NULL, err.msg);
-        return 2;
+        if (rc != 1) {
+            s.log.fd = 2;
+            s.log.min_level = PW_LOG_DEBUG;
+            pw_log_event(&s.log, PW_LOG_ERROR, "config_invalid", NULL, err.msg);
+        }
+        secrets_free(&secrets);
+        return rc == 1 ? 0 : 2;
     }
     /* Signals arrive as bytes on a self-pipe read by the consumer loop. */
     if (signals_install(&sfd, &err)) {
         pw_log_event(&s.log, PW_LOG_CRITICAL, "signals_failed", NULL, err.msg);
         free(s.queues_buf);
+        secrets_free(&secrets);
         return 1;
     }
     broker_url_mask(s.consumer.broker_url, masked, sizeof masked);
@@ -379,5 +389,6 @@ int cmd_run(int argc, char **argv)
         pw_log_event(&s.log, PW_LOG_INFO, "worker_exit", NULL, NULL);
     close(sfd);
     free(s.queues_buf);
+    secrets_free(&secrets);
     return rc ? 1 : 0;
 }

@@ -18,6 +18,7 @@
 #include "commands.h"
 #include "log.h"
 #include "projection_task.h"
+#include "secrets.h"
 #include "signals.h"
 #include "tasks.h"
 
@@ -74,15 +75,20 @@ static int read_message(struct celery_task_msg *m, char **give_up, struct pw_err
     return 0;
 }
 
-static void print_outcome(int rc, const struct task_outcome *out, const struct pw_error *err)
+/* The outcome on stdout; its strings scrubbed of the process's secrets, since the
+ * consumer publishes the message as the task's result. */
+static void print_outcome(int rc, const struct task_outcome *out, const struct pw_error *err,
+                          const struct secrets *secrets)
 {
     json_t *o = rc == 0 ? json_pack("{s:b, s:O?}", "ok", 1, "result", out->result)
                         : json_pack("{s:b, s:s, s:s?, s:s, s:b, s:b}", "ok", 0, "exc_type",
                                     out->exc_type ? out->exc_type : "RuntimeError", "exc_module",
                                     out->exc_module, "message", err->msg, "revoked", out->revoked,
                                     "retry", out->retry);
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *text;
 
+    o = secrets_scrub_json(secrets, o);
+    text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (text) {
         fputs(text, stdout);
         fputc('\n', stdout);
@@ -95,7 +101,8 @@ static void print_outcome(int rc, const struct task_outcome *out, const struct p
 int cmd_task(int argc, char **argv)
 {
     static const int cancel_signals[] = {SIGUSR1};
-    struct pw_log log = {2, PW_LOG_INFO};
+    struct pw_log log = {2, PW_LOG_INFO, NULL};
+    struct secrets secrets;
     struct projection_app app;
     struct celery_task_msg msg;
     struct task_outcome out;
@@ -122,15 +129,19 @@ int cmd_task(int argc, char **argv)
      * consumer drains gracefully (it lets running tasks finish). */
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
-    if ((rc = signals_install_set(cancel_signals, 1, &sfd, &err)) ||
+    rc = secrets_from_env(&secrets, &err);
+    log.secrets = &secrets;
+    if (rc || (rc = signals_install_set(cancel_signals, 1, &sfd, &err)) ||
         (rc = read_message(&msg, &give_up, &err)) || (rc = projection_app_from_env(&app, &err))) {
         out.exc_type = "ValueError";
         out.exc_module = "builtins";
-        print_outcome(rc, &out, &err);
+        print_outcome(rc, &out, &err, &secrets);
         celery_message_free(&msg);
         free(give_up);
+        secrets_free(&secrets);
         return 1;
     }
+    app.secrets = &secrets;
     watch.fd = sfd;
     watch.cancel = &cancel;
     pthread_create(&watcher, NULL, watch_signals, &watch);
@@ -148,9 +159,10 @@ int cmd_task(int argc, char **argv)
                               msg.task);
         }
     }
-    print_outcome(rc, &out, &err);
+    print_outcome(rc, &out, &err, &secrets);
     json_decref(out.result);
     celery_message_free(&msg);
     free(give_up);
+    secrets_free(&secrets);
     return 0;
 }

@@ -39,7 +39,8 @@ int projection_app_from_env(struct projection_app *app, struct pw_error *err)
     if ((rc = env_number("QDRANT_TIMEOUT_MS", 1, 3600000, &timeout_ms, err)) ||
         (rc = env_number("QDRANT_MAX_RETRIES", 0, 100, &retries, err)) ||
         (rc = env_number("PW_COMPUTE_THREADS", 0, 1024, &threads, err)) ||
-        (rc = env_number("PW_LOCK_WAIT", 0, 7 * 86400, &lock_wait, err)))
+        (rc = env_number("PW_LOCK_WAIT", 0, 7 * 86400, &lock_wait, err)) ||
+        (rc = reducer_limits_from_env(&app->limits, err)))
         return rc;
     app->qdrant.timeout_ms = (long)timeout_ms;
     /* qdrant_config: 0 = the client's default (5), negative = no retries */

@@ -70,7 +70,8 @@ struct projection_job {
     char reducer_requested[64];
     const char *reducer_used;
     json_t *reducer_params;
-    json_t *extras; /* explained_variance_ratio, singular_values, kl_divergence */
+    json_t *extras;         /* explained_variance_ratio, singular_values, kl_divergence */
+    json_t *limits_applied; /* the operator's bounds the request ran into ([] when none) */
     char fallback_reason[300];
     /* output */
     char *abs_dir, *rel_dir;
@@ -273,8 +274,8 @@ static int try_reuse(struct projection_job *job, struct task_outcome *out, int *
     char *patch_text = NULL, *abs = NULL, *rel = NULL;
     const char *reducer;
     double t0 = pw_mono_now(), t_lookup = 0, t_link = 0;
-    static const char *const view_keys[] = {"color_by", "legend", "sampled", "shown_count",
-                                            "total_count"};
+    static const char *const view_keys[] = {"color_by",    "legend",      "sampled",
+                                            "shown_count", "total_count", "limits_applied"};
 
     *reused = 0;
     memset(&src, 0, sizeof src);
@@ -490,6 +491,7 @@ static int reduce(struct projection_job *job, struct pw_error *err)
         return pw_error_set(err, PW_EINVAL,
                             "Not enough vectors available to compute projection (need at least 2)");
     reducer_env_default(&env);
+    env.limits = job->app->limits;
     env.threads = job->app->compute_threads;
     env.progress = &pg;
     rc = reducer_run(job->run.reducer, job->config, job->m.x, n, job->m.dim, &env, &r, err);
@@ -497,7 +499,14 @@ static int reduce(struct projection_job *job, struct pw_error *err)
     job->reducer_used = r.used;
     job->xy = r.xy;
     job->reducer_params = r.params;
-    job->extras = r.extras; /* the job owns them from here, whatever rc says */
+    job->extras = r.extras;
+    job->limits_applied = r.limits_applied; /* the job owns them from here, whatever rc says */
+    if (json_array_size(job->limits_applied)) {
+        char reasons[512];
+        reducer_limits_describe(&r, reasons, sizeof reasons);
+        log_job(job, PW_LOG_WARNING, "projection_request_limited",
+                json_pack("{s:O}", "limits_applied", job->limits_applied), reasons);
+    }
     if (rc)
         return rc;
     if (r.fell_back) {
@@ -549,6 +558,8 @@ static int build_meta(struct projection_job *job, struct pw_error *err)
     json_object_foreach(job->extras, key, v) json_object_set(job->meta, key, v);
     if (job->fallback_reason[0])
         json_object_set_new(job->meta, "fallback_reason", json_string(job->fallback_reason));
+    if (json_array_size(job->limits_applied))
+        json_object_set(job->meta, "limits_applied", job->limits_applied);
     if (job->color_by == COLOR_BY_DOCUMENT_ID)
         json_object_set_new(job->meta, "category_map", category_table_doc_map(job->cats));
     json_object_set_new(job->meta, "category_counts", category_table_counts(job->cats));
@@ -601,6 +612,8 @@ static int commit_completion(struct projection_job *job, struct task_outcome *ou
                       json_object_get(job->meta, "total_count"));
     if (job->parent_run_id)
         json_object_set_new(patch, "parent_run_id", json_string(job->parent_run_id));
+    if (json_array_size(job->limits_applied)) /* the request ran at the operator's bounds */
+        json_object_set(patch, "limits_applied", job->limits_applied);
     json_object_set_new(patch, "progress", json_null());
     patch_text = json_dumps(patch, JSON_COMPACT);
     {
@@ -652,6 +665,7 @@ static void job_free(struct projection_job *job)
     free(job->y);
     json_decref(job->reducer_params);
     json_decref(job->extras);
+    json_decref(job->limits_applied);
     free(job->abs_dir);
     free(job->rel_dir);
     json_decref(job->meta);
@@ -1007,8 +1021,12 @@ int projection_task_run(const struct task_env *env, struct task_outcome *out, st
         rc = settle_under_lock(&job, out, &settled, err);
     if (!rc && !settled)
         rc = compute_and_publish(&job, out, &settled, err);
-    if (rc && !settled)
+    if (rc && !settled) {
+        /* A server's error text may echo a secret (a proxy quoting the api-key header);
+         * the message goes to the log, the run row and the task result. */
+        secrets_scrub(job.app ? job.app->secrets : NULL, err->msg);
         report_failure(&job, rc, out, err);
+    }
     job_free(&job);
     return rc;
 }

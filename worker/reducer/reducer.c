@@ -2,8 +2,11 @@
  *
  * The config is read with Python's int(), float() and str() semantics because the
  * Python task applies exactly those to params.get(key, default); the numbers go to
- * compute/ unclamped (compute/ owns the clamping rules) and the parameters reported
- * are the Python task's: the values read, or t-SNE's effective values after a fit.
+ * compute/ bounded only by the operator's limits (compute/ owns the structural clamps,
+ * such as n_neighbors to n - 1) and the parameters reported are the Python task's: the
+ * values read (after the limits), or t-SNE's effective values after a fit.  The limits
+ * live here rather than in compute/ because they are a deployment's policy, not a
+ * property of the algorithms, and their reasons name the settings that set them.
  * This module sits below the pipeline (compute/, pycompat and jansson only) so that the
  * `project` binary links it without PostgreSQL or libcurl. */
 #include "reducer.h"
@@ -61,6 +64,93 @@ static void set_params(struct reducer_result *out, json_t *params)
     out->params = params;
 }
 
+/* ---- the operator's bounds ----------------------------------------------------------- */
+
+/* value, or max when value is above it: then the bound is recorded in limits_applied
+ * with the request as written (the default when the config lacks the key) and the name
+ * of the setting, var.  integer says whether the parameter is an int (for "used"). */
+static double bounded(struct reducer_result *out, const json_t *config, const char *param,
+                      const char *var, double value, double max, int integer)
+{
+    const json_t *given = json_object_get(config, param);
+    char reason[160];
+
+    if (!(value > max)) /* NaN passes: compute/ refuses it with its own message */
+        return value;
+    snprintf(reason, sizeof reason, "%s above %s (%.15g)", param, var, max);
+    json_array_append_new(out->limits_applied,
+                          json_pack("{s:s, s:o, s:o, s:s}", "param", param, "requested",
+                                    given     ? json_deep_copy(given)
+                                    : integer ? json_integer((json_int_t)value)
+                                              : json_real(value),
+                                    "used",
+                                    integer ? json_integer((json_int_t)max) : json_real(max),
+                                    "reason", reason));
+    return max;
+}
+
+void reducer_limits_default(struct reducer_limits *limits)
+{
+    /* umap-learn 0.5 docstring: "values should be in the range 2 to 100" */
+    limits->max_n_neighbors = 200;
+    /* sklearn TSNE docstring: "Consider selecting a value between 5 and 50" */
+    limits->max_perplexity = 100;
+    /* five times sklearn TSNE's default n_iter (max_iter) of 1000 */
+    limits->max_n_iter = 5000;
+}
+
+/* *out = float(the variable's text), as Python reads it, when the variable is set. */
+static int limit_from_env(const char *name, double lo, double *out, struct pw_error *err)
+{
+    const char *text = getenv(name);
+    int set = text && *text;
+    json_t *v = set ? json_string(text) : NULL; /* NULL too when text is not UTF-8 */
+    double d = *out;
+    int ok = !set || (v && !py_float(v, &d) && d >= lo && d <= 1e9);
+
+    json_decref(v);
+    if (!ok)
+        return pw_error_set(err, PW_EINVAL, "%s must be a number in %g..1e9", name, lo);
+    *out = d;
+    return 0;
+}
+
+int reducer_limits_from_env(struct reducer_limits *limits, struct pw_error *err)
+{
+    double nn, perplexity, n_iter;
+    int rc;
+
+    reducer_limits_default(limits);
+    nn = (double)limits->max_n_neighbors;
+    perplexity = limits->max_perplexity;
+    n_iter = (double)limits->max_n_iter;
+    if ((rc = limit_from_env("PW_MAX_N_NEIGHBORS", 2, &nn, err)) ||
+        (rc = limit_from_env("PW_MAX_PERPLEXITY", 1, &perplexity, err)) ||
+        (rc = limit_from_env("PW_MAX_N_ITER", 1, &n_iter, err)))
+        return rc;
+    limits->max_n_neighbors = (long long)nn;
+    limits->max_perplexity = perplexity;
+    limits->max_n_iter = (long long)n_iter;
+    return 0;
+}
+
+void reducer_limits_describe(const struct reducer_result *r, char *buf, size_t cap)
+{
+    size_t i, len = 0;
+    json_t *entry;
+
+    if (cap)
+        buf[0] = '\0';
+    json_array_foreach(r->limits_applied, i, entry)
+    {
+        const char *reason = json_string_value(json_object_get(entry, "reason"));
+        int w = snprintf(buf + len, cap - len, "%s%s", i ? "; " : "", reason ? reason : "");
+        if (w < 0 || (size_t)w >= cap - len)
+            return; /* cut: the text stays NUL-terminated */
+        len += (size_t)w;
+    }
+}
+
 /* ---- the reducers ---------------------------------------------------------------------- */
 
 static int run_pca(const float *x, size_t n, size_t d, const struct reducer_env *env,
@@ -95,6 +185,8 @@ static int run_umap(const json_t *config, const float *x, size_t n, size_t d,
     if ((rc = read_int(config, "n_neighbors", 15, &nn, err)) ||
         (rc = read_float(config, "min_dist", 0.1, &md, err)))
         return rc;
+    nn = (long long)bounded(out, config, "n_neighbors", "PW_MAX_N_NEIGHBORS", (double)nn,
+                            (double)env->limits.max_n_neighbors, 1);
     metric = read_str(config, "metric", "cosine", metric_buf, sizeof metric_buf);
     set_params(out, json_pack("{s:I, s:f, s:s}", "n_neighbors", (json_int_t)nn, "min_dist", md,
                               "metric", metric));
@@ -126,6 +218,10 @@ static int run_tsne(const json_t *config, const float *x, size_t n, size_t d,
         (rc = read_float(config, "learning_rate", 200.0, &lr, err)) ||
         (rc = read_int(config, "n_iter", 1000, &n_iter, err)))
         return rc;
+    perplexity = bounded(out, config, "perplexity", "PW_MAX_PERPLEXITY", perplexity,
+                         env->limits.max_perplexity, 0);
+    n_iter = (long long)bounded(out, config, "n_iter", "PW_MAX_N_ITER", (double)n_iter,
+                                (double)env->limits.max_n_iter, 1);
     metric = read_str(config, "metric", "euclidean", metric_buf, sizeof metric_buf);
     init = read_str(config, "init", "pca", init_buf, sizeof init_buf);
     set_params(out,
@@ -154,6 +250,7 @@ static int run_tsne(const json_t *config, const float *x, size_t n, size_t d,
 
 void reducer_env_default(struct reducer_env *env)
 {
+    reducer_limits_default(&env->limits);
     env->threads = 0;
     env->seed = 42; /* projection.py's random_state */
     env->knn_method = KNN_AUTO;
@@ -200,7 +297,8 @@ int reducer_run(const char *name, const json_t *config, const float *x, size_t n
     out->xy = malloc((n ? n : 1) * 2 * sizeof *out->xy);
     out->params = json_object();
     out->extras = json_object();
-    if (!out->xy || !out->params || !out->extras)
+    out->limits_applied = json_array();
+    if (!out->xy || !out->params || !out->extras || !out->limits_applied)
         return pw_error_set(err, PW_ENOMEM, "out of memory for the projection of %zu points", n);
 
     rc = run_requested(config, x, n, d, env, out, &attempt);
@@ -236,6 +334,7 @@ void reducer_result_free(struct reducer_result *r)
     free(r->xy);
     json_decref(r->params);
     json_decref(r->extras);
+    json_decref(r->limits_applied);
     r->xy = NULL;
-    r->params = r->extras = NULL;
+    r->params = r->extras = r->limits_applied = NULL;
 }

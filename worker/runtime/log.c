@@ -72,6 +72,8 @@ void pw_log_event(const struct pw_log *log, int level, const char *event, json_t
     if (json_is_object(fields))
         json_object_update(line, fields);
     json_decref(fields);
+    if (!(line = secrets_scrub_json(log->secrets, line)))
+        return;
     text = json_dumps(line, JSON_PRESERVE_ORDER | JSON_COMPACT);
     json_decref(line);
     if (!text)

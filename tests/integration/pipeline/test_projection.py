@@ -606,6 +606,22 @@ def test_qdrant_wrong_api_key_fails_without_leaking_it():
         assert "401" in msg or "api key" in msg.lower() or "denied" in msg.lower(), msg
 
 
+def test_api_key_echoed_by_qdrant_never_reaches_log_result_or_run():
+    marker = "pw-key-marker-" + uuid.uuid4().hex[:12]
+    env = Env(api_key=marker)
+    q = unique("echokey")
+    try:
+        w = env.worker(q, env={"QDRANT_API_KEY": marker})
+        env.standin.faults({"route": "any", "kind": "echo_key", "status": 403, "times": -1})
+        run = env.create_run()
+        msg = expect_failure(q, run, "api-key *** is not valid", exc=PermissionError)
+        row = env.run_row(run)
+        assert row["status"] == "failed" and "api-key *** is not valid" in row["error"], row
+        assert marker not in msg and marker not in row["error"] and marker not in (row["op_error"] or ""), row
+        assert marker not in w.dump_log()
+    finally:
+        env.close()
+
 def test_unknown_run_and_bad_ids_are_refused():
     with Env() as env:
         q = env.queue_with_worker("badid")
@@ -708,6 +724,43 @@ def test_unsupported_reducer_falls_back_to_pca_with_reason():
         assert meta["fallback_reason"] == "Unsupported reducer 'isomap'"
         assert meta["reducer_requested"] == "isomap" and meta["reducer_used"] == "pca"
         assert meta["reducer_params"] == {"foo": 1}
+
+
+def limited_run(reducer: str, config: dict) -> tuple[dict, list[dict], dict]:
+    """One run of an oversized request: its meta.json, the worker's
+    projection_request_limited lines, and the run's meta row."""
+    env = Env()
+    q = unique("limits")
+    try:
+        w = env.worker(q)
+        run = env.create_run(config, reducer=reducer)
+        result = send(q, run, timeout=120)
+        assert result["status"] == "completed" and result["reducer"] == reducer, result
+        meta = json.load(open(os.path.join(result["storage_path"], "meta.json")))
+        return meta, w.find("projection_request_limited", run=run), env.run_row(run)["meta"]
+    finally:
+        env.close()
+
+
+def test_umap_n_neighbors_of_a_million_runs_at_the_bound_with_the_reason_recorded():
+    meta, warnings, row_meta = limited_run("umap", {"n_neighbors": 1_000_000})
+    want = [{"param": "n_neighbors", "requested": 1_000_000, "used": 200,
+             "reason": "n_neighbors above PW_MAX_N_NEIGHBORS (200)"}]
+    assert meta["limits_applied"] == want, meta.get("limits_applied")
+    assert meta["reducer_params"]["n_neighbors"] == 200, meta["reducer_params"]
+    assert row_meta["limits_applied"] == want, row_meta
+    assert len(warnings) == 1 and warnings[0]["level"] == "warning", warnings
+    assert warnings[0]["limits_applied"] == want and want[0]["reason"] in warnings[0]["msg"], warnings
+
+
+def test_tsne_n_iter_of_a_billion_runs_at_the_bound_instead_of_spinning():
+    meta, warnings, row_meta = limited_run("tsne", {"n_iter": 1_000_000_000})
+    want = [{"param": "n_iter", "requested": 1_000_000_000, "used": 5000,
+             "reason": "n_iter above PW_MAX_N_ITER (5000)"}]
+    assert meta["limits_applied"] == want, meta.get("limits_applied")
+    assert meta["reducer_params"]["n_iter"] <= 5000, meta["reducer_params"]
+    assert row_meta["limits_applied"] == want, row_meta
+    assert len(warnings) == 1, warnings
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
  *
  * Each config runs twice on the same points: through reducer_run, as the projection
  * task calls it, and through the project binary (argv[1]) with --config; reducer_used,
- * reducer_params, fallback_reason and the x/y bytes must be identical.  The expected
+ * reducer_params, limits_applied, fallback_reason and the x/y bytes must be identical.
+ * Both read the request bounds from the environment, as the task does.  The expected
  * parameters of each case are projection.py's rules written out here (int("15.5")
  * fails, perplexity clamped to n - 1, ...), not read from the code under test.
  * OpenBLAS and OpenMP run on one thread in both, so the bytes can be compared. */
@@ -102,8 +103,10 @@ static int run_project(const char *reducer, const char *config, const char *out)
 }
 
 /* Both paths on one config; returns the in-process result's params (new reference) for
- * the case's own checks, or NULL when the paths disagree or did not run. */
-static json_t *both_paths(const char *reducer, const char *config_text, const char *reason)
+ * the case's own checks, or NULL when the paths disagree or did not run.  limits, when
+ * not NULL, receives the result's limits_applied (new reference) the same way. */
+static json_t *both_paths(const char *reducer, const char *config_text, const char *reason,
+                          json_t **limits)
 {
     char out[96], path[128];
     json_t *config = json_loads(config_text, 0, NULL), *meta = NULL, *params = NULL;
@@ -115,6 +118,7 @@ static json_t *both_paths(const char *reducer, const char *config_text, const ch
     int same = 1;
 
     reducer_env_default(&env);
+    CHECK(reducer_limits_from_env(&env.limits, &err) == 0);
     env.threads = 1;
     CHECK(reducer_run(reducer, config, points, N, D, &env, &r, &err) == 0);
     snprintf(out, sizeof out, "%s/out", dir);
@@ -133,6 +137,10 @@ static json_t *both_paths(const char *reducer, const char *config_text, const ch
     CHECK(same);
     CHECK(json_equal(json_object_get(meta, "reducer_params"), r.params));
     CHECK_STR(json_string_value(json_object_get(meta, "reducer_used")), r.used);
+    if (json_array_size(r.limits_applied))
+        CHECK(json_equal(json_object_get(meta, "limits_applied"), r.limits_applied));
+    else
+        CHECK(json_object_get(meta, "limits_applied") == NULL);
     CHECK(r.fell_back == (reason != NULL));
     if (reason) {
         CHECK(strstr(r.fallback_reason, reason) != NULL);
@@ -142,6 +150,8 @@ static json_t *both_paths(const char *reducer, const char *config_text, const ch
     }
     if (same && !pw_test_current_failed)
         params = json_incref(r.params);
+    if (limits)
+        *limits = same && !pw_test_current_failed ? json_incref(r.limits_applied) : NULL;
     reducer_result_free(&r);
     json_decref(config);
     json_decref(meta);
@@ -152,14 +162,15 @@ static json_t *both_paths(const char *reducer, const char *config_text, const ch
 
 static void test_pca_gives_the_same_layout_and_no_params(void)
 {
-    json_t *p = both_paths("pca", "{\"n_neighbors\": 5}", NULL);
+    json_t *p = both_paths("pca", "{\"n_neighbors\": 5}", NULL, NULL);
     CHECK(p && json_object_size(p) == 0);
     json_decref(p);
 }
 
 static void test_umap_string_params_convert_as_python_int_and_float(void)
 {
-    json_t *p = both_paths("umap", "{\"n_neighbors\": \" 10 \", \"min_dist\": \"0.25\"}", NULL);
+    json_t *p =
+        both_paths("umap", "{\"n_neighbors\": \" 10 \", \"min_dist\": \"0.25\"}", NULL, NULL);
     CHECK(json_integer_value(json_object_get(p, "n_neighbors")) == 10);
     CHECK(json_real_value(json_object_get(p, "min_dist")) == 0.25);
     CHECK_STR(json_string_value(json_object_get(p, "metric")), "cosine");
@@ -168,21 +179,23 @@ static void test_umap_string_params_convert_as_python_int_and_float(void)
 
 static void test_umap_float_n_neighbors_is_truncated(void)
 {
-    json_t *p = both_paths("UMAP", "{\"n_neighbors\": 10.9, \"metric\": \"euclidean\"}", NULL);
+    json_t *p =
+        both_paths("UMAP", "{\"n_neighbors\": 10.9, \"metric\": \"euclidean\"}", NULL, NULL);
     CHECK(json_integer_value(json_object_get(p, "n_neighbors")) == 10);
     json_decref(p);
 }
 
 static void test_umap_n_neighbors_string_with_a_fraction_falls_back(void)
 {
-    json_t *p = both_paths("umap", "{\"n_neighbors\": \"15.5\"}", "invalid literal for int()");
+    json_t *p =
+        both_paths("umap", "{\"n_neighbors\": \"15.5\"}", "invalid literal for int()", NULL);
     CHECK(p && json_object_size(p) == 0); /* nothing was read before int() failed */
     json_decref(p);
 }
 
 static void test_umap_non_string_metric_is_str_and_falls_back(void)
 {
-    json_t *p = both_paths("umap", "{\"metric\": 5, \"min_dist\": 1e-05}", "'5'");
+    json_t *p = both_paths("umap", "{\"metric\": 5, \"min_dist\": 1e-05}", "'5'", NULL);
     CHECK_STR(json_string_value(json_object_get(p, "metric")), "5");
     CHECK(json_integer_value(json_object_get(p, "n_neighbors")) == 15);
     json_decref(p);
@@ -190,7 +203,8 @@ static void test_umap_non_string_metric_is_str_and_falls_back(void)
 
 static void test_umap_list_metric_is_its_python_repr(void)
 {
-    json_t *p = both_paths("umap", "{\"metric\": [\"it's\", 2.5, true, null, 1e16]}", "metric");
+    json_t *p =
+        both_paths("umap", "{\"metric\": [\"it's\", 2.5, true, null, 1e16]}", "metric", NULL);
     CHECK_STR(json_string_value(json_object_get(p, "metric")),
               "[\"it's\", 2.5, True, None, 1e+16]");
     json_decref(p);
@@ -198,8 +212,68 @@ static void test_umap_list_metric_is_its_python_repr(void)
 
 static void test_umap_too_many_neighbors_runs_and_reports_the_request(void)
 {
-    json_t *p = both_paths("umap", "{\"n_neighbors\": 1000}", NULL);
-    CHECK(json_integer_value(json_object_get(p, "n_neighbors")) == 1000);
+    /* above n - 1 (compute/ clamps it) but within the default bound of 200 */
+    json_t *p = both_paths("umap", "{\"n_neighbors\": 150}", NULL, NULL);
+    CHECK(json_integer_value(json_object_get(p, "n_neighbors")) == 150);
+    json_decref(p);
+}
+
+static void test_umap_n_neighbors_above_the_bound_runs_at_the_bound_and_says_why(void)
+{
+    json_t *limits = NULL;
+    json_t *p = both_paths("umap", "{\"n_neighbors\": 1000000}", NULL, &limits);
+    json_t *want =
+        json_loads("[{\"param\": \"n_neighbors\", \"requested\": 1000000, \"used\": 200, "
+                   "\"reason\": \"n_neighbors above PW_MAX_N_NEIGHBORS (200)\"}]",
+                   0, NULL);
+    CHECK(json_integer_value(json_object_get(p, "n_neighbors")) == 200);
+    CHECK(json_equal(limits, want));
+    json_decref(want);
+    json_decref(limits);
+    json_decref(p);
+}
+
+static void test_tsne_perplexity_and_n_iter_above_the_bounds_are_recorded(void)
+{
+    json_t *limits = NULL;
+    json_t *p =
+        both_paths("tsne", "{\"perplexity\": \"1e6\", \"n_iter\": 1000000000}", NULL, &limits);
+    json_t *want =
+        json_loads("[{\"param\": \"perplexity\", \"requested\": \"1e6\", \"used\": 100.0, "
+                   "\"reason\": \"perplexity above PW_MAX_PERPLEXITY (100)\"}, "
+                   "{\"param\": \"n_iter\", \"requested\": 1000000000, \"used\": 5000, "
+                   "\"reason\": \"n_iter above PW_MAX_N_ITER (5000)\"}]",
+                   0, NULL);
+    CHECK(json_equal(limits, want));
+    CHECK(json_real_value(json_object_get(p, "perplexity")) == N - 1); /* then compute/'s clamp */
+    CHECK(json_integer_value(json_object_get(p, "n_iter")) <= 5000);
+    json_decref(want);
+    json_decref(limits);
+    json_decref(p);
+}
+
+static void test_bounds_come_from_the_environment(void)
+{
+    struct reducer_limits l;
+    struct pw_error err;
+    json_t *limits = NULL, *p;
+
+    setenv("PW_MAX_N_NEIGHBORS", "20", 1);
+    CHECK(reducer_limits_from_env(&l, &err) == 0);
+    CHECK(l.max_n_neighbors == 20 && l.max_perplexity == 100 && l.max_n_iter == 5000);
+    p = both_paths("umap", "{\"n_neighbors\": 50}", NULL, &limits);
+    CHECK(json_integer_value(json_object_get(p, "n_neighbors")) == 20);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(limits, 0), "reason")),
+              "n_neighbors above PW_MAX_N_NEIGHBORS (20)");
+    setenv("PW_MAX_N_NEIGHBORS", "1", 1); /* UMAP needs 2 */
+    CHECK(reducer_limits_from_env(&l, &err) == PW_EINVAL);
+    CHECK(strstr(err.msg, "PW_MAX_N_NEIGHBORS") != NULL);
+    unsetenv("PW_MAX_N_NEIGHBORS");
+    setenv("PW_MAX_N_ITER", "many", 1);
+    CHECK(reducer_limits_from_env(&l, &err) == PW_EINVAL);
+    CHECK(strstr(err.msg, "PW_MAX_N_ITER") != NULL);
+    unsetenv("PW_MAX_N_ITER");
+    json_decref(limits);
     json_decref(p);
 }
 
@@ -207,7 +281,7 @@ static void test_tsne_reports_the_clamped_values(void)
 {
     json_t *p = both_paths(
         "tsne", "{\"perplexity\": \"100\", \"learning_rate\": 5, \"n_iter\": 300, \"init\": 7}",
-        NULL);
+        NULL, NULL);
     CHECK(json_real_value(json_object_get(p, "perplexity")) == N - 1);
     CHECK(json_real_value(json_object_get(p, "learning_rate")) == 10.0);
     CHECK(json_integer_value(json_object_get(p, "n_iter")) == 299); /* sklearn's n_iter_ */
@@ -227,8 +301,8 @@ static void test_tsne_diverging_to_non_finite_falls_back_to_pca(void)
 
 static void test_unsupported_reducer_reports_the_whole_config(void)
 {
-    json_t *p =
-        both_paths("isomap", "{\"k\": [1, 2], \"metric\": 3}", "Unsupported reducer 'isomap'");
+    json_t *p = both_paths("isomap", "{\"k\": [1, 2], \"metric\": 3}",
+                           "Unsupported reducer 'isomap'", NULL);
     json_t *want = json_loads("{\"k\": [1, 2], \"metric\": 3}", 0, NULL);
     CHECK(json_equal(p, want));
     json_decref(want);
@@ -259,6 +333,9 @@ int main(int argc, char **argv)
     RUN(test_umap_non_string_metric_is_str_and_falls_back);
     RUN(test_umap_list_metric_is_its_python_repr);
     RUN(test_umap_too_many_neighbors_runs_and_reports_the_request);
+    RUN(test_umap_n_neighbors_above_the_bound_runs_at_the_bound_and_says_why);
+    RUN(test_tsne_perplexity_and_n_iter_above_the_bounds_are_recorded);
+    RUN(test_bounds_come_from_the_environment);
     RUN(test_tsne_reports_the_clamped_values);
     RUN(test_tsne_diverging_to_non_finite_falls_back_to_pca);
     RUN(test_unsupported_reducer_reports_the_whole_config);
