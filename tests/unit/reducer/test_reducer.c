@@ -294,7 +294,7 @@ static void test_tsne_reports_the_clamped_values(void)
 static void test_tsne_diverging_to_non_finite_falls_back_to_pca(void)
 {
     json_t *p = both_paths("tsne", "{\"learning_rate\": 1e308, \"n_iter\": 250}",
-                           "tsne: the layout is not finite");
+                           "tsne: the layout is not finite", NULL);
     CHECK(json_real_value(json_object_get(p, "learning_rate")) == 1e308);
     json_decref(p);
 }
