@@ -652,7 +652,7 @@ def section_hostile(env: CampEnv, rep: Report, args) -> None:
         if row.get("status") == "failed":
             return None if (row.get("error") or "").strip() else "failed without a message"
         meta = file_meta(cid, run)
-        if meta.get("fallback_reason") or "clamp" in json.dumps(meta).lower():
+        if meta.get("fallback_reason") or any(lim.get("reason") for lim in meta.get("limits_applied") or []):
             return None
         return f"accepted without a recorded reason (reducer_params {short_text(json.dumps(meta.get('reducer_params')), 60)})"
     for reducer, cfg in (("umap", {"n_neighbors": 1}), ("umap", {"n_neighbors": 10**6}),

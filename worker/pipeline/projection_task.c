@@ -705,8 +705,10 @@ static int run_id_argument(const struct celery_task_msg *m, const char **id, str
                             "compute_projection needs the projection run id (args=[run_uuid] or "
                             "kwargs={\"projection_id\": run_uuid})");
     if (strlen(json_string_value(v)) != json_string_length(v))
-        return pw_error_set(err, PW_EINVAL, "projection run id '%.64s...' contains a NUL character",
-                            json_string_value(v));
+        return pw_error_set(
+            err, PW_EINVAL,
+            "projection run id '%.64s...' is not a UUID: it contains a NUL character",
+            json_string_value(v));
     if (!is_uuid(json_string_value(v)))
         return pw_error_set(err, PW_EINVAL, "projection run id '%.64s' is not a UUID",
                             json_string_value(v));

@@ -384,6 +384,25 @@ def test_database_refusing_the_worker_asks_for_redelivery_without_leaking_passwo
         assert env.run_row(run)["status"] == "running", "a run whose state could not be written was touched"
 
 
+def test_postgres_down_when_the_task_arrives_pauses_the_worker_until_it_returns():
+    with Env() as env:
+        q = env.queue_with_worker("pgdown")
+        w = env.workers[0]
+        run = env.create_run()
+        services("stop-postgres")
+        try:
+            res = celery_app().send_task("webui.tasks.compute_projection", args=[run], queue=q)
+            w.wait_event("service_unavailable", timeout=90)
+            assert not res.ready(), "a task whose run could not be loaded was answered"
+        finally:
+            services("start-postgres")
+        value = res.get(timeout=180)
+        assert value["status"] == "completed", value
+        row = env.run_row(run)
+        assert row["status"] == "completed" and row["op_status"] == "completed", row
+        assert not w.find("task_failed")
+
+
 def finishes_despite(db_fault) -> None:
     """A projection of 4 slow pages (1 s each) during which db_fault(env) hits the task's
     PostgreSQL session: the run completes on a new session."""
