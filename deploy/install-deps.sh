@@ -16,6 +16,9 @@ PACKAGES=(
     python3-celery python3-numpy python3-sklearn umap-learn
     # checks
     valgrind procps openssl ca-certificates
+    # tests/deploy: PyYAML for the manifests (only a Recommends of python3-kombu today) and
+    # systemd-analyze for the units (not in a minimal Debian 12 image)
+    python3-yaml systemd
     # fuzzing (tests/fuzz/run.sh): clang with libFuzzer + sanitizer runtimes, clang's OpenMP,
     # llvm-symbolizer for the stack traces
     clang libclang-rt-14-dev libomp-dev llvm
