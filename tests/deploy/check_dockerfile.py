@@ -156,27 +156,34 @@ def test_runtime_packages_provide_every_library_the_binaries_link():
     base = {"libc6", "libgcc-s1"}  # in every debian:12 image
     sanitizers = re.compile(r"^lib(asan|ubsan|tsan|lsan)")  # tests/run.sh's sanitizer builds
     wanted = runtime_packages()
-    missing = []
+    libs = []  # (binary, soname, path as ldd resolved it)
     for b in ("projection-worker", "projection-worker-task", "projection-worker-project"):
         exe = os.path.join(bindir, b)
         assert os.access(exe, os.X_OK), f"{exe} not built"
         ldd = subprocess.run(["ldd", exe], capture_output=True, text=True, check=True).stdout
         needed = re.findall(r"\(NEEDED\).*\[(.+)\]",
                             subprocess.run(["readelf", "-d", exe], capture_output=True, text=True, check=True).stdout)
+        assert needed, f"{b}: readelf shows no NEEDED entry"
         for lib in needed:
             if sanitizers.match(lib):
                 continue
             m = re.search(rf"^\s*{re.escape(lib)} => (\S+)", ldd, re.M)
             assert m, f"{b}: {lib} not resolved by ldd"
-            owner = None
-            for candidate in (os.path.realpath(m.group(1)), m.group(1)):
-                q = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True)
-                if q.returncode == 0:
-                    owner = q.stdout.split(":")[0].strip()
-                    break
-            assert owner, f"{b}: no Debian package owns {m.group(1)}"
-            if owner not in wanted | base:
-                missing.append(f"{b}: {lib} is in {owner}")
+            libs.append((b, lib, m.group(1)))
+    # One dpkg -S for every path (it is slow); the real file first, for alternatives
+    # such as libopenblas.so.0 -> openblas-pthread/.
+    paths = sorted({p for _, _, link in libs for p in (os.path.realpath(link), link)})
+    q = subprocess.run(["dpkg", "-S", *paths], capture_output=True, text=True)
+    owner_of = {}
+    for line in q.stdout.splitlines():
+        pkgs, _, file = line.partition(": ")
+        owner_of[file.strip()] = pkgs.split(",")[0].split(":")[0].strip()
+    missing = []
+    for b, lib, link in libs:
+        owner = owner_of.get(os.path.realpath(link)) or owner_of.get(link)
+        assert owner, f"{b}: no Debian package owns {link}"
+        if owner not in wanted | base:
+            missing.append(f"{b}: {lib} is in {owner}")
     assert not missing, "the runtime stage lacks packages:\n" + "\n".join(missing)
 
 
