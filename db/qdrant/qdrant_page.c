@@ -679,6 +679,8 @@ static int cb_start_map(void *ctx)
         return push(p, FR_TOP);
     }
     int k = take_key(p);
+    if (k == K_FIELD) /* a kept payload field (K_FIELD only arises in those frames) */
+        return store_field(p, p->key_field, QDRANT_V_OBJECT, "", 0);
     switch (p->fr[p->sp - 1]) {
     case FR_TOP:
         if (k == K_RESULT)
@@ -716,8 +718,6 @@ static int cb_start_map(void *ctx)
         }
         break;
     case FR_PAYLOAD:
-        if (k == K_FIELD)
-            return store_field(p, p->key_field, QDRANT_V_OBJECT, "", 0);
         if (k == K_METADATA) {
             if (!store_field(p, FIELD_MARK, QDRANT_V_OBJECT, "", 0))
                 return 0;
@@ -725,10 +725,6 @@ static int cb_start_map(void *ctx)
             p->capture_rec = NO_CAPTURE;
             return push(p, FR_META);
         }
-        break;
-    case FR_META:
-        if (k == K_FIELD)
-            return store_field(p, p->key_field, QDRANT_V_OBJECT, "", 0);
         break;
     case FR_VECS:
         if (k == K_VEC_CAND) { /* sparse vector {"indices","values"}: not projected */
@@ -825,6 +821,8 @@ static int cb_start_array(void *ctx)
     int k, rc = begin_value(p, 1, &k);
     if (rc != BEGIN_CONTINUE)
         return rc;
+    if (k == K_FIELD) /* a kept payload field (K_FIELD only arises in those frames) */
+        return store_field(p, p->key_field, QDRANT_V_ARRAY, "", 0);
     switch (p->fr[p->sp - 1]) {
     case FR_TOP:
         if (k == K_RESULT)
@@ -854,18 +852,12 @@ static int cb_start_array(void *ctx)
             p->m->arena_len = p->pt_arena0;
         break;
     case FR_PAYLOAD:
-        if (k == K_FIELD)
-            return store_field(p, p->key_field, QDRANT_V_ARRAY, "", 0);
         if (k == K_METADATA) {
             if (!store_field(p, FIELD_MARK, QDRANT_V_ARRAY, "", 0))
                 return 0;
             p->capture_rec = NO_CAPTURE;
             return 1; /* store_field set skip = 1 */
         }
-        break;
-    case FR_META:
-        if (k == K_FIELD)
-            return store_field(p, p->key_field, QDRANT_V_ARRAY, "", 0);
         break;
     case FR_VECS:
         if (k == K_VEC_CAND) {
