@@ -1,4 +1,4 @@
-/* fault.c - fault points for the reliability campaign (see header). */
+/* fault.c - fault points for the reliability tests (see header). */
 #include "fault.h"
 
 #ifdef PW_TEST_TASKS

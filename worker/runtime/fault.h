@@ -1,4 +1,4 @@
-/* fault.h - fault points: where the reliability campaign kills a process on purpose.
+/* fault.h - fault points: where the reliability tests kill a process on purpose.
  *
  * pw_fault_point("after_rename") marks a step of the pipeline or of the consumer.  In
  * test builds (PW_TEST_TASKS) the environment can name one step to die at:
