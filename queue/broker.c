@@ -519,3 +519,116 @@ int broker_republish(struct broker *b, const struct broker_message *m, const cha
     free(entries);
     return rc;
 }
+
+/* ---- Celery's remote control and events (see broker.h) ----------------------------- */
+
+int broker_declare_exchange(struct broker *b, const char *name, const char *type, int durable,
+                            struct pw_error *err)
+{
+    amqp_exchange_declare(b->conn, BROKER_CHANNEL, amqp_cstring_bytes(name),
+                          amqp_cstring_bytes(type), 0, durable ? 1 : 0, 0, 0, amqp_empty_table);
+    return check_rpc(b, "exchange.declare", err);
+}
+
+int broker_declare_transient_queue(struct broker *b, const char *queue, int expires_ms, int ttl_ms,
+                                   const char *exchange, const char *routing_key,
+                                   struct pw_error *err)
+{
+    amqp_table_entry_t e[2];
+    amqp_table_t args = {0, e};
+    amqp_bytes_t name = amqp_cstring_bytes(queue);
+    int rc;
+
+    if (expires_ms > 0) {
+        e[args.num_entries].key = amqp_cstring_bytes("x-expires");
+        e[args.num_entries].value.kind = AMQP_FIELD_KIND_I32;
+        e[args.num_entries++].value.value.i32 = expires_ms;
+    }
+    if (ttl_ms > 0) {
+        e[args.num_entries].key = amqp_cstring_bytes("x-message-ttl");
+        e[args.num_entries].value.kind = AMQP_FIELD_KIND_I32;
+        e[args.num_entries++].value.value.i32 = ttl_ms;
+    }
+    amqp_queue_declare(b->conn, BROKER_CHANNEL, name, 0, 0, 0, 1, args);
+    if ((rc = check_rpc(b, "queue.declare", err)))
+        return rc;
+    amqp_queue_bind(b->conn, BROKER_CHANNEL, name, amqp_cstring_bytes(exchange),
+                    amqp_cstring_bytes(routing_key), amqp_empty_table);
+    return check_rpc(b, "queue.bind", err);
+}
+
+int broker_consume_noack(struct broker *b, const char *queue, char **tag_out, struct pw_error *err)
+{
+    amqp_basic_consume_ok_t *ok;
+    int rc;
+
+    ok = amqp_basic_consume(b->conn, BROKER_CHANNEL, amqp_cstring_bytes(queue), amqp_empty_bytes, 0,
+                            1, 0, amqp_empty_table);
+    if ((rc = check_rpc(b, "basic.consume", err)))
+        return rc;
+    if (!(*tag_out = bytes_dup(ok->consumer_tag)))
+        return pw_error_set(err, PW_ENOMEM, "out of memory");
+    return 0;
+}
+
+int broker_cancel_tag(struct broker *b, const char *tag, struct pw_error *err)
+{
+    amqp_basic_cancel(b->conn, BROKER_CHANNEL, amqp_cstring_bytes(tag));
+    return check_rpc(b, "basic.cancel", err);
+}
+
+/* One header value from JSON; strings point into the JSON value. */
+static void header_value(json_t *v, amqp_field_value_t *out)
+{
+    if (json_is_string(v)) {
+        out->kind = AMQP_FIELD_KIND_UTF8;
+        out->value.bytes = amqp_cstring_bytes(json_string_value(v));
+    } else if (json_is_integer(v)) {
+        out->kind = AMQP_FIELD_KIND_I64;
+        out->value.i64 = json_integer_value(v);
+    } else if (json_is_real(v)) {
+        out->kind = AMQP_FIELD_KIND_F64;
+        out->value.f64 = json_real_value(v);
+    } else if (json_is_boolean(v)) {
+        out->kind = AMQP_FIELD_KIND_BOOLEAN;
+        out->value.boolean = json_is_true(v);
+    } else {
+        out->kind = AMQP_FIELD_KIND_VOID;
+    }
+}
+
+int broker_publish_with_headers(struct broker *b, const char *exchange, const char *routing_key,
+                                const struct broker_publish_props *props, json_t *headers,
+                                const char *body, size_t len, struct pw_error *err)
+{
+    amqp_basic_properties_t p;
+    amqp_table_entry_t e[8];
+    const char *key;
+    json_t *v;
+    int n = 0;
+
+    memset(&p, 0, sizeof p);
+    p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG |
+               AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_PRIORITY_FLAG | AMQP_BASIC_HEADERS_FLAG;
+    p.content_type = amqp_cstring_bytes("application/json");
+    p.content_encoding = amqp_cstring_bytes("utf-8");
+    p.delivery_mode = props && props->delivery_mode ? (uint8_t)props->delivery_mode : 1;
+    if (props && props->correlation_id) {
+        p._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+        p.correlation_id = amqp_cstring_bytes(props->correlation_id);
+    }
+    json_object_foreach(headers, key, v)
+    {
+        if (n == 8)
+            break;
+        e[n].key = amqp_cstring_bytes(key);
+        header_value(v, &e[n++].value);
+    }
+    p.headers.num_entries = n;
+    p.headers.entries = e;
+    return status_error(b,
+                        amqp_basic_publish(b->conn, BROKER_CHANNEL, amqp_cstring_bytes(exchange),
+                                           amqp_cstring_bytes(routing_key), 0, 0, &p,
+                                           (amqp_bytes_t){len, (void *)body}),
+                        "basic.publish", err);
+}

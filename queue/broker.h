@@ -92,4 +92,25 @@ int broker_publish(struct broker *b, const char *exchange, const char *routing_k
                    const struct broker_publish_props *props, const char *body, size_t len,
                    struct pw_error *err);
 
+/* ---- Celery's remote control and events (pidbox, celeryev) -------------------------
+ * Declarations with the flags and arguments Celery 5.2 uses (a different value makes
+ * RabbitMQ close the channel), no-ack consumers beside the task consumers (the
+ * prefetch limit does not count their messages; broker_cancel_consumers leaves them),
+ * and publishing with a small header table.  A delivery from these consumers is told
+ * apart by its exchange (celery.pidbox, reply.celery.pidbox). */
+int broker_declare_exchange(struct broker *b, const char *name, const char *type, int durable,
+                            struct pw_error *err);
+/* Non-durable auto-delete queue with x-expires / x-message-ttl (ms; 0 = omitted),
+ * bound to exchange with routing_key. */
+int broker_declare_transient_queue(struct broker *b, const char *queue, int expires_ms, int ttl_ms,
+                                   const char *exchange, const char *routing_key,
+                                   struct pw_error *err);
+/* basic.consume(no_ack=true); *tag_out (malloc'ed) names the consumer. */
+int broker_consume_noack(struct broker *b, const char *queue, char **tag_out, struct pw_error *err);
+int broker_cancel_tag(struct broker *b, const char *tag, struct pw_error *err);
+/* headers: a JSON object of strings, integers, reals and booleans (NULL = none). */
+int broker_publish_with_headers(struct broker *b, const char *exchange, const char *routing_key,
+                                const struct broker_publish_props *props, json_t *headers,
+                                const char *body, size_t len, struct pw_error *err);
+
 #endif

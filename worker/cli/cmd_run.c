@@ -57,6 +57,13 @@ static void usage(FILE *out)
         "  -n, --hostname NAME          PW_HOSTNAME         node name (default "
         "projection-worker@HOST)\n"
         "      --broker-ca FILE         PW_BROKER_CA_FILE   CA bundle for amqps://\n"
+        "  -E, --events                 PW_TASK_EVENTS=1    send task events (celery events, "
+        "Flower)\n"
+        "      --without-heartbeat      PW_WITHOUT_HEARTBEAT=1  no worker-online/heartbeat "
+        "events\n"
+        "      --without-mingle         PW_WITHOUT_MINGLE=1 do not ask peers for revoked ids at "
+        "start\n"
+        "      --statedb FILE           PW_STATEDB          keep revoked ids across restarts\n"
         "  -l, --log-level LEVEL        PW_LOG_LEVEL        debug|info|warning|error (default "
         "info)\n"
         "\n"
@@ -160,6 +167,10 @@ static const struct option run_options[] = {
     {"max-task-deaths", required_argument, NULL, 'M'},
     {"hostname", required_argument, NULL, 'n'},
     {"broker-ca", required_argument, NULL, 'A'},
+    {"events", no_argument, NULL, 'E'},
+    {"without-heartbeat", no_argument, NULL, 'B'},
+    {"without-mingle", no_argument, NULL, 'G'},
+    {"statedb", required_argument, NULL, 'F'},
     {"log-level", required_argument, NULL, 'l'},
     {"database-url", required_argument, NULL, 'D'},
     {"data-dir", required_argument, NULL, 'd'},
@@ -189,6 +200,10 @@ static int settings_from_env(struct run_settings *s, struct pw_error *err)
     cc->max_task_deaths = 3;
     cc->tls_ca_file = env_or("PW_BROKER_CA_FILE", NULL);
     cc->track_started = !strcmp(env_or("PW_TRACK_STARTED", "0"), "1");
+    cc->task_events = !strcmp(env_or("PW_TASK_EVENTS", "0"), "1");
+    cc->without_heartbeat = !strcmp(env_or("PW_WITHOUT_HEARTBEAT", "0"), "1");
+    cc->without_mingle = !strcmp(env_or("PW_WITHOUT_MINGLE", "0"), "1");
+    cc->statedb = env_or("PW_STATEDB", NULL);
     s->log.fd = 2;
     s->log.min_level = PW_LOG_INFO;
     gethostname(host, sizeof host - 1);
@@ -278,6 +293,18 @@ static int apply_flag(struct run_settings *s, int opt, const char *arg, struct p
     case 'A':
         cc->tls_ca_file = arg;
         return 0;
+    case 'E':
+        cc->task_events = 1;
+        return 0;
+    case 'B':
+        cc->without_heartbeat = 1;
+        return 0;
+    case 'G':
+        cc->without_mingle = 1;
+        return 0;
+    case 'F':
+        cc->statedb = arg;
+        return 0;
     case 'l':
         if (pw_log_parse_level(arg, &s->log.min_level))
             return pw_error_set(err, PW_EINVAL, "--log-level must be debug|info|warning|error");
@@ -322,7 +349,7 @@ static int load_settings(struct run_settings *s, int argc, char **argv, struct p
     if ((rc = settings_from_env(s, err)))
         return rc;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "b:Q:c:n:l:h", run_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "b:Q:c:n:l:Eh", run_options, NULL)) != -1) {
         if (opt == 'h') {
             usage(stdout);
             return 1;

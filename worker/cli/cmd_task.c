@@ -3,7 +3,8 @@
  * The consumer (task_subprocess.c) writes the task message as JSON on stdin and reads
  * one JSON outcome from stdout; logs go to stderr.  SIGUSR1 raises the task's cancel
  * flag (a watcher thread turns the signal pipe into the flag), so a time limit stops
- * the computation at its next check and the run is marked failed.  If the consumer
+ * the computation at its next check and the run is marked failed; SIGUSR2 (revoke
+ * --terminate) raises it as TASK_CANCEL_REVOKED and the run is marked cancelled.  If the consumer
  * dies, the kernel kills this process (PR_SET_PDEATHSIG) and the run is left for the
  * redelivery. */
 #include <poll.h>
@@ -34,8 +35,9 @@ static void *watch_signals(void *arg)
 
     /* The signal pipe is non-blocking: wait for it with poll(). */
     for (;;) {
-        if (poll(&p, 1, -1) > 0 && signals_next(w->fd) > 0) {
-            atomic_store(w->cancel, 1);
+        int signo;
+        if (poll(&p, 1, -1) > 0 && (signo = signals_next(w->fd)) > 0) {
+            atomic_store(w->cancel, signo == SIGUSR2 ? TASK_CANCEL_REVOKED : TASK_CANCEL_STOP);
             return NULL;
         }
     }
@@ -100,7 +102,7 @@ static void print_outcome(int rc, const struct task_outcome *out, const struct p
 
 int cmd_task(int argc, char **argv)
 {
-    static const int cancel_signals[] = {SIGUSR1};
+    static const int cancel_signals[] = {SIGUSR1, SIGUSR2};
     struct pw_log log = {2, PW_LOG_INFO, NULL};
     struct secrets secrets;
     struct projection_app app;
@@ -124,14 +126,14 @@ int cmd_task(int argc, char **argv)
     pw_error_clear(&err);
     if (getenv("PW_LOG_LEVEL"))
         pw_log_parse_level(getenv("PW_LOG_LEVEL"), &log.min_level);
-    /* The consumer cancels with SIGUSR1.  SIGTERM/SIGINT are ignored: a service
+    /* The consumer cancels with SIGUSR1 or SIGUSR2.  SIGTERM/SIGINT are ignored: a service
      * manager or a terminal signalling the whole group must not fail the run while the
      * consumer drains gracefully (it lets running tasks finish). */
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     rc = secrets_from_env(&secrets, &err);
     log.secrets = &secrets;
-    if (rc || (rc = signals_install_set(cancel_signals, 1, &sfd, &err)) ||
+    if (rc || (rc = signals_install_set(cancel_signals, 2, &sfd, &err)) ||
         (rc = read_message(&msg, &give_up, &err)) || (rc = projection_app_from_env(&app, &err))) {
         out.exc_type = "ValueError";
         out.exc_module = "builtins";

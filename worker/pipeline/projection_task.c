@@ -48,6 +48,7 @@ struct projection_job {
     int locked;          /* this session took the advisory lock on lock_key */
     int reused;          /* the run was completed by reusing another run's artifacts */
     const char *failure; /* fail_run's message, for mark_failed */
+    int revoked;         /* revoke --terminate stopped it: mark_failed marks it cancelled */
     int db_lost;         /* the database could not be reached (again): nothing can be recorded */
     int disk_unwritable; /* DATA_DIR full or read-only: the operator fixes it, then a redelivery */
     json_t *config;      /* the run's config (object; {} when absent) */
@@ -958,6 +959,8 @@ static int mark_failed(struct projection_job *job, struct task_outcome *out, str
 
     (void)out;
     pg_url_sanitize_error(job->failure, clean, sizeof clean);
+    if (job->revoked)
+        return runs_mark_cancelled(job->conn, job->run.uuid, "revoked", err);
     return runs_mark_failed(job->conn, job->run.uuid, clean, err);
 }
 
@@ -995,6 +998,10 @@ static void report_failure(struct projection_job *job, int rc, struct task_outco
                 err->msg);
         return;
     }
+    /* revoke --terminate: the run and operation are cancelled, and the client sees
+     * REVOKED (the consumer reports it as Celery's "terminated") */
+    if (rc == PW_ECANCELED && atomic_load(job->env->cancel) == TASK_CANCEL_REVOKED)
+        out->revoked = job->revoked = 1;
     if (!job->db_lost)
         fail_run(job, err, out);
     if (job->db_lost) {

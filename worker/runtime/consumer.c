@@ -29,6 +29,7 @@
 #include "broker.h"
 #include "broker_url.h"
 #include "celery_result.h"
+#include "control.h"
 #include "fault.h"
 #include "pool.h"
 #include "signals.h"
@@ -38,6 +39,7 @@
 #define COMPLETED_CACHE 256
 #define PAUSE_MIN_S     1.0 /* first pause after a retry; doubles per retry */
 #define PAUSE_MAX_S     30.0
+#define MAX_SLOTS       1024 /* task slots pool_grow may reach */
 
 struct completed_entry {
     char *task_id;
@@ -65,9 +67,21 @@ struct consumer {
     int shutting_down;
     double shutdown_deadline;
     unsigned long processed;
+    struct control *ctl; /* remote control, events, revoked ids */
+    int slots;           /* task slots now (concurrency, changed by pool_grow/shrink) */
+    double control_due_s;
 };
 
 static void connection_lost(struct consumer *c, const char *why);
+
+static struct control_view view_of(const struct consumer *c)
+{
+    struct control_view v = {
+        c->running,   c->n_running, c->reserved_head,
+        c->scheduled, c->slots,     c->slots * c->cfg->prefetch_multiplier + c->n_scheduled,
+        c->processed};
+    return v;
+}
 
 static json_t *task_fields(const char *task_id, const char *task, uint64_t tag)
 {
@@ -188,7 +202,7 @@ static void remove_running(struct consumer *c, struct pool_job *job)
 
 static int base_prefetch(const struct consumer *c)
 {
-    return c->cfg->concurrency * c->cfg->prefetch_multiplier;
+    return c->slots * c->cfg->prefetch_multiplier;
 }
 
 static void update_prefetch(struct consumer *c)
@@ -231,6 +245,12 @@ static const char *final_status(struct consumer *c, const struct pool_job *job, 
         pw_log_event(c->log, PW_LOG_ERROR, "task_time_limit", task_fields(m->id, m->task, 0),
                      "hard time limit exceeded");
         return CELERY_FAILURE;
+    }
+    if (job->rc && job->terminate_signum) {
+        *result = celery_exception("TaskRevokedError", "celery.exceptions", "terminated");
+        pw_log_event(c->log, PW_LOG_INFO, "task_terminated", task_fields(m->id, m->task, 0),
+                     job->err.msg);
+        return CELERY_REVOKED;
     }
     if (job->rc && job->outcome.revoked) {
         *result = celery_exception("TaskRevokedError", "celery.exceptions", job->err.msg);
@@ -342,6 +362,7 @@ static void finish_job(struct consumer *c, struct pool_job *job)
         c->pause_s = PAUSE_MIN_S;
     status = final_status(c, job, &result);
     body = celery_result_body(m->id, status, result, NULL);
+    control_task_finished(c->ctl, c->b, job, status, result);
     json_decref(result);
     if (body) {
         if (wants_result(c, m))
@@ -366,28 +387,40 @@ static void collect_finished(struct consumer *c)
 
 /* ---- starting ------------------------------------------------------------------ */
 
+/* Celery's discard of a revoked or expired task: REVOKED result, task-revoked, ack. */
+static void discard_revoked(struct consumer *c, struct pool_job *job, int expired)
+{
+    const struct celery_task_msg *m = &job->msg;
+
+    pw_log_event(c->log, PW_LOG_INFO, expired ? "task_expired" : "task_revoked_discarded",
+                 task_fields(m->id, m->task, job->delivery_tag),
+                 expired ? "Discarding revoked task (expired)" : "Discarding revoked task");
+    publish_result(
+        c, m, CELERY_REVOKED,
+        celery_exception("TaskRevokedError", "celery.exceptions", expired ? "expired" : "revoked"),
+        NULL);
+    control_task_discarded(c->ctl, c->b, m->id, expired);
+    settle(c, job->delivery_tag, job->conn_gen, 1, 0);
+    job_free(job);
+}
+
 static void start_ready_jobs(struct consumer *c)
 {
-    while (c->reserved_head && c->n_running < c->cfg->concurrency) {
+    while (c->reserved_head && c->n_running < c->slots) {
         struct pool_job *job = c->reserved_head;
         const struct celery_task_msg *m = &job->msg;
+        double hard;
 
         c->reserved_head = job->next;
         if (!c->reserved_head)
             c->reserved_tail = NULL;
-        if (m->expires > 0 && pw_wall_now() > m->expires) {
-            pw_log_event(c->log, PW_LOG_INFO, "task_expired",
-                         task_fields(m->id, m->task, job->delivery_tag),
-                         "Discarding revoked task (expired)");
-            publish_result(c, m, CELERY_REVOKED,
-                           celery_exception("TaskRevokedError", "celery.exceptions", "expired"),
-                           NULL);
-            settle(c, job->delivery_tag, job->conn_gen, 1, 0);
-            job_free(job);
+        if ((m->expires > 0 && pw_wall_now() > m->expires) || control_is_revoked(c->ctl, m->id)) {
+            discard_revoked(c, job, !control_is_revoked(c->ctl, m->id));
             continue;
         }
         job->started_at = pw_mono_now();
-        job->deadline = m->time_limit_hard > 0 ? job->started_at + m->time_limit_hard : 0;
+        hard = control_time_limit(c->ctl, m->task, m->time_limit_hard);
+        job->deadline = hard > 0 ? job->started_at + hard : 0;
         if (c->cfg->track_started)
             publish_result(
                 c, m, CELERY_STARTED,
@@ -395,6 +428,7 @@ static void start_ready_jobs(struct consumer *c)
         pw_log_event(c->log, PW_LOG_INFO, "task_started",
                      task_fields(m->id, m->task, job->delivery_tag), NULL);
         c->running[c->n_running++] = job;
+        control_task_started(c->ctl, c->b, job);
         pool_submit(c->pool, job);
     }
 }
@@ -456,6 +490,7 @@ static void reject_bad_message(struct consumer *c, const struct broker_delivery 
                            "content_type", d->content_type, "task_id", m->id, "task", m->task,
                            "redelivered", d->redelivered),
                  why);
+    control_task_rejected(c->ctl, c->b, m->id, 0);
     if (m->id)
         publish_result(
             c, m, CELERY_FAILURE,
@@ -464,6 +499,31 @@ static void reject_bad_message(struct consumer *c, const struct broker_delivery 
                              why),
             NULL);
     settle(c, d->delivery_tag, c->gen, 0, 0);
+}
+
+static void begin_shutdown(struct consumer *c, int signo);
+
+/* A remote-control message (control.h), then what it asked for. */
+static void handle_control(struct consumer *c, const struct broker_delivery *d)
+{
+    struct control_view v = view_of(c);
+    struct control_requests req;
+    struct pw_error err;
+
+    control_handle(c->ctl, c->b, d, &v);
+    control_take_requests(c->ctl, &req);
+    if (req.slots && req.slots != c->slots) {
+        if (pool_ensure_threads(c->pool, req.slots, &err)) {
+            pw_log_event(c->log, PW_LOG_ERROR, "pool_resize_failed", NULL, err.msg);
+        } else {
+            pw_log_event(c->log, PW_LOG_INFO, "pool_resized",
+                         json_pack("{s:i, s:i}", "from", c->slots, "to", req.slots), NULL);
+            c->slots = req.slots;
+            update_prefetch(c);
+        }
+    }
+    if (req.shutdown)
+        begin_shutdown(c, 0);
 }
 
 static void handle_delivery(struct consumer *c, struct broker_delivery *d)
@@ -476,6 +536,11 @@ static void handle_delivery(struct consumer *c, struct broker_delivery *d)
     char why[320];
     int rc;
 
+    if (control_owns(d)) {
+        free(job);
+        handle_control(c, d);
+        return;
+    }
     if (!job) {
         pw_log_event(c->log, PW_LOG_CRITICAL, "out_of_memory", NULL, "requeueing delivery");
         settle(c, d->delivery_tag, c->gen, 0, 1);
@@ -501,6 +566,7 @@ static void handle_delivery(struct consumer *c, struct broker_delivery *d)
                        json_pack("{s:s, s:[s], s:s}", "exc_type", "NotRegistered", "exc_message",
                                  job->msg.task, "exc_module", "celery.exceptions"),
                        NULL);
+        control_task_failed_early(c->ctl, c->b, job->msg.id, why);
         settle(c, d->delivery_tag, c->gen, 0, 0);
         job_free(job);
         return;
@@ -510,6 +576,7 @@ static void handle_delivery(struct consumer *c, struct broker_delivery *d)
                            job->msg.task, "delivery_tag", (json_int_t)d->delivery_tag,
                            "redelivered", d->redelivered, "protocol", job->msg.protocol),
                  NULL);
+    control_task_received(c->ctl, c->b, &job->msg);
     pw_fault_point("after_receive");
     if (job->msg.deaths >= c->cfg->max_task_deaths)
         task_subprocess_death_reason(job->msg.death_signal ? job->msg.death_signal : SIGKILL,
@@ -591,6 +658,13 @@ static void try_connect(struct consumer *c)
     }
     c->gen++;
     c->backoff_s = 0.5;
+    {
+        struct control_view v = view_of(c);
+        if (control_attach(c->ctl, c->b, &v, &err)) {
+            connection_lost(c, err.msg);
+            return;
+        }
+    }
     pw_log_event(c->log, PW_LOG_INFO, "broker_connected",
                  json_pack("{s:s, s:i, s:i, s:i}", "broker", masked, "prefetch_count",
                            base_prefetch(c), "concurrency", c->cfg->concurrency, "running_tasks",
@@ -674,8 +748,10 @@ static int poll_timeout_ms(const struct consumer *c)
 {
     double now = pw_mono_now(), wall = pw_wall_now(), t = 1.0;
 
-    if (c->reserved_head && c->n_running < c->cfg->concurrency)
+    if (c->reserved_head && c->n_running < c->slots)
         return 0;
+    if (c->control_due_s < t)
+        t = c->control_due_s;
     for (const struct pool_job *j = c->scheduled; j; j = j->next)
         if (j->msg.eta - wall < t)
             t = j->msg.eta - wall;
@@ -693,6 +769,10 @@ static int poll_timeout_ms(const struct consumer *c)
 
 static void consumer_cleanup(struct consumer *c, int join_pool)
 {
+    struct control_view v = view_of(c);
+
+    control_detach(c->ctl, c->b, &v);
+    control_free(c->ctl);
     drop_waiting_jobs(c, 0);
     broker_free(c->b);
     c->b = NULL;
@@ -716,10 +796,14 @@ int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, vo
     c.log = log;
     c.backoff_s = 0.5;
     c.pause_s = PAUSE_MIN_S;
-    c.running = calloc((size_t)cfg->concurrency, sizeof *c.running);
+    c.slots = cfg->concurrency;
+    c.running = calloc(MAX_SLOTS > cfg->concurrency ? MAX_SLOTS : (size_t)cfg->concurrency,
+                       sizeof *c.running);
     if (!c.running)
         return pw_error_set(err, PW_ENOMEM, "out of memory");
-    if ((rc = pool_create(&c.pool, cfg->concurrency, log, app, err))) {
+    if ((rc = control_create(&c.ctl, cfg, log, err)) ||
+        (rc = pool_create(&c.pool, cfg->concurrency, log, app, err))) {
+        control_free(c.ctl);
         free(c.running);
         return rc;
     }
@@ -751,6 +835,10 @@ int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, vo
             start_ready_jobs(&c);
         }
         enforce_time_limits(&c);
+        {
+            struct control_view v = view_of(&c);
+            control_tick(c.ctl, c.b, &v, &c.control_due_s);
+        }
 
         fds[nfds].fd = pool_wake_fd(c.pool);
         fds[nfds++].events = POLLIN;

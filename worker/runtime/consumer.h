@@ -48,6 +48,11 @@ struct consumer_config {
     const char *tls_ca_file;
     int tls_insecure;
     int max_task_deaths; /* deliveries with this many task-process deaths give up */
+    /* Celery's events and remote control (control.h, events.h) */
+    int task_events;       /* -E: task-* events */
+    int without_heartbeat; /* no worker-online/heartbeat/offline events */
+    int without_mingle;    /* no hello to peers at start */
+    const char *statedb;   /* revoked ids kept across restarts; NULL = memory only */
 };
 
 int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, void *app,

@@ -77,11 +77,35 @@ static void *worker_main(void *arg)
     }
 }
 
+int pool_ensure_threads(struct pool *p, int n, struct pw_error *err)
+{
+    pthread_t *threads;
+    sigset_t all, old;
+    int rc = 0;
+
+    if (n <= p->n_threads)
+        return 0;
+    threads = realloc(p->threads, (size_t)n * sizeof *p->threads);
+    if (!threads)
+        return pw_error_set(err, PW_ENOMEM, "cannot grow the thread table");
+    p->threads = threads;
+    /* Task threads never run the signal handler: it belongs to the consumer side. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (; p->n_threads < n; p->n_threads++) {
+        if (pthread_create(&p->threads[p->n_threads], NULL, worker_main, p)) {
+            rc = pw_error_set(err, PW_ENOMEM, "cannot start task thread %d", p->n_threads);
+            break;
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
 int pool_create(struct pool **out, int n_threads, const struct pw_log *log, void *app,
                 struct pw_error *err)
 {
     struct pool *p = calloc(1, sizeof *p);
-    sigset_t all, old;
     int rc = 0;
 
     *out = NULL;
@@ -92,22 +116,11 @@ int pool_create(struct pool **out, int n_threads, const struct pw_log *log, void
     p->log = log;
     p->app = app;
     p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    p->threads = calloc((size_t)n_threads, sizeof *p->threads);
-    if (p->wake_fd < 0 || !p->threads) {
-        rc = pw_error_set(err, PW_ENOMEM, "cannot create pool wake-up fd or thread table");
+    if (p->wake_fd < 0) {
+        rc = pw_error_set(err, PW_ENOMEM, "cannot create the pool wake-up fd");
         goto fail;
     }
-    /* Task threads never run the signal handler: it belongs to the consumer side. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    for (; p->n_threads < n_threads; p->n_threads++) {
-        if (pthread_create(&p->threads[p->n_threads], NULL, worker_main, p)) {
-            rc = pw_error_set(err, PW_ENOMEM, "cannot start task thread %d", p->n_threads);
-            break;
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc)
+    if ((rc = pool_ensure_threads(p, n_threads, err)))
         goto fail;
     *out = p;
     return 0;

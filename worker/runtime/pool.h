@@ -31,7 +31,8 @@ struct pool_job {
     int redelivered;
     double started_at, deadline; /* deadline: hard time limit, 0 = none */
     int time_limit_hit;
-    char give_up[96]; /* non-empty: run as task_env.give_up (the last run after deaths) */
+    int terminate_signum; /* revoke --terminate: the signal asked for (cancel flag 2) */
+    char give_up[96];     /* non-empty: run as task_env.give_up (the last run after deaths) */
     /* outcome, written by the pool thread */
     int rc;
     struct task_outcome outcome;
@@ -47,5 +48,8 @@ void pool_submit(struct pool *p, struct pool_job *job);
 struct pool_job *pool_take_done(struct pool *p); /* FIFO list linked by ->next, or NULL */
 int pool_wake_fd(struct pool *p);
 void pool_destroy(struct pool *p); /* stops and joins the threads; call when no job runs */
+/* At least n threads from now on (pool_grow/autoscale).  The pool never stops threads:
+ * the consumer shrinks by starting fewer jobs at once, and idle threads only wait. */
+int pool_ensure_threads(struct pool *p, int n, struct pw_error *err);
 
 #endif

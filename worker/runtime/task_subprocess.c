@@ -97,6 +97,7 @@ static int spawn_child(const char *bin, pid_t *pid, int *to_child, int *from_chi
     sigemptyset(&defaults);
     sigaddset(&defaults, SIGPIPE);
     sigaddset(&defaults, SIGUSR1);
+    sigaddset(&defaults, SIGUSR2);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     /* its own process group: a terminal's ^C reaches the consumer only */
@@ -158,7 +159,7 @@ static int collect_output(const struct task_env *env, const struct task_subproce
         if (r < 0 && errno != EINTR)
             return pw_error_set(err, PW_EIO, "poll: %s", strerror(errno));
         if (atomic_load(env->cancel) && !*termed) {
-            kill(pid, SIGUSR1);
+            kill(pid, atomic_load(env->cancel) == TASK_CANCEL_REVOKED ? SIGUSR2 : SIGUSR1);
             *termed = 1;
             killed_at = pw_mono_now();
         }

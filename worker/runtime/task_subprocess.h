@@ -14,11 +14,12 @@
  *    "revoked": bool, "retry": bool}
  * Its stderr is the worker's (JSON log lines).  The environment is inherited.
  * When the cancel flag rises (hard time limit) the child gets SIGUSR1, which it turns
- * into its own cancel flag; SIGKILL follows after kill_grace_s.  The child runs in its
- * own process group and dies with the consumer (PR_SET_PDEATHSIG).
- * A child that dies without an answer of a signal we did not send (the OOM killer)
- * gives out->retry with out->killed_by = the signal: nothing was decided, the
- * consumer requeues and counts.  task_subprocess_death_reason() words such a death
+ * into its own cancel flag (SIGUSR2 when the flag is TASK_CANCEL_REVOKED: revoke
+ * --terminate, the run is recorded cancelled); SIGKILL follows after kill_grace_s.  The child runs
+ * in its own process group and dies with the consumer (PR_SET_PDEATHSIG). A child that dies without
+ * an answer of a signal we did not send (the OOM killer) gives out->retry with out->killed_by = the
+ * signal: nothing was decided, the consumer requeues and counts.  task_subprocess_death_reason()
+ * words such a death
  * ("killed by signal 9, likely out of memory"). */
 #ifndef PW_TASK_SUBPROCESS_H
 #define PW_TASK_SUBPROCESS_H

@@ -25,6 +25,12 @@
 #include "log.h"
 #include "pw_error.h"
 
+/* Values of the cancel flag: any non-zero value means stop; TASK_CANCEL_REVOKED says
+ * the task was revoked with terminate (the work is to be recorded as cancelled, not
+ * failed). */
+#define TASK_CANCEL_STOP    1
+#define TASK_CANCEL_REVOKED 2
+
 struct task_env {
     const struct celery_task_msg *msg;
     atomic_int *cancel; /* non-zero: stop as soon as possible, return PW_ECANCELED */
