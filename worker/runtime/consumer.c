@@ -566,6 +566,7 @@ static void handle_delivery(struct consumer *c, struct broker_delivery *d)
                        json_pack("{s:s, s:[s], s:s}", "exc_type", "NotRegistered", "exc_message",
                                  job->msg.task, "exc_module", "celery.exceptions"),
                        NULL);
+        snprintf(why, sizeof why, "NotRegistered('%.200s')", job->msg.task);
         control_task_failed_early(c->ctl, c->b, job->msg.id, why);
         settle(c, d->delivery_tag, c->gen, 0, 0);
         job_free(job);

@@ -81,6 +81,8 @@ void control_task_started(struct control *ctl, struct broker *b, const struct po
 void control_task_finished(struct control *ctl, struct broker *b, const struct pool_job *job,
                            const char *status, json_t *result);
 void control_task_rejected(struct control *ctl, struct broker *b, const char *id, int requeue);
+/* task-failed for a message that never ran (unknown task): exception as Python's repr,
+ * e.g. "NotRegistered('name')". */
 void control_task_failed_early(struct control *ctl, struct broker *b, const char *id,
                                const char *exception);
 /* A task that is revoked (or expired, expired = 1) is discarded before running:
