@@ -632,3 +632,52 @@ int broker_publish_with_headers(struct broker *b, const char *exchange, const ch
                                            (amqp_bytes_t){len, (void *)body}),
                         "basic.publish", err);
 }
+
+static int queue_index(const struct broker *b, const char *queue)
+{
+    for (size_t i = 0; i < b->n_queues; i++)
+        if (!strcmp(b->queues[i], queue))
+            return (int)i;
+    return -1;
+}
+
+int broker_add_queue(struct broker *b, const char *queue, struct pw_error *err)
+{
+    char **queues, **tags;
+    int rc;
+
+    if (queue_index(b, queue) >= 0)
+        return 0;
+    if ((rc = declare_queue(b, queue, err)))
+        return rc;
+    queues = realloc(b->queues, (b->n_queues + 1) * sizeof *queues);
+    if (queues)
+        b->queues = queues;
+    tags = queues ? realloc(b->consumer_tags, (b->n_queues + 1) * sizeof *tags) : NULL;
+    if (tags)
+        b->consumer_tags = tags;
+    if (!queues || !tags || !(b->queues[b->n_queues] = strdup(queue)))
+        return pw_error_set(err, PW_ENOMEM, "out of memory");
+    b->consumer_tags[b->n_queues++] = NULL;
+    return b->consuming ? broker_resume_consumers(b, err) : 0;
+}
+
+int broker_remove_queue(struct broker *b, const char *queue, struct pw_error *err)
+{
+    int i = queue_index(b, queue), rc;
+
+    if (i < 0)
+        return 0;
+    if (b->consumer_tags[i]) {
+        if ((rc = broker_cancel_tag(b, b->consumer_tags[i], err)))
+            return rc;
+        free(b->consumer_tags[i]);
+    }
+    free(b->queues[i]);
+    for (size_t k = (size_t)i; k + 1 < b->n_queues; k++) {
+        b->queues[k] = b->queues[k + 1];
+        b->consumer_tags[k] = b->consumer_tags[k + 1];
+    }
+    b->n_queues--;
+    return 0;
+}

@@ -108,6 +108,12 @@ int broker_declare_transient_queue(struct broker *b, const char *queue, int expi
 /* basic.consume(no_ack=true); *tag_out (malloc'ed) names the consumer. */
 int broker_consume_noack(struct broker *b, const char *queue, char **tag_out, struct pw_error *err);
 int broker_cancel_tag(struct broker *b, const char *tag, struct pw_error *err);
+/* add_consumer / cancel_consumer: one more task queue (declared as broker_connect
+ * declares them, consumed now if the others are), or one less (its consumer cancelled;
+ * its unacked deliveries stay ours to settle).  Adding a queue consumed already and
+ * removing one not consumed are no-ops. */
+int broker_add_queue(struct broker *b, const char *queue, struct pw_error *err);
+int broker_remove_queue(struct broker *b, const char *queue, struct pw_error *err);
 /* headers: a JSON object of strings, integers, reals and booleans (NULL = none). */
 int broker_publish_with_headers(struct broker *b, const char *exchange, const char *routing_key,
                                 const struct broker_publish_props *props, json_t *headers,

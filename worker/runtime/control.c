@@ -33,7 +33,10 @@ int control_create(struct control **out, const struct consumer_config *cfg,
     ctl->started_wall = pw_wall_now();
     ctl->totals = json_object();
     ctl->time_limits = json_object();
-    if (!ctl->totals || !ctl->time_limits) {
+    ctl->queues = json_array();
+    for (size_t i = 0; ctl->queues && i < cfg->n_queues; i++)
+        json_array_append_new(ctl->queues, json_string(cfg->queues[i]));
+    if (!ctl->totals || !ctl->time_limits || !ctl->queues) {
         control_free(ctl);
         return pw_error_set(err, PW_ENOMEM, "out of memory");
     }
@@ -58,6 +61,7 @@ void control_free(struct control *ctl)
     revoked_free(ctl->revoked);
     json_decref(ctl->totals);
     json_decref(ctl->time_limits);
+    json_decref(ctl->queues);
     free(ctl->mingle_tag);
     free(ctl);
 }
@@ -169,6 +173,33 @@ static void mingle_reply(struct control *ctl, json_t *body, json_t *headers)
 
 /* ---- connection ------------------------------------------------------------------ */
 
+/* A new connection consumes -Q's queues: make it consume ctl->queues instead. */
+static int restore_queues(struct control *ctl, struct broker *b, struct pw_error *err)
+{
+    size_t i;
+    json_t *q;
+    int rc = 0;
+
+    for (size_t k = 0; !rc && k < ctl->cfg->n_queues; k++)
+        if (control_queue_index(ctl, ctl->cfg->queues[k]) < 0)
+            rc = broker_remove_queue(b, ctl->cfg->queues[k], err);
+    json_array_foreach(ctl->queues, i, q)
+    {
+        if (!rc)
+            rc = broker_add_queue(b, json_string_value(q), err);
+    }
+    return rc;
+}
+
+int control_queue_index(const struct control *ctl, const char *queue)
+{
+    size_t i;
+    json_t *q;
+
+    json_array_foreach(ctl->queues, i, q) if (!strcmp(json_string_value(q), queue)) return (int)i;
+    return -1;
+}
+
 int control_attach(struct control *ctl, struct broker *b, const struct control_view *v,
                    struct pw_error *err)
 {
@@ -178,7 +209,8 @@ int control_attach(struct control *ctl, struct broker *b, const struct control_v
     free(ctl->mingle_tag); /* its consumer died with the previous connection */
     ctl->mingle_tag = NULL;
     ctl->reply_declared = 0;
-    if ((rc = broker_declare_exchange(b, PIDBOX_EXCHANGE, "fanout", 0, err)) ||
+    if ((rc = restore_queues(ctl, b, err)) ||
+        (rc = broker_declare_exchange(b, PIDBOX_EXCHANGE, "fanout", 0, err)) ||
         (rc = broker_declare_transient_queue(b, ctl->pidbox_queue, PIDBOX_EXPIRES, PIDBOX_TTL,
                                              PIDBOX_EXCHANGE, "", err)) ||
         (rc = broker_consume_noack(b, ctl->pidbox_queue, &tag, err)) ||

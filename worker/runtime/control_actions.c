@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "broker.h"
 #include "tasks.h"
 
 #define MAX_SLOTS 1024
@@ -196,20 +197,47 @@ CONTROL_ACTION(autoscale)
     return control_ok(text);
 }
 
+/* Consumed at once, declared as -Q's queues are (Celery's default exchange_type
+ * direct; other exchange arguments are not supported) and again after a reconnect. */
 CONTROL_ACTION(add_consumer)
 {
-    (void)ctl;
-    (void)b;
+    const char *queue = json_string_value(json_object_get(args, "queue"));
+    char text[300];
+    struct pw_error err;
+
     (void)v;
-    (void)args;
-    return control_nok("add_consumer is not supported: the worker consumes the queues of -Q");
+    if (!queue || !*queue || strlen(queue) > 255)
+        return control_nok("TypeError('add_consumer needs a queue name')");
+    if (control_queue_index(ctl, queue) < 0)
+        json_array_append_new(ctl->queues, json_string(queue));
+    if (b && broker_add_queue(b, queue, &err))
+        pw_log_event(ctl->log, PW_LOG_ERROR, "add_consumer_failed",
+                     json_pack("{s:s}", "queue", queue), err.msg);
+    else
+        pw_log_event(ctl->log, PW_LOG_INFO, "consumer_added", json_pack("{s:s}", "queue", queue),
+                     NULL);
+    snprintf(text, sizeof text, "add consumer %s", queue);
+    return control_ok(text);
 }
 
 CONTROL_ACTION(cancel_consumer)
 {
-    (void)ctl;
-    (void)b;
+    const char *queue = json_string_value(json_object_get(args, "queue"));
+    char text[300];
+    struct pw_error err;
+    int i;
+
     (void)v;
-    (void)args;
-    return control_nok("cancel_consumer is not supported: the worker consumes the queues of -Q");
+    if (!queue)
+        return control_nok("TypeError('cancel_consumer needs a queue name')");
+    if ((i = control_queue_index(ctl, queue)) >= 0)
+        json_array_remove(ctl->queues, (size_t)i);
+    if (b && broker_remove_queue(b, queue, &err))
+        pw_log_event(ctl->log, PW_LOG_ERROR, "cancel_consumer_failed",
+                     json_pack("{s:s}", "queue", queue), err.msg);
+    else
+        pw_log_event(ctl->log, PW_LOG_INFO, "consumer_cancelled",
+                     json_pack("{s:s}", "queue", queue), NULL);
+    snprintf(text, sizeof text, "no longer consuming from %.250s", queue);
+    return control_ok(text);
 }

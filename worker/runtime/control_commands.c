@@ -228,8 +228,8 @@ static json_t *cmd_active_queues(struct control *ctl, struct broker *b,
     (void)b;
     (void)v;
     (void)args;
-    for (size_t i = 0; i < ctl->cfg->n_queues; i++) {
-        const char *q = ctl->cfg->queues[i];
+    for (size_t i = 0; i < json_array_size(ctl->queues); i++) {
+        const char *q = json_string_value(json_array_get(ctl->queues, i));
         json_array_append_new(
             list,
             json_pack("{s:s, s:{s:s, s:s, s:n, s:b, s:b, s:b, s:n, s:b}, s:s, s:n, s:n, s:n, s:b, "

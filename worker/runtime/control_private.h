@@ -13,6 +13,7 @@ struct control {
     double started_wall;
     json_t *totals;      /* {task name: tasks started} (stats "total") */
     json_t *time_limits; /* {task name: hard limit s} set by the time_limit command */
+    json_t *queues;      /* task queues consumed: -Q, then add_consumer/cancel_consumer */
     struct events *ev;
     struct revoked *revoked;
     unsigned long loaded_clock;
@@ -34,6 +35,8 @@ const char *control_iso_time(double t, char *buf, size_t cap);
 /* {exc_type, exc_message: [...]} as Python's repr: "ValueError('...')". */
 void control_exception_repr(json_t *exc, char *buf, size_t cap);
 void control_save_state(struct control *ctl);
+/* Position of queue in ctl->queues, -1 when not consumed. */
+int control_queue_index(const struct control *ctl, const char *queue);
 json_t *control_ok(const char *text);
 json_t *control_nok(const char *text);
 

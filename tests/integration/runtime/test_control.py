@@ -154,6 +154,23 @@ def test_pool_grow_and_shrink_change_max_concurrency():
         w.stop()
 
 
+def test_add_consumer_and_cancel_consumer_change_the_queues_consumed():
+    w = started()
+    extra = unique("ctl-extra")
+    try:
+        app = celery_app()
+        assert broadcast(app, w, "add_consumer", queue=extra) == {"ok": f"add consumer {extra}"}
+        assert [q["name"] for q in inspect(app, w, "active_queues")] == [w.queue, extra]
+        assert app.send_task("celery.ping", queue=extra).get(timeout=15) == "pong"
+        out = cli("control", "cancel_consumer", w.queue, "-d", node(w), "--timeout", "5")
+        assert out.returncode == 0 and f"no longer consuming from {w.queue}" in out.stdout, out
+        assert [q["name"] for q in inspect(app, w, "active_queues")] == [extra]
+        wait_for(lambda: pwtest.queue_state(w.queue)[1] == 0, 10, what="consumer cancelled")
+        assert app.send_task("celery.ping", queue=extra).get(timeout=15) == "pong"
+    finally:
+        w.stop()
+
+
 def test_unknown_control_command_gets_an_error_reply_and_changes_nothing():
     w = started()
     try:
@@ -325,19 +342,20 @@ def test_celery_events_terminal_shows_the_worker_and_a_succeeded_task():
     try:
         subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "200", "-y", "50",
                         " ".join(CELERY + ["events"])], check=True)
-        assert broadcast(app, w, "enable_events") == {"ok": "task events enabled"}
-        time.sleep(1.5)  # the monitor's receiver binds its queue before the task is sent
-        res = app.send_task("celery.ping", queue=w.queue)
-        assert res.get(timeout=15) == "pong"
 
         def screen():
             out = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True)
             return out.stdout
-        text = wait_for(lambda: (s := screen()) and res.id[:8] in s and "SUCCESS" in s and s, 30,
-                        what="celery events screen with the task")
-        # the monitor's footer: "Workers online: <node names>"
+
+        # the monitor's footer lists the worker once its heartbeat arrived (sent every
+        # 2 s without -E): from then on the monitor receives events
         wait_for(lambda: any("Workers online:" in line and node(w) in line for line in screen().splitlines()),
-                 15, what=f"{node(w)} online on screen:\n{text}")
+                 60, what=f"{node(w)} online on the celery events screen")
+        assert broadcast(app, w, "enable_events") == {"ok": "task events enabled"}
+        res = app.send_task("celery.ping", queue=w.queue)
+        assert res.get(timeout=15) == "pong"
+        wait_for(lambda: any(res.id[:8] in line and "SUCCESS" in line for line in screen().splitlines()), 30,
+                 what="the task SUCCESS on the celery events screen")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)
         w.stop()
