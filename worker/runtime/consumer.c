@@ -536,11 +536,6 @@ static void handle_delivery(struct consumer *c, struct broker_delivery *d)
     char why[320];
     int rc;
 
-    if (control_owns(d)) {
-        free(job);
-        handle_control(c, d);
-        return;
-    }
     if (!job) {
         pw_log_event(c->log, PW_LOG_CRITICAL, "out_of_memory", NULL, "requeueing delivery");
         settle(c, d->delivery_tag, c->gen, 0, 1);
@@ -687,7 +682,10 @@ static void read_deliveries(struct consumer *c)
             connection_lost(c, err.msg);
             return;
         }
-        handle_delivery(c, &d);
+        if (control_owns(&d))
+            handle_control(c, &d);
+        else
+            handle_delivery(c, &d);
         broker_delivery_free(&d);
     }
 }

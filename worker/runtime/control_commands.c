@@ -44,9 +44,16 @@ const char *control_iso_time(double t, char *buf, size_t cap)
 void control_exception_repr(json_t *exc, char *buf, size_t cap)
 {
     const char *type = json_string_value(json_object_get(exc, "exc_type"));
-    const char *msg = json_string_value(json_array_get(json_object_get(exc, "exc_message"), 0));
+    json_t *arg = json_array_get(json_object_get(exc, "exc_message"), 0);
+    const char *msg = json_string_value(arg);
     size_t n;
 
+    if (arg && !msg) { /* a number, e.g. TimeLimitExceeded(2.0) */
+        char *text = json_dumps(arg, JSON_ENCODE_ANY);
+        snprintf(buf, cap, "%s(%s)", type ? type : "Exception", text ? text : "");
+        free(text);
+        return;
+    }
     n = (size_t)snprintf(buf, cap, "%s('", type ? type : "Exception");
     for (; msg && *msg && n + 4 < cap; msg++) {
         if (*msg == '\'' || *msg == '\\')

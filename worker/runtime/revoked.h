@@ -5,8 +5,8 @@
  * The state file is our own format (Celery's is a Python shelve): one JSON object
  * {"revoked": {"<task id>": <unix time revoked>, ...}, "clock": <Lamport clock>},
  * written to FILE.tmp and renamed over FILE, so a crash leaves the old or the new file,
- * never half of one.  It is written after every change and at exit; an entry already
- * expired when the file is read is dropped.
+ * never half of one.  The consumer writes it after every revoke command and at exit
+ * (revoked_save); an entry already expired when the file is read is dropped.
  *
  * A struct revoked belongs to the consumer (revoked_create/revoked_free).  Functions
  * return 0 or a negative PW_E* code with err filled (revoked_load: a missing file is
