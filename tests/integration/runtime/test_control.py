@@ -135,6 +135,25 @@ def test_inspect_stats_has_celery_fields_and_no_password():
         w.stop()
 
 
+def test_inspect_scheduled_lists_an_eta_task_and_a_revoke_discards_it_when_due():
+    w = started()
+    try:
+        app = celery_app()
+        res = app.send_task("celery.ping", queue=w.queue, countdown=3)
+        held = wait_for(lambda: inspect(app, w, "scheduled"), 10, what="inspect scheduled")
+        assert [h["request"]["id"] for h in held] == [res.id] and held[0]["eta"].endswith("+00:00"), held
+        assert broadcast(app, w, "revoke", task_id=res.id) == {"ok": f"tasks {res.id} flagged as revoked"}
+        try:
+            res.get(timeout=20)
+        except Exception as exc:  # noqa: BLE001
+            assert type(exc).__name__ == "TaskRevokedError", repr(exc)
+        else:
+            raise AssertionError("a revoked ETA task ran")
+        assert inspect(app, w, "scheduled") == []
+    finally:
+        w.stop()
+
+
 def test_pool_grow_and_shrink_change_max_concurrency():
     w = started("-c", "1")
     try:
