@@ -44,7 +44,8 @@ static void *watch_signals(void *arg)
 }
 
 /* The message, and in *give_up (malloc'ed, NULL when absent) the reason to give up. */
-static int read_message(struct celery_task_msg *m, char **give_up, struct pw_error *err)
+static int read_message(struct celery_task_msg *m, char **give_up, int *record_revoked,
+                        struct pw_error *err)
 {
     json_error_t jerr;
     json_t *o = json_loadf(stdin, JSON_ALLOW_NUL, &jerr); /* the task judges its arguments */
@@ -71,6 +72,7 @@ static int read_message(struct celery_task_msg *m, char **give_up, struct pw_err
     *give_up = json_is_string(json_object_get(o, "give_up"))
                    ? strdup(json_string_value(json_object_get(o, "give_up")))
                    : NULL;
+    *record_revoked = json_is_true(json_object_get(o, "revoked"));
     json_decref(o);
     if (!m->id || !m->task)
         return pw_error_set(err, PW_EINVAL, "task message lacks id or task");
@@ -114,6 +116,7 @@ int cmd_task(int argc, char **argv)
     pthread_t watcher;
     task_fn test_task;
     char *give_up = NULL;
+    int record_revoked = 0;
     int sfd = -1, rc;
 
     (void)argc;
@@ -134,7 +137,8 @@ int cmd_task(int argc, char **argv)
     rc = secrets_from_env(&secrets, &err);
     log.secrets = &secrets;
     if (rc || (rc = signals_install_set(cancel_signals, 2, &sfd, &err)) ||
-        (rc = read_message(&msg, &give_up, &err)) || (rc = projection_app_from_env(&app, &err))) {
+        (rc = read_message(&msg, &give_up, &record_revoked, &err)) ||
+        (rc = projection_app_from_env(&app, &err))) {
         out.exc_type = "ValueError";
         out.exc_module = "builtins";
         print_outcome(rc, &out, &err, &secrets);
@@ -149,9 +153,12 @@ int cmd_task(int argc, char **argv)
     pthread_create(&watcher, NULL, watch_signals, &watch);
     pthread_detach(watcher);
     {
-        struct task_env env = {&msg, &cancel, &log, &app, give_up};
+        struct task_env env = {&msg, &cancel, &log, &app, give_up, record_revoked};
         if (!strcmp(msg.task, "webui.tasks.compute_projection")) {
             rc = projection_task_run(&env, &out, &err);
+        } else if (record_revoked) { /* test tasks keep no state to record it in */
+            out.revoked = 1;
+            rc = pw_error_set(&err, PW_ECANCELED, "revoked");
         } else if ((test_task = tasks_in_task_process(msg.task))) {
             rc = test_task(&env, &out, &err);
         } else {

@@ -23,6 +23,9 @@
 extern char **environ;
 
 #define MAX_OUTPUT (16u << 20) /* a result larger than this is a bug */
+/* revoke --terminate: how long the task may take to stop by itself before it is killed
+ * and the cancellation recorded by a second, short run (record_revoked) */
+#define REVOKE_GRACE_S 0.3
 
 int task_subprocess_find_named(const char *name, const char *env_var, char *buf, size_t cap,
                                struct pw_error *err)
@@ -65,10 +68,10 @@ void task_subprocess_death_reason(int signo, char *buf, size_t cap)
 static char *message_json(const struct task_env *env)
 {
     const struct celery_task_msg *m = env->msg;
-    json_t *o =
-        json_pack("{s:s, s:s, s:O, s:O, s:i, s:s?, s:s?, s:s?}", "id", m->id, "task", m->task,
-                  "args", m->args, "kwargs", m->kwargs, "retries", m->retries, "root_id",
-                  m->root_id, "parent_id", m->parent_id, "give_up", env->give_up);
+    json_t *o = json_pack("{s:s, s:s, s:O, s:O, s:i, s:s?, s:s?, s:s?, s:b}", "id", m->id, "task",
+                          m->task, "args", m->args, "kwargs", m->kwargs, "retries", m->retries,
+                          "root_id", m->root_id, "parent_id", m->parent_id, "give_up", env->give_up,
+                          "revoked", env->record_revoked);
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return text;
@@ -163,7 +166,10 @@ static int collect_output(const struct task_env *env, const struct task_subproce
             *termed = 1;
             killed_at = pw_mono_now();
         }
-        if (*termed && killed_at > 0 && pw_mono_now() - killed_at > cfg->kill_grace_s) {
+        if (*termed && killed_at > 0 &&
+            pw_mono_now() - killed_at > (atomic_load(env->cancel) == TASK_CANCEL_REVOKED
+                                             ? REVOKE_GRACE_S
+                                             : cfg->kill_grace_s)) {
             kill(pid, SIGKILL);
             killed_at = -1;
         }
@@ -243,6 +249,22 @@ static int interpret(const char *text, int status, int termed, struct task_outco
     return rc;
 }
 
+/* The task was revoked with terminate and had to be killed: a second run of the same
+ * message, not cancellable, records the cancellation (env->record_revoked). */
+static int record_revoked(const struct task_env *env, struct task_outcome *out,
+                          struct pw_error *err)
+{
+    struct task_env again = *env;
+    atomic_int not_cancelled = 0;
+
+    again.cancel = &not_cancelled;
+    again.record_revoked = 1;
+    json_decref(out->result);
+    memset(out, 0, sizeof *out);
+    pw_error_clear(err);
+    return task_subprocess_run(&again, out, err);
+}
+
 int task_subprocess_run(const struct task_env *env, struct task_outcome *out, struct pw_error *err)
 {
     const struct task_subprocess_config *cfg = env->app;
@@ -274,6 +296,9 @@ int task_subprocess_run(const struct task_env *env, struct task_outcome *out, st
     pid = -1;
     if (!rc)
         rc = interpret(output, status, termed, out, err);
+    if (termed && atomic_load(env->cancel) == TASK_CANCEL_REVOKED && WIFSIGNALED(status) &&
+        WTERMSIG(status) == SIGKILL && !env->record_revoked)
+        rc = record_revoked(env, out, err);
 done:
     if (rc && !out->exc_type) {
         out->exc_type = "RuntimeError";

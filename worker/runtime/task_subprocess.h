@@ -15,11 +15,13 @@
  * Its stderr is the worker's (JSON log lines).  The environment is inherited.
  * When the cancel flag rises (hard time limit) the child gets SIGUSR1, which it turns
  * into its own cancel flag (SIGUSR2 when the flag is TASK_CANCEL_REVOKED: revoke
- * --terminate, the run is recorded cancelled); SIGKILL follows after kill_grace_s.  The child runs
- * in its own process group and dies with the consumer (PR_SET_PDEATHSIG). A child that dies without
- * an answer of a signal we did not send (the OOM killer) gives out->retry with out->killed_by = the
- * signal: nothing was decided, the consumer requeues and counts.  task_subprocess_death_reason()
- * words such a death
+ * --terminate, the run is recorded cancelled; a child that has not stopped 0.3 s later
+ * is killed and a second run with "revoked": true records the cancellation instead,
+ * so a revoke ends the work within a second whatever phase it is in); SIGKILL follows after
+ * kill_grace_s.  The child runs in its own process group and dies with the consumer
+ * (PR_SET_PDEATHSIG). A child that dies without an answer of a signal we did not send (the OOM
+ * killer) gives out->retry with out->killed_by = the signal: nothing was decided, the consumer
+ * requeues and counts.  task_subprocess_death_reason() words such a death
  * ("killed by signal 9, likely out of memory"). */
 #ifndef PW_TASK_SUBPROCESS_H
 #define PW_TASK_SUBPROCESS_H

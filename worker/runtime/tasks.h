@@ -40,6 +40,10 @@ struct task_env {
      * out of memory" after the bounded number of deaths): record the failure with this
      * reason where the task keeps state, and do not run the work again */
     const char *give_up;
+    /* non-zero: an attempt of this message was revoked with terminate and killed before
+     * it stopped by itself: record the work as cancelled (and clean up after it) where
+     * the task keeps state, and do not run it */
+    int record_revoked;
 };
 
 struct task_outcome {
