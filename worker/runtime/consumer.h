@@ -23,7 +23,11 @@
  * unreachable) is never answered FAILURE: the worker stops consuming, puts it and
  * every prefetched message back in the queue for healthier replicas, logs
  * service_unavailable, and resumes after a pause of 1 s doubling to 30 s (reset by a
- * success); tasks already running go on. */
+ * success); tasks already running go on.
+ *
+ * Celery's remote control, events and revoke (control.h) ride on the same connection:
+ * pidbox messages go to control_handle(), the task lifecycle feeds events, and a
+ * revoked task is discarded (REVOKED, acked) when it is about to start. */
 #ifndef PW_CONSUMER_H
 #define PW_CONSUMER_H
 
