@@ -171,6 +171,10 @@ static int collect_output(const struct task_env *env, const struct task_subproce
                                              ? REVOKE_GRACE_S
                                              : cfg->kill_grace_s)) {
             kill(pid, SIGKILL);
+            pw_log_event(env->log, PW_LOG_WARNING, "task_process_killed",
+                         json_pack("{s:s, s:f}", "task_id", env->msg->id, "after_s",
+                                   pw_mono_now() - killed_at),
+                         "the task did not stop when asked");
             killed_at = -1;
         }
         if (r > 0) {
