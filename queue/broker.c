@@ -494,6 +494,11 @@ static amqp_table_entry_t *headers_with(const amqp_basic_properties_t *p,
     }
     for (size_t k = 0; k < n_set; k++) {
         e[n].key = amqp_cstring_bytes(set[k].name);
+        if (set[k].text) {
+            e[n].value.kind = AMQP_FIELD_KIND_UTF8;
+            e[n++].value.value.bytes = amqp_cstring_bytes(set[k].text);
+            continue;
+        }
         e[n].value.kind = AMQP_FIELD_KIND_I64;
         e[n++].value.value.i64 = set[k].value;
     }

@@ -72,10 +72,11 @@ int broker_consuming(const struct broker *b);
 /* Publishing a delivered message again, e.g. to count how often it was attempted:
  * take it from the delivery (the caller then owns it), publish it through the default
  * exchange to `queue` with every property, header and the body unchanged except the
- * integer headers in `set` (replaced or added). */
+ * headers in `set` (replaced or added): an integer, or a string when `text` is set. */
 struct broker_header_int {
     const char *name;
     int64_t value;
+    const char *text; /* non-NULL: a string header (e.g. Celery's eta) instead of value */
 };
 struct broker_message *broker_delivery_take_message(struct broker_delivery *d);
 void broker_message_free(struct broker_message *m);
