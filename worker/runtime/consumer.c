@@ -558,9 +558,10 @@ static void handle_delivery(struct consumer *c, struct broker_delivery *d)
         return;
     }
     pw_log_event(c->log, PW_LOG_INFO, "task_received",
-                 json_pack("{s:s, s:s, s:I, s:b, s:i}", "task_id", job->msg.id, "task",
+                 json_pack("{s:s, s:s, s:I, s:b, s:i, s:i}", "task_id", job->msg.id, "task",
                            job->msg.task, "delivery_tag", (json_int_t)d->delivery_tag,
-                           "redelivered", d->redelivered, "protocol", job->msg.protocol),
+                           "redelivered", d->redelivered, "protocol", job->msg.protocol, "retries",
+                           job->msg.retries),
                  NULL);
     pw_fault_point("after_receive");
     if (job->msg.deaths >= c->cfg->max_task_deaths)
