@@ -4,7 +4,6 @@ parsed with Debian's python3-prometheus-client and compared with what the test d
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import urllib.error
@@ -18,7 +17,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "pipeline"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "unit", "pipeline"))
 import pwtest  # noqa: E402
 from pwtest import Worker, celery_app, needs_test_tasks, unique, wait_for  # noqa: E402
-from test_projection import Env, send  # noqa: E402
+from test_projection import Env, send, services  # noqa: E402
 
 METRICS = ("--metrics-address", "127.0.0.1:0")
 
@@ -125,11 +124,6 @@ def test_heartbeat_file_advances_while_the_loop_turns():
         wait_for(lambda: os.stat(path).st_mtime_ns > first, 10, what="the heartbeat to advance")
     finally:
         w.stop()
-
-
-def services(command: str) -> None:
-    subprocess.run([os.path.join(pwtest.ROOT, "tests/harness/services.sh"), command, pwtest.ENV["PW_SERVICES_DIR"]],
-                   check=True, timeout=180)
 
 
 if __name__ == "__main__":
