@@ -28,6 +28,18 @@ def running_task_process(w: Worker) -> int:
     return wait_for(lambda: task_processes(w.proc.pid), 30, what="the task process")[0]
 
 
+def check_cold_stop(w: Worker, q: str, child: int, res) -> None:
+    """The worker exited 0 after a cold stop: the task process killed, no result, the
+    task's message back in the queue (never acked)."""
+    assert w.wait_exit(30) == 0
+    wait_for(lambda: gone(child), 10, what="the task process to end")
+    stop = w.find("shutdown_abandoning")
+    assert stop and stop[0]["mode"] == "cold" and stop[0]["processes_killed"] == 1, stop
+    assert not w.find("task_succeeded") and not w.find("task_failed")
+    assert res.state == "PENDING", "a result was published for an unfinished task"
+    assert queue_counts(q) == (1, 0), "the unfinished task's message is not back in the queue"
+
+
 @needs_test_tasks
 def test_sigquit_requeues_running_task_and_kills_its_process():
     q = unique("cold")
@@ -38,13 +50,7 @@ def test_sigquit_requeues_running_task_and_kills_its_process():
         res = celery_app().send_task("pw.test.process", queue=q, kwargs={"seconds": 5})
         child = running_task_process(w)
         w.signal(signal.SIGQUIT)
-        assert w.wait_exit(30) == 0
-        wait_for(lambda: gone(child), 10, what="the task process to end")
-        stop = w.find("shutdown_abandoning")
-        assert stop and stop[0]["mode"] == "cold" and stop[0]["processes_killed"] == 1, stop
-        assert not w.find("task_succeeded") and not w.find("task_failed")
-        assert res.state == "PENDING", "a result was published for an unfinished task"
-        assert queue_counts(q) == (1, 0), "the running task's message is not back in the queue"
+        check_cold_stop(w, q, child, res)
         w2 = Worker(q, name="cold-second")
         assert res.get(timeout=60) == 5.0
     finally:
@@ -80,13 +86,8 @@ def test_warm_deadline_then_soft_window_then_unfinished_task_is_requeued():
         res = celery_app().send_task("pw.test.process", queue=q, kwargs={"seconds": 60})
         child = running_task_process(w)
         w.signal(signal.SIGTERM)
-        assert w.wait_exit(30) == 0
-        wait_for(lambda: gone(child), 10, what="the task process to end")
+        check_cold_stop(w, q, child, res)
         assert w.find("soft_shutdown_started", reason="warm shutdown deadline")
-        stop = w.find("shutdown_abandoning")
-        assert stop and stop[0]["processes_killed"] == 1, stop
-        assert res.state == "PENDING"
-        assert queue_counts(q) == (1, 0), "the unfinished task was acked"
     finally:
         w.stop()
         pwtest.rabbitmqctl("purge_queue", q)
