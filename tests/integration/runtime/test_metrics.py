@@ -4,6 +4,7 @@ parsed with Debian's python3-prometheus-client and compared with what the test d
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 import urllib.error
@@ -76,7 +77,7 @@ def test_metrics_count_the_tasks_reuses_and_points_of_what_the_worker_did():
 @needs_test_tasks
 def test_metrics_show_a_running_task_and_its_process_memory():
     q = unique("metricsrun")
-    w = Worker(q, *METRICS, "--shutdown-timeout", "0")  # stop() requeues the task at once
+    w = Worker(q, *METRICS)
     try:
         w.wait_connected()
         celery_app().send_task("pw.test.process", queue=q, kwargs={"seconds": 30})
@@ -88,6 +89,8 @@ def test_metrics_show_a_running_task_and_its_process_memory():
         m = wait_for(with_process, 10, what="the task process in /metrics")
         assert value(m, "pw_running_tasks") == 1
         assert value(m, "pw_task_processes_resident_memory_bytes") > 1 << 20
+        w.signal(signal.SIGQUIT)  # cold: the task goes back to the queue, purged below
+        assert w.wait_exit(30) == 0
     finally:
         w.stop()
         pwtest.rabbitmqctl("purge_queue", q)
