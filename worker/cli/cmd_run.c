@@ -45,6 +45,7 @@ enum {
     OPT_METRICS_ADDRESS,
     OPT_HEARTBEAT_FILE,
     OPT_HEALTHZ_MAX_AGE,
+    OPT_RECONNECT_MAX,
 };
 
 static void usage(FILE *out)
@@ -70,6 +71,8 @@ static void usage(FILE *out)
         "deadline)\n"
         "                                                  running tasks may finish (default 0)\n"
         "      --heartbeat S            PW_BROKER_HEARTBEAT AMQP heartbeat (default 60, 0 = off)\n"
+        "      --reconnect-max S        PW_BROKER_RECONNECT_MAX  cap of the reconnect backoff\n"
+        "                                                  (0.5 s doubling; default 30)\n"
         "      --max-retries N          PW_MAX_RETRIES      Celery retries of a task meeting a\n"
         "                                                  transient fault (default 3)\n"
         "      --retry-backoff S        PW_RETRY_BACKOFF    backoff factor, seconds (default 1;\n"
@@ -203,6 +206,7 @@ static const struct option run_options[] = {
     {"metrics-address", required_argument, NULL, OPT_METRICS_ADDRESS},
     {"heartbeat-file", required_argument, NULL, OPT_HEARTBEAT_FILE},
     {"healthz-max-age", required_argument, NULL, OPT_HEALTHZ_MAX_AGE},
+    {"reconnect-max", required_argument, NULL, OPT_RECONNECT_MAX},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -237,6 +241,9 @@ static int apply_ops_setting(struct run_settings *s, int opt, const char *v, con
     case OPT_HEALTHZ_MAX_AGE:
         bad = parse_seconds(v, &s->healthz_max_age_s) || s->healthz_max_age_s <= 0;
         break;
+    case OPT_RECONNECT_MAX:
+        bad = parse_seconds(v, &cc->reconnect_max_s) || cc->reconnect_max_s < 0.5;
+        break;
     default:
         return 1;
     }
@@ -255,7 +262,8 @@ static int ops_settings_from_env(struct run_settings *s, struct pw_error *err)
                 {OPT_SOFT_SHUTDOWN_TIMEOUT, "PW_SOFT_SHUTDOWN_TIMEOUT"},
                 {OPT_METRICS_ADDRESS, "PW_METRICS_ADDRESS"},
                 {OPT_HEARTBEAT_FILE, "PW_HEARTBEAT_FILE"},
-                {OPT_HEALTHZ_MAX_AGE, "PW_HEALTHZ_MAX_AGE"}};
+                {OPT_HEALTHZ_MAX_AGE, "PW_HEALTHZ_MAX_AGE"},
+                {OPT_RECONNECT_MAX, "PW_BROKER_RECONNECT_MAX"}};
     int rc;
 
     s->consumer.retry.max_retries = 3;     /* Celery Task.max_retries */

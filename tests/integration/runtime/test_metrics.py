@@ -98,7 +98,7 @@ def test_metrics_show_a_running_task_and_its_process_memory():
 
 def test_readyz_fails_while_rabbitmq_is_down_and_healthz_stays_up():
     q = unique("ready")
-    w = Worker(q, *METRICS)
+    w = Worker(q, *METRICS, "--reconnect-max", "2")  # back within 2 s of RabbitMQ
     try:
         w.wait_connected()
         url = base_url(w)
