@@ -48,6 +48,7 @@ struct consumer_config {
     const char *tls_ca_file;
     int tls_insecure;
     int max_task_deaths; /* deliveries with this many task-process deaths give up */
+    int quorum_queues;   /* declare missing queues as quorum queues (broker_options.quorum) */
 };
 
 int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, void *app,
