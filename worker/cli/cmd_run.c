@@ -61,6 +61,8 @@ static void usage(FILE *out)
         "amqp://guest:guest@localhost:5672//)\n"
         "      --result-backend B       CELERY_RESULT_BACKEND  rpc:// (default) or disabled\n"
         "  -Q, --queues A,B             PROJECTION_QUEUE    queues to consume (default celery)\n"
+        "      --queue-type T           PW_QUEUE_TYPE       classic|quorum for queues not yet\n"
+        "                                                  declared (default classic)\n"
         "  -c, --concurrency N          PW_CONCURRENCY      task threads (default: CPU count)\n"
         "      --prefetch-multiplier M  PW_PREFETCH_MULTIPLIER  qos = N*M (default 4)\n"
         "      --track-started          PW_TRACK_STARTED=1  publish STARTED results\n"
@@ -100,8 +102,8 @@ static void usage(FILE *out)
         "http://localhost:6333)\n"
         "      --vector-name NAME       PW_VECTOR_NAME      named vector to project (default: "
         "first non-null)\n"
-        "      --threads N              PW_COMPUTE_THREADS  threads of one computation (default: "
-        "all cores)\n"
+        "      --threads N              PW_COMPUTE_THREADS  threads of one computation (default:\n"
+        "                                                  cores / concurrency; 0 = all cores)\n"
         "      --lock-wait S            PW_LOCK_WAIT        seconds a duplicate request waits "
         "(default 900)\n"
         "\n"
@@ -180,10 +182,19 @@ static int set_backend(struct run_settings *s, const char *backend, struct pw_er
     return 0;
 }
 
+static int set_queue_type(struct run_settings *s, const char *type, struct pw_error *err)
+{
+    if (strcmp(type, "classic") && strcmp(type, "quorum"))
+        return pw_error_set(err, PW_EINVAL, "queue type '%.64s' is not classic or quorum", type);
+    s->consumer.quorum_queues = !strcmp(type, "quorum");
+    return 0;
+}
+
 static const struct option run_options[] = {
     {"broker", required_argument, NULL, 'b'},
     {"result-backend", required_argument, NULL, 'R'},
     {"queues", required_argument, NULL, 'Q'},
+    {"queue-type", required_argument, NULL, 'Y'},
     {"concurrency", required_argument, NULL, 'c'},
     {"prefetch-multiplier", required_argument, NULL, 'P'},
     {"track-started", no_argument, NULL, 'T'},
@@ -303,7 +314,8 @@ static int settings_from_env(struct run_settings *s, struct pw_error *err)
     if (!s->hostname[0])
         snprintf(s->hostname, sizeof s->hostname, "projection-worker@%s", host);
     if ((rc = set_backend(s, env_or("CELERY_RESULT_BACKEND", "rpc://"), err)) ||
-        (rc = split_queues(s, env_or("PROJECTION_QUEUE", "celery"), err)))
+        (rc = split_queues(s, env_or("PROJECTION_QUEUE", "celery"), err)) ||
+        (rc = set_queue_type(s, env_or("PW_QUEUE_TYPE", "classic"), err)))
         return rc;
     if (getenv("PW_CONCURRENCY") && parse_int(getenv("PW_CONCURRENCY"), 1, 1024, &cc->concurrency))
         return pw_error_set(err, PW_EINVAL, "PW_CONCURRENCY must be an integer in 1..1024");
@@ -368,6 +380,8 @@ static int apply_flag(struct run_settings *s, int opt, const char *arg, struct p
         return set_backend(s, arg, err);
     case 'Q':
         return split_queues(s, arg, err);
+    case 'Y':
+        return set_queue_type(s, arg, err);
     case 'c':
         if (parse_int(arg, 1, 1024, &cc->concurrency))
             return pw_error_set(err, PW_EINVAL, "--concurrency must be an integer in 1..1024");
@@ -406,6 +420,20 @@ static int apply_flag(struct run_settings *s, int opt, const char *arg, struct p
     }
 }
 
+/* The task processes' compute threads when not set: the cores divided between the
+ * slots, so that -c N slots computing at once do not oversubscribe the machine. */
+static void default_compute_threads(const struct consumer_config *cc)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = ncpu > cc->concurrency ? (int)(ncpu / cc->concurrency) : 1;
+    char text[24];
+
+    if (getenv("PW_COMPUTE_THREADS") && *getenv("PW_COMPUTE_THREADS"))
+        return;
+    snprintf(text, sizeof text, "%d", threads);
+    setenv("PW_COMPUTE_THREADS", text, 1);
+}
+
 /* What only the final settings can tell: combined limits, the task processes' own
  * settings (checked here so a typo fails at start, not in every task), the task binary,
  * the broker URL. */
@@ -419,6 +447,7 @@ static int check_settings(struct run_settings *s, struct pw_error *err)
     if (cc->concurrency * cc->prefetch_multiplier > 65535)
         return pw_error_set(err, PW_EINVAL, "concurrency x prefetch multiplier exceeds 65535");
     cc->hostname = s->hostname;
+    default_compute_threads(cc);
     if (getenv("PW_COMPUTE_THREADS") && parse_int(getenv("PW_COMPUTE_THREADS"), 0, 1024, &threads))
         return pw_error_set(err, PW_EINVAL, "--threads/PW_COMPUTE_THREADS must be 0..1024");
     if (getenv("PW_LOCK_WAIT") && parse_seconds(getenv("PW_LOCK_WAIT"), &wait_s))
@@ -515,8 +544,10 @@ int cmd_run(int argc, char **argv)
     }
     broker_url_mask(s.consumer.broker_url, masked, sizeof masked);
     pw_log_event(&s.log, PW_LOG_INFO, "worker_starting",
-                 json_pack("{s:s, s:s, s:i, s:i, s:b, s:b, s:i}", "hostname", s.hostname, "broker",
-                           masked, "concurrency", s.consumer.concurrency, "prefetch_count",
+                 json_pack("{s:s, s:s, s:i, s:s, s:s, s:i, s:b, s:b, s:i}", "hostname", s.hostname,
+                           "broker", masked, "concurrency", s.consumer.concurrency,
+                           "compute_threads", getenv("PW_COMPUTE_THREADS"), "queue_type",
+                           s.consumer.quorum_queues ? "quorum" : "classic", "prefetch_count",
                            s.consumer.concurrency * s.consumer.prefetch_multiplier, "results",
                            s.consumer.results_enabled, "track_started", s.consumer.track_started,
                            "pid", (int)getpid()),

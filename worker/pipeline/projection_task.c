@@ -320,8 +320,10 @@ static int try_reuse(struct projection_job *job, struct task_outcome *out, int *
     }
     patch_text = json_dumps(patch, JSON_COMPACT);
     {
+        /* projection_artifacts as the source carries it, like a computed run's (its
+         * meta.json is the one linked here) */
         struct run_completion c = {rel, src.point_count < 0 ? 0 : src.point_count, patch_text,
-                                   job->hash};
+                                   job->hash, src.uuid};
         if ((rc = runs_mark_completed(job->conn, job->run.uuid, &c, err)))
             goto done;
     }
@@ -620,7 +622,7 @@ static int commit_completion(struct projection_job *job, struct task_outcome *ou
     json_object_set_new(patch, "progress", json_null());
     patch_text = json_dumps(patch, JSON_COMPACT);
     {
-        struct run_completion c = {job->rel_dir, (int64_t)job->m.n, patch_text, job->hash};
+        struct run_completion c = {job->rel_dir, (int64_t)job->m.n, patch_text, job->hash, NULL};
         pw_fault_point("before_commit");
         if ((rc = runs_mark_completed(job->conn, job->run.uuid, &c, err)))
             goto done;

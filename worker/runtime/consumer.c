@@ -632,6 +632,7 @@ static void try_connect(struct consumer *c)
     opt.connect_timeout_ms = c->cfg->connect_timeout_ms;
     opt.tls_ca_file = c->cfg->tls_ca_file;
     opt.tls_insecure = c->cfg->tls_insecure;
+    opt.quorum = c->cfg->quorum_queues;
     broker_url_mask(c->cfg->broker_url, masked, sizeof masked);
     if (broker_connect(&c->b, &opt, &err)) {
         pw_log_event(c->log, PW_LOG_ERROR, "broker_connect_failed",

@@ -65,6 +65,7 @@ struct consumer_config {
     struct task_retry_policy retry; /* Celery retries of a task that answers retry */
     double soft_shutdown_timeout_s; /* Celery 5.5 worker_soft_shutdown_timeout; 0 = none */
     struct metrics *metrics;        /* NULL = none */
+    int quorum_queues; /* declare missing queues as quorum queues (broker_options.quorum) */
 };
 
 int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, void *app,
