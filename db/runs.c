@@ -242,19 +242,31 @@ int runs_mark_completed(PGconn *conn, const char *uuid, const struct run_complet
     if (c->meta_patch_json && check_object_text(c->meta_patch_json, "meta patch", err) < 0)
         return err ? err->code : PW_EINVAL;
     snprintf(count, sizeof count, "%lld", (long long)c->point_count);
-    const char *params[] = {uuid, c->storage_path, count,
-                            c->meta_patch_json ? c->meta_patch_json : "{}", c->metadata_hash};
-    return transition(conn, uuid, "complete",
-                      "UPDATE projection_runs SET status = 'completed',"
-                      " storage_path = $2, point_count = $3::integer,"
-                      " meta = CASE WHEN $4::jsonb = '{}'::jsonb THEN meta"
-                      "             ELSE " META_MERGE(
-                          "4") " END,"
-                               " metadata_hash = coalesce($5, metadata_hash),"
-                               " completed_at = now(), updated_at = now(), error_message = NULL"
-                               " WHERE uuid = $1 AND status IN ('pending', 'running')"
-                               " RETURNING operation_uuid",
-                      5, params, "completed", NULL, err);
+    const char *params[] = {uuid,
+                            c->storage_path,
+                            count,
+                            c->meta_patch_json ? c->meta_patch_json : "{}",
+                            c->metadata_hash,
+                            c->artifacts_from};
+    /* The source's projection_artifacts (megabytes with original_ids) never leave
+     * PostgreSQL. */
+    return transition(
+        conn, uuid, "complete",
+        "UPDATE projection_runs SET status = 'completed',"
+        " storage_path = $2, point_count = $3::integer,"
+        " meta = CASE WHEN $4::jsonb = '{}'::jsonb AND $6::text IS NULL THEN meta"
+        "   ELSE ((CASE WHEN json_typeof(meta) = 'object' THEN meta::jsonb ELSE '{}'::jsonb END)"
+        "         || $4::jsonb || coalesce((SELECT jsonb_build_object('projection_artifacts',"
+        "                                          s.meta::jsonb -> 'projection_artifacts')"
+        "                                   FROM projection_runs s WHERE s.uuid = $6::text"
+        "                                    AND json_typeof(s.meta) = 'object'"
+        "                                    AND s.meta::jsonb ? 'projection_artifacts'),"
+        "                                  '{}'::jsonb))::json END,"
+        " metadata_hash = coalesce($5, metadata_hash),"
+        " completed_at = now(), updated_at = now(), error_message = NULL"
+        " WHERE uuid = $1 AND status IN ('pending', 'running')"
+        " RETURNING operation_uuid",
+        6, params, "completed", NULL, err);
 }
 
 static int mark_finished(PGconn *conn, const char *uuid, const char *status, const char *message,

@@ -66,6 +66,8 @@ struct run_completion {
     int64_t point_count;         /* >= 0 */
     const char *meta_patch_json; /* JSON object merged into meta; NULL for none */
     const char *metadata_hash;   /* stored on the run; NULL keeps the stored one */
+    const char *artifacts_from;  /* a reuse's source run: its meta.projection_artifacts is
+                                    copied into this run's meta (in SQL); NULL for none */
 };
 
 /* run -> completed with the fields above, completed_at, error_message cleared;

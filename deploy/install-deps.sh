@@ -9,11 +9,13 @@ PACKAGES=(
     build-essential cmake pkg-config clang-format
     # libraries the worker links
     librabbitmq-dev libpq-dev libopenblas-dev liblapacke-dev libjansson-dev
-    libcurl4-openssl-dev libssl-dev libyajl-dev libfftw3-dev
+    libcurl4-openssl-dev libssl-dev libyajl-dev libfftw3-dev libmicrohttpd-dev
     # services the tests and the quick start run locally
     rabbitmq-server postgresql
     # the Python side: the real Celery client and the references we compare against
     python3-celery python3-numpy python3-sklearn umap-learn
+    # tests of /metrics: the Prometheus text parser
+    python3-prometheus-client
     # checks
     valgrind procps openssl ca-certificates
     # tests/deploy: PyYAML for the manifests (only a Recommends of python3-kombu today) and

@@ -1,11 +1,12 @@
 /* broker.c - rabbitmq-c connection driven like a Celery 5 consumer (see header).
  *
- * Everything happens on channel 1.  Frames are read one at a time with
- * amqp_simple_wait_frame_noblock() and a zero timeout, so the caller's poll() loop
- * stays in charge of waiting; once a basic.deliver arrives the rest of that message
- * is read with amqp_read_message(), which waits for it (it is already in flight).
- * Every amqp_rpc_reply_t is checked; server-side closes are answered with close-ok
- * and reported with the broker's reply text. */
+ * Everything happens on channel 1, but queue checks and declarations, which happen on
+ * channel 2 before consuming (a refused one closes its channel).  Frames are read one at a time
+ * with amqp_simple_wait_frame_noblock() and a zero timeout, so the caller's poll() loop stays in
+ * charge of waiting; once a basic.deliver arrives the rest of that message is read with
+ * amqp_read_message(), which waits for it (it is already in flight). Every amqp_rpc_reply_t is
+ * checked; server-side closes are answered with close-ok and reported with the broker's reply text.
+ */
 #include "broker.h"
 
 #include <amqp.h>
@@ -19,6 +20,7 @@
 #include "broker_url.h"
 
 #define BROKER_CHANNEL 1
+#define PROBE_CHANNEL  2 /* queue checks and declarations, closed after each */
 
 struct broker {
     amqp_connection_state_t conn;
@@ -28,6 +30,8 @@ struct broker {
     char **queues;
     size_t n_queues;
     int consuming;
+    int per_consumer_qos; /* basic.qos global=false (a quorum queue is consumed) */
+    int close_code;       /* reply code of the broker's last channel or connection close */
 };
 
 /* A delivered message kept whole so it can be published again unchanged. */
@@ -62,6 +66,7 @@ static int reply_error(struct broker *b, amqp_rpc_reply_t r, const char *what, s
             amqp_connection_close_ok_t ok = {0};
             amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
             b->connected = 0;
+            b->close_code = m->reply_code;
             return pw_error_set(err, m->reply_code == 403 ? PW_EDENIED : PW_EUNAVAIL,
                                 "%s: broker closed the connection: %u %.*s", what, m->reply_code,
                                 (int)m->reply_text.len, (const char *)m->reply_text.bytes);
@@ -71,6 +76,7 @@ static int reply_error(struct broker *b, amqp_rpc_reply_t r, const char *what, s
             amqp_channel_close_ok_t ok = {0};
             amqp_send_method(b->conn, BROKER_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
             b->channel_ok = 0;
+            b->close_code = m->reply_code;
             return pw_error_set(err, PW_EPROTO, "%s: broker closed the channel: %u %.*s", what,
                                 m->reply_code, (int)m->reply_text.len,
                                 (const char *)m->reply_text.bytes);
@@ -124,32 +130,110 @@ static int open_socket(struct broker *b, const struct broker_options *opt,
     return 0;
 }
 
-/* Celery 5.2: exchange direct durable, queue durable with {} arguments, key = queue. */
-static int declare_queue(struct broker *b, const char *q, struct pw_error *err)
-{
-    amqp_bytes_t name = amqp_cstring_bytes(q);
-    int rc;
+/* The probe channel's reply to the last RPC: 0 done, PROBE_REFUSED when the broker
+ * refused it with 404 NOT_FOUND or 406 PRECONDITION_FAILED (the channel is then closed and
+ * answered), a negative PW_E* code for anything else. */
+#define PROBE_REFUSED 1
 
-    amqp_exchange_declare(b->conn, BROKER_CHANNEL, name, amqp_cstring_bytes("direct"), 0, 1, 0, 0,
-                          amqp_empty_table);
-    if ((rc = check_rpc(b, "exchange.declare", err)))
-        return rc;
-    amqp_queue_declare(b->conn, BROKER_CHANNEL, name, 0, 1, 0, 0, amqp_empty_table);
-    if ((rc = check_rpc(b, "queue.declare", err)))
-        return rc;
-    amqp_queue_bind(b->conn, BROKER_CHANNEL, name, name, name, amqp_empty_table);
-    return check_rpc(b, "queue.bind", err);
+static int probe_reply(struct broker *b, const char *what, struct pw_error *err)
+{
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(b->conn);
+
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        amqp_channel_close_t *m = r.reply.decoded;
+        amqp_channel_close_ok_t ok = {0};
+        amqp_send_method(b->conn, PROBE_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+        if (m->reply_code == AMQP_NOT_FOUND || m->reply_code == AMQP_PRECONDITION_FAILED)
+            return PROBE_REFUSED;
+        return pw_error_set(err, PW_EPROTO, "%s: broker closed the channel: %u %.*s", what,
+                            m->reply_code, (int)m->reply_text.len,
+                            (const char *)m->reply_text.bytes);
+    }
+    return reply_error(b, r, what, err);
 }
 
+static int probe_open(struct broker *b, struct pw_error *err)
+{
+    amqp_channel_open(b->conn, PROBE_CHANNEL);
+    return check_rpc(b, "channel.open", err);
+}
+
+static int probe_close(struct broker *b, struct pw_error *err)
+{
+    return reply_error(b, amqp_channel_close(b->conn, PROBE_CHANNEL, AMQP_REPLY_SUCCESS),
+                       "channel.close", err);
+}
+
+/* Celery's declaration of a queue that does not exist yet: the durable queue (with
+ * x-queue-type quorum when asked, as Celery 5.5's task_default_queue_type), a durable
+ * direct exchange named like it, the binding with key = queue.  A refusal means someone
+ * declared the queue or the exchange otherwise meanwhile: the queue exists, as they made
+ * it, and is consumed so. */
+static int declare_new_queue(struct broker *b, const char *q, int quorum, struct pw_error *err)
+{
+    amqp_bytes_t name = amqp_cstring_bytes(q);
+    amqp_table_entry_t type = {amqp_cstring_bytes("x-queue-type"),
+                               {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes("quorum")}}};
+    amqp_table_t args = {quorum ? 1 : 0, quorum ? &type : NULL};
+    int rc;
+
+    amqp_queue_declare(b->conn, PROBE_CHANNEL, name, 0, 1, 0, 0, args);
+    if ((rc = probe_reply(b, "queue.declare", err)))
+        return rc == PROBE_REFUSED ? 0 : rc;
+    amqp_exchange_declare(b->conn, PROBE_CHANNEL, name, amqp_cstring_bytes("direct"), 0, 1, 0, 0,
+                          amqp_empty_table);
+    if ((rc = probe_reply(b, "exchange.declare", err)))
+        return rc == PROBE_REFUSED ? 0 : rc;
+    amqp_queue_bind(b->conn, PROBE_CHANNEL, name, name, name, amqp_empty_table);
+    if ((rc = probe_reply(b, "queue.bind", err)))
+        return rc == PROBE_REFUSED ? 0 : rc;
+    return probe_close(b, err);
+}
+
+/* A queue that exists is consumed as it is (quorum, dead-letter exchange, max length...:
+ * declaring it with other arguments would be refused with 406); only a missing one is
+ * declared.  Both happen on the probe channel, since a refused declaration closes its
+ * channel and channel 1 must stay open. */
+static int declare_queue(struct broker *b, const char *q, int quorum, struct pw_error *err)
+{
+    int rc;
+
+    if ((rc = probe_open(b, err)))
+        return rc;
+    amqp_queue_declare(b->conn, PROBE_CHANNEL, amqp_cstring_bytes(q), 1, 0, 0, 0, amqp_empty_table);
+    rc = probe_reply(b, "queue.declare passive", err);
+    if (rc == 0)
+        return probe_close(b, err);
+    if (rc != PROBE_REFUSED || (rc = probe_open(b, err)))
+        return rc;
+    return declare_new_queue(b, q, quorum, err);
+}
+
+/* basic.qos is channel-wide (global) as Celery 5.2 sets it, or per consumer once the
+ * channel consumes a quorum queue (RabbitMQ refuses global QoS there), as Celery 5.5
+ * does.  Per-consumer prefetch reaches only consumers started after it is set. */
 int broker_set_prefetch(struct broker *b, int prefetch_count, struct pw_error *err)
 {
     if (prefetch_count < 0 || prefetch_count > 65535)
         return pw_error_set(err, PW_EINVAL, "prefetch count %d out of range", prefetch_count);
-    amqp_basic_qos(b->conn, BROKER_CHANNEL, 0, (uint16_t)prefetch_count, 1);
+    amqp_basic_qos(b->conn, BROKER_CHANNEL, 0, (uint16_t)prefetch_count, !b->per_consumer_qos);
     return check_rpc(b, "basic.qos", err);
 }
 
-int broker_connect(struct broker **out, const struct broker_options *opt, struct pw_error *err)
+/* QoS, then one consumer per queue. */
+static int start_consuming(struct broker *b, int prefetch_count, struct pw_error *err)
+{
+    int rc;
+
+    if ((rc = broker_set_prefetch(b, prefetch_count, err)))
+        return rc;
+    return broker_resume_consumers(b, err);
+}
+
+/* One attempt of broker_connect; *close_code = the broker's reply code when it closed
+ * the channel or the connection. */
+static int connect_once(struct broker **out, const struct broker_options *opt, int per_consumer_qos,
+                        int *close_code, struct pw_error *err)
 {
     struct broker_url u;
     struct broker *b;
@@ -164,6 +248,7 @@ int broker_connect(struct broker **out, const struct broker_options *opt, struct
         broker_url_free(&u);
         return pw_error_set(err, PW_ENOMEM, "out of memory");
     }
+    b->per_consumer_qos = per_consumer_qos;
     b->conn = amqp_new_connection();
     if (!b->conn) {
         rc = pw_error_set(err, PW_ENOMEM, "out of memory");
@@ -187,8 +272,6 @@ int broker_connect(struct broker **out, const struct broker_options *opt, struct
     if ((rc = check_rpc(b, "channel.open", err)))
         goto fail;
     b->channel_ok = 1;
-    if ((rc = broker_set_prefetch(b, opt->prefetch_count, err)))
-        goto fail;
     b->consumer_tags = calloc(opt->n_queues ? opt->n_queues : 1, sizeof *b->consumer_tags);
     b->queues = calloc(opt->n_queues ? opt->n_queues : 1, sizeof *b->queues);
     if (!b->consumer_tags || !b->queues) {
@@ -200,17 +283,31 @@ int broker_connect(struct broker **out, const struct broker_options *opt, struct
             rc = pw_error_set(err, PW_ENOMEM, "out of memory");
             goto fail;
         }
-        if ((rc = declare_queue(b, opt->queues[i], err)))
+        if ((rc = declare_queue(b, opt->queues[i], opt->quorum, err)))
             goto fail;
     }
-    if ((rc = broker_resume_consumers(b, err)))
+    if ((rc = start_consuming(b, opt->prefetch_count, err)))
         goto fail;
     broker_url_free(&u);
     *out = b;
     return 0;
 fail:
+    *close_code = b->close_code;
     broker_url_free(&u);
     broker_free(b);
+    return rc;
+}
+
+/* QoS is channel-wide first (or per consumer at once when new queues are declared
+ * quorum).  RabbitMQ refuses to consume a quorum queue under global QoS by closing the
+ * connection with 540 NOT_IMPLEMENTED; the second attempt then sets QoS per consumer. */
+int broker_connect(struct broker **out, const struct broker_options *opt, struct pw_error *err)
+{
+    int close_code = 0;
+    int rc = connect_once(out, opt, opt->quorum, &close_code, err);
+
+    if (rc && !opt->quorum && close_code == AMQP_NOT_IMPLEMENTED)
+        rc = connect_once(out, opt, 1, &close_code, err);
     return rc;
 }
 
@@ -494,6 +591,11 @@ static amqp_table_entry_t *headers_with(const amqp_basic_properties_t *p,
     }
     for (size_t k = 0; k < n_set; k++) {
         e[n].key = amqp_cstring_bytes(set[k].name);
+        if (set[k].text) {
+            e[n].value.kind = AMQP_FIELD_KIND_UTF8;
+            e[n++].value.value.bytes = amqp_cstring_bytes(set[k].text);
+            continue;
+        }
         e[n].value.kind = AMQP_FIELD_KIND_I64;
         e[n++].value.value.i64 = set[k].value;
     }
@@ -648,7 +750,7 @@ int broker_add_queue(struct broker *b, const char *queue, struct pw_error *err)
 
     if (queue_index(b, queue) >= 0)
         return 0;
-    if ((rc = declare_queue(b, queue, err)))
+    if ((rc = declare_queue(b, queue, b->per_consumer_qos, err)))
         return rc;
     queues = realloc(b->queues, (b->n_queues + 1) * sizeof *queues);
     if (queues)

@@ -1,10 +1,18 @@
 /* broker.h - one AMQP 0-9-1 connection to RabbitMQ, driven the way Celery 5 drives it.
  *
  * broker_connect() opens the connection (amqp:// or amqps://), logs in with SASL
- * PLAIN, opens channel 1, declares every task queue exactly as Celery 5.2 does
- * (direct durable exchange named like the queue, durable queue with empty arguments,
- * binding key = queue name) so Python workers can share the queues, sets
- * basic.qos(prefetch_count, global=true) and starts one manual-ack consumer per queue.
+ * PLAIN and opens channel 1.  Each task queue is first checked passively: one that
+ * exists is consumed as it is, whatever its type and arguments (quorum, dead-letter
+ * exchange, max length...), never re-declared; one that does not is declared as Celery
+ * does (durable direct exchange named like the queue, durable queue, binding key = queue
+ * name; no arguments, or x-queue-type quorum with options.quorum), so Python workers
+ * and clients can share the queues.  Every declaration is durable and non-exclusive,
+ * as RabbitMQ versions that refuse transient non-exclusive queues require.  Then
+ * basic.qos(prefetch_count) and one manual-ack consumer per queue: QoS is channel-wide
+ * (global, Celery 5.2) unless a quorum queue is consumed, where RabbitMQ refuses global
+ * QoS and the prefetch is per consumer (Celery 5.5).  Such a queue is recognised by
+ * that refusal (RabbitMQ closes the connection: broker_connect connects once more with
+ * per-consumer QoS) or by options.quorum.
  *
  * The connection is single-threaded: only the thread that owns it calls these
  * functions.  broker_next() never blocks for long: it returns a delivery if one is
@@ -29,7 +37,8 @@ struct broker_options {
     const char *url; /* amqp[s]://user:pass@host:port/vhost */
     const char *const *queues;
     size_t n_queues;
-    int prefetch_count; /* basic.qos, global=true */
+    int prefetch_count; /* basic.qos: per channel, or per consumer on quorum queues */
+    int quorum;         /* declare missing queues as quorum queues (and QoS per consumer) */
     int heartbeat_s;    /* requested heartbeat; 0 disables */
     int connect_timeout_ms;
     const char *tls_ca_file; /* amqps: CA bundle; NULL = system default */
@@ -61,6 +70,8 @@ struct celery_delivery_in broker_delivery_view(const struct broker_delivery *d);
 
 int broker_ack(struct broker *b, uint64_t tag, struct pw_error *err);
 int broker_reject(struct broker *b, uint64_t tag, int requeue, struct pw_error *err);
+/* Per-consumer prefetch (quorum queues) reaches only consumers started afterwards, as
+ * RabbitMQ defines it; channel-wide prefetch applies at once. */
 int broker_set_prefetch(struct broker *b, int prefetch_count, struct pw_error *err);
 /* basic.cancel of every consumer: no new deliveries (some may still be in flight);
  * unacked ones stay ours to ack or reject.  broker_resume_consumers() starts them
@@ -72,10 +83,11 @@ int broker_consuming(const struct broker *b);
 /* Publishing a delivered message again, e.g. to count how often it was attempted:
  * take it from the delivery (the caller then owns it), publish it through the default
  * exchange to `queue` with every property, header and the body unchanged except the
- * integer headers in `set` (replaced or added). */
+ * headers in `set` (replaced or added): an integer, or a string when `text` is set. */
 struct broker_header_int {
     const char *name;
     int64_t value;
+    const char *text; /* non-NULL: a string header (e.g. Celery's eta) instead of value */
 };
 struct broker_message *broker_delivery_take_message(struct broker_delivery *d);
 void broker_message_free(struct broker_message *m);

@@ -147,12 +147,28 @@ static int decode_v2(json_t *headers, json_t *body, struct celery_task_msg *out,
     return 0;
 }
 
-static int decode_v1(json_t *body, struct celery_task_msg *out, struct pw_error *err)
+/* A protocol 1 message a worker published again for a Celery retry carries the new
+ * retries and eta as headers, as protocol 2 does: they override the body's. */
+static int retry_headers_v1(json_t *headers, struct celery_task_msg *out, struct pw_error *err)
+{
+    json_t *v = json_object_get(headers, "retries");
+
+    if (json_is_integer(v))
+        out->retries = (int)json_integer_value(v);
+    v = json_object_get(headers, "eta");
+    if (json_is_string(v) && parse_time_field(json_string_value(v), &out->eta))
+        return pw_error_set(err, CELERY_MSG_EMALFORMED, "eta is not an ISO-8601 time: %.64s",
+                            json_string_value(v));
+    return 0;
+}
+
+static int decode_v1(json_t *headers, json_t *body, struct celery_task_msg *out,
+                     struct pw_error *err)
 {
     int rc;
 
     out->protocol = 1;
-    if ((rc = read_meta(body, out, err)))
+    if ((rc = read_meta(body, out, err)) || (rc = retry_headers_v1(headers, out, err)))
         return rc;
     return take_args(json_object_get(body, "args"), json_object_get(body, "kwargs"), out, err);
 }
@@ -190,7 +206,7 @@ int celery_message_decode(const struct celery_delivery_in *in, struct celery_tas
     if (json_is_string(json_object_get(headers, "task")))
         rc = decode_v2(headers, body, out, err);
     else if (json_is_object(body) && json_is_string(json_object_get(body, "task")))
-        rc = decode_v1(body, out, err);
+        rc = decode_v1(headers, body, out, err);
     else
         rc = pw_error_set(err, CELERY_MSG_EUNKNOWN,
                           "Received and deleted unknown message (no task header, body is not a "

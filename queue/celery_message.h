@@ -8,6 +8,8 @@
  * Protocol 2 keeps metadata in headers and the body is [args, kwargs, embed];
  * protocol 1 has empty headers and a JSON object body with the same fields.  As in
  * Celery 5, headers["task"] selects v2, otherwise a dict body with "task" is v1.
+ * A v1 message published again for a retry has `retries` and `eta` headers, which
+ * override its body's (a worker cannot rewrite a v1 body when it republishes).
  *
  * celery_message_decode() fills *out (which the caller then owns and releases with
  * celery_message_free()) or returns one of the CELERY_MSG_E* codes below with a

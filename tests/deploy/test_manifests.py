@@ -194,14 +194,39 @@ def test_worker_environment_names_are_in_the_readme_table():
 
 
 def test_grace_period_exceeds_the_shutdown_timeout():
+    """The supervisor's kill comes after the warm drain and the soft window, so the worker
+    itself requeues what still runs (a cold stop) before it is killed."""
     spec = df.the("Deployment")["spec"]["template"]["spec"]
     timeout = worker_env_value("PW_SHUTDOWN_TIMEOUT")
     assert timeout is not None, "the Deployment does not set PW_SHUTDOWN_TIMEOUT"
-    assert spec["terminationGracePeriodSeconds"] > int(timeout), \
-        f"terminationGracePeriodSeconds {spec['terminationGracePeriodSeconds']} <= PW_SHUTDOWN_TIMEOUT {timeout}"
+    drain = float(timeout) + float(worker_env_value("PW_SOFT_SHUTDOWN_TIMEOUT") or 0)
+    assert spec["terminationGracePeriodSeconds"] > drain, \
+        f"terminationGracePeriodSeconds {spec['terminationGracePeriodSeconds']} <= drain {drain}"
     worker = df.load_all("deploy/compose.yaml")[0]["services"]["worker"]
     grace = int(re.fullmatch(r"(\d+)s", worker["stop_grace_period"]).group(1))
-    assert grace > int(worker["environment"]["PW_SHUTDOWN_TIMEOUT"])
+    env = worker["environment"]
+    assert grace > float(env["PW_SHUTDOWN_TIMEOUT"]) + float(env.get("PW_SOFT_SHUTDOWN_TIMEOUT", 0))
+
+
+def test_probes_use_healthz_and_readyz_on_the_metrics_port():
+    c = worker_container()
+    address = worker_env_value("PW_METRICS_ADDRESS")
+    assert address, "the Deployment does not set PW_METRICS_ADDRESS, so nothing serves the probes"
+    port = int(address.rsplit(":", 1)[1])
+    ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get_ = get(c, f"{probe}.httpGet")
+        assert get_ and get_["path"] == path, f"{probe} is not an httpGet of {path}"
+        target = ports.get(get_["port"], get_["port"])
+        assert target == port, f"{probe} probes port {get_['port']}, the worker serves {port}"
+
+
+def test_compose_worker_healthcheck_reads_the_images_heartbeat_file():
+    worker = df.load_all("deploy/compose.yaml")[0]["services"]["worker"]
+    test = " ".join(worker["healthcheck"]["test"])
+    path = re.search(r"^ENV PW_HEARTBEAT_FILE=(\S+)", df.read("deploy", "Dockerfile"), re.M).group(1)
+    assert path in test and "-newermt" in test, test
+    assert path in df.read("deploy", "Dockerfile").split("HEALTHCHECK", 1)[1]
 
 
 def test_pods_run_non_root_with_a_read_only_root_filesystem():

@@ -13,7 +13,9 @@
 #include "broker_url.h"
 #include "commands.h"
 #include "consumer.h"
+#include "health_http.h"
 #include "log.h"
+#include "metrics.h"
 #include "secrets.h"
 #include "task_subprocess.h"
 #include "signals.h"
@@ -29,6 +31,21 @@ struct run_settings {
     const char *queues[MAX_QUEUES];
     char hostname[256];
     struct pw_log log;
+    const char *metrics_address; /* NULL = no HTTP server */
+    const char *heartbeat_file;  /* NULL = none */
+    double healthz_max_age_s;
+};
+
+/* Long-only options, numbered past every character a short option could use. */
+enum {
+    OPT_MAX_RETRIES = 1000,
+    OPT_RETRY_BACKOFF,
+    OPT_RETRY_BACKOFF_MAX,
+    OPT_SOFT_SHUTDOWN_TIMEOUT,
+    OPT_METRICS_ADDRESS,
+    OPT_HEARTBEAT_FILE,
+    OPT_HEALTHZ_MAX_AGE,
+    OPT_RECONNECT_MAX,
 };
 
 static void usage(FILE *out)
@@ -44,12 +61,29 @@ static void usage(FILE *out)
         "amqp://guest:guest@localhost:5672//)\n"
         "      --result-backend B       CELERY_RESULT_BACKEND  rpc:// (default) or disabled\n"
         "  -Q, --queues A,B             PROJECTION_QUEUE    queues to consume (default celery)\n"
+        "      --queue-type T           PW_QUEUE_TYPE       classic|quorum for queues not yet\n"
+        "                                                  declared (default classic)\n"
         "  -c, --concurrency N          PW_CONCURRENCY      task threads (default: CPU count)\n"
         "      --prefetch-multiplier M  PW_PREFETCH_MULTIPLIER  qos = N*M (default 4)\n"
         "      --track-started          PW_TRACK_STARTED=1  publish STARTED results\n"
         "      --shutdown-timeout S     PW_SHUTDOWN_TIMEOUT seconds to finish running tasks\n"
         "                                                  on SIGTERM (default 60)\n"
+        "      --soft-shutdown-timeout S  PW_SOFT_SHUTDOWN_TIMEOUT  before a cold shutdown\n"
+        "                                                  (SIGQUIT, second signal, warm "
+        "deadline)\n"
+        "                                                  running tasks may finish (default 0)\n"
         "      --heartbeat S            PW_BROKER_HEARTBEAT AMQP heartbeat (default 60, 0 = off)\n"
+        "      --reconnect-max S        PW_BROKER_RECONNECT_MAX  cap of the reconnect backoff\n"
+        "                                                  (0.5 s doubling; default 30)\n"
+        "      --max-retries N          PW_MAX_RETRIES      Celery retries of a task meeting a\n"
+        "                                                  transient fault (default 3)\n"
+        "      --retry-backoff S        PW_RETRY_BACKOFF    backoff factor, seconds (default 1;\n"
+        "                                                  PW_RETRY_JITTER=0 turns jitter off)\n"
+        "      --retry-backoff-max S    PW_RETRY_BACKOFF_MAX  backoff cap (default 600)\n"
+        "      --metrics-address H:P    PW_METRICS_ADDRESS  serve /metrics /healthz /readyz (off)\n"
+        "      --healthz-max-age S      PW_HEALTHZ_MAX_AGE  /healthz fails when the main loop\n"
+        "                                                  has not turned for S s (default 60)\n"
+        "      --heartbeat-file PATH    PW_HEARTBEAT_FILE   touched every second by the main loop\n"
         "      --max-task-deaths N      PW_MAX_TASK_DEATHS  task-process deaths (e.g. OOM kills) "
         "of\n"
         "                                                  one message before its task fails\n"
@@ -75,8 +109,8 @@ static void usage(FILE *out)
         "http://localhost:6333)\n"
         "      --vector-name NAME       PW_VECTOR_NAME      named vector to project (default: "
         "first non-null)\n"
-        "      --threads N              PW_COMPUTE_THREADS  threads of one computation (default: "
-        "all cores)\n"
+        "      --threads N              PW_COMPUTE_THREADS  threads of one computation (default:\n"
+        "                                                  cores / concurrency; 0 = all cores)\n"
         "      --lock-wait S            PW_LOCK_WAIT        seconds a duplicate request waits "
         "(default 900)\n"
         "\n"
@@ -155,10 +189,19 @@ static int set_backend(struct run_settings *s, const char *backend, struct pw_er
     return 0;
 }
 
+static int set_queue_type(struct run_settings *s, const char *type, struct pw_error *err)
+{
+    if (strcmp(type, "classic") && strcmp(type, "quorum"))
+        return pw_error_set(err, PW_EINVAL, "queue type '%.64s' is not classic or quorum", type);
+    s->consumer.quorum_queues = !strcmp(type, "quorum");
+    return 0;
+}
+
 static const struct option run_options[] = {
     {"broker", required_argument, NULL, 'b'},
     {"result-backend", required_argument, NULL, 'R'},
     {"queues", required_argument, NULL, 'Q'},
+    {"queue-type", required_argument, NULL, 'Y'},
     {"concurrency", required_argument, NULL, 'c'},
     {"prefetch-multiplier", required_argument, NULL, 'P'},
     {"track-started", no_argument, NULL, 'T'},
@@ -178,9 +221,84 @@ static const struct option run_options[] = {
     {"vector-name", required_argument, NULL, 'V'},
     {"threads", required_argument, NULL, 't'},
     {"lock-wait", required_argument, NULL, 'W'},
+    {"max-retries", required_argument, NULL, OPT_MAX_RETRIES},
+    {"retry-backoff", required_argument, NULL, OPT_RETRY_BACKOFF},
+    {"retry-backoff-max", required_argument, NULL, OPT_RETRY_BACKOFF_MAX},
+    {"soft-shutdown-timeout", required_argument, NULL, OPT_SOFT_SHUTDOWN_TIMEOUT},
+    {"metrics-address", required_argument, NULL, OPT_METRICS_ADDRESS},
+    {"heartbeat-file", required_argument, NULL, OPT_HEARTBEAT_FILE},
+    {"healthz-max-age", required_argument, NULL, OPT_HEALTHZ_MAX_AGE},
+    {"reconnect-max", required_argument, NULL, OPT_RECONNECT_MAX},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
+
+/* One operations setting (retries, soft shutdown, metrics) from a flag or the
+ * environment variable `from` names (for the message). */
+static int apply_ops_setting(struct run_settings *s, int opt, const char *v, const char *from,
+                             struct pw_error *err)
+{
+    struct consumer_config *cc = &s->consumer;
+    int bad = 0;
+
+    switch (opt) {
+    case OPT_MAX_RETRIES:
+        bad = parse_int(v, 0, 1000, &cc->retry.max_retries);
+        break;
+    case OPT_RETRY_BACKOFF:
+        bad = parse_seconds(v, &cc->retry.backoff_s);
+        break;
+    case OPT_RETRY_BACKOFF_MAX:
+        bad = parse_seconds(v, &cc->retry.backoff_max_s);
+        break;
+    case OPT_SOFT_SHUTDOWN_TIMEOUT:
+        bad = parse_seconds(v, &cc->soft_shutdown_timeout_s);
+        break;
+    case OPT_METRICS_ADDRESS:
+        s->metrics_address = *v ? v : NULL;
+        break;
+    case OPT_HEARTBEAT_FILE:
+        s->heartbeat_file = *v ? v : NULL;
+        break;
+    case OPT_HEALTHZ_MAX_AGE:
+        bad = parse_seconds(v, &s->healthz_max_age_s) || s->healthz_max_age_s <= 0;
+        break;
+    case OPT_RECONNECT_MAX:
+        bad = parse_seconds(v, &cc->reconnect_max_s) || cc->reconnect_max_s < 0.5;
+        break;
+    default:
+        return 1;
+    }
+    return bad ? pw_error_set(err, PW_EINVAL, "%s: invalid value '%.64s'", from, v) : 0;
+}
+
+/* Celery's retry defaults (autoretry with retry_backoff=True), then the environment. */
+static int ops_settings_from_env(struct run_settings *s, struct pw_error *err)
+{
+    static const struct {
+        int opt;
+        const char *env;
+    } vars[] = {{OPT_MAX_RETRIES, "PW_MAX_RETRIES"},
+                {OPT_RETRY_BACKOFF, "PW_RETRY_BACKOFF"},
+                {OPT_RETRY_BACKOFF_MAX, "PW_RETRY_BACKOFF_MAX"},
+                {OPT_SOFT_SHUTDOWN_TIMEOUT, "PW_SOFT_SHUTDOWN_TIMEOUT"},
+                {OPT_METRICS_ADDRESS, "PW_METRICS_ADDRESS"},
+                {OPT_HEARTBEAT_FILE, "PW_HEARTBEAT_FILE"},
+                {OPT_HEALTHZ_MAX_AGE, "PW_HEALTHZ_MAX_AGE"},
+                {OPT_RECONNECT_MAX, "PW_BROKER_RECONNECT_MAX"}};
+    int rc;
+
+    s->consumer.retry.max_retries = 3;     /* Celery Task.max_retries */
+    s->consumer.retry.backoff_s = 1;       /* retry_backoff=True */
+    s->consumer.retry.backoff_max_s = 600; /* retry_backoff_max */
+    s->consumer.retry.jitter = !getenv("PW_RETRY_JITTER") || strcmp(getenv("PW_RETRY_JITTER"), "0");
+    s->healthz_max_age_s = 60;
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i].env) &&
+            (rc = apply_ops_setting(s, vars[i].opt, getenv(vars[i].env), vars[i].env, err)))
+            return rc;
+    return 0;
+}
 
 /* Celery's defaults, then the environment. */
 static int settings_from_env(struct run_settings *s, struct pw_error *err)
@@ -211,7 +329,8 @@ static int settings_from_env(struct run_settings *s, struct pw_error *err)
     if (!s->hostname[0])
         snprintf(s->hostname, sizeof s->hostname, "projection-worker@%s", host);
     if ((rc = set_backend(s, env_or("CELERY_RESULT_BACKEND", "rpc://"), err)) ||
-        (rc = split_queues(s, env_or("PROJECTION_QUEUE", "celery"), err)))
+        (rc = split_queues(s, env_or("PROJECTION_QUEUE", "celery"), err)) ||
+        (rc = set_queue_type(s, env_or("PW_QUEUE_TYPE", "classic"), err)))
         return rc;
     if (getenv("PW_CONCURRENCY") && parse_int(getenv("PW_CONCURRENCY"), 1, 1024, &cc->concurrency))
         return pw_error_set(err, PW_EINVAL, "PW_CONCURRENCY must be an integer in 1..1024");
@@ -229,7 +348,7 @@ static int settings_from_env(struct run_settings *s, struct pw_error *err)
         return pw_error_set(err, PW_EINVAL, "PW_MAX_TASK_DEATHS must be an integer in 1..1000");
     if (getenv("PW_LOG_LEVEL") && pw_log_parse_level(getenv("PW_LOG_LEVEL"), &s->log.min_level))
         return pw_error_set(err, PW_EINVAL, "PW_LOG_LEVEL must be debug|info|warning|error");
-    return 0;
+    return ops_settings_from_env(s, err);
 }
 
 /* Projection settings travel to the task processes in the environment. */
@@ -249,13 +368,25 @@ static int apply_task_env_flag(int opt, const char *value)
     return 0;
 }
 
+static const char *option_name(int opt)
+{
+    for (const struct option *o = run_options; o->name; o++)
+        if (o->val == opt)
+            return o->name;
+    return "option";
+}
+
 /* One command-line option over the environment's value. */
 static int apply_flag(struct run_settings *s, int opt, const char *arg, struct pw_error *err)
 {
     struct consumer_config *cc = &s->consumer;
 
+    int rc;
+
     if (apply_task_env_flag(opt, arg))
         return 0;
+    if ((rc = apply_ops_setting(s, opt, arg, option_name(opt), err)) != 1)
+        return rc;
     switch (opt) {
     case 'b':
         cc->broker_url = arg;
@@ -264,6 +395,8 @@ static int apply_flag(struct run_settings *s, int opt, const char *arg, struct p
         return set_backend(s, arg, err);
     case 'Q':
         return split_queues(s, arg, err);
+    case 'Y':
+        return set_queue_type(s, arg, err);
     case 'c':
         if (parse_int(arg, 1, 1024, &cc->concurrency))
             return pw_error_set(err, PW_EINVAL, "--concurrency must be an integer in 1..1024");
@@ -314,6 +447,20 @@ static int apply_flag(struct run_settings *s, int opt, const char *arg, struct p
     }
 }
 
+/* The task processes' compute threads when not set: the cores divided between the
+ * slots, so that -c N slots computing at once do not oversubscribe the machine. */
+static void default_compute_threads(const struct consumer_config *cc)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = ncpu > cc->concurrency ? (int)(ncpu / cc->concurrency) : 1;
+    char text[24];
+
+    if (getenv("PW_COMPUTE_THREADS") && *getenv("PW_COMPUTE_THREADS"))
+        return;
+    snprintf(text, sizeof text, "%d", threads);
+    setenv("PW_COMPUTE_THREADS", text, 1);
+}
+
 /* What only the final settings can tell: combined limits, the task processes' own
  * settings (checked here so a typo fails at start, not in every task), the task binary,
  * the broker URL. */
@@ -327,6 +474,7 @@ static int check_settings(struct run_settings *s, struct pw_error *err)
     if (cc->concurrency * cc->prefetch_multiplier > 65535)
         return pw_error_set(err, PW_EINVAL, "concurrency x prefetch multiplier exceeds 65535");
     cc->hostname = s->hostname;
+    default_compute_threads(cc);
     if (getenv("PW_COMPUTE_THREADS") && parse_int(getenv("PW_COMPUTE_THREADS"), 0, 1024, &threads))
         return pw_error_set(err, PW_EINVAL, "--threads/PW_COMPUTE_THREADS must be 0..1024");
     if (getenv("PW_LOCK_WAIT") && parse_seconds(getenv("PW_LOCK_WAIT"), &wait_s))
@@ -362,9 +510,34 @@ static int load_settings(struct run_settings *s, int argc, char **argv, struct p
     return check_settings(s, err);
 }
 
+/* Metrics when something shows them: the HTTP server, the heartbeat file, or both. */
+static int start_reporting(struct run_settings *s, struct metrics **m, struct health_http **http,
+                           struct pw_error *err)
+{
+    int rc, port = 0;
+
+    *m = NULL;
+    *http = NULL;
+    if (!s->metrics_address && !s->heartbeat_file)
+        return 0;
+    if ((rc = metrics_new(m, s->heartbeat_file, err)))
+        return rc;
+    s->consumer.metrics = *m;
+    if (!s->metrics_address)
+        return 0;
+    if ((rc = health_http_start(http, s->metrics_address, *m, s->healthz_max_age_s, &port, err)))
+        return rc;
+    pw_log_event(&s->log, PW_LOG_INFO, "metrics_listening",
+                 json_pack("{s:s, s:i}", "address", s->metrics_address, "port", port),
+                 "/metrics /healthz /readyz");
+    return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
     struct run_settings s;
+    struct metrics *metrics = NULL;
+    struct health_http *http = NULL;
     struct secrets secrets;
     struct pw_error err;
     char masked[512];
@@ -398,8 +571,10 @@ int cmd_run(int argc, char **argv)
     }
     broker_url_mask(s.consumer.broker_url, masked, sizeof masked);
     pw_log_event(&s.log, PW_LOG_INFO, "worker_starting",
-                 json_pack("{s:s, s:s, s:i, s:i, s:b, s:b, s:i}", "hostname", s.hostname, "broker",
-                           masked, "concurrency", s.consumer.concurrency, "prefetch_count",
+                 json_pack("{s:s, s:s, s:i, s:s, s:s, s:i, s:b, s:b, s:i}", "hostname", s.hostname,
+                           "broker", masked, "concurrency", s.consumer.concurrency,
+                           "compute_threads", getenv("PW_COMPUTE_THREADS"), "queue_type",
+                           s.consumer.quorum_queues ? "quorum" : "classic", "prefetch_count",
                            s.consumer.concurrency * s.consumer.prefetch_multiplier, "results",
                            s.consumer.results_enabled, "track_started", s.consumer.track_started,
                            "pid", (int)getpid()),
@@ -409,11 +584,15 @@ int cmd_run(int argc, char **argv)
         static const char *const names[] = {"debug", "info", "warning", "error", "critical"};
         setenv("PW_LOG_LEVEL", names[s.log.min_level / 10 - 1], 1);
     }
-    rc = consumer_run(&s.consumer, &s.log, &s.tasks, sfd, &err);
+    rc = start_reporting(&s, &metrics, &http, &err);
+    if (!rc)
+        rc = consumer_run(&s.consumer, &s.log, &s.tasks, sfd, &err);
     if (rc)
         pw_log_event(&s.log, PW_LOG_CRITICAL, "worker_failed", NULL, err.msg);
     else
         pw_log_event(&s.log, PW_LOG_INFO, "worker_exit", NULL, NULL);
+    health_http_stop(http);
+    metrics_free(metrics);
     close(sfd);
     free(s.queues_buf);
     secrets_free(&secrets);

@@ -43,9 +43,11 @@ static void *watch_signals(void *arg)
     }
 }
 
-/* The message, and in *give_up (malloc'ed, NULL when absent) the reason to give up. */
-static int read_message(struct celery_task_msg *m, char **give_up, int *record_revoked,
-                        struct pw_error *err)
+/* The message, in *give_up (malloc'ed, NULL when absent) the reason to give up, in
+ * *last_try whether a Celery retry may follow, and in *record_revoked whether to record
+ * a revoke instead of running. */
+static int read_message(struct celery_task_msg *m, char **give_up, int *last_try,
+                        int *record_revoked, struct pw_error *err)
 {
     json_error_t jerr;
     json_t *o = json_loadf(stdin, JSON_ALLOW_NUL, &jerr); /* the task judges its arguments */
@@ -69,6 +71,7 @@ static int read_message(struct celery_task_msg *m, char **give_up, int *record_r
                     ? json_incref(json_object_get(o, "kwargs"))
                     : json_object();
     m->retries = (int)json_integer_value(json_object_get(o, "retries"));
+    *last_try = json_is_true(json_object_get(o, "last_try"));
     *give_up = json_is_string(json_object_get(o, "give_up"))
                    ? strdup(json_string_value(json_object_get(o, "give_up")))
                    : NULL;
@@ -84,11 +87,12 @@ static int read_message(struct celery_task_msg *m, char **give_up, int *record_r
 static void print_outcome(int rc, const struct task_outcome *out, const struct pw_error *err,
                           const struct secrets *secrets)
 {
-    json_t *o = rc == 0 ? json_pack("{s:b, s:O?}", "ok", 1, "result", out->result)
-                        : json_pack("{s:b, s:s, s:s?, s:s, s:b, s:b}", "ok", 0, "exc_type",
+    json_t *o = rc == 0 ? json_pack("{s:b, s:O?, s:O?}", "ok", 1, "result", out->result, "stats",
+                                    out->stats)
+                        : json_pack("{s:b, s:s, s:s?, s:s, s:b, s:b, s:O?}", "ok", 0, "exc_type",
                                     out->exc_type ? out->exc_type : "RuntimeError", "exc_module",
                                     out->exc_module, "message", err->msg, "revoked", out->revoked,
-                                    "retry", out->retry);
+                                    "retry", out->retry, "stats", out->stats);
     char *text;
 
     o = secrets_scrub_json(secrets, o);
@@ -116,8 +120,7 @@ int cmd_task(int argc, char **argv)
     pthread_t watcher;
     task_fn test_task;
     char *give_up = NULL;
-    int record_revoked = 0;
-    int sfd = -1, rc;
+    int sfd = -1, last_try = 0, record_revoked = 0, rc;
 
     (void)argc;
     (void)argv;
@@ -137,7 +140,7 @@ int cmd_task(int argc, char **argv)
     rc = secrets_from_env(&secrets, &err);
     log.secrets = &secrets;
     if (rc || (rc = signals_install_set(cancel_signals, 2, &sfd, &err)) ||
-        (rc = read_message(&msg, &give_up, &record_revoked, &err)) ||
+        (rc = read_message(&msg, &give_up, &last_try, &record_revoked, &err)) ||
         (rc = projection_app_from_env(&app, &err))) {
         out.exc_type = "ValueError";
         out.exc_module = "builtins";
@@ -153,7 +156,7 @@ int cmd_task(int argc, char **argv)
     pthread_create(&watcher, NULL, watch_signals, &watch);
     pthread_detach(watcher);
     {
-        struct task_env env = {&msg, &cancel, &log, &app, give_up, record_revoked};
+        struct task_env env = {&msg, &cancel, &log, &app, give_up, last_try, NULL, record_revoked};
         if (!strcmp(msg.task, "webui.tasks.compute_projection")) {
             rc = projection_task_run(&env, &out, &err);
         } else if (record_revoked) { /* test tasks keep no state to record it in */
@@ -170,6 +173,7 @@ int cmd_task(int argc, char **argv)
     }
     print_outcome(rc, &out, &err, &secrets);
     json_decref(out.result);
+    json_decref(out.stats);
     celery_message_free(&msg);
     free(give_up);
     secrets_free(&secrets);

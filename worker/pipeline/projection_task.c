@@ -51,7 +51,8 @@ struct projection_job {
     int revoked;         /* revoke --terminate stopped it: mark_failed marks it cancelled */
     int db_lost;         /* the database could not be reached (again): nothing can be recorded */
     int disk_unwritable; /* DATA_DIR full or read-only: the operator fixes it, then a redelivery */
-    json_t *config;      /* the run's config (object; {} when absent) */
+    int qdrant_unavailable; /* Qdrant still failing after the client's retries: a Celery retry */
+    json_t *config;         /* the run's config (object; {} when absent) */
     char hash[METADATA_HASH_HEX_LEN + 1];
     int64_t lock_key;
     enum color_by color_by;
@@ -80,7 +81,7 @@ struct projection_job {
     double last_progress;
     int scroll_fault_passed, compute_fault_passed; /* fault points fire on first progress */
     double started;
-    double fetch_s, categories_s, reduce_s; /* phase timings for the completion log line */
+    double fetch_s, categories_s, reduce_s, publish_s; /* phase timings: log line, metrics */
 };
 
 static void log_job(const struct projection_job *job, int level, const char *event, json_t *extra,
@@ -320,8 +321,10 @@ static int try_reuse(struct projection_job *job, struct task_outcome *out, int *
     }
     patch_text = json_dumps(patch, JSON_COMPACT);
     {
+        /* projection_artifacts as the source carries it, like a computed run's (its
+         * meta.json is the one linked here) */
         struct run_completion c = {rel, src.point_count < 0 ? 0 : src.point_count, patch_text,
-                                   job->hash};
+                                   job->hash, src.uuid};
         if ((rc = runs_mark_completed(job->conn, job->run.uuid, &c, err)))
             goto done;
     }
@@ -413,6 +416,8 @@ static int fetch_vectors(struct projection_job *job, struct pw_error *err)
     so.progress = scroll_progress;
     so.progress_ud = job;
     rc = qdrant_scroll_matrix(client, &so, &job->m, &job->stats, err);
+    /* unreachable, 5xx or timing out after the client's own retries: transient */
+    job->qdrant_unavailable = rc == PW_EUNAVAIL || rc == PW_ETIMEOUT;
 done:
     qdrant_client_free(client);
     return rc;
@@ -618,7 +623,7 @@ static int commit_completion(struct projection_job *job, struct task_outcome *ou
     json_object_set_new(patch, "progress", json_null());
     patch_text = json_dumps(patch, JSON_COMPACT);
     {
-        struct run_completion c = {job->rel_dir, (int64_t)job->m.n, patch_text, job->hash};
+        struct run_completion c = {job->rel_dir, (int64_t)job->m.n, patch_text, job->hash, NULL};
         pw_fault_point("before_commit");
         if ((rc = runs_mark_completed(job->conn, job->run.uuid, &c, err)))
             goto done;
@@ -965,9 +970,11 @@ static int compute_and_publish(struct projection_job *job, struct task_outcome *
     if ((rc = reduce(job, err)))
         return rc;
     job->reduce_s = lap(&t);
-    if ((rc = build_meta(job, err)) || (rc = publish(job, err)))
+    if ((rc = build_meta(job, err)) || (rc = publish(job, err)) ||
+        (rc = write_db(job, commit_completion, out, settled, err)))
         return rc;
-    return write_db(job, commit_completion, out, settled, err);
+    job->publish_s = lap(&t);
+    return 0;
 }
 
 static int mark_failed(struct projection_job *job, struct task_outcome *out, struct pw_error *err)
@@ -999,7 +1006,8 @@ static void fail_run(struct projection_job *job, const struct pw_error *why,
  * line, and the run and operation marked failed where they exist.  When the database
  * is out of reach, or DATA_DIR cannot take the artifacts (full, read-only), nothing
  * could be decided: the run is left as it is and the message is to be delivered again
- * once the operator has fixed it (out->retry). */
+ * once the operator has fixed it (out->retry).  Qdrant still failing after the client's
+ * retries is a retry too, except on the last try, where it fails the run. */
 static void report_failure(struct projection_job *job, int rc, struct task_outcome *out,
                            const struct pw_error *err)
 {
@@ -1019,6 +1027,13 @@ static void report_failure(struct projection_job *job, int rc, struct task_outco
      * REVOKED (the consumer reports it as Celery's "terminated") */
     if (rc == PW_ECANCELED && atomic_load(job->env->cancel) == TASK_CANCEL_REVOKED)
         out->revoked = job->revoked = 1;
+    if (job->qdrant_unavailable && !job->db_lost && !job->env->last_try) {
+        /* a Celery retry follows: the run stays as it is for the next attempt */
+        out->retry = 1;
+        log_job(job, PW_LOG_WARNING, "projection_qdrant_unavailable",
+                json_pack("{s:i, s:i}", "code", rc, "retries", job->env->msg->retries), err->msg);
+        return;
+    }
     if (!job->db_lost)
         fail_run(job, err, out);
     if (job->db_lost) {
@@ -1028,6 +1043,18 @@ static void report_failure(struct projection_job *job, int rc, struct task_outco
         return;
     }
     log_job(job, PW_LOG_ERROR, "projection_failed", json_pack("{s:i}", "code", rc), err->msg);
+}
+
+/* What the metrics count of this attempt (task_outcome.stats). */
+static json_t *job_stats(const struct projection_job *job)
+{
+    const char *reducer = job->reducer_used ? job->reducer_used : job->reducer_requested;
+
+    return json_pack(
+        "{s:s, s:b, s:I, s:I, s:{s:f, s:f, s:f, s:f}}", "reducer", *reducer ? reducer : "none",
+        "reused", job->reused, "points", (json_int_t)job->m.n, "vector_bytes",
+        (json_int_t)(job->m.n * job->m.dim * sizeof(float)), "phases", "fetch", job->fetch_s,
+        "categories", job->categories_s, "reduce", job->reduce_s, "publish", job->publish_s);
 }
 
 int projection_task_run(const struct task_env *env, struct task_outcome *out, struct pw_error *err)
@@ -1054,6 +1081,7 @@ int projection_task_run(const struct task_env *env, struct task_outcome *out, st
         secrets_scrub(job.app ? job.app->secrets : NULL, err->msg);
         report_failure(&job, rc, out, err);
     }
+    out->stats = job_stats(&job);
     job_free(&job);
     return rc;
 }

@@ -13,9 +13,12 @@
  * The task's return value is the dict the Python task returns (projection_id, status,
  * reducer, message, point_count, storage_path).  Failures mark the run and operation
  * failed with a sanitized message and come back as a FAILURE whose message says why;
- * when PostgreSQL cannot be reached (about 30 s of reconnecting) the run is left as it
- * is and the outcome asks for redelivery (out->retry).  env->give_up fails the run with
- * that reason without computing.
+ * when PostgreSQL cannot be reached (about 30 s of reconnecting) or DATA_DIR cannot
+ * take the files, the run is left as it is and the outcome asks for a retry
+ * (out->retry); so does Qdrant still failing after the client's retries, except when
+ * env->last_try says no retry follows: then the run fails with that error.
+ * env->give_up fails the run with that reason without computing.  out->stats carries
+ * the reducer, reuse, points and phase durations for the worker's metrics.
  * The settings come from struct projection_app (projection_app.h); each task opens its
  * own database connection. */
 #ifndef PW_PROJECTION_TASK_H

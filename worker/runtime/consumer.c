@@ -65,7 +65,9 @@ struct consumer {
     double paused_until;
     double pause_s; /* length of the next pause */
     int shutting_down;
-    double shutdown_deadline;
+    enum { SHUTDOWN_WARM = 1, SHUTDOWN_SOFT, SHUTDOWN_COLD } shutdown_phase;
+    double shutdown_deadline; /* of the current phase; cold: 0 */
+    const char *cold_reason;
     unsigned long processed;
     struct control *ctl; /* remote control, events, revoked ids */
     int slots;           /* task slots now (concurrency, changed by pool_grow/shrink) */
@@ -73,6 +75,7 @@ struct consumer {
 };
 
 static void connection_lost(struct consumer *c, const char *why);
+static void consumer_cleanup(struct consumer *c, int join_pool);
 
 static struct control_view view_of(const struct consumer *c)
 {
@@ -169,6 +172,7 @@ static void job_free(struct pool_job *job)
     broker_message_free(job->message);
     free(job->queue);
     json_decref(job->outcome.result);
+    json_decref(job->outcome.stats);
     free(job);
 }
 
@@ -290,8 +294,9 @@ static const char *final_status(struct consumer *c, const struct pool_job *job, 
 static void requeue_after_death(struct consumer *c, struct pool_job *job)
 {
     const struct celery_task_msg *m = &job->msg;
-    struct broker_header_int counted[2] = {{CELERY_HEADER_DEATHS, m->deaths + 1},
-                                           {CELERY_HEADER_DEATH_SIGNAL, job->outcome.killed_by}};
+    struct broker_header_int counted[2] = {
+        {CELERY_HEADER_DEATHS, m->deaths + 1, NULL},
+        {CELERY_HEADER_DEATH_SIGNAL, job->outcome.killed_by, NULL}};
     struct pw_error err;
     int rc;
 
@@ -315,25 +320,71 @@ static void requeue_after_death(struct consumer *c, struct pool_job *job)
     settle(c, job->delivery_tag, job->conn_gen, 1, 0);
 }
 
-/* A task answered retry: stop taking work, give the message and everything prefetched
- * back to the queue for other replicas, and pause (doubling per retry). */
+/* Stop taking work for a while: give everything prefetched back to the queue for other
+ * replicas and pause, doubling per retry, so a service down for everyone does not spin
+ * every message through its retries. */
 static void pause_for_retry(struct consumer *c, struct pool_job *job)
 {
     double until = pw_mono_now() + c->pause_s;
     struct pw_error err;
 
     pw_log_event(c->log, PW_LOG_WARNING, "service_unavailable",
-                 json_pack("{s:s, s:s, s:f}", "task_id", job->msg.id, "task", job->msg.task,
-                           "paused_s", c->pause_s),
+                 json_pack("{s:s, s:s, s:f, s:i, s:i}", "task_id", job->msg.id, "task",
+                           job->msg.task, "paused_s", c->pause_s, "retries", job->msg.retries,
+                           "max_retries", c->cfg->retry.max_retries),
                  job->err.msg);
     /* Cancel first: a message requeued while we still consume could come straight back. */
     if (c->b && broker_consuming(c->b) && broker_cancel_consumers(c->b, &err))
         connection_lost(c, err.msg);
     drop_waiting_jobs(c, 1);
-    settle(c, job->delivery_tag, job->conn_gen, 0, 1);
     if (until > c->paused_until)
         c->paused_until = until;
     c->pause_s = c->pause_s * 2 > PAUSE_MAX_S ? PAUSE_MAX_S : c->pause_s * 2;
+}
+
+/* Celery's Task.retry: the message published again to its queue with retries + 1 and an
+ * eta after backoff, and RETRY published with the exception.  Non-zero when it could not
+ * be published (the caller then requeues the delivery as it is). */
+static int republish_for_retry(struct consumer *c, struct pool_job *job)
+{
+    const struct celery_task_msg *m = &job->msg;
+    double countdown = task_retry_countdown(&c->cfg->retry, m->retries);
+    char eta[48];
+    struct broker_header_int set[2] = {{"retries", m->retries + 1, NULL}, {"eta", 0, eta}};
+    struct pw_error err;
+
+    if (!c->b || job->conn_gen != c->gen || !job->message || !job->queue || !*job->queue)
+        return -1; /* the delivery died with its connection: redelivered as it was */
+    task_retry_eta(pw_wall_now() + countdown, eta, sizeof eta);
+    if (broker_republish(c->b, job->message, job->queue, set, 2, &err)) {
+        pw_log_event(c->log, PW_LOG_ERROR, "requeue_failed", task_fields(m->id, m->task, 0),
+                     err.msg);
+        return -1;
+    }
+    pw_log_event(c->log, PW_LOG_WARNING, "task_retried",
+                 json_pack("{s:s, s:s, s:i, s:i, s:f, s:s, s:s}", "task_id", m->id, "task", m->task,
+                           "retries", m->retries + 1, "max_retries", c->cfg->retry.max_retries,
+                           "countdown_s", countdown, "eta", eta, "exc_type", job->outcome.exc_type),
+                 job->err.msg);
+    publish_result(c, m, CELERY_RETRY,
+                   celery_exception(job->outcome.exc_type, job->outcome.exc_module, job->err.msg),
+                   NULL);
+    /* The one place a task is retried: the task-retried event is sent here. */
+    metrics_task_retried(c->cfg->metrics, m->task);
+    control_task_retried(c->ctl, c->b, job);
+    return 0;
+}
+
+/* A task answered retry: nothing was decided.  Below max_retries, a Celery retry; at
+ * max_retries the task could not record its failure (it records one on its last try when
+ * it can), so the delivery goes back unchanged.  Either way, a pause. */
+static void retry_later(struct consumer *c, struct pool_job *job)
+{
+    pause_for_retry(c, job);
+    if (job->msg.retries < c->cfg->retry.max_retries && republish_for_retry(c, job) == 0)
+        settle(c, job->delivery_tag, job->conn_gen, 1, 0);
+    else
+        settle(c, job->delivery_tag, job->conn_gen, 0, 1);
 }
 
 static void finish_job(struct consumer *c, struct pool_job *job)
@@ -347,7 +398,7 @@ static void finish_job(struct consumer *c, struct pool_job *job)
     if (job->rc && job->outcome.retry && !job->time_limit_hit) {
         /* A death during the give-up run itself is final: it falls through to FAILURE. */
         if (!job->outcome.killed_by) {
-            pause_for_retry(c, job);
+            retry_later(c, job);
             job_free(job);
             return;
         }
@@ -361,6 +412,7 @@ static void finish_job(struct consumer *c, struct pool_job *job)
     if (job->rc == 0)
         c->pause_s = PAUSE_MIN_S;
     status = final_status(c, job, &result);
+    metrics_task_finished(c->cfg->metrics, m->task, status, job->runtime, job->outcome.stats);
     body = celery_result_body(m->id, status, result, NULL);
     control_task_finished(c->ctl, c->b, job, status, result);
     json_decref(result);
@@ -421,6 +473,7 @@ static void start_ready_jobs(struct consumer *c)
         job->started_at = pw_mono_now();
         hard = control_time_limit(c->ctl, m->task, m->time_limit_hard);
         job->deadline = hard > 0 ? job->started_at + hard : 0;
+        job->last_try = m->retries >= c->cfg->retry.max_retries;
         if (c->cfg->track_started)
             publish_result(
                 c, m, CELERY_STARTED,
@@ -568,9 +621,10 @@ static void handle_delivery(struct consumer *c, struct broker_delivery *d)
         return;
     }
     pw_log_event(c->log, PW_LOG_INFO, "task_received",
-                 json_pack("{s:s, s:s, s:I, s:b, s:i}", "task_id", job->msg.id, "task",
+                 json_pack("{s:s, s:s, s:I, s:b, s:i, s:i}", "task_id", job->msg.id, "task",
                            job->msg.task, "delivery_tag", (json_int_t)d->delivery_tag,
-                           "redelivered", d->redelivered, "protocol", job->msg.protocol),
+                           "redelivered", d->redelivered, "protocol", job->msg.protocol, "retries",
+                           job->msg.retries),
                  NULL);
     control_task_received(c->ctl, c->b, &job->msg);
     pw_fault_point("after_receive");
@@ -642,6 +696,7 @@ static void try_connect(struct consumer *c)
     opt.connect_timeout_ms = c->cfg->connect_timeout_ms;
     opt.tls_ca_file = c->cfg->tls_ca_file;
     opt.tls_insecure = c->cfg->tls_insecure;
+    opt.quorum = c->cfg->quorum_queues;
     broker_url_mask(c->cfg->broker_url, masked, sizeof masked);
     if (broker_connect(&c->b, &opt, &err)) {
         pw_log_event(c->log, PW_LOG_ERROR, "broker_connect_failed",
@@ -714,25 +769,86 @@ static double connect_due_at(const struct consumer *c)
 
 /* ---- shutdown ------------------------------------------------------------------ */
 
+/* The cold shutdown's next step: a soft window first when one is configured and tasks
+ * run (Celery 5.5), else cold at once (the loop's deadline check does it). */
+static void go_cold(struct consumer *c, const char *why, int allow_soft)
+{
+    if (allow_soft && c->cfg->soft_shutdown_timeout_s > 0 && c->n_running > 0) {
+        c->shutdown_phase = SHUTDOWN_SOFT;
+        c->shutdown_deadline = pw_mono_now() + c->cfg->soft_shutdown_timeout_s;
+        pw_log_event(c->log, PW_LOG_WARNING, "soft_shutdown_started",
+                     json_pack("{s:s, s:i, s:f}", "reason", why, "running", c->n_running,
+                               "timeout_s", c->cfg->soft_shutdown_timeout_s),
+                     "running tasks may still finish; then they are requeued");
+        return;
+    }
+    c->shutdown_phase = SHUTDOWN_COLD;
+    c->shutdown_deadline = 0;
+    c->cold_reason = why;
+}
+
 static void begin_shutdown(struct consumer *c, int signo)
 {
     struct pw_error err;
 
     if (c->shutting_down) {
         pw_log_event(c->log, PW_LOG_WARNING, "shutdown_forced", json_pack("{s:i}", "signal", signo),
-                     "second signal: abandoning running tasks to redelivery");
-        c->shutdown_deadline = 0;
+                     "second signal: cold shutdown, running tasks requeued");
+        go_cold(c, "second signal", c->shutdown_phase == SHUTDOWN_WARM);
         return;
     }
     c->shutting_down = 1;
+    c->shutdown_phase = SHUTDOWN_WARM;
     c->shutdown_deadline = pw_mono_now() + c->cfg->shutdown_timeout_s;
     pw_log_event(c->log, PW_LOG_INFO, "shutdown_started",
-                 json_pack("{s:i, s:i, s:f}", "signal", signo, "running", c->n_running, "timeout_s",
+                 json_pack("{s:i, s:s, s:i, s:f}", "signal", signo, "mode",
+                           signo == SIGQUIT ? "cold" : "warm", "running", c->n_running, "timeout_s",
                            c->cfg->shutdown_timeout_s),
                  "stopped consuming; waiting for running tasks");
     if (c->b && broker_cancel_consumers(c->b, &err))
         connection_lost(c, err.msg);
     drop_waiting_jobs(c, 1);
+    if (signo == SIGQUIT)
+        go_cold(c, "SIGQUIT", 1);
+}
+
+/* The deadline of the current shutdown phase passed: warm goes cold (maybe soft
+ * first); soft and cold end here.  1 = stop now (cold_stop then returns). */
+static int shutdown_due(struct consumer *c)
+{
+    if (pw_mono_now() < c->shutdown_deadline)
+        return 0;
+    if (c->shutdown_phase == SHUTDOWN_WARM) {
+        go_cold(c, "warm shutdown deadline", 1);
+        if (c->shutdown_phase == SHUTDOWN_SOFT)
+            return 0;
+    }
+    return 1;
+}
+
+/* Cold: running tasks' processes killed and their deliveries rejected with requeue, so
+ * nothing unfinished is acked; the broker gives them to another worker at once.  Tasks
+ * that run on a pool thread are abandoned (they end with the process); running threads
+ * still use their jobs, so the pool is left to process exit. */
+static void cold_stop(struct consumer *c)
+{
+    int killed = 0;
+
+    for (int i = 0; i < c->n_running; i++) {
+        struct pool_job *job = c->running[i];
+        int pid = atomic_load(&job->child_pid);
+        /* No cancel flag: a cancelled projection would mark its run failed, but these
+         * tasks go to redelivery, which must find the run as it was. */
+        if (pid > 0 && kill(pid, SIGKILL) == 0)
+            killed++;
+        settle(c, job->delivery_tag, job->conn_gen, 0, 1);
+    }
+    pw_log_event(c->log, PW_LOG_WARNING, "shutdown_abandoning",
+                 json_pack("{s:s, s:s, s:i, s:i}", "mode", "cold", "reason",
+                           c->cold_reason ? c->cold_reason : "deadline", "running", c->n_running,
+                           "processes_killed", killed),
+                 "unfinished tasks requeued, their processes terminated");
+    consumer_cleanup(c, 0);
 }
 
 static void read_signals(struct consumer *c, int signal_fd)
@@ -784,6 +900,26 @@ static void consumer_cleanup(struct consumer *c, int join_pool)
     }
 }
 
+/* What /healthz, /readyz and /metrics show of this loop turn (metrics.h). */
+static void report_loop(const struct consumer *c)
+{
+    struct metrics_loop_state s;
+
+    if (!c->cfg->metrics)
+        return;
+    memset(&s, 0, sizeof s);
+    s.connected = c->b != NULL;
+    s.consuming = c->b && broker_consuming(c->b) && c->paused_until == 0 && !c->shutting_down;
+    s.running = c->n_running;
+    s.prefetched = c->n_scheduled;
+    for (const struct pool_job *j = c->reserved_head; j; j = j->next)
+        s.prefetched++;
+    for (int i = 0; i < c->n_running && s.n_pids < METRICS_MAX_TASK_PIDS; i++)
+        if ((s.pids[s.n_pids] = atomic_load(&c->running[i]->child_pid)) > 0)
+            s.n_pids++;
+    metrics_loop_turn(c->cfg->metrics, &s);
+}
+
 int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, void *app,
                  int signal_fd, struct pw_error *err)
 {
@@ -814,15 +950,8 @@ int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, vo
         if (c.shutting_down) {
             if (c.n_running == 0)
                 break;
-            if (pw_mono_now() >= c.shutdown_deadline) {
-                pw_log_event(log, PW_LOG_WARNING, "shutdown_abandoning",
-                             json_pack("{s:i}", "running", c.n_running),
-                             "grace period over: unacked tasks go back to the broker");
-                /* No cancel flag: a cancelled projection would mark its run failed, but
-                 * these tasks are abandoned to redelivery, which must find the run
-                 * as it was.  Task processes die with us (PR_SET_PDEATHSIG); running
-                 * threads still use their jobs, so the pool is left to process exit. */
-                consumer_cleanup(&c, 0);
+            if (shutdown_due(&c)) {
+                cold_stop(&c);
                 return 0;
             }
         }
@@ -838,6 +967,7 @@ int consumer_run(const struct consumer_config *cfg, const struct pw_log *log, vo
             struct control_view v = view_of(&c);
             control_tick(c.ctl, c.b, &v, &c.control_due_s);
         }
+        report_loop(&c);
 
         fds[nfds].fd = pool_wake_fd(c.pool);
         fds[nfds++].events = POLLIN;

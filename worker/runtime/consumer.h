@@ -12,18 +12,30 @@
  * instead of starting it twice; the job acks the new delivery when it finishes.
  * Connection loss is retried with capped exponential backoff.  SIGTERM/SIGINT
  * (bytes on signal_fd, see signals.h) stop consuming, requeue what has not started, wait up to
- * shutdown_timeout_s for running tasks and return 0; a second signal abandons them
- * to redelivery at once.
+ * shutdown_timeout_s for running tasks and return 0 (a warm shutdown).  SIGQUIT, a
+ * second signal, or the warm shutdown's deadline start the cold shutdown: first, when
+ * soft_shutdown_timeout_s > 0 and tasks run, a soft window of that long in which they
+ * may still finish (Celery 5.5's soft shutdown); then every running task's delivery is
+ * rejected with requeue, its task process killed, and consumer_run returns 0 - nothing
+ * unfinished is acked.
  *
  * A task whose process died of a signal the worker did not send (the OOM killer) is
  * published again to its queue with the death counted in a header, then acked, so
  * the count survives redeliveries and replicas; a delivery that arrives with
  * max_task_deaths deaths runs once more with task_env.give_up (the task records the
  * failure) and is answered FAILURE.  A task that answers retry (a service it needs is
- * unreachable) is never answered FAILURE: the worker stops consuming, puts it and
+ * unreachable, nothing decided) is retried as Celery's Task.retry does while its
+ * retries are below retry.max_retries: RETRY published, the message published again
+ * with retries + 1 and an eta after backoff with jitter (task_retry.h), the delivery
+ * acked.  At max_retries a task records its failure itself when it can (task_env
+ * last_try); a retry answer then means nothing could be recorded (database or disk),
+ * and the message goes back unchanged.  Either way the worker stops consuming, puts
  * every prefetched message back in the queue for healthier replicas, logs
  * service_unavailable, and resumes after a pause of 1 s doubling to 30 s (reset by a
  * success); tasks already running go on.
+ *
+ * With cfg->metrics set, each loop turn and each finished task are reported to it
+ * (metrics.h): what /metrics, /healthz, /readyz and the heartbeat file show.
  *
  * Celery's remote control, events and revoke (control.h) ride on the same connection:
  * pidbox messages go to control_handle(), the task lifecycle feeds events, and a
@@ -34,7 +46,9 @@
 #include <stddef.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "pw_error.h"
+#include "task_retry.h"
 
 struct consumer_config {
     const char *broker_url;
@@ -51,7 +65,11 @@ struct consumer_config {
     const char *hostname;   /* node name, e.g. projection-worker@host */
     const char *tls_ca_file;
     int tls_insecure;
-    int max_task_deaths; /* deliveries with this many task-process deaths give up */
+    int max_task_deaths;            /* deliveries with this many task-process deaths give up */
+    struct task_retry_policy retry; /* Celery retries of a task that answers retry */
+    double soft_shutdown_timeout_s; /* Celery 5.5 worker_soft_shutdown_timeout; 0 = none */
+    struct metrics *metrics;        /* NULL = none */
+    int quorum_queues; /* declare missing queues as quorum queues (broker_options.quorum) */
     /* Celery's events and remote control (control.h, events.h) */
     int task_events;       /* -E: task-* events */
     int without_heartbeat; /* no worker-online/heartbeat/offline events */

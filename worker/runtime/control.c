@@ -400,6 +400,16 @@ void control_task_finished(struct control *ctl, struct broker *b, const struct p
     }
 }
 
+void control_task_retried(struct control *ctl, struct broker *b, const struct pool_job *job)
+{
+    json_t *exc = celery_exception(job->outcome.exc_type, job->outcome.exc_module, job->err.msg);
+    char text[512];
+
+    control_exception_repr(exc, text, sizeof text);
+    json_decref(exc);
+    events_task_retried(ctl->ev, b, job->msg.id, text, NULL);
+}
+
 void control_task_rejected(struct control *ctl, struct broker *b, const char *id, int requeue)
 {
     if (id)

@@ -80,6 +80,8 @@ void control_task_started(struct control *ctl, struct broker *b, const struct po
 /* status: CELERY_SUCCESS / FAILURE / REVOKED; result: the value or the exception. */
 void control_task_finished(struct control *ctl, struct broker *b, const struct pool_job *job,
                            const char *status, json_t *result);
+/* task-retried for a job republished with retries + 1 (its outcome and error say why). */
+void control_task_retried(struct control *ctl, struct broker *b, const struct pool_job *job);
 void control_task_rejected(struct control *ctl, struct broker *b, const char *id, int requeue);
 /* task-failed for a message that never ran (unknown task): exception as Python's repr,
  * e.g. "NotRegistered('name')". */

@@ -27,7 +27,8 @@ struct pool {
 static void run_job(struct pool *p, struct pool_job *job)
 {
     struct task_env env = {
-        &job->msg, &job->cancel, p->log, p->app, job->give_up[0] ? job->give_up : NULL, 0};
+        &job->msg,     &job->cancel,    p->log, p->app, job->give_up[0] ? job->give_up : NULL,
+        job->last_try, &job->child_pid, 0};
     double t0 = pw_mono_now();
 
     pw_error_clear(&job->err);

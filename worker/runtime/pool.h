@@ -31,8 +31,10 @@ struct pool_job {
     int redelivered;
     double started_at, deadline; /* deadline: hard time limit, 0 = none */
     int time_limit_hit;
-    int terminate_signum; /* revoke --terminate: the signal asked for (cancel flag 2) */
+    int terminate_signum; /* revoke --terminate: the signal asked for (TASK_CANCEL_REVOKED) */
     char give_up[96];     /* non-empty: run as task_env.give_up (the last run after deaths) */
+    int last_try;         /* task_env.last_try */
+    atomic_int child_pid; /* task_env.child_pid */
     /* outcome, written by the pool thread */
     int rc;
     struct task_outcome outcome;

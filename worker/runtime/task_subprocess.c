@@ -68,10 +68,10 @@ void task_subprocess_death_reason(int signo, char *buf, size_t cap)
 static char *message_json(const struct task_env *env)
 {
     const struct celery_task_msg *m = env->msg;
-    json_t *o = json_pack("{s:s, s:s, s:O, s:O, s:i, s:s?, s:s?, s:s?, s:b}", "id", m->id, "task",
-                          m->task, "args", m->args, "kwargs", m->kwargs, "retries", m->retries,
-                          "root_id", m->root_id, "parent_id", m->parent_id, "give_up", env->give_up,
-                          "revoked", env->record_revoked);
+    json_t *o = json_pack("{s:s, s:s, s:O, s:O, s:i, s:s?, s:s?, s:s?, s:b, s:b}", "id", m->id,
+                          "task", m->task, "args", m->args, "kwargs", m->kwargs, "retries",
+                          m->retries, "root_id", m->root_id, "parent_id", m->parent_id, "give_up",
+                          env->give_up, "last_try", env->last_try, "revoked", env->record_revoked);
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return text;
@@ -227,6 +227,8 @@ static int interpret(const char *text, int status, int termed, struct task_outco
         json_decref(o);
         return rc;
     }
+    if (json_is_object(json_object_get(o, "stats")))
+        out->stats = json_incref(json_object_get(o, "stats"));
     if (json_is_true(json_object_get(o, "ok"))) {
         out->result = json_incref(json_object_get(o, "result"));
     } else {
@@ -289,6 +291,8 @@ int task_subprocess_run(const struct task_env *env, struct task_outcome *out, st
     }
     if ((rc = spawn_child(cfg->task_bin, &pid, &to_child, &from_child, err)))
         goto done;
+    if (env->child_pid)
+        atomic_store(env->child_pid, (int)pid);
     if (write_all(to_child, input, strlen(input))) {
         /* the child died before reading: its exit status tells why */
     }
@@ -297,6 +301,8 @@ int task_subprocess_run(const struct task_env *env, struct task_outcome *out, st
     rc = collect_output(env, cfg, pid, from_child, &output, &out_len, &termed, err);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
+    if (env->child_pid)
+        atomic_store(env->child_pid, 0);
     pid = -1;
     if (!rc)
         rc = interpret(output, status, termed, out, err);
@@ -311,6 +317,8 @@ done:
     if (pid > 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
+        if (env->child_pid)
+            atomic_store(env->child_pid, 0);
     }
     if (to_child >= 0)
         close(to_child);

@@ -7,11 +7,13 @@
  * system when its process exits.
  *
  * Protocol: the child gets the task message as one JSON object on stdin
- * ({"id", "task", "args", "kwargs", "retries", "root_id", "parent_id", and "give_up"
- * when env->give_up is set}) and answers with one JSON object on stdout:
- *   {"ok": true, "result": <value>}
+ * ({"id", "task", "args", "kwargs", "retries", "root_id", "parent_id", "last_try",
+ * and "give_up" when env->give_up is set}) and answers with one JSON object on stdout:
+ *   {"ok": true, "result": <value>, "stats": {...}}
  *   {"ok": false, "exc_type": "...", "exc_module": "..."|null, "message": "...",
- *    "revoked": bool, "retry": bool}
+ *    "revoked": bool, "retry": bool, "stats": {...}}
+ * ("stats", optional: task_outcome.stats).  While the child runs its pid is in
+ * *env->child_pid (when given).
  * Its stderr is the worker's (JSON log lines).  The environment is inherited.
  * When the cancel flag rises (hard time limit) the child gets SIGUSR1, which it turns
  * into its own cancel flag (SIGUSR2 when the flag is TASK_CANCEL_REVOKED: revoke

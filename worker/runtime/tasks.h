@@ -40,6 +40,13 @@ struct task_env {
      * out of memory" after the bounded number of deaths): record the failure with this
      * reason where the task keeps state, and do not run the work again */
     const char *give_up;
+    /* no Celery retry follows this attempt (its retries reached max_retries): a task that
+     * can record a transient failure (Qdrant still failing) records it instead of
+     * answering retry */
+    int last_try;
+    /* non-NULL: a task that runs in a child process stores the child's pid here while
+     * it runs (0 otherwise), for a cold shutdown to stop it and for its memory metric */
+    atomic_int *child_pid;
     /* non-zero: an attempt of this message was revoked with terminate and killed before
      * it stopped by itself: record the work as cancelled (and clean up after it) where
      * the task keeps state, and do not run it */
@@ -55,6 +62,10 @@ struct task_outcome {
                     * message is delivered again later instead of being answered FAILURE */
     int killed_by; /* with retry: the task's process died of this signal, which the worker
                     * did not send (the OOM killer's SIGKILL); the consumer counts deaths */
+    /* what the work measured, for metrics (new reference or NULL, success or failure):
+     * {"reducer": "umap", "reused": bool, "points": n, "vector_bytes": n,
+     *  "phases": {"fetch": s, "categories": s, "reduce": s, "publish": s}} */
+    json_t *stats;
 };
 
 typedef int (*task_fn)(const struct task_env *env, struct task_outcome *out, struct pw_error *err);

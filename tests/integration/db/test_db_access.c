@@ -269,7 +269,8 @@ static void test_mark_completed_updates_run_and_operation_together(void)
     char st[32];
     seed_run("run-done", "c5", "running", "'old'", "'{\"keep\": 1, \"color_by\": \"x\"}'");
     struct run_completion c = {"semantik/projections/c5/run-done", 1234,
-                               "{\"color_by\": \"filetype\", \"shown_count\": 1234}", "newhash"};
+                               "{\"color_by\": \"filetype\", \"shown_count\": 1234}", "newhash",
+                               NULL};
     CHECK(runs_mark_completed(g_conn, "run-done", &c, &err) == 0);
     CHECK_STR(sql_value("SELECT concat_ws(' ', status, storage_path, point_count, metadata_hash,"
                         " completed_at IS NOT NULL, error_message IS NULL)"
@@ -287,7 +288,7 @@ static void test_mark_completed_updates_run_and_operation_together(void)
 static void test_completing_a_finished_run_is_refused_and_changes_nothing(void)
 {
     struct pw_error err = {0};
-    struct run_completion c = {"other/path", 1, NULL, NULL};
+    struct run_completion c = {"other/path", 1, NULL, NULL, NULL};
     CHECK(runs_mark_completed(g_conn, "run-done", &c, &err) == PW_EINVAL);
     CHECK(strstr(err.msg, "completed") != NULL);
     CHECK(runs_mark_failed(g_conn, "run-done", "late failure", &err) == PW_EINVAL);
@@ -306,7 +307,7 @@ static void test_completion_is_one_transaction_with_the_operation(void)
         " $$ BEGIN RAISE EXCEPTION 'refused by test'; END $$;"
         "CREATE TRIGGER pw_test_refuse BEFORE UPDATE ON operations FOR EACH ROW"
         " WHEN (OLD.uuid = 'op-run-atomic') EXECUTE FUNCTION pw_test_refuse()");
-    struct run_completion c = {"p", 5, NULL, "h"};
+    struct run_completion c = {"p", 5, NULL, "h", NULL};
     CHECK(runs_mark_completed(g_conn, "run-atomic", &c, &err) < 0);
     CHECK(PQtransactionStatus(g_conn) == PQTRANS_IDLE);
     CHECK_STR(sql_value("SELECT status || ' ' || coalesce(storage_path, '-') FROM projection_runs"

@@ -500,8 +500,9 @@ def test_task_process_dying_every_time_fails_after_max_deaths():
 @needs_test_tasks
 def test_retry_answer_requeues_pauses_consuming_and_later_succeeds():
     """A task that answers retry (its database unreachable) is never answered FAILURE:
-    the worker stops consuming, gives every message back to the queue, and resumes
-    after a pause that doubles per retry."""
+    it is published again as Celery's Task.retry does (retries + 1, a backed-off eta),
+    and the worker stops consuming, gives every message back to the queue, and resumes
+    after a pause (1 s, doubling per retry until a success resets it)."""
     q = unique("retry")
     counter = os.path.join(pwtest.LOG_DIR, f"{q}.count")
     w = Worker(q)
@@ -515,7 +516,9 @@ def test_retry_answer_requeues_pauses_consuming_and_later_succeeds():
         assert res.get(timeout=60) == 0.0
         assert [p.get(timeout=30) for p in pings] == ["pong", "pong"]
         paused = w.find("service_unavailable")
-        assert [e["paused_s"] for e in paused] == [1.0, 2.0, 4.0], paused
+        assert [e["retries"] for e in paused] == [0, 1, 2], paused
+        assert all(e["paused_s"] in (1.0, 2.0, 4.0) for e in paused), paused
+        assert [e["retries"] for e in w.find("task_retried", task_id=res.id)] == [1, 2, 3]
         assert all(e["level"] == "warning" and "unavailable" in e["msg"] for e in paused), paused
         assert not w.find("task_failed")
         with open(counter) as fh:
