@@ -326,3 +326,103 @@ int runs_store_metadata_hash(PGconn *conn, const char *uuid, const char *metadat
     PQclear(res);
     return rc;
 }
+
+/* ---- for the backfill ----------------------------------------------------------------- */
+
+static void copy_value(char *dst, size_t cap, PGresult *res, int row, int col)
+{
+    snprintf(dst, cap, "%s", PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col));
+}
+
+int runs_find_in_flight(PGconn *conn, const char *collection_id, const char *metadata_hash,
+                        struct run_in_flight *out, int *found, struct pw_error *err)
+{
+    PGresult *res = NULL;
+    const char *params[] = {collection_id, metadata_hash};
+    memset(out, 0, sizeof *out);
+    *found = 0;
+    int rc = pg_exec(conn,
+                     "SELECT r.uuid, r.operation_uuid, r.status::text,"
+                     " r.status = 'pending' AND r.operation_uuid IS NOT NULL"
+                     "   AND o.task_id IS NULL AND json_typeof(r.meta) = 'object'"
+                     "   AND (r.meta->>'backfill') = 'true'"
+                     " FROM projection_runs r LEFT JOIN operations o ON o.uuid = r.operation_uuid"
+                     " WHERE r.collection_id = $1 AND r.metadata_hash = $2"
+                     "   AND r.status IN ('pending', 'running')"
+                     " ORDER BY r.id DESC LIMIT 1",
+                     2, params, &res, err);
+    if (rc < 0)
+        return rc;
+    if (PQntuples(res) == 1) {
+        copy_value(out->uuid, sizeof out->uuid, res, 0, 0);
+        copy_value(out->operation_uuid, sizeof out->operation_uuid, res, 0, 1);
+        copy_value(out->status, sizeof out->status, res, 0, 2);
+        out->unpublished = !strcmp(PQgetvalue(res, 0, 3), "t");
+        *found = 1;
+    }
+    PQclear(res);
+    return 0;
+}
+
+int runs_create_with_operation(PGconn *conn, const struct run_request *req, struct pw_error *err)
+{
+    char user[32], dim[16];
+    snprintf(user, sizeof user, "%lld", (long long)req->user_id);
+    snprintf(dim, sizeof dim, "%d", req->dimensionality);
+    const char *params[] = {
+        req->run_uuid, req->operation_uuid, req->collection_id, user, req->reducer,
+        dim,           req->config_json,    req->metadata_hash};
+    int rc = check_object_text(req->config_json, "run config", err);
+    if (rc)
+        return rc;
+    /* One statement: the foreign key from the run to its operation is checked at its end,
+     * and nobody ever sees one row without the other. */
+    return pg_exec(
+        conn,
+        "WITH op AS (INSERT INTO operations (uuid, collection_id, user_id, type, status,"
+        "   config, created_at, meta)"
+        " VALUES ($2, $3, $4::int, 'projection_build', 'pending',"
+        "   json_build_object('projection_run_id', $1::text, 'reducer', $5::text,"
+        "     'dimensionality', $6::int, 'config', $7::json),"
+        "   now(), json_build_object('projection_run_uuid', $1::text)) RETURNING uuid)"
+        " INSERT INTO projection_runs (uuid, collection_id, operation_uuid, status,"
+        "   dimensionality, reducer, config, meta, metadata_hash, created_at, updated_at)"
+        " SELECT $1, $3, op.uuid, 'pending', $6::int, $5, $7::json,"
+        "   json_build_object('initiated_by', $4::int, 'backfill', true), $8, now(), now()"
+        " FROM op",
+        8, params, NULL, err);
+}
+
+int runs_statuses(PGconn *conn, const char *const *uuids, size_t n, char (*status)[16],
+                  struct pw_error *err)
+{
+    size_t cap = 3, len = 0;
+    for (size_t i = 0; i < n; i++)
+        cap += strlen(uuids[i]) + 1;
+    char *array = malloc(cap);
+    PGresult *res = NULL;
+    if (!array)
+        return pw_error_set(err, PW_ENOMEM, "out of memory");
+    array[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (strspn(uuids[i], "0123456789abcdefABCDEF-") != strlen(uuids[i])) {
+            free(array);
+            return pw_error_set(err, PW_EINVAL, "run id is not a plain id");
+        }
+        len += (size_t)sprintf(array + len, "%s%s", i ? "," : "", uuids[i]);
+        status[i][0] = '\0';
+    }
+    strcpy(array + len, "}");
+    const char *params[] = {array};
+    int rc = pg_exec(conn,
+                     "SELECT uuid, status::text FROM projection_runs"
+                     " WHERE uuid = ANY($1::varchar[])",
+                     1, params, &res, err);
+    free(array);
+    for (int r = 0; rc == 0 && r < PQntuples(res); r++)
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(uuids[i], PQgetvalue(res, r, 0)))
+                snprintf(status[i], sizeof status[i], "%s", PQgetvalue(res, r, 1));
+    PQclear(res);
+    return rc;
+}
