@@ -312,7 +312,9 @@ static int select_collections(struct backfill_cmd *c, struct collection **list, 
 static int connect_services(struct backfill_cmd *c, struct pw_error *err)
 {
     int rc = pg_connect(c->db_url, NULL, &c->conn, err);
-    if (rc || c->a.dry_run) /* a dry run publishes nothing: no broker */
+    if (rc || c->a.dry_run) /* a dry run writes nothing: no lock, no broker */
+        return rc;
+    if ((rc = backfill_lock(c->conn, err)))
         return rc;
     struct broker_options bo = {
         c->broker_url, NULL, 0, 0, 0, 10000, getenv("PW_BROKER_CA_FILE"), 0};

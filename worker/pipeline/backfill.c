@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "advisory_lock.h"
 #include "celery_send.h"
 #include "fault.h"
 #include "operations.h"
@@ -24,6 +25,18 @@ const char *backfill_action_name(enum backfill_action a)
     default:
         return "enqueue";
     }
+}
+
+int backfill_lock(PGconn *conn, struct pw_error *err)
+{
+    int64_t key;
+    int acquired = 0, rc;
+    if ((rc = advisory_lock_key("", "backfill", &key, err)) ||
+        (rc = advisory_lock_try(conn, key, &acquired, err)))
+        return rc;
+    return acquired
+               ? 0
+               : pw_error_set(err, PW_EUNAVAIL, "another backfill is running on this database");
 }
 
 int backfill_decide(PGconn *conn, const struct backfill_request *r, const struct collection *c,

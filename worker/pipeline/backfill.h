@@ -16,6 +16,11 @@
  * next backfill finds (REPUBLISH) and publishes instead of creating another run; after
  * (2) a message may be sent twice, which the worker's per-run idempotency absorbs.
  *
+ * backfill_lock() takes the session advisory lock that keeps two backfills on one
+ * database from both deciding ENQUEUE for a collection before either has committed:
+ * key advisory_lock_key("", "backfill"), i.e. SHA-256 of "projection-worker::backfill"
+ * (no request's key: collection ids are not empty).
+ *
  * backfill_tracker follows the runs a backfill enqueued or found in flight by polling
  * their statuses (one SELECT per poll): --max-in-flight and --wait are built on it.
  *
@@ -52,6 +57,9 @@ struct backfill_decision {
 };
 
 const char *backfill_action_name(enum backfill_action a);
+
+/* PW_EUNAVAIL when another session holds the backfill lock. */
+int backfill_lock(PGconn *conn, struct pw_error *err);
 
 int backfill_decide(PGconn *conn, const struct backfill_request *r, const struct collection *c,
                     int force, struct backfill_decision *d, struct pw_error *err);
