@@ -396,33 +396,55 @@ int runs_create_with_operation(PGconn *conn, const struct run_request *req, stru
 int runs_statuses(PGconn *conn, const char *const *uuids, size_t n, char (*status)[16],
                   struct pw_error *err)
 {
-    size_t cap = 3, len = 0;
-    for (size_t i = 0; i < n; i++)
-        cap += strlen(uuids[i]) + 1;
-    char *array = malloc(cap);
     PGresult *res = NULL;
+    char *array = pg_text_array(uuids, n);
     if (!array)
         return pw_error_set(err, PW_ENOMEM, "out of memory");
-    array[len++] = '{';
-    for (size_t i = 0; i < n; i++) {
-        if (strspn(uuids[i], "0123456789abcdefABCDEF-") != strlen(uuids[i])) {
-            free(array);
-            return pw_error_set(err, PW_EINVAL, "run id is not a plain id");
-        }
-        len += (size_t)sprintf(array + len, "%s%s", i ? "," : "", uuids[i]);
-        status[i][0] = '\0';
-    }
-    strcpy(array + len, "}");
     const char *params[] = {array};
     int rc = pg_exec(conn,
-                     "SELECT uuid, status::text FROM projection_runs"
-                     " WHERE uuid = ANY($1::varchar[])",
+                     "SELECT coalesce(r.status::text, '')"
+                     " FROM unnest($1::text[]) WITH ORDINALITY AS q(u, i)"
+                     " LEFT JOIN projection_runs r ON r.uuid = q.u ORDER BY q.i",
                      1, params, &res, err);
     free(array);
-    for (int r = 0; rc == 0 && r < PQntuples(res); r++)
-        for (size_t i = 0; i < n; i++)
-            if (!strcmp(uuids[i], PQgetvalue(res, r, 0)))
-                snprintf(status[i], sizeof status[i], "%s", PQgetvalue(res, r, 1));
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        snprintf(status[i], sizeof status[i], "%s",
+                 (int)i < PQntuples(res) ? PQgetvalue(res, (int)i, 0) : "");
     PQclear(res);
+    return rc;
+}
+
+int runs_hash_presence(PGconn *conn, const char *const *collection_ids,
+                       const char *const *metadata_hashes, size_t n, unsigned char *flags,
+                       struct pw_error *err)
+{
+    PGresult *res = NULL;
+    char *ids = pg_text_array(collection_ids, n), *hashes = pg_text_array(metadata_hashes, n);
+    int rc = 0;
+    memset(flags, 0, n);
+    if (!ids || !hashes) {
+        rc = pw_error_set(err, PW_ENOMEM, "out of memory");
+        goto cleanup;
+    }
+    const char *params[] = {ids, hashes};
+    rc = pg_exec(conn,
+                 "SELECT q.i, bool_or(r.status = 'completed'),"
+                 "  bool_or(r.status IN ('pending', 'running'))"
+                 " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(c, h, i)"
+                 " JOIN projection_runs r ON r.collection_id = q.c AND r.metadata_hash = q.h"
+                 " GROUP BY q.i",
+                 2, params, &res, err);
+    for (int row = 0; rc == 0 && row < PQntuples(res); row++) {
+        long long i = strtoll(PQgetvalue(res, row, 0), NULL, 10) - 1;
+        if (i < 0 || (size_t)i >= n)
+            continue;
+        flags[i] =
+            (unsigned char)((!strcmp(PQgetvalue(res, row, 1), "t") ? RUNS_HAS_COMPLETED : 0) |
+                            (!strcmp(PQgetvalue(res, row, 2), "t") ? RUNS_HAS_IN_FLIGHT : 0));
+    }
+cleanup:
+    PQclear(res);
+    free(ids);
+    free(hashes);
     return rc;
 }

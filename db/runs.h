@@ -117,9 +117,20 @@ struct run_request {
 };
 int runs_create_with_operation(PGconn *conn, const struct run_request *req, struct pw_error *err);
 
-/* The status of each run in uuids[0..n) into status[i] ("" when there is no such run).
- * uuids must be UUIDs in text form (hex digits and '-'); PW_EINVAL otherwise. */
+/* The status of each run in uuids[0..n) into status[i] ("" when there is no such run),
+ * in one query. */
 int runs_statuses(PGconn *conn, const char *const *uuids, size_t n, char (*status)[16],
                   struct pw_error *err);
+
+/* In one query, for each pair (collection_ids[i], metadata_hashes[i]): flags[i] gets
+ * RUNS_HAS_COMPLETED when some completed run has that hash (degraded or not: only
+ * runs_find_reusable judges that) and RUNS_HAS_IN_FLIGHT when a pending or running one
+ * does.  A pair with neither needs no further lookup: nothing to reuse, nothing in
+ * flight. */
+#define RUNS_HAS_COMPLETED 1
+#define RUNS_HAS_IN_FLIGHT 2
+int runs_hash_presence(PGconn *conn, const char *const *collection_ids,
+                       const char *const *metadata_hashes, size_t n, unsigned char *flags,
+                       struct pw_error *err);
 
 #endif

@@ -245,10 +245,14 @@ static int enqueue(struct backfill_cmd *c, const struct collection *coll,
 
 /* 0, or the error that should stop the backfill (a lost session or broker). */
 static int process_collection(struct backfill_cmd *c, const struct collection *coll,
-                              struct pw_error *err)
+                              struct backfill_item *item, struct pw_error *err)
 {
     struct backfill_decision d;
-    int rc = backfill_decide(c->conn, &c->req, coll, c->a.force, &d, err);
+    int rc = item->hash_rc;
+    if (rc)
+        *err = item->hash_err;
+    else
+        rc = backfill_decide(c->conn, coll, item, c->a.force, &d, err);
     c->n.considered++;
     if (rc == 0 && d.action == BACKFILL_UP_TO_DATE) {
         c->n.up_to_date++;
@@ -326,12 +330,17 @@ static int connect_services(struct backfill_cmd *c, struct pw_error *err)
 static int run_backfill(struct backfill_cmd *c, struct pw_error *err)
 {
     struct collection *list = NULL;
+    struct backfill_item *items = NULL;
     size_t n = 0;
     char masked[512];
     int rc;
 
     if ((rc = connect_services(c, err)) || (rc = select_collections(c, &list, &n, err)))
         goto done;
+    if (n && !(items = calloc(n, sizeof *items))) {
+        rc = pw_error_set(err, PW_ENOMEM, "out of memory");
+        goto done;
+    }
     c->n.total = n;
     pg_url_mask(c->db_url, masked, sizeof masked);
     progress(c, PW_LOG_INFO, "backfill_start",
@@ -339,11 +348,14 @@ static int run_backfill(struct backfill_cmd *c, struct pw_error *err)
                        "database", masked, "reducer", c->req.reducer, "dry_run", c->a.dry_run,
                        "force", c->a.force),
              NULL);
+    if ((rc = backfill_plan(c->conn, &c->req, list, n, items, err)))
+        goto done;
     for (size_t i = 0; i < n && rc == 0; i++)
-        rc = process_collection(c, &list[i], err);
+        rc = process_collection(c, &list[i], &items[i], err);
     if (rc == 0 && c->a.wait && c->a.dry_run == 0)
         rc = wait_until(c, 0, err);
 done:
+    free(items);
     collections_free_list(list, n);
     return rc;
 }

@@ -39,34 +39,69 @@ int backfill_lock(PGconn *conn, struct pw_error *err)
                : pw_error_set(err, PW_EUNAVAIL, "another backfill is running on this database");
 }
 
-int backfill_decide(PGconn *conn, const struct backfill_request *r, const struct collection *c,
+#define PLAN_CHUNK 1000
+
+int backfill_plan(PGconn *conn, const struct backfill_request *r, const struct collection *list,
+                  size_t n, struct backfill_item *items, struct pw_error *err)
+{
+    const char *ids[PLAN_CHUNK], *hashes[PLAN_CHUNK];
+    unsigned char flags[PLAN_CHUNK];
+    size_t idx[PLAN_CHUNK];
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        memset(&items[i], 0, sizeof items[i]);
+        items[i].hash_rc = backfill_request_hash(r, &list[i], items[i].hash, &items[i].hash_err);
+    }
+    for (size_t start = 0; start < n;) {
+        size_t k = 0;
+        for (; start < n && k < PLAN_CHUNK; start++)
+            if (items[start].hash_rc == 0) {
+                ids[k] = list[start].id;
+                hashes[k] = items[start].hash;
+                idx[k++] = start;
+            }
+        if (k && (rc = runs_hash_presence(conn, ids, hashes, k, flags, err)))
+            return rc;
+        for (size_t j = 0; j < k; j++)
+            items[idx[j]].presence = flags[j];
+    }
+    return 0;
+}
+
+/* The in-flight lookup comes before the reuse lookup: a run moves pending -> running ->
+ * completed, so one that was in flight is seen by one of the two even if it completes in
+ * between (the other order could miss it in both and enqueue the request twice). */
+int backfill_decide(PGconn *conn, const struct collection *c, const struct backfill_item *item,
                     int force, struct backfill_decision *d, struct pw_error *err)
 {
     struct run_in_flight f;
-    int found = 0, rc;
+    struct run src;
+    int in_flight = 0, reusable = 0, rc;
 
     memset(d, 0, sizeof *d);
-    if ((rc = backfill_request_hash(r, c, d->hash, err)))
+    memset(&f, 0, sizeof f);
+    snprintf(d->hash, sizeof d->hash, "%s", item->hash);
+    if ((item->presence & RUNS_HAS_IN_FLIGHT) &&
+        (rc = runs_find_in_flight(conn, c->id, d->hash, &f, &in_flight, err)))
         return rc;
-    if (!force) {
-        struct run src;
-        if ((rc = runs_find_reusable(conn, c->id, d->hash, NULL, &src, &found, err)))
-            return rc;
-        if (found) {
-            d->action = BACKFILL_UP_TO_DATE;
-            snprintf(d->run_uuid, sizeof d->run_uuid, "%s", src.uuid);
-            runs_free(&src);
-            return 0;
-        }
-    }
-    if ((rc = runs_find_in_flight(conn, c->id, d->hash, &f, &found, err)))
+    if (!force && item->presence &&
+        (rc = runs_find_reusable(conn, c->id, d->hash, NULL, &src, &reusable, err)))
         return rc;
-    d->action = BACKFILL_ENQUEUE;
-    if (found) {
-        d->action = f.unpublished ? BACKFILL_REPUBLISH : BACKFILL_IN_FLIGHT;
+    if (in_flight && f.unpublished)
+        d->action = BACKFILL_REPUBLISH;
+    else if (reusable)
+        d->action = BACKFILL_UP_TO_DATE;
+    else
+        d->action = in_flight ? BACKFILL_IN_FLIGHT : BACKFILL_ENQUEUE;
+    if (reusable && d->action == BACKFILL_UP_TO_DATE)
+        snprintf(d->run_uuid, sizeof d->run_uuid, "%s", src.uuid);
+    else if (in_flight) {
         snprintf(d->run_uuid, sizeof d->run_uuid, "%s", f.uuid);
         snprintf(d->operation_uuid, sizeof d->operation_uuid, "%s", f.operation_uuid);
     }
+    if (reusable)
+        runs_free(&src);
     return 0;
 }
 

@@ -1,12 +1,12 @@
 /* backfill.h - what a backfill does for one collection, and following what it started.
  *
  * backfill_decide() answers, for one collection and request, what the worker itself
- * would find: UP_TO_DATE when a completed, non-degraded run with the request's metadata
- * hash exists (runs_find_reusable, the lookup the task's reuse step makes - the hash
- * covers the collection's state: embedding model, vector count, updated_at), IN_FLIGHT
- * when a pending or running run with that hash exists (it is not enqueued twice),
- * REPUBLISH when that run is one a backfill created but died before publishing, and
- * ENQUEUE otherwise.  --force skips the UP_TO_DATE answer only.
+ * would find (after backfill_plan() hashed the request over every collection): UP_TO_DATE when a
+ * completed, non-degraded run with the request's metadata hash exists (runs_find_reusable, the
+ * lookup the task's reuse step makes - the hash covers the collection's state: embedding model,
+ * vector count, updated_at), IN_FLIGHT when a pending or running run with that hash exists (it is
+ * not enqueued twice), REPUBLISH when that run is one a backfill created but died before
+ * publishing, and ENQUEUE otherwise.  --force skips the UP_TO_DATE answer only.
  *
  * backfill_enqueue() carries an ENQUEUE or REPUBLISH out in this order: (1) the run and
  * its operation, committed (ENQUEUE only); (2) the Celery message
@@ -61,7 +61,21 @@ const char *backfill_action_name(enum backfill_action a);
 /* PW_EUNAVAIL when another session holds the backfill lock. */
 int backfill_lock(PGconn *conn, struct pw_error *err);
 
-int backfill_decide(PGconn *conn, const struct backfill_request *r, const struct collection *c,
+/* The hash of the request over each collection, and (one query per 1000 collections,
+ * runs_hash_presence) which of those hashes have completed or in-flight runs at all:
+ * the collections with neither are decided without another query.  items[i].hash_rc is
+ * the hash's error for collection i (items[i].hash_err says why); it fails alone. */
+struct backfill_item {
+    char hash[METADATA_HASH_HEX_LEN + 1];
+    int presence; /* RUNS_HAS_* flags */
+    int hash_rc;
+    struct pw_error hash_err;
+};
+int backfill_plan(PGconn *conn, const struct backfill_request *r, const struct collection *list,
+                  size_t n, struct backfill_item *items, struct pw_error *err);
+
+/* The decision for collection c with its planned item. */
+int backfill_decide(PGconn *conn, const struct collection *c, const struct backfill_item *item,
                     int force, struct backfill_decision *d, struct pw_error *err);
 
 int backfill_enqueue(PGconn *conn, struct broker *b, const char *queue,
