@@ -27,7 +27,8 @@
 #define CONFIRM_TIMEOUT_MS 30000
 
 struct backfill_args {
-    int all, force, dry_run, wait, max_in_flight;
+    int all, force, dry_run, wait;
+    long long max_in_flight; /* 0: no limit */
     const char **ids;
     size_t n_ids;
     const char *status;
@@ -101,25 +102,20 @@ static const char *value_of(int argc, char **argv, int *i)
 static int parse_one(struct backfill_args *a, int argc, char **argv, int *i)
 {
     const char *f = argv[*i], *v;
-    long long n = 0;
-    if (!strcmp(f, "--all") || !strcmp(f, "--force") || !strcmp(f, "--dry-run") ||
-        !strcmp(f, "--wait")) {
-        int *flag = f[2] == 'a'   ? &a->all
-                    : f[2] == 'f' ? &a->force
-                    : f[2] == 'd' ? &a->dry_run
-                                  : &a->wait;
+    int *flag = !strcmp(f, "--all")       ? &a->all
+                : !strcmp(f, "--force")   ? &a->force
+                : !strcmp(f, "--dry-run") ? &a->dry_run
+                : !strcmp(f, "--wait")    ? &a->wait
+                                          : NULL;
+    long long *count = !strcmp(f, "--sample-limit")    ? &a->request.sample_limit
+                       : !strcmp(f, "--max-in-flight") ? &a->max_in_flight
+                                                       : NULL;
+    if (flag) {
         *flag = 1;
         return 0;
     }
-    if (!strcmp(f, "--sample-limit") || !strcmp(f, "--max-in-flight")) {
-        if (parse_count(f, value_of(argc, argv, i), 1, &n))
-            return 2;
-        if (f[2] == 's')
-            a->request.sample_limit = n;
-        else
-            a->max_in_flight = (int)n;
-        return 0;
-    }
+    if (count)
+        return parse_count(f, value_of(argc, argv, i), 1, count);
     const char **slot = !strcmp(f, "--status")     ? &a->status
                         : !strcmp(f, "--reducer")  ? &a->request.reducer
                         : !strcmp(f, "--config")   ? &a->request.config_json
@@ -360,8 +356,9 @@ done:
     return rc;
 }
 
-static void print_summary(const struct backfill_cmd *c)
+static void print_summary(struct backfill_cmd *c)
 {
+    draw_bar(c, 1);
     if (c->tty)
         fprintf(stderr, "\n");
     printf("{\"event\": \"backfill_summary\", \"considered\": %zu, \"up_to_date\": %zu, "
