@@ -2,9 +2,9 @@
 second run and a re-run after a crash add nothing, and that the messages it publishes
 are run by our worker and by a Python Celery worker.
 
-Each test gets its own database (tests/integration/pipeline's Env: migrated by
-`projection-worker migrate`), a Qdrant stand-in serving the same points under every
-collection name starting with "bf-", and its own queue.  The backfill runs as
+Each test gets its own database (migrated by `projection-worker migrate`) and queue;
+tests whose runs are computed also get our worker and a Qdrant stand-in serving the same
+points under every collection name starting with "bf-".  The backfill runs as
 `projection-worker backfill` with DATABASE_URL, CELERY_BROKER_URL and PROJECTION_QUEUE.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "pipeline"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "unit", "pipeline"))
 import pwtest  # noqa: E402
 from pwtest import needs_test_tasks, unique, wait_for  # noqa: E402
-from test_projection import Env, make_points  # noqa: E402
+from test_projection import Env, Standin, make_points  # noqa: E402
 
 SHARED = os.environ.get("PW_SHARED_DIR", os.path.join(pwtest.ROOT, "..", "shared"))
 # What the API's start_projection_build stores for a request with no config
@@ -46,16 +46,30 @@ def reference_hash_module():
 
 
 class Backfill:
-    """A database with `n` collections (status READY unless given) and a queue."""
+    """A migrated database with `n` collections (status READY unless given), a queue, and
+    on demand (worker()) the stand-in and our worker.  The database side borrows
+    test_projection.Env's methods; the stand-in starts only for tests that run tasks."""
+
+    sql = Env.sql
+    psql_admin = Env.psql_admin
+    _psql = staticmethod(Env._psql)
+    insert_collection = Env.insert_collection
 
     def __init__(self, n: int, points: int = 200, statuses: dict[int, str] | None = None):
-        self.env = Env(points=make_points(points, d=16), qdrant_name="bf-*")
-        self.env.sql(f"DELETE FROM collections WHERE id = '{self.env.collection_id}'")
+        self.db = unique("pwbf").replace("-", "_")
+        self.admin_url = pwtest.ENV["DATABASE_URL"]
+        self.url = self.admin_url.rsplit("/", 1)[0] + "/" + self.db
+        self.psql_admin(f"CREATE DATABASE {self.db}")
+        out = subprocess.run([pwtest.WORKER_BIN, "migrate", "--database-url", self.url], capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        self.points, self.standin, self.workers = points, None, []
+        self.data_dir = tempfile.mkdtemp(prefix="pw-data-")
         self.ids = [f"bf-{i:03d}-{uuid.uuid4().hex[:6]}" for i in range(n)]
         for i, cid in enumerate(self.ids):
-            self.env.insert_collection(cid, cid, points)
+            self.insert_collection(cid, cid, points)
             if statuses and i in statuses:
-                self.env.sql(f"UPDATE collections SET status = '{statuses[i]}' WHERE id = '{cid}'")
+                self.sql(f"UPDATE collections SET status = '{statuses[i]}' WHERE id = '{cid}'")
         self.queue = unique("backfill")
 
     def run(self, *args: str, env: dict | None = None, timeout: float = 120) -> tuple[int, dict | None, str]:
@@ -68,16 +82,18 @@ class Backfill:
                                 stderr=subprocess.PIPE, text=True, env=self.process_env(env))
 
     def process_env(self, extra: dict | None) -> dict:
-        e = dict(os.environ, DATABASE_URL=self.env.url, CELERY_BROKER_URL=pwtest.BROKER_URL,
+        e = dict(os.environ, DATABASE_URL=self.url, CELERY_BROKER_URL=pwtest.BROKER_URL,
                  PROJECTION_QUEUE=self.queue)
         e.update(extra or {})
         return e
 
     def worker(self, *args: str):
-        return self.env.worker(self.queue, *args)
+        if self.standin is None:  # the same points under every name starting with "bf-"
+            self.standin = Standin("bf-*", make_points(self.points, d=16))
+        return Env.worker(self, self.queue, *args)
 
     def runs(self) -> list[dict]:
-        rows = self.env.sql("""SELECT coalesce(json_agg(json_build_object('uuid', r.uuid,
+        rows = self.sql("""SELECT coalesce(json_agg(json_build_object('uuid', r.uuid,
                                  'collection', r.collection_id, 'status', r.status, 'hash', r.metadata_hash,
                                  'config', r.config, 'meta', r.meta, 'reducer', r.reducer,
                                  'operation', r.operation_uuid, 'op_status', o.status, 'op_type', o.type,
@@ -87,12 +103,16 @@ class Backfill:
         return json.loads(rows)
 
     def dump(self) -> str:
-        return self.env.sql("SELECT coalesce(json_agg(t ORDER BY t.id), '[]') FROM projection_runs t") + \
-            self.env.sql("SELECT coalesce(json_agg(t ORDER BY t.id), '[]') FROM operations t") + \
-            self.env.sql("SELECT coalesce(json_agg(t ORDER BY t.id), '[]') FROM collections t")
+        return self.sql("SELECT coalesce(json_agg(t ORDER BY t.id), '[]') FROM projection_runs t") + \
+            self.sql("SELECT coalesce(json_agg(t ORDER BY t.id), '[]') FROM operations t") + \
+            self.sql("SELECT coalesce(json_agg(t ORDER BY t.id), '[]') FROM collections t")
 
     def close(self):
-        self.env.close()
+        for w in self.workers:
+            w.stop()
+        if self.standin:
+            self.standin.stop()
+        self.psql_admin(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
 
     def __enter__(self):
         return self
@@ -145,7 +165,7 @@ def test_rows_are_those_the_api_creates():
         assert rc == 0, err
         assert counts(summary) == (1, 0, 1, 0, 0), summary
         [run] = bf.runs()
-        owner = int(bf.env.sql(f"SELECT owner_id FROM collections WHERE id = '{bf.ids[0]}'"))
+        owner = int(bf.sql(f"SELECT owner_id FROM collections WHERE id = '{bf.ids[0]}'"))
         assert run["status"] == "pending" and run["reducer"] == "umap"
         assert run["config"] == API_UMAP_CONFIG
         assert run["meta"] == {"initiated_by": owner, "backfill": True}
@@ -169,7 +189,7 @@ def test_metadata_hash_matches_the_contract_reference():
             lines = [e for e in progress_lines(err) if e["event"] == "backfill_collection"]
             assert len(lines) == 3
             for line in lines:
-                model, count, updated = bf.env.sql(
+                model, count, updated = bf.sql(
                     f"SELECT embedding_model, vector_count, to_char(updated_at AT TIME ZONE 'UTC',"
                     f" 'YYYY-MM-DD\"T\"HH24:MI:SS.US') FROM collections WHERE id = '{line['collection']}'").split("|")
                 expected = ref.metadata_hash(collection_id=line["collection"], reducer=reducer, dimensionality=2,
@@ -242,7 +262,7 @@ def test_crash_between_rows_and_message_is_republished_not_duplicated():
 
 def test_summary_counts_up_to_date_in_flight_enqueued_and_failed():
     with Backfill(5) as bf:
-        bf.env.sql(f"UPDATE collections SET vector_store_name = 'elsewhere' WHERE id = '{bf.ids[4]}'")
+        bf.sql(f"UPDATE collections SET vector_store_name = 'elsewhere' WHERE id = '{bf.ids[4]}'")
         bf.worker()
         rc, summary, err = bf.run("--collection", bf.ids[0], "--reducer", "pca", "--wait")
         assert rc == 0 and counts(summary) == (1, 0, 1, 1, 0), (summary, err)
@@ -327,23 +347,24 @@ def test_python_celery_worker_runs_the_published_message():
 
 
 def test_bad_arguments_exit_2_with_a_message():
-    with Backfill(1) as bf:
-        cases = [([], "either --all or --collection"),
-                 (["--all", "--collection", bf.ids[0]], "either --all or --collection"),
-                 (["--all", "--max-in-flight", "0"], "bad value for --max-in-flight"),
-                 (["--all", "--sample-limit", "ten"], "bad value for --sample-limit"),
-                 (["--all", "--frobnicate"], "unknown option '--frobnicate'"),
-                 (["--collection"], "--collection needs a value"),
-                 (["--all", "--config", "[1, 2]"], "config must be an object"),
-                 (["--all", "--config", "{nope"], "--config is not valid JSON"),
-                 (["--all", "--config", '{"n_neighbors": 1}'], "n_neighbors must be >= 2"),
-                 (["--all", "--reducer", "tsne", "--config", '{"n_iter": 10}'], "n_iter must be >= 250")]
-        for args, message in cases:
-            rc, summary, err = bf.run(*args)
-            assert rc == 2, (args, rc, err)
-            assert summary is None, (args, summary)
-            assert message in err, (args, err)
-        assert bf.runs() == []
+    cases = [([], "either --all or --collection"),
+             (["--all", "--collection", "c1"], "either --all or --collection"),
+             (["--all", "--max-in-flight", "0"], "bad value for --max-in-flight"),
+             (["--all", "--sample-limit", "ten"], "bad value for --sample-limit"),
+             (["--all", "--frobnicate"], "unknown option '--frobnicate'"),
+             (["--collection"], "--collection needs a value"),
+             (["--all", "--config", "[1, 2]"], "config must be an object"),
+             (["--all", "--config", "{nope"], "--config is not valid JSON"),
+             (["--all", "--config", '{"n_neighbors": 1}'], "n_neighbors must be >= 2"),
+             (["--all", "--reducer", "tsne", "--config", '{"n_iter": 10}'], "n_iter must be >= 250")]
+    # a database URL nothing listens on: arguments are checked before any connection
+    env = dict(os.environ, DATABASE_URL="postgresql://pw@127.0.0.1:1/none", CELERY_BROKER_URL=pwtest.BROKER_URL)
+    for args, message in cases:
+        out = subprocess.run([pwtest.WORKER_BIN, "backfill", *args], capture_output=True, text=True, env=env,
+                             timeout=30)
+        assert out.returncode == 2, (args, out.returncode, out.stderr)
+        assert out.stdout == "", (args, out.stdout)
+        assert message in out.stderr, (args, out.stderr)
 
 
 if __name__ == "__main__":
