@@ -23,8 +23,7 @@
 #include "pg.h"
 #include "pg_url.h"
 
-#define POLL_INTERVAL_US   200000
-#define CONFIRM_TIMEOUT_MS 30000
+#define POLL_INTERVAL_US 200000
 
 struct backfill_args {
     int all, force, dry_run, wait;

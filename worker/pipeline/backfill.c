@@ -40,6 +40,9 @@ int backfill_lock(PGconn *conn, struct pw_error *err)
 }
 
 #define PLAN_CHUNK 1000
+/* How long the broker may take to confirm one message before the backfill stops (the
+ * run then stays pending without a task id, and the next backfill republishes it). */
+#define CONFIRM_TIMEOUT_MS 30000
 
 int backfill_plan(PGconn *conn, const struct backfill_request *r, const struct collection *list,
                   size_t n, struct backfill_item *items, struct pw_error *err)
@@ -137,7 +140,7 @@ int backfill_enqueue(PGconn *conn, struct broker *b, const char *queue,
     struct celery_send_task t = {BACKFILL_TASK_NAME, d->task_id, args, NULL, NULL};
     rc = args ? celery_send(b, queue, &t, err) : pw_error_set(err, PW_ENOMEM, "out of memory");
     json_decref(args);
-    if (rc || (rc = broker_wait_confirms(b, 30000, err)))
+    if (rc || (rc = broker_wait_confirms(b, CONFIRM_TIMEOUT_MS, err)))
         return rc;
     pw_fault_point("backfill_published");
     return operations_set_task_id(conn, d->operation_uuid, d->task_id, err);
