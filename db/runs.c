@@ -107,19 +107,40 @@ static int meta_is_degraded(const char *meta_text)
 }
 
 /* One candidate's columns with, instead of its (possibly megabytes of) meta, the summary
- * the reuse needs: the degraded flags, reducer_used and the top-level view keys.  The
- * meta is parsed once, by PostgreSQL, for this one row. */
+ * the reuse needs: the degraded flags, reducer_used and the top-level view keys.  The meta
+ * text is walked once by json_each (top level) and once more for projection_artifacts,
+ * without building it as jsonb: converting a run's whole meta (every point id, twice) to
+ * jsonb cost ten times as much.  A key that appears twice counts with its last value, as
+ * jsonb, Python's json and jansson read it. */
 #define REUSE_SUMMARY_COLUMNS                                                                      \
     "id, uuid, collection_id, operation_uuid, status::text, dimensionality, reducer, "             \
     "storage_path, point_count, config::text,"                                                     \
-    " (SELECT json_build_object('degraded', m->'degraded',"                                        \
-    "   'projection_artifacts', json_build_object("                                                \
-    "      'degraded', m->'projection_artifacts'->'degraded',"                                     \
-    "      'reducer_used', m->'projection_artifacts'->'reducer_used'),"                            \
-    "   'color_by', m->'color_by', 'legend', m->'legend', 'sampled', m->'sampled',"                \
-    "   'shown_count', m->'shown_count', 'total_count', m->'total_count')"                         \
-    "  FROM (SELECT CASE WHEN json_typeof(meta) = 'object' THEN meta::jsonb"                       \
-    "               ELSE '{}'::jsonb END AS m) AS x)::text,"                                       \
+    " (SELECT json_build_object('degraded', t.degraded,"                                           \
+    "   'projection_artifacts', (SELECT json_build_object("                                        \
+    "      'degraded', (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "       \
+    "'degraded'))[1]::json,"                                                                       \
+    "      'reducer_used', (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "   \
+    "'reducer_used'))[1]::json)"                                                                   \
+    "    FROM json_each(CASE WHEN json_typeof(t.pa) = 'object' THEN t.pa ELSE '{}'::json END)"     \
+    "      WITH ORDINALITY AS e(key, value, ord)),"                                                \
+    "   'color_by', t.color_by, 'legend', t.legend, 'sampled', t.sampled,"                         \
+    "   'shown_count', t.shown_count, 'total_count', t.total_count)"                               \
+    "  FROM (SELECT (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "          \
+    "'degraded'))[1]::json AS degraded,"                                                           \
+    "     (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "                    \
+    "'projection_artifacts'))[1]::json AS pa,"                                                     \
+    "     (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "                    \
+    "'color_by'))[1]::json AS color_by,"                                                           \
+    "     (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "                    \
+    "'legend'))[1]::json AS legend,"                                                               \
+    "     (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "                    \
+    "'sampled'))[1]::json AS sampled,"                                                             \
+    "     (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "                    \
+    "'shown_count'))[1]::json AS shown_count,"                                                     \
+    "     (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "                    \
+    "'total_count'))[1]::json AS total_count"                                                      \
+    "    FROM json_each(CASE WHEN json_typeof(meta) = 'object' THEN meta ELSE '{}'::json END)"     \
+    "      WITH ORDINALITY AS e(key, value, ord)) AS t)::text,"                                    \
     " metadata_hash, " PG_EPOCH_US("created_at")
 
 int runs_find_reusable(PGconn *conn, const char *collection_id, const char *metadata_hash,
