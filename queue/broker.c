@@ -32,6 +32,9 @@ struct broker {
     int consuming;
     int per_consumer_qos; /* basic.qos global=false (a quorum queue is consumed) */
     int close_code;       /* reply code of the broker's last channel or connection close */
+    uint64_t published;   /* publishes since confirm.select (publisher confirms) */
+    uint64_t confirmed;   /* highest delivery tag the broker acknowledged */
+    int confirming;       /* confirm.select done */
 };
 
 /* A delivered message kept whole so it can be published again unchanged. */
@@ -545,13 +548,30 @@ int broker_publish(struct broker *b, const char *exchange, const char *routing_k
         p._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
         p.correlation_id = amqp_cstring_bytes(props->correlation_id);
     }
+    if (props && props->reply_to) {
+        p._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+        p.reply_to = amqp_cstring_bytes(props->reply_to);
+    }
+    amqp_pool_t pool;
+    init_amqp_pool(&pool, 4096);
+    if (props && props->headers) {
+        p._flags |= AMQP_BASIC_HEADERS_FLAG;
+        if (amqp_json_to_table(props->headers, &pool, &p.headers)) {
+            empty_amqp_pool(&pool);
+            return pw_error_set(err, PW_EINVAL, "message headers are not an object (or no memory)");
+        }
+    }
     payload.bytes = (void *)body;
     payload.len = len;
-    return status_error(b,
-                        amqp_basic_publish(b->conn, BROKER_CHANNEL,
-                                           amqp_cstring_bytes(exchange ? exchange : ""),
-                                           amqp_cstring_bytes(routing_key), 0, 0, &p, payload),
-                        "basic.publish", err);
+    int rc = status_error(b,
+                          amqp_basic_publish(b->conn, BROKER_CHANNEL,
+                                             amqp_cstring_bytes(exchange ? exchange : ""),
+                                             amqp_cstring_bytes(routing_key), 0, 0, &p, payload),
+                          "basic.publish", err);
+    empty_amqp_pool(&pool);
+    if (rc == 0 && b->confirming)
+        b->published++;
+    return rc;
 }
 
 struct broker_message *broker_delivery_take_message(struct broker_delivery *d)
@@ -620,4 +640,66 @@ int broker_republish(struct broker *b, const struct broker_message *m, const cha
                       "basic.publish", err);
     free(entries);
     return rc;
+}
+
+int broker_declare_queue(struct broker *b, const char *queue, struct pw_error *err)
+{
+    return declare_queue(b, queue, err);
+}
+
+int broker_confirm_select(struct broker *b, struct pw_error *err)
+{
+    amqp_confirm_select(b->conn, BROKER_CHANNEL);
+    int rc = check_rpc(b, "confirm.select", err);
+    if (rc == 0) {
+        b->confirming = 1;
+        b->published = b->confirmed = 0;
+    }
+    return rc;
+}
+
+/* One frame's worth of confirm bookkeeping: 1 = progress, 0 = unrelated frame. */
+static int read_confirm(struct broker *b, const amqp_frame_t *f, struct pw_error *err)
+{
+    if (f->frame_type != AMQP_FRAME_METHOD)
+        return 0;
+    switch (f->payload.method.id) {
+    case AMQP_BASIC_ACK_METHOD: {
+        const amqp_basic_ack_t *ack = f->payload.method.decoded;
+        if (ack->delivery_tag > b->confirmed)
+            b->confirmed = ack->delivery_tag;
+        return 1;
+    }
+    case AMQP_BASIC_NACK_METHOD:
+        return pw_error_set(err, PW_EIO, "the broker refused a published message (basic.nack)");
+    case AMQP_CHANNEL_CLOSE_METHOD:
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+        amqp_rpc_reply_t r = {AMQP_RESPONSE_SERVER_EXCEPTION, f->payload.method, 0};
+        return reply_error(b, r, "waiting for publisher confirms", err);
+    }
+    default:
+        return 0;
+    }
+}
+
+int broker_wait_confirms(struct broker *b, int timeout_ms, struct pw_error *err)
+{
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    amqp_frame_t f;
+
+    if (!b->confirming)
+        return pw_error_set(err, PW_EINVAL, "publisher confirms are not enabled");
+    while (b->confirmed < b->published) {
+        int status = amqp_simple_wait_frame_noblock(b->conn, &f, &tv);
+        if (status == AMQP_STATUS_TIMEOUT)
+            return pw_error_set(err, PW_ETIMEOUT, "the broker confirmed %llu of %llu messages",
+                                (unsigned long long)b->confirmed, (unsigned long long)b->published);
+        if (status != AMQP_STATUS_OK)
+            return status_error(b, status, "waiting for publisher confirms", err);
+        int rc = read_confirm(b, &f, err);
+        if (rc < 0)
+            return rc;
+    }
+    amqp_maybe_release_buffers(b->conn);
+    return 0;
 }
