@@ -642,9 +642,9 @@ int broker_republish(struct broker *b, const struct broker_message *m, const cha
     return rc;
 }
 
-int broker_declare_queue(struct broker *b, const char *queue, struct pw_error *err)
+int broker_declare_queue(struct broker *b, const char *queue, int quorum, struct pw_error *err)
 {
-    return declare_queue(b, queue, err);
+    return declare_queue(b, queue, quorum, err);
 }
 
 int broker_confirm_select(struct broker *b, struct pw_error *err)

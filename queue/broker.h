@@ -110,7 +110,7 @@ int broker_publish(struct broker *b, const char *exchange, const char *routing_k
 /* For a connection that publishes tasks (broker_connect with no queues: no consumer):
  * declares `queue` exactly as broker_connect declares the queues it consumes, as a
  * Celery client does before it publishes. */
-int broker_declare_queue(struct broker *b, const char *queue, struct pw_error *err);
+int broker_declare_queue(struct broker *b, const char *queue, int quorum, struct pw_error *err);
 /* Puts the channel in publisher-confirm mode (confirm.select): from now on the broker
  * acknowledges each publish once it has taken responsibility for it (for a persistent
  * message on a durable queue: written to disk). */

@@ -315,9 +315,15 @@ static int connect_services(struct backfill_cmd *c, struct pw_error *err)
         return rc;
     if ((rc = backfill_lock(c->conn, err)))
         return rc;
+    const char *type = getenv("PW_QUEUE_TYPE");
     struct broker_options bo = {
-        c->broker_url, NULL, 0, 0, 0, 10000, getenv("PW_BROKER_CA_FILE"), 0};
-    if ((rc = broker_connect(&c->b, &bo, err)) || (rc = broker_declare_queue(c->b, c->queue, err)))
+        .url = c->broker_url,
+        .quorum = type && !strcmp(type, "quorum"), /* as `run` declares a missing queue */
+        .connect_timeout_ms = 10000,
+        .tls_ca_file = getenv("PW_BROKER_CA_FILE"),
+    };
+    if ((rc = broker_connect(&c->b, &bo, err)) ||
+        (rc = broker_declare_queue(c->b, c->queue, bo.quorum, err)))
         return rc;
     return broker_confirm_select(c->b, err);
 }
