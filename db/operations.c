@@ -57,3 +57,18 @@ int operations_get_status(PGconn *conn, const char *uuid, char *buf, size_t bufs
     PQclear(res);
     return rc;
 }
+
+int operations_set_task_id(PGconn *conn, const char *uuid, const char *task_id,
+                           struct pw_error *err)
+{
+    PGresult *res = NULL;
+    const char *params[] = {uuid, task_id};
+    int rc = pg_exec(conn, "UPDATE operations SET task_id = $2 WHERE uuid = $1 RETURNING id", 2,
+                     params, &res, err);
+    if (rc < 0)
+        return rc;
+    if (PQntuples(res) != 1)
+        rc = pw_error_set(err, PW_ENOTFOUND, "operation not found");
+    PQclear(res);
+    return rc;
+}

@@ -23,4 +23,8 @@ int operations_set_status(PGconn *conn, const char *uuid, const char *status,
 int operations_get_status(PGconn *conn, const char *uuid, char *buf, size_t bufsz,
                           struct pw_error *err);
 
+/* operations.task_id := task_id (the Celery task id of the message that runs it). */
+int operations_set_task_id(PGconn *conn, const char *uuid, const char *task_id,
+                           struct pw_error *err);
+
 #endif

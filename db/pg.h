@@ -67,6 +67,12 @@ void pg_rollback(PGconn *conn);
  * *nomem is then set). */
 char *pg_strdup_value(const PGresult *res, int row, int col, int *nomem);
 
+/* items[0..n) as the text of a PostgreSQL array literal ({"a","b\"c"}), every element
+ * double-quoted with '"' and '\' escaped, for one parameter cast to text[]:
+ * `= ANY($1::text[])`, `unnest($1::text[], $2::text[])`.  malloc'd (free()); NULL when
+ * out of memory. */
+char *pg_text_array(const char *const *items, size_t n);
+
 /* 1 when err (from a call on conn) means the session itself is gone: libpq reports the
  * connection bad, or the server said connection exception (SQLSTATE class 08) or admin
  * shutdown (57P01, 57P02, 57P03).  Whatever the session held (advisory locks, an open

@@ -107,19 +107,40 @@ static int meta_is_degraded(const char *meta_text)
 }
 
 /* One candidate's columns with, instead of its (possibly megabytes of) meta, the summary
- * the reuse needs: the degraded flags, reducer_used and the top-level view keys.  The
- * meta is parsed once, by PostgreSQL, for this one row. */
+ * the reuse needs: the degraded flags, reducer_used and the top-level view keys.  The meta
+ * text is walked once by json_each (top level) and once more for projection_artifacts,
+ * without building it as jsonb: converting a run's whole meta (every point id, twice) to
+ * jsonb cost ten times as much.  A key that appears twice counts with its last value, as
+ * jsonb, Python's json and jansson read it. */
 #define REUSE_SUMMARY_COLUMNS                                                                      \
     "id, uuid, collection_id, operation_uuid, status::text, dimensionality, reducer, "             \
     "storage_path, point_count, config::text,"                                                     \
-    " (SELECT json_build_object('degraded', m->'degraded',"                                        \
-    "   'projection_artifacts', json_build_object("                                                \
-    "      'degraded', m->'projection_artifacts'->'degraded',"                                     \
-    "      'reducer_used', m->'projection_artifacts'->'reducer_used'),"                            \
-    "   'color_by', m->'color_by', 'legend', m->'legend', 'sampled', m->'sampled',"                \
-    "   'shown_count', m->'shown_count', 'total_count', m->'total_count')"                         \
-    "  FROM (SELECT CASE WHEN json_typeof(meta) = 'object' THEN meta::jsonb"                       \
-    "               ELSE '{}'::jsonb END AS m) AS x)::text,"                                       \
+    " (SELECT json_build_object('degraded', t.degraded,"                                           \
+    "   'projection_artifacts', (SELECT json_build_object("                                        \
+    "      'degraded', (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "       \
+    "'degraded'))[1]::json,"                                                                       \
+    "      'reducer_used', (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "   \
+    "'reducer_used'))[1]::json)"                                                                   \
+    "    FROM json_each(CASE WHEN json_typeof(t.pa) = 'object' THEN t.pa ELSE '{}'::json END)"     \
+    "      WITH ORDINALITY AS e(key, value, ord)),"                                                \
+    "   'color_by', t.color_by, 'legend', t.legend, 'sampled', t.sampled,"                         \
+    "   'shown_count', t.shown_count, 'total_count', t.total_count)"                               \
+    "  FROM (SELECT (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "          \
+    "'degraded'))[1]::json AS degraded,"                                                           \
+    "     (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "                    \
+    "'projection_artifacts'))[1]::json AS pa,"                                                     \
+    "     (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "                    \
+    "'color_by'))[1]::json AS color_by,"                                                           \
+    "     (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "                    \
+    "'legend'))[1]::json AS legend,"                                                               \
+    "     (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "                    \
+    "'sampled'))[1]::json AS sampled,"                                                             \
+    "     (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "                    \
+    "'shown_count'))[1]::json AS shown_count,"                                                     \
+    "     (array_agg(e.value::text ORDER BY e.ord DESC) FILTER (WHERE e.key = "                    \
+    "'total_count'))[1]::json AS total_count"                                                      \
+    "    FROM json_each(CASE WHEN json_typeof(meta) = 'object' THEN meta ELSE '{}'::json END)"     \
+    "      WITH ORDINALITY AS e(key, value, ord)) AS t)::text,"                                    \
     " metadata_hash, " PG_EPOCH_US("created_at")
 
 int runs_find_reusable(PGconn *conn, const char *collection_id, const char *metadata_hash,
@@ -336,5 +357,127 @@ int runs_store_metadata_hash(PGconn *conn, const char *uuid, const char *metadat
     if (PQntuples(res) != 1)
         rc = pw_error_set(err, PW_ENOTFOUND, "projection run not found");
     PQclear(res);
+    return rc;
+}
+
+/* ---- for the backfill ----------------------------------------------------------------- */
+
+static void copy_value(char *dst, size_t cap, PGresult *res, int row, int col)
+{
+    snprintf(dst, cap, "%s", PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col));
+}
+
+int runs_find_in_flight(PGconn *conn, const char *collection_id, const char *metadata_hash,
+                        struct run_in_flight *out, int *found, struct pw_error *err)
+{
+    PGresult *res = NULL;
+    const char *params[] = {collection_id, metadata_hash};
+    memset(out, 0, sizeof *out);
+    *found = 0;
+    int rc = pg_exec(conn,
+                     "SELECT r.uuid, r.operation_uuid, r.status::text,"
+                     " r.status = 'pending' AND r.operation_uuid IS NOT NULL"
+                     "   AND o.task_id IS NULL AND json_typeof(r.meta) = 'object'"
+                     "   AND (r.meta->>'backfill') = 'true'"
+                     " FROM projection_runs r LEFT JOIN operations o ON o.uuid = r.operation_uuid"
+                     " WHERE r.collection_id = $1 AND r.metadata_hash = $2"
+                     "   AND r.status IN ('pending', 'running')"
+                     " ORDER BY r.id DESC LIMIT 1",
+                     2, params, &res, err);
+    if (rc < 0)
+        return rc;
+    if (PQntuples(res) == 1) {
+        copy_value(out->uuid, sizeof out->uuid, res, 0, 0);
+        copy_value(out->operation_uuid, sizeof out->operation_uuid, res, 0, 1);
+        copy_value(out->status, sizeof out->status, res, 0, 2);
+        out->unpublished = !strcmp(PQgetvalue(res, 0, 3), "t");
+        *found = 1;
+    }
+    PQclear(res);
+    return 0;
+}
+
+int runs_create_with_operation(PGconn *conn, const struct run_request *req, struct pw_error *err)
+{
+    char user[32], dim[16];
+    snprintf(user, sizeof user, "%lld", (long long)req->user_id);
+    snprintf(dim, sizeof dim, "%d", req->dimensionality);
+    const char *params[] = {
+        req->run_uuid, req->operation_uuid, req->collection_id, user, req->reducer,
+        dim,           req->config_json,    req->metadata_hash};
+    int rc = check_object_text(req->config_json, "run config", err);
+    if (rc)
+        return rc;
+    /* One statement: the foreign key from the run to its operation is checked at its end,
+     * and nobody ever sees one row without the other. */
+    return pg_exec(
+        conn,
+        "WITH op AS (INSERT INTO operations (uuid, collection_id, user_id, type, status,"
+        "   config, created_at, meta)"
+        " VALUES ($2, $3, $4::int, 'projection_build', 'pending',"
+        "   json_build_object('projection_run_id', $1::text, 'reducer', $5::text,"
+        "     'dimensionality', $6::int, 'config', $7::json),"
+        "   now(), json_build_object('projection_run_uuid', $1::text)) RETURNING uuid)"
+        " INSERT INTO projection_runs (uuid, collection_id, operation_uuid, status,"
+        "   dimensionality, reducer, config, meta, metadata_hash, created_at, updated_at)"
+        " SELECT $1, $3, op.uuid, 'pending', $6::int, $5, $7::json,"
+        "   json_build_object('initiated_by', $4::int, 'backfill', true), $8, now(), now()"
+        " FROM op",
+        8, params, NULL, err);
+}
+
+int runs_statuses(PGconn *conn, const char *const *uuids, size_t n, char (*status)[16],
+                  struct pw_error *err)
+{
+    PGresult *res = NULL;
+    char *array = pg_text_array(uuids, n);
+    if (!array)
+        return pw_error_set(err, PW_ENOMEM, "out of memory");
+    const char *params[] = {array};
+    int rc = pg_exec(conn,
+                     "SELECT coalesce(r.status::text, '')"
+                     " FROM unnest($1::text[]) WITH ORDINALITY AS q(u, i)"
+                     " LEFT JOIN projection_runs r ON r.uuid = q.u ORDER BY q.i",
+                     1, params, &res, err);
+    free(array);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        snprintf(status[i], sizeof status[i], "%s",
+                 (int)i < PQntuples(res) ? PQgetvalue(res, (int)i, 0) : "");
+    PQclear(res);
+    return rc;
+}
+
+int runs_hash_presence(PGconn *conn, const char *const *collection_ids,
+                       const char *const *metadata_hashes, size_t n, unsigned char *flags,
+                       struct pw_error *err)
+{
+    PGresult *res = NULL;
+    char *ids = pg_text_array(collection_ids, n), *hashes = pg_text_array(metadata_hashes, n);
+    int rc = 0;
+    memset(flags, 0, n);
+    if (!ids || !hashes) {
+        rc = pw_error_set(err, PW_ENOMEM, "out of memory");
+        goto cleanup;
+    }
+    const char *params[] = {ids, hashes};
+    rc = pg_exec(conn,
+                 "SELECT q.i, bool_or(r.status = 'completed'),"
+                 "  bool_or(r.status IN ('pending', 'running'))"
+                 " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(c, h, i)"
+                 " JOIN projection_runs r ON r.collection_id = q.c AND r.metadata_hash = q.h"
+                 " GROUP BY q.i",
+                 2, params, &res, err);
+    for (int row = 0; rc == 0 && row < PQntuples(res); row++) {
+        long long i = strtoll(PQgetvalue(res, row, 0), NULL, 10) - 1;
+        if (i < 0 || (size_t)i >= n)
+            continue;
+        flags[i] =
+            (unsigned char)((!strcmp(PQgetvalue(res, row, 1), "t") ? RUNS_HAS_COMPLETED : 0) |
+                            (!strcmp(PQgetvalue(res, row, 2), "t") ? RUNS_HAS_IN_FLIGHT : 0));
+    }
+cleanup:
+    PQclear(res);
+    free(ids);
+    free(hashes);
     return rc;
 }

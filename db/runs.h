@@ -87,4 +87,52 @@ int runs_mark_cancelled(PGconn *conn, const char *uuid, const char *reason, stru
 int runs_update_progress(PGconn *conn, const char *uuid, const char *meta_patch_json,
                          struct pw_error *err);
 
+/* ---- for the backfill (worker/pipeline/backfill.h) --------------------------------- */
+
+/* The newest pending or running run of collection_id with metadata_hash: the same
+ * request already in flight.  *unpublished = 1 when it is a pending run a backfill
+ * created (meta.backfill true) whose operation has no task_id yet: the backfill died
+ * between committing its rows and publishing its message, so nothing will run it
+ * unless the message is sent (operations_set_task_id records that it was). */
+struct run_in_flight {
+    char uuid[64];
+    char operation_uuid[64]; /* "" when the run has no operation */
+    char status[16];
+    int unpublished;
+};
+int runs_find_in_flight(PGconn *conn, const char *collection_id, const char *metadata_hash,
+                        struct run_in_flight *out, int *found, struct pw_error *err);
+
+/* A run and its operation as the API's start_projection_build creates them, in one
+ * statement (one transaction): operation projection_build, pending, user_id, config
+ * {projection_run_id, reducer, dimensionality, config}, meta {projection_run_uuid};
+ * run pending with reducer, dimensionality, config, meta {initiated_by: user_id,
+ * backfill: true}, operation_uuid and metadata_hash. */
+struct run_request {
+    const char *run_uuid, *operation_uuid; /* new ids, chosen by the caller */
+    const char *collection_id;
+    int64_t user_id;
+    const char *reducer;
+    int dimensionality;
+    const char *config_json; /* JSON object text */
+    const char *metadata_hash;
+};
+int runs_create_with_operation(PGconn *conn, const struct run_request *req, struct pw_error *err);
+
+/* The status of each run in uuids[0..n) into status[i] ("" when there is no such run),
+ * in one query. */
+int runs_statuses(PGconn *conn, const char *const *uuids, size_t n, char (*status)[16],
+                  struct pw_error *err);
+
+/* In one query, for each pair (collection_ids[i], metadata_hashes[i]): flags[i] gets
+ * RUNS_HAS_COMPLETED when some completed run has that hash (degraded or not: only
+ * runs_find_reusable judges that) and RUNS_HAS_IN_FLIGHT when a pending or running one
+ * does.  A pair with neither needs no further lookup: nothing to reuse, nothing in
+ * flight. */
+#define RUNS_HAS_COMPLETED 1
+#define RUNS_HAS_IN_FLIGHT 2
+int runs_hash_presence(PGconn *conn, const char *const *collection_ids,
+                       const char *const *metadata_hashes, size_t n, unsigned char *flags,
+                       struct pw_error *err);
+
 #endif

@@ -32,6 +32,9 @@ struct broker {
     int consuming;
     int per_consumer_qos; /* basic.qos global=false (a quorum queue is consumed) */
     int close_code;       /* reply code of the broker's last channel or connection close */
+    uint64_t published;   /* publishes since confirm.select (publisher confirms) */
+    uint64_t confirmed;   /* highest delivery tag the broker acknowledged */
+    int confirming;       /* confirm.select done */
 };
 
 /* A delivered message kept whole so it can be published again unchanged. */
@@ -545,13 +548,30 @@ int broker_publish(struct broker *b, const char *exchange, const char *routing_k
         p._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
         p.correlation_id = amqp_cstring_bytes(props->correlation_id);
     }
+    if (props && props->reply_to) {
+        p._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+        p.reply_to = amqp_cstring_bytes(props->reply_to);
+    }
+    amqp_pool_t pool;
+    init_amqp_pool(&pool, 4096);
+    if (props && props->headers) {
+        p._flags |= AMQP_BASIC_HEADERS_FLAG;
+        if (amqp_json_to_table(props->headers, &pool, &p.headers)) {
+            empty_amqp_pool(&pool);
+            return pw_error_set(err, PW_EINVAL, "message headers are not an object (or no memory)");
+        }
+    }
     payload.bytes = (void *)body;
     payload.len = len;
-    return status_error(b,
-                        amqp_basic_publish(b->conn, BROKER_CHANNEL,
-                                           amqp_cstring_bytes(exchange ? exchange : ""),
-                                           amqp_cstring_bytes(routing_key), 0, 0, &p, payload),
-                        "basic.publish", err);
+    int rc = status_error(b,
+                          amqp_basic_publish(b->conn, BROKER_CHANNEL,
+                                             amqp_cstring_bytes(exchange ? exchange : ""),
+                                             amqp_cstring_bytes(routing_key), 0, 0, &p, payload),
+                          "basic.publish", err);
+    empty_amqp_pool(&pool);
+    if (rc == 0 && b->confirming)
+        b->published++;
+    return rc;
 }
 
 struct broker_message *broker_delivery_take_message(struct broker_delivery *d)
@@ -679,62 +699,6 @@ int broker_cancel_tag(struct broker *b, const char *tag, struct pw_error *err)
     return check_rpc(b, "basic.cancel", err);
 }
 
-/* One header value from JSON; strings point into the JSON value. */
-static void header_value(json_t *v, amqp_field_value_t *out)
-{
-    if (json_is_string(v)) {
-        out->kind = AMQP_FIELD_KIND_UTF8;
-        out->value.bytes = amqp_cstring_bytes(json_string_value(v));
-    } else if (json_is_integer(v)) {
-        out->kind = AMQP_FIELD_KIND_I64;
-        out->value.i64 = json_integer_value(v);
-    } else if (json_is_real(v)) {
-        out->kind = AMQP_FIELD_KIND_F64;
-        out->value.f64 = json_real_value(v);
-    } else if (json_is_boolean(v)) {
-        out->kind = AMQP_FIELD_KIND_BOOLEAN;
-        out->value.boolean = json_is_true(v);
-    } else {
-        out->kind = AMQP_FIELD_KIND_VOID;
-    }
-}
-
-int broker_publish_with_headers(struct broker *b, const char *exchange, const char *routing_key,
-                                const struct broker_publish_props *props, json_t *headers,
-                                const char *body, size_t len, struct pw_error *err)
-{
-    amqp_basic_properties_t p;
-    amqp_table_entry_t e[8];
-    const char *key;
-    json_t *v;
-    int n = 0;
-
-    memset(&p, 0, sizeof p);
-    p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG |
-               AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_PRIORITY_FLAG | AMQP_BASIC_HEADERS_FLAG;
-    p.content_type = amqp_cstring_bytes("application/json");
-    p.content_encoding = amqp_cstring_bytes("utf-8");
-    p.delivery_mode = props && props->delivery_mode ? (uint8_t)props->delivery_mode : 1;
-    if (props && props->correlation_id) {
-        p._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
-        p.correlation_id = amqp_cstring_bytes(props->correlation_id);
-    }
-    json_object_foreach(headers, key, v)
-    {
-        if (n == 8)
-            break;
-        e[n].key = amqp_cstring_bytes(key);
-        header_value(v, &e[n++].value);
-    }
-    p.headers.num_entries = n;
-    p.headers.entries = e;
-    return status_error(b,
-                        amqp_basic_publish(b->conn, BROKER_CHANNEL, amqp_cstring_bytes(exchange),
-                                           amqp_cstring_bytes(routing_key), 0, 0, &p,
-                                           (amqp_bytes_t){len, (void *)body}),
-                        "basic.publish", err);
-}
-
 static int queue_index(const struct broker *b, const char *queue)
 {
     for (size_t i = 0; i < b->n_queues; i++)
@@ -781,5 +745,67 @@ int broker_remove_queue(struct broker *b, const char *queue, struct pw_error *er
         b->consumer_tags[k] = b->consumer_tags[k + 1];
     }
     b->n_queues--;
+    return 0;
+}
+
+int broker_declare_queue(struct broker *b, const char *queue, int quorum, struct pw_error *err)
+{
+    return declare_queue(b, queue, quorum, err);
+}
+
+int broker_confirm_select(struct broker *b, struct pw_error *err)
+{
+    amqp_confirm_select(b->conn, BROKER_CHANNEL);
+    int rc = check_rpc(b, "confirm.select", err);
+    if (rc == 0) {
+        b->confirming = 1;
+        b->published = b->confirmed = 0;
+    }
+    return rc;
+}
+
+/* One frame's worth of confirm bookkeeping: 1 = progress, 0 = unrelated frame. */
+static int read_confirm(struct broker *b, const amqp_frame_t *f, struct pw_error *err)
+{
+    if (f->frame_type != AMQP_FRAME_METHOD)
+        return 0;
+    switch (f->payload.method.id) {
+    case AMQP_BASIC_ACK_METHOD: {
+        const amqp_basic_ack_t *ack = f->payload.method.decoded;
+        if (ack->delivery_tag > b->confirmed)
+            b->confirmed = ack->delivery_tag;
+        return 1;
+    }
+    case AMQP_BASIC_NACK_METHOD:
+        return pw_error_set(err, PW_EIO, "the broker refused a published message (basic.nack)");
+    case AMQP_CHANNEL_CLOSE_METHOD:
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+        amqp_rpc_reply_t r = {AMQP_RESPONSE_SERVER_EXCEPTION, f->payload.method, 0};
+        return reply_error(b, r, "waiting for publisher confirms", err);
+    }
+    default:
+        return 0;
+    }
+}
+
+int broker_wait_confirms(struct broker *b, int timeout_ms, struct pw_error *err)
+{
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    amqp_frame_t f;
+
+    if (!b->confirming)
+        return pw_error_set(err, PW_EINVAL, "publisher confirms are not enabled");
+    while (b->confirmed < b->published) {
+        int status = amqp_simple_wait_frame_noblock(b->conn, &f, &tv);
+        if (status == AMQP_STATUS_TIMEOUT)
+            return pw_error_set(err, PW_ETIMEOUT, "the broker confirmed %llu of %llu messages",
+                                (unsigned long long)b->confirmed, (unsigned long long)b->published);
+        if (status != AMQP_STATUS_OK)
+            return status_error(b, status, "waiting for publisher confirms", err);
+        int rc = read_confirm(b, &f, err);
+        if (rc < 0)
+            return rc;
+    }
+    amqp_maybe_release_buffers(b->conn);
     return 0;
 }

@@ -99,17 +99,35 @@ struct broker_publish_props {
     const char *content_encoding; /* default utf-8 */
     const char *correlation_id;   /* optional */
     int delivery_mode;            /* 1 transient, 2 persistent; 0 = 1 */
+    const char *reply_to;         /* optional */
+    const json_t *headers;        /* optional object, sent as an AMQP field table
+                                   * (amqp_json_to_table: str S, int I/L, null V, ...) */
 };
 int broker_publish(struct broker *b, const char *exchange, const char *routing_key,
                    const struct broker_publish_props *props, const char *body, size_t len,
                    struct pw_error *err);
 
+/* For a connection that publishes tasks (broker_connect with no queues: no consumer):
+ * declares `queue` exactly as broker_connect declares the queues it consumes, as a
+ * Celery client does before it publishes. */
+int broker_declare_queue(struct broker *b, const char *queue, int quorum, struct pw_error *err);
+/* Puts the channel in publisher-confirm mode (confirm.select): from now on the broker
+ * acknowledges each publish once it has taken responsibility for it (for a persistent
+ * message on a durable queue: written to disk). */
+int broker_confirm_select(struct broker *b, struct pw_error *err);
+/* Waits until the broker has confirmed every message published since confirm.select.
+ * PW_EIO when it refused one (basic.nack) - which one is not said: treat all
+ * unconfirmed ones as not sent; PW_ETIMEOUT after timeout_ms; <0 as elsewhere when the
+ * connection is lost.  Deliveries that arrive meanwhile (none without consumers) are
+ * dropped. */
+int broker_wait_confirms(struct broker *b, int timeout_ms, struct pw_error *err);
+
 /* ---- Celery's remote control and events (pidbox, celeryev) -------------------------
  * Declarations with the flags and arguments Celery 5.2 uses (a different value makes
  * RabbitMQ close the channel), no-ack consumers beside the task consumers (the
- * prefetch limit does not count their messages; broker_cancel_consumers leaves them),
- * and publishing with a small header table.  A delivery from these consumers is told
- * apart by its exchange (celery.pidbox, reply.celery.pidbox). */
+ * prefetch limit does not count their messages; broker_cancel_consumers leaves them);
+ * publishing with headers is broker_publish's props.headers.  A delivery from these consumers is
+ * told apart by its exchange (celery.pidbox, reply.celery.pidbox). */
 int broker_declare_exchange(struct broker *b, const char *name, const char *type, int durable,
                             struct pw_error *err);
 /* Non-durable auto-delete queue with x-expires / x-message-ttl (ms; 0 = omitted),
@@ -126,9 +144,5 @@ int broker_cancel_tag(struct broker *b, const char *tag, struct pw_error *err);
  * removing one not consumed are no-ops. */
 int broker_add_queue(struct broker *b, const char *queue, struct pw_error *err);
 int broker_remove_queue(struct broker *b, const char *queue, struct pw_error *err);
-/* headers: a JSON object of strings, integers, reals and booleans (NULL = none). */
-int broker_publish_with_headers(struct broker *b, const char *exchange, const char *routing_key,
-                                const struct broker_publish_props *props, json_t *headers,
-                                const char *body, size_t len, struct pw_error *err);
 
 #endif

@@ -25,6 +25,8 @@ quoting the request's api-key header, as a careless proxy does.
 
 Usage:
   qdrant_standin.py [--collection NAME] (--data FILE | --generate n=..,dim=..,seed=..)
+--collection PREFIX* serves the same points under every name starting with PREFIX
+(many collections at the cost of one, for backfill tests and benchmarks).
                     [--api-key KEY] [--port 0] [--port-file PATH] [--fault k=v,...]
 --data reads JSON lines (or one JSON array) of {"id":..., "vector":..., "payload":...}.
 --generate keys: n, dim, seed, ids=int|uuid|mixed, id_start, id_step, named=a:4,b:8
@@ -457,7 +459,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         name = re.match(r"^/collections/([^/?]+)", path).group(1)
         c = st.c
-        if name != c.name:
+        if name != c.name and not (c.name.endswith("*") and name.startswith(c.name[:-1])):
             return self.send_error_json(404, "Not found: Collection `%s` doesn't exist!" % name)
         for kv in query.split("&") if query else []:
             k, _, v = kv.partition("=")

@@ -32,6 +32,8 @@ int cmd_migrate(int argc, char **argv);
 int cmd_metadata_hash(int argc, char **argv);
 /* project a vector file (cmd_project.c) */
 int cmd_project(int argc, char **argv);
+/* enqueue the stale projections of many collections (cmd_backfill.c) */
+int cmd_backfill(int argc, char **argv);
 /* run one task message from stdin for the consumer (cmd_task.c) */
 int cmd_task(int argc, char **argv);
 
@@ -39,6 +41,7 @@ int cmd_task(int argc, char **argv);
 #define CLI_HELP_MIGRATE       "apply the SQL migrations to DATABASE_URL"
 #define CLI_HELP_METADATA_HASH "read metadata-hash cases (JSON lines) on stdin, print hashes"
 #define CLI_HELP_PROJECT       "project a file of float32 vectors to 2-D without any service"
+#define CLI_HELP_BACKFILL      "enqueue projections that are not up to date for many collections"
 #define CLI_HELP_TASK          "run one task message from stdin (used by `run`)"
 
 #endif

@@ -67,6 +67,7 @@ static const struct cli_command commands[] = {
     {"migrate", in_task_binary, CLI_HELP_MIGRATE},
     {"metadata-hash", in_task_binary, CLI_HELP_METADATA_HASH},
     {"project", in_project_binary, CLI_HELP_PROJECT},
+    {"backfill", in_task_binary, CLI_HELP_BACKFILL},
     {"task", in_task_binary, CLI_HELP_TASK},
 };
 

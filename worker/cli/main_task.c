@@ -11,6 +11,7 @@ static const struct cli_command commands[] = {
     {"migrate", cmd_migrate, CLI_HELP_MIGRATE},
     {"metadata-hash", cmd_metadata_hash, CLI_HELP_METADATA_HASH},
     {"project", cmd_project, CLI_HELP_PROJECT},
+    {"backfill", cmd_backfill, CLI_HELP_BACKFILL},
     {"task", cmd_task, CLI_HELP_TASK},
 };
 

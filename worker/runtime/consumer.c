@@ -102,7 +102,7 @@ static int wants_result(const struct consumer *c, const struct celery_task_msg *
 static void publish_body(struct consumer *c, const char *reply_to, const char *task_id,
                          const char *body)
 {
-    struct broker_publish_props props = {NULL, NULL, task_id, 1};
+    struct broker_publish_props props = {.correlation_id = task_id, .delivery_mode = 1};
     struct pw_error err;
 
     if (!c->b) {

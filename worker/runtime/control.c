@@ -103,7 +103,7 @@ static void make_uuid(char out[37])
 /* Broadcasts hello {from_node, revoked} and listens on our reply queue for 1 s. */
 static int start_mingle(struct control *ctl, struct broker *b, struct pw_error *err)
 {
-    struct broker_publish_props props = {NULL, NULL, NULL, 2};
+    struct broker_publish_props props = {.delivery_mode = 2};
     char oid[37], ticket[37], queue[128];
     json_t *body, *headers;
     char *text;
@@ -125,8 +125,8 @@ static int start_mingle(struct control *ctl, struct broker *b, struct pw_error *
     headers = json_pack("{s:I, s:f}", "clock", (json_int_t)events_clock_forward(ctl->ev), "expires",
                         pw_wall_now() + MINGLE_WAIT_S);
     text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    rc = text ? broker_publish_with_headers(b, PIDBOX_EXCHANGE, "", &props, headers, text,
-                                            strlen(text), err)
+    props.headers = headers;
+    rc = text ? broker_publish(b, PIDBOX_EXCHANGE, "", &props, text, strlen(text), err)
               : pw_error_set(err, PW_ENOMEM, "out of memory");
     free(text);
     json_decref(body);
@@ -293,7 +293,7 @@ static int for_me(const struct control *ctl, json_t *body)
 
 static void send_reply(struct control *ctl, struct broker *b, json_t *body, json_t *reply)
 {
-    struct broker_publish_props props = {NULL, NULL, NULL, 1};
+    struct broker_publish_props props = {.delivery_mode = 1};
     json_t *to = json_object_get(body, "reply_to");
     const char *exchange = json_string_value(json_object_get(to, "exchange"));
     const char *key = json_string_value(json_object_get(to, "routing_key"));
@@ -305,13 +305,13 @@ static void send_reply(struct control *ctl, struct broker *b, json_t *body, json
     struct pw_error err;
     int rc = 0;
 
+    props.headers = headers;
     if (exchange && key && text) {
         if (!ctl->reply_declared)
             rc = broker_declare_exchange(b, exchange, "direct", 0, &err);
         ctl->reply_declared = !rc;
         if (!rc)
-            rc = broker_publish_with_headers(b, exchange, key, &props, headers, text, strlen(text),
-                                             &err);
+            rc = broker_publish(b, exchange, key, &props, text, strlen(text), &err);
         if (rc)
             pw_log_event(ctl->log, PW_LOG_ERROR, "control_reply_failed", NULL, err.msg);
     }

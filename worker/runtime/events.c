@@ -108,7 +108,7 @@ static int utcoffset_hours(void)
 static void publish(struct events *ev, struct broker *b, const char *type, const char *key,
                     json_t *e, int as_array)
 {
-    struct broker_publish_props props = {NULL, NULL, NULL, 1};
+    struct broker_publish_props props = {.delivery_mode = 1};
     json_t *headers, *body;
     struct pw_error err;
     char *text;
@@ -127,8 +127,8 @@ static void publish(struct events *ev, struct broker *b, const char *type, const
         return; /* no connection (or celeryev not declared on it): dropped */
     }
     headers = json_pack("{s:s}", "hostname", ev->cfg.hostname);
-    if (broker_publish_with_headers(b, EVENTS_EXCHANGE, key, &props, headers, text, strlen(text),
-                                    &err))
+    props.headers = headers;
+    if (broker_publish(b, EVENTS_EXCHANGE, key, &props, text, strlen(text), &err))
         pw_log_event(ev->log, PW_LOG_WARNING, "event_publish_failed",
                      json_pack("{s:s}", "type", type), err.msg);
     json_decref(headers);

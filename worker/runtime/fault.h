@@ -11,7 +11,9 @@
  * only if it can create FILE (O_EXCL), so the redelivery that follows runs through.
  * In other builds the function does nothing.  Steps in use (tests/reliability/):
  *   consumer: after_receive, before_ack;  task: under_lock, mid_scroll, mid_compute,
- *   after_rename, before_commit, after_commit. */
+ *   after_rename, before_commit, after_commit;  backfill (with task:, the backfill
+ *   process itself): backfill_rows_committed, backfill_published
+ *   (tests/integration/backfill/). */
 #ifndef PW_FAULT_H
 #define PW_FAULT_H
 

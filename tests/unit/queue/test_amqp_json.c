@@ -76,9 +76,42 @@ static void test_empty_and_nested_tables(void)
     json_decref(j);
 }
 
+/* json -> table -> json gives the object back, with py-amqp's kinds on the way. */
+static void test_json_to_table_round_trip(void)
+{
+    json_t *in = json_loads("{\"task\": \"t\", \"retries\": 0, \"big\": 5000000000,"
+                            " \"eta\": null, \"ignore_result\": false, \"limit\": 1.5,"
+                            " \"timelimit\": [null, 20], \"nested\": {\"a\": [1, \"x\"]}}",
+                            0, NULL);
+    amqp_pool_t pool;
+    amqp_table_t table;
+
+    init_amqp_pool(&pool, 1024);
+    CHECK(in != NULL);
+    CHECK(amqp_json_to_table(in, &pool, &table) == 0);
+    CHECK(table.num_entries == 8);
+    CHECK(table.entries[0].value.kind == AMQP_FIELD_KIND_UTF8);
+    CHECK(table.entries[1].value.kind == AMQP_FIELD_KIND_I32);
+    CHECK(table.entries[2].value.kind == AMQP_FIELD_KIND_I64);
+    CHECK(table.entries[3].value.kind == AMQP_FIELD_KIND_VOID);
+    CHECK(table.entries[4].value.kind == AMQP_FIELD_KIND_BOOLEAN);
+    CHECK(table.entries[5].value.kind == AMQP_FIELD_KIND_F64);
+    CHECK(table.entries[6].value.kind == AMQP_FIELD_KIND_ARRAY);
+    CHECK(table.entries[7].value.kind == AMQP_FIELD_KIND_TABLE);
+    json_t *back = amqp_table_to_json(&table);
+    CHECK(json_equal(back, in));
+    json_t *not_object = json_array();
+    CHECK(amqp_json_to_table(not_object, &pool, &table) == -1);
+    json_decref(not_object);
+    json_decref(back);
+    json_decref(in);
+    empty_amqp_pool(&pool);
+}
+
 int main(void)
 {
     RUN(test_converts_celery_header_kinds);
     RUN(test_empty_and_nested_tables);
+    RUN(test_json_to_table_round_trip);
     PW_TEST_MAIN();
 }
