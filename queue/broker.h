@@ -126,8 +126,8 @@ int broker_wait_confirms(struct broker *b, int timeout_ms, struct pw_error *err)
  * Declarations with the flags and arguments Celery 5.2 uses (a different value makes
  * RabbitMQ close the channel), no-ack consumers beside the task consumers (the
  * prefetch limit does not count their messages; broker_cancel_consumers leaves them);
- * publishing with headers is broker_publish's props.headers.  A delivery from these consumers is
- * told apart by its exchange (celery.pidbox, reply.celery.pidbox). */
+ * their messages are published with broker_publish (props.headers).  A delivery from
+ * these consumers is told apart by its exchange (celery.pidbox, reply.celery.pidbox). */
 int broker_declare_exchange(struct broker *b, const char *name, const char *type, int durable,
                             struct pw_error *err);
 /* Non-durable auto-delete queue with x-expires / x-message-ttl (ms; 0 = omitted),
