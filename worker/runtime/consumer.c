@@ -413,6 +413,8 @@ static void finish_job(struct consumer *c, struct pool_job *job)
         c->pause_s = PAUSE_MIN_S;
     status = final_status(c, job, &result);
     metrics_task_finished(c->cfg->metrics, m->task, status, job->runtime, job->outcome.stats);
+    if (!strcmp(status, CELERY_REVOKED))
+        metrics_task_revoked(c->cfg->metrics); /* revoke --terminate */
     body = celery_result_body(m->id, status, result, NULL);
     control_task_finished(c->ctl, c->b, job, status, result);
     json_decref(result);
@@ -452,6 +454,8 @@ static void discard_revoked(struct consumer *c, struct pool_job *job, int expire
         celery_exception("TaskRevokedError", "celery.exceptions", expired ? "expired" : "revoked"),
         NULL);
     control_task_discarded(c->ctl, c->b, m->id, expired);
+    if (!expired)
+        metrics_task_revoked(c->cfg->metrics);
     settle(c, job->delivery_tag, job->conn_gen, 1, 0);
     job_free(job);
 }

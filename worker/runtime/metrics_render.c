@@ -128,7 +128,8 @@ void metrics_render_locked(const struct metrics *m, FILE *f)
                      "Tasks finished or retried, by task name and Celery state.");
     labelled_counter(f, "pw_task_retries", &m->retries, "task", NULL,
                      "Tasks published again for a Celery retry (transient service fault).");
-    scalar(f, "pw_task_revokes", "counter", m->revokes, "Revoke requests received.");
+    scalar(f, "pw_task_revokes", "counter", m->revokes,
+           "Tasks revoked: discarded before running or terminated while running.");
     scalar(f, "pw_projection_reuses", "counter", m->reuses,
            "Projections completed by reusing an identical run's artifacts.");
     scalar(f, "pw_points_fetched", "counter", m->points, "Points fetched from Qdrant.");

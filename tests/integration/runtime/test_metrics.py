@@ -9,6 +9,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -125,6 +126,25 @@ def test_heartbeat_file_advances_while_the_loop_turns():
         w.wait_connected()
         first = wait_for(lambda: os.path.exists(path) and os.stat(path).st_mtime_ns, 10, what="heartbeat file")
         wait_for(lambda: os.stat(path).st_mtime_ns > first, 10, what="the heartbeat to advance")
+    finally:
+        w.stop()
+
+
+def test_metrics_count_a_revoked_task_discarded_before_it_ran():
+    q = unique("metricsrevoke")
+    w = Worker(q, "--without-mingle", *METRICS)
+    try:
+        w.wait_connected()
+        app = celery_app()
+        rid = str(uuid.uuid4())
+        replies = app.control.revoke(rid, destination=[f"{q}@test"], reply=True, timeout=5)
+        assert replies, "the worker did not answer the revoke"
+        res = app.send_task("celery.ping", queue=q, task_id=rid)
+        wait_for(lambda: w.find("task_revoked_discarded", task_id=rid), 20, what="the discard")
+        m = scrape(w)
+        assert value(m, "pw_task_revokes_total") == 1
+        assert value(m, "pw_tasks_total", task="celery.ping", state="SUCCESS") == 0
+        assert res.state == "REVOKED"
     finally:
         w.stop()
 
