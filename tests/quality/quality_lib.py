@@ -65,10 +65,10 @@ def scores(x, y, metric="euclidean", k=10):
     }
 
 
-def compare(name, ours, ref, tolerance=0.01):
-    """Prints both score sets; returns a list of failures (ours < ref - tolerance)."""
+def compare(name, ours, ref, tolerance=0.01, keys=("trustworthiness", "knn_preservation")):
+    """Prints the scores named in keys; returns a list of failures (ours < ref - tolerance)."""
     failures = []
-    for key in ("trustworthiness", "knn_preservation"):
+    for key in keys:
         ok = ours[key] >= ref[key] - tolerance
         print(f"{name}: {key} ours {ours[key]:.4f} reference {ref[key]:.4f} {'ok' if ok else 'FAIL'}")
         if not ok:
