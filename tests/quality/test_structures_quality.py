@@ -1,5 +1,6 @@
 """Quality on every structure of the benchmark matrix (bench/compute), at a small size:
-trustworthiness (k = 10) of `projection-worker project` is at least the reference's,
+trustworthiness (k = 10) of `projection-worker project` is at least the reference's
+(UMAP: both averaged over three seeds, see references()),
 computed here on the same data, minus 0.01 - umap-learn for UMAP (cosine, as the
 Python task), sklearn TSNE for t-SNE (the task's parameters), numpy's SVD for PCA.
 Structures: an isotropic Gaussian, a few broad overlapping clusters, many tight
@@ -19,7 +20,10 @@ import quality_lib as q
 FASHION = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 
 
-def isotropic(n=1500, d=64, seed=3):
+def isotropic(n=1500, d=16, seed=3):
+    """One Gaussian cloud.  16-d: in 64-d, 1500 points' neighbourhoods are close to noise
+    (trustworthiness ~0.70 for every method) and both t-SNEs' scores move by 0.01 with
+    the init alone."""
     return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
 
 
@@ -38,30 +42,44 @@ def fashion(n=2000):
 
 
 def references():
+    """reducer -> (reference fit(x, seed), metric, seeds).  UMAP's layouts of a cloud
+    without structure move by up to 0.01 of trustworthiness from one seed to the next
+    (both implementations), so both sides are averaged over three seeds.  t-SNE's PCA
+    init leaves ours one layout whatever the seed; sklearn's seed only picks the
+    randomized SVD's start."""
     import umap
     from test_tsne_quality import sklearn_tsne
 
-    def pca(x):
+    def pca(x, seed):
         c = x - x.mean(axis=0)
         return c @ np.linalg.svd(c, full_matrices=False)[2][:2].T
 
+    def umap_learn(x, seed):
+        return umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine",
+                         random_state=seed).fit_transform(x)
+
     return {
-        "pca": (pca, "euclidean"),
-        "umap": (lambda x: umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine",
-                                     random_state=42).fit_transform(x), "cosine"),
-        "tsne": (lambda x: sklearn_tsne(x)[0], "euclidean"),
+        "pca": (pca, "euclidean", (42,)),
+        "umap": (umap_learn, "cosine", (42, 1, 2)),
+        "tsne": (lambda x, seed: sklearn_tsne(x)[0], "euclidean", (42,)),
     }
+
+
+def mean_trust(x, layouts, metric):
+    return {"trustworthiness": float(np.mean([q.scores(x, y, metric)["trustworthiness"]
+                                              for y in layouts]))}
 
 
 def check(worker, name, x):
     failures = []
-    for reducer, (ref_fit, metric) in references().items():
-        ours, _ = q.run_worker(worker, x, reducer)
-        if not np.all(np.isfinite(ours)):
+    for reducer, (ref_fit, metric, seeds) in references().items():
+        ours = [q.run_worker(worker, x, reducer, seed=s)[0] for s in seeds]
+        if not all(np.all(np.isfinite(y)) for y in ours):
             failures.append(f"{reducer} {name}: non-finite output")
             continue
-        failures += q.compare(f"{reducer} {name}", q.scores(x, ours, metric),
-                              q.scores(x, ref_fit(x), metric), keys=("trustworthiness",))
+        refs = [ref_fit(x, s) for s in seeds]
+        failures += q.compare(f"{reducer} {name}", mean_trust(x, ours, metric),
+                              mean_trust(x, refs, metric), keys=("trustworthiness",))
     return failures
 
 
