@@ -2,11 +2,11 @@
  * nearest centroids (see kmeans.h). */
 #include "kmeans.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas_fixed.h"
 #include "dense.h"
 #include "rng.h"
 
@@ -107,8 +107,8 @@ static void scores(const float *rows, size_t nr, size_t d, const float *cent, si
                 dots[i * c + a] = dense_dot(rows + i * d, cent + a * d, d);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)c, (int)d, 1.0f, rows,
-                (int)d, cent, (int)d, 0.0f, dots, (int)c);
+    struct blas_nt prod = {rows, cent, dots, nr, c, d, d, d, c};
+    blas_nt_run(&prod, threads);
 }
 
 /* Lloyd rounds on the sample: assign, then move each centroid to its cell's mean; an

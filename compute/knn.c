@@ -12,7 +12,6 @@
  * therefore fixed by the input and the seed alone. */
 #include "knn.h"
 
-#include <cblas.h>
 #include <malloc.h>
 #include <math.h>
 #if defined(__x86_64__)
@@ -22,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas_fixed.h"
 #include "dense.h"
 #include "gram.h"
 #include "kmeans.h"
@@ -356,10 +356,9 @@ static int knn_exact(const struct metric_ctx *m, const float *norms, size_t n, s
             if ((rc = pw_progress_check(progress, err, "knn")))
                 goto cleanup;
             size_t cols = n - c0 < EXACT_COLS ? n - c0 : EXACT_COLS;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)d, 1.0f,
-                        m->x + r0 * d, (int)d, m->x + c0 * d, (int)d, 0.0f, dots, (int)cols);
-            /* One thread on purpose: the selection is ~1/20 of the sgemm's work, and an
-             * OpenMP team spinning between sgemm calls fights OpenBLAS's threads. */
+            struct blas_nt prod = {m->x + r0 * d, m->x + c0 * d, dots, rows, cols, d, d, d, cols};
+            blas_nt_run(&prod, threads);
+            /* One thread on purpose: the selection is ~1/20 of the sgemm's work. */
             for (size_t r = 0; r < rows; r++) {
                 size_t i = r0 + r;
                 float *hd = g->dist + i * k;
@@ -901,9 +900,9 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
                 struct gram_job job = {&cs->gram, rows, from - C0, to - C0, ld, cs->dots};
                 team_run(tm, gram_job_run, &job);
             } else {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)ccols, (int)d,
-                            1.0f, cs->buf + r0 * d, (int)d, cs->buf + from * d, (int)d, 0.0f,
-                            cs->dots, (int)ccols);
+                struct blas_nt prod = {
+                    cs->buf + r0 * d, cs->buf + from * d, cs->dots, rows, ccols, d, d, d, ccols};
+                team_run(tm, blas_nt_share, &prod);
             }
             struct cell_block blk = {s,    cs,  mem + r0,  cs->g + r0, cs->thr + r0,
                                      rows, cnt, from - r0, ccols,      ld};
@@ -1437,7 +1436,7 @@ int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_opt
     if (k < 1 || k >= n)
         return pw_error_set(err, PW_EINVAL, "knn: k must be in [1, n-1] = [1, %zu], got %zu", n - 1,
                             k);
-    int threads = dense_threads(opt->threads);
+    int threads = dense_threads(opt->threads), blas_saved = blas_fixed_enter();
     float *norms = malloc(n * sizeof *norms), *inv = malloc(n * sizeof *inv);
     float *sq = malloc(n * sizeof *sq);
     g->idx = malloc(n * k * sizeof *g->idx);
@@ -1462,6 +1461,7 @@ cleanup:
     free(norms);
     free(inv);
     free(sq);
+    blas_fixed_leave(blas_saved);
     if (rc)
         knn_free(g);
     return rc;

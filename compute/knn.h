@@ -8,12 +8,10 @@
  * the heaps, then NN-descent rounds repair what crossed cell borders.  With part_size
  * 0 the seed is pynndescent's random projection forest instead (on rows wider than 128
  * the trees split in a 64-d random sketch; leaves and joins use full rows).  Candidate
- * distances are computed in parallel and applied to the heaps in a fixed order, so the
- * graph depends only on the input, the metric, the seed and OpenBLAS's thread count
- * (cells), not on `threads`.
- *
- * The exact path selects on sgemm dot products, whose last bits may depend on
- * OpenBLAS's own thread count (set by the caller): same BLAS threads, same bytes.
+ * distances are computed in parallel and applied to the heaps in a fixed order, and
+ * every sgemm runs on one OpenBLAS thread over fixed row blocks (blas_fixed.h), so the
+ * graph depends only on the input, the metric and the seed, not on `threads` nor on
+ * the caller's OpenBLAS thread count (restored on return).
  * A point is never its own neighbour; rows are sorted by (distance, index).
  * Distances: euclidean = |a - b|, cosine = 1 - a.b / (|a| |b|) (1 for a zero row).
  * knn_build allocates the graph's arrays; the caller releases them with knn_free. */

@@ -4,17 +4,17 @@
  * scatter matrix costs one pass of n*d^2 flops in BLAS-3 and the eigensolve is
  * tiny, while a thin SVD of the n x d matrix is several times slower and needs a
  * copy.  Accuracy: rows are centred in float32 per block, each block's scatter is
- * summed in float32 by ssyrk (at most PCA_BLOCK rows), blocks are summed in double.
- * The column mean is summed in double over fixed-size chunks in a fixed order, so
- * results depend only on the input (and OpenBLAS's thread count). */
+ * summed in float32 by one-thread sgemm on fixed column panels (blas_fixed.h; at most
+ * PCA_BLOCK rows), blocks are summed in double.  The column mean is summed in double
+ * over fixed-size chunks in a fixed order, so results depend only on the input. */
 #include "pca.h"
 
-#include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas_fixed.h"
 #include "dense.h"
 #include "team.h"
 
@@ -78,8 +78,7 @@ static int column_mean(const float *x, size_t n, size_t d, struct team *tm, doub
     return bad;
 }
 
-/* A block of rows centred, or projected, by thread t of T of a team (team.h: its
- * threads sleep while OpenBLAS runs, where an OpenMP team would spin and compete). */
+/* A block of rows centred, or projected, by thread t of T of a team (team.h). */
 struct pca_rows {
     const float *x, *mean, *vecs;
     size_t rows, d, k;
@@ -124,7 +123,7 @@ int pca_fit(const float *x, size_t n, size_t d, const struct pca_options *opt, f
                             k);
     if (!out)
         return pw_error_set(err, PW_EINVAL, "pca: no output buffer");
-    int threads = dense_threads(opt->threads);
+    int threads = dense_threads(opt->threads), blas_saved = blas_fixed_enter();
 
     double *mean = malloc(d * sizeof *mean), *scatter = calloc(d * d, sizeof *scatter);
     double *evals = malloc(d * sizeof *evals), *evecs = malloc(d * k * sizeof *evecs);
@@ -157,8 +156,7 @@ int pca_fit(const float *x, size_t n, size_t d, const struct pca_options *opt, f
         size_t rows = n - b0 < PCA_BLOCK ? n - b0 : PCA_BLOCK;
         struct pca_rows br = {x + b0 * d, fmean, NULL, rows, d, k, block, NULL};
         team_run(tm, centre_rows, &br);
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)rows, 1.0f, block, (int)d,
-                    0.0f, blockcov, (int)d);
+        blas_gram_upper(block, rows, d, blockcov, threads);
         for (size_t i = 0; i < d; i++)
             for (size_t j = i; j < d; j++)
                 scatter[i * d + j] += blockcov[i * d + j];
@@ -232,5 +230,6 @@ cleanup:
     free(fvecs);
     free(isuppz);
     team_stop(tm);
+    blas_fixed_leave(blas_saved);
     return rc;
 }

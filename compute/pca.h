@@ -2,13 +2,14 @@
  *
  * Matches the Python task's numpy version (SVD of the centred matrix) without an
  * SVD: the d x d scatter matrix of the centred rows is accumulated block by block
- * (float32 OpenBLAS ssyrk per block, float64 sum across blocks) and its top
+ * (float32 OpenBLAS products per block, float64 sum across blocks) and its top
  * eigenpairs come from LAPACKE_dsyevr.  Memory beyond the input: d*d doubles and
  * one block of rows.  Components are numpy's up to sign; the sign is fixed so the
  * largest-magnitude entry of each component is positive.
  *
- * Results are identical for identical input and OpenBLAS thread count (BLAS rounding
- * may depend on how OpenBLAS splits the work; compute/ never changes that setting).
+ * Results are identical for identical input whatever the thread counts: OpenBLAS runs on
+ * one thread during the call, on fixed blocks spread over `threads` (blas_fixed.h), and
+ * the caller's OpenBLAS thread count is restored on return.
  * The caller owns every buffer: `out` is n*k floats (row-major), the optional
  * result arrays are sized as documented in struct pca_result. */
 #ifndef PW_PCA_H

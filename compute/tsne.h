@@ -20,8 +20,9 @@
  * RandomState, so seed 42 gives a different (equally valid) layout than sklearn's
  * random_state=42.  Determinism: every sum runs over a fixed partition in a fixed order,
  * so the same input, options and library builds give identical bytes for any
- * `threads` (the exact k-NN and the PCA init depend on OpenBLAS's own thread count and
- * the FFT on FFTW's kernels for this CPU, as any BLAS result does).  FFTW's planner is
+ * `threads` and any OpenBLAS thread count (the k-NN and the PCA init run OpenBLAS on fixed
+ * blocks, blas_fixed.h; the FFT depends on FFTW's kernels for this CPU, as any BLAS
+ * result depends on BLAS's).  FFTW's planner is
  * not thread-safe: run one tsne_fit at a time per process.
  *
  * Memory: besides the caller's input, about 8 * k bytes per point (the k-NN lists are

@@ -499,12 +499,104 @@ static void sym_eig(double *H, size_t b, double *theta, double *V)
     }
 }
 
+/* Chebyshev filter of degree `deg` (Zhou & Saad 2007, scaled): *X <- p(S) *X where p
+ * is the Chebyshev polynomial that is small on S's unwanted interval [0, hi] and 1 at
+ * top (the largest wanted eigenvalue's estimate).  On entry *Y = S *X (deflated); the
+ * three buffers are rotated and the result ends in *X.  Each degree past the first costs
+ * one operator application.  A wanted eigenvalue just above hi grows like
+ * exp(deg acosh(1 + 2 gap / hi)) against the unwanted ones: for Fashion-MNIST's graph
+ * (eigenvalues 0.9986 wanted, 0.988 unwanted) that is 0.81 per application, where a
+ * shifted power step S - hi / 2 gives 0.977. */
+static void cheb_filter(const struct fgraph *g, const double *isq, const double *v1, double **X,
+                        double **Y, double **Z, size_t b, double hi, double top, size_t deg,
+                        double *part, int threads)
+{
+    size_t m = g->n;
+    double e = 0.5 * hi, c = 0.5 * hi;
+    if (!(top > hi) || !(e > 0)) { /* no interval to damp: one power step */
+        double *t = *X;
+        *X = *Y;
+        *Y = t;
+        return;
+    }
+    double sigma1 = e / (top - c), sigma = sigma1, tau = 2.0 / sigma1;
+    double *x = *X, *y = *Y, *z = *Z;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (size_t i = 0; i < m * b; i++)
+        y[i] = (y[i] - c * x[i]) * (sigma1 / e);
+    for (size_t k = 2; k <= deg; k++) {
+        double sn = 1.0 / (tau - sigma);
+        apply_op(g, isq, v1, y, z, b, c, part, threads);
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (size_t i = 0; i < m * b; i++)
+            z[i] = 2.0 * sn / e * z[i] - sigma * sn * x[i];
+        double *t = x;
+        x = y;
+        y = z;
+        z = t;
+        sigma = sn;
+    }
+    *X = y;
+    *Y = x;
+    *Z = z;
+}
+
+/* Rayleigh-Ritz on span(X) with Y = S X: X <- X V, Y <- Y V for the eigenvectors V of
+ * X^T Y (theta descending); res gets the top two Ritz pairs' residual norms. */
+static void rayleigh_ritz(double *X, double *Y, size_t m, size_t b, double *theta, double res[2],
+                          double *part, int threads)
+{
+    double H[SPEC_B * SPEC_B], V[SPEC_B * SPEC_B];
+    size_t nblk = (m + SPEC_ROWS - 1) / SPEC_ROWS;
+    spec_atb(X, b, Y, b, m, H, part, threads);
+    for (size_t r = 0; r < b; r++)
+        for (size_t c = r + 1; c < b; c++)
+            H[r * b + c] = H[c * b + r] = 0.5 * (H[r * b + c] + H[c * b + r]);
+    sym_eig(H, b, theta, V);
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (size_t k = 0; k < nblk; k++) {
+        double r0 = 0, r1 = 0;
+        size_t hi = (k + 1) * SPEC_ROWS < m ? (k + 1) * SPEC_ROWS : m;
+        for (size_t i = k * SPEC_ROWS; i < hi; i++) {
+            double xr[SPEC_B], yr[SPEC_B];
+            for (size_t c = 0; c < b; c++) {
+                double sx = 0, sy = 0;
+                for (size_t r = 0; r < b; r++) {
+                    sx += X[i * b + r] * V[r * b + c];
+                    sy += Y[i * b + r] * V[r * b + c];
+                }
+                xr[c] = sx;
+                yr[c] = sy;
+            }
+            memcpy(X + i * b, xr, b * sizeof *xr);
+            memcpy(Y + i * b, yr, b * sizeof *yr);
+            r0 += (yr[0] - theta[0] * xr[0]) * (yr[0] - theta[0] * xr[0]);
+            r1 += (yr[1] - theta[1] * xr[1]) * (yr[1] - theta[1] * xr[1]);
+        }
+        part[2 * k] = r0;
+        part[2 * k + 1] = r1;
+    }
+    res[0] = res[1] = 0;
+    for (size_t k = 0; k < nblk; k++) {
+        res[0] += part[2 * k];
+        res[1] += part[2 * k + 1];
+    }
+    res[0] = sqrt(res[0]);
+    res[1] = sqrt(res[1]);
+}
+
+/* Operator applications per Rayleigh-Ritz step: one for the step, CHEB_DEGREE - 1 more
+ * in the filter. */
+#define CHEB_DEGREE 8
+
 /* The eigenvectors of the 2nd and 3rd smallest eigenvalues of the normalised Laplacian
- * I - D^-1/2 W D^-1/2 of a connected graph, by block subspace iteration with
- * Rayleigh-Ritz (on a shifted operator, see below).  umap-learn asks ARPACK for tol
- * 1e-4; we stop at a residual of 1e-4 or after an iteration budget (then keep the
- * current Ritz vectors, which are already smooth on the graph).  The result does not
- * depend on `threads`.  Returns -1 on numerical failure or out of memory. */
+ * I - D^-1/2 W D^-1/2 of a connected graph, i.e. the top ones of S = (I + that) / 2 once
+ * its known top eigenvector D^1/2 1 is deflated: Chebyshev-filtered block subspace
+ * iteration (cheb_filter) with Rayleigh-Ritz.  umap-learn asks ARPACK for tol 1e-4; we
+ * stop at ARPACK's criterion with that tol or when max_it operator applications are
+ * spent (then keep the current Ritz vectors, which are already smooth on the graph).
+ * The result does not depend on `threads`.  Returns -1 on numerical failure or out of
+ * memory. */
 static int spectral_connected(const struct fgraph *g, uint64_t seed, uint64_t stream, int threads,
                               size_t max_it, double *emb, const struct pw_progress *progress)
 {
@@ -513,9 +605,10 @@ static int spectral_connected(const struct fgraph *g, uint64_t seed, uint64_t st
     int rc = -1;
     double *isq = malloc(m * sizeof *isq), *v1 = calloc(m, sizeof *v1);
     double *X = calloc(m * b, sizeof *X), *Y = malloc(m * b * sizeof *Y);
-    double *part = malloc(nblk * b * b * sizeof *part);
-    double G[SPEC_B * SPEC_B], H[SPEC_B * SPEC_B], V[SPEC_B * SPEC_B], theta[SPEC_B];
-    if (!isq || !v1 || !X || !Y || !part || b < 2)
+    double *Z = malloc(m * b * sizeof *Z);
+    double *part = malloc((nblk * b * b > 2 * nblk ? nblk * b * b : 2 * nblk) * sizeof *part);
+    double G[SPEC_B * SPEC_B], theta[SPEC_B], res[2];
+    if (!isq || !v1 || !X || !Y || !Z || !part || b < 2)
         goto cleanup;
     double vn = 0;
     for (size_t i = 0; i < m; i++) {
@@ -538,77 +631,25 @@ static int spectral_connected(const struct fgraph *g, uint64_t seed, uint64_t st
         goto cleanup;
     if (m < 4096)
         threads = 1; /* fork/join costs more than the work */
-    double shift = 0.0;
-    for (size_t it = 1; it <= max_it; it++) {
-        apply_op(g, isq, v1, X, Y, b, shift, part, threads);
-        if (it % 10 == 0 || it == max_it) {
-            /* Rayleigh-Ritz on span(X): H = X^T S X, rotate, check the top-2 residuals */
-            spec_atb(X, b, Y, b, m, H, part, threads);
-            for (size_t r = 0; r < b; r++)
-                for (size_t c = r + 1; c < b; c++)
-                    H[r * b + c] = H[c * b + r] = 0.5 * (H[r * b + c] + H[c * b + r]);
-            sym_eig(H, b, theta, V);
-            /* X <- X V, Y <- Y V; residuals of the top two Ritz pairs per row block */
-            double *res = part; /* nblk * 2 */
-#pragma omp parallel for schedule(static) num_threads(threads)
-            for (size_t k = 0; k < nblk; k++) {
-                double r0 = 0, r1 = 0;
-                size_t hi = (k + 1) * SPEC_ROWS < m ? (k + 1) * SPEC_ROWS : m;
-                for (size_t i = k * SPEC_ROWS; i < hi; i++) {
-                    double xr[SPEC_B], yr[SPEC_B];
-                    for (size_t c = 0; c < b; c++) {
-                        double sx = 0, sy = 0;
-                        for (size_t r = 0; r < b; r++) {
-                            sx += X[i * b + r] * V[r * b + c];
-                            sy += Y[i * b + r] * V[r * b + c];
-                        }
-                        xr[c] = sx;
-                        yr[c] = sy;
-                    }
-                    memcpy(X + i * b, xr, b * sizeof *xr);
-                    memcpy(Y + i * b, yr, b * sizeof *yr);
-                    r0 += (yr[0] - theta[0] * xr[0]) * (yr[0] - theta[0] * xr[0]);
-                    r1 += (yr[1] - theta[1] * xr[1]) * (yr[1] - theta[1] * xr[1]);
-                }
-                res[2 * k] = r0;
-                res[2 * k + 1] = r1;
+    for (size_t used = 1;; used += CHEB_DEGREE) {
+        apply_op(g, isq, v1, X, Y, b, 0.0, part, threads);
+        rayleigh_ritz(X, Y, m, b, theta, res, part, threads);
+        if ((res[0] <= 1e-4 * theta[0] && res[1] <= 1e-4 * theta[1]) || used >= max_it) {
+            for (size_t i = 0; i < m; i++) {
+                emb[i * 2] = X[i * b];
+                emb[i * 2 + 1] = X[i * b + 1];
             }
-            double res0 = 0, res1 = 0;
-            for (size_t k = 0; k < nblk; k++) {
-                res0 += res[2 * k];
-                res1 += res[2 * k + 1];
-            }
-            /* ARPACK's criterion with umap-learn's tol: |residual| <= 1e-4 |theta| */
-            for (size_t c = 0; c < b; c++)
-                theta[c] += shift; /* eigenvalues of S */
-            if ((sqrt(res0) <= 1e-4 * theta[0] && sqrt(res1) <= 1e-4 * theta[1]) || it == max_it) {
-                /* S = (I + M) / 2: eigenvalue theta of S is 1 - lambda / 2 of L */
-                for (size_t i = 0; i < m; i++) {
-                    emb[i * 2] = X[i * b];
-                    emb[i * 2 + 1] = X[i * b + 1];
-                }
-                rc = 0;
-                for (size_t i = 0; i < 2 * m; i++)
-                    if (!isfinite(emb[i]))
-                        rc = -1;
-                goto cleanup;
-            }
-            if (pw_progress_cancelled(progress))
-                goto cleanup;
-            /* S's spectrum is in [0, 1]; the unwanted part lies below the smallest Ritz
-             * value theta[b-1].  Iterating with S - theta[b-1]/2 maps it into
-             * [-theta[b-1]/2, theta[b-1]/2] while the wanted eigenvalues stay above:
-             * about twice the convergence rate of S itself when the spectrum is
-             * clustered (many weakly linked groups). */
-            shift = 0.5 * theta[b - 1];
+            rc = 0;
+            for (size_t i = 0; i < 2 * m; i++)
+                if (!isfinite(emb[i]))
+                    rc = -1;
+            goto cleanup;
         }
-        double *t = X;
-        X = Y;
-        Y = t;
-        /* S's spectrum below the deflated top lies in [0, 1): three steps between
-         * orthonormalisations keep X well conditioned; Rayleigh-Ritz needs it orthonormal */
-        if ((it % 3 == 0 || (it + 1) % 10 == 0 || it + 1 == max_it) &&
-            orthonormalize(X, m, b, G, part, 1, threads))
+        if (pw_progress_cancelled(progress))
+            goto cleanup;
+        /* S's spectrum lies in [0, 1]; below the block's smallest Ritz value is unwanted */
+        cheb_filter(g, isq, v1, &X, &Y, &Z, b, theta[b - 1], theta[0], CHEB_DEGREE, part, threads);
+        if (orthonormalize(X, m, b, G, part, 2, threads))
             goto cleanup;
     }
 cleanup:
@@ -616,6 +657,7 @@ cleanup:
     free(v1);
     free(X);
     free(Y);
+    free(Z);
     free(part);
     return rc;
 }
@@ -781,9 +823,10 @@ static int spectral_layout(const float *x, size_t d, const struct fgraph *g, uin
         goto cleanup;
     }
     size_t nc = graph_components(g, label);
-    /* Iteration budget: about 2e9 flops of operator applications over the whole graph
-     * (about a second on one core), the same count for every component; the shift in
-     * spectral_connected converges fast enough for this budget. */
+    /* Budget: about 2e9 flops of operator applications over the whole graph (about a
+     * second on one core), the same count for every component; the Chebyshev filter in
+     * spectral_connected converges well within it (Fashion-MNIST's 20k graph: 57
+     * applications of a budget of 204). */
     double budget = 2e9 / ((double)(g->nnz + n) * 10.0 * 2.0);
     size_t max_it = budget > 3000 ? 3000 : budget < 60 ? 60 : (size_t)budget;
     *n_comp_out = nc;

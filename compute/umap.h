@@ -16,10 +16,10 @@
  * (i, k) (the reverse edge has the same weight, so it is sampled in the same epochs).
  * Negative samples are a function of (seed, edge, epoch, draw).  The spectral solver
  * sums over fixed row blocks.  The result is therefore identical for any `threads`
- * value, given the same input, seed and OpenBLAS thread count (the exact k-NN and the
- * PCA placing many graph components call BLAS; see knn.h).  Negative samples of one
- * positive sample all push from the same position (umap-learn moves the point between
- * them), so they can be computed as one vector operation.
+ * value and OpenBLAS thread count, given the same input and seed (the k-NN and the PCA
+ * placing many graph components run OpenBLAS on fixed blocks; see blas_fixed.h).  Negative samples
+ * of one positive sample all push from the same position (umap-learn moves the point between them),
+ * so they can be computed as one vector operation.
  *
  * `out` is n*2 floats owned by the caller; nothing else survives the call. */
 #ifndef PW_UMAP_H

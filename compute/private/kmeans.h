@@ -7,8 +7,9 @@
  * taken about the data's mean (the sample's for Lloyd, the centroids' for the
  * assignment), so rows far from the origin do not cancel.  Cosine runs spherical
  * k-means: rows and centroids are compared as unit vectors, borders are in unit-row
- * units.  Scores against 24 centroids or more use OpenBLAS sgemm: same input, c, seed and
- * thread count give the same bytes.  No I/O; cancellable through `progress`. */
+ * units.  Scores against 24 centroids or more use OpenBLAS sgemm on fixed row blocks
+ * (blas_fixed.h; the caller has OpenBLAS on one thread): same input, c and seed give
+ * the same bytes.  No I/O; cancellable through `progress`. */
 #ifndef PW_KMEANS_H
 #define PW_KMEANS_H
 
