@@ -369,7 +369,7 @@ def table_row(row, ref):
     note = "; ".join(filter(None, [ref_note(ref) if ref else "", o.get("fallback") and "ours fell back to PCA"]))
     return (f"| {row['cell']} | {row['n']} x {row['d']} | {row['reducer']} | {fmt(o.get('s'))} ({fmt(o.get('cpu'), '.1f')}) "
             f"| {ref.get('label', '-')} | {fmt(ref.get('s'))} ({fmt(ref.get('cpu'), '.1f')}) | "
-            f"{'**' + fmt(ratio, '.1f') + 'x**' if ratio else '-'} / {fmt(cpu_ratio, '.1f')}x | "
+            f"{'**' + fmt(ratio, '.1f') + 'x**' if ratio else '-'} / {fmt(cpu_ratio, '.1f') + 'x' if cpu_ratio else '-'} | "
             f"{fmt(o.get('trust'), '.4f')} / {fmt(ref.get('trust'), '.4f')} | "
             f"{fmt(o.get('acc'), '.4f')} / {fmt(ref.get('acc'), '.4f')} | {recall_txt} | "
             f"{mib(o.get('rss'))}{rss_x} | {mib(ref.get('rss'))} | {fmt(o.get('load'), '.1f')} / "
@@ -438,6 +438,9 @@ def parse_args():
     ap.add_argument("--rtsne-max-n", type=int, default=20000)
     ap.add_argument("--quality-sample", type=int, default=5000)
     ap.add_argument("--no-write", action="store_true", help="do not touch bench/compute/RESULTS.md")
+    ap.add_argument("--rerender", action="store_true",
+                    help="no measurement: re-render the last run (bench/out/compute-matrix/results.json), "
+                         "taking references it lacked from the cache (marked cached)")
     return ap.parse_args()
 
 
@@ -449,8 +452,25 @@ def tools_for(args):
     return {"project": project, "recall": recall_bin if os.access(recall_bin, os.X_OK) else None}
 
 
+def rerender(args):
+    with open(os.path.join(OUT, "results.json")) as fh:
+        res = json.load(fh)
+    cache = load_cache()
+    for row in res["rows"]:
+        for i, ref in enumerate(row["refs"]):
+            key = f"{row['cell']}|{row['reducer']}|{ref['label']}|{ref.get('version')}|{row['data_hash']}"
+            if ref.get("missing") and key in cache:
+                row["refs"][i] = dict(cache[key], cached=True, label=ref["label"])
+    md = render(res)
+    print(md)
+    if not args.no_write:
+        write_results(md)
+
+
 def main():
     args = parse_args()
+    if args.rerender:
+        return rerender(args)
     if args.list:
         for name, (s, n, d) in CELLS.items():
             print(f"{name:16} {s:7} {n:7} x {d}")
