@@ -388,7 +388,9 @@ def render(res):
             else "no references (--skip-reference)" if res["args"]["skip_reference"]
             else "every reference recomputed on the same data in this run")
     lines = [f"Run of {res['date']} ({res['duration_s'] / 60:.1f} min), repository HEAD {res['git']}, "
-             f"`{res['tools'].get('project')}` built {res['binary_built']}; {mode}.", "",
+             f"`{res['tools'].get('project')}` built {res['binary_built']}; {mode}"
+             + (f"; re-rendered {res['rerendered']} with the references cached since (--rerender)"
+                if res.get("rerendered") else "") + ".", "",
              "```sh", res["command"], "```", "",
              f"Machine: {os.cpu_count()} cores; `uptime` before: {res['uptime_before']}; after: "
              f"{res['uptime_after']}.  OPENBLAS_CORETYPE={res['coretype']} for both sides; ours with "
@@ -461,6 +463,7 @@ def rerender(args):
             key = f"{row['cell']}|{row['reducer']}|{ref['label']}|{ref.get('version')}|{row['data_hash']}"
             if ref.get("missing") and key in cache:
                 row["refs"][i] = dict(cache[key], cached=True, label=ref["label"])
+    res["rerendered"] = now_utc()
     md = render(res)
     print(md)
     if not args.no_write:
