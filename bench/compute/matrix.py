@@ -35,7 +35,7 @@ every reference from the cache (for re-measuring our side after a change); both 
 each cached number in the table ("cached" with its date and load).  --references-only
 fills the cache without running ours.  --ref-nice runs the references under nice.
 
-Writes bench/out/compute-matrix/results.json and replaces the generated section of
+Writes bench/out/compute-matrix/results.json (--json) and replaces the generated section of
 bench/compute/RESULTS.md (between the matrix markers) unless --no-write.  Not a test:
 nothing is asserted."""
 import argparse
@@ -387,13 +387,14 @@ def render(res):
             else "cached references allowed (**--reuse-reference**)" if res["args"]["reuse_reference"]
             else "no references (--skip-reference)" if res["args"]["skip_reference"]
             else "every reference recomputed on the same data in this run")
-    lines = [f"Run of {res['date']} ({res['duration_s'] / 60:.1f} min), repository HEAD {res['git']}, "
+    took = f"{res['duration_s'] / 60:.1f} min" if "duration_s" in res else "unfinished"
+    lines = [f"Run of {res['date']} ({took}), repository HEAD {res['git']}, "
              f"`{res['tools'].get('project')}` built {res['binary_built']}; {mode}"
              + (f"; re-rendered {res['rerendered']} with the references cached since (--rerender)"
                 if res.get("rerendered") else "") + ".", "",
              "```sh", res["command"], "```", "",
              f"Machine: {os.cpu_count()} cores; `uptime` before: {res['uptime_before']}; after: "
-             f"{res['uptime_after']}.  OPENBLAS_CORETYPE={res['coretype']} for both sides; ours with "
+             f"{res.get('uptime_after', '-')}.  OPENBLAS_CORETYPE={res['coretype']} for both sides; ours with "
              f"--threads {res['args']['threads']}.  References: "
              + ", ".join(f"{k} {v}" for k, v in res["versions"].items()) + ".", "", HEADER]
     for row in res["rows"]:
@@ -440,6 +441,8 @@ def parse_args():
     ap.add_argument("--rtsne-max-n", type=int, default=20000)
     ap.add_argument("--quality-sample", type=int, default=5000)
     ap.add_argument("--no-write", action="store_true", help="do not touch bench/compute/RESULTS.md")
+    ap.add_argument("--json", help="the run's results (default: bench/out/compute-matrix/results.json, "
+                                   "references.json with --references-only)")
     ap.add_argument("--rerender", action="store_true",
                     help="no measurement: re-render the last run (bench/out/compute-matrix/results.json), "
                          "taking references it lacked from the cache (marked cached)")
@@ -454,8 +457,14 @@ def tools_for(args):
     return {"project": project, "recall": recall_bin if os.access(recall_bin, os.X_OK) else None}
 
 
+def save_json(res, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(res, fh, indent=1, default=str)
+
+
 def rerender(args):
-    with open(os.path.join(OUT, "results.json")) as fh:
+    with open(args.json) as fh:
         res = json.load(fh)
     cache = load_cache()
     for row in res["rows"]:
@@ -472,6 +481,7 @@ def rerender(args):
 
 def main():
     args = parse_args()
+    args.json = args.json or os.path.join(OUT, "references.json" if args.references_only else "results.json")
     if args.rerender:
         return rerender(args)
     if args.list:
@@ -496,13 +506,10 @@ def main():
     cache = load_cache()
     for cell in cells:
         res["rows"] += run_cell(cell, args, cache, res["versions"], tools, log)
-        os.makedirs(OUT, exist_ok=True)
-        with open(os.path.join(OUT, "results.json"), "w") as fh:
-            json.dump(res, fh, indent=1, default=str)
+        save_json(res, args.json)
     res["duration_s"] = time.perf_counter() - t0
     res["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    with open(os.path.join(OUT, "results.json"), "w") as fh:
-        json.dump(res, fh, indent=1, default=str)
+    save_json(res, args.json)
     md = render(res)
     print(md)
     if not (args.no_write or args.references_only):
