@@ -444,8 +444,8 @@ def parse_args():
     ap.add_argument("--json", help="the run's results (default: bench/out/compute-matrix/results.json, "
                                    "references.json with --references-only)")
     ap.add_argument("--rerender", action="store_true",
-                    help="no measurement: re-render the last run (bench/out/compute-matrix/results.json), "
-                         "taking references it lacked from the cache (marked cached)")
+                    help="no measurement: re-render the last run (--json; several, comma-separated, are "
+                         "joined), taking references it lacked from the cache (marked cached)")
     return ap.parse_args()
 
 
@@ -464,8 +464,14 @@ def save_json(res, path):
 
 
 def rerender(args):
-    with open(args.json) as fh:
-        res = json.load(fh)
+    parts = []
+    for path in args.json.split(","):
+        with open(path) as fh:
+            parts.append(json.load(fh))
+    res = parts[0]
+    for more in parts[1:]:  # rows of further runs (commands listed), e.g. the 200k cells run apart
+        res["rows"] += more["rows"]
+        res["command"] += "\n" + more["command"]
     cache = load_cache()
     for row in res["rows"]:
         for i, ref in enumerate(row["refs"]):
