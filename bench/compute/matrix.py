@@ -361,12 +361,13 @@ def table_row(row, ref):
     o = row.get("ours", {})
     ref = ref or {}
     mib = lambda b: fmt(b / 2**20 if b else None, ".0f")  # noqa: E731
-    ratio = ref["s"] / o["s"] if ref.get("s") and o.get("s") else None
-    cpu_ratio = ref["cpu"] / o["cpu"] if ref.get("cpu") and o.get("cpu") else None
+    same = not o.get("fallback")  # a fall-back to PCA is not the computation the reference did
+    ratio = ref["s"] / o["s"] if ref.get("s") and o.get("s") and same else None
+    cpu_ratio = ref["cpu"] / o["cpu"] if ref.get("cpu") and o.get("cpu") and same else None
     rec = row.get("recall")
     recall_txt = f"{rec['recall']:.4f} (k {rec['k']})" if rec else "-"
     rss_x = f" ({o['rss'] / row['input_bytes']:.2f}x)" if o.get("rss") else ""
-    note = "; ".join(filter(None, [ref_note(ref) if ref else "", o.get("fallback") and "ours fell back to PCA"]))
+    note = "; ".join(filter(None, [ref_note(ref) if ref else "", o.get("fallback") and f"**ours fell back to PCA**: {o['fallback']}"]))
     return (f"| {row['cell']} | {row['n']} x {row['d']} | {row['reducer']} | {fmt(o.get('s'))} ({fmt(o.get('cpu'), '.1f')}) "
             f"| {ref.get('label', '-')} | {fmt(ref.get('s'))} ({fmt(ref.get('cpu'), '.1f')}) | "
             f"{'**' + fmt(ratio, '.1f') + 'x**' if ratio else '-'} / {fmt(cpu_ratio, '.1f') + 'x' if cpu_ratio else '-'} | "
