@@ -1,7 +1,7 @@
 """One reference run, in its own process so its peak RSS is its own:
     ref.py METHOD INPUT.f32 DIM OUT.npy
 METHOD: umap (umap-learn, the Python task's call), tsne (sklearn TSNE, the Python task's
-call), pca (the Python task's numpy SVD).  Prints the fit seconds on stdout."""
+call), pca (the Python task's numpy SVD), pca-sklearn (sklearn PCA, its default solver).  Prints the fit seconds on stdout."""
 import inspect
 import sys
 import time
@@ -24,6 +24,10 @@ def main(method, path, dim, out):
                   init="pca", random_state=42)
         kw["n_iter" if "n_iter" in inspect.signature(TSNE.__init__).parameters else "max_iter"] = 1000
         y = TSNE(**kw).fit_transform(x)
+    elif method == "pca-sklearn":
+        from sklearn.decomposition import PCA
+
+        y = PCA(n_components=2, random_state=42).fit_transform(x)
     elif method == "pca":
         centred = x - x.mean(axis=0, keepdims=True)
         _, s, vt = np.linalg.svd(centred, full_matrices=False)

@@ -11,8 +11,10 @@ loading the run and writing the database, against the same Qdrant stand-in as ou
   parse      json.loads per page, then np.asarray(vector, float32) per record
   categories _derive_category_label + the index/legend/count loop of the task
   stack      np.stack(vectors, axis=0)
-  pca        _compute_pca_projection (np.linalg.svd of the centred matrix,
-             full_matrices=False) - the seed's own function, loaded from projection.py
+  reduce     --reducer pca: _compute_pca_projection (np.linalg.svd of the centred matrix,
+             full_matrices=False); --reducer umap: _compute_umap_projection (umap-learn,
+             the task's defaults n_neighbors 15, min_dist 0.1, metric cosine,
+             random_state 42) - the seed's own functions, loaded from projection.py
   write      x/y/ids/cat binaries with _write_binary, meta.json with _write_meta
 
 Not included (so this reference is, if anything, faster than the real task): qdrant-client's
@@ -49,10 +51,11 @@ from common import collect_vectors  # noqa: E402
 TASK = os.path.join(ROOT, "tests/fixtures/python_task/projection.py")
 HELPERS = {"_parse_timestamp", "_bucket_age", "_extract_source_dir", "_extract_filetype",
            "_extract_age_bucket", "_derive_category_label", "_ensure_float32",
-           "_compute_pca_projection", "_write_binary", "_write_meta"}
+           "_compute_pca_projection", "_compute_umap_projection", "_write_binary", "_write_meta"}
+UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"}  # the task's, for config {}
 
 
-def load_task_helpers() -> dict[str, Any]:
+def load_task_helpers(umap_module: Any = None) -> dict[str, Any]:
     """The seed's own pure functions and constants (the module itself imports the webui
     package, which is not here), as tests/unit/pipeline/test_categories.py does."""
     tree = ast.parse(open(TASK).read())
@@ -60,7 +63,7 @@ def load_task_helpers() -> dict[str, Any]:
             if (isinstance(n, ast.FunctionDef) and n.name in HELPERS)
             or (isinstance(n, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in n.targets))]
     ns: dict[str, Any] = {"Any": Any, "Mapping": Mapping, "Path": Path, "datetime": datetime, "UTC": UTC,
-                          "np": np, "json": json}
+                          "np": np, "json": json, "umap": umap_module}
     exec(compile(ast.Module(body=keep, type_ignores=[]), TASK, "exec"), ns)  # noqa: S102 - our fixture
     missing = HELPERS - set(ns)
     if missing:
@@ -85,9 +88,11 @@ def main() -> None:
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--color-by", default="document_id")
     ap.add_argument("--total-count", type=int, default=0, help="collections.vector_count")
+    ap.add_argument("--reducer", choices=("pca", "umap"), default="pca")
     args = ap.parse_args()
 
-    R = load_task_helpers()
+    # the task imports umap-learn when its module loads: start-up, not timed
+    R = load_task_helpers(__import__("umap") if args.reducer == "umap" else None)
     t_ready = time.perf_counter()
     sample_limit = R["DEFAULT_SAMPLE_LIMIT"]
     batch = R["QDRANT_SCROLL_BATCH"]
@@ -167,8 +172,11 @@ def main() -> None:
     total_vectors = max(args.total_count, point_count) if args.total_count > 0 else point_count
     vectors_array = np.stack(vectors, axis=0)
     t_stack = time.perf_counter()
-    result = R["_compute_pca_projection"](vectors_array)
-    t_pca = time.perf_counter()
+    if args.reducer == "umap":
+        result = R["_compute_umap_projection"](vectors_array, **UMAP_DEFAULTS)
+    else:
+        result = R["_compute_pca_projection"](vectors_array)
+    t_reduce = time.perf_counter()
 
     projection_array = result["projection"]
     int32_info = np.iinfo(np.int32)
@@ -193,12 +201,14 @@ def main() -> None:
     meta = {"projection_id": args.run_id, "collection_id": args.collection_id,
             "created_at": datetime.now(UTC).isoformat(), "point_count": point_count,
             "total_count": total_vectors, "shown_count": point_count, "sampled": point_count < total_vectors,
-            "reducer_requested": "pca", "reducer_used": "pca", "reducer_params": {}, "dimensionality": 2,
+            "reducer_requested": args.reducer, "reducer_used": args.reducer,
+            "reducer_params": UMAP_DEFAULTS if args.reducer == "umap" else {}, "dimensionality": 2,
             "source_vector_collection": args.collection, "sample_limit": sample_limit,
             "files": {"x": "x.f32.bin", "y": "y.f32.bin", "ids": "ids.i32.bin", "categories": "cat.u8.bin"},
-            "color_by": color_by, "legend": legend_entries,
-            "explained_variance_ratio": result["explained_variance_ratio"].tolist(),
-            "singular_values": result["singular_values"].tolist(), "original_ids": original_ids}
+            "color_by": color_by, "legend": legend_entries, "original_ids": original_ids}
+    if args.reducer == "pca":
+        meta["explained_variance_ratio"] = result["explained_variance_ratio"].tolist()
+        meta["singular_values"] = result["singular_values"].tolist()
     if color_by == "document_id":
         meta["category_map"] = {k: int(v) for k, v in doc_category_map.items()}
     meta["category_counts"] = {str(int(i)): int(c) for i, c in category_counts.items()}
@@ -210,7 +220,7 @@ def main() -> None:
         "rows": point_count, "dim": int(vectors_array.shape[1]), "pages": pages, "bytes": nbytes,
         "startup_s": t_ready - T_START, "total_s": t_end - t0, "fetch_s": t_fetch_end - t0,
         "http_s": t["http"], "loads_s": t["loads"], "arrays_s": t["arrays"], "categories_s": t["categories"],
-        "stack_s": t_stack - t_fetch_end, "pca_s": t_pca - t_stack, "write_s": t_end - t_pca,
+        "stack_s": t_stack - t_fetch_end, f"{args.reducer}_s": t_reduce - t_stack, "write_s": t_end - t_reduce,
         "vmhwm_kb": vmhwm_kb(), "ru_maxrss_kb": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime,
         "run_dir": str(run_dir)}))
 
