@@ -6,7 +6,8 @@
 # against RabbitMQ + PostgreSQL that ctest starts on private ports and stops, quality),
 # then rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit and
 # integration suites again with the sanitized worker (LeakSanitizer on the integration
-# path).  PW_TEST_JOBS sets ctest parallelism for unit tests (default 2).
+# path).  PW_TEST_JOBS sets ctest parallelism for unit tests (default 2);
+# PW_LONG_TESTS=1 adds the long quality tests (label quality-long).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -36,9 +37,14 @@ ctest --test-dir "$BUILD/test" -L integration --output-on-failure
 step "reliability campaign, short (kills at every fault point, chaos, service/disk faults, hostile values, secrets)"
 ctest --test-dir "$BUILD/test" -L reliability --output-on-failure
 
-if ctest --test-dir "$BUILD/test" -N -L quality | grep -q 'Total Tests: [1-9]'; then
+if ctest --test-dir "$BUILD/test" -N -L '^quality$' | grep -q 'Total Tests: [1-9]'; then
     step "quality tests"
-    ctest --test-dir "$BUILD/test" -L quality --output-on-failure
+    ctest --test-dir "$BUILD/test" -L '^quality$' --output-on-failure
+fi
+
+if [ "${PW_LONG_TESTS:-0}" = 1 ]; then
+    step "long quality tests (PW_LONG_TESTS=1: Fashion-MNIST structures)"
+    ctest --test-dir "$BUILD/test" -L quality-long --output-on-failure
 fi
 
 step "sanitizer build (ASan + UBSan)"
