@@ -28,7 +28,9 @@ import pwtest  # noqa: E402
 from pwtest import needs_test_tasks, unique, wait_for  # noqa: E402
 from test_projection import Env, Standin, make_points  # noqa: E402
 
-SHARED = os.environ.get("PW_SHARED_DIR", os.path.join(pwtest.ROOT, "..", "shared"))
+# The contract's reference implementation, copied verbatim into the repository so a
+# clone without ../shared runs the test.
+HASH_REFERENCE = os.path.join(pwtest.ROOT, "tests", "fixtures", "metadata-hash", "metadata_hash_reference.py")
 # What the API's start_projection_build stores for a request with no config
 # (_normalise_reducer_config in shared/seeds/001_*.txt), written out here by hand.
 API_PCA_CONFIG = {"color_by": "document_id"}
@@ -38,8 +40,7 @@ API_TSNE_CONFIG = {"perplexity": 12.0, "learning_rate": 200.0, "n_iter": 500, "m
 
 
 def reference_hash_module():
-    spec = importlib.util.spec_from_file_location("mh_ref", os.path.join(SHARED, "contracts",
-                                                                         "metadata_hash_reference.py"))
+    spec = importlib.util.spec_from_file_location("mh_ref", HASH_REFERENCE)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
