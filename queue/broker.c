@@ -753,6 +753,17 @@ int broker_declare_queue(struct broker *b, const char *queue, int quorum, struct
     return declare_queue(b, queue, quorum, err);
 }
 
+int broker_parse_queue_type(const char *name, int *quorum, struct pw_error *err)
+{
+    if (!name || !*name || !strcmp(name, "classic"))
+        *quorum = 0;
+    else if (!strcmp(name, "quorum"))
+        *quorum = 1;
+    else
+        return pw_error_set(err, PW_EINVAL, "queue type '%.64s' is not classic or quorum", name);
+    return 0;
+}
+
 int broker_confirm_select(struct broker *b, struct pw_error *err)
 {
     amqp_confirm_select(b->conn, BROKER_CHANNEL);

@@ -111,6 +111,10 @@ int broker_publish(struct broker *b, const char *exchange, const char *routing_k
  * declares `queue` exactly as broker_connect declares the queues it consumes, as a
  * Celery client does before it publishes. */
 int broker_declare_queue(struct broker *b, const char *queue, int quorum, struct pw_error *err);
+/* The queue type for queues this program declares, as PW_QUEUE_TYPE / --queue-type name
+ * it: "classic" -> *quorum = 0, "quorum" -> 1; NULL or "" means classic.  Anything else
+ * is PW_EINVAL (a typo must not silently declare the wrong type). */
+int broker_parse_queue_type(const char *name, int *quorum, struct pw_error *err);
 /* Puts the channel in publisher-confirm mode (confirm.select): from now on the broker
  * acknowledges each publish once it has taken responsibility for it (for a persistent
  * message on a durable queue: written to disk). */

@@ -44,7 +44,7 @@ struct backfill_cmd {
     char queue[256];
     struct pw_log log;
     struct secrets secrets;
-    int tty;
+    int tty, quorum; /* quorum: PW_QUEUE_TYPE, as `run` declares a missing queue */
     double bar_at;
     PGconn *conn;
     struct broker *b;
@@ -315,10 +315,9 @@ static int connect_services(struct backfill_cmd *c, struct pw_error *err)
         return rc;
     if ((rc = backfill_lock(c->conn, err)))
         return rc;
-    const char *type = getenv("PW_QUEUE_TYPE");
     struct broker_options bo = {
         .url = c->broker_url,
-        .quorum = type && !strcmp(type, "quorum"), /* as `run` declares a missing queue */
+        .quorum = c->quorum,
         .connect_timeout_ms = 10000,
         .tls_ca_file = getenv("PW_BROKER_CA_FILE"),
     };
@@ -409,6 +408,10 @@ int cmd_backfill(int argc, char **argv)
         goto out;
     }
     queue_from_env(c.queue, sizeof c.queue);
+    if (broker_parse_queue_type(getenv("PW_QUEUE_TYPE"), &c.quorum, &err)) {
+        status = usage_error("PW_QUEUE_TYPE: %s", err.msg);
+        goto out;
+    }
     c.tty = isatty(2);
     if (secrets_from_env(&c.secrets, &err) == 0)
         c.log.secrets = &c.secrets;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "broker.h"
 #include "broker_url.h"
 #include "commands.h"
 #include "consumer.h"
@@ -191,10 +192,7 @@ static int set_backend(struct run_settings *s, const char *backend, struct pw_er
 
 static int set_queue_type(struct run_settings *s, const char *type, struct pw_error *err)
 {
-    if (strcmp(type, "classic") && strcmp(type, "quorum"))
-        return pw_error_set(err, PW_EINVAL, "queue type '%.64s' is not classic or quorum", type);
-    s->consumer.quorum_queues = !strcmp(type, "quorum");
-    return 0;
+    return broker_parse_queue_type(type, &s->consumer.quorum_queues, err);
 }
 
 static const struct option run_options[] = {

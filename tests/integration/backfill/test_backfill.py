@@ -366,6 +366,12 @@ def test_bad_arguments_exit_2_with_a_message():
         assert out.returncode == 2, (args, out.returncode, out.stderr)
         assert out.stdout == "", (args, out.stdout)
         assert message in out.stderr, (args, out.stderr)
+    # the queue type is read as `run` reads it: a typo is refused, never declared as classic
+    out = subprocess.run([pwtest.WORKER_BIN, "backfill", "--all"], capture_output=True, text=True,
+                         env=dict(env, PW_QUEUE_TYPE="quorom"), timeout=30)
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert out.stdout == "", out.stdout
+    assert "PW_QUEUE_TYPE: queue type 'quorom' is not classic or quorum" in out.stderr, out.stderr
 
 
 if __name__ == "__main__":
