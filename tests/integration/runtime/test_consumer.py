@@ -397,17 +397,19 @@ def test_sigterm_after_grace_period_leaves_task_to_redelivery():
 
 @needs_test_tasks
 def test_consumer_timeout_ends_in_one_redelivery_not_a_second_run():
-    """RabbitMQ closes a channel whose delivery stays unacked past consumer_timeout
-    (checked about once a minute).  The worker reconnects, the redelivered message
+    """RabbitMQ closes a channel whose delivery stays unacked past consumer_timeout,
+    checked on each channel tick (channel_tick_interval, 60 s by default; 1 s here so the
+    test waits seconds, not minutes).  The worker reconnects, the redelivered message
     attaches to the still-running task, and the task runs once and is acked once."""
     q = unique("ctimeout")
+    pwtest.rabbitmqctl("eval", "application:set_env(rabbit, channel_tick_interval, 1000).")
     pwtest.rabbitmqctl("eval", "application:set_env(rabbit, consumer_timeout, 2000).")
     w = Worker(q)
     try:
         w.wait_connected()
         app = celery_app()
-        res = app.send_task("pw.test.sleep", queue=q, args=[68.0])
-        assert res.get(timeout=150) == 68.0
+        res = app.send_task("pw.test.sleep", queue=q, args=[8.0])
+        assert res.get(timeout=90) == 8.0
         assert w.find("broker_connection_lost"), "the broker never enforced consumer_timeout"
         assert "PRECONDITION_FAILED" in w.find("broker_connection_lost")[0]["msg"]
         assert len(w.find("redelivery_attached")) >= 1
@@ -416,6 +418,7 @@ def test_consumer_timeout_ends_in_one_redelivery_not_a_second_run():
         wait_for(lambda: queue_counts(q) == (0, 0), 10, what="queue drained")
     finally:
         pwtest.rabbitmqctl("eval", "application:set_env(rabbit, consumer_timeout, 1800000).")
+        pwtest.rabbitmqctl("eval", "application:set_env(rabbit, channel_tick_interval, 60000).")
         w.stop()
 
 
