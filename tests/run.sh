@@ -6,7 +6,7 @@
 # against RabbitMQ + PostgreSQL that ctest starts on private ports and stops, quality),
 # then rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit and
 # integration suites again with the sanitized worker (LeakSanitizer on the integration
-# path).  PW_TEST_JOBS sets ctest parallelism for unit tests (default 2);
+# path; tests labelled "waits", see tests/CMakeLists.txt, run in the first pass only).  PW_TEST_JOBS sets ctest parallelism for unit tests (default 2);
 # PW_LONG_TESTS=1 adds the long quality tests (label quality-long).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +39,7 @@ ctest --test-dir "$BUILD/test" -L reliability --output-on-failure
 
 if ctest --test-dir "$BUILD/test" -N -L '^quality$' | grep -q 'Total Tests: [1-9]'; then
     step "quality tests"
-    ctest --test-dir "$BUILD/test" -L '^quality$' --output-on-failure
+    ctest --test-dir "$BUILD/test" -L '^quality$' -j "$JOBS" --output-on-failure
 fi
 
 if [ "${PW_LONG_TESTS:-0}" = 1 ]; then
@@ -55,9 +55,9 @@ step "unit tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$BUILD/asan" -L unit -j "$JOBS" --output-on-failure
 
-step "integration tests with the sanitized worker (leaks fail the test)"
+step "integration tests with the sanitized worker (leaks fail the test; label 'waits' left out)"
 PW_SANITIZED_WORKER=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$BUILD/asan" -L integration --output-on-failure
+    ctest --test-dir "$BUILD/asan" -L integration -LE waits --output-on-failure
 
 step "fuzz corpora replay (ASan+UBSan)"
 PW_FUZZ_BUILD="$BUILD/fuzz" bash tests/fuzz/run.sh --replay
