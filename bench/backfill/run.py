@@ -34,8 +34,6 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -132,7 +130,7 @@ def main():
     ap.add_argument("--services-env")
     args = ap.parse_args()
     cleanup = e2e.Cleanup()
-    tmp = tempfile.mkdtemp(prefix="bfbench-")
+    tmp = e2e.services_tmpdir("bfbench-")
     try:
         load_before = open("/proc/loadavg").read().split()[:3]
         env, worker_bin = setup(args, cleanup, tmp)

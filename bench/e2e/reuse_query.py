@@ -13,16 +13,21 @@ EXPLAIN ANALYZE of the largest case.
   /usr/bin/python3 bench/e2e/reuse_query.py [--points 200000] [--counts 1,10,50,100,250]
 """
 import argparse
+import functools
+import importlib.util
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 SERVICES = os.path.join(REPO, "tests/harness/services.sh")
+_spec = importlib.util.spec_from_file_location("e2e_run", os.path.join(HERE, "run.py"))
+e2e = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(e2e)  # psql, services_tmpdir
+psql = functools.partial(e2e.psql, timeout=900)
 
 EPOCH = ("(extract(epoch from date_trunc('second', created_at))::bigint * 1000000 + "
          "extract(microseconds from created_at)::bigint % 1000000)")
@@ -30,14 +35,6 @@ RUN_COLUMNS = ("id, uuid, collection_id, operation_uuid, status::text, dimension
                "point_count, config::text, meta::text, metadata_hash, " + EPOCH)
 WHERE = ("FROM projection_runs WHERE collection_id = '{c}' AND metadata_hash = 'h' AND uuid <> '{x}' "
          "AND status = 'completed' ORDER BY completed_at DESC NULLS LAST, id DESC LIMIT 50")
-
-
-def psql(url, sql, timeout=900):
-    out = subprocess.run(["psql", url, "-qAt", "-v", "ON_ERROR_STOP=1"], input=sql, capture_output=True, text=True,
-                         timeout=timeout)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-2000:])
-    return out.stdout.strip()
 
 
 def timed(url, sql, reps=3):
@@ -56,8 +53,7 @@ def main():
     ap.add_argument("--counts", default="1,10,50,100,250")
     ap.add_argument("--worker", default=os.path.join(REPO, "build-e2e/worker/projection-worker"))
     args = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="pw-reuseq-")
-    os.chmod(tmp, 0o755)
+    tmp = e2e.services_tmpdir("pw-reuseq-")
     state = os.path.join(tmp, "services")
     try:
         subprocess.run(["bash", SERVICES, "start", state, "postgres"], check=True, capture_output=True, timeout=300)

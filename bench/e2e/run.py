@@ -165,6 +165,14 @@ class Cleanup:
                 log(f"cleanup {what}: {e}")
 
 
+def services_tmpdir(prefix):
+    """A fresh temporary directory for services.sh: mkdtemp's 0700 is widened to 0755
+    because initdb runs as the postgres user and must reach its data dir below it."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(tmp, 0o755)
+    return tmp
+
+
 def read_env_file(path):
     env = {}
     with open(path) as fh:
@@ -413,8 +421,7 @@ def main():
 
     signal.signal(signal.SIGTERM, on_signal)
     cleanup = Cleanup()
-    tmp = tempfile.mkdtemp(prefix="pw-e2e-")
-    os.chmod(tmp, 0o755)  # initdb runs as the postgres user and must reach its data dir
+    tmp = services_tmpdir("pw-e2e-")
     if not args.keep:
         cleanup.push("tmp dir", lambda: shutil.rmtree(tmp, ignore_errors=True))
     res = {"args": vars(args), "command": "/usr/bin/python3 bench/e2e/run.py " + " ".join(

@@ -39,10 +39,8 @@ import os
 import shlex
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -209,8 +207,7 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     binary = os.path.join(args.build_dir, "worker/projection-worker")
     cleanup = e2e.Cleanup()
-    tmp = tempfile.mkdtemp(prefix="pw-operate-")
-    os.chmod(tmp, 0o755)
+    tmp = e2e.services_tmpdir("pw-operate-")
     cleanup.push("tmp", lambda: shutil.rmtree(tmp, ignore_errors=True))
     res = {"command": "/usr/bin/python3 bench/operate/run.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
