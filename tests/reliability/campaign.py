@@ -30,7 +30,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relib  # noqa: E402
-from relib import CampEnv, Report, make_points, queue_settled, record, wait_for  # noqa: E402
+from relib import CampEnv, Report, queue_settled, record, wait_for  # noqa: E402
 
 # Fault points (worker/runtime/fault.h), in the order a task meets them.
 STEPS = ["after_receive", "under_lock", "mid_scroll", "mid_compute", "after_rename", "before_commit",
@@ -682,31 +682,37 @@ def section_secrets(env: CampEnv, rep: Report, args) -> None:
     host = env.broker_url.split("@", 1)[1].split("/", 1)[0]
     pg_host = env.url.split("@", 1)[1].rsplit("/", 1)[0]
     good = env.collection(n=50)
-
-    def provoke(label: str, extra: dict, send: bool = True, wait: float = 4) -> None:
-        q = unique_q("secret")
-        pool = env.pool(q, standin.url, n=1, extra=extra, supervise=False)
-        if send:
-            run = env.create_run(good)
-            env.outcome(env.send(q, run), 20)
+    port = standin.url.rsplit(":", 1)[1]
+    cases = [  # (label, worker environment, send a task)
+        ("broker unreachable", {"CELERY_BROKER_URL": f"amqp://{relib.CAMP_USER}:{relib.MARK_BROKER}@127.0.0.1:1//"},
+         False),
+        ("broker wrong password", {"CELERY_BROKER_URL": f"amqp://{relib.CAMP_USER}:{relib.MARK_BROKER}x@{host}//"},
+         False),
+        ("database unreachable", {"DATABASE_URL": f"postgresql://{relib.CAMP_USER}:{relib.MARK_PG}@127.0.0.1:1/x"}, True),
+        ("database wrong password",
+         {"DATABASE_URL": f"postgresql://{relib.CAMP_USER}:{relib.MARK_PG}x@{pg_host}/{env.db}"}, True),
+        ("database password in a keyword string",
+         {"DATABASE_URL": f"host=127.0.0.1 port=1 user={relib.CAMP_USER} password={relib.MARK_PG} dbname=x"}, True),
+        ("Qdrant wrong API key", {"QDRANT_API_KEY": relib.MARK_QDRANT + "x"}, True),
+        ("Qdrant key in the URL's userinfo", {"QDRANT_URL": f"http://u:{relib.MARK_QDRANT}@127.0.0.1:{port}"}, True),
+        ("Qdrant unreachable", {"QDRANT_URL": "http://127.0.0.1:1"}, True),
+    ]
+    # Every case gets its own queue and worker, all at once: each has at least 20 s (4 s
+    # without a task) to log what it logs, and the section waits that long only once.
+    started = []
+    for label, extra, send in cases:
+        pool = env.pool(unique_q("secret"), standin.url, n=1, extra=extra, supervise=False)
+        run = env.create_run(good) if send else None
+        started.append((label, pool, run, env.send(pool.queue, run) if send else None))
+    deadline = time.monotonic() + 20
+    for label, pool, run, res in started:
+        if res is not None:
+            env.outcome(res, max(0.5, deadline - time.monotonic()))
             env.run_row(run)
-        else:
-            time.sleep(wait)
+    time.sleep(max(0.0, deadline - 16 - time.monotonic()))  # the broker cases' 4 s
+    for label, pool, run, res in started:
         pool.close()
         env.keep("provoked", f"{label}\n")
-
-    provoke("broker unreachable", {"CELERY_BROKER_URL": f"amqp://{relib.CAMP_USER}:{relib.MARK_BROKER}@127.0.0.1:1//"},
-            send=False)
-    provoke("broker wrong password", {"CELERY_BROKER_URL": f"amqp://{relib.CAMP_USER}:{relib.MARK_BROKER}x@{host}//"},
-            send=False)
-    provoke("database unreachable", {"DATABASE_URL": f"postgresql://{relib.CAMP_USER}:{relib.MARK_PG}@127.0.0.1:1/x"})
-    provoke("database wrong password", {"DATABASE_URL": f"postgresql://{relib.CAMP_USER}:{relib.MARK_PG}x@{pg_host}/{env.db}"})
-    provoke("database password in a keyword string",
-            {"DATABASE_URL": f"host=127.0.0.1 port=1 user={relib.CAMP_USER} password={relib.MARK_PG} dbname=x"})
-    provoke("Qdrant wrong API key", {"QDRANT_API_KEY": relib.MARK_QDRANT + "x"})
-    port = standin.url.rsplit(":", 1)[1]
-    provoke("Qdrant key in the URL's userinfo", {"QDRANT_URL": f"http://u:{relib.MARK_QDRANT}@127.0.0.1:{port}"})
-    provoke("Qdrant unreachable", {"QDRANT_URL": "http://127.0.0.1:1"})
     env.dump_rows()
     files = relib.collected_files()
     leaks = relib.grep_markers(files)
