@@ -65,8 +65,10 @@ struct tsne_side_work {
 int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z,
                        const struct tsne_side_work *side, struct pw_error *err);
 
-/* Exact sums over all pairs (zi: n floats of scratch); the result does not depend on
- * `threads`. */
-void tsne_exact_repulsion(const float *Y, size_t n, int threads, float *rep, float *zi, double *z);
+/* Exact sums over all pairs, each pair evaluated once (scratch: tsne_exact_scratch(n)
+ * floats); the result does not depend on `threads`. */
+size_t tsne_exact_scratch(size_t n);
+void tsne_exact_repulsion(const float *Y, size_t n, int threads, float *rep, float *scratch,
+                          double *z);
 
 #endif

@@ -150,7 +150,8 @@ static void test_fft_repulsion_does_not_depend_on_thread_count(void)
 static void test_exact_repulsion_matches_double_sums(void)
 {
     size_t n = 700;
-    float *Y = blob_layout(n, 43), *rep = malloc(2 * n * sizeof *rep), *zi = malloc(n * sizeof *zi);
+    float *Y = blob_layout(n, 43), *rep = malloc(2 * n * sizeof *rep),
+          *zi = malloc(tsne_exact_scratch(n) * sizeof *zi);
     double *ref = malloc(2 * n * sizeof *ref), zref, z;
     reference_repulsion(Y, n, ref, &zref);
     tsne_exact_repulsion(Y, n, 2, rep, zi, &z);
@@ -160,6 +161,22 @@ static void test_exact_repulsion_matches_double_sums(void)
     free(rep);
     free(zi);
     free(ref);
+}
+
+/* Each pair is evaluated once, in fixed blocks summed in block order. */
+static void test_exact_repulsion_does_not_depend_on_thread_count(void)
+{
+    size_t n = 1001;
+    float *Y = blob_layout(n, 46), *a = malloc(2 * n * sizeof *a), *b = malloc(2 * n * sizeof *b);
+    float *scratch = malloc(tsne_exact_scratch(n) * sizeof *scratch);
+    double za, zb;
+    tsne_exact_repulsion(Y, n, 1, a, scratch, &za);
+    tsne_exact_repulsion(Y, n, 3, b, scratch, &zb);
+    CHECK(za == zb && memcmp(a, b, 2 * n * sizeof *a) == 0);
+    free(Y);
+    free(a);
+    free(b);
+    free(scratch);
 }
 
 static void test_fft_repulsion_rejects_a_diverged_layout(void)
@@ -401,6 +418,7 @@ int main(void)
     RUN(test_fft_object_reused_across_grid_sizes_gives_fresh_results);
     RUN(test_fft_repulsion_does_not_depend_on_thread_count);
     RUN(test_exact_repulsion_matches_double_sums);
+    RUN(test_exact_repulsion_does_not_depend_on_thread_count);
     RUN(test_fft_repulsion_rejects_a_diverged_layout);
     RUN(test_fft_repulsion_with_a_few_far_points_matches_exact_sums);
     RUN(test_fft_rejects_bad_options);
