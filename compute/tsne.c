@@ -378,7 +378,7 @@ struct repulsion {
     struct tsne_fft *fft; /* NULL: exact */
     size_t n;
     int threads;
-    float *zi; /* exact: n floats of scratch */
+    float *zi; /* exact: tsne_exact_scratch(n) floats of scratch */
 };
 
 /* The repulsion into rep and Z, and the attraction blocks into abuf: as side tasks of the
@@ -448,7 +448,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     if (n > exact_max_n) {
         if ((rc = tsne_fft_new(n, &fo, iter_threads, &rp.fft, err)))
             return rc;
-    } else if (!(rp.zi = malloc(n * sizeof *rp.zi))) {
+    } else if (!(rp.zi = malloc(tsne_exact_scratch(n) * sizeof *rp.zi))) {
         return pw_error_set(err, PW_ENOMEM, "tsne: out of memory");
     }
     double t0 = stopwatch_now();

@@ -24,11 +24,19 @@
 
 #define NTERMS        3
 #define MAX_INTERVALS 640 /* 4 nodes each: M = 5120, 3 x 105 MB of spectra */
+#define FAR_BINS      256 /* histogram bins per axis for the quantile box (find_far) */
+/* Points per side and axis that may be left out of the grid: ceil(sqrt(n) / 4), so at
+ * most sqrt(n) + 4 in all and their exact sums cost at most ~2 n^1.5 pair terms. */
+#define FAR_PER_SIDE(n) ((size_t)ceil(sqrt((double)(n)) / 4.0) + 1)
 
 struct tsne_fft {
     size_t n, p, min_intervals;
     double interval_width;
     int threads;
+    size_t far_max, nfar;     /* capacity of the far list (see find_far), points in it */
+    uint8_t *is_far;          /* n: 1 for a point left out of the grid */
+    int32_t *far;             /* far_max: those points, in index order */
+    float *far_y;             /* 2 far_max: their coordinates */
     int32_t *base;            /* 2n: first node of the point's interval, per axis */
     float *w;                 /* 2pn: Lagrange weights, per point x then y */
     float *zi;                /* n: per-point part of Z */
@@ -75,6 +83,9 @@ void tsne_fft_free(struct tsne_fft *f)
     free(f->base);
     free(f->w);
     free(f->zi);
+    free(f->is_far);
+    free(f->far);
+    free(f->far_y);
     free(f);
 }
 
@@ -103,7 +114,11 @@ int tsne_fft_new(size_t n, const struct tsne_fft_options *opt, int threads, stru
     f->base = malloc(2 * n * sizeof *f->base);
     f->w = malloc(2 * f->p * n * sizeof *f->w);
     f->zi = malloc(n * sizeof *f->zi);
-    if (!f->base || !f->w || !f->zi) {
+    f->far_max = 4 * FAR_PER_SIDE(n);
+    f->is_far = calloc(n ? n : 1, 1);
+    f->far = malloc(f->far_max * sizeof *f->far);
+    f->far_y = malloc(2 * f->far_max * sizeof *f->far_y);
+    if (!f->base || !f->w || !f->zi || !f->is_far || !f->far || !f->far_y) {
         tsne_fft_free(f);
         return pw_error_set(err, PW_ENOMEM, "tsne: out of memory");
     }
@@ -243,6 +258,10 @@ ALWAYS_INLINE void weights(struct tsne_fft *f, size_t p, const float *Y, float f
 {
 #pragma omp for schedule(static)
     for (size_t q = 0; q < 2 * f->n; q++) {
+        if (f->nfar && f->is_far[q / 2]) { /* off the grid: no weights */
+            f->base[q] = 0;
+            continue;
+        }
         float u = (Y[q] - flo) * inv_bw;
         size_t b = u > 0 ? (size_t)u : 0;
         b = b < nb ? b : nb - 1;
@@ -256,6 +275,8 @@ ALWAYS_INLINE void spread(const struct tsne_fft *f, size_t p, const float *Y, fl
                           float *g, size_t stride)
 {
     for (size_t i = 0; i < f->n; i++) {
+        if (f->nfar && f->is_far[i])
+            continue;
         float ch = t == 0 ? 1.0f : Y[2 * i + (size_t)(t - 1)] - centre;
         const float *wx = f->w + 2 * i * p, *wy = wx + p;
         float *row = g + (size_t)f->base[2 * i] * stride + (size_t)f->base[2 * i + 1];
@@ -274,6 +295,8 @@ ALWAYS_INLINE void interpolate(struct tsne_fft *f, size_t p, const float *Y, flo
 {
 #pragma omp for schedule(static)
     for (size_t i = 0; i < f->n; i++) {
+        if (f->nfar && f->is_far[i])
+            continue; /* far_sums fills rep and zi */
         const float *wx = f->w + 2 * i * p, *wy = wx + p;
         size_t off = (size_t)f->base[2 * i] * stride + (size_t)f->base[2 * i + 1];
         float phi[NTERMS];
@@ -296,6 +319,82 @@ ALWAYS_INLINE void interpolate(struct tsne_fft *f, size_t p, const float *Y, flo
     }
 }
 
+/* The grid's square [*lo, *hi] and the points left out of it (the far list).  A handful of
+ * points far from all others - on high-dimensional isotropic data, t-SNE's hubs (points
+ * in thousands of k-NN lists, so 30-80 times the average P) oscillate under early
+ * exaggeration and are flung hundreds of units out - would otherwise size the grid for
+ * themselves: its cost grows as the span squared, and past MAX_INTERVALS its accuracy
+ * drops until Z is wrong by several times.  So: per axis, a 256-bin histogram gives a box
+ * holding all but FAR_PER_SIDE points on each side; the square extends it by half its
+ * width on each side; points outside the square are summed exactly (far_sums) and the
+ * grid covers the others.  A layout without such points (any layout of clusters that
+ * each hold more than FAR_PER_SIDE points) keeps its whole bounding square. */
+static void find_far(struct tsne_fft *f, const float *Y, float *lo, float *hi)
+{
+    size_t n = f->n, m = FAR_PER_SIDE(n);
+    for (size_t o = 0; o < f->nfar; o++)
+        f->is_far[f->far[o]] = 0;
+    f->nfar = 0;
+    if ((double)*hi - (double)*lo <= f->interval_width * (double)f->min_intervals || n <= 4 * m)
+        return; /* the smallest grid holds the whole layout: nothing to gain */
+    double ql[2], qh[2];
+    for (size_t a = 0; a < 2; a++) {
+        float alo = INFINITY, ahi = -INFINITY;
+        for (size_t i = 0; i < n; i++) {
+            alo = Y[2 * i + a] < alo ? Y[2 * i + a] : alo;
+            ahi = Y[2 * i + a] > ahi ? Y[2 * i + a] : ahi;
+        }
+        size_t cnt[FAR_BINS] = {0};
+        double w = ((double)ahi - (double)alo) / FAR_BINS;
+        if (!(w > 0)) {
+            ql[a] = qh[a] = alo;
+            continue;
+        }
+        double inv = 1.0 / w;
+        for (size_t i = 0; i < n; i++) {
+            size_t b = (size_t)(((double)Y[2 * i + a] - (double)alo) * inv);
+            cnt[b < FAR_BINS ? b : FAR_BINS - 1]++;
+        }
+        size_t bl = 0, bh = FAR_BINS - 1, below = 0, above = 0;
+        while (below + cnt[bl] <= m) /* n > 2m: both stop inside the histogram */
+            below += cnt[bl++];
+        while (above + cnt[bh] <= m)
+            above += cnt[bh--];
+        ql[a] = (double)alo + (double)bl * w;
+        qh[a] = (double)alo + (double)(bh + 1) * w;
+    }
+    double width = fmax(qh[0] - ql[0], qh[1] - ql[1]);
+    double elo = fmin(ql[0], ql[1]) - 0.5 * width, ehi = fmax(qh[0], qh[1]) + 0.5 * width;
+    if (*lo >= elo && *hi <= ehi)
+        return;
+    float nlo = INFINITY, nhi = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        float a = Y[2 * i], b = Y[2 * i + 1];
+        if (a < elo || a > ehi || b < elo || b > ehi) {
+            if (f->nfar == f->far_max)
+                break; /* not reached: at most m points lie beyond each side's quantile */
+            f->is_far[i] = 1;
+            f->far_y[2 * f->nfar] = a;
+            f->far_y[2 * f->nfar + 1] = b;
+            f->far[f->nfar++] = (int32_t)i;
+            continue;
+        }
+        float mn = a < b ? a : b, mx = a > b ? a : b;
+        nlo = mn < nlo ? mn : nlo;
+        nhi = mx > nhi ? mx : nhi;
+    }
+    if (f->nfar == f->far_max) { /* unreachable, see above: keep the whole square */
+        for (size_t o = 0; o < f->nfar; o++)
+            f->is_far[f->far[o]] = 0;
+        f->nfar = 0;
+        return;
+    }
+    *lo = nlo;
+    *hi = nhi;
+}
+
+static void far_sums(struct tsne_fft *f, const float *Y, float *rep);
+
 int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z,
                        const struct tsne_side_work *side, struct pw_error *err)
 {
@@ -308,6 +407,8 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
     double span = (double)hi - (double)lo;
     if (!isfinite(span))
         return pw_error_set(err, PW_EINVAL, "tsne: the layout diverged (non-finite coordinates)");
+    find_far(f, Y, &lo, &hi);
+    span = (double)hi - (double)lo;
     span = span > 1e-6 ? span : 1e-6;
     /* At most MAX_INTERVALS per axis (a 2^a*{1,3,5} count): wider intervals, less accuracy,
      * rather than grids of gigabytes for layouts thousands of units wide. */
@@ -378,6 +479,8 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
     double zsum = 0;
 #pragma omp parallel num_threads(threads)
     PER_P(p, interpolate(f, p_, Y, centre, stride, rep));
+    if (f->nfar)
+        far_sums(f, Y, rep);
     for (size_t i = 0; i < n; i++) /* in point order: independent of the thread count */
         zsum += f->zi[i];
     *z = zsum - (double)n; /* the j == i terms */
@@ -406,13 +509,121 @@ exact_point(const float *Y, size_t n, size_t i, float *rep, float *zi)
     zi[i] = s - 1.0f; /* the j == i term */
 }
 
-void tsne_exact_repulsion(const float *Y, size_t n, int threads, float *rep, float *zi, double *z)
+/* The exact sums visit each unordered pair once: block b takes the rows [r_b, r_b+1) of an
+ * equal share of the pairs (i, j > i), adds the pair's force to row i in registers and
+ * subtracts it from j in the block's own buffer, and the buffers are summed in block order:
+ * half the kernel evaluations of the all-pairs loop, the same bytes for any thread count.
+ * Coordinates and buffers are split into x and y arrays (scratch) so that the inner loop
+ * runs on contiguous floats. */
+#define EXACT_BLOCKS 8
+
+size_t tsne_exact_scratch(size_t n)
 {
-#pragma omp parallel for schedule(dynamic, 64) num_threads(threads)
-    for (size_t i = 0; i < n; i++)
-        exact_point(Y, n, i, rep, zi);
+    return 2 * n * (EXACT_BLOCKS + 1);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static double
+exact_rows(const float *X, const float *Yc, size_t n, size_t lo, size_t hi, float *fx_b,
+           float *fy_b)
+{
+    double z = 0;
+    for (size_t i = lo; i < hi; i++) {
+        float xi = X[i], yi = Yc[i], s = 0, fx = 0, fy = 0;
+#pragma omp simd reduction(+ : s, fx, fy)
+        for (size_t j = i + 1; j < n; j++) {
+            float dx = xi - X[j], dy = yi - Yc[j];
+            float q = 1.0f / (1.0f + dx * dx + dy * dy), q2 = q * q;
+            s += q;
+            fx += q2 * dx;
+            fy += q2 * dy;
+            fx_b[j] -= q2 * dx;
+            fy_b[j] -= q2 * dy;
+        }
+        fx_b[i] += fx;
+        fy_b[i] += fy;
+        z += (double)s;
+    }
+    return z;
+}
+
+void tsne_exact_repulsion(const float *Y, size_t n, int threads, float *rep, float *scratch,
+                          double *z)
+{
+    float *X = scratch, *Yc = scratch + n, *F = scratch + 2 * n; /* F: block b's x then y */
+    size_t row[EXACT_BLOCKS + 1];
+    double total = (double)n * (double)(n - (n > 0)) / 2.0, done = 0, zb[EXACT_BLOCKS];
+    row[0] = 0;
+    for (size_t b = 1, i = 0; b <= EXACT_BLOCKS; b++) { /* equal pair counts per block */
+        double target = total * (double)b / EXACT_BLOCKS;
+        while (i < n && (b == EXACT_BLOCKS || done + (double)(n - 1 - i) <= target))
+            done += (double)(n - 1 - i++);
+        row[b] = i;
+    }
+    for (size_t i = 0; i < n; i++) {
+        X[i] = Y[2 * i];
+        Yc[i] = Y[2 * i + 1];
+    }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (size_t b = 0; b < EXACT_BLOCKS; b++) {
+        float *fx_b = F + 2 * n * b, *fy_b = fx_b + n;
+        size_t lo = row[b];
+        memset(fx_b + lo, 0, (n - lo) * sizeof *fx_b);
+        memset(fy_b + lo, 0, (n - lo) * sizeof *fy_b);
+        zb[b] = exact_rows(X, Yc, n, lo, row[b + 1], fx_b, fy_b);
+    }
     double zsum = 0;
-    for (size_t i = 0; i < n; i++)
-        zsum += zi[i];
-    *z = zsum;
+    for (size_t b = 0; b < EXACT_BLOCKS; b++)
+        zsum += zb[b];
+    *z = 2.0 * zsum;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (size_t i = 0; i < n; i++) { /* block b touches rows >= row[b] only */
+        float fx = 0, fy = 0;
+        for (size_t b = 0; b < EXACT_BLOCKS && row[b] <= i; b++) {
+            fx += F[2 * n * b + i];
+            fy += F[2 * n * b + n + i];
+        }
+        rep[2 * i] = fx;
+        rep[2 * i + 1] = fy;
+    }
+}
+
+/* The far points' share of point i's sums, added to rep and zi (hot loop). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void
+far_share(const float *far_y, size_t nfar, const float *Y, size_t i, float *rep, float *zi)
+{
+    float xi = Y[2 * i], yi = Y[2 * i + 1], s = 0, fx = 0, fy = 0;
+#pragma omp simd reduction(+ : s, fx, fy)
+    for (size_t o = 0; o < nfar; o++) {
+        float dx = xi - far_y[2 * o], dy = yi - far_y[2 * o + 1];
+        float q = 1.0f / (1.0f + dx * dx + dy * dy);
+        s += q;
+        fx += q * q * dx;
+        fy += q * q * dy;
+    }
+    rep[2 * i] += fx;
+    rep[2 * i + 1] += fy;
+    zi[i] += s;
+}
+
+/* Exact sums for the far points (over all points; zi keeps the j == i term, as the grid's
+ * points do) and the far points' share of every other point's. */
+static void far_sums(struct tsne_fft *f, const float *Y, float *rep)
+{
+#pragma omp parallel for schedule(dynamic, 256) num_threads(f->threads)
+    for (size_t i = 0; i < f->n; i++) {
+        if (f->is_far[i]) {
+            exact_point(Y, f->n, i, rep, f->zi);
+            f->zi[i] += 1.0f;
+        } else {
+            far_share(f->far_y, f->nfar, Y, i, rep, f->zi);
+        }
+    }
 }

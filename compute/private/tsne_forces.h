@@ -23,8 +23,11 @@
  *
  * Memory: tsne_fft_new allocates the workspace (freed by tsne_fft_free); rep is 2n floats
  * owned by the caller.  Errors: PW_ENOMEM; PW_EINVAL when the layout has non-finite
- * coordinates (a diverged optimisation).  Layouts wider than 640 intervals (960 units by
- * default) get wider intervals, hence larger errors, instead of larger grids. */
+ * coordinates (a diverged optimisation).  A few points far from the rest (at most about
+ * sqrt(n), beyond a quantile box widened by half its width) are left off the grid and summed
+ * exactly, O(n) each: the grid is sized for the others, so its cost and accuracy do not
+ * follow a handful of flung-out points.  Layouts still wider than 640 intervals (960 units
+ * by default) get wider intervals, hence larger errors, instead of larger grids. */
 #ifndef PW_TSNE_FORCES_H
 #define PW_TSNE_FORCES_H
 
@@ -62,8 +65,10 @@ struct tsne_side_work {
 int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z,
                        const struct tsne_side_work *side, struct pw_error *err);
 
-/* Exact sums over all pairs (zi: n floats of scratch); the result does not depend on
- * `threads`. */
-void tsne_exact_repulsion(const float *Y, size_t n, int threads, float *rep, float *zi, double *z);
+/* Exact sums over all pairs, each pair evaluated once (scratch: tsne_exact_scratch(n)
+ * floats); the result does not depend on `threads`. */
+size_t tsne_exact_scratch(size_t n);
+void tsne_exact_repulsion(const float *Y, size_t n, int threads, float *rep, float *scratch,
+                          double *z);
 
 #endif
