@@ -186,8 +186,8 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
     pw_progress_report(progress, "umap_init", 0.0);
     r.spectral_ok = 0;
     if (o.init == UMAP_INIT_SPECTRAL) {
-        int f = umap_spectral_layout(x, d, &g, o.seed, threads, emb, &r.n_graph_components,
-                                     progress, err);
+        struct umap_spectral_stats st = {0};
+        int f = umap_spectral_layout(x, d, &g, o.seed, threads, emb, &st, progress, err);
         if (f < 0) {
             rc = f;
             goto cleanup;
@@ -195,6 +195,8 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
         if ((rc = pw_progress_check(progress, err, "umap")))
             goto cleanup;
         r.spectral_ok = f == 0;
+        r.n_graph_components = st.n_components;
+        r.init_applications = st.applications;
         double mx = 0;
         for (size_t i = 0; i < 2 * n; i++)
             mx = fabs(emb[i]) > mx ? fabs(emb[i]) : mx;
@@ -229,6 +231,7 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
         .n_epochs = o.n_epochs,
         .seed = o.seed,
     };
+    pw_progress_report(progress, "umap_optimize", 0.0);
     rc = umap_sgd_optimize(&g, &sp, threads, out, progress, err);
     if (rc)
         goto cleanup;

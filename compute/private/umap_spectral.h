@@ -12,11 +12,16 @@
 #include "pw_error.h"
 #include "umap_graph.h"
 
+struct umap_spectral_stats {
+    size_t n_components; /* connected components of the graph */
+    size_t applications; /* operator applications of the eigensolver, summed over components */
+};
+
 /* The layout of g (x, n x d, places several components).  Returns the number of
  * components whose spectral solve failed and got umap-learn's random fallback (0 is
- * umap-learn's success path), or PW_ENOMEM; *n_comp_out gets the component count. */
+ * umap-learn's success path), or PW_ENOMEM; *st gets the counts. */
 int umap_spectral_layout(const float *x, size_t d, const struct umap_graph *g, uint64_t seed,
-                         int threads, double *emb, size_t *n_comp_out,
+                         int threads, double *emb, struct umap_spectral_stats *st,
                          const struct pw_progress *progress, struct pw_error *err);
 
 #endif
