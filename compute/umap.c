@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "dense.h"
+#include "knn_order.h"
 #include "rng.h"
 #include "stopwatch.h"
 #include "umap_graph.h"
@@ -154,6 +155,7 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
     struct knn_graph knn = {0};
     struct umap_graph g = {0};
     double *emb = NULL;
+    int32_t *order = NULL, *inv = NULL; /* order[v] = the input row of graph vertex v */
     double t0 = stopwatch_now();
 
     struct knn_options ko;
@@ -167,6 +169,21 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
         goto cleanup;
     double t1 = stopwatch_now();
     r.seconds_knn = t1 - t0;
+
+    /* Number the points breadth-first along the k-NN graph (knn_order.h): the spectral
+     * solve's gathers and the SGD's reads of neighbours' positions then mostly hit
+     * cache.  The layout is numbered back at the end. */
+    order = malloc(n * sizeof *order);
+    inv = malloc(n * sizeof *inv);
+    if (!order || !inv) {
+        rc = pw_error_set(err, PW_ENOMEM, "umap: out of memory");
+        goto cleanup;
+    }
+    knn_bfs_order(&knn, order, inv);
+    if ((rc = knn_renumber(&knn, order, inv, NULL, 0, err)))
+        goto cleanup;
+    free(inv);
+    inv = NULL;
 
     if ((rc = umap_graph_build(&knn, n_neighbors, &o, threads, &g, err)))
         goto cleanup;
@@ -187,7 +204,7 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
     r.spectral_ok = 0;
     if (o.init == UMAP_INIT_SPECTRAL) {
         struct umap_spectral_stats st = {0};
-        int f = umap_spectral_layout(x, d, &g, o.seed, threads, emb, &st, progress, err);
+        int f = umap_spectral_layout(x, d, order, &g, o.seed, threads, emb, &st, progress, err);
         if (f < 0) {
             rc = f;
             goto cleanup;
@@ -235,6 +252,14 @@ int umap_fit(const float *x, size_t n, size_t d, const struct umap_options *opt,
     rc = umap_sgd_optimize(&g, &sp, threads, out, progress, err);
     if (rc)
         goto cleanup;
+    {
+        float *back = (float *)emb; /* n * 2 doubles, free since the init */
+        for (size_t i = 0; i < n; i++) {
+            back[2 * (size_t)order[i]] = out[2 * i];
+            back[2 * (size_t)order[i] + 1] = out[2 * i + 1];
+        }
+        memcpy(out, back, 2 * n * sizeof *out);
+    }
     r.n_epochs = o.n_epochs;
     r.seconds_optimize = stopwatch_now() - t3;
     pw_progress_report(progress, "umap_optimize", 1.0);
@@ -245,5 +270,7 @@ cleanup:
     knn_free(&knn);
     umap_graph_free(&g);
     free(emb);
+    free(order);
+    free(inv);
     return rc;
 }

@@ -461,8 +461,11 @@ static int spectral_connected(const struct umap_graph *g, uint64_t seed, uint64_
     }
     for (size_t i = 0; i < m * b; i++)
         X[i] = rng_normal(seed, stream, i);
-    if (m < 4096)
-        threads = 1; /* fork/join costs more than the work */
+    /* Threads only where one operator application (a parallel loop) is milliseconds of
+     * work: below that the fork and join cost as much as they save, and far more when
+     * another process holds a core and the team waits for a descheduled thread. */
+    if (g->nnz < ((size_t)1 << 20))
+        threads = 1;
     for (size_t used = 1;; used += CHEB_DEGREE) {
         deflate(X, v1, m, b, part, threads);
         if (orthonormalize(X, m, b, G, part, threads))
@@ -648,8 +651,8 @@ static int layout_component(const struct comp_ctx *cc, size_t c, int threads)
  * distance to the nearest other meta point; components too small for an eigenproblem,
  * or whose eigensolve fails, get uniform random positions in that box.  Returns the
  * number of components whose spectral solve failed (0 = umap-learn's success path). */
-int umap_spectral_layout(const float *x, size_t d, const struct umap_graph *g, uint64_t seed,
-                         int threads, double *emb, struct umap_spectral_stats *st,
+int umap_spectral_layout(const float *x, size_t d, const int32_t *order, const struct umap_graph *g,
+                         uint64_t seed, int threads, double *emb, struct umap_spectral_stats *st,
                          const struct pw_progress *progress, struct pw_error *err)
 {
     size_t n = g->n;
@@ -731,7 +734,7 @@ int umap_spectral_layout(const float *x, size_t d, const struct umap_graph *g, u
             memset(acc, 0, d * sizeof *acc);
             for (size_t s = start[c]; s < start[c + 1]; s++)
                 for (size_t t = 0; t < d; t++)
-                    acc[t] += x[(size_t)verts[s] * d + t];
+                    acc[t] += x[(size_t)order[verts[s]] * d + t];
             for (size_t t = 0; t < d; t++)
                 centroids[c * d + t] = (float)(acc[t] / (double)(start[c + 1] - start[c]));
         }

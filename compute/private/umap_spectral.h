@@ -17,11 +17,12 @@ struct umap_spectral_stats {
     size_t applications; /* operator applications of the eigensolver, summed over components */
 };
 
-/* The layout of g (x, n x d, places several components).  Returns the number of
+/* The layout of g (x, n x d, places several components; graph vertex v is x's row
+ * order[v]).  Returns the number of
  * components whose spectral solve failed and got umap-learn's random fallback (0 is
  * umap-learn's success path), or PW_ENOMEM; *st gets the counts. */
-int umap_spectral_layout(const float *x, size_t d, const struct umap_graph *g, uint64_t seed,
-                         int threads, double *emb, struct umap_spectral_stats *st,
+int umap_spectral_layout(const float *x, size_t d, const int32_t *order, const struct umap_graph *g,
+                         uint64_t seed, int threads, double *emb, struct umap_spectral_stats *st,
                          const struct pw_progress *progress, struct pw_error *err);
 
 #endif
