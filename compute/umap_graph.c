@@ -113,11 +113,11 @@ int umap_graph_build(const struct knn_graph *knn, size_t n_neighbors, const stru
     size_t n = knn->n, kr = knn->k;
     int rc = 0;
     float *memb = malloc(n * kr * sizeof *memb);
-    size_t *cnt = calloc(n + 1, sizeof *cnt), *fill = malloc(n * sizeof *fill);
+    size_t *cnt = calloc(n + 1, sizeof *cnt);
     struct tri *tris = malloc(2 * n * kr * sizeof *tris);
-    size_t *outcnt = calloc(n, sizeof *outcnt);
+    size_t *outcnt = calloc(n, sizeof *outcnt); /* first each row's fill position */
     memset(g, 0, sizeof *g);
-    if (!memb || !cnt || !fill || !tris || !outcnt) {
+    if (!memb || !cnt || !tris || !outcnt) {
         rc = pw_error_set(err, PW_ENOMEM, "umap: out of memory for the fuzzy graph");
         goto cleanup;
     }
@@ -137,6 +137,7 @@ int umap_graph_build(const struct knn_graph *knn, size_t n_neighbors, const stru
         }
     for (size_t i = 0; i < n; i++)
         cnt[i + 1] += cnt[i];
+    size_t *fill = outcnt;
     memcpy(fill, cnt, n * sizeof *fill);
     for (size_t i = 0; i < n; i++)
         for (size_t s = 0; s < kr; s++) {
@@ -145,6 +146,8 @@ int umap_graph_build(const struct knn_graph *knn, size_t n_neighbors, const stru
             tris[fill[i]++] = (struct tri){j, 0, v};
             tris[fill[j]++] = (struct tri){(int32_t)i, 1, v};
         }
+    free(memb); /* before the merged graph is allocated: the peak of this step */
+    memb = NULL;
     /* sort each row, merge (i, j) from A with (i, j) from A^T in place */
     double mix = o->set_op_mix_ratio;
 #pragma omp parallel for schedule(dynamic, 256) num_threads(threads)
@@ -202,7 +205,6 @@ int umap_graph_build(const struct knn_graph *knn, size_t n_neighbors, const stru
 cleanup:
     free(memb);
     free(cnt);
-    free(fill);
     free(tris);
     free(outcnt);
     if (rc)
