@@ -181,11 +181,13 @@ static void deflate(double *X, const double *v1, size_t m, size_t b, double *par
             X[i * b + c] -= v1[i] * coef[c];
 }
 
-/* The operator S = (I + D^-1/2 W D^-1/2) / 2 as the solver applies it: the scaled edge
- * weights wn(i, j) = w(i, j) / (2 sqrt(d_i d_j)) in float, next to the graph's columns. */
+/* The operator S = (I + D^-1/2 W D^-1/2) / 2 as the solver applies it: the graph's
+ * weights as they are, and the float copy of a block scaled by D^-1/2 (row i by
+ * isq[i] = 1 / sqrt(d_i)), so that (S y)_i = y_i / 2 + isq[i] / 2 sum_j w(i, j) yf_j
+ * needs no per-edge weight array. */
 struct spec_op {
     const struct umap_graph *g;
-    float *wn; /* nnz */
+    const double *isq; /* m */
 };
 
 /* Float copies of a block are stored SPEC_FW floats a row (one 64-byte line, the columns
@@ -200,29 +202,30 @@ PW_CLONES_V4 static void op_rows(const struct spec_op *op, size_t lo, size_t hi,
                                  double *out, float *outf, size_t b)
 {
     const struct umap_graph *g = op->g;
-    const float *wn = op->wn;
+    const float *w = g->val;
     const v16f *yv = (const v16f *)yf;
     for (size_t i = lo; i < hi; i++) {
         v16f acc = {0};
         for (size_t e = g->rowptr[i]; e < g->rowptr[i + 1]; e++)
-            acc += wn[e] * yv[g->col[e]];
+            acc += w[e] * yv[g->col[e]];
+        double hs = 0.5 * op->isq[i];
         for (size_t c = 0; c < b; c++) {
-            double v = ca * (0.5 * y[i * b + c] + (double)acc[c]) + cy * y[i * b + c];
+            double v = ca * (0.5 * y[i * b + c] + hs * (double)acc[c]) + cy * y[i * b + c];
             if (cx != 0.0)
                 v += cx * x[i * b + c];
             out[i * b + c] = v;
-            outf[i * SPEC_FW + c] = (float)v;
+            outf[i * SPEC_FW + c] = (float)(op->isq[i] * v);
         }
     }
 }
 
 /* One operator application fused with a three-term recurrence step, row by row:
- * out = ca S y + cy y + cx x (x unread when cx = 0), and outf = (float)out.  The
- * neighbours' values are read from yf, the float copy of y: the gather is the cost of
- * the solve, and float halves its bytes, while the recurrence and every sum over rows
+ * out = ca S y + cy y + cx x (x unread when cx = 0), and outf its scaled float copy
+ * (struct spec_op).  The neighbours' values are read from yf, the float copy of y: the gather is
+ * the cost of the solve, and float halves its bytes, while the recurrence and every sum over rows
  * stay in double.  One parallel loop, no reduction.  S keeps D^1/2 1 as its exact top
  * eigenvector, so a block orthogonal to it stays so up to rounding (deflated once per
- * filter, see spectral_connected). */
+ * filter, see umap_eigen_solve). */
 static void op_step(const struct spec_op *op, const double *y, const float *yf, const double *x,
                     double ca, double cy, double cx, double *out, float *outf, size_t b,
                     int threads)
@@ -234,12 +237,13 @@ static void op_step(const struct spec_op *op, const double *y, const float *yf, 
                 cy, cx, out, outf, b);
 }
 
-static void to_float(const double *X, float *Xf, size_t m, size_t b, int threads)
+/* Xf <- the scaled float copy of X (struct spec_op). */
+static void to_float(const struct spec_op *op, const double *X, float *Xf, size_t b, int threads)
 {
 #pragma omp parallel for schedule(static) num_threads(threads)
-    for (size_t i = 0; i < m; i++)
+    for (size_t i = 0; i < op->g->n; i++)
         for (size_t c = 0; c < b; c++)
-            Xf[i * SPEC_FW + c] = (float)X[i * b + c];
+            Xf[i * SPEC_FW + c] = (float)(op->isq[i] * X[i * b + c]);
 }
 
 /* Eigen-decomposition of the symmetric b x b matrix H by cyclic Jacobi rotations:
@@ -330,7 +334,7 @@ static void cheb_filter(const struct spec_op *op, double **X, double **Y, double
     for (size_t i = 0; i < m; i++)
         for (size_t t = 0; t < b; t++) {
             y[i * b + t] = (y[i * b + t] - c * x[i * b + t]) * (sigma1 / e);
-            yf[i * SPEC_FW + t] = (float)y[i * b + t];
+            yf[i * SPEC_FW + t] = (float)(op->isq[i] * y[i * b + t]);
         }
     for (size_t k = 2; k <= deg; k++) {
         double sn = 1.0 / (tau - sigma), ca = 2.0 * sn / e;
@@ -424,12 +428,11 @@ int umap_eigen_solve(const struct umap_graph *g, uint64_t seed, uint64_t stream,
     double *Z = malloc(m * b * sizeof *Z);
     float *Xf = aligned_alloc(64, m * SPEC_FW * sizeof *Xf);
     float *Yf = aligned_alloc(64, m * SPEC_FW * sizeof *Yf);
-    float *wn = malloc((g->nnz ? g->nnz : 1) * sizeof *wn);
     double *part = malloc((nblk * b * b > 2 * nblk ? nblk * b * b : 2 * nblk) * sizeof *part);
     double G[SPEC_B * SPEC_B], theta[SPEC_B], res[2];
-    struct spec_op op = {g, wn};
+    struct spec_op op = {g, isq};
     *applications = 0;
-    if (!isq || !v1 || !X || !Y || !Z || !Xf || !Yf || !wn || !part || b < 2)
+    if (!isq || !v1 || !X || !Y || !Z || !Xf || !Yf || !part || b < 2)
         goto cleanup;
     memset(Xf, 0, m * SPEC_FW * sizeof *Xf);
     memset(Yf, 0, m * SPEC_FW * sizeof *Yf);
@@ -445,11 +448,8 @@ int umap_eigen_solve(const struct umap_graph *g, uint64_t seed, uint64_t stream,
         vn += deg;
     }
     vn = sqrt(vn);
-    for (size_t i = 0; i < m; i++) {
+    for (size_t i = 0; i < m; i++)
         v1[i] /= vn;
-        for (size_t e = g->rowptr[i]; e < g->rowptr[i + 1]; e++)
-            wn[e] = (float)(0.5 * isq[i] * g->val[e] * isq[g->col[e]]);
-    }
     for (size_t i = 0; i < m * b; i++)
         X[i] = rng_normal(seed, stream, i);
     /* Threads only where one operator application (a parallel loop) is milliseconds of
@@ -461,7 +461,7 @@ int umap_eigen_solve(const struct umap_graph *g, uint64_t seed, uint64_t stream,
         deflate(X, v1, m, b, part, threads);
         if (orthonormalize(X, m, b, G, part, threads))
             goto cleanup;
-        to_float(X, Xf, m, b, threads);
+        to_float(&op, X, Xf, b, threads);
         op_step(&op, X, Xf, NULL, 1.0, 0.0, 0.0, Y, Yf, b, threads);
         rayleigh_ritz(X, Y, m, b, theta, res, part, threads);
         *applications = used;
@@ -491,7 +491,6 @@ cleanup:
     free(Z);
     free(Xf);
     free(Yf);
-    free(wn);
     free(part);
     return rc;
 }
