@@ -32,6 +32,11 @@
 #include "progress.h"
 #include "pw_error.h"
 
+/* The spectral init's eigensolver stops after at most this many operator applications
+ * per graph component (each one pass over the component's edges) and keeps the best
+ * subspace found; it stops earlier at umap-learn's tolerance. */
+#define UMAP_SPECTRAL_MAX_APPLICATIONS 64
+
 enum umap_init { UMAP_INIT_SPECTRAL = 0, UMAP_INIT_RANDOM = 1 };
 
 struct umap_options {
@@ -57,7 +62,9 @@ struct umap_result {
     size_t n_epochs; /* epochs run */
     size_t n_edges;  /* directed edges of the fuzzy graph after pruning */
     size_t n_graph_components;
-    int spectral_ok; /* 0 when spectral init fell back to random (umap-learn's rule) */
+    int spectral_ok;          /* 0 when spectral init fell back to random (umap-learn's rule) */
+    size_t init_applications; /* the spectral eigensolver's operator applications (each one
+                                 pass over the graph's edges), summed over components */
     double seconds_knn, seconds_graph, seconds_init, seconds_optimize;
 };
 

@@ -168,6 +168,55 @@ static void test_umap_handles_fewer_points_than_neighbours(void)
     free(x);
 }
 
+/* Points around a circle: the graph is a ring, whose Laplacian has no spectral gap at
+ * the bottom (eigenvalues in close pairs), so the eigensolver converges slowly (about
+ * 160 operator applications to umap-learn's tolerance).  The solve must stop within its
+ * fixed budget and still give a layout: finite, spread in both directions. */
+static void test_umap_spectral_init_on_gapless_graph_stays_within_its_budget(void)
+{
+    size_t n = 3000, d = 4;
+    float *x = malloc(n * d * sizeof *x), *out = malloc(n * 2 * sizeof *out);
+    uint64_t s = 31;
+    for (size_t i = 0; i < n; i++) {
+        double t = 6.283185307179586 * td_uniform(&s);
+        x[i * d] = (float)cos(t);
+        x[i * d + 1] = (float)sin(t);
+        x[i * d + 2] = (float)(0.01 * td_normal(&s));
+        x[i * d + 3] = (float)(0.01 * td_normal(&s));
+    }
+    struct umap_options o;
+    umap_options_default(&o);
+    o.metric = KNN_EUCLIDEAN;
+    o.n_epochs = 5; /* the layout is the init's, barely moved */
+    struct umap_result r;
+    struct pw_error err;
+    CHECK(umap_fit(x, n, d, &o, out, &r, NULL, &err) == 0);
+    CHECK(r.n_graph_components == 1);
+    CHECK(r.spectral_ok == 1); /* the best subspace found, not the random fallback */
+    CHECK(r.init_applications <= UMAP_SPECTRAL_MAX_APPLICATIONS);
+    CHECK(r.init_applications >= UMAP_SPECTRAL_MAX_APPLICATIONS / 2); /* the budget ended it */
+    double m[2] = {0, 0}, c[3] = {0, 0, 0};
+    int finite = 1;
+    for (size_t i = 0; i < n; i++) {
+        finite &= isfinite(out[2 * i]) && isfinite(out[2 * i + 1]);
+        m[0] += out[2 * i] / (double)n;
+        m[1] += out[2 * i + 1] / (double)n;
+    }
+    CHECK(finite);
+    for (size_t i = 0; i < n; i++) {
+        double u = out[2 * i] - m[0], v = out[2 * i + 1] - m[1];
+        c[0] += u * u;
+        c[1] += u * v;
+        c[2] += v * v;
+    }
+    /* the covariance's smaller eigenvalue is a fair share of the larger: not a line */
+    double tr = c[0] + c[2], det = c[0] * c[2] - c[1] * c[1];
+    double lo = tr / 2 - sqrt(tr * tr / 4 - det), hi = tr / 2 + sqrt(tr * tr / 4 - det);
+    CHECK(lo > 0.1 * hi);
+    free(x);
+    free(out);
+}
+
 int main(void)
 {
     RUN(test_umap_same_seed_and_threads_give_identical_bytes);
@@ -180,5 +229,6 @@ int main(void)
     RUN(test_umap_rejects_n_neighbors_below_two);
     RUN(test_umap_rejects_min_dist_above_spread);
     RUN(test_umap_handles_fewer_points_than_neighbours);
+    RUN(test_umap_spectral_init_on_gapless_graph_stays_within_its_budget);
     PW_TEST_MAIN();
 }
