@@ -6,8 +6,8 @@
  * QUERIES (default 2000) rows picked at even strides by brute force (sgemm against every
  * row, in double for the final order) and prints one JSON line: seconds of knn_build,
  * its CPU seconds (all threads), recall of the sampled rows, peak RSS.  KNN_PART_SIZE, KNN_SPILL,
- * KNN_ITERS, KNN_CANDIDATES, KNN_LIST_ROWS, KNN_DELTA and KNN_AMX (0 or 1) override the knn_options
- * of the same names. */
+ * KNN_ITERS, KNN_CANDIDATES, KNN_LIST_ROWS, KNN_DELTA, KNN_RECALL_TARGET and KNN_AMX (0 or 1)
+ * override the knn_options of the same names. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -164,6 +164,8 @@ int main(int argc, char **argv)
         o.list_rows = strtoul(getenv("KNN_LIST_ROWS"), NULL, 10);
     if (getenv("KNN_CANDIDATES"))
         o.max_candidates = strtoul(getenv("KNN_CANDIDATES"), NULL, 10);
+    if (getenv("KNN_RECALL_TARGET"))
+        o.recall_target = strtod(getenv("KNN_RECALL_TARGET"), NULL);
     if (getenv("KNN_DELTA"))
         o.delta = strtod(getenv("KNN_DELTA"), NULL);
     struct knn_graph g;
