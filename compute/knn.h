@@ -9,7 +9,7 @@
  * part_size 0 the seed is pynndescent's random projection forest instead (on rows wider
  * than 128 the trees split in a 64-d random sketch; leaves and joins use full rows).
  * The approximate graph is checked against the exact neighbours of 256 sampled rows
- * (knn_probe.h): the rounds stop once that recall estimate reaches 0.99, or as soon as
+ * (knn_probe.h): the rounds stop once that recall estimate reaches 0.98, or as soon as
  * the rounds left cannot bring it to recall_target; then, if it is below the target
  * (data of high intrinsic dimension, where NN-descent stalls), the exact graph is built
  * instead.  So the recall holds on any shape; the price on such data is the exact
