@@ -506,6 +506,7 @@ struct cell_scratch {
                       order: whole_join) rather than gathered into buf; euclidean rows are
                       centred a column chunk (into buf) and a row block (rowbuf) at a time */
     float *rowbuf; /* PART_ROWS rows: in_place, euclidean */
+    double p0;     /* in_place: the progress fraction the join starts from */
     float *centre; /* euclidean: the members' mean, taken off before the dots */
     double *sum;   /* d: its accumulator */
     float *dots;   /* PART_ROWS x cols */
@@ -776,6 +777,10 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
                                      rows, cnt, from - r0, ccols,      ld};
             team_run(tm, select_block, &blk);
         }
+        if (cs->in_place) /* chunks so far: the first to^2 / 2 pairs */
+            pw_progress_report(progress, "knn",
+                               cs->p0 + (1.0 - cs->p0) * ((double)to / (double)cnt) *
+                                            ((double)to / (double)cnt));
     }
     for (size_t a = 0; a < cnt; a++)
         cs->seen[mem[a]] = 1;
@@ -1037,7 +1042,7 @@ done:
 /* The exact k-NN of every row: the whole set as one cell (each pair's dot product once,
  * rows read in place, euclidean ones centred a chunk at a time), from empty heaps.  The
  * caller computes the distances again directly (finish_rows). */
-static int whole_join(struct nnd *s, int use_amx, const struct pw_progress *progress,
+static int whole_join(struct nnd *s, int use_amx, double p0, const struct pw_progress *progress,
                       struct pw_error *err)
 {
     size_t n = s->n;
@@ -1051,6 +1056,7 @@ static int whole_join(struct nnd *s, int use_amx, const struct pw_progress *prog
     if (!rc)
         rc = team_start(s->threads, &tm, err);
     if (!rc) {
+        cs.p0 = p0;
         for (size_t i = 0; i < n; i++)
             mem[i] = (int32_t)i;
         heap_init(s->hd, s->hi, n * s->k);
@@ -1075,9 +1081,11 @@ static void nnd_scan_init(struct nnd *s)
 #endif
 }
 
-/* The exact graph: whole_join, then every distance computed again directly. */
+/* The exact graph: whole_join, then every distance computed again directly.  Progress
+ * reports run from p0 to 1. */
 static int knn_exact(const struct metric_ctx *m, size_t n, size_t k, int threads, int amx,
-                     struct knn_graph *g, const struct pw_progress *progress, struct pw_error *err)
+                     double p0, struct knn_graph *g, const struct pw_progress *progress,
+                     struct pw_error *err)
 {
     struct nnd s = {.m = m,
                     .n = n,
@@ -1087,7 +1095,7 @@ static int knn_exact(const struct metric_ctx *m, size_t n, size_t k, int threads
                     .kb = flag_bytes(k),
                     .threads = threads};
     nnd_scan_init(&s);
-    int rc = whole_join(&s, amx, progress, err);
+    int rc = whole_join(&s, amx, p0, progress, err);
     if (!rc)
         finish_rows(m, g, NULL, 1, threads);
     return rc;
@@ -1237,7 +1245,7 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
     nnd_scan_init(&s);
     int rc = 0, oom = 0;
     struct knn_probe probe = {0};
-    double rec = 1.0, rec_prev = 0.0;
+    double rec = 1.0, rec_prev = 0.0, done = 0.0; /* done: progress when the rounds end */
     size_t njobs = n_trees > (size_t)threads ? n_trees : (size_t)threads;
     if (njobs < 64)
         njobs = 64;
@@ -1323,6 +1331,7 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
     if (iters)
         for (size_t t = 0; t < n; t++)
             slot[order[t]] = (int32_t)t;
+    done = seeded;
     if (o->recall_target > 0.0) {
         size_t pc = n < KNN_PROBE_ROWS ? n : KNN_PROBE_ROWS;
         if ((rc = knn_probe_build(m->x, n, d, k, m->metric == KNN_COSINE, m->inv_norm, m->sqnorm,
@@ -1362,6 +1371,7 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
             rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for NN-descent proposals");
             goto cleanup;
         }
+        done = seeded + (1.0 - seeded) * (double)(it + 1) / (double)iters;
         if (probe.count) {
             double gain = rec - rec_prev;
             rec_prev = rec;
@@ -1375,7 +1385,7 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
             break;
     }
     if (probe.count && rec < o->recall_target) {
-        if ((rc = knn_exact(m, n, k, threads, o->amx, g, progress, err)))
+        if ((rc = knn_exact(m, n, k, threads, o->amx, done, g, progress, err)))
             goto cleanup;
     } else {
         /* Every distance here was computed from differences or centred rows (cells: the
@@ -1441,7 +1451,7 @@ int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_opt
     struct metric_ctx m = {x, d, opt->metric, inv, sq};
     int exact = opt->method == KNN_EXACT || (opt->method == KNN_AUTO && n <= opt->exact_max_n);
     pw_progress_report(progress, "knn", 0.0);
-    rc = exact ? knn_exact(&m, n, k, threads, opt->amx, g, progress, err)
+    rc = exact ? knn_exact(&m, n, k, threads, opt->amx, 0.0, g, progress, err)
                : knn_approx(&m, n, k, opt, threads, g, progress, err);
 cleanup:
     free(norms);
