@@ -25,6 +25,8 @@
 #include "dense.h"
 #include "gram.h"
 #include "kmeans.h"
+#include "knn_heap.h"
+#include "knn_probe.h"
 #include "rng.h"
 #include "team.h"
 
@@ -40,6 +42,7 @@ void knn_options_default(struct knn_options *opt)
         .part_size = 4096,
         .spill = 0.1,
         .delta = 0.001, /* pynndescent 0.5 default */
+        .recall_target = 0.97,
         .seed = 42,
         .threads = 0,
         .amx = 1,
@@ -69,113 +72,6 @@ void knn_free(struct knn_graph *g)
     g->idx = NULL;
     g->dist = NULL;
     g->n = g->k = 0;
-}
-
-/* ---- bounded max-heap of (dist, idx), k slots, empty slots hold idx -1, dist +inf ---- */
-
-/* NN-descent's flags ride along as two bits per slot (FLAG_NEW, FLAG_PENDING; see
- * sample_lists); a row's bits start on a byte of their own (flag_bytes), so threads that
- * own different rows never share a byte.  Two bits rather than a byte per slot keep the
- * flags a quarter of the size, which counts at t-SNE's k = 91. */
-#define FLAG_NEW     1
-#define FLAG_PENDING 2
-
-static inline size_t flag_bytes(size_t k)
-{
-    return (2 * k + 7) / 8;
-}
-
-static inline int flag_get(const uint8_t *hf, size_t s)
-{
-    return hf[s >> 2] >> (2 * (s & 3)) & 3;
-}
-
-static inline void flag_put(uint8_t *hf, size_t s, int v)
-{
-    unsigned sh = 2 * (unsigned)(s & 3);
-    hf[s >> 2] = (uint8_t)((hf[s >> 2] & ~(3u << sh)) | ((unsigned)v << sh));
-}
-
-static inline int heap_greater(float da, int32_t ia, float db, int32_t ib)
-{
-    return da > db || (da == db && ia > ib);
-}
-
-/* The entry at pos moves down to its place: the larger child moves up into the hole
- * until neither child is larger, then the entry is written once (the same heap as
- * swapping level by level, with a third of the stores). */
-static void heap_sift_down(float *hd, int32_t *hi, uint8_t *hf, size_t k, size_t pos)
-{
-    float d = hd[pos];
-    int32_t j = hi[pos];
-    int f = hf ? flag_get(hf, pos) : 0;
-    for (;;) {
-        size_t c = 2 * pos + 1;
-        if (c >= k)
-            break;
-        if (c + 1 < k && heap_greater(hd[c + 1], hi[c + 1], hd[c], hi[c]))
-            c++;
-        if (!heap_greater(hd[c], hi[c], d, j))
-            break;
-        hd[pos] = hd[c];
-        hi[pos] = hi[c];
-        if (hf)
-            flag_put(hf, pos, flag_get(hf, c));
-        pos = c;
-    }
-    hd[pos] = d;
-    hi[pos] = j;
-    if (hf)
-        flag_put(hf, pos, f);
-}
-
-/* Replace the root if (d, j) is smaller; 1 when pushed.  For callers that know j is not
- * in the heap yet. */
-static int heap_push_new(float *hd, int32_t *hi, uint8_t *hf, size_t k, float d, int32_t j,
-                         uint8_t flag)
-{
-    if (!heap_greater(hd[0], hi[0], d, j))
-        return 0;
-    hd[0] = d;
-    hi[0] = j;
-    if (hf)
-        flag_put(hf, 0, flag);
-    heap_sift_down(hd, hi, hf, k, 0);
-    return 1;
-}
-
-/* Replace the root if (d, j) is smaller and j is not already present; 1 when pushed. */
-static int heap_push(float *hd, int32_t *hi, uint8_t *hf, size_t k, float d, int32_t j,
-                     uint8_t flag)
-{
-    if (!heap_greater(hd[0], hi[0], d, j))
-        return 0;
-    for (size_t s = 0; s < k; s++)
-        if (hi[s] == j)
-            return 0;
-    return heap_push_new(hd, hi, hf, k, d, j, flag);
-}
-
-/* Sort a row ascending by (dist, idx): heap-sort in place (root is the largest). */
-static void heap_sort_row(float *hd, int32_t *hi, size_t k)
-{
-    for (size_t end = k; end > 1; end--) {
-        float td = hd[0];
-        hd[0] = hd[end - 1];
-        hd[end - 1] = td;
-        int32_t ti = hi[0];
-        hi[0] = hi[end - 1];
-        hi[end - 1] = ti;
-        heap_sift_down(hd, hi, NULL, end - 1, 0);
-    }
-}
-
-static void heap_init(float *hd, int32_t *hi, size_t count)
-{
-    for (size_t s = 0; s < count; s++) {
-        hd[s] = INFINITY;
-        hi[s] = -1;
-    }
 }
 
 /* ---- distances ---- */
@@ -333,61 +229,6 @@ static void finish_rows(const struct metric_ctx *m, struct knn_graph *g, const i
             heap_sift_down(hd, hi, NULL, k, s);
         heap_sort_row(hd, hi, k);
     }
-}
-
-/* ---- exact ---- */
-
-#define EXACT_ROWS 512
-#define EXACT_COLS 8192
-
-static int knn_exact(const struct metric_ctx *m, const float *norms, size_t n, size_t k,
-                     int threads, struct knn_graph *g, const struct pw_progress *progress,
-                     struct pw_error *err)
-{
-    size_t d = m->d;
-    float *dots = malloc((size_t)EXACT_ROWS * EXACT_COLS * sizeof *dots);
-    if (!dots)
-        return pw_error_set(err, PW_ENOMEM, "knn: out of memory for the distance block");
-    heap_init(g->dist, g->idx, n * k);
-    int rc = 0;
-    for (size_t r0 = 0; r0 < n; r0 += EXACT_ROWS) {
-        size_t rows = n - r0 < EXACT_ROWS ? n - r0 : EXACT_ROWS;
-        for (size_t c0 = 0; c0 < n; c0 += EXACT_COLS) {
-            if ((rc = pw_progress_check(progress, err, "knn")))
-                goto cleanup;
-            size_t cols = n - c0 < EXACT_COLS ? n - c0 : EXACT_COLS;
-            struct blas_nt prod = {m->x + r0 * d, m->x + c0 * d, dots, rows, cols, d, d, d, cols};
-            blas_nt_run(&prod, threads);
-            /* One thread on purpose: the selection is ~1/20 of the sgemm's work. */
-            for (size_t r = 0; r < rows; r++) {
-                size_t i = r0 + r;
-                float *hd = g->dist + i * k;
-                int32_t *hi = g->idx + i * k;
-                const float *row = dots + r * cols;
-                for (size_t c = 0; c < cols; c++) {
-                    size_t j = c0 + c;
-                    if (j == i)
-                        continue;
-                    float v;
-                    if (m->metric == KNN_COSINE)
-                        v = 1.0f - row[c] * m->inv_norm[i] * m->inv_norm[j];
-                    else
-                        v = norms[i] * norms[i] + norms[j] * norms[j] - 2.0f * row[c];
-                    if (heap_greater(hd[0], hi[0], v, (int32_t)j)) {
-                        /* no duplicate check needed: each j is offered once */
-                        hd[0] = v;
-                        hi[0] = (int32_t)j;
-                        heap_sift_down(hd, hi, NULL, k, 0);
-                    }
-                }
-            }
-        }
-        pw_progress_report(progress, "knn", (double)(r0 + rows) / (double)n);
-    }
-    finish_rows(m, g, NULL, 1, threads);
-cleanup:
-    free(dots);
-    return rc;
 }
 
 /* ---- approximate: proposals buffer ---- */
@@ -555,6 +396,9 @@ static void rptree_split(struct rptree_job *j, int32_t *idx, size_t count, uint6
  * (12 bytes a proposal) hold one such block.  64 held 4.8 MB of proposals at 20k with
  * k = 91; 16 holds a quarter of that. */
 #define JOIN_BLOCK_ROWS 16
+/* Rows whose exact neighbours measure the approximate graph (knn_probe.h): 256 rows give
+ * 3,840 neighbour pairs at k = 15, a standard error under 0.005 near recall 0.97. */
+#define KNN_PROBE_ROWS 256
 
 static void knn_sketch(const float *x, size_t n, size_t d, uint64_t seed, float *R, float *sk,
                        int threads)
@@ -658,6 +502,11 @@ struct cell_scratch {
     float *buf;       /* members' rows (sgemm) */
     struct gram gram; /* or: members' rows for AMX (gram.h) */
     int amx;
+    int in_place;  /* sgemm reads the cell's rows where they are (the whole set, in index
+                      order: whole_join) rather than gathered into buf; euclidean rows are
+                      centred a column chunk (into buf) and a row block (rowbuf) at a time */
+    float *rowbuf; /* PART_ROWS rows: in_place, euclidean */
+    double p0;     /* in_place: the progress fraction the join starts from */
     float *centre; /* euclidean: the members' mean, taken off before the dots */
     double *sum;   /* d: its accumulator */
     float *dots;   /* PART_ROWS x cols */
@@ -672,6 +521,7 @@ struct cell_scratch {
 static void cell_scratch_free(struct cell_scratch *cs)
 {
     free(cs->buf);
+    free(cs->rowbuf);
     gram_free(&cs->gram);
     free(cs->centre);
     free(cs->sum);
@@ -830,6 +680,14 @@ static void gram_job_run(void *arg, int t, int T)
         gram_rows(j->g, j->rows, j->from, j->from + lo * GRAM_COLS, c2, j->dots, j->ld);
 }
 
+/* to[r] = x[r] - centre for rows rows of d values. */
+static void centre_rows(const float *x, size_t rows, size_t d, const float *centre, float *to)
+{
+    for (size_t r = 0; r < rows; r++)
+        for (size_t t = 0; t < d; t++)
+            to[r * d + t] = x[r * d + t] - centre[t];
+}
+
 /* One cell: its members' rows gathered, then blocks of PART_ROWS rows against the
  * members from the block on, so each pair's dot product is computed once (AMX on the
  * team, or sgemm while the team sleeps); the team selects. */
@@ -864,7 +722,7 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
             cs->g[a] = (float)q;
         }
     }
-    if (!cs->amx)
+    if (!cs->amx && !cs->in_place)
         for (size_t a = 0; a < cnt; a++) {
             const float *row = m->x + (size_t)mem[a] * d;
             float *to = cs->buf + a * d;
@@ -886,6 +744,8 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
         if (cs->amx) {
             gram_set(&cs->gram, mem + C0, to - C0);
             team_run(tm, gram_pack_run, &cs->gram);
+        } else if (cs->in_place && !cosine) {
+            centre_rows(m->x + C0 * d, to - C0, d, cs->centre, cs->buf);
         }
         for (size_t r0 = 0; r0 < to; r0 += PART_ROWS) {
             int rc = pw_progress_check(progress, err, "knn");
@@ -900,17 +760,69 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
                 struct gram_job job = {&cs->gram, rows, from - C0, to - C0, ld, cs->dots};
                 team_run(tm, gram_job_run, &job);
             } else {
-                struct blas_nt prod = {
-                    cs->buf + r0 * d, cs->buf + from * d, cs->dots, rows, ccols, d, d, d, ccols};
+                const float *a = cs->buf + r0 * d, *b = cs->buf + from * d;
+                if (cs->in_place && cosine) {
+                    a = m->x + r0 * d;
+                    b = m->x + from * d;
+                } else if (cs->in_place) { /* buf holds the chunk, centred */
+                    if (r0 < C0)
+                        centre_rows(m->x + r0 * d, rows, d, cs->centre, cs->rowbuf);
+                    a = r0 < C0 ? cs->rowbuf : cs->buf + (r0 - C0) * d;
+                    b = cs->buf + (from - C0) * d;
+                }
+                struct blas_nt prod = {a, b, cs->dots, rows, ccols, d, d, d, ccols};
                 team_run(tm, blas_nt_share, &prod);
             }
             struct cell_block blk = {s,    cs,  mem + r0,  cs->g + r0, cs->thr + r0,
                                      rows, cnt, from - r0, ccols,      ld};
             team_run(tm, select_block, &blk);
         }
+        if (cs->in_place) /* chunks so far: the first to^2 / 2 pairs */
+            pw_progress_report(progress, "knn",
+                               cs->p0 + (1.0 - cs->p0) * ((double)to / (double)cnt) *
+                                            ((double)to / (double)cnt));
     }
     for (size_t a = 0; a < cnt; a++)
         cs->seen[mem[a]] = 1;
+    return 0;
+}
+
+/* Scratch for cells of up to `biggest` rows (in_place: the one cell of whole_join).
+ * Columns per chunk: the packed chunk is at most 1% of the input (n / 100 rows) but
+ * 512 rows at least.  Smaller chunks pack each block more often, which costs time on
+ * large inputs; whole cells would set the peak RSS on mid-sized ones. */
+static int cell_scratch_init(struct cell_scratch *cs, const struct nnd *s, size_t biggest,
+                             int use_amx, int in_place, struct pw_error *err)
+{
+    size_t n = s->n, d = s->m->d;
+    memset(cs, 0, sizeof *cs);
+    cs->cols = (n / 100 + PART_ROWS - 1) / PART_ROWS * PART_ROWS;
+    cs->cols = cs->cols > PART_COLS ? cs->cols : PART_COLS;
+    cs->amx = use_amx && gram_amx_usable();
+    cs->in_place = in_place && !cs->amx;
+    cs->centre = malloc(d * sizeof *cs->centre);
+    cs->sum = malloc(d * sizeof *cs->sum);
+    int rc = 0;
+    if (cs->amx)
+        rc = gram_init(&cs->gram, cs->cols, d, PART_ROWS, s->threads, err);
+    else if (!cs->in_place)
+        cs->buf = malloc(biggest * d * sizeof *cs->buf);
+    else if (s->m->metric == KNN_EUCLIDEAN) {
+        cs->buf = malloc(cs->cols * d * sizeof *cs->buf);
+        cs->rowbuf = malloc((size_t)PART_ROWS * d * sizeof *cs->rowbuf);
+    }
+    if (rc)
+        return rc;
+    /* 64-byte aligned: AMX stores whole rows of 16 floats */
+    cs->dots = aligned_alloc(64, (size_t)PART_ROWS * cs->cols * sizeof *cs->dots);
+    cs->g = malloc(biggest * sizeof *cs->g);
+    cs->thr = malloc(biggest * sizeof *cs->thr);
+    cs->vals = malloc((size_t)s->threads * biggest * sizeof *cs->vals);
+    cs->seen = calloc(n, 1);
+    int euclid_in_place = cs->in_place && s->m->metric == KNN_EUCLIDEAN;
+    if ((!cs->amx && !cs->in_place && !cs->buf) || (euclid_in_place && (!cs->buf || !cs->rowbuf)) ||
+        !cs->centre || !cs->sum || !cs->dots || !cs->g || !cs->thr || !cs->vals || !cs->seen)
+        return pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu rows", biggest);
     return 0;
 }
 
@@ -1040,7 +952,7 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
                           struct pw_error *err)
 {
     const struct metric_ctx *m = s->m;
-    size_t n = s->n, d = m->d, c;
+    size_t n = s->n, c;
     struct kmeans_cells cells;
     int rc = make_cells(m, n, part_size, seed, s->threads, &cells, progress, err);
     if (rc)
@@ -1088,31 +1000,8 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
         for (size_t p = start[a]; p < start[a + 1]; p++)
             if (cells.first[mem[p]] == (int32_t)a)
                 order[o++] = mem[p];
-    /* Columns per chunk: the packed chunk is at most 1% of the input (n / 100 rows) but
-     * 512 rows at least.  Smaller chunks pack each block more often, which costs time on
-     * large inputs; whole cells would set the peak RSS on mid-sized ones. */
-    cs.cols = (n / 100 + PART_ROWS - 1) / PART_ROWS * PART_ROWS;
-    cs.cols = cs.cols > PART_COLS ? cs.cols : PART_COLS;
-    cs.amx = use_amx && gram_amx_usable();
-    cs.centre = malloc(d * sizeof *cs.centre);
-    cs.sum = malloc(d * sizeof *cs.sum);
-    if (cs.amx)
-        rc = gram_init(&cs.gram, cs.cols, d, PART_ROWS, s->threads, err);
-    else
-        cs.buf = malloc(biggest * d * sizeof *cs.buf);
-    if (rc)
+    if ((rc = cell_scratch_init(&cs, s, biggest, use_amx, 0, err)))
         goto done;
-    /* 64-byte aligned: AMX stores whole rows of 16 floats */
-    cs.dots = aligned_alloc(64, (size_t)PART_ROWS * cs.cols * sizeof *cs.dots);
-    cs.g = malloc(biggest * sizeof *cs.g);
-    cs.thr = malloc(biggest * sizeof *cs.thr);
-    cs.vals = malloc((size_t)s->threads * biggest * sizeof *cs.vals);
-    cs.seen = calloc(n, 1);
-    if ((!cs.amx && !cs.buf) || !cs.centre || !cs.sum || !cs.dots || !cs.g || !cs.thr || !cs.vals ||
-        !cs.seen) {
-        rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu rows", biggest);
-        goto done;
-    }
     if ((rc = team_start(s->threads, &tm, err)))
         goto done;
     for (size_t a = 0; a < c && !rc; a++) {
@@ -1147,6 +1036,68 @@ done:
     free(mem);
     cell_scratch_free(&cs);
     team_stop(tm);
+    return rc;
+}
+
+/* The exact k-NN of every row: the whole set as one cell (each pair's dot product once,
+ * rows read in place, euclidean ones centred a chunk at a time), from empty heaps.  The
+ * caller computes the distances again directly (finish_rows). */
+static int whole_join(struct nnd *s, int use_amx, double p0, const struct pw_progress *progress,
+                      struct pw_error *err)
+{
+    size_t n = s->n;
+    struct cell_scratch cs = {0};
+    struct team *tm = NULL;
+    int32_t *mem = malloc(n * sizeof *mem);
+    uint8_t *flags = s->hf;
+    int rc = mem ? 0 : pw_error_set(err, PW_ENOMEM, "knn: out of memory (n = %zu)", n);
+    if (!rc)
+        rc = cell_scratch_init(&cs, s, n, use_amx, 1, err);
+    if (!rc)
+        rc = team_start(s->threads, &tm, err);
+    if (!rc) {
+        cs.p0 = p0;
+        for (size_t i = 0; i < n; i++)
+            mem[i] = (int32_t)i;
+        heap_init(s->hd, s->hi, n * s->k);
+        s->hf = NULL;
+        rc = cell_join(s, mem, n, &cs, tm, progress, err);
+        s->hf = flags;
+    }
+    team_stop(tm);
+    cell_scratch_free(&cs);
+    free(mem);
+    return rc;
+}
+
+/* Whether the selection's scans may use AVX-512 on this CPU. */
+static void nnd_scan_init(struct nnd *s)
+{
+#ifdef KNN_SCAN_AVX512
+    __builtin_cpu_init();
+    s->avx512 = __builtin_cpu_supports("avx512f");
+#else
+    s->avx512 = 0;
+#endif
+}
+
+/* The exact graph: whole_join, then every distance computed again directly.  Progress
+ * reports run from p0 to 1. */
+static int knn_exact(const struct metric_ctx *m, size_t n, size_t k, int threads, int amx,
+                     double p0, struct knn_graph *g, const struct pw_progress *progress,
+                     struct pw_error *err)
+{
+    struct nnd s = {.m = m,
+                    .n = n,
+                    .k = k,
+                    .hd = g->dist,
+                    .hi = g->idx,
+                    .kb = flag_bytes(k),
+                    .threads = threads};
+    nnd_scan_init(&s);
+    int rc = whole_join(&s, amx, p0, progress, err);
+    if (!rc)
+        finish_rows(m, g, NULL, 1, threads);
     return rc;
 }
 
@@ -1238,6 +1189,27 @@ static void sample_lists(const struct nnd *s, uint8_t *flags, const int32_t *slo
     }
 }
 
+/* NN-descent's rounds stop once the probe's estimate reaches this (and the target):
+ * the rounds after it add little (Fashion-MNIST 20k, k = 91: the last three of five
+ * moved it from 0.9956 to 0.9994) and cost a round each. */
+#define KNN_RECALL_ENOUGH 0.98
+
+/* 1 when the rounds left will not bring the estimate from rec to target: a round's gain
+ * shrinks round after round (by a factor q = gain / previous gain), so what is left to
+ * gain is at most gain q / (1 - q), and never more than `left` times the last gain.
+ * Then building the exact graph at once beats more rounds.  Data of high intrinsic
+ * dimension stall this way: NN-descent gains under 0.01 a round there, far from 0.95. */
+static int rounds_fall_short(double rec, double gain, double prev_gain, size_t left, double target)
+{
+    double more = gain * (double)left;
+    if (prev_gain > 0.0 && gain < prev_gain) {
+        double q = gain / prev_gain;
+        if (gain * q / (1.0 - q) < more)
+            more = gain * q / (1.0 - q);
+    }
+    return rec + (more > 0.0 ? more : 0.0) < target;
+}
+
 static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const struct knn_options *o,
                       int threads, struct knn_graph *g, const struct pw_progress *progress,
                       struct pw_error *err)
@@ -1270,11 +1242,10 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
         lblock = n;
     struct nnd s = {
         .m = m, .n = n, .k = k, .hd = g->dist, .hi = g->idx, .kb = kb, .threads = threads};
-#ifdef KNN_SCAN_AVX512
-    __builtin_cpu_init();
-    s.avx512 = __builtin_cpu_supports("avx512f");
-#endif
+    nnd_scan_init(&s);
     int rc = 0, oom = 0;
+    struct knn_probe probe = {0};
+    double rec = 1.0, rec_prev = 0.0, done = 0.0; /* done: progress when the rounds end */
     size_t njobs = n_trees > (size_t)threads ? n_trees : (size_t)threads;
     if (njobs < 64)
         njobs = 64;
@@ -1360,6 +1331,15 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
     if (iters)
         for (size_t t = 0; t < n; t++)
             slot[order[t]] = (int32_t)t;
+    done = seeded;
+    if (o->recall_target > 0.0) {
+        size_t pc = n < KNN_PROBE_ROWS ? n : KNN_PROBE_ROWS;
+        if ((rc = knn_probe_build(m->x, n, d, k, m->metric == KNN_COSINE, m->inv_norm, m->sqnorm,
+                                  pc, o->seed, threads, &probe, err)))
+            goto cleanup;
+        rec = knn_probe_recall(&probe, g->idx, k);
+        rec_prev = rec;
+    }
     for (size_t it = 0; it < iters; it++) {
         size_t changed = 0;
         for (size_t l0 = 0; l0 < n; l0 += lblock) {
@@ -1391,13 +1371,28 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
             rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for NN-descent proposals");
             goto cleanup;
         }
+        done = seeded + (1.0 - seeded) * (double)(it + 1) / (double)iters;
+        if (probe.count) {
+            double gain = rec - rec_prev;
+            rec_prev = rec;
+            rec = knn_probe_recall(&probe, g->idx, k);
+            if (rec >= KNN_RECALL_ENOUGH && rec >= o->recall_target)
+                break;
+            if (rounds_fall_short(rec, rec - rec_prev, gain, iters - it - 1, o->recall_target))
+                break;
+        }
         if ((double)changed <= o->delta * (double)k * (double)n)
             break;
     }
-    /* Every distance here was computed from differences or centred rows (cells: the
-     * cell's mean taken off; NN-descent and the trees: pair4x4), so the rows are only
-     * sorted: computing them again would be a fifth of t-SNE's k-NN time. */
-    finish_rows(m, g, order, 0, threads);
+    if (probe.count && rec < o->recall_target) {
+        if ((rc = knn_exact(m, n, k, threads, o->amx, done, g, progress, err)))
+            goto cleanup;
+    } else {
+        /* Every distance here was computed from differences or centred rows (cells: the
+         * cell's mean taken off; NN-descent and the trees: pair4x4), so the rows are only
+         * sorted: computing them again would be a fifth of t-SNE's k-NN time. */
+        finish_rows(m, g, order, 0, threads);
+    }
     pw_progress_report(progress, "knn", 1.0);
 
 cleanup:
@@ -1416,6 +1411,7 @@ cleanup:
     free(oldp);
     free(cand);
     free(slot);
+    knn_probe_free(&probe);
     return oom && !rc ? pw_error_set(err, PW_ENOMEM, "knn: out of memory") : rc;
 }
 
@@ -1455,7 +1451,7 @@ int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_opt
     struct metric_ctx m = {x, d, opt->metric, inv, sq};
     int exact = opt->method == KNN_EXACT || (opt->method == KNN_AUTO && n <= opt->exact_max_n);
     pw_progress_report(progress, "knn", 0.0);
-    rc = exact ? knn_exact(&m, norms, n, k, threads, g, progress, err)
+    rc = exact ? knn_exact(&m, n, k, threads, opt->amx, 0.0, g, progress, err)
                : knn_approx(&m, n, k, opt, threads, g, progress, err);
 cleanup:
     free(norms);

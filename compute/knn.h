@@ -1,13 +1,19 @@
 /* knn.h - k nearest neighbours of every row, exact or approximate.
  *
- * Exact: blocked OpenBLAS sgemm of row blocks against column blocks, distances
- * from the dot products and row norms, a bounded max-heap per row, then the k
- * survivors' distances recomputed directly.  Approximate (default): k-means cells of
- * ~part_size rows (kmeans.h) with the `spill` fraction of rows nearest a border also in
- * the neighbouring cell; the exact k-NN inside each cell (sgemm, each pair once) seeds
- * the heaps, then NN-descent rounds repair what crossed cell borders.  With part_size
- * 0 the seed is pynndescent's random projection forest instead (on rows wider than 128
- * the trees split in a 64-d random sketch; leaves and joins use full rows).  Candidate
+ * Exact: the whole set joined as one cell (below): each pair's dot product once, by
+ * sgemm over fixed blocks (euclidean rows centred first), a bounded max-heap per row,
+ * then the k survivors' distances recomputed directly.  Approximate (default): k-means
+ * cells of ~part_size rows (kmeans.h) with the `spill` fraction of rows nearest a border
+ * also in the neighbouring cell; the exact k-NN inside each cell (sgemm, each pair once)
+ * seeds the heaps, then NN-descent rounds repair what crossed cell borders.  With
+ * part_size 0 the seed is pynndescent's random projection forest instead (on rows wider
+ * than 128 the trees split in a 64-d random sketch; leaves and joins use full rows).
+ * The approximate graph is checked against the exact neighbours of 256 sampled rows
+ * (knn_probe.h): the rounds stop once that recall estimate reaches 0.98, or as soon as
+ * the rounds left cannot bring it to recall_target; then, if it is below the target
+ * (data of high intrinsic dimension, where NN-descent stalls), the exact graph is built
+ * instead.  So the recall holds on any shape; the price on such data is the exact
+ * graph's n^2 d / 2 multiply-adds.  Candidate
  * distances are computed in parallel and applied to the heaps in a fixed order, and
  * every sgemm runs on one OpenBLAS thread over fixed row blocks (blas_fixed.h), so the
  * graph depends only on the input, the metric and the seed, not on `threads` nor on
@@ -46,6 +52,9 @@ struct knn_options {
                                input's bytes at a time (knn.c's list_block); else for this
                                many points at a time */
     double delta;           /* 0.001: pynndescent's early-stop fraction of k*n updates */
+    double recall_target;   /* 0.97: the approximate graph's recall, estimated on the exact
+                               neighbours of a sample of rows (knn_probe.h), must reach
+                               this, else the exact graph is built instead; 0: no check */
     uint64_t seed;          /* 42: the Python task's random_state */
     int threads;            /* <= 0: all cores */
     int amx;                /* 1: the cells' dot products on AMX-BF16 where the CPU has it

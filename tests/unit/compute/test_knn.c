@@ -84,7 +84,8 @@ static void test_exact_cosine_matches_brute_force(void)
 
 /* Recall of the approximate graph against the exact one on 2000 rows in `clusters`
  * clusters; part_size 0 seeds NN-descent with the RP forest, else with k-means cells of
- * that many rows; iters as knn_options.n_iters; amx as knn_options.amx. */
+ * that many rows; iters as knn_options.n_iters; amx as knn_options.amx.  Without the
+ * recall check (recall_target 0): these measure the approximate path itself. */
 static double approx_recall_rows(int cosine, size_t d, size_t clusters, size_t part_size,
                                  size_t iters, int amx, size_t list_rows)
 {
@@ -97,6 +98,7 @@ static double approx_recall_rows(int cosine, size_t d, size_t clusters, size_t p
     o.amx = amx;
     o.list_rows = list_rows;
     o.metric = cosine ? KNN_COSINE : KNN_EUCLIDEAN;
+    o.recall_target = 0.0;
     struct knn_graph exact, approx;
     struct pw_error err;
     o.method = KNN_EXACT;
@@ -297,8 +299,8 @@ static double true_recall(const float *x, size_t n, size_t d, const struct knn_g
 }
 
 /* Euclidean rows far from the origin (every coordinate + 1000), where |a|^2 + |b|^2 -
- * 2 a.b cancels: the cells (AMX or sgemm) are centred first, so they keep the precision
- * the neighbours need.  The exact path is not (it multiplies x in place): printed only. */
+ * 2 a.b cancels: the cells (AMX or sgemm) and the exact path are centred first, so they
+ * keep the precision the neighbours need. */
 static void test_cells_on_offset_rows_find_true_neighbours(void)
 {
     size_t n = 2000, d = 40, k = 15;
@@ -310,6 +312,7 @@ static void test_cells_on_offset_rows_find_true_neighbours(void)
     o.part_size = 4096;
     o.n_iters = KNN_NO_ROUNDS;
     o.method = KNN_APPROX;
+    o.recall_target = 0.0;
     struct knn_graph g;
     struct pw_error err;
     CHECK(knn_build(x, n, d, k, &o, &g, NULL, &err) == 0);
@@ -325,7 +328,9 @@ static void test_cells_on_offset_rows_find_true_neighbours(void)
     knn_free(&g);
     o.method = KNN_EXACT;
     CHECK(knn_build(x, n, d, k, &o, &g, NULL, &err) == 0);
-    printf("     exact path (sgemm on the raw rows): recall %.5f\n", true_recall(x, n, d, &g));
+    r = true_recall(x, n, d, &g);
+    printf("     exact path: recall %.5f\n", r);
+    CHECK(r >= 0.9999);
     knn_free(&g);
     free(x);
 }
@@ -358,6 +363,7 @@ static void test_offset_rows_keep_distance_precision_through_nn_descent(void)
     struct knn_options o;
     knn_options_default(&o);
     o.method = KNN_APPROX;
+    o.recall_target = 0.0;
     struct pw_error err;
     size_t parts[2] = {250, 0};
     for (int c = 0; c < 2; c++) {
@@ -438,6 +444,84 @@ static void test_cells_cancel_returns_ecanceled(void)
     free(x);
 }
 
+/* n points with independent N(0, 1) coordinates: no cluster structure, and at d = 64
+ * NN-descent stalls far from the true neighbours. */
+static float *isotropic(size_t n, size_t d, uint64_t seed)
+{
+    float *x = malloc(n * d * sizeof *x);
+    uint64_t s = seed;
+    for (size_t i = 0; i < n * d; i++)
+        x[i] = (float)td_normal(&s);
+    return x;
+}
+
+/* On an isotropic cloud the cells and NN-descent alone miss many neighbours; the recall
+ * probe sees it and the graph comes out exact instead, for any thread count. */
+static void test_recall_check_escalates_isotropic_data_to_095(void)
+{
+    size_t n = 2500, d = 64, k = 15;
+    float *x = isotropic(n, d, 21);
+    int32_t *want = malloc(n * k * sizeof *want);
+    brute_knn(x, n, d, k, 0, want);
+    struct knn_options o;
+    knn_options_default(&o);
+    o.method = KNN_APPROX;
+    o.part_size = 500;
+    struct knn_graph plain, g[3];
+    struct pw_error err;
+    o.recall_target = 0.0;
+    CHECK(knn_build(x, n, d, k, &o, &plain, NULL, &err) == 0);
+    double before = overlap(plain.idx, want, n, k);
+    knn_options_default(&o);
+    o.method = KNN_APPROX;
+    o.part_size = 500;
+    for (int t = 0; t < 3; t++) {
+        o.threads = t + 1;
+        CHECK(knn_build(x, n, d, k, &o, &g[t], NULL, &err) == 0);
+    }
+    double after = overlap(g[0].idx, want, n, k);
+    printf("     isotropic 2500 x 64: recall %.4f without the check, %.4f with it\n", before,
+           after);
+    CHECK(before < 0.95);
+    CHECK(after >= 0.95);
+    for (int t = 1; t < 3; t++) {
+        CHECK(memcmp(g[0].idx, g[t].idx, n * k * sizeof *g[0].idx) == 0);
+        CHECK(memcmp(g[0].dist, g[t].dist, n * k * sizeof *g[0].dist) == 0);
+    }
+    for (int t = 0; t < 3; t++)
+        knn_free(&g[t]);
+    knn_free(&plain);
+    free(want);
+    free(x);
+}
+
+/* Clustered data passes the probe without the exact graph: NN-descent's rounds stop
+ * once the estimate is high enough, and the recall stays >= 0.95. */
+static void test_recall_check_keeps_approximate_graph_on_clusters(void)
+{
+    size_t n = 2000, d = 32, k = 15;
+    float *x = td_clusters(n, d, 10, 11);
+    struct knn_options o;
+    knn_options_default(&o);
+    o.method = KNN_APPROX;
+    o.part_size = 250;
+    struct knn_graph checked, plain;
+    struct pw_error err;
+    CHECK(knn_build(x, n, d, k, &o, &checked, NULL, &err) == 0);
+    o.recall_target = 0.0;
+    CHECK(knn_build(x, n, d, k, &o, &plain, NULL, &err) == 0);
+    o.method = KNN_EXACT;
+    struct knn_graph exact;
+    CHECK(knn_build(x, n, d, k, &o, &exact, NULL, &err) == 0);
+    printf("     10 clusters: recall %.4f with the check, %.4f without\n",
+           knn_recall(&checked, &exact), knn_recall(&plain, &exact));
+    CHECK(knn_recall(&checked, &exact) >= 0.95);
+    knn_free(&checked);
+    knn_free(&plain);
+    knn_free(&exact);
+    free(x);
+}
+
 static void test_knn_rejects_k_not_below_n(void)
 {
     float x[6] = {0, 1, 2, 3, 4, 5};
@@ -469,6 +553,8 @@ int main(void)
     RUN(test_approx_does_not_depend_on_thread_count);
     RUN(test_knn_cancel_flag_returns_ecanceled);
     RUN(test_cells_cancel_returns_ecanceled);
+    RUN(test_recall_check_escalates_isotropic_data_to_095);
+    RUN(test_recall_check_keeps_approximate_graph_on_clusters);
     RUN(test_knn_rejects_k_not_below_n);
     PW_TEST_MAIN();
 }

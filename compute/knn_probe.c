@@ -1,0 +1,111 @@
+/* knn_probe.c - exact neighbours of a sample of rows (knn_probe.h). */
+#include "knn_probe.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas_fixed.h"
+#include "dense.h"
+#include "knn_heap.h"
+#include "rng.h"
+
+#define PROBE_COLS 4096 /* rows of x per sgemm block: count x 4096 dots at a time */
+
+void knn_probe_free(struct knn_probe *p)
+{
+    free(p->rows);
+    free(p->idx);
+    memset(p, 0, sizeof *p);
+}
+
+/* The distance knn.c ranks by: cosine distance or squared euclidean. */
+static float probe_dist(const float *x, size_t d, int cosine, const float *inv_norm, size_t a,
+                        size_t b)
+{
+    if (cosine) {
+        float c = 1.0f - dense_dot(x + a * d, x + b * d, d) * inv_norm[a] * inv_norm[b];
+        return c < 0.0f ? 0.0f : c;
+    }
+    return dense_sqdist(x + a * d, x + b * d, d);
+}
+
+int knn_probe_build(const float *x, size_t n, size_t d, size_t k, int cosine, const float *inv_norm,
+                    const float *sqnorm, size_t count, uint64_t seed, int threads,
+                    struct knn_probe *p, struct pw_error *err)
+{
+    size_t wide = 2 * k < n - 1 ? 2 * k : n - 1; /* shortlist re-ranked directly */
+    memset(p, 0, sizeof *p);
+    p->rows = malloc(count * sizeof *p->rows);
+    p->idx = malloc(count * k * sizeof *p->idx);
+    float *a = malloc(count * d * sizeof *a), *dots = malloc(count * PROBE_COLS * sizeof *dots);
+    float *hd = malloc(count * wide * sizeof *hd);
+    int32_t *hi = malloc(count * wide * sizeof *hi);
+    if (!p->rows || !p->idx || !a || !dots || !hd || !hi) {
+        free(a);
+        free(dots);
+        free(hd);
+        free(hi);
+        knn_probe_free(p);
+        return pw_error_set(err, PW_ENOMEM, "knn: out of memory for the recall probe");
+    }
+    p->count = count;
+    p->k = k;
+    size_t stride = n / count;
+    for (size_t s = 0; s < count; s++) {
+        p->rows[s] = (int32_t)(s * n / count + rng_below(seed, 0x9b0be, s, stride ? stride : 1));
+        memcpy(a + s * d, x + (size_t)p->rows[s] * d, d * sizeof *a);
+    }
+    heap_init(hd, hi, count * wide);
+    for (size_t c0 = 0; c0 < n; c0 += PROBE_COLS) {
+        size_t cols = n - c0 < PROBE_COLS ? n - c0 : PROBE_COLS;
+        struct blas_nt prod = {a, x + c0 * d, dots, count, cols, d, d, d, cols};
+        blas_nt_run(&prod, threads);
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (size_t s = 0; s < count; s++) {
+            size_t i = (size_t)p->rows[s];
+            float *rd = hd + s * wide;
+            int32_t *ri = hi + s * wide;
+            for (size_t c = 0; c < cols; c++) {
+                size_t j = c0 + c;
+                float dot = dots[s * cols + c];
+                float v = cosine ? 1.0f - dot * inv_norm[i] * inv_norm[j]
+                                 : sqnorm[i] + sqnorm[j] - 2.0f * dot;
+                if (j != i)
+                    heap_push_new(rd, ri, NULL, wide, v, (int32_t)j, 0);
+            }
+        }
+    }
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (size_t s = 0; s < count; s++) {
+        size_t i = (size_t)p->rows[s];
+        float *rd = hd + s * wide;
+        int32_t *ri = hi + s * wide;
+        for (size_t e = 0; e < wide; e++)
+            rd[e] = probe_dist(x, d, cosine, inv_norm, i, (size_t)ri[e]);
+        for (size_t e = wide / 2; e-- > 0;)
+            heap_sift_down(rd, ri, NULL, wide, e);
+        heap_sort_row(rd, ri, wide);
+        memcpy(p->idx + s * k, ri, k * sizeof *ri);
+    }
+    free(a);
+    free(dots);
+    free(hd);
+    free(hi);
+    return 0;
+}
+
+double knn_probe_recall(const struct knn_probe *p, const int32_t *graph, size_t gk)
+{
+    size_t hit = 0;
+    for (size_t s = 0; s < p->count; s++) {
+        const int32_t *row = graph + (size_t)p->rows[s] * gk, *want = p->idx + s * p->k;
+        for (size_t a = 0; a < p->k; a++)
+            for (size_t b = 0; b < gk; b++)
+                if (row[b] == want[a]) {
+                    hit++;
+                    break;
+                }
+    }
+    return p->count ? (double)hit / (double)(p->count * p->k) : 1.0;
+}

@@ -1,0 +1,37 @@
+/* knn_probe.h - the exact neighbours of a sample of rows, to measure a k-NN graph.
+ *
+ * An approximate graph's quality depends on the data: NN-descent on clustered or
+ * low-dimensional data finds nearly every neighbour, on a cloud of high intrinsic
+ * dimension it stalls far from them.  A probe holds the exact k nearest neighbours of
+ * `count` rows picked at even strides (a seeded offset inside each stride): one sgemm of
+ * the sampled rows against every row (fixed blocks, blas_fixed.h; the caller has
+ * OpenBLAS on one thread), the 2k best by dot product re-ranked by distances computed
+ * directly.  knn_probe_recall then estimates any graph's recall for count * n * d
+ * multiply-adds spent once.  The probe depends on the input, k, metric and seed only. */
+#ifndef PW_KNN_PROBE_H
+#define PW_KNN_PROBE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pw_error.h"
+
+struct knn_probe {
+    size_t count, k;
+    int32_t *rows; /* count sampled rows, ascending */
+    int32_t *idx;  /* count * k: their exact neighbours (as a set) */
+};
+
+/* inv_norm: 1/|x_i| (0 for a zero row), used when cosine; sqnorm: |x_i|^2, used when not.
+ * count <= n, k < n.  0 or PW_ENOMEM (then p is empty). */
+int knn_probe_build(const float *x, size_t n, size_t d, size_t k, int cosine, const float *inv_norm,
+                    const float *sqnorm, size_t count, uint64_t seed, int threads,
+                    struct knn_probe *p, struct pw_error *err);
+
+/* Fraction of the probe's exact neighbours found in the graph's rows (graph: n * gk
+ * indices; every entry of a row is searched, so gk = p->k measures recall). */
+double knn_probe_recall(const struct knn_probe *p, const int32_t *graph, size_t gk);
+
+void knn_probe_free(struct knn_probe *p);
+
+#endif
