@@ -947,6 +947,26 @@ static int make_cells(const struct metric_ctx *m, size_t n, size_t part_size, ui
 /* Seeds every heap with the exact neighbours inside its k-means cell of ~part_size rows;
  * the `spill` fraction of rows nearest a cell border also joins the neighbouring cell.
  * order receives the rows grouped by cell (NN-descent's visiting order). */
+/* Rows whose distance to their cell's border (kmeans_cells.border) is below *thr also
+ * join their second cell: the `spill` fraction of rows nearest a border (-inf: none). */
+static int spill_threshold(const struct kmeans_cells *cells, double spill, float *thr,
+                           struct pw_error *err)
+{
+    size_t n = cells->n;
+    *thr = -INFINITY;
+    if (cells->c <= 1 || spill <= 0.0)
+        return 0;
+    float *tmp = malloc(n * sizeof *tmp);
+    if (!tmp)
+        return pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means cells (n = %zu)", n);
+    memcpy(tmp, cells->border, n * sizeof *tmp);
+    qsort(tmp, n, sizeof *tmp, cmp_float);
+    size_t q = (size_t)(spill * (double)n);
+    *thr = tmp[q < n ? q : n - 1];
+    free(tmp);
+    return 0;
+}
+
 static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_t seed, int use_amx,
                           int32_t *order, double share, const struct pw_progress *progress,
                           struct pw_error *err)
@@ -965,20 +985,15 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
     c = cells.c;
     float thr = -INFINITY;
     size_t *start = calloc(c + 1, sizeof *start), *fill = malloc(c * sizeof *fill);
-    float *tmp = malloc(n * sizeof *tmp);
     int32_t *mem = malloc(2 * n * sizeof *mem);
     struct cell_scratch cs = {0};
     struct team *tm = NULL;
-    if (!start || !fill || !tmp || !mem) {
+    if (!start || !fill || !mem) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means cells (n = %zu)", n);
         goto done;
     }
-    if (c > 1 && spill > 0.0) {
-        memcpy(tmp, cells.border, n * sizeof *tmp);
-        qsort(tmp, n, sizeof *tmp, cmp_float);
-        size_t q = (size_t)(spill * (double)n);
-        thr = tmp[q < n ? q : n - 1];
-    }
+    if ((rc = spill_threshold(&cells, spill, &thr, err)))
+        goto done;
     for (size_t i = 0; i < n; i++) {
         start[cells.first[i] + 1]++;
         if (cells.border[i] < thr)
@@ -1032,7 +1047,6 @@ done:
     kmeans_cells_free(&cells);
     free(start);
     free(fill);
-    free(tmp);
     free(mem);
     cell_scratch_free(&cs);
     team_stop(tm);
@@ -1098,6 +1112,8 @@ static int knn_exact(const struct metric_ctx *m, size_t n, size_t k, int threads
     int rc = whole_join(&s, amx, p0, progress, err);
     if (!rc)
         finish_rows(m, g, NULL, 1, threads);
+    g->built = KNN_BUILT_EXACT;
+    g->recall_estimate = 1.0;
     return rc;
 }
 
@@ -1193,6 +1209,64 @@ static void sample_lists(const struct nnd *s, uint8_t *flags, const int32_t *slo
  * the rounds after it add little (Fashion-MNIST 20k, k = 91: the last three of five
  * moved it from 0.9956 to 0.9994) and cost a round each. */
 #define KNN_RECALL_ENOUGH 0.98
+
+/* Fraction of the probe's (row, exact neighbour) pairs that share a cell, a spilled row
+ * counting in both of its cells: the recall the cells' exact joins alone would give. */
+static double cells_hold(const struct kmeans_cells *cl, float thr, const struct knn_probe *p)
+{
+    size_t hit = 0, all = 0;
+    for (size_t r = 0; r < p->count; r++) {
+        int32_t i = p->rows[r];
+        int32_t a0 = cl->first[i], a1 = cl->border[i] < thr ? cl->second[i] : a0;
+        for (size_t e = 0; e < p->k; e++) {
+            int32_t j = p->idx[r * p->k + e];
+            if (j < 0)
+                continue;
+            int32_t b0 = cl->first[j], b1 = cl->border[j] < thr ? cl->second[j] : b0;
+            all++;
+            hit += a0 == b0 || a0 == b1 || a1 == b0 || a1 == b1;
+        }
+    }
+    return all ? (double)hit / (double)all : 1.0;
+}
+
+/* Before the exact graph (n^2 d / 2 multiply-adds) when NN-descent stalled below the
+ * target: the exact joins inside larger k-means cells, of n/16, n/8 or n/4 rows (each a
+ * sixteenth to a quarter of the exact graph's work), the smallest whose cells hold
+ * recall_target of the probe's neighbours.  That is data whose clusters are bigger than
+ * part_size cells and of high intrinsic dimension inside, where the rounds cannot cross
+ * a cell border; cells that would not hold them are not joined (a k-means each to know).
+ * The heaps are rebuilt from the chosen cells, perm gets their visiting order and *rec
+ * the probe's estimate of the new graph; *rec is unchanged when no size qualifies. */
+static int larger_cells(struct nnd *s, const struct knn_options *o, const struct knn_probe *p,
+                        int32_t *perm, const struct pw_progress *progress, double *rec,
+                        struct pw_error *err)
+{
+    size_t n = s->n;
+    /* the cells report no progress of their own: "knn" stays where the rounds left it */
+    struct pw_progress quiet = {progress ? progress->cancel : NULL, NULL, NULL, NULL, NULL};
+    for (size_t div = 16; div >= 4; div /= 2) {
+        size_t part = n / div;
+        if (part < 2 * o->part_size)
+            continue;
+        struct kmeans_cells cells;
+        float thr;
+        int rc = make_cells(s->m, n, part, o->seed, s->threads, &cells, &quiet, err);
+        if (!rc)
+            rc = spill_threshold(&cells, o->spill, &thr, err);
+        double hold = rc ? 0.0 : cells_hold(&cells, thr, p);
+        kmeans_cells_free(&cells);
+        if (rc)
+            return rc;
+        if (hold < o->recall_target)
+            continue;
+        if ((rc = partition_seed(s, part, o->spill, o->seed, o->amx, perm, 0.0, &quiet, err)))
+            return rc;
+        *rec = knn_probe_recall(p, s->hi, s->k);
+        return 0;
+    }
+    return 0;
+}
 
 /* 1 when the rounds left will not bring the estimate from rec to target: a round's gain
  * shrinks round after round (by a factor q = gain / previous gain), so what is left to
@@ -1383,6 +1457,16 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
         }
         if ((double)changed <= o->delta * (double)k * (double)n)
             break;
+    }
+    g->built = KNN_BUILT_APPROX;
+    g->recall_estimate = probe.count ? rec : -1.0;
+    if (probe.count && rec < o->recall_target && o->part_size) {
+        if ((rc = larger_cells(&s, o, &probe, perm, progress, &rec, err)))
+            goto cleanup;
+        if (rec >= o->recall_target) {
+            g->built = KNN_BUILT_LARGER_CELLS;
+            g->recall_estimate = rec;
+        }
     }
     if (probe.count && rec < o->recall_target) {
         if ((rc = knn_exact(m, n, k, threads, o->amx, done, g, progress, err)))

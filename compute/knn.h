@@ -12,8 +12,11 @@
  * (knn_probe.h): the rounds stop once that recall estimate reaches 0.98, or as soon as
  * the rounds left cannot bring it to recall_target; then, if it is below the target
  * (data of high intrinsic dimension, where NN-descent stalls), the exact graph is built
- * instead.  So the recall holds on any shape; the price on such data is the exact
- * graph's n^2 d / 2 multiply-adds.  Candidate
+ * instead, unless k-means cells of n/16 to n/4 rows are predicted by the probe to hold
+ * the neighbours (clusters too big for part_size cells, isotropic inside): then the
+ * exact joins inside those cells, at a sixteenth to a quarter of the exact graph's
+ * cost.  So the recall holds on any shape; the price on data of high intrinsic
+ * dimension without such clusters is the exact graph's n^2 d / 2 multiply-adds.  Candidate
  * distances are computed in parallel and applied to the heaps in a fixed order, and
  * every sgemm runs on one OpenBLAS thread over fixed row blocks (blas_fixed.h), so the
  * graph depends only on the input, the metric and the seed, not on `threads` nor on
@@ -61,10 +64,19 @@ struct knn_options {
                                (gram.h; float-accurate); 0: always OpenBLAS sgemm */
 };
 
+enum knn_built {
+    KNN_BUILT_EXACT = 0,       /* every pair compared */
+    KNN_BUILT_APPROX = 1,      /* cells (or trees) and NN-descent's rounds */
+    KNN_BUILT_LARGER_CELLS = 2 /* exact joins inside k-means cells of n/16 to n/4 rows */
+};
+
 struct knn_graph {
     size_t n, k;
-    int32_t *idx; /* n*k neighbour indices */
-    float *dist;  /* n*k distances, ascending per row */
+    int32_t *idx;           /* n*k neighbour indices */
+    float *dist;            /* n*k distances, ascending per row */
+    enum knn_built built;   /* how the rows were found */
+    double recall_estimate; /* the probe's estimate (approximate graphs), 1 for the exact
+                               graph, -1 when not measured (recall_target 0) */
 };
 
 void knn_options_default(struct knn_options *opt);

@@ -484,6 +484,52 @@ static void test_recall_check_escalates_isotropic_data_to_095(void)
            after);
     CHECK(before < 0.95);
     CHECK(after >= 0.95);
+    CHECK(g[0].built == KNN_BUILT_EXACT);
+    for (int t = 1; t < 3; t++) {
+        CHECK(memcmp(g[0].idx, g[t].idx, n * k * sizeof *g[0].idx) == 0);
+        CHECK(memcmp(g[0].dist, g[t].dist, n * k * sizeof *g[0].dist) == 0);
+    }
+    for (int t = 0; t < 3; t++)
+        knn_free(&g[t]);
+    knn_free(&plain);
+    free(want);
+    free(x);
+}
+
+/* Four far-apart clusters, isotropic inside and eight times bigger than the cells: the
+ * rounds cannot repair what the small cells cut, and the probe predicts that cells of
+ * n/4 rows hold the neighbours, so those cells are joined instead of building the exact
+ * graph; same bytes for any thread count. */
+static void test_recall_check_joins_larger_cells_before_exact(void)
+{
+    size_t n = 3200, d = 128, k = 15, per = n / 4;
+    float *x = isotropic(n, d, 5);
+    for (size_t i = 0; i < n; i++)
+        x[i * d + (i / per) * 32] += 40.0f; /* cluster i / per, centres 56 apart */
+    int32_t *want = malloc(n * k * sizeof *want);
+    brute_knn(x, n, d, k, 0, want);
+    struct knn_options o;
+    knn_options_default(&o);
+    o.method = KNN_APPROX;
+    o.part_size = 100;
+    struct knn_graph plain, g[3];
+    struct pw_error err;
+    o.recall_target = 0.0;
+    CHECK(knn_build(x, n, d, k, &o, &plain, NULL, &err) == 0);
+    double before = overlap(plain.idx, want, n, k);
+    o.recall_target = 0.97;
+    for (int t = 0; t < 3; t++) {
+        o.threads = t + 1;
+        CHECK(knn_build(x, n, d, k, &o, &g[t], NULL, &err) == 0);
+    }
+    double after = overlap(g[0].idx, want, n, k);
+    printf("     4 isotropic clusters 3200 x 128, cells of 100: recall %.4f without the check, "
+           "%.4f with it (built %d, estimate %.4f)\n",
+           before, after, (int)g[0].built, g[0].recall_estimate);
+    CHECK(before < 0.97); /* below the target: the plain graph would not do */
+    CHECK(after >= 0.95);
+    CHECK(g[0].built == KNN_BUILT_LARGER_CELLS);
+    CHECK(g[0].recall_estimate >= 0.97);
     for (int t = 1; t < 3; t++) {
         CHECK(memcmp(g[0].idx, g[t].idx, n * k * sizeof *g[0].idx) == 0);
         CHECK(memcmp(g[0].dist, g[t].dist, n * k * sizeof *g[0].dist) == 0);
@@ -554,6 +600,7 @@ int main(void)
     RUN(test_knn_cancel_flag_returns_ecanceled);
     RUN(test_cells_cancel_returns_ecanceled);
     RUN(test_recall_check_escalates_isotropic_data_to_095);
+    RUN(test_recall_check_joins_larger_cells_before_exact);
     RUN(test_recall_check_keeps_approximate_graph_on_clusters);
     RUN(test_knn_rejects_k_not_below_n);
     PW_TEST_MAIN();

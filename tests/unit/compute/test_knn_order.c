@@ -12,7 +12,10 @@
  * slots (unfilled rows) at the ends of some rows. */
 static struct knn_graph random_graph(size_t n, size_t k, uint64_t seed)
 {
-    struct knn_graph g = {n, k, malloc(n * k * sizeof(int32_t)), malloc(n * k * sizeof(float))};
+    struct knn_graph g = {.n = n,
+                          .k = k,
+                          .idx = malloc(n * k * sizeof(int32_t)),
+                          .dist = malloc(n * k * sizeof(float))};
     for (size_t i = 0; i < n; i++)
         for (size_t e = 0; e < k; e++) {
             int32_t j;
