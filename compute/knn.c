@@ -760,7 +760,7 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
                 struct gram_job job = {&cs->gram, rows, from - C0, to - C0, ld, cs->dots};
                 team_run(tm, gram_job_run, &job);
             } else {
-                const float *a = cs->buf + r0 * d, *b = cs->buf + from * d;
+                const float *a, *b; /* buf is NULL for cosine rows read in place */
                 if (cs->in_place && cosine) {
                     a = m->x + r0 * d;
                     b = m->x + from * d;
@@ -769,6 +769,9 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
                         centre_rows(m->x + r0 * d, rows, d, cs->centre, cs->rowbuf);
                     a = r0 < C0 ? cs->rowbuf : cs->buf + (r0 - C0) * d;
                     b = cs->buf + (from - C0) * d;
+                } else {
+                    a = cs->buf + r0 * d;
+                    b = cs->buf + from * d;
                 }
                 struct blas_nt prod = {a, b, cs->dots, rows, ccols, d, d, d, ccols};
                 team_run(tm, blas_nt_share, &prod);
