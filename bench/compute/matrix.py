@@ -169,7 +169,7 @@ def openblas_env():
 
 def run_ours(binary, path, d, reducer, threads, tmp):
     out = os.path.join(tmp, "ours")
-    env = dict(openblas_env(), OPENBLAS_THREAD_TIMEOUT="10")
+    env = dict(openblas_env(), OPENBLAS_NUM_THREADS="1")
     load = os.getloadavg()[0]
     r = timed([binary, "project", "--input", path, "--dim", str(d), "--reducer", reducer, "--threads",
                str(threads), "--out", out], None, env)

@@ -14,7 +14,6 @@
  * kl_divergence, UMAP's fit, per-phase timings) into DIR. Exit status: 0 done, 2 bad arguments or
  * input (one line on stderr), 1 the computation failed, 130 interrupted (SIGINT/SIGTERM cancel the
  * computation). */
-#include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -254,8 +253,6 @@ int cmd_project(int argc, char **argv)
     json_object_set_new(timings, "read", json_real(t_compute - t_start));
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    if (a.threads > 0)
-        openblas_set_num_threads((int)a.threads);
     env.threads = (int)a.threads;
     env.seed = (uint64_t)a.seed;
     env.progress = &progress;

@@ -14,15 +14,18 @@
 #define PROJECT_BIN_ENV  "PW_PROJECT_BIN"
 
 /* OpenBLAS settings for the task binary, whose OpenBLAS reads them from the environment
- * when it loads; this binary runs before it and sets what the operator did not.
+ * when it loads; this binary runs before it.
+ * Threads: every BLAS and LAPACK call in compute/ runs on one OpenBLAS thread over fixed
+ * blocks spread on compute's own threads (blas_fixed.h), so that the bytes do not depend
+ * on the core count.  An OpenBLAS pool would never work, yet it starts when the library
+ * loads and spins (sched_yield) for ~0.1 s beside compute's threads: a small projection
+ * took twice as long.  So OPENBLAS_NUM_THREADS is 1 whatever the environment says.
  * Kernels: OpenBLAS picks them from the CPU model and, on CPUs its tables do not know
  * (virtual machines report generic models), falls back to SSE3 kernels at half the
- * sgemm speed, so OPENBLAS_CORETYPE is chosen by CPU features.  Idle threads: OpenBLAS's
- * spin (sched_yield) for 2^28 cycles after every call, taking cores from compute/'s own
- * threaded passes between BLAS calls; 2^10 cycles lets them sleep at once. */
+ * sgemm speed, so OPENBLAS_CORETYPE is chosen by CPU features unless the operator set it. */
 static void configure_openblas(void)
 {
-    setenv("OPENBLAS_THREAD_TIMEOUT", "10", 0);
+    setenv("OPENBLAS_NUM_THREADS", "1", 1);
     if (getenv("OPENBLAS_CORETYPE"))
         return;
     __builtin_cpu_init();

@@ -1,7 +1,9 @@
 """`projection-worker project` file handling: raw float32 and .npy float32/float64 inputs
 give the same layout, meta.json has sorted keys and the reducer's fields, bad input exits
 with status 2 and one line on stderr, a reducer that fails (or an unknown one) falls back
-to PCA as the task does, with the reason in meta.json and one warning line.  Usage: test_project_cli.py WORKER"""
+to PCA as the task does, with the reason in meta.json and one warning line; the binary the
+command runs in gets OpenBLAS's settings (one OpenBLAS thread whatever the caller set, a
+kernel type).  Usage: test_project_cli.py WORKER"""
 import json
 import os
 import subprocess
@@ -13,6 +15,32 @@ import numpy as np
 
 def run(worker, args):
     return subprocess.run([worker, "project", *args], capture_output=True, text=True)
+
+
+def openblas_settings(worker, tmp):
+    """What the project binary's OpenBLAS reads when it loads: PW_PROJECT_BIN points the
+    command at a script that records its environment instead."""
+    seen = os.path.join(tmp, "env.txt")
+    script = os.path.join(tmp, "record-env")
+    with open(script, "w") as f:
+        f.write(f"#!/bin/sh\nenv > '{seen}'\n")
+    os.chmod(script, 0o755)
+    env = dict(os.environ, PW_PROJECT_BIN=script, OPENBLAS_NUM_THREADS="4")
+    env.pop("OPENBLAS_CORETYPE", None)
+    p = subprocess.run([worker, "project", "--help"], capture_output=True, text=True, env=env)
+    if p.returncode != 0 or not os.path.exists(seen):
+        return [f"project via PW_PROJECT_BIN: exit {p.returncode}, stderr {p.stderr!r}"]
+    with open(seen) as f:
+        got = dict(line.split("=", 1) for line in f.read().splitlines() if "=" in line)
+    failures = []
+    if got.get("OPENBLAS_NUM_THREADS") != "1":
+        failures.append(f"OPENBLAS_NUM_THREADS {got.get('OPENBLAS_NUM_THREADS')!r} in the project "
+                        "binary (want 1: compute/ never uses an OpenBLAS pool)")
+    with open("/proc/cpuinfo") as f:
+        avx2 = " avx2 " in f.read()
+    if avx2 and not got.get("OPENBLAS_CORETYPE"):
+        failures.append("OPENBLAS_CORETYPE not set for the project binary")
+    return failures
 
 
 def main(worker):
@@ -85,6 +113,7 @@ def main(worker):
             if meta.get("reducer_used") != "pca" or reason not in meta.get("fallback_reason", ""):
                 failures.append(f"{args}: reducer_used {meta.get('reducer_used')}, "
                                 f"fallback_reason {meta.get('fallback_reason')!r}")
+        failures += openblas_settings(worker, tmp)
     for f in failures:
         print("FAIL", f)
     print(f"{len(failures)} failures")
