@@ -1,0 +1,75 @@
+/* umap_sgd_rounds.h - the inner loops of UMAP's SGD (umap_sgd.c): one epoch of one
+ * chunk of vertices, laid out so that every vector lane does useful work.
+ *
+ * An epoch of a chunk is planned in two steps.  umap_sgd_plan_* walks the chunk's edges
+ * in CSR order, keeps those due this epoch (epochs_per_sample schedule), advances their
+ * schedule and appends them vertex by vertex to the due lists with their number of
+ * negative samples.  umap_sgd.c then orders the vertices that have a due edge by their
+ * count, most first, into "slots": round r of the epoch is the r-th due edge of every
+ * vertex that has one, and those vertices are the slots [0, active[r]).  umap_sgd_rounds_*
+ * runs the rounds in order, sixteen slots side by side, with no per-lane bookkeeping:
+ * a vertex still meets its due edges in CSR order, each positive sample followed by its
+ * negative samples, as umap-learn does.
+ *
+ * A vertex reads only the epoch's snapshot and its own slot, so the result of a vertex
+ * depends neither on its slot nor on which thread ran the chunk.  The AVX-512 and the
+ * portable functions compute the same formulas; their results may differ in the last
+ * bits (fused multiply-adds), so one process uses one of them throughout. */
+#ifndef PW_UMAP_SGD_ROUNDS_H
+#define PW_UMAP_SGD_ROUNDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define UMAP_SGD_LANES 16 /* slots advanced side by side; slot arrays are padded by this */
+
+/* The per-edge schedule, as umap-learn's arrays of the same names. */
+struct umap_sgd_schedule {
+    float *eps;   /* epochs_per_sample (< 0: never sampled) */
+    float *eons;  /* epoch_of_next_sample */
+    float *epneg; /* epochs_per_negative_sample */
+    float *epns;  /* epoch_of_next_negative_sample */
+};
+
+/* One epoch of one chunk: its due edges and its slots.  Buffers are the caller's, sized
+ * for the chunk's edges (col, nneg, edge), its vertices (+ UMAP_SGD_LANES for the slot
+ * arrays) and its largest degree + 1 (active); the due lists have room for UMAP_SGD_LANES
+ * entries past the chunk's edges. */
+struct umap_sgd_due {
+    size_t lo, e0;     /* the chunk's first vertex and its first edge (rowptr[lo]) */
+    uint32_t n_due;    /* due edges */
+    uint32_t n_slots;  /* vertices with at least one due edge */
+    uint32_t n_rounds; /* the most due edges of one vertex */
+    int32_t *col;      /* per due edge, vertex by vertex: the other endpoint */
+    int32_t *nneg;     /* its negative samples this epoch */
+    uint32_t *edge;    /* its edge number - e0 (the negative samples' random stream) */
+    uint32_t *count;   /* per vertex - lo: its due edges (filled by the plan) */
+    uint32_t *first;   /* per vertex - lo: its first due edge (filled by the plan) */
+    uint32_t *vertex;  /* per slot: vertex - lo */
+    uint32_t *start;   /* per slot: its first due edge */
+    uint32_t *active;  /* per round r: slots [0, active[r]) take part */
+    float *px, *py;    /* per slot: the vertex's current position */
+};
+
+/* What a round needs besides its plan. */
+struct umap_sgd_step {
+    const float *snap; /* n * 2: positions at the start of the epoch */
+    size_t n;
+    float a, b, gamma, alpha;
+    uint64_t seed;
+    uint64_t epoch;
+};
+
+/* The due edges of vertices [d->lo, hi) at epoch fe (with rowptr, col): fills col, nneg,
+ * edge, count, first and n_due, and advances the schedule of those edges. */
+void umap_sgd_plan(const size_t *rowptr, const int32_t *col, struct umap_sgd_schedule *sch,
+                   size_t hi, float fe, struct umap_sgd_due *d);
+void umap_sgd_rounds(const struct umap_sgd_step *s, struct umap_sgd_due *d);
+
+/* The same on AVX-512 (F, VL, DQ, BW), when umap_sgd_have_avx512() says the CPU has it. */
+int umap_sgd_have_avx512(void);
+void umap_sgd_plan_avx512(const size_t *rowptr, const int32_t *col, struct umap_sgd_schedule *sch,
+                          size_t hi, float fe, struct umap_sgd_due *d);
+void umap_sgd_rounds_avx512(const struct umap_sgd_step *s, struct umap_sgd_due *d);
+
+#endif
