@@ -20,6 +20,7 @@
 struct sgd {
     const struct umap_graph *g;
     float *Y, *snap;
+    float *rate; /* per edge: w / w_max */
     struct umap_sgd_schedule sch;
     float a, b, gamma;
     uint64_t seed;
@@ -204,25 +205,18 @@ int umap_sgd_optimize(const struct umap_graph *g, const struct umap_sgd_params *
     s.seed = p->seed;
     s.avx512 = umap_sgd_have_avx512();
     s.snap = malloc(2 * n * sizeof *s.snap);
-    s.sch.eps = malloc((nnz + 1) * sizeof *s.sch.eps);
-    s.sch.eons = malloc((nnz + 1) * sizeof *s.sch.eons);
-    s.sch.epns = malloc((nnz + 1) * sizeof *s.sch.epns);
-    s.sch.epneg = malloc((nnz + 1) * sizeof *s.sch.epneg);
-    if (!s.snap || !s.sch.eps || !s.sch.eons || !s.sch.epns || !s.sch.epneg) {
+    s.rate = malloc((nnz + 1) * sizeof *s.rate);
+    if (!s.snap || !s.rate) {
         rc = pw_error_set(err, PW_ENOMEM, "umap: out of memory for the optimiser");
         goto cleanup;
     }
     float wmax = 0;
     for (size_t e = 0; e < nnz; e++)
         wmax = g->val[e] > wmax ? g->val[e] : wmax;
-    for (size_t e = 0; e < nnz; e++) {
-        double ns = (double)p->n_epochs * (g->val[e] / wmax);
-        s.sch.eps[e] = ns > 0 ? (float)((double)p->n_epochs / ns) : -1.0f;
-        s.sch.eons[e] = s.sch.eps[e];
-        s.sch.epneg[e] =
-            p->negative_sample_rate > 0 ? s.sch.eps[e] / p->negative_sample_rate : INFINITY;
-        s.sch.epns[e] = s.sch.epneg[e];
-    }
+    for (size_t e = 0; e < nnz; e++)
+        s.rate[e] = g->val[e] / wmax;
+    s.sch.rate = s.rate;
+    s.sch.neg_rate = p->negative_sample_rate;
     /* The optimiser relies on every edge (i, j) having a reverse (j, i) of the same weight
      * (they are then sampled in the same epochs; see umap.h). */
     for (size_t i = 0; i < n; i++)
@@ -244,9 +238,6 @@ int umap_sgd_optimize(const struct umap_graph *g, const struct umap_sgd_params *
     rc = optimize_layout(&s, p->n_epochs, p->learning_rate, threads, progress, err);
 cleanup:
     free(s.snap);
-    free(s.sch.eps);
-    free(s.sch.eons);
-    free(s.sch.epns);
-    free(s.sch.epneg);
+    free(s.rate);
     return rc;
 }

@@ -60,21 +60,19 @@ static inline float clip4(float v)
     return v > 4.0f ? 4.0f : v < -4.0f ? -4.0f : v;
 }
 
-void umap_sgd_plan(const size_t *rowptr, const int32_t *col, struct umap_sgd_schedule *sch,
+void umap_sgd_plan(const size_t *rowptr, const int32_t *col, const struct umap_sgd_schedule *sch,
                    size_t hi, float fe, struct umap_sgd_due *d)
 {
+    float f0 = fe >= 1.0f ? fe - 1.0f : 0.0f; /* nothing is due at epoch 0 */
     uint32_t nd = 0;
     for (size_t v = d->lo; v < hi; v++) {
         d->first[v - d->lo] = nd;
         for (size_t e = rowptr[v]; e < rowptr[v + 1]; e++) {
-            if (!(sch->eons[e] <= fe))
+            float k = floorf(fe * sch->rate[e]);
+            if (!(k > floorf(f0 * sch->rate[e])))
                 continue;
-            float q = (fe - sch->epns[e]) / sch->epneg[e];
-            int nn = q >= 1.0f && q < 2147483648.0f ? (int)q : 0;
-            sch->epns[e] = fmaf((float)nn, sch->epneg[e], sch->epns[e]);
-            sch->eons[e] += sch->eps[e];
             d->col[nd] = col[e];
-            d->nneg[nd] = nn;
+            d->nneg[nd] = (int)(floorf(k * sch->neg_rate) - floorf((k - 1.0f) * sch->neg_rate));
             d->edge[nd] = (uint32_t)(e - d->e0);
             nd++;
         }
@@ -147,34 +145,35 @@ int umap_sgd_have_avx512(void)
            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
 }
 
+AVX512 static inline __m512 floor16(__m512 x)
+{
+    return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+}
+
 AVX512 void umap_sgd_plan_avx512(const size_t *rowptr, const int32_t *col,
-                                 struct umap_sgd_schedule *sch, size_t hi, float fe,
+                                 const struct umap_sgd_schedule *sch, size_t hi, float fe,
                                  struct umap_sgd_due *d)
 {
-    const __m512 vfe = _mm512_set1_ps(fe);
+    /* nothing is due at epoch 0 (umap-learn: epochs_per_sample >= 1) */
+    const __m512 t1 = _mm512_set1_ps(fe), t0 = _mm512_set1_ps(fe >= 1.0f ? fe - 1.0f : 0.0f);
+    const __m512 nr = _mm512_set1_ps(sch->neg_rate), one = _mm512_set1_ps(1.0f);
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     uint32_t nd = 0;
     for (size_t v = d->lo; v < hi; v++) {
         d->first[v - d->lo] = nd;
         for (size_t e = rowptr[v]; e < rowptr[v + 1]; e += 16) {
             size_t left = rowptr[v + 1] - e;
             __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-            __m512 eons = _mm512_maskz_loadu_ps(m, sch->eons + e);
-            __mmask16 due = _mm512_mask_cmp_ps_mask(m, eons, vfe, _CMP_LE_OQ);
+            __m512 rate = _mm512_maskz_loadu_ps(m, sch->rate + e);
+            __m512 k = floor16(_mm512_mul_ps(t1, rate));
+            __mmask16 due =
+                _mm512_mask_cmp_ps_mask(m, k, floor16(_mm512_mul_ps(t0, rate)), _CMP_GT_OQ);
             if (!due)
                 continue;
-            __m512 eps = _mm512_maskz_loadu_ps(due, sch->eps + e);
-            __m512 epns = _mm512_maskz_loadu_ps(due, sch->epns + e);
-            __m512 epneg = _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), due, sch->epneg + e);
-            __m512 q = _mm512_div_ps(_mm512_sub_ps(vfe, epns), epneg);
-            /* (int) q for q >= 1; 0 below, for NaN (no negative samples) and overflow */
-            __m512i nn = _mm512_max_epi32(_mm512_cvttps_epi32(q), _mm512_setzero_si512());
-            _mm512_mask_storeu_ps(sch->epns + e, due,
-                                  _mm512_fmadd_ps(_mm512_cvtepi32_ps(nn), epneg, epns));
-            _mm512_mask_storeu_ps(sch->eons + e, due, _mm512_add_ps(eons, eps));
+            __m512i nn = _mm512_cvtps_epi32(_mm512_sub_ps(
+                floor16(_mm512_mul_ps(k, nr)), floor16(_mm512_mul_ps(_mm512_sub_ps(k, one), nr))));
             __m512i c = _mm512_maskz_loadu_epi32(due, col + e);
-            __m512i en = _mm512_add_epi32(
-                _mm512_set1_epi32((int)(e - d->e0)),
-                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+            __m512i en = _mm512_add_epi32(_mm512_set1_epi32((int)(e - d->e0)), iota);
             /* compressed in a register and stored whole: the due lists have room for
              * 16 past their end, and a compressing store to memory is slow on Zen 4 */
             _mm512_storeu_si512(d->col + nd, _mm512_maskz_compress_epi32(due, c));
@@ -190,7 +189,7 @@ AVX512 void umap_sgd_plan_avx512(const size_t *rowptr, const int32_t *col,
 /* umap_pow on w (<= NEG_GROUP) vectors of sixteen lanes, stage by stage: the vectors'
  * dependency chains interleave, which the out-of-order core cannot do on its own across
  * chains this long. */
-#define NEG_GROUP 4
+#define NEG_GROUP 5
 #define FOR_W     for (int u = 0; u < w; u++)
 AVX512 __attribute__((always_inline)) static inline void pow16(const __m512 *x, __m512 vb,
                                                                __m512 *out, int w)
@@ -313,7 +312,7 @@ AVX512 static inline void negative_chunk(const struct umap_sgd_step *s, struct l
     const __m512i vn = _mm512_set1_epi64((long long)s->n), lo32 = _mm512_set1_epi64(0xffffffffLL);
     __m512i klo[NEG_CHUNK], khi[NEG_CHUNK];
     __mmask16 use[NEG_CHUNK];
-    for (int p = 0; p < pc + (pc == 3 || pc == 7); p += 2) { /* a last group of 4: all drawn */
+    for (int p = 0; p < pc; p += 2) {
         __m512i q = _mm512_set1_epi64((long long)((p0 + p) >> 1));
         __m512i zlo = mix64(_mm512_add_epi64(l->base_lo, q));
         __m512i zhi = mix64(_mm512_add_epi64(l->base_hi, q));
@@ -330,14 +329,26 @@ AVX512 static inline void negative_chunk(const struct umap_sgd_step *s, struct l
         }
     }
     __m512 ax = _mm512_setzero_ps(), ay = _mm512_setzero_ps();
-    for (int p = 0; p < pc; p += NEG_GROUP) {
+    for (int p = 0, w; p < pc; p += w) {
         int left = pc - p;
-        if (left >= 3)
-            negative_forces(s, l, klo + p, khi + p, use + p, 4, &ax, &ay);
-        else if (left == 2)
-            negative_forces(s, l, klo + p, khi + p, use + p, 2, &ax, &ay);
-        else
+        w = left <= NEG_GROUP ? left : (left + 1) / 2; /* 5; 6 as 3 + 3 */
+        switch (w) {
+        case 1:
             negative_forces(s, l, klo + p, khi + p, use + p, 1, &ax, &ay);
+            break;
+        case 2:
+            negative_forces(s, l, klo + p, khi + p, use + p, 2, &ax, &ay);
+            break;
+        case 3:
+            negative_forces(s, l, klo + p, khi + p, use + p, 3, &ax, &ay);
+            break;
+        case 4:
+            negative_forces(s, l, klo + p, khi + p, use + p, 4, &ax, &ay);
+            break;
+        default:
+            negative_forces(s, l, klo + p, khi + p, use + p, 5, &ax, &ay);
+            break;
+        }
     }
     *mx = ax;
     *my = ay;
@@ -414,8 +425,9 @@ int umap_sgd_have_avx512(void)
     return 0;
 }
 
-void umap_sgd_plan_avx512(const size_t *rowptr, const int32_t *col, struct umap_sgd_schedule *sch,
-                          size_t hi, float fe, struct umap_sgd_due *d)
+void umap_sgd_plan_avx512(const size_t *rowptr, const int32_t *col,
+                          const struct umap_sgd_schedule *sch, size_t hi, float fe,
+                          struct umap_sgd_due *d)
 {
     umap_sgd_plan(rowptr, col, sch, hi, fe, d);
 }

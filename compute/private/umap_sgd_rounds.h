@@ -23,12 +23,17 @@
 
 #define UMAP_SGD_LANES 16 /* slots advanced side by side; slot arrays are padded by this */
 
-/* The per-edge schedule, as umap-learn's arrays of the same names. */
+/* The edges' schedule (umap-learn's make_epochs_per_sample): an edge of weight w is
+ * sampled w / w_max times an epoch, at the epochs t where floor(t w / w_max) steps up
+ * (umap-learn's epoch_of_next_sample, k epochs_per_sample <= t, in closed form: no
+ * per-edge state), and its k-th sample draws floor(k r) - floor((k - 1) r) negative
+ * samples for the negative sample rate r.  umap-learn counts them by the epochs elapsed
+ * instead; both give r per positive sample, and counting per sample makes the count the
+ * same on every edge when r is a whole number (5 by default), so sixteen lanes run the
+ * same number of negative samples. */
 struct umap_sgd_schedule {
-    float *eps;   /* epochs_per_sample (< 0: never sampled) */
-    float *eons;  /* epoch_of_next_sample */
-    float *epneg; /* epochs_per_negative_sample */
-    float *epns;  /* epoch_of_next_negative_sample */
+    const float *rate; /* per edge: w / w_max, in (0, 1] */
+    float neg_rate;    /* negative_sample_rate */
 };
 
 /* One epoch of one chunk: its due edges and its slots.  Buffers are the caller's, sized
@@ -60,16 +65,17 @@ struct umap_sgd_step {
     uint64_t epoch;
 };
 
-/* The due edges of vertices [d->lo, hi) at epoch fe (with rowptr, col): fills col, nneg,
- * edge, count, first and n_due, and advances the schedule of those edges. */
-void umap_sgd_plan(const size_t *rowptr, const int32_t *col, struct umap_sgd_schedule *sch,
+/* The due edges of vertices [d->lo, hi) at epoch fe (with rowptr, col): fills col,
+ * nneg, edge, count, first and n_due. */
+void umap_sgd_plan(const size_t *rowptr, const int32_t *col, const struct umap_sgd_schedule *sch,
                    size_t hi, float fe, struct umap_sgd_due *d);
 void umap_sgd_rounds(const struct umap_sgd_step *s, struct umap_sgd_due *d);
 
 /* The same on AVX-512 (F, VL, DQ, BW), when umap_sgd_have_avx512() says the CPU has it. */
 int umap_sgd_have_avx512(void);
-void umap_sgd_plan_avx512(const size_t *rowptr, const int32_t *col, struct umap_sgd_schedule *sch,
-                          size_t hi, float fe, struct umap_sgd_due *d);
+void umap_sgd_plan_avx512(const size_t *rowptr, const int32_t *col,
+                          const struct umap_sgd_schedule *sch, size_t hi, float fe,
+                          struct umap_sgd_due *d);
 void umap_sgd_rounds_avx512(const struct umap_sgd_step *s, struct umap_sgd_due *d);
 
 #endif
