@@ -7,7 +7,6 @@
  * planned (its due edges and slots) and then run in rounds by umap_sgd_rounds.c. */
 #include "umap_sgd.h"
 
-#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,107 +26,18 @@ struct sgd {
     int avx512; /* the AVX-512 plan and rounds */
 };
 
-/* One thread's buffers for the chunks it runs (struct umap_sgd_due's). */
+/* One thread's buffers for the chunks it runs, apart from the other threads' (they
+ * write the struct's counts). */
 struct sgd_work {
     struct umap_sgd_due d;
-    uint32_t *next; /* per due count: the next slot of a vertex with that count */
+    char apart[64];
 };
-
-static void sgd_work_free(struct sgd_work *w)
-{
-    free(w->d.col);
-    free(w->d.nneg);
-    free(w->d.edge);
-    free(w->d.count);
-    free(w->d.first);
-    free(w->d.vertex);
-    free(w->d.start);
-    free(w->d.active);
-    free(w->d.px);
-    free(w->d.py);
-    free(w->next);
-}
-
-/* Buffers for chunks of up to max_edges edges and vertices of up to max_degree edges. */
-static int sgd_work_alloc(struct sgd_work *w, size_t max_edges, size_t max_degree)
-{
-    memset(w, 0, sizeof *w);
-    size_t slots = CHUNK + UMAP_SGD_LANES;
-    w->d.col = malloc((max_edges + UMAP_SGD_LANES) * sizeof *w->d.col);
-    w->d.nneg = malloc((max_edges + UMAP_SGD_LANES) * sizeof *w->d.nneg);
-    w->d.edge = malloc((max_edges + UMAP_SGD_LANES) * sizeof *w->d.edge);
-    w->d.count = malloc(slots * sizeof *w->d.count);
-    w->d.first = malloc(slots * sizeof *w->d.first);
-    w->d.vertex = calloc(slots, sizeof *w->d.vertex);
-    w->d.start = calloc(slots, sizeof *w->d.start);
-    w->d.active = malloc((max_degree + 2) * sizeof *w->d.active);
-    w->d.px = calloc(slots, sizeof *w->d.px);
-    w->d.py = calloc(slots, sizeof *w->d.py);
-    w->next = malloc((max_degree + 2) * sizeof *w->next);
-    return w->d.col && w->d.nneg && w->d.edge && w->d.count && w->d.first && w->d.vertex &&
-           w->d.start && w->d.active && w->d.px && w->d.py && w->next;
-}
-
-/* The slots of a planned chunk of nv vertices: the vertices with a due edge, most due
- * edges first, by vertex number among equals (a counting sort), and per round the
- * number of slots that take part. */
-static void sgd_slots(struct sgd_work *w, size_t nv)
-{
-    struct umap_sgd_due *d = &w->d;
-    uint32_t maxc = 0;
-    for (size_t v = 0; v < nv; v++)
-        maxc = d->count[v] > maxc ? d->count[v] : maxc;
-    memset(w->next, 0, (maxc + 2) * sizeof *w->next);
-    for (size_t v = 0; v < nv; v++)
-        w->next[d->count[v]]++;
-    /* active[r] = vertices with more than r due edges; a vertex with c of them takes the
-     * slots from active[c] on (those with more come first) */
-    uint32_t above = 0;
-    for (uint32_t c = maxc; c > 0; c--) {
-        uint32_t here = w->next[c];
-        w->next[c] = above;
-        above += here;
-        d->active[c - 1] = above;
-    }
-    d->n_rounds = maxc;
-    d->n_slots = above;
-    for (size_t v = 0; v < nv; v++) {
-        uint32_t c = d->count[v];
-        if (c == 0)
-            continue;
-        uint32_t j = w->next[c]++;
-        d->vertex[j] = (uint32_t)v;
-        d->start[j] = d->first[v];
-    }
-}
 
 /* One epoch of vertices [lo, hi). */
 static void sgd_chunk(struct sgd *s, struct sgd_work *w, size_t lo, size_t hi,
                       const struct umap_sgd_step *step)
 {
-    const struct umap_graph *g = s->g;
-    struct umap_sgd_due *d = &w->d;
-    d->lo = lo;
-    d->e0 = g->rowptr[lo];
-    if (s->avx512)
-        umap_sgd_plan_avx512(g->rowptr, g->col, &s->sch, hi, (float)step->epoch, d);
-    else
-        umap_sgd_plan(g->rowptr, g->col, &s->sch, hi, (float)step->epoch, d);
-    sgd_slots(w, hi - lo);
-    for (uint32_t j = 0; j < d->n_slots; j++) {
-        size_t v = lo + d->vertex[j];
-        d->px[j] = s->Y[2 * v];
-        d->py[j] = s->Y[2 * v + 1];
-    }
-    if (s->avx512)
-        umap_sgd_rounds_avx512(step, d);
-    else
-        umap_sgd_rounds(step, d);
-    for (uint32_t j = 0; j < d->n_slots; j++) {
-        size_t v = lo + d->vertex[j];
-        s->Y[2 * v] = d->px[j];
-        s->Y[2 * v + 1] = d->py[j];
-    }
+    umap_sgd_chunk(s->g->rowptr, s->g->col, &s->sch, lo, hi, step, s->Y, s->avx512, &w->d);
 }
 
 static int optimize_layout(struct sgd *s, size_t n_epochs, float alpha0, int threads,
@@ -151,7 +61,7 @@ static int optimize_layout(struct sgd *s, size_t n_epochs, float alpha0, int thr
     if (!work)
         return pw_error_set(err, PW_ENOMEM, "umap: out of memory for the optimiser");
     for (int t = 0; t < threads; t++)
-        if (!sgd_work_alloc(&work[t], max_edges, max_degree)) {
+        if (umap_sgd_due_alloc(&work[t].d, CHUNK, max_edges, max_degree)) {
             rc = pw_error_set(err, PW_ENOMEM, "umap: out of memory for the optimiser");
             goto cleanup;
         }
@@ -183,7 +93,7 @@ static int optimize_layout(struct sgd *s, size_t n_epochs, float alpha0, int thr
     }
 cleanup:
     for (int t = 0; t < threads; t++)
-        sgd_work_free(&work[t]);
+        umap_sgd_due_free(&work[t].d);
     free(work);
     return rc;
 }

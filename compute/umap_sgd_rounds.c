@@ -16,6 +16,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+#include <stdlib.h>
 #include <string.h>
 
 #include "rng.h"
@@ -130,6 +131,104 @@ void umap_sgd_rounds(const struct umap_sgd_step *s, struct umap_sgd_due *d)
             portable_edge(s, d, d->start[j] + r, d->lo + v, &cx, &cy);
         d->px[j] = cx;
         d->py[j] = cy;
+    }
+}
+
+/* ---- buffers, slots, a chunk's epoch ---- */
+
+void umap_sgd_due_free(struct umap_sgd_due *d)
+{
+    free(d->col);
+    free(d->nneg);
+    free(d->edge);
+    free(d->count);
+    free(d->first);
+    free(d->vertex);
+    free(d->start);
+    free(d->active);
+    free(d->px);
+    free(d->py);
+    free(d->next);
+    memset(d, 0, sizeof *d);
+}
+
+int umap_sgd_due_alloc(struct umap_sgd_due *d, size_t max_vertices, size_t max_edges,
+                       size_t max_degree)
+{
+    memset(d, 0, sizeof *d);
+    size_t slots = max_vertices + UMAP_SGD_LANES, due = max_edges + UMAP_SGD_LANES;
+    d->col = malloc(due * sizeof *d->col);
+    d->nneg = malloc(due * sizeof *d->nneg);
+    d->edge = malloc(due * sizeof *d->edge);
+    d->count = malloc(slots * sizeof *d->count);
+    d->first = malloc(slots * sizeof *d->first);
+    d->vertex = calloc(slots, sizeof *d->vertex);
+    d->start = calloc(slots, sizeof *d->start);
+    d->active = malloc((max_degree + 2) * sizeof *d->active);
+    d->px = calloc(slots, sizeof *d->px);
+    d->py = calloc(slots, sizeof *d->py);
+    d->next = malloc((max_degree + 2) * sizeof *d->next);
+    if (d->col && d->nneg && d->edge && d->count && d->first && d->vertex && d->start &&
+        d->active && d->px && d->py && d->next)
+        return 0;
+    umap_sgd_due_free(d);
+    return -1;
+}
+
+/* A counting sort by due count, most first. */
+void umap_sgd_slots(struct umap_sgd_due *d, size_t nv)
+{
+    uint32_t maxc = 0;
+    for (size_t v = 0; v < nv; v++)
+        maxc = d->count[v] > maxc ? d->count[v] : maxc;
+    memset(d->next, 0, (maxc + 2) * sizeof *d->next);
+    for (size_t v = 0; v < nv; v++)
+        d->next[d->count[v]]++;
+    /* active[r] = vertices with more than r due edges; a vertex with c of them takes the
+     * slots from active[c] on (those with more come first) */
+    uint32_t above = 0;
+    for (uint32_t c = maxc; c > 0; c--) {
+        uint32_t here = d->next[c];
+        d->next[c] = above;
+        above += here;
+        d->active[c - 1] = above;
+    }
+    d->n_rounds = maxc;
+    d->n_slots = above;
+    for (size_t v = 0; v < nv; v++) {
+        uint32_t c = d->count[v];
+        if (c == 0)
+            continue;
+        uint32_t j = d->next[c]++;
+        d->vertex[j] = (uint32_t)v;
+        d->start[j] = d->first[v];
+    }
+}
+
+void umap_sgd_chunk(const size_t *rowptr, const int32_t *col, const struct umap_sgd_schedule *sch,
+                    size_t lo, size_t hi, const struct umap_sgd_step *step, float *Y, int avx512,
+                    struct umap_sgd_due *d)
+{
+    d->lo = lo;
+    d->e0 = rowptr[lo];
+    if (avx512)
+        umap_sgd_plan_avx512(rowptr, col, sch, hi, (float)step->epoch, d);
+    else
+        umap_sgd_plan(rowptr, col, sch, hi, (float)step->epoch, d);
+    umap_sgd_slots(d, hi - lo);
+    for (uint32_t j = 0; j < d->n_slots; j++) {
+        size_t v = lo + d->vertex[j];
+        d->px[j] = Y[2 * v];
+        d->py[j] = Y[2 * v + 1];
+    }
+    if (avx512)
+        umap_sgd_rounds_avx512(step, d);
+    else
+        umap_sgd_rounds(step, d);
+    for (uint32_t j = 0; j < d->n_slots; j++) {
+        size_t v = lo + d->vertex[j];
+        Y[2 * v] = d->px[j];
+        Y[2 * v + 1] = d->py[j];
     }
 }
 

@@ -54,7 +54,15 @@ struct umap_sgd_due {
     uint32_t *start;   /* per slot: its first due edge */
     uint32_t *active;  /* per round r: slots [0, active[r]) take part */
     float *px, *py;    /* per slot: the vertex's current position */
+    uint32_t *next;    /* per due count: scratch of umap_sgd_slots */
 };
+
+/* Buffers for chunks of up to max_vertices vertices, max_edges edges and vertices of up
+ * to max_degree edges: 0 or -1 (out of memory; then nothing is held).  _free releases
+ * them. */
+int umap_sgd_due_alloc(struct umap_sgd_due *d, size_t max_vertices, size_t max_edges,
+                       size_t max_degree);
+void umap_sgd_due_free(struct umap_sgd_due *d);
 
 /* What a round needs besides its plan. */
 struct umap_sgd_step {
@@ -70,6 +78,30 @@ struct umap_sgd_step {
 void umap_sgd_plan(const size_t *rowptr, const int32_t *col, const struct umap_sgd_schedule *sch,
                    size_t hi, float fe, struct umap_sgd_due *d);
 void umap_sgd_rounds(const struct umap_sgd_step *s, struct umap_sgd_due *d);
+
+/* The slots of a planned chunk of nv vertices: the vertices with a due edge, most due
+ * edges first, by vertex number among equals, and per round the number of slots that
+ * take part (n_slots, n_rounds, vertex, start, active). */
+void umap_sgd_slots(struct umap_sgd_due *d, size_t nv);
+
+/* One epoch of vertices [lo, hi) of the graph (rowptr, col) on the layout Y (n * 2): the
+ * plan, the slots, the rounds (on AVX-512 when avx512 is non-zero), the positions back
+ * in Y.  Reads step->snap, writes only the chunk's rows of Y. */
+void umap_sgd_chunk(const size_t *rowptr, const int32_t *col, const struct umap_sgd_schedule *sch,
+                    size_t lo, size_t hi, const struct umap_sgd_step *step, float *Y, int avx512,
+                    struct umap_sgd_due *d);
+
+/* The slots of a planned chunk of nv vertices: the vertices with a due edge, most due
+ * edges first, by vertex number among equals, and per round the number of slots that
+ * take part (n_slots, n_rounds, vertex, start, active). */
+void umap_sgd_slots(struct umap_sgd_due *d, size_t nv);
+
+/* One epoch of vertices [lo, hi) of the graph (rowptr, col) on the layout Y (n * 2): the
+ * plan, the slots, the rounds (on AVX-512 when avx512 is non-zero), the positions back
+ * in Y.  Reads step->snap, writes only the chunk's rows of Y. */
+void umap_sgd_chunk(const size_t *rowptr, const int32_t *col, const struct umap_sgd_schedule *sch,
+                    size_t lo, size_t hi, const struct umap_sgd_step *step, float *Y, int avx512,
+                    struct umap_sgd_due *d);
 
 /* The same on AVX-512 (F, VL, DQ, BW), when umap_sgd_have_avx512() says the CPU has it. */
 int umap_sgd_have_avx512(void);
