@@ -6,8 +6,8 @@
  * 2 gamma b / ((0.001 + d^2)(1 + a d^(2b))) from each negative sample, every component
  * clipped to [-4, 4], 4 when a negative sample coincides with the point.  The power is
  * a polynomial approximation (umap_pow); negative sample p of a due edge is half (low,
- * then high 32 bits) of rng_mix(base + p / 2) with base = rng_mix(rng_mix(seed + edge)
- * ^ epoch), scaled to [0, n) by Lemire's multiply-shift, and skipped when it is the
+ * then high 32 bits) of rng_mix(base + p / 2) with base = rng_mix(epoch_key + edge),
+ * scaled to [0, n) by Lemire's multiply-shift, and skipped when it is the
  * point itself.  Up to NEG_CHUNK negative samples push from the same position (umap-learn
  * moves the point between them; see umap.h). */
 #include "umap_sgd_rounds.h"
@@ -56,6 +56,13 @@ static inline float umap_pow(float x, float b)
     return p * s;
 }
 
+/* The random stream of an epoch: edge e's negative samples draw from
+ * rng_mix(epoch_key + e). */
+static inline uint64_t epoch_key(const struct umap_sgd_step *s)
+{
+    return rng_mix(s->seed ^ rng_mix(s->epoch));
+}
+
 static inline float clip4(float v)
 {
     return v > 4.0f ? 4.0f : v < -4.0f ? -4.0f : v;
@@ -96,7 +103,7 @@ static void portable_edge(const struct umap_sgd_step *s, const struct umap_sgd_d
         *cx += 2.0f * (clip4(gc * dx) * s->alpha);
         *cy += 2.0f * (clip4(gc * dy) * s->alpha);
     }
-    uint64_t base = rng_mix(rng_mix(s->seed + d->e0 + d->edge[i]) ^ s->epoch);
+    uint64_t base = rng_mix(epoch_key(s) + d->e0 + d->edge[i]);
     int nneg = d->nneg[i];
     for (int p0 = 0; p0 < nneg; p0 += NEG_CHUNK) {
         float mx = 0.0f, my = 0.0f;
@@ -487,13 +494,11 @@ AVX512 static void round16(const struct umap_sgd_step *s, struct umap_sgd_due *d
     __m512 two_alpha = _mm512_add_ps(valpha, valpha);
     l.cx = _mm512_fmadd_ps(clip16(_mm512_mul_ps(gc, dx)), two_alpha, l.cx);
     l.cy = _mm512_fmadd_ps(clip16(_mm512_mul_ps(gc, dy)), two_alpha, l.cy);
-    /* the negative samples' random base: rng_mix(rng_mix(seed + edge) ^ epoch) */
-    __m512i e0 = _mm512_set1_epi64((long long)(s->seed + d->e0));
-    __m512i ep = _mm512_set1_epi64((long long)s->epoch);
-    l.base_lo = mix64(_mm512_xor_si512(
-        mix64(_mm512_add_epi64(e0, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(en)))), ep));
-    l.base_hi = mix64(_mm512_xor_si512(
-        mix64(_mm512_add_epi64(e0, _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(en, 1)))), ep));
+    /* the negative samples' random base: rng_mix(epoch_key(seed, epoch) + edge) */
+    __m512i key = _mm512_set1_epi64((long long)(epoch_key(s) + d->e0));
+    l.base_lo = mix64(_mm512_add_epi64(key, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(en))));
+    l.base_hi =
+        mix64(_mm512_add_epi64(key, _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(en, 1))));
     int maxneg = _mm512_reduce_max_epi32(l.nneg);
     for (int p0 = 0; p0 < maxneg; p0 += NEG_CHUNK) {
         __m512 mx, my;
