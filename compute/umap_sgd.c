@@ -98,6 +98,25 @@ cleanup:
     return rc;
 }
 
+/* Whether every edge (i, j) of g has a reverse (j, i) of the same weight, in one pass:
+ * rows are visited in order and columns are sorted, so the reverse of row i's edge to j
+ * is the first entry of row j not yet matched (cursor[j], n entries of scratch). */
+static int graph_is_symmetric(const struct umap_graph *g, size_t *cursor)
+{
+    for (size_t j = 0; j < g->n; j++)
+        cursor[j] = g->rowptr[j];
+    for (size_t i = 0; i < g->n; i++)
+        for (size_t e = g->rowptr[i]; e < g->rowptr[i + 1]; e++) {
+            size_t j = (size_t)g->col[e], r = cursor[j]++;
+            if (r >= g->rowptr[j + 1] || (size_t)g->col[r] != i || g->val[r] != g->val[e])
+                return 0;
+        }
+    for (size_t j = 0; j < g->n; j++)
+        if (cursor[j] != g->rowptr[j + 1])
+            return 0;
+    return 1;
+}
+
 /* make_epochs_per_sample, the symmetry the optimiser relies on, then the epochs. */
 int umap_sgd_optimize(const struct umap_graph *g, const struct umap_sgd_params *p, int threads,
                       float *Y, const struct pw_progress *progress, struct pw_error *err)
@@ -129,22 +148,17 @@ int umap_sgd_optimize(const struct umap_graph *g, const struct umap_sgd_params *
     s.sch.neg_rate = p->negative_sample_rate;
     /* The optimiser relies on every edge (i, j) having a reverse (j, i) of the same weight
      * (they are then sampled in the same epochs; see umap.h). */
-    for (size_t i = 0; i < n; i++)
-        for (size_t e = g->rowptr[i]; e < g->rowptr[i + 1]; e++) {
-            size_t j = (size_t)g->col[e];
-            size_t lo = g->rowptr[j], hi = g->rowptr[j + 1];
-            while (lo < hi) { /* binary search for column i in row j */
-                size_t mid = (lo + hi) / 2;
-                if (g->col[mid] < (int32_t)i)
-                    lo = mid + 1;
-                else
-                    hi = mid;
-            }
-            if (lo >= g->rowptr[j + 1] || g->col[lo] != (int32_t)i || g->val[lo] != g->val[e]) {
-                rc = pw_error_set(err, PW_EINTERNAL, "umap: fuzzy graph is not symmetric");
-                goto cleanup;
-            }
-        }
+    size_t *cursor = malloc((n + 1) * sizeof *cursor);
+    if (!cursor) {
+        rc = pw_error_set(err, PW_ENOMEM, "umap: out of memory for the optimiser");
+        goto cleanup;
+    }
+    int symmetric = graph_is_symmetric(g, cursor);
+    free(cursor);
+    if (!symmetric) {
+        rc = pw_error_set(err, PW_EINTERNAL, "umap: fuzzy graph is not symmetric");
+        goto cleanup;
+    }
     rc = optimize_layout(&s, p->n_epochs, p->learning_rate, threads, progress, err);
 cleanup:
     free(s.snap);

@@ -156,6 +156,8 @@ void umap_sgd_due_free(struct umap_sgd_due *d)
     free(d->px);
     free(d->py);
     free(d->next);
+    free(d->block_due);
+    free(d->block_before);
     memset(d, 0, sizeof *d);
 }
 
@@ -175,8 +177,10 @@ int umap_sgd_due_alloc(struct umap_sgd_due *d, size_t max_vertices, size_t max_e
     d->px = calloc(slots, sizeof *d->px);
     d->py = calloc(slots, sizeof *d->py);
     d->next = malloc((max_degree + 2) * sizeof *d->next);
+    d->block_due = malloc((max_edges / 16 + 2) * sizeof *d->block_due);
+    d->block_before = malloc((max_edges / 16 + 2) * sizeof *d->block_before);
     if (d->col && d->nneg && d->edge && d->count && d->first && d->vertex && d->start &&
-        d->active && d->px && d->py && d->next)
+        d->active && d->px && d->py && d->next && d->block_due && d->block_before)
         return 0;
     umap_sgd_due_free(d);
     return -1;
@@ -264,30 +268,38 @@ AVX512 void umap_sgd_plan_avx512(const size_t *rowptr, const int32_t *col,
     const __m512 t1 = _mm512_set1_ps(fe), t0 = _mm512_set1_ps(fe >= 1.0f ? fe - 1.0f : 0.0f);
     const __m512 nr = _mm512_set1_ps(sch->neg_rate), one = _mm512_set1_ps(1.0f);
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    /* the chunk's edges 16 at a time, whatever their rows: block b's due mask and the due
+     * edges before it give each row's first due edge afterwards */
+    const size_t e0 = d->e0, ne = rowptr[hi] - e0;
     uint32_t nd = 0;
+    for (size_t b = 0; b * 16 < ne; b++) {
+        size_t e = e0 + 16 * b, left = ne - 16 * b;
+        __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        __m512 rate = _mm512_maskz_loadu_ps(m, sch->rate + e);
+        __m512 k = floor16(_mm512_mul_ps(t1, rate));
+        __mmask16 due = _mm512_mask_cmp_ps_mask(m, k, floor16(_mm512_mul_ps(t0, rate)), _CMP_GT_OQ);
+        d->block_due[b] = due;
+        d->block_before[b] = nd;
+        __m512i nn = _mm512_cvtps_epi32(_mm512_sub_ps(
+            floor16(_mm512_mul_ps(k, nr)), floor16(_mm512_mul_ps(_mm512_sub_ps(k, one), nr))));
+        __m512i c = _mm512_maskz_loadu_epi32(due, col + e);
+        __m512i en = _mm512_add_epi32(_mm512_set1_epi32((int)(16 * b)), iota);
+        /* compressed in a register and stored whole: the due lists have room for 16 past
+         * their end, and a compressing store to memory is slow on Zen 4 */
+        _mm512_storeu_si512(d->col + nd, _mm512_maskz_compress_epi32(due, c));
+        _mm512_storeu_si512(d->nneg + nd, _mm512_maskz_compress_epi32(due, nn));
+        _mm512_storeu_si512(d->edge + nd, _mm512_maskz_compress_epi32(due, en));
+        nd += (uint32_t)__builtin_popcount(due);
+    }
+    uint32_t prev = 0;
     for (size_t v = d->lo; v < hi; v++) {
-        d->first[v - d->lo] = nd;
-        for (size_t e = rowptr[v]; e < rowptr[v + 1]; e += 16) {
-            size_t left = rowptr[v + 1] - e;
-            __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-            __m512 rate = _mm512_maskz_loadu_ps(m, sch->rate + e);
-            __m512 k = floor16(_mm512_mul_ps(t1, rate));
-            __mmask16 due =
-                _mm512_mask_cmp_ps_mask(m, k, floor16(_mm512_mul_ps(t0, rate)), _CMP_GT_OQ);
-            if (!due)
-                continue;
-            __m512i nn = _mm512_cvtps_epi32(_mm512_sub_ps(
-                floor16(_mm512_mul_ps(k, nr)), floor16(_mm512_mul_ps(_mm512_sub_ps(k, one), nr))));
-            __m512i c = _mm512_maskz_loadu_epi32(due, col + e);
-            __m512i en = _mm512_add_epi32(_mm512_set1_epi32((int)(e - d->e0)), iota);
-            /* compressed in a register and stored whole: the due lists have room for
-             * 16 past their end, and a compressing store to memory is slow on Zen 4 */
-            _mm512_storeu_si512(d->col + nd, _mm512_maskz_compress_epi32(due, c));
-            _mm512_storeu_si512(d->nneg + nd, _mm512_maskz_compress_epi32(due, nn));
-            _mm512_storeu_si512(d->edge + nd, _mm512_maskz_compress_epi32(due, en));
-            nd += (uint32_t)__builtin_popcount(due);
-        }
-        d->count[v - d->lo] = nd - d->first[v - d->lo];
+        size_t o = rowptr[v + 1] - e0, b = o / 16; /* the row's end */
+        uint32_t end = o == ne ? nd
+                               : d->block_before[b] + (uint32_t)__builtin_popcount(
+                                                          d->block_due[b] & ((1u << (o % 16)) - 1));
+        d->first[v - d->lo] = prev;
+        d->count[v - d->lo] = end - prev;
+        prev = end;
     }
     d->n_due = nd;
 }

@@ -41,20 +41,22 @@ struct umap_sgd_schedule {
  * arrays) and its largest degree + 1 (active); the due lists have room for UMAP_SGD_LANES
  * entries past the chunk's edges. */
 struct umap_sgd_due {
-    size_t lo, e0;     /* the chunk's first vertex and its first edge (rowptr[lo]) */
-    uint32_t n_due;    /* due edges */
-    uint32_t n_slots;  /* vertices with at least one due edge */
-    uint32_t n_rounds; /* the most due edges of one vertex */
-    int32_t *col;      /* per due edge, vertex by vertex: the other endpoint */
-    int32_t *nneg;     /* its negative samples this epoch */
-    uint32_t *edge;    /* its edge number - e0 (the negative samples' random stream) */
-    uint32_t *count;   /* per vertex - lo: its due edges (filled by the plan) */
-    uint32_t *first;   /* per vertex - lo: its first due edge (filled by the plan) */
-    uint32_t *vertex;  /* per slot: vertex - lo */
-    uint32_t *start;   /* per slot: its first due edge */
-    uint32_t *active;  /* per round r: slots [0, active[r]) take part */
-    float *px, *py;    /* per slot: the vertex's current position */
-    uint32_t *next;    /* per due count: scratch of umap_sgd_slots */
+    size_t lo, e0;          /* the chunk's first vertex and its first edge (rowptr[lo]) */
+    uint32_t n_due;         /* due edges */
+    uint32_t n_slots;       /* vertices with at least one due edge */
+    uint32_t n_rounds;      /* the most due edges of one vertex */
+    int32_t *col;           /* per due edge, vertex by vertex: the other endpoint */
+    int32_t *nneg;          /* its negative samples this epoch */
+    uint32_t *edge;         /* its edge number - e0 (the negative samples' random stream) */
+    uint32_t *count;        /* per vertex - lo: its due edges (filled by the plan) */
+    uint32_t *first;        /* per vertex - lo: its first due edge (filled by the plan) */
+    uint32_t *vertex;       /* per slot: vertex - lo */
+    uint32_t *start;        /* per slot: its first due edge */
+    uint32_t *active;       /* per round r: slots [0, active[r]) take part */
+    float *px, *py;         /* per slot: the vertex's current position */
+    uint32_t *next;         /* per due count: scratch of umap_sgd_slots */
+    uint16_t *block_due;    /* per 16 edges of the chunk: which are due (AVX-512 plan) */
+    uint32_t *block_before; /* per 16 edges of the chunk: due edges before them */
 };
 
 /* Buffers for chunks of up to max_vertices vertices, max_edges edges and vertices of up
