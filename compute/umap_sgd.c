@@ -7,11 +7,12 @@
  * planned (its due edges and slots) and then run in rounds by umap_sgd_rounds.c. */
 #include "umap_sgd.h"
 
-#include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "stopwatch.h"
+#include "team.h"
 #include "umap_sgd_rounds.h"
 
 #define CHUNK 1024 /* vertices per chunk: a fixed partition of the vertices */
@@ -33,11 +34,28 @@ struct sgd_work {
     char apart[64];
 };
 
-/* One epoch of vertices [lo, hi). */
-static void sgd_chunk(struct sgd *s, struct sgd_work *w, size_t lo, size_t hi,
-                      const struct umap_sgd_step *step)
+/* One epoch on a team: threads take the next chunk until none is left.  Which thread
+ * runs a chunk does not matter to its result. */
+struct sgd_epoch {
+    struct sgd *s;
+    struct sgd_work *work; /* per thread */
+    const struct umap_sgd_step *step;
+    atomic_size_t next; /* the next chunk's first vertex */
+};
+
+static void sgd_epoch_run(void *arg, int t, int nthreads)
 {
-    umap_sgd_chunk(s->g->rowptr, s->g->col, &s->sch, lo, hi, step, s->Y, s->avx512, &w->d);
+    (void)nthreads;
+    struct sgd_epoch *ep = arg;
+    const struct umap_graph *g = ep->s->g;
+    for (;;) {
+        size_t lo = atomic_fetch_add(&ep->next, CHUNK);
+        if (lo >= g->n)
+            break;
+        size_t hi = lo + CHUNK < g->n ? lo + CHUNK : g->n;
+        umap_sgd_chunk(g->rowptr, g->col, &ep->s->sch, lo, hi, ep->step, ep->s->Y, ep->s->avx512,
+                       &ep->work[t].d);
+    }
 }
 
 static int optimize_layout(struct sgd *s, size_t n_epochs, float alpha0, int threads,
@@ -56,10 +74,17 @@ static int optimize_layout(struct sgd *s, size_t n_epochs, float alpha0, int thr
         size_t dg = g->rowptr[v + 1] - g->rowptr[v];
         max_degree = dg > max_degree ? dg : max_degree;
     }
-    int rc = 0;
+    /* A team whose helpers sleep between epochs: on a busy machine a helper spinning at
+     * the end of an epoch held the core its preempted partner needed to finish it. */
+    struct team *tm = NULL;
+    int rc = team_start(threads, &tm, err);
+    if (rc)
+        return rc;
     struct sgd_work *work = calloc((size_t)threads, sizeof *work);
-    if (!work)
+    if (!work) {
+        team_stop(tm);
         return pw_error_set(err, PW_ENOMEM, "umap: out of memory for the optimiser");
+    }
     for (int t = 0; t < threads; t++)
         if (umap_sgd_due_alloc(&work[t].d, CHUNK, max_edges, max_degree)) {
             rc = pw_error_set(err, PW_ENOMEM, "umap: out of memory for the optimiser");
@@ -79,9 +104,9 @@ static int optimize_layout(struct sgd *s, size_t n_epochs, float alpha0, int thr
             .seed = s->seed,
             .epoch = epoch,
         };
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-        for (size_t c0 = 0; c0 < n; c0 += CHUNK)
-            sgd_chunk(s, &work[omp_get_thread_num()], c0, c0 + CHUNK < n ? c0 + CHUNK : n, &step);
+        struct sgd_epoch ep = {.s = s, .work = work, .step = &step};
+        atomic_init(&ep.next, 0);
+        team_run(tm, sgd_epoch_run, &ep);
         alpha = alpha0 * (1.0f - (float)epoch / (float)n_epochs);
         double t = stopwatch_now();
         if (t - last > 0.2) {
@@ -92,6 +117,7 @@ static int optimize_layout(struct sgd *s, size_t n_epochs, float alpha0, int thr
         }
     }
 cleanup:
+    team_stop(tm);
     for (int t = 0; t < threads; t++)
         umap_sgd_due_free(&work[t].d);
     free(work);
