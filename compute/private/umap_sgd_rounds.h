@@ -2,11 +2,11 @@
  * chunk of vertices, laid out so that every vector lane does useful work.
  *
  * An epoch of a chunk is planned in two steps.  umap_sgd_plan_* walks the chunk's edges
- * in CSR order, keeps those due this epoch (epochs_per_sample schedule), advances their
- * schedule and appends them vertex by vertex to the due lists with their number of
- * negative samples.  umap_sgd.c then orders the vertices that have a due edge by their
- * count, most first, into "slots": round r of the epoch is the r-th due edge of every
- * vertex that has one, and those vertices are the slots [0, active[r]).  umap_sgd_rounds_*
+ * in CSR order, keeps those due this epoch (the schedule below) and appends them vertex
+ * by vertex to the due lists with their number of negative samples.  umap_sgd_slots then
+ * orders the vertices that have a due edge by their count, most first, into "slots":
+ * round r of the epoch is the r-th due edge of every vertex that has one, and those
+ * vertices are the slots [0, active[r]).  umap_sgd_rounds_*
  * runs the rounds in order, sixteen slots side by side, with no per-lane bookkeeping:
  * a vertex still meets its due edges in CSR order, each positive sample followed by its
  * negative samples, as umap-learn does.
