@@ -19,7 +19,9 @@
  * value and OpenBLAS thread count, given the same input and seed (the k-NN and the PCA
  * placing many graph components run OpenBLAS on fixed blocks; see blas_fixed.h).  Negative samples
  * of one positive sample all push from the same position (umap-learn moves the point between them),
- * so they can be computed as one vector operation.
+ * so they can be computed as one vector operation, and their number is counted per positive sample
+ * (negative_sample_rate each; umap-learn counts them by the epochs elapsed since the edge's last
+ * sample, which gives the same rate), so every edge draws the same number (umap_sgd_rounds.h).
  *
  * `out` is n*2 floats owned by the caller; nothing else survives the call. */
 #ifndef PW_UMAP_H

@@ -3,7 +3,8 @@
  * rate decaying linearly; deterministic for any thread count (see umap.h).
  *
  * `Y` (n * 2 floats, the caller's) holds the initial layout and receives the result;
- * the optimiser allocates its per-edge schedule (four floats an edge) and frees it. */
+ * the optimiser allocates a float per edge (its sampling rate), a snapshot of the layout
+ * and per thread the buffers of one chunk (umap_sgd_rounds.h), and frees them. */
 #ifndef PW_UMAP_SGD_H
 #define PW_UMAP_SGD_H
 
