@@ -487,7 +487,27 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
     return 0;
 }
 
-/* Exact sums for point i (hot loop; AVX-512 and AVX2 clones). */
+/* The Student-t sums of point (xi, yi) against the m points pts (x, y interleaved): s = sum q,
+ * (fx, fy) = sum q^2 (xi - x, yi - y), q = 1 / (1 + d^2).  The hot loop of the far list's
+ * exact sums, inlined into each of its callers' AVX-512 / AVX2 / baseline clones. */
+ALWAYS_INLINE void student_sums(float xi, float yi, const float *pts, size_t m, float *s_out,
+                                float *fx_out, float *fy_out)
+{
+    float s = 0, fx = 0, fy = 0;
+#pragma omp simd reduction(+ : s, fx, fy)
+    for (size_t j = 0; j < m; j++) {
+        float dx = xi - pts[2 * j], dy = yi - pts[2 * j + 1];
+        float q = 1.0f / (1.0f + dx * dx + dy * dy);
+        s += q;
+        fx += q * q * dx;
+        fy += q * q * dy;
+    }
+    *s_out = s;
+    *fx_out = fx;
+    *fy_out = fy;
+}
+
+/* Exact sums for point i against all n points. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
     !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -495,15 +515,8 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 static void
 exact_point(const float *Y, size_t n, size_t i, float *rep, float *zi)
 {
-    float xi = Y[2 * i], yi = Y[2 * i + 1], s = 0, fx = 0, fy = 0;
-#pragma omp simd reduction(+ : s, fx, fy)
-    for (size_t j = 0; j < n; j++) {
-        float dx = xi - Y[2 * j], dy = yi - Y[2 * j + 1];
-        float q = 1.0f / (1.0f + dx * dx + dy * dy);
-        s += q;
-        fx += q * q * dx;
-        fy += q * q * dy;
-    }
+    float s, fx, fy;
+    student_sums(Y[2 * i], Y[2 * i + 1], Y, n, &s, &fx, &fy);
     rep[2 * i] = fx;
     rep[2 * i + 1] = fy;
     zi[i] = s - 1.0f; /* the j == i term */
@@ -591,7 +604,7 @@ void tsne_exact_repulsion(const float *Y, size_t n, int threads, float *rep, flo
     }
 }
 
-/* The far points' share of point i's sums, added to rep and zi (hot loop). */
+/* The far points' share of point i's sums, added to rep and zi. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
     !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -599,15 +612,8 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 static void
 far_share(const float *far_y, size_t nfar, const float *Y, size_t i, float *rep, float *zi)
 {
-    float xi = Y[2 * i], yi = Y[2 * i + 1], s = 0, fx = 0, fy = 0;
-#pragma omp simd reduction(+ : s, fx, fy)
-    for (size_t o = 0; o < nfar; o++) {
-        float dx = xi - far_y[2 * o], dy = yi - far_y[2 * o + 1];
-        float q = 1.0f / (1.0f + dx * dx + dy * dy);
-        s += q;
-        fx += q * q * dx;
-        fy += q * q * dy;
-    }
+    float s, fx, fy;
+    student_sums(Y[2 * i], Y[2 * i + 1], far_y, nfar, &s, &fx, &fy);
     rep[2 * i] += fx;
     rep[2 * i + 1] += fy;
     zi[i] += s;
