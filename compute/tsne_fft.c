@@ -8,12 +8,13 @@
  *   Z + n = sum_i sum_j q_ij = sum_i (1 + 2 |y_i|^2) phi_1(i) - 2 y_i . (phi_2, phi_3)(i)
  * (FIt-SNE's fourth charge |y|^2 is only needed for per-point sums, which t-SNE does not
  * use).  Coordinates are relative to the grid's centre to keep the float cancellation
- * small.  The 2-D transforms are done as rows then columns with FFTW's batched 1-D plans
- * (FFTW_ESTIMATE: the plan, hence the rounding, does not depend on timing), skipping the
- * zero-padded rows; the kernel is even, so its spectrum is real.  The kernel's and the
- * three charges' forward transforms are four independent tasks, the three inverse ones
- * three more; FFTW's new-array execute is thread-safe, and plans are made here, in the
- * calling thread.  The 1/M^2 of the inverse transform is folded into the kernel. */
+ * small.  The kernel's spectrum is kept while the grid's size and spacing stay the same.  The 2-D
+ * transforms are done as rows then columns with FFTW's batched 1-D plans (FFTW_ESTIMATE: the plan,
+ * hence the rounding, does not depend on timing), skipping the zero-padded rows; the kernel is
+ * even, so its spectrum is real.  The kernel's and the three charges' forward transforms are four
+ * independent tasks, the three inverse ones three more; FFTW's new-array execute is thread-safe,
+ * and plans are made here, in the calling thread.  The 1/M^2 of the inverse transform is folded
+ * into the kernel. */
 #include "tsne_forces.h"
 
 #include <fftw3.h>
@@ -22,9 +23,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NTERMS        3
-#define MAX_INTERVALS 640 /* 4 nodes each: M = 5120, 3 x 105 MB of spectra */
-#define FAR_BINS      256 /* histogram bins per axis for the quantile box (find_far) */
+#define NTERMS    3
+#define MAX_NODES 2560 /* per axis: M = 5120, 3 x 105 MB of spectra */
+/* Node spacings below the widest (interval_width / p) are taken from the ladder
+ * widest * 2^(-k / H_LADDER), so that consecutive layouts mostly share a spacing, and with
+ * it the kernel's spectrum. */
+#define H_LADDER 8
+#define FAR_BINS 256 /* histogram bins per axis for the quantile box (find_far) */
 /* Points per side and axis that may be left out of the grid: ceil(sqrt(n) / 4), so at
  * most sqrt(n) + 4 in all and their exact sums cost at most ~2 n^1.5 pair terms. */
 #define FAR_PER_SIDE(n) ((size_t)ceil(sqrt((double)(n)) / 4.0) + 1)
@@ -44,15 +49,16 @@ struct tsne_fft {
     float *kr;                /* H rows of 2H floats: the kernel's even rows, then their DFTs */
     fftwf_complex *ks;        /* H x H: kr's columns' DFTs; real parts = the kernel's spectrum */
     fftwf_complex *c[NTERMS]; /* M x H each: charges in rows < N (as floats), then spectra */
+    double ks_h;              /* node spacing ks was computed for; 0: none */
     fftwf_plan kern_rows, kern_cols, rows_fwd, cols_fwd, cols_inv, rows_inv;
 };
 
 void tsne_fft_options_default(struct tsne_fft_options *opt)
 {
     memset(opt, 0, sizeof *opt); /* fields added later start at 0, not garbage */
-    opt->interp_points = 4;
-    opt->min_intervals = 20;
-    opt->interval_width = 1.5;
+    opt->interp_points = 5;
+    opt->min_intervals = 16;
+    opt->interval_width = 2.5;
 }
 
 static void free_grids(struct tsne_fft *f)
@@ -73,6 +79,7 @@ static void free_grids(struct tsne_fft *f)
         f->c[t] = NULL;
     }
     f->M = 0;
+    f->ks_h = 0;
 }
 
 void tsne_fft_free(struct tsne_fft *f)
@@ -222,13 +229,16 @@ static void kernel_spectrum(struct tsne_fft *f, double h)
     fftwf_execute_dft_r2c(f->kern_cols, t, f->ks);
 }
 
-/* The per-point loops below are written for any p and called with a literal 4 for the
- * default (PER_P): the compiler then unrolls them into straight-line vector code, where
- * the generic loops spend a large share of the repulsion's time on the weights. */
+/* The per-point loops below are written for any p and called with a literal 5 (the
+ * default) or 4 (PER_P): the compiler then unrolls them into straight-line vector code,
+ * where the generic loops spend a large share of the repulsion's time on the weights. */
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 #define PER_P(p, call)                                                                             \
     do {                                                                                           \
-        if ((p) == 4) {                                                                            \
+        if ((p) == 5) {                                                                            \
+            const size_t p_ = 5;                                                                   \
+            call;                                                                                  \
+        } else if ((p) == 4) {                                                                     \
             const size_t p_ = 4;                                                                   \
             call;                                                                                  \
         } else {                                                                                   \
@@ -252,21 +262,29 @@ ALWAYS_INLINE void lagrange(size_t p, const float *inv_den, float u, float *w)
     }
 }
 
-/* Interval and weights of every coordinate (inside a parallel region). */
-ALWAYS_INLINE void weights(struct tsne_fft *f, size_t p, const float *Y, float flo, float inv_bw,
-                           size_t nb, const float *inv_den)
+/* First node and weights of every coordinate (inside a parallel region).  Node k lies at
+ * glo + (k + 1/2) h; a coordinate takes the p nodes around it (for p = 4: two on each side),
+ * so it always lies in the middle of its stencil, where equispaced Lagrange interpolation
+ * is most accurate: the worst-case node polynomial |prod (u - u_k)| is 0.56 h^4 there
+ * against 6.6 h^4 at the end of a fixed interval of p nodes (FIt-SNE's layout, where a
+ * point may lie half a node outside its interval's outer nodes).  The grid's margin of p
+ * nodes (see tsne_fft_repulsion) keeps every stencil inside it. */
+ALWAYS_INLINE void weights(struct tsne_fft *f, size_t p, const float *Y, float glo, float inv_h,
+                           size_t N, const float *inv_den)
 {
+    const float shift = 0.5f * (float)p - 0.5f, inv_p = 1.0f / (float)p;
 #pragma omp for schedule(static)
     for (size_t q = 0; q < 2 * f->n; q++) {
         if (f->nfar && f->is_far[q / 2]) { /* off the grid: no weights */
             f->base[q] = 0;
             continue;
         }
-        float u = (Y[q] - flo) * inv_bw;
-        size_t b = u > 0 ? (size_t)u : 0;
-        b = b < nb ? b : nb - 1;
-        f->base[q] = (int32_t)(b * p);
-        lagrange(p, inv_den, u - (float)b, f->w + q * p);
+        float s = (Y[q] - glo) * inv_h; /* in node units, node k at k + 1/2 */
+        float t = s - shift;            /* >= 1/2 but for rounding: truncation is the floor */
+        size_t b = t > 0 ? (size_t)t : 0;
+        b = b < N - p ? b : N - p;
+        f->base[q] = (int32_t)b;
+        lagrange(p, inv_den, (s - (float)b) * inv_p, f->w + q * p);
     }
 }
 
@@ -323,7 +341,7 @@ ALWAYS_INLINE void interpolate(struct tsne_fft *f, size_t p, const float *Y, flo
  * points far from all others - on high-dimensional isotropic data, t-SNE's hubs (points
  * in thousands of k-NN lists, so 30-80 times the average P) oscillate under early
  * exaggeration and are flung hundreds of units out - would otherwise size the grid for
- * themselves: its cost grows as the span squared, and past MAX_INTERVALS its accuracy
+ * themselves: its cost grows as the span squared, and past MAX_NODES its accuracy
  * drops until Z is wrong by several times.  So: per axis, a 256-bin histogram gives a box
  * holding all but FAR_PER_SIDE points on each side; the square extends it by half its
  * width on each side; points outside the square are summed exactly (far_sums) and the
@@ -410,18 +428,33 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
     find_far(f, Y, &lo, &hi);
     span = (double)hi - (double)lo;
     span = span > 1e-6 ? span : 1e-6;
-    /* At most MAX_INTERVALS per axis (a 2^a*{1,3,5} count): wider intervals, less accuracy,
-     * rather than grids of gigabytes for layouts thousands of units wide. */
-    double want = ceil(span / f->interval_width);
-    size_t nb = want < MAX_INTERVALS ? (size_t)want : MAX_INTERVALS;
-    nb = fast_size(nb > f->min_intervals ? nb : f->min_intervals);
-    size_t N = nb * p, M = 2 * N;
+    /* Nodes per axis: the span at the widest spacing plus a margin of p nodes (the
+     * outermost points' stencils), at least min_intervals * p, rounded up to a
+     * 2^a * {1, 3, 5} count; then the spacing: the smallest ladder value that still spans
+     * the layout.  The spacing therefore changes only when the node count does or the
+     * layout crosses a ladder step, and the kernel's spectrum is kept in between.  Past
+     * MAX_NODES nodes the spacing grows instead (less accuracy rather than grids of
+     * gigabytes for layouts thousands of units wide). */
+    double hmax = f->interval_width / (double)p, h;
+    size_t min_nodes = f->min_intervals * p, max_nodes = MAX_NODES;
+    double want = ceil(span / hmax) + (double)p;
+    size_t N;
+    if (want > (double)max_nodes) {
+        N = max_nodes;
+        h = span / (double)(N - p);
+    } else {
+        N = fast_size((size_t)want > min_nodes ? (size_t)want : min_nodes);
+        double steps = fmax(0.0, floor(H_LADDER * log2(hmax * (double)(N - p) / span)));
+        h = hmax * exp2(-fmin(steps, 60.0 * H_LADDER) / H_LADDER);
+    }
+    size_t M = 2 * N;
     if (ensure_grids(f, N))
         return pw_error_set(err, PW_ENOMEM, "tsne: out of memory for the FFT grids");
     size_t H = f->H, stride = 2 * H; /* charge rows: floats, in place of the spectra */
-    double bw = span / (double)nb, h = bw / (double)p;
-    float centre = (float)(0.5 * ((double)lo + (double)hi));
+    double mid = 0.5 * ((double)lo + (double)hi);
+    float centre = (float)mid;
     int threads = f->threads;
+    int new_kernel = h != f->ks_h;
 
     float inv_den[8];
     for (size_t k = 0; k < p; k++) {
@@ -430,12 +463,12 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
             den *= m == k ? 1.0 : ((double)k - (double)m) / (double)p;
         inv_den[k] = (float)(1.0 / den);
     }
-    float flo = lo, inv_bw = (float)(1.0 / bw);
+    float glo = (float)(mid - 0.5 * (double)N * h), inv_h = (float)(1.0 / h);
 #pragma omp parallel num_threads(threads)
-    PER_P(p, weights(f, p_, Y, flo, inv_bw, nb, inv_den));
+    PER_P(p, weights(f, p_, Y, glo, inv_h, N, inv_den));
 
-    /* Task 0: the kernel's spectrum; tasks 1..3: spread one charge each and transform;
-     * then the first half of the side tasks. */
+    /* Task 0: the kernel's spectrum (when the spacing changed); tasks 1..3: spread one charge each
+     * and transform; then the first half of the side tasks. */
     size_t nside = side ? side->ntasks : 0, half = nside / 2;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (size_t t = 0; t <= NTERMS + half; t++) {
@@ -444,7 +477,8 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
             continue;
         }
         if (t == 0) {
-            kernel_spectrum(f, h);
+            if (new_kernel)
+                kernel_spectrum(f, h);
             continue;
         }
         fftwf_complex *c = f->c[t - 1];
@@ -476,6 +510,7 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
         fftwf_execute_dft_c2r(f->rows_inv, c, (float *)c);
     }
 
+    f->ks_h = h;
     double zsum = 0;
 #pragma omp parallel num_threads(threads)
     PER_P(p, interpolate(f, p_, Y, centre, stride, rep));
