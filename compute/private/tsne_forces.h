@@ -21,6 +21,11 @@
  * is filled by one thread in point order and every sum runs in a fixed order.  FFTW's
  * planner is not thread-safe: one tsne_fft_* call at a time per process.
  *
+ * When a layout is wide for its point count (many well-separated tight clusters, duplicated
+ * rows collapsed into far-apart points), the grid's transforms cost more than the exact
+ * sums over all pairs: tsne_fft_repulsion then computes those instead, by a cost model
+ * of n and the grid's size (not by timing, so the bytes do not depend on the machine).
+ *
  * tsne_exact: the O(n^2) sums, in float, for small n (and as a test reference).
  *
  * Memory: tsne_fft_new allocates the workspace (freed by tsne_fft_free); rep is 2n floats
@@ -43,6 +48,7 @@ struct tsne_fft_options {
     size_t interp_points;  /* 5 nodes per stencil (openTSNE's n_interpolation_points: 3) */
     size_t min_intervals;  /* 16: at least 16 * interp_points nodes per axis (openTSNE: 50 * 3) */
     double interval_width; /* 2.5: node spacing <= interval_width / interp_points (openTSNE: 1/3) */
+    int always_grid;       /* 0: the exact sums when they cost less (below); 1: the grid always */
 };
 
 void tsne_fft_options_default(struct tsne_fft_options *opt);
