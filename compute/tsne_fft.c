@@ -8,13 +8,13 @@
  *   Z + n = sum_i sum_j q_ij = sum_i (1 + 2 |y_i|^2) phi_1(i) - 2 y_i . (phi_2, phi_3)(i)
  * (FIt-SNE's fourth charge |y|^2 is only needed for per-point sums, which t-SNE does not
  * use).  Coordinates are relative to the grid's centre to keep the float cancellation
- * small.  The kernel's spectrum is kept while the grid's size and spacing stay the same.  The 2-D
- * transforms are done as rows then columns with FFTW's batched 1-D plans (FFTW_ESTIMATE: the plan,
- * hence the rounding, does not depend on timing), skipping the zero-padded rows; the kernel is
- * even, so its spectrum is real.  The kernel's and the three charges' forward transforms are four
- * independent tasks, the three inverse ones three more; FFTW's new-array execute is thread-safe,
- * and plans are made here, in the calling thread.  The 1/M^2 of the inverse transform is folded
- * into the kernel. */
+ * small.  The 2-D transforms are done as rows then columns with FFTW's batched 1-D plans
+ * (FFTW_ESTIMATE: the plan, hence the rounding, does not depend on timing), skipping the
+ * zero-padded rows; the kernel is even, so its spectrum is real, and it is kept while the
+ * grid's size and spacing stay the same.  The kernel's and the three charges' forward
+ * transforms are four independent tasks, the three inverse ones three more; FFTW's
+ * new-array execute is thread-safe, and plans are made here, in the calling thread.  The
+ * 1/M^2 of the inverse transform is folded into the kernel. */
 #include "tsne_forces.h"
 
 #include <fftw3.h>
@@ -43,7 +43,7 @@ struct tsne_fft {
     int32_t *far;             /* far_max: those points, in index order */
     float *far_y;             /* 2 far_max: their coordinates */
     float *exact;             /* tsne_exact_scratch(n) floats once the exact sums are chosen */
-    int32_t *base;            /* 2n: first node of the point's interval, per axis */
+    int32_t *base;            /* 2n: first node of the point's stencil, per axis */
     float *w;                 /* 2pn: Lagrange weights, per point x then y */
     float *zi;                /* n: per-point part of Z */
     size_t M, N, H;           /* FFT size per axis, nodes per axis (M = 2N), H = M / 2 + 1 */
@@ -501,8 +501,8 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
 #pragma omp parallel num_threads(threads)
     PER_P(p, weights(f, p_, Y, glo, inv_h, N, inv_den));
 
-    /* Task 0: the kernel's spectrum (when the spacing changed); tasks 1..3: spread one charge each
-     * and transform; then the first half of the side tasks. */
+    /* Task 0: the kernel's spectrum (when the spacing changed); tasks 1..3: spread one
+     * charge each and transform; then the first half of the side tasks. */
     size_t nside = side ? side->ntasks : 0, half = nside / 2;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (size_t t = 0; t <= NTERMS + half; t++) {

@@ -16,7 +16,7 @@
  * O(n p^2 + G^2 log G), G = nodes per axis.  Defaults: 5 nodes per stencil, spacing <= 0.5:
  * relative L2 force error 0.6-2.2 % on 6k and 20k final layouts (isotropic, clustered,
  * Fashion-MNIST), at or below FIt-SNE's layout with 4 nodes per interval of 1.5 (0.9-3.5 %)
- * with 1.3 times fewer nodes per axis (bench/compute/CHANGES-16.md, "tsne8").  The result
+ * with a quarter fewer nodes per axis (bench/compute/CHANGES-16.md, "tsne8").  The result
  * depends only on the layout and the options, not on `threads`: each charge grid
  * is filled by one thread in point order and every sum runs in a fixed order.  FFTW's
  * planner is not thread-safe: one tsne_fft_* call at a time per process.
@@ -28,7 +28,8 @@
  *
  * tsne_exact: the O(n^2) sums, in float, for small n (and as a test reference).
  *
- * Memory: tsne_fft_new allocates the workspace (freed by tsne_fft_free); rep is 2n floats
+ * Memory: tsne_fft_new allocates the workspace (freed by tsne_fft_free), the grids and, the
+ * first time the exact sums are chosen, their 18n floats of scratch; rep is 2n floats
  * owned by the caller.  Errors: PW_ENOMEM; PW_EINVAL when the layout has non-finite
  * coordinates (a diverged optimisation).  A few points far from the rest (at most about
  * sqrt(n), beyond a quantile box widened by half its width) are left off the grid and summed
