@@ -11,10 +11,11 @@
  * +0.2 / *0.8 with min_gain 0.01; gradient 4 * (attraction - repulsion / Z).  The
  * repulsion and Z come from tsne_forces.h: exact O(n^2) sums when n <= exact_max_n,
  * else FFT interpolation (centred 5-node stencils, node spacing <= 0.5, >= 80 nodes per
- * axis; 0.6-2.2 % force error) - sklearn uses Barnes-Hut (theta 0.5), a different
- * approximation of the same sums.  Init "pca": the 2-D PCA scaled to std 1e-4 of the first
- * coordinate (sklearn since 1.2); "random": N(0, 1e-4^2) from the seed.  kl_divergence is KL(P ||
- * Q) of the final layout, with Z from the same repulsion method.
+ * axis; 0.6-2.2 % force error), or the exact sums in the iterations whose layout is so
+ * wide for n that they cost less than the grid - sklearn uses Barnes-Hut (theta 0.5), a
+ * different approximation of the same sums.  Init "pca": the 2-D PCA scaled to std 1e-4
+ * of the first coordinate (sklearn since 1.2); "random": N(0, 1e-4^2) from the seed.
+ * kl_divergence is KL(P || Q) of the final layout, with Z from the same repulsion method.
  *
  * Seed semantics: draws are a function of (seed, purpose, index) (rng.h), not numpy's
  * RandomState, so seed 42 gives a different (equally valid) layout than sklearn's
