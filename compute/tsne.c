@@ -444,7 +444,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     struct repulsion rp = {NULL, n, iter_threads, NULL};
     float *Y = out, *upd = NULL, *gains = NULL, *rep = NULL, *abuf = NULL;
     int32_t *order = NULL, *inv = NULL; /* order[new] = the point's input row */
-    struct tsne_fft_options fo = {o.interp_points, o.min_intervals, o.interval_width};
+    struct tsne_fft_options fo = {o.interp_points, o.min_intervals, o.interval_width, 0};
     if (n > exact_max_n) {
         if ((rc = tsne_fft_new(n, &fo, iter_threads, &rp.fft, err)))
             return rc;

@@ -10,11 +10,12 @@
  * early exaggeration 12 for 250 iterations with momentum 0.5, then momentum 0.8; gains
  * +0.2 / *0.8 with min_gain 0.01; gradient 4 * (attraction - repulsion / Z).  The
  * repulsion and Z come from tsne_forces.h: exact O(n^2) sums when n <= exact_max_n,
- * else FFT interpolation (4 nodes per interval, >= 20 intervals of width <= 1.5; about
- * 1.2 % force error) - sklearn uses Barnes-Hut (theta 0.5), a different approximation of the
- * same sums.  Init "pca": the 2-D PCA scaled to std 1e-4 of the first coordinate
- * (sklearn since 1.2); "random": N(0, 1e-4^2) from the seed.  kl_divergence is
- * KL(P || Q) of the final layout, with Z from the same repulsion method.
+ * else FFT interpolation (centred 5-node stencils, node spacing <= 0.5, >= 80 nodes per
+ * axis; 0.6-2.2 % force error), or the exact sums in the iterations whose layout is so
+ * wide for n that they cost less than the grid - sklearn uses Barnes-Hut (theta 0.5), a
+ * different approximation of the same sums.  Init "pca": the 2-D PCA scaled to std 1e-4
+ * of the first coordinate (sklearn since 1.2); "random": N(0, 1e-4^2) from the seed.
+ * kl_divergence is KL(P || Q) of the final layout, with Z from the same repulsion method.
  *
  * Seed semantics: draws are a function of (seed, purpose, index) (rng.h), not numpy's
  * RandomState, so seed 42 gives a different (equally valid) layout than sklearn's
@@ -62,9 +63,9 @@ struct tsne_options {
      * exact k-NN grows as n^2 (bench/compute/RESULTS.md). */
     size_t knn_exact_max_n;
     size_t exact_max_n;    /* 0: 3000, exact repulsion up to here (sklearn: none, Barnes-Hut) */
-    size_t interp_points;  /* 4: see tsne_forces.h (openTSNE: 3) */
-    size_t min_intervals;  /* 20: see tsne_forces.h (openTSNE: 50) */
-    double interval_width; /* 1.5: see tsne_forces.h (openTSNE: 1) */
+    size_t interp_points;  /* 5: see tsne_forces.h (openTSNE: 3) */
+    size_t min_intervals;  /* 16: see tsne_forces.h (openTSNE: 50) */
+    double interval_width; /* 2.5: see tsne_forces.h (openTSNE: 1) */
 };
 
 struct tsne_result {

@@ -1,5 +1,6 @@
-/* tsne_fft.c - t-SNE repulsion by FFT-accelerated interpolation (see tsne_forces.h), and
- * the exact O(n^2) repulsion for small layouts.
+/* tsne_fft.c - t-SNE repulsion by FFT-accelerated interpolation (see tsne_forces.h), with
+ * the far points' exact sums and the switch to the exact sums (tsne_exact.c) for layouts
+ * where those cost less.
  *
  * Shaped after FIt-SNE's 2-D "compute_repulsive_forces" (one kernel K = q^2), with three
  * charges instead of four: for phi_t(i) = sum_j K_ij c_t(j), c = (1, y1, y2),
@@ -10,10 +11,11 @@
  * use).  Coordinates are relative to the grid's centre to keep the float cancellation
  * small.  The 2-D transforms are done as rows then columns with FFTW's batched 1-D plans
  * (FFTW_ESTIMATE: the plan, hence the rounding, does not depend on timing), skipping the
- * zero-padded rows; the kernel is even, so its spectrum is real.  The kernel's and the
- * three charges' forward transforms are four independent tasks, the three inverse ones
- * three more; FFTW's new-array execute is thread-safe, and plans are made here, in the
- * calling thread.  The 1/M^2 of the inverse transform is folded into the kernel. */
+ * zero-padded rows; the kernel is even, so its spectrum is real, and it is kept while the
+ * grid's size and spacing stay the same.  The kernel's and the three charges' forward
+ * transforms are four independent tasks, the three inverse ones three more; FFTW's
+ * new-array execute is thread-safe, and plans are made here, in the calling thread.  The
+ * 1/M^2 of the inverse transform is folded into the kernel. */
 #include "tsne_forces.h"
 
 #include <fftw3.h>
@@ -22,9 +24,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NTERMS        3
-#define MAX_INTERVALS 640 /* 4 nodes each: M = 5120, 3 x 105 MB of spectra */
-#define FAR_BINS      256 /* histogram bins per axis for the quantile box (find_far) */
+#define NTERMS    3
+#define MAX_NODES 2560 /* per axis: M = 5120, 3 x 105 MB of spectra */
+/* Node spacings below the widest (interval_width / p) are taken from the ladder
+ * widest * 2^(-k / H_LADDER), so that consecutive layouts mostly share a spacing, and with
+ * it the kernel's spectrum. */
+#define H_LADDER 8
+#define FAR_BINS 256 /* histogram bins per axis for the quantile box (find_far) */
 /* Points per side and axis that may be left out of the grid: ceil(sqrt(n) / 4), so at
  * most sqrt(n) + 4 in all and their exact sums cost at most ~2 n^1.5 pair terms. */
 #define FAR_PER_SIDE(n) ((size_t)ceil(sqrt((double)(n)) / 4.0) + 1)
@@ -32,27 +38,29 @@
 struct tsne_fft {
     size_t n, p, min_intervals;
     double interval_width;
-    int threads;
+    int threads, always_grid;
     size_t far_max, nfar;     /* capacity of the far list (see find_far), points in it */
     uint8_t *is_far;          /* n: 1 for a point left out of the grid */
     int32_t *far;             /* far_max: those points, in index order */
     float *far_y;             /* 2 far_max: their coordinates */
-    int32_t *base;            /* 2n: first node of the point's interval, per axis */
+    float *exact;             /* tsne_exact_scratch(n) floats once the exact sums are chosen */
+    int32_t *base;            /* 2n: first node of the point's stencil, per axis */
     float *w;                 /* 2pn: Lagrange weights, per point x then y */
     float *zi;                /* n: per-point part of Z */
     size_t M, N, H;           /* FFT size per axis, nodes per axis (M = 2N), H = M / 2 + 1 */
     float *kr;                /* H rows of 2H floats: the kernel's even rows, then their DFTs */
     fftwf_complex *ks;        /* H x H: kr's columns' DFTs; real parts = the kernel's spectrum */
     fftwf_complex *c[NTERMS]; /* M x H each: charges in rows < N (as floats), then spectra */
+    double ks_h;              /* node spacing ks was computed for; 0: none */
     fftwf_plan kern_rows, kern_cols, rows_fwd, cols_fwd, cols_inv, rows_inv;
 };
 
 void tsne_fft_options_default(struct tsne_fft_options *opt)
 {
     memset(opt, 0, sizeof *opt); /* fields added later start at 0, not garbage */
-    opt->interp_points = 4;
-    opt->min_intervals = 20;
-    opt->interval_width = 1.5;
+    opt->interp_points = 5;
+    opt->min_intervals = 16;
+    opt->interval_width = 2.5;
 }
 
 static void free_grids(struct tsne_fft *f)
@@ -73,6 +81,7 @@ static void free_grids(struct tsne_fft *f)
         f->c[t] = NULL;
     }
     f->M = 0;
+    f->ks_h = 0;
 }
 
 void tsne_fft_free(struct tsne_fft *f)
@@ -86,6 +95,7 @@ void tsne_fft_free(struct tsne_fft *f)
     free(f->is_far);
     free(f->far);
     free(f->far_y);
+    free(f->exact);
     free(f);
 }
 
@@ -110,6 +120,7 @@ int tsne_fft_new(size_t n, const struct tsne_fft_options *opt, int threads, stru
     f->p = o.interp_points;
     f->min_intervals = o.min_intervals;
     f->interval_width = o.interval_width;
+    f->always_grid = o.always_grid;
     f->threads = threads > 0 ? threads : 1;
     f->base = malloc(2 * n * sizeof *f->base);
     f->w = malloc(2 * f->p * n * sizeof *f->w);
@@ -222,13 +233,16 @@ static void kernel_spectrum(struct tsne_fft *f, double h)
     fftwf_execute_dft_r2c(f->kern_cols, t, f->ks);
 }
 
-/* The per-point loops below are written for any p and called with a literal 4 for the
- * default (PER_P): the compiler then unrolls them into straight-line vector code, where
- * the generic loops spend a large share of the repulsion's time on the weights. */
+/* The per-point loops below are written for any p and called with a literal 5 (the
+ * default) or 4 (PER_P): the compiler then unrolls them into straight-line vector code,
+ * where the generic loops spend a large share of the repulsion's time on the weights. */
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 #define PER_P(p, call)                                                                             \
     do {                                                                                           \
-        if ((p) == 4) {                                                                            \
+        if ((p) == 5) {                                                                            \
+            const size_t p_ = 5;                                                                   \
+            call;                                                                                  \
+        } else if ((p) == 4) {                                                                     \
             const size_t p_ = 4;                                                                   \
             call;                                                                                  \
         } else {                                                                                   \
@@ -252,21 +266,29 @@ ALWAYS_INLINE void lagrange(size_t p, const float *inv_den, float u, float *w)
     }
 }
 
-/* Interval and weights of every coordinate (inside a parallel region). */
-ALWAYS_INLINE void weights(struct tsne_fft *f, size_t p, const float *Y, float flo, float inv_bw,
-                           size_t nb, const float *inv_den)
+/* First node and weights of every coordinate (inside a parallel region).  Node k lies at
+ * glo + (k + 1/2) h; a coordinate takes the p nodes around it (for p = 4: two on each side),
+ * so it always lies in the middle of its stencil, where equispaced Lagrange interpolation
+ * is most accurate: the worst-case node polynomial |prod (u - u_k)| is 0.56 h^4 there
+ * against 6.6 h^4 at the end of a fixed interval of p nodes (FIt-SNE's layout, where a
+ * point may lie half a node outside its interval's outer nodes).  The grid's margin of p
+ * nodes (see tsne_fft_repulsion) keeps every stencil inside it. */
+ALWAYS_INLINE void weights(struct tsne_fft *f, size_t p, const float *Y, float glo, float inv_h,
+                           size_t N, const float *inv_den)
 {
+    const float shift = 0.5f * (float)p - 0.5f, inv_p = 1.0f / (float)p;
 #pragma omp for schedule(static)
     for (size_t q = 0; q < 2 * f->n; q++) {
         if (f->nfar && f->is_far[q / 2]) { /* off the grid: no weights */
             f->base[q] = 0;
             continue;
         }
-        float u = (Y[q] - flo) * inv_bw;
-        size_t b = u > 0 ? (size_t)u : 0;
-        b = b < nb ? b : nb - 1;
-        f->base[q] = (int32_t)(b * p);
-        lagrange(p, inv_den, u - (float)b, f->w + q * p);
+        float s = (Y[q] - glo) * inv_h; /* in node units, node k at k + 1/2 */
+        float t = s - shift;            /* >= 1/2 but for rounding: truncation is the floor */
+        size_t b = t > 0 ? (size_t)t : 0;
+        b = b < N - p ? b : N - p;
+        f->base[q] = (int32_t)b;
+        lagrange(p, inv_den, (s - (float)b) * inv_p, f->w + q * p);
     }
 }
 
@@ -323,7 +345,7 @@ ALWAYS_INLINE void interpolate(struct tsne_fft *f, size_t p, const float *Y, flo
  * points far from all others - on high-dimensional isotropic data, t-SNE's hubs (points
  * in thousands of k-NN lists, so 30-80 times the average P) oscillate under early
  * exaggeration and are flung hundreds of units out - would otherwise size the grid for
- * themselves: its cost grows as the span squared, and past MAX_INTERVALS its accuracy
+ * themselves: its cost grows as the span squared, and past MAX_NODES its accuracy
  * drops until Z is wrong by several times.  So: per axis, a 256-bin histogram gives a box
  * holding all but FAR_PER_SIDE points on each side; the square extends it by half its
  * width on each side; points outside the square are summed exactly (far_sums) and the
@@ -395,6 +417,35 @@ static void find_far(struct tsne_fft *f, const float *Y, float *lo, float *hi)
 
 static void far_sums(struct tsne_fft *f, const float *Y, float *rep);
 
+/* Whether the exact sums cost less than an M x M grid: on one core (AVX-512) the exact sums
+ * take about 0.11 ns a pair (each pair once), the grid about 0.8 ns per M^2 log2 M (three
+ * charges' forward and inverse transforms) plus about 2 ns per point and stencil node.
+ * Layouts wide for their point count - many well-separated tight clusters, duplicated rows
+ * collapsed into far-apart points - cross over: 6,000 points in 12 tight clusters over
+ * 120 units take 2.0 ms exactly against 2.3 ms on the grid, 5,000 rows repeated 10 times
+ * over 200 units 1.5 ms against 13.9 ms.  A function of n and the layout only, so the
+ * choice does not depend on the thread count. */
+static int exact_is_cheaper(size_t n, size_t M, size_t p)
+{
+    double pairs = 0.5 * (double)n * (double)(n - 1);
+    double grid = 0.8 * (double)M * (double)M * log2((double)M) + 2.0 * (double)n * (double)(p * p);
+    return 0.11 * pairs < grid;
+}
+
+/* The exact sums in place of the grid, then the side tasks. */
+static int exact_instead(struct tsne_fft *f, const float *Y, float *rep, double *z,
+                         const struct tsne_side_work *side, struct pw_error *err)
+{
+    if (!f->exact && !(f->exact = malloc(tsne_exact_scratch(f->n) * sizeof *f->exact)))
+        return pw_error_set(err, PW_ENOMEM, "tsne: out of memory");
+    tsne_exact_repulsion(Y, f->n, f->threads, rep, f->exact, z);
+    size_t nside = side ? side->ntasks : 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(f->threads)
+    for (size_t t = 0; t < nside; t++)
+        side->task(side->ctx, t);
+    return 0;
+}
+
 int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z,
                        const struct tsne_side_work *side, struct pw_error *err)
 {
@@ -410,18 +461,35 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
     find_far(f, Y, &lo, &hi);
     span = (double)hi - (double)lo;
     span = span > 1e-6 ? span : 1e-6;
-    /* At most MAX_INTERVALS per axis (a 2^a*{1,3,5} count): wider intervals, less accuracy,
-     * rather than grids of gigabytes for layouts thousands of units wide. */
-    double want = ceil(span / f->interval_width);
-    size_t nb = want < MAX_INTERVALS ? (size_t)want : MAX_INTERVALS;
-    nb = fast_size(nb > f->min_intervals ? nb : f->min_intervals);
-    size_t N = nb * p, M = 2 * N;
+    /* Nodes per axis: the span at the widest spacing plus a margin of p nodes (the
+     * outermost points' stencils), at least min_intervals * p, rounded up to a
+     * 2^a * {1, 3, 5} count; then the spacing: the smallest ladder value that still spans
+     * the layout.  The spacing therefore changes only when the node count does or the
+     * layout crosses a ladder step, and the kernel's spectrum is kept in between.  Past
+     * MAX_NODES nodes the spacing grows instead (less accuracy rather than grids of
+     * gigabytes for layouts thousands of units wide). */
+    double hmax = f->interval_width / (double)p, h;
+    size_t min_nodes = f->min_intervals * p, max_nodes = MAX_NODES;
+    double want = ceil(span / hmax) + (double)p;
+    size_t N;
+    if (want > (double)max_nodes) {
+        N = max_nodes;
+        h = span / (double)(N - p);
+    } else {
+        N = fast_size((size_t)want > min_nodes ? (size_t)want : min_nodes);
+        double steps = fmax(0.0, floor(H_LADDER * log2(hmax * (double)(N - p) / span)));
+        h = hmax * exp2(-fmin(steps, 60.0 * H_LADDER) / H_LADDER);
+    }
+    size_t M = 2 * N;
+    if (!f->always_grid && exact_is_cheaper(n, M, p))
+        return exact_instead(f, Y, rep, z, side, err);
     if (ensure_grids(f, N))
         return pw_error_set(err, PW_ENOMEM, "tsne: out of memory for the FFT grids");
     size_t H = f->H, stride = 2 * H; /* charge rows: floats, in place of the spectra */
-    double bw = span / (double)nb, h = bw / (double)p;
-    float centre = (float)(0.5 * ((double)lo + (double)hi));
+    double mid = 0.5 * ((double)lo + (double)hi);
+    float centre = (float)mid;
     int threads = f->threads;
+    int new_kernel = h != f->ks_h;
 
     float inv_den[8];
     for (size_t k = 0; k < p; k++) {
@@ -430,12 +498,12 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
             den *= m == k ? 1.0 : ((double)k - (double)m) / (double)p;
         inv_den[k] = (float)(1.0 / den);
     }
-    float flo = lo, inv_bw = (float)(1.0 / bw);
+    float glo = (float)(mid - 0.5 * (double)N * h), inv_h = (float)(1.0 / h);
 #pragma omp parallel num_threads(threads)
-    PER_P(p, weights(f, p_, Y, flo, inv_bw, nb, inv_den));
+    PER_P(p, weights(f, p_, Y, glo, inv_h, N, inv_den));
 
-    /* Task 0: the kernel's spectrum; tasks 1..3: spread one charge each and transform;
-     * then the first half of the side tasks. */
+    /* Task 0: the kernel's spectrum (when the spacing changed); tasks 1..3: spread one
+     * charge each and transform; then the first half of the side tasks. */
     size_t nside = side ? side->ntasks : 0, half = nside / 2;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (size_t t = 0; t <= NTERMS + half; t++) {
@@ -444,7 +512,8 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
             continue;
         }
         if (t == 0) {
-            kernel_spectrum(f, h);
+            if (new_kernel)
+                kernel_spectrum(f, h);
             continue;
         }
         fftwf_complex *c = f->c[t - 1];
@@ -476,6 +545,7 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
         fftwf_execute_dft_c2r(f->rows_inv, c, (float *)c);
     }
 
+    f->ks_h = h;
     double zsum = 0;
 #pragma omp parallel num_threads(threads)
     PER_P(p, interpolate(f, p_, Y, centre, stride, rep));
@@ -487,7 +557,27 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
     return 0;
 }
 
-/* Exact sums for point i (hot loop; AVX-512 and AVX2 clones). */
+/* The Student-t sums of point (xi, yi) against the m points pts (x, y interleaved): s = sum q,
+ * (fx, fy) = sum q^2 (xi - x, yi - y), q = 1 / (1 + d^2).  The hot loop of the far list's
+ * exact sums, inlined into each of its callers' AVX-512 / AVX2 / baseline clones. */
+ALWAYS_INLINE void student_sums(float xi, float yi, const float *pts, size_t m, float *s_out,
+                                float *fx_out, float *fy_out)
+{
+    float s = 0, fx = 0, fy = 0;
+#pragma omp simd reduction(+ : s, fx, fy)
+    for (size_t j = 0; j < m; j++) {
+        float dx = xi - pts[2 * j], dy = yi - pts[2 * j + 1];
+        float q = 1.0f / (1.0f + dx * dx + dy * dy);
+        s += q;
+        fx += q * q * dx;
+        fy += q * q * dy;
+    }
+    *s_out = s;
+    *fx_out = fx;
+    *fy_out = fy;
+}
+
+/* Exact sums for point i against all n points. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
     !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -495,103 +585,14 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 static void
 exact_point(const float *Y, size_t n, size_t i, float *rep, float *zi)
 {
-    float xi = Y[2 * i], yi = Y[2 * i + 1], s = 0, fx = 0, fy = 0;
-#pragma omp simd reduction(+ : s, fx, fy)
-    for (size_t j = 0; j < n; j++) {
-        float dx = xi - Y[2 * j], dy = yi - Y[2 * j + 1];
-        float q = 1.0f / (1.0f + dx * dx + dy * dy);
-        s += q;
-        fx += q * q * dx;
-        fy += q * q * dy;
-    }
+    float s, fx, fy;
+    student_sums(Y[2 * i], Y[2 * i + 1], Y, n, &s, &fx, &fy);
     rep[2 * i] = fx;
     rep[2 * i + 1] = fy;
     zi[i] = s - 1.0f; /* the j == i term */
 }
 
-/* The exact sums visit each unordered pair once: block b takes the rows [r_b, r_b+1) of an
- * equal share of the pairs (i, j > i), adds the pair's force to row i in registers and
- * subtracts it from j in the block's own buffer, and the buffers are summed in block order:
- * half the kernel evaluations of the all-pairs loop, the same bytes for any thread count.
- * Coordinates and buffers are split into x and y arrays (scratch) so that the inner loop
- * runs on contiguous floats. */
-#define EXACT_BLOCKS 8
-
-size_t tsne_exact_scratch(size_t n)
-{
-    return 2 * n * (EXACT_BLOCKS + 1);
-}
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
-    !defined(__SANITIZE_ADDRESS__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-static double
-exact_rows(const float *X, const float *Yc, size_t n, size_t lo, size_t hi, float *fx_b,
-           float *fy_b)
-{
-    double z = 0;
-    for (size_t i = lo; i < hi; i++) {
-        float xi = X[i], yi = Yc[i], s = 0, fx = 0, fy = 0;
-#pragma omp simd reduction(+ : s, fx, fy)
-        for (size_t j = i + 1; j < n; j++) {
-            float dx = xi - X[j], dy = yi - Yc[j];
-            float q = 1.0f / (1.0f + dx * dx + dy * dy), q2 = q * q;
-            s += q;
-            fx += q2 * dx;
-            fy += q2 * dy;
-            fx_b[j] -= q2 * dx;
-            fy_b[j] -= q2 * dy;
-        }
-        fx_b[i] += fx;
-        fy_b[i] += fy;
-        z += (double)s;
-    }
-    return z;
-}
-
-void tsne_exact_repulsion(const float *Y, size_t n, int threads, float *rep, float *scratch,
-                          double *z)
-{
-    float *X = scratch, *Yc = scratch + n, *F = scratch + 2 * n; /* F: block b's x then y */
-    size_t row[EXACT_BLOCKS + 1];
-    double total = (double)n * (double)(n - (n > 0)) / 2.0, done = 0, zb[EXACT_BLOCKS];
-    row[0] = 0;
-    for (size_t b = 1, i = 0; b <= EXACT_BLOCKS; b++) { /* equal pair counts per block */
-        double target = total * (double)b / EXACT_BLOCKS;
-        while (i < n && (b == EXACT_BLOCKS || done + (double)(n - 1 - i) <= target))
-            done += (double)(n - 1 - i++);
-        row[b] = i;
-    }
-    for (size_t i = 0; i < n; i++) {
-        X[i] = Y[2 * i];
-        Yc[i] = Y[2 * i + 1];
-    }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (size_t b = 0; b < EXACT_BLOCKS; b++) {
-        float *fx_b = F + 2 * n * b, *fy_b = fx_b + n;
-        size_t lo = row[b];
-        memset(fx_b + lo, 0, (n - lo) * sizeof *fx_b);
-        memset(fy_b + lo, 0, (n - lo) * sizeof *fy_b);
-        zb[b] = exact_rows(X, Yc, n, lo, row[b + 1], fx_b, fy_b);
-    }
-    double zsum = 0;
-    for (size_t b = 0; b < EXACT_BLOCKS; b++)
-        zsum += zb[b];
-    *z = 2.0 * zsum;
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (size_t i = 0; i < n; i++) { /* block b touches rows >= row[b] only */
-        float fx = 0, fy = 0;
-        for (size_t b = 0; b < EXACT_BLOCKS && row[b] <= i; b++) {
-            fx += F[2 * n * b + i];
-            fy += F[2 * n * b + n + i];
-        }
-        rep[2 * i] = fx;
-        rep[2 * i + 1] = fy;
-    }
-}
-
-/* The far points' share of point i's sums, added to rep and zi (hot loop). */
+/* The far points' share of point i's sums, added to rep and zi. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
     !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -599,15 +600,8 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 static void
 far_share(const float *far_y, size_t nfar, const float *Y, size_t i, float *rep, float *zi)
 {
-    float xi = Y[2 * i], yi = Y[2 * i + 1], s = 0, fx = 0, fy = 0;
-#pragma omp simd reduction(+ : s, fx, fy)
-    for (size_t o = 0; o < nfar; o++) {
-        float dx = xi - far_y[2 * o], dy = yi - far_y[2 * o + 1];
-        float q = 1.0f / (1.0f + dx * dx + dy * dy);
-        s += q;
-        fx += q * q * dx;
-        fy += q * q * dy;
-    }
+    float s, fx, fy;
+    student_sums(Y[2 * i], Y[2 * i + 1], far_y, nfar, &s, &fx, &fy);
     rep[2 * i] += fx;
     rep[2 * i + 1] += fy;
     zi[i] += s;

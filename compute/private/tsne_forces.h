@@ -5,29 +5,37 @@
  * q_ij = 1 / (1 + |y_i - y_j|^2).
  *
  * tsne_fft: FFT-accelerated interpolation (FIt-SNE, Linderman et al. 2019; openTSNE's 2-D
- * layout of the grid): the layout's bounding square is cut into equal intervals per axis
- * - at least min_intervals, at most interval_width wide, the count rounded up to
- * 2^a * {1, 3, 5} for the FFT - with `p` equispaced Lagrange nodes each; the charges
- * (1, y_1, y_2) are spread onto the nodes, convolved with the kernel 1/(1+d^2)^2 by FFTW
- * and interpolated back.  Work O(n p^2 + G^2 log G), G = nodes per axis.  Defaults: 4
- * nodes per interval of width <= 1.5, about 1.2 % relative L2 force error on a
- * 20k-point layout, less than openTSNE's defaults (3 nodes per width-1 interval) at a
- * similar grid size (bench/compute/RESULTS.md).  The error depends on the node spacing,
- * not on the interval count: min_intervals only makes small layouts (early iterations)
- * more accurate than the width asks, so it stays low (20) and early grids small.  The
- * result depends only on the layout and the options, not on `threads`: each charge grid
+ * layout of the grid): equispaced nodes cover the layout's bounding square plus a margin;
+ * every coordinate takes the `p` nodes around it (a centred Lagrange stencil, not
+ * FIt-SNE's fixed intervals of p nodes, at whose ends the interpolation extrapolates and
+ * is about 12 times less accurate for p = 4); the charges (1, y_1, y_2) are spread onto
+ * the nodes, convolved with the kernel 1/(1+d^2)^2 by FFTW and interpolated back.  The
+ * node spacing is at most interval_width / p, the node count at least min_intervals * p,
+ * rounded up to 2^a * {1, 3, 5}; the spacing is taken from a fixed ladder so that the
+ * kernel's spectrum is recomputed only when it or the node count changes.  Work
+ * O(n p^2 + G^2 log G), G = nodes per axis.  Defaults: 5 nodes per stencil, spacing <= 0.5:
+ * relative L2 force error 0.6-2.2 % on 6k and 20k final layouts (isotropic, clustered,
+ * Fashion-MNIST), at or below FIt-SNE's layout with 4 nodes per interval of 1.5 (0.9-3.5 %)
+ * with a quarter fewer nodes per axis (bench/compute/CHANGES-16.md, "tsne8").  The result
+ * depends only on the layout and the options, not on `threads`: each charge grid
  * is filled by one thread in point order and every sum runs in a fixed order.  FFTW's
  * planner is not thread-safe: one tsne_fft_* call at a time per process.
  *
+ * When a layout is wide for its point count (many well-separated tight clusters, duplicated
+ * rows collapsed into far-apart points), the grid's transforms cost more than the exact
+ * sums over all pairs: tsne_fft_repulsion then computes those instead, by a cost model
+ * of n and the grid's size (not by timing, so the bytes do not depend on the machine).
+ *
  * tsne_exact: the O(n^2) sums, in float, for small n (and as a test reference).
  *
- * Memory: tsne_fft_new allocates the workspace (freed by tsne_fft_free); rep is 2n floats
+ * Memory: tsne_fft_new allocates the workspace (freed by tsne_fft_free), the grids and, the
+ * first time the exact sums are chosen, their 18n floats of scratch; rep is 2n floats
  * owned by the caller.  Errors: PW_ENOMEM; PW_EINVAL when the layout has non-finite
  * coordinates (a diverged optimisation).  A few points far from the rest (at most about
  * sqrt(n), beyond a quantile box widened by half its width) are left off the grid and summed
  * exactly, O(n) each: the grid is sized for the others, so its cost and accuracy do not
- * follow a handful of flung-out points.  Layouts still wider than 640 intervals (960 units
- * by default) get wider intervals, hence larger errors, instead of larger grids. */
+ * follow a handful of flung-out points.  Layouts still wider than 2,560 nodes (1,280 units
+ * by default) get a wider spacing, hence larger errors, instead of larger grids. */
 #ifndef PW_TSNE_FORCES_H
 #define PW_TSNE_FORCES_H
 
@@ -38,9 +46,10 @@
 struct tsne_fft;
 
 struct tsne_fft_options {
-    size_t interp_points;  /* 4 (openTSNE's n_interpolation_points is 3; see above) */
-    size_t min_intervals;  /* 20 (openTSNE's min_num_intervals is 50; the width rules) */
-    double interval_width; /* 1.5 (openTSNE: 1 / ints_in_interval = 1) */
+    size_t interp_points;  /* 5 nodes per stencil (openTSNE's n_interpolation_points: 3) */
+    size_t min_intervals;  /* 16: at least 16 * interp_points nodes per axis (openTSNE: 50 * 3) */
+    double interval_width; /* 2.5: node spacing <= interval_width / interp_points (openTSNE: 1/3) */
+    int always_grid;       /* 0: the exact sums when they cost less (below); 1: the grid always */
 };
 
 void tsne_fft_options_default(struct tsne_fft_options *opt);
