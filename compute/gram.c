@@ -1,4 +1,5 @@
-/* gram.c - AMX-BF16 dot products among a set of rows (see gram.h).
+/* gram.c - dot products among a set of rows (see gram.h): the common calls, and the
+ * AMX-BF16 kind (the int8 kind's packing and kernel are gram_i8.c's).
  *
  * Layout.  AMX's TDPBF16PS adds A (16 rows x 32 bf16) times B (16 x 16 pairs of bf16,
  * "VNNI" order) into a 16 x 16 float tile.  The row block is kept row-major (A tiles
@@ -9,6 +10,7 @@
  * and B's halves loaded in turn); an odd last panel takes a 32 x 16 kernel with the
  * same sums in the same order, so a value does not depend on the pairing. */
 #include "gram.h"
+#include "gram_i8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -81,19 +83,33 @@ int gram_amx_usable(void)
 #endif
 }
 
-int gram_init(struct gram *g, size_t cap, size_t d, size_t block_rows, int threads,
-              struct pw_error *err)
+int gram_vnni_usable(void)
+{
+    return gram_i8_usable();
+}
+
+int gram_init(struct gram *g, enum gram_kind kind, size_t cap, size_t d, size_t block_rows,
+              int threads, struct pw_error *err)
 {
     memset(g, 0, sizeof *g);
+    g->kind = kind;
     g->d = d;
     g->dp = round_up(d, 32);
     g->a_cap = round_up(block_rows, GRAM_ROWS);
     threads = threads > 0 ? threads : 1;
+    /* per thread: 16 rows' hi, then their lo, on their way into a panel (int8: a row) */
+    g->scratch = aligned_alloc(64, (size_t)threads * 32 * g->dp * sizeof *g->scratch);
+    if (kind == GRAM_VNNI_I8) {
+        if (!g->scratch || gram_i8_init(g, cap, block_rows)) {
+            gram_free(g);
+            return pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell's %zu-row chunks",
+                                cap);
+        }
+        return 0;
+    }
     /* one uint32 (a hi and a lo bf16) per value */
     g->panels = aligned_alloc(64, round_up(cap, 16) * g->dp * sizeof *g->panels);
     g->a = aligned_alloc(64, 2 * g->a_cap * g->dp * sizeof *g->a);
-    /* per thread: 16 rows' hi, then their lo, on their way into a panel */
-    g->scratch = aligned_alloc(64, (size_t)threads * 32 * g->dp * sizeof *g->scratch);
     if (!g->panels || !g->a || !g->scratch) {
         gram_free(g);
         return pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell's %zu-row chunks", cap);
@@ -103,6 +119,7 @@ int gram_init(struct gram *g, size_t cap, size_t d, size_t block_rows, int threa
 
 void gram_free(struct gram *g)
 {
+    gram_i8_free(g);
     free(g->panels);
     free(g->a);
     free(g->scratch);
@@ -175,6 +192,10 @@ static void transpose_panel(const uint32_t *h2, const uint32_t *l2, size_t dp, s
 
 void gram_pack(const struct gram *g, int t, int T)
 {
+    if (g->kind == GRAM_VNNI_I8) {
+        gram_i8_pack(g, t, T);
+        return;
+    }
     size_t d = g->d, dp = g->dp, steps = dp / 32, np = round_up(g->cnt, 16) / 16;
     uint16_t *hi = g->scratch + (size_t)t * 32 * dp, *lo = hi + 16 * dp;
     for (size_t p = np * (size_t)t / (size_t)T; p < np * (size_t)(t + 1) / (size_t)T; p++) {
@@ -188,6 +209,10 @@ void gram_pack(const struct gram *g, int t, int T)
 
 void gram_block(const struct gram *g, int t, int T)
 {
+    if (g->kind == GRAM_VNNI_I8) {
+        gram_i8_block(g, t, T);
+        return;
+    }
     size_t d = g->d, dp = g->dp, rows = g->rows, pad = round_up(rows, GRAM_ROWS);
     uint16_t *hi = g->a, *lo = g->a + g->a_cap * dp;
     for (size_t r = pad * (size_t)t / (size_t)T; r < pad * (size_t)(t + 1) / (size_t)T; r++)
@@ -288,6 +313,10 @@ amx_rows(const struct gram *g, size_t rows, size_t c0, size_t c1, size_t c2, flo
 void gram_rows(const struct gram *g, size_t rows, size_t c0, size_t c1, size_t c2, float *out,
                size_t ld)
 {
+    if (g->kind == GRAM_VNNI_I8) {
+        gram_i8_rows(g, rows, c0, c1, c2, out, ld);
+        return;
+    }
 #ifdef GRAM_AMX
     amx_rows(g, rows, c0, c1, c2, out, ld);
 #else

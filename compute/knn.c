@@ -27,6 +27,7 @@
 #include "kmeans.h"
 #include "knn_heap.h"
 #include "knn_probe.h"
+#include "knn_screen.h"
 #include "rng.h"
 #include "team.h"
 
@@ -46,6 +47,7 @@ void knn_options_default(struct knn_options *opt)
         .seed = 42,
         .threads = 0,
         .amx = 1,
+        .screen = 1,
     };
 }
 
@@ -267,7 +269,10 @@ struct nnd {
     uint8_t *hf;
     size_t kb; /* flag_bytes(k): one row's flags */
     int threads;
-    int avx512; /* the selection's scans may use AVX-512 */
+    int avx512;                /* the selection's scans may use AVX-512 */
+    size_t rejoined, screened; /* rows the pre-screen joined again (knn_screen.h); rows it
+                                  took with an int8 cell among theirs */
+    int exact_dist;            /* the last join_cells left exact distances (the pre-screen ran) */
 };
 
 /* Point i's "new" flags, or NULL while they are not kept (the cell joins). */
@@ -499,9 +504,12 @@ KNN_CLONES static void dists_from_dots(const float *row, const float *g, float g
 /* Scratch of one cell join: members' norms, their heaps' current roots (thresholds),
  * one row of distances per thread. */
 struct cell_scratch {
-    float *buf;       /* members' rows (sgemm) */
-    struct gram gram; /* or: members' rows for AMX (gram.h) */
-    int amx;
+    float *buf;                /* members' rows (sgemm) */
+    struct gram gram;          /* or: members' rows for AMX or int8 (gram.h) */
+    int amx;                   /* gram holds the rows, on AMX */
+    struct knn_screen *screen; /* or: the int8 pre-screen's wide heaps the joins fill (gram
+                                  packs int8 rows for the cells screen_cell picks) */
+    float *bound;              /* int8: members' error bounds (screen_cell) */
     int in_place;  /* sgemm reads the cell's rows where they are (the whole set, in index
                       order: whole_join) rather than gathered into buf; euclidean rows are
                       centred a column chunk (into buf) and a row block (rowbuf) at a time */
@@ -530,6 +538,7 @@ static void cell_scratch_free(struct cell_scratch *cs)
     free(cs->thr);
     free(cs->vals);
     free(cs->seen);
+    free(cs->bound);
     memset(cs, 0, sizeof *cs);
 }
 
@@ -688,6 +697,91 @@ static void centre_rows(const float *x, size_t rows, size_t d, const float *cent
             to[r * d + t] = x[r * d + t] - centre[t];
 }
 
+/* The int8 dots' error bound of each member's internal distances in this cell (the
+ * members' scales and lengths against the cell's largest: knn_screen.h) into
+ * cs->bound.  Euclidean rows are measured from the cell's centre, as packed; the
+ * distance |a|^2 + |b|^2 - 2 a.b has twice the dot's error, the cosine distance
+ * 1 - a.b / (|a| |b|) the dot's over |a| |b|; a few ulps more for the float arithmetic
+ * that turns dots into distances. */
+static void screen_bounds(const struct nnd *s, const int32_t *mem, size_t cnt,
+                          struct cell_scratch *cs)
+{
+    const struct metric_ctx *m = s->m;
+    size_t d = m->d;
+    int cosine = m->metric == KNN_COSINE;
+    double smax = 0.0, nmax = 0.0;
+    for (size_t a = 0; a < cnt; a++) {
+        size_t i = (size_t)mem[a];
+        double sc = gram_i8_scale(m->x + i * d, cosine ? NULL : cs->centre, d);
+        double len = cosine ? 1.0 : sqrt((double)cs->g[a]);
+        if (cosine) /* relative to the row's length: the bound of unit rows */
+            sc = m->inv_norm[i] > 0.0f ? sc * m->inv_norm[i] : 0.0;
+        cs->bound[a] = (float)sc;
+        smax = sc > smax ? sc : smax;
+        nmax = len > nmax ? len : nmax;
+    }
+    for (size_t a = 0; a < cnt; a++) {
+        double len = cosine ? 1.0 : sqrt((double)cs->g[a]);
+        double e = (cosine ? 1.0 : 2.0) * gram_i8_bound(cs->bound[a], len, smax, nmax, d);
+        cs->bound[a] = (float)(e + (cosine ? 1.0 : 4.0 * nmax * nmax) * 0x1p-20);
+    }
+}
+
+/* Rows of a cell whose k nearest its members' distances are sampled to choose int8 or
+ * float for the cell: SCREEN_SAMPLE of them, of which SCREEN_VOUCHED must do. */
+#define SCREEN_SAMPLE  8
+#define SCREEN_VOUCHED 6
+
+/* 1 when the cell should be joined on int8 products: most of a sample of its rows
+ * have a gap between their k-th and (k + margin)-th nearest members (exact, pair4x4)
+ * wider than twice their bound, so the wide heaps will vouch for them (knn_screen.h);
+ * else the cell's rows would mostly be joined a second time, and float costs less
+ * (many tight clusters in one cell, whose distances are small against the rows'
+ * lengths).  Then each member's bound goes into the screen's err. */
+static int screen_cell(const struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs)
+{
+    size_t w = cs->screen->width, k = cs->screen->k;
+    if (cnt < 4 * SCREEN_SAMPLE)
+        return 0;
+    screen_bounds(s, mem, cnt, cs);
+    float hd[SCREEN_SAMPLE][w];
+    int32_t hi[SCREEN_SAMPLE][w], rows[SCREEN_SAMPLE];
+    size_t at[SCREEN_SAMPLE];
+    for (size_t r = 0; r < SCREEN_SAMPLE; r++) {
+        at[r] = (2 * r + 1) * cnt / (2 * SCREEN_SAMPLE);
+        rows[r] = mem[at[r]];
+        heap_init(hd[r], hi[r], w);
+    }
+    float out[4][4];
+    for (size_t c0 = 0; c0 < cnt; c0 += 4) {
+        int32_t cols[4];
+        size_t nc = cnt - c0 < 4 ? cnt - c0 : 4;
+        for (size_t t = 0; t < 4; t++)
+            cols[t] = mem[c0 + (t < nc ? t : nc - 1)];
+        for (size_t r0 = 0; r0 < SCREEN_SAMPLE; r0 += 4) {
+            pair4x4(s->m, rows + r0, cols, out);
+            for (size_t u = 0; u < 4; u++)
+                for (size_t v = 0; v < nc; v++)
+                    if (c0 + v != at[r0 + u])
+                        heap_push_new(hd[r0 + u], hi[r0 + u], NULL, w, out[u][v], cols[v], 0);
+        }
+    }
+    int vouched = 0;
+    for (size_t r = 0; r < SCREEN_SAMPLE; r++) {
+        float wide = hd[r][0]; /* the (k + margin)-th */
+        heap_sort_row(hd[r], hi[r], w);
+        vouched += wide - hd[r][k - 1] > 2.0f * cs->bound[at[r]];
+    }
+    if (vouched < SCREEN_VOUCHED)
+        return 0;
+    for (size_t a = 0; a < cnt; a++) {
+        size_t i = (size_t)mem[a];
+        if (cs->bound[a] > cs->screen->err[i])
+            cs->screen->err[i] = cs->bound[a];
+    }
+    return 1;
+}
+
 /* One cell: its members' rows gathered, then blocks of PART_ROWS rows against the
  * members from the block on, so each pair's dot product is computed once (AMX on the
  * team, or sgemm while the team sleeps); the team selects. */
@@ -722,7 +816,8 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
             cs->g[a] = (float)q;
         }
     }
-    if (!cs->amx && !cs->in_place)
+    int i8 = cs->screen && screen_cell(s, mem, cnt, cs), gram = cs->amx || i8;
+    if (!gram && !cs->in_place)
         for (size_t a = 0; a < cnt; a++) {
             const float *row = m->x + (size_t)mem[a] * d;
             float *to = cs->buf + a * d;
@@ -732,7 +827,7 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
                 for (size_t t = 0; t < d; t++)
                     to[t] = row[t] - cs->centre[t];
         }
-    if (cs->amx)
+    if (gram)
         gram_source(&cs->gram, m->x, cosine ? NULL : cs->centre);
     /* A chunk of cs->cols members at a time is packed as columns, then joined with
      * every block of PART_ROWS rows from the start of the cell up to the chunk's end,
@@ -741,7 +836,7 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
      * it was offered whatever the order: same graph as the whole cell at once. */
     for (size_t C0 = 0; C0 < cnt; C0 += cs->cols) {
         size_t to = cnt - C0 < cs->cols ? cnt : C0 + cs->cols;
-        if (cs->amx) {
+        if (gram) {
             gram_set(&cs->gram, mem + C0, to - C0);
             team_run(tm, gram_pack_run, &cs->gram);
         } else if (cs->in_place && !cosine) {
@@ -753,7 +848,7 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
                 return rc;
             size_t rows = cnt - r0 < PART_ROWS ? cnt - r0 : PART_ROWS;
             size_t from = r0 > C0 ? r0 : C0, ccols = to - from, ld = ccols;
-            if (cs->amx) {
+            if (gram) {
                 gram_rowset(&cs->gram, mem + r0, rows);
                 team_run(tm, gram_block_run, &cs->gram);
                 ld = (ccols + GRAM_COLS - 1) / GRAM_COLS * GRAM_COLS;
@@ -791,26 +886,34 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
 }
 
 /* Scratch for cells of up to `biggest` rows (in_place: the one cell of whole_join).
- * Columns per chunk: the packed chunk is at most 1% of the input (n / 100 rows) but
- * 512 rows at least.  Smaller chunks pack each block more often, which costs time on
- * large inputs; whole cells would set the peak RSS on mid-sized ones. */
+ * Columns per chunk: the packed chunk is at most 1% of the input (n / 100 rows; int8
+ * rows are a quarter of float ones: n / 25) but 512 rows at least.  Smaller chunks pack
+ * each block more often, which costs time on large inputs; whole cells would set the
+ * peak RSS on mid-sized ones. */
 static int cell_scratch_init(struct cell_scratch *cs, const struct nnd *s, size_t biggest,
-                             int use_amx, int in_place, struct pw_error *err)
+                             int use_amx, struct knn_screen *screen, int in_place,
+                             struct pw_error *err)
 {
     size_t n = s->n, d = s->m->d;
     memset(cs, 0, sizeof *cs);
-    cs->cols = (n / 100 + PART_ROWS - 1) / PART_ROWS * PART_ROWS;
-    cs->cols = cs->cols > PART_COLS ? cs->cols : PART_COLS;
     cs->amx = use_amx && gram_amx_usable();
+    if (!cs->amx && screen) {
+        cs->screen = screen;
+        cs->bound = malloc(biggest * sizeof *cs->bound);
+    }
+    size_t share = cs->screen ? 25 : 100;
+    cs->cols = (n / share + PART_ROWS - 1) / PART_ROWS * PART_ROWS;
+    cs->cols = cs->cols > PART_COLS ? cs->cols : PART_COLS;
     cs->in_place = in_place && !cs->amx;
     cs->centre = malloc(d * sizeof *cs->centre);
     cs->sum = malloc(d * sizeof *cs->sum);
     int rc = 0;
-    if (cs->amx)
-        rc = gram_init(&cs->gram, cs->cols, d, PART_ROWS, s->threads, err);
-    else if (!cs->in_place)
+    if (cs->amx || cs->screen)
+        rc = gram_init(&cs->gram, cs->screen ? GRAM_VNNI_I8 : GRAM_AMX_BF16, cs->cols, d, PART_ROWS,
+                       s->threads, err);
+    if (!cs->amx && !cs->in_place)
         cs->buf = malloc(biggest * d * sizeof *cs->buf);
-    else if (s->m->metric == KNN_EUCLIDEAN) {
+    else if (cs->in_place && s->m->metric == KNN_EUCLIDEAN) {
         cs->buf = malloc(cs->cols * d * sizeof *cs->buf);
         cs->rowbuf = malloc((size_t)PART_ROWS * d * sizeof *cs->rowbuf);
     }
@@ -823,8 +926,9 @@ static int cell_scratch_init(struct cell_scratch *cs, const struct nnd *s, size_
     cs->vals = malloc((size_t)s->threads * biggest * sizeof *cs->vals);
     cs->seen = calloc(n, 1);
     int euclid_in_place = cs->in_place && s->m->metric == KNN_EUCLIDEAN;
-    if ((!cs->amx && !cs->in_place && !cs->buf) || (euclid_in_place && (!cs->buf || !cs->rowbuf)) ||
-        !cs->centre || !cs->sum || !cs->dots || !cs->g || !cs->thr || !cs->vals || !cs->seen)
+    if ((!cs->amx && !cs->in_place && !cs->buf) || (cs->screen && !cs->bound) ||
+        (euclid_in_place && (!cs->buf || !cs->rowbuf)) || !cs->centre || !cs->sum || !cs->dots ||
+        !cs->g || !cs->thr || !cs->vals || !cs->seen)
         return pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu rows", biggest);
     return 0;
 }
@@ -947,9 +1051,6 @@ static int make_cells(const struct metric_ctx *m, size_t n, size_t part_size, ui
     return rc;
 }
 
-/* Seeds every heap with the exact neighbours inside its k-means cell of ~part_size rows;
- * the `spill` fraction of rows nearest a cell border also joins the neighbouring cell.
- * order receives the rows grouped by cell (NN-descent's visiting order). */
 /* Rows whose distance to their cell's border (kmeans_cells.border) is below *thr also
  * join their second cell: the `spill` fraction of rows nearest a border (-inf: none). */
 static int spill_threshold(const struct kmeans_cells *cells, double spill, float *thr,
@@ -970,27 +1071,86 @@ static int spill_threshold(const struct kmeans_cells *cells, double spill, float
     return 0;
 }
 
-static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_t seed, int use_amx,
-                          int32_t *order, double share, const struct pw_progress *progress,
-                          struct pw_error *err)
+/* The joins of the cells mem[start[a]..start[a+1]) (c of them, the biggest of
+ * `biggest` rows) into s's heaps, from empty heaps: on int8 products with the wide heaps
+ * of the pre-screen (screen: knn_screen.h) then ranked again exactly, else on AMX or
+ * sgemm.  `where` tells the pre-screen the cells of each row.  Progress from p0 to p0 +
+ * share over the cells, unless the one cell reports its own (in_place). */
+static int join_cells(struct nnd *s, const int32_t *mem, const size_t *start, size_t c,
+                      size_t biggest, int in_place, int use_amx, int screen,
+                      const struct knn_screen_cells *where, double p0, double share,
+                      const struct pw_progress *progress, struct pw_error *err)
 {
     const struct metric_ctx *m = s->m;
+    struct cell_scratch cs = {0};
+    struct knn_screen sc = {0};
+    struct team *tm = NULL;
+    struct nnd w = *s;    /* the heaps the joins fill: s's, or the pre-screen's wide ones */
+    int32_t *done = NULL; /* a cell's members whose last cell it is */
+    size_t *counts = calloc(2 * (size_t)s->threads, sizeof *counts); /* knn_screen_job's */
+    int rc = counts ? 0 : pw_error_set(err, PW_ENOMEM, "knn: out of memory");
+    screen = screen && !(use_amx && gram_amx_usable());
+    if (!rc && screen && !(rc = knn_screen_init(&sc, s->n, s->k, err))) {
+        w.k = sc.width;
+        w.hd = sc.hd;
+        w.hi = sc.hi;
+        if (!(done = malloc(biggest * sizeof *done)))
+            rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu", biggest);
+    } else if (!rc) {
+        heap_init(s->hd, s->hi, s->n * s->k);
+    }
+    if (!rc)
+        rc = cell_scratch_init(&cs, s, biggest, use_amx, screen ? &sc : NULL, in_place, err);
+    if (!rc)
+        rc = team_start(s->threads, &tm, err);
+    cs.p0 = p0;
+    for (size_t a = 0; a < c && !rc; a++) {
+        const int32_t *cm = mem + start[a];
+        size_t cnt = start[a + 1] - start[a], nd = 0;
+        rc = cell_join(&w, cm, cnt, &cs, tm, progress, err);
+        if (!rc && screen) { /* while the cell's rows are in cache */
+            for (size_t p = 0; p < cnt; p++)
+                if (knn_screen_last_cell(where, (size_t)cm[p]) == a)
+                    done[nd++] = cm[p];
+            struct knn_screen_job job = {&sc,         m->x,  m->d,  m->metric == KNN_COSINE,
+                                         m->inv_norm, where, s->hd, s->hi,
+                                         done,        nd,    counts};
+            team_run(tm, knn_screen_finish, &job);
+        }
+        if (!rc && !in_place)
+            pw_progress_report(progress, "knn", p0 + share * (double)(a + 1) / (double)c);
+    }
+    team_stop(tm);
+    s->exact_dist = screen;
+    for (int t = 0; t < s->threads && counts; t++) {
+        s->rejoined += counts[2 * t];
+        s->screened += counts[2 * t + 1];
+    }
+    cell_scratch_free(&cs);
+    knn_screen_free(&sc);
+    free(done);
+    free(counts);
+    return rc;
+}
+
+/* Seeds every heap with the exact neighbours inside its k-means cell (make_cells); the
+ * `spill` fraction of rows nearest a cell border also joins the neighbouring cell.
+ * order receives the rows grouped by cell (NN-descent's visiting order). */
+static int partition_seed(struct nnd *s, const struct kmeans_cells *cells_in, double spill,
+                          int use_amx, int screen, int32_t *order, double share,
+                          const struct pw_progress *progress, struct pw_error *err)
+{
     size_t n = s->n, c;
-    struct kmeans_cells cells;
-    int rc = make_cells(m, n, part_size, seed, s->threads, &cells, progress, err);
-    if (rc)
-        return rc;
+    const struct kmeans_cells cells = *cells_in;
+    int rc = 0;
     /* The k-means sample's heap pages go back before the graph's are touched. */
     malloc_trim(0);
-    heap_init(s->hd, s->hi, n * s->k);
     uint8_t *flags = s->hf; /* not kept by the joins: all set at the end, s->hf at done */
     s->hf = NULL;
     c = cells.c;
     float thr = -INFINITY;
     size_t *start = calloc(c + 1, sizeof *start), *fill = malloc(c * sizeof *fill);
     int32_t *mem = malloc(2 * n * sizeof *mem);
-    struct cell_scratch cs = {0};
-    struct team *tm = NULL;
     if (!start || !fill || !mem) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means cells (n = %zu)", n);
         goto done;
@@ -1018,16 +1178,10 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
         for (size_t p = start[a]; p < start[a + 1]; p++)
             if (cells.first[mem[p]] == (int32_t)a)
                 order[o++] = mem[p];
-    if ((rc = cell_scratch_init(&cs, s, biggest, use_amx, 0, err)))
+    struct knn_screen_cells where = {mem, start, cells.first, cells.second, cells.border, thr};
+    if ((rc = join_cells(s, mem, start, c, biggest, 0, use_amx, screen, &where, 0.0, share,
+                         progress, err)))
         goto done;
-    if ((rc = team_start(s->threads, &tm, err)))
-        goto done;
-    for (size_t a = 0; a < c && !rc; a++) {
-        rc = cell_join(s, mem + start[a], start[a + 1] - start[a], &cs, tm, progress, err);
-        if (!rc)
-            pw_progress_report(progress, "knn", share * (double)(a + 1) / (double)c);
-    }
-    cell_scratch_free(&cs); /* before the flags below are touched: a lower peak */
     /* glibc keeps the freed scratch's pages resident inside its heaps (the threads' arenas
      * included); NN-descent's candidate lists and proposals would be placed elsewhere. */
     malloc_trim(0);
@@ -1047,42 +1201,29 @@ static int partition_seed(struct nnd *s, size_t part_size, double spill, uint64_
     }
 done:
     s->hf = flags;
-    kmeans_cells_free(&cells);
     free(start);
     free(fill);
     free(mem);
-    cell_scratch_free(&cs);
-    team_stop(tm);
     return rc;
 }
 
 /* The exact k-NN of every row: the whole set as one cell (each pair's dot product once,
  * rows read in place, euclidean ones centred a chunk at a time), from empty heaps.  The
  * caller computes the distances again directly (finish_rows). */
-static int whole_join(struct nnd *s, int use_amx, double p0, const struct pw_progress *progress,
-                      struct pw_error *err)
+static int whole_join(struct nnd *s, int use_amx, int screen, double p0,
+                      const struct pw_progress *progress, struct pw_error *err)
 {
-    size_t n = s->n;
-    struct cell_scratch cs = {0};
-    struct team *tm = NULL;
+    size_t n = s->n, start[2] = {0, n};
     int32_t *mem = malloc(n * sizeof *mem);
     uint8_t *flags = s->hf;
-    int rc = mem ? 0 : pw_error_set(err, PW_ENOMEM, "knn: out of memory (n = %zu)", n);
-    if (!rc)
-        rc = cell_scratch_init(&cs, s, n, use_amx, 1, err);
-    if (!rc)
-        rc = team_start(s->threads, &tm, err);
-    if (!rc) {
-        cs.p0 = p0;
-        for (size_t i = 0; i < n; i++)
-            mem[i] = (int32_t)i;
-        heap_init(s->hd, s->hi, n * s->k);
-        s->hf = NULL;
-        rc = cell_join(s, mem, n, &cs, tm, progress, err);
-        s->hf = flags;
-    }
-    team_stop(tm);
-    cell_scratch_free(&cs);
+    if (!mem)
+        return pw_error_set(err, PW_ENOMEM, "knn: out of memory (n = %zu)", n);
+    for (size_t i = 0; i < n; i++)
+        mem[i] = (int32_t)i;
+    struct knn_screen_cells where = {0};
+    s->hf = NULL;
+    int rc = join_cells(s, mem, start, 1, n, 1, use_amx, screen, &where, p0, 0.0, progress, err);
+    s->hf = flags;
     free(mem);
     return rc;
 }
@@ -1101,7 +1242,7 @@ static void nnd_scan_init(struct nnd *s)
 /* The exact graph: whole_join, then every distance computed again directly.  Progress
  * reports run from p0 to 1. */
 static int knn_exact(const struct metric_ctx *m, size_t n, size_t k, int threads, int amx,
-                     double p0, struct knn_graph *g, const struct pw_progress *progress,
+                     int screen, double p0, struct knn_graph *g, const struct pw_progress *progress,
                      struct pw_error *err)
 {
     struct nnd s = {.m = m,
@@ -1112,9 +1253,11 @@ static int knn_exact(const struct metric_ctx *m, size_t n, size_t k, int threads
                     .kb = flag_bytes(k),
                     .threads = threads};
     nnd_scan_init(&s);
-    int rc = whole_join(&s, amx, p0, progress, err);
-    if (!rc)
-        finish_rows(m, g, NULL, 1, threads);
+    int rc = whole_join(&s, amx, screen, p0, progress, err);
+    if (!rc) /* the dots' distances again directly; the pre-screen's are already */
+        finish_rows(m, g, NULL, !s.exact_dist, threads);
+    g->rejoined = s.rejoined;
+    g->screened = s.screened;
     g->built = KNN_BUILT_EXACT;
     g->recall_estimate = 1.0;
     return rc;
@@ -1258,12 +1401,17 @@ static int larger_cells(struct nnd *s, const struct knn_options *o, const struct
         if (!rc)
             rc = spill_threshold(&cells, o->spill, &thr, err);
         double hold = rc ? 0.0 : cells_hold(&cells, thr, p);
+        if (rc || hold < o->recall_target) {
+            kmeans_cells_free(&cells);
+            if (rc)
+                return rc;
+            continue;
+        }
+        /* the cells just measured are the ones joined, from empty heaps */
+        s->rejoined = s->screened = 0;
+        rc = partition_seed(s, &cells, o->spill, o->amx, o->screen, perm, 0.0, &quiet, err);
         kmeans_cells_free(&cells);
         if (rc)
-            return rc;
-        if (hold < o->recall_target)
-            continue;
-        if ((rc = partition_seed(s, part, o->spill, o->seed, o->amx, perm, 0.0, &quiet, err)))
             return rc;
         *rec = knn_probe_recall(p, s->hi, s->k);
         return 0;
@@ -1353,8 +1501,12 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
     }
     if (o->part_size) {
         /* 1. exact neighbours inside k-means cells */
-        if ((rc = partition_seed(&s, o->part_size, o->spill, o->seed, o->amx, perm, seeded,
-                                 progress, err)))
+        struct kmeans_cells cells;
+        if ((rc = make_cells(m, n, o->part_size, o->seed, threads, &cells, progress, err)))
+            goto cleanup;
+        rc = partition_seed(&s, &cells, o->spill, o->amx, o->screen, perm, seeded, progress, err);
+        kmeans_cells_free(&cells);
+        if (rc)
             goto cleanup;
     } else {
         struct metric_ctx sm = *m;
@@ -1471,8 +1623,10 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
             g->recall_estimate = rec;
         }
     }
+    g->rejoined = s.rejoined;
+    g->screened = s.screened;
     if (probe.count && rec < o->recall_target) {
-        if ((rc = knn_exact(m, n, k, threads, o->amx, done, g, progress, err)))
+        if ((rc = knn_exact(m, n, k, threads, o->amx, o->screen, done, g, progress, err)))
             goto cleanup;
     } else {
         /* Every distance here was computed from differences or centred rows (cells: the
@@ -1513,6 +1667,7 @@ int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_opt
     g->idx = NULL;
     g->dist = NULL;
     g->n = g->k = 0;
+    g->rejoined = g->screened = 0;
     int rc = dense_validate("knn", x, n, d, err);
     if (rc)
         return rc;
@@ -1538,7 +1693,7 @@ int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_opt
     struct metric_ctx m = {x, d, opt->metric, inv, sq};
     int exact = opt->method == KNN_EXACT || (opt->method == KNN_AUTO && n <= opt->exact_max_n);
     pw_progress_report(progress, "knn", 0.0);
-    rc = exact ? knn_exact(&m, n, k, threads, opt->amx, 0.0, g, progress, err)
+    rc = exact ? knn_exact(&m, n, k, threads, opt->amx, opt->screen, 0.0, g, progress, err)
                : knn_approx(&m, n, k, opt, threads, g, progress, err);
 cleanup:
     free(norms);

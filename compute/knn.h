@@ -61,7 +61,11 @@ struct knn_options {
     uint64_t seed;          /* 42: the Python task's random_state */
     int threads;            /* <= 0: all cores */
     int amx;                /* 1: the cells' dot products on AMX-BF16 where the CPU has it
-                               (gram.h; float-accurate); 0: always OpenBLAS sgemm */
+                               (gram.h; float-accurate); 0: not on AMX */
+    int screen;             /* 1: where AMX is not used and the CPU has AVX512-VNNI, the
+                               cells' dot products in int8 pre-screen k + margin candidates
+                               per row, ranked again on exact distances (see above);
+                               0: OpenBLAS sgemm there */
 };
 
 enum knn_built {
@@ -77,6 +81,10 @@ struct knn_graph {
     enum knn_built built;   /* how the rows were found */
     double recall_estimate; /* the probe's estimate (approximate graphs), 1 for the exact
                                graph, -1 when not measured (recall_target 0) */
+    size_t screened;        /* rows whose neighbours came through the int8 pre-screen (the
+                               joins that made the graph; 0 without it) */
+    size_t rejoined;        /* of those, rows the error bound could not vouch for, joined
+                               again exactly */
 };
 
 void knn_options_default(struct knn_options *opt);

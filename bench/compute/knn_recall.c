@@ -6,8 +6,8 @@
  * QUERIES (default 2000) rows picked at even strides by brute force (sgemm against every
  * row, in double for the final order) and prints one JSON line: seconds of knn_build,
  * its CPU seconds (all threads), recall of the sampled rows, peak RSS.  KNN_PART_SIZE, KNN_SPILL,
- * KNN_ITERS, KNN_CANDIDATES, KNN_LIST_ROWS, KNN_DELTA, KNN_RECALL_TARGET and KNN_AMX (0 or 1)
- * override the knn_options of the same names. */
+ * KNN_ITERS, KNN_CANDIDATES, KNN_LIST_ROWS, KNN_DELTA, KNN_RECALL_TARGET, KNN_AMX and KNN_SCREEN
+ * (0 or 1) override the knn_options of the same names. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -160,6 +160,8 @@ int main(int argc, char **argv)
                                                          : strtoul(getenv("KNN_ITERS"), NULL, 10);
     if (getenv("KNN_AMX"))
         o.amx = atoi(getenv("KNN_AMX"));
+    if (getenv("KNN_SCREEN"))
+        o.screen = atoi(getenv("KNN_SCREEN"));
     if (getenv("KNN_LIST_ROWS"))
         o.list_rows = strtoul(getenv("KNN_LIST_ROWS"), NULL, 10);
     if (getenv("KNN_CANDIDATES"))
@@ -198,10 +200,10 @@ int main(int argc, char **argv)
     }
     printf("{\"file\": \"%s\", \"n\": %zu, \"d\": %zu, \"k\": %zu, \"metric\": \"%s\", "
            "\"method\": \"%s\", \"seconds\": %.3f, \"cpu_seconds\": %.3f, \"peak_rss_mib\": %.1f, "
-           "\"queries\": %zu, "
+           "\"queries\": %zu, \"built\": %d, \"screen\": %d, \"rejoined\": %zu, "
            "\"recall\": %.4f}\n",
-           argv[1], n, d, k, argv[4], argv[5], secs, cpu, (double)rss / 1024.0, nq,
-           (double)hit / (double)(nq * k));
+           argv[1], n, d, k, argv[4], argv[5], secs, cpu, (double)rss / 1024.0, nq, (int)g.built,
+           o.screen, g.rejoined, (double)hit / (double)(nq * k));
     knn_free(&g);
     free(x);
     free(sq);

@@ -31,7 +31,7 @@ static void check_against_double(size_t cnt, size_t d, size_t block, uint64_t se
         idx[i] = (int32_t)((i * 7 + 3) % total);
     struct gram g;
     struct pw_error err;
-    CHECK(gram_init(&g, cnt, d, block, 3, &err) == 0);
+    CHECK(gram_init(&g, GRAM_AMX_BF16, cnt, d, block, 3, &err) == 0);
     gram_source(&g, x, NULL);
     gram_set(&g, idx, cnt);
     for (int t = 0; t < 3; t++) /* packed in three shares, as three threads would */
@@ -95,7 +95,7 @@ static void test_column_split_gives_same_bytes(void)
         idx[i] = (int32_t)i;
     struct gram g;
     struct pw_error err;
-    CHECK(gram_init(&g, cnt, d, rows, 1, &err) == 0);
+    CHECK(gram_init(&g, GRAM_AMX_BF16, cnt, d, rows, 1, &err) == 0);
     gram_source(&g, x, NULL);
     gram_set(&g, idx, cnt);
     gram_pack(&g, 0, 1);

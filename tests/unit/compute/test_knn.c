@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "gram.h"
 #include "knn.h"
 #include "pw_test.h"
 #include "test_data.h"
@@ -84,8 +85,9 @@ static void test_exact_cosine_matches_brute_force(void)
 
 /* Recall of the approximate graph against the exact one on 2000 rows in `clusters`
  * clusters; part_size 0 seeds NN-descent with the RP forest, else with k-means cells of
- * that many rows; iters as knn_options.n_iters; amx as knn_options.amx.  Without the
- * recall check (recall_target 0): these measure the approximate path itself. */
+ * that many rows; iters as knn_options.n_iters; amx as knn_options.amx and .screen (0:
+ * float sgemm only).  Without the recall check (recall_target 0): these measure the
+ * approximate path itself. */
 static double approx_recall_rows(int cosine, size_t d, size_t clusters, size_t part_size,
                                  size_t iters, int amx, size_t list_rows)
 {
@@ -96,6 +98,7 @@ static double approx_recall_rows(int cosine, size_t d, size_t clusters, size_t p
     o.part_size = part_size;
     o.n_iters = iters;
     o.amx = amx;
+    o.screen = amx;
     o.list_rows = list_rows;
     o.metric = cosine ? KNN_COSINE : KNN_EUCLIDEAN;
     o.recall_target = 0.0;
@@ -106,6 +109,8 @@ static double approx_recall_rows(int cosine, size_t d, size_t clusters, size_t p
     o.method = KNN_APPROX;
     CHECK(knn_build(x, n, d, k, &o, &approx, NULL, &err) == 0);
     double r = knn_recall(&approx, &exact);
+    if (!amx)
+        CHECK(approx.screened == 0 && exact.screened == 0);
     printf(
         "     approx recall (%s, d = %zu, %zu clusters, cells of %zu, %s rounds%s, lists of %zu) = "
         "%.5f\n",
@@ -216,7 +221,8 @@ static void test_duplicate_rows_in_cut_cells(void)
 }
 
 /* One cell (part_size >= n) is the exact graph: to the last neighbour with sgemm's
- * float dot products; with AMX's (gram.h, ~2^-16 of each term) near-ties may swap. */
+ * float dot products; with AMX's (gram.h, ~2^-16 of each term) or the int8 pre-screen's
+ * (ranked again on float distances from the differences) near-ties may swap. */
 static void test_one_cell_is_exact(void)
 {
     CHECK(approx_recall_amx(1, 40, 5, 4096, KNN_NO_ROUNDS, 0) == 1.0);
@@ -321,6 +327,7 @@ static void test_cells_on_offset_rows_find_true_neighbours(void)
     CHECK(r >= 0.9999);
     knn_free(&g);
     o.amx = 0;
+    o.screen = 0;
     CHECK(knn_build(x, n, d, k, &o, &g, NULL, &err) == 0);
     r = true_recall(x, n, d, &g);
     printf("     the same on sgemm: recall %.5f\n", r);
@@ -380,7 +387,8 @@ static void test_offset_rows_keep_distance_precision_through_nn_descent(void)
     free(x);
 }
 
-/* Cells on sgemm: the same recall bar (AMX, when the CPU has it, is the default). */
+/* Cells on sgemm: the same recall bar (AMX or the int8 pre-screen, when the CPU has
+ * them, are the default). */
 static void test_cells_on_sgemm_recall_at_least_095(void)
 {
     CHECK(approx_recall_amx(0, 32, 10, 250, KNN_NO_ROUNDS, 0) >= 0.95);
@@ -455,6 +463,28 @@ static float *isotropic(size_t n, size_t d, uint64_t seed)
     return x;
 }
 
+/* x's graph with options o for 1, 2 and 3 threads into g[0..3), which must be the same
+ * bytes. */
+static void build_on_1_2_3_threads(const float *x, size_t n, size_t d, size_t k,
+                                   struct knn_options *o, struct knn_graph g[3])
+{
+    struct pw_error err;
+    for (int t = 0; t < 3; t++) {
+        o->threads = t + 1;
+        CHECK(knn_build(x, n, d, k, o, &g[t], NULL, &err) == 0);
+    }
+    for (int t = 1; t < 3; t++) {
+        CHECK(memcmp(g[0].idx, g[t].idx, n * k * sizeof *g[0].idx) == 0);
+        CHECK(memcmp(g[0].dist, g[t].dist, n * k * sizeof *g[0].dist) == 0);
+    }
+}
+
+static void free_graphs(struct knn_graph *g, int count)
+{
+    for (int t = 0; t < count; t++)
+        knn_free(&g[t]);
+}
+
 /* On an isotropic cloud the cells and NN-descent alone miss many neighbours; the recall
  * probe sees it and the graph comes out exact instead, for any thread count. */
 static void test_recall_check_escalates_isotropic_data_to_095(void)
@@ -475,22 +505,14 @@ static void test_recall_check_escalates_isotropic_data_to_095(void)
     knn_options_default(&o);
     o.method = KNN_APPROX;
     o.part_size = 500;
-    for (int t = 0; t < 3; t++) {
-        o.threads = t + 1;
-        CHECK(knn_build(x, n, d, k, &o, &g[t], NULL, &err) == 0);
-    }
+    build_on_1_2_3_threads(x, n, d, k, &o, g);
     double after = overlap(g[0].idx, want, n, k);
     printf("     isotropic 2500 x 64: recall %.4f without the check, %.4f with it\n", before,
            after);
     CHECK(before < 0.95);
     CHECK(after >= 0.95);
     CHECK(g[0].built == KNN_BUILT_EXACT);
-    for (int t = 1; t < 3; t++) {
-        CHECK(memcmp(g[0].idx, g[t].idx, n * k * sizeof *g[0].idx) == 0);
-        CHECK(memcmp(g[0].dist, g[t].dist, n * k * sizeof *g[0].dist) == 0);
-    }
-    for (int t = 0; t < 3; t++)
-        knn_free(&g[t]);
+    free_graphs(g, 3);
     knn_free(&plain);
     free(want);
     free(x);
@@ -518,10 +540,7 @@ static void test_recall_check_joins_larger_cells_before_exact(void)
     CHECK(knn_build(x, n, d, k, &o, &plain, NULL, &err) == 0);
     double before = overlap(plain.idx, want, n, k);
     o.recall_target = 0.97;
-    for (int t = 0; t < 3; t++) {
-        o.threads = t + 1;
-        CHECK(knn_build(x, n, d, k, &o, &g[t], NULL, &err) == 0);
-    }
+    build_on_1_2_3_threads(x, n, d, k, &o, g);
     double after = overlap(g[0].idx, want, n, k);
     printf("     4 isotropic clusters 3200 x 128, cells of 100: recall %.4f without the check, "
            "%.4f with it (built %d, estimate %.4f)\n",
@@ -530,12 +549,7 @@ static void test_recall_check_joins_larger_cells_before_exact(void)
     CHECK(after >= 0.95);
     CHECK(g[0].built == KNN_BUILT_LARGER_CELLS);
     CHECK(g[0].recall_estimate >= 0.97);
-    for (int t = 1; t < 3; t++) {
-        CHECK(memcmp(g[0].idx, g[t].idx, n * k * sizeof *g[0].idx) == 0);
-        CHECK(memcmp(g[0].dist, g[t].dist, n * k * sizeof *g[0].dist) == 0);
-    }
-    for (int t = 0; t < 3; t++)
-        knn_free(&g[t]);
+    free_graphs(g, 3);
     knn_free(&plain);
     free(want);
     free(x);
@@ -565,6 +579,72 @@ static void test_recall_check_keeps_approximate_graph_on_clusters(void)
     knn_free(&checked);
     knn_free(&plain);
     knn_free(&exact);
+    free(x);
+}
+
+/* The exact graph and cells of `part` rows (no rounds) of x (n rows) with the int8
+ * pre-screen on: the brute-force graph in double, for 1, 2 and 3 threads; on a VNNI
+ * machine the cells through int8 products for at least `least` rows, of which at least
+ * `rejoined` were joined again. */
+static void check_screen_matches_brute_force(const float *x, size_t n, size_t d, const char *what,
+                                             size_t part, size_t least, size_t rejoined)
+{
+    size_t k = 15;
+    int32_t *want = malloc(n * k * sizeof *want);
+    brute_knn(x, n, d, k, 0, want);
+    for (int cell = 0; cell < 2; cell++) {
+        struct knn_options o;
+        knn_options_default(&o);
+        o.screen = 1;
+        o.method = cell ? KNN_APPROX : KNN_EXACT;
+        o.part_size = part;
+        o.n_iters = KNN_NO_ROUNDS;
+        o.recall_target = 0.0;
+        struct knn_graph g[3];
+        build_on_1_2_3_threads(x, n, d, k, &o, g);
+        double r = overlap(g[0].idx, want, n, k);
+        printf("     %s, %s: recall %.5f, %zu rows through int8, %zu joined again\n", what,
+               cell ? "cells" : "exact", r, g[0].screened, g[0].rejoined);
+        CHECK(r >= 0.999);
+        if (cell && gram_vnni_usable()) {
+            CHECK(g[0].screened >= least);
+            CHECK(g[0].rejoined >= rejoined);
+        }
+        free_graphs(g, 3);
+    }
+    free(want);
+}
+
+static void test_screen_matches_brute_force_on_isotropic_rows(void)
+{
+    size_t n = 2000, d = 96;
+    float *x = isotropic(n, d, 31);
+    check_screen_matches_brute_force(x, n, d, "isotropic 2000 x 96", 4096, n, 0);
+    free(x);
+}
+
+/* Ten clusters: in cells of one cluster each, int8 products; all of them in one cell
+ * (the exact graph) are far apart against their own spread, so float products there. */
+static void test_screen_matches_brute_force_on_clustered_rows(void)
+{
+    size_t n = 2000, d = 96;
+    float *x = td_clusters(n, d, 10, 31);
+    check_screen_matches_brute_force(x, n, d, "10 clusters 2000 x 96", 200, n / 2, 0);
+    free(x);
+}
+
+/* Rows the error bound cannot vouch for: 60 near-copies of one row (offsets of 1e-3)
+ * among isotropic rows.  Their 15th and 39th nearest are all copies, closer together
+ * than the int8 error, so they are joined again exactly, and still come out right. */
+static void test_screen_rejoins_rows_the_bound_cannot_vouch_for(void)
+{
+    size_t n = 2000, d = 96;
+    float *x = isotropic(n, d, 32);
+    uint64_t s = 77;
+    for (size_t i = 1; i < 60; i++)
+        for (size_t t = 0; t < d; t++)
+            x[i * d + t] = x[t] + 1e-3f * (float)td_normal(&s);
+    check_screen_matches_brute_force(x, n, d, "isotropic with 60 near-copies", 4096, n, 60);
     free(x);
 }
 
@@ -602,6 +682,9 @@ int main(void)
     RUN(test_recall_check_escalates_isotropic_data_to_095);
     RUN(test_recall_check_joins_larger_cells_before_exact);
     RUN(test_recall_check_keeps_approximate_graph_on_clusters);
+    RUN(test_screen_matches_brute_force_on_isotropic_rows);
+    RUN(test_screen_matches_brute_force_on_clustered_rows);
+    RUN(test_screen_rejoins_rows_the_bound_cannot_vouch_for);
     RUN(test_knn_rejects_k_not_below_n);
     PW_TEST_MAIN();
 }

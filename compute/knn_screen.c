@@ -1,0 +1,181 @@
+/* knn_screen.c - exact re-ranking after the int8 pre-screen (see knn_screen.h). */
+#include "knn_screen.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "knn_heap.h"
+
+/* k + margin: the margin costs memory (8 bytes a slot and row, while the cells are
+ * joined) and re-ranking time; too small a one sends rows to the second join.  The
+ * bound's window (twice the error) spans a number of ranks that grows with k: on
+ * isotropic 768-d rows, where neighbours crowd the closest, k / 2 + 8 left the second
+ * join to no row of 20k at k = 15 and k = 91 where k / 4 + 8 left it to 1%. */
+size_t knn_screen_width(size_t k)
+{
+    return k + 8 + k / 2;
+}
+
+int knn_screen_init(struct knn_screen *sc, size_t n, size_t k, struct pw_error *err)
+{
+    memset(sc, 0, sizeof *sc);
+    sc->n = n;
+    sc->k = k;
+    sc->width = knn_screen_width(k);
+    sc->hd = malloc(n * sc->width * sizeof *sc->hd);
+    sc->hi = malloc(n * sc->width * sizeof *sc->hi);
+    sc->err = malloc(n * sizeof *sc->err);
+    if (!sc->hd || !sc->hi || !sc->err) {
+        knn_screen_free(sc);
+        return pw_error_set(err, PW_ENOMEM, "knn: out of memory for the pre-screen (n = %zu)", n);
+    }
+    heap_init(sc->hd, sc->hi, n * sc->width);
+    for (size_t i = 0; i < n; i++)
+        sc->err[i] = -1.0f;
+    return 0;
+}
+
+void knn_screen_free(struct knn_screen *sc)
+{
+    free(sc->hd);
+    free(sc->hi);
+    free(sc->err);
+    memset(sc, 0, sizeof *sc);
+}
+
+/* The candidates' exact distances, four at a time (one row against four: each load of
+ * the row feeds four independent sums).  Compiled for AVX-512, AVX2 and baseline x86-64,
+ * picked at load time. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(__SANITIZE_ADDRESS__)
+#define SCREEN_CLONES                                                                              \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),                   \
+                   optimize("fp-contract=fast")))
+#else
+#define SCREEN_CLONES
+#endif
+
+typedef float v16f __attribute__((vector_size(64)));
+
+/* out[v]: squared euclidean or cosine distance (knn.c's pair_dist) of row a to rows b[v]. */
+SCREEN_CLONES static void dist1x4(const float *x, size_t d, int cosine, const float *inv, size_t a,
+                                  const int32_t b[4], float out[4])
+{
+    const float *r = x + a * d, *c[4];
+    for (int v = 0; v < 4; v++)
+        c[v] = x + (size_t)b[v] * d;
+    v16f acc[4];
+    memset(acc, 0, sizeof acc);
+    size_t j = 0;
+    for (; j + 16 <= d; j += 16) {
+        v16f va;
+        memcpy(&va, r + j, sizeof va);
+        for (int v = 0; v < 4; v++) {
+            v16f vb;
+            memcpy(&vb, c[v] + j, sizeof vb);
+            if (cosine) {
+                acc[v] += va * vb;
+            } else {
+                v16f e = va - vb;
+                acc[v] += e * e;
+            }
+        }
+    }
+    for (int v = 0; v < 4; v++) {
+        float sum = 0.0f;
+        for (int l = 0; l < 16; l++)
+            sum += acc[v][l];
+        for (size_t t = j; t < d; t++)
+            sum += cosine ? r[t] * c[v][t] : (r[t] - c[v][t]) * (r[t] - c[v][t]);
+        if (cosine)
+            sum = 1.0f - sum * inv[a] * inv[b[v]];
+        out[v] = sum < 0.0f ? 0.0f : sum;
+    }
+}
+
+/* Row i's heap (hd, hi, k slots) offered the cnt candidates cand[], exactly; dup: a
+ * candidate may come twice (heap_push). */
+static void push_exact(const float *x, size_t d, int cosine, const float *inv, size_t i,
+                       const int32_t *cand, size_t cnt, int dup, float *hd, int32_t *hi, size_t k)
+{
+    for (size_t e = 0; e < cnt; e += 4) {
+        int32_t b[4];
+        float v[4];
+        size_t m = cnt - e < 4 ? cnt - e : 4;
+        for (size_t t = 0; t < 4; t++)
+            b[t] = cand[e + (t < m ? t : m - 1)];
+        dist1x4(x, d, cosine, inv, i, b, v);
+        for (size_t t = 0; t < m; t++)
+            if ((size_t)b[t] != i)
+                (dup ? heap_push : heap_push_new)(hd, hi, NULL, k, v[t], b[t], 0);
+    }
+}
+
+/* Row i's k-heap from its wide heap; 1 when the bound vouches for it. */
+static int rerank_row(const struct knn_screen *sc, const float *x, size_t d, int cosine,
+                      const float *inv, size_t i, float *hd, int32_t *hi)
+{
+    size_t w = sc->width, k = sc->k;
+    const float *wd = sc->hd + i * w;
+    const int32_t *wi = sc->hi + i * w;
+    heap_init(hd, hi, k);
+    if (sc->err[i] < 0.0f) { /* float cells only: the distances are the joins' */
+        for (size_t e = 0; e < w; e++)
+            if (wi[e] >= 0)
+                heap_push_new(hd, hi, NULL, k, wd[e], wi[e], 0);
+        return 1;
+    }
+    size_t cnt = 0;
+    int32_t cand[w];
+    for (size_t e = 0; e < w; e++)
+        if (wi[e] >= 0)
+            cand[cnt++] = wi[e];
+    push_exact(x, d, cosine, inv, i, cand, cnt, 0, hd, hi, k);
+    /* not full: every member of the row's cells was kept */
+    return wi[0] < 0 || wd[0] - sc->err[i] > hd[0];
+}
+
+/* Row i's k-heap from every member of its cells, exactly. */
+static void rejoin_row(const float *x, size_t d, int cosine, const float *inv, size_t n, size_t k,
+                       const struct knn_screen_cells *c, size_t i, float *hd, int32_t *hi)
+{
+    heap_init(hd, hi, k);
+    if (!c->first) {
+        int32_t all[256];
+        for (size_t j0 = 0; j0 < n; j0 += 256) {
+            size_t m = n - j0 < 256 ? n - j0 : 256;
+            for (size_t t = 0; t < m; t++)
+                all[t] = (int32_t)(j0 + t);
+            push_exact(x, d, cosine, inv, i, all, m, 0, hd, hi, k);
+        }
+        return;
+    }
+    int32_t a0 = c->first[i], a1 = c->border[i] < c->thr ? c->second[i] : a0;
+    for (int twice = 0; twice < 2; twice++) {
+        int32_t a = twice ? a1 : a0;
+        if (twice && a1 == a0)
+            break;
+        /* heap_push: a row in both cells comes twice */
+        push_exact(x, d, cosine, inv, i, c->mem + c->start[a], c->start[a + 1] - c->start[a], 1, hd,
+                   hi, k);
+    }
+}
+
+void knn_screen_finish(void *job, int t, int T)
+{
+    const struct knn_screen_job *j = job;
+    size_t n = j->sc->n, k = j->sc->k, rejoined = 0, screened = 0;
+    size_t lo = j->count * (size_t)t / (size_t)T, hi = j->count * (size_t)(t + 1) / (size_t)T;
+    for (size_t r = lo; r < hi; r++) {
+        size_t i = (size_t)j->rows[r];
+        float *hd = j->hd + i * k;
+        int32_t *hx = j->hi + i * k;
+        screened += j->sc->err[i] >= 0.0f;
+        if (!rerank_row(j->sc, j->x, j->d, j->cosine, j->inv_norm, i, hd, hx)) {
+            rejoin_row(j->x, j->d, j->cosine, j->inv_norm, n, k, j->cells, i, hd, hx);
+            rejoined++;
+        }
+    }
+    j->counts[2 * t] += rejoined;
+    j->counts[2 * t + 1] += screened;
+}

@@ -1,0 +1,186 @@
+/* test_gram_i8.c - the int8 dot products (compute/gram.h, GRAM_VNNI_I8) against
+ * double-precision sums and their stated error bound.  Machines without AVX512-VNNI
+ * have nothing to test here: the program exits 77, which ctest reports as skipped
+ * (knn's tests cover the float paths there). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gram.h"
+#include "pw_test.h"
+#include "test_data.h"
+
+/* Rows with values over six orders of magnitude, both signs. */
+static float *mixed_rows(size_t n, size_t d, uint64_t seed)
+{
+    uint64_t s = seed * 2654435761u + 1;
+    float *x = malloc(n * d * sizeof *x);
+    for (size_t i = 0; i < n * d; i++)
+        x[i] = (float)(td_normal(&s) * pow(10.0, 3.0 * td_uniform(&s) - 2.0));
+    return x;
+}
+
+/* Normal rows offset by 50 in every dimension. */
+static float *offset_rows(size_t n, size_t d, uint64_t seed)
+{
+    uint64_t s = seed * 2654435761u + 1;
+    float *x = malloc(n * d * sizeof *x);
+    for (size_t i = 0; i < n * d; i++)
+        x[i] = (float)(50.0 + td_normal(&s));
+    return x;
+}
+
+/* |a - centre| and gram_i8_scale of a row, in double */
+static double row_len(const float *a, const float *centre, size_t d)
+{
+    double q = 0;
+    for (size_t t = 0; t < d; t++) {
+        double v = (double)a[t] - (centre ? centre[t] : 0.0f);
+        q += v * v;
+    }
+    return sqrt(q);
+}
+
+/* Every block of `block` rows against the rows from the block on, with every dot product
+ * of the centred rows within gram_i8_bound of the double sum (the bound is 5 deviations:
+ * a few of these 10^4-10^5 pairs beyond 4 would be normal, none beyond 5), and the
+ * padding (rows past the block, columns past cnt) zero.  Returns the largest error in
+ * deviations (bound / GRAM_I8_Z). */
+static double check_against_double(float *x, size_t total, size_t cnt, size_t d, size_t block,
+                                   const float *centre)
+{
+    int32_t *idx = malloc(cnt * sizeof *idx);
+    for (size_t i = 0; i < cnt; i++) /* a permuted subset of the rows */
+        idx[i] = (int32_t)((i * 7 + 3) % total);
+    struct gram g;
+    struct pw_error err;
+    CHECK(gram_init(&g, GRAM_VNNI_I8, cnt, d, block, 3, &err) == 0);
+    gram_source(&g, x, centre);
+    gram_set(&g, idx, cnt);
+    for (int t = 0; t < 3; t++) /* packed in three shares, as three threads would */
+        gram_pack(&g, t, 3);
+    size_t pad_rows = (block + GRAM_ROWS - 1) / GRAM_ROWS * GRAM_ROWS;
+    size_t ld = (cnt + GRAM_COLS - 1) / GRAM_COLS * GRAM_COLS;
+    float *out = aligned_alloc(64, pad_rows * ld * sizeof *out);
+    int bad = 0, bad_pad = 0;
+    double worst = 0.0;
+    for (size_t r0 = 0; r0 < cnt; r0 += block) {
+        size_t rows = cnt - r0 < block ? cnt - r0 : block;
+        size_t rp = (rows + GRAM_ROWS - 1) / GRAM_ROWS * GRAM_ROWS;
+        size_t cols = ld - r0 / GRAM_COLS * GRAM_COLS, c0 = r0 / GRAM_COLS * GRAM_COLS;
+        memset(out, 0xff, pad_rows * ld * sizeof *out); /* NaN: unwritten shows */
+        gram_rowset(&g, idx + r0, rows);
+        gram_block(&g, 0, 2);
+        gram_block(&g, 1, 2);
+        gram_rows(&g, rows, c0, c0, cnt, out, cols);
+        for (size_t r = 0; r < rp; r++)
+            for (size_t c = c0; c < c0 + cols; c++) {
+                float v = out[r * cols + (c - c0)];
+                if (r >= rows || c >= cnt) {
+                    bad_pad += v != 0.0f;
+                    continue;
+                }
+                const float *a = x + (size_t)idx[r0 + r] * d, *b = x + (size_t)idx[c] * d;
+                double sum = 0;
+                for (size_t t = 0; t < d; t++)
+                    sum += ((double)a[t] - (centre ? centre[t] : 0.0f)) *
+                           ((double)b[t] - (centre ? centre[t] : 0.0f));
+                double bound = gram_i8_bound(gram_i8_scale(a, centre, d), row_len(a, centre, d),
+                                             gram_i8_scale(b, centre, d), row_len(b, centre, d), d);
+                double dev = fabs(v - sum) / (bound / GRAM_I8_Z);
+                worst = dev > worst ? dev : worst;
+                bad += !(fabs(v - sum) <= bound);
+            }
+    }
+    if (bad || bad_pad)
+        fprintf(stderr, "     cnt %zu d %zu block %zu: %d beyond the bound, %d bad pads\n", cnt, d,
+                block, bad, bad_pad);
+    CHECK(bad == 0);
+    CHECK(bad_pad == 0);
+    free(out);
+    gram_free(&g);
+    free(idx);
+    return worst;
+}
+
+static void test_dots_within_the_stated_bound_of_double_sums(void)
+{
+    struct {
+        size_t cnt, d, block;
+    } shapes[] = {{300, 768, 48}, {17, 33, 64}, {1, 3, 32}, {250, 64, 250}, {200, 1536, 256}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        size_t cnt = shapes[s].cnt, d = shapes[s].d, total = cnt + 40;
+        float *x = mixed_rows(total, d, s + 1);
+        double worst = check_against_double(x, total, cnt, d, shapes[s].block, NULL);
+        printf("     mixed rows %zu x %zu: largest error %.2f deviations\n", cnt, d, worst);
+        free(x);
+    }
+}
+
+/* Rows far from the origin, measured from a centre (as the k-NN cells do): the bound is
+ * relative to the centred rows. */
+static void test_centred_dots_within_the_stated_bound(void)
+{
+    size_t cnt = 300, d = 96, total = cnt + 40;
+    float *x = offset_rows(total, d, 7);
+    float *centre = malloc(d * sizeof *centre);
+    for (size_t t = 0; t < d; t++)
+        centre[t] = 50.0f;
+    double worst = check_against_double(x, total, cnt, d, 64, centre);
+    printf("     offset rows, centred: largest error %.2f deviations\n", worst);
+    CHECK(worst > 0.0); /* the rounding is there: the check is not vacuous */
+    free(centre);
+    free(x);
+}
+
+/* Columns split into any 16-aligned ranges (as threads split them) give the same bytes
+ * as one call, and a dot product does not depend on the row block it came in. */
+static void test_column_split_gives_same_bytes(void)
+{
+    size_t cnt = 203, d = 96, rows = 70;
+    float *x = mixed_rows(cnt, d, 9);
+    int32_t *idx = malloc(cnt * sizeof *idx);
+    for (size_t i = 0; i < cnt; i++)
+        idx[i] = (int32_t)i;
+    struct gram g;
+    struct pw_error err;
+    CHECK(gram_init(&g, GRAM_VNNI_I8, cnt, d, rows, 1, &err) == 0);
+    gram_source(&g, x, NULL);
+    gram_set(&g, idx, cnt);
+    gram_pack(&g, 0, 1);
+    gram_rowset(&g, idx + 16, rows);
+    gram_block(&g, 0, 1);
+    size_t ld = 208 - 16, prows = 96;
+    float *one = aligned_alloc(64, prows * ld * sizeof *one);
+    float *split = aligned_alloc(64, prows * ld * sizeof *split);
+    gram_rows(&g, rows, 16, 16, cnt, one, ld);
+    size_t cuts[] = {16, 32, 80, 96, 144, 203};
+    for (size_t i = 0; i + 1 < sizeof cuts / sizeof cuts[0]; i++)
+        gram_rows(&g, rows, 16, cuts[i], cuts[i + 1], split, ld);
+    for (size_t r = 0; r < rows; r++)
+        CHECK(memcmp(one + r * ld, split + r * ld, (cnt - 16) * sizeof *one) == 0);
+    gram_rowset(&g, idx + 48, 20);
+    gram_block(&g, 0, 1);
+    float *again = aligned_alloc(64, 32 * ld * sizeof *again);
+    gram_rows(&g, 20, 16, 16, cnt, again, ld);
+    for (size_t r = 0; r < 20; r++)
+        CHECK(memcmp(again + r * ld, one + (r + 32) * ld, (cnt - 16) * sizeof *one) == 0);
+    free(again);
+    free(one);
+    free(split);
+    gram_free(&g);
+    free(idx);
+    free(x);
+}
+
+int main(void)
+{
+    if (!gram_vnni_usable()) {
+        printf("skipped: this CPU offers no AVX512-VNNI\n");
+        return 77;
+    }
+    RUN(test_dots_within_the_stated_bound_of_double_sums);
+    RUN(test_centred_dots_within_the_stated_bound);
+    RUN(test_column_split_gives_same_bytes);
+    PW_TEST_MAIN();
+}
