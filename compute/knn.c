@@ -13,6 +13,8 @@
 #include "knn.h"
 
 #include <malloc.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <math.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -269,7 +271,9 @@ struct nnd {
     uint8_t *hf;
     size_t kb; /* flag_bytes(k): one row's flags */
     int threads;
-    int avx512;                /* the selection's scans may use AVX-512 */
+    int avx512; /* the selection's scans may use AVX-512 */
+    size_t cap; /* slots a row of hd, hi has room for: k, or the pre-screen's width (the
+                   wide heaps then go there) */
     size_t rejoined, screened; /* rows the pre-screen joined again (knn_screen.h); rows it
                                   took with an int8 cell among theirs */
     int exact_dist;            /* the last join_cells left exact distances (the pre-screen ran) */
@@ -505,6 +509,7 @@ KNN_CLONES static void dists_from_dots(const float *row, const float *g, float g
  * one row of distances per thread. */
 struct cell_scratch {
     float *buf;                /* members' rows (sgemm) */
+    size_t biggest;            /* the most members a cell has */
     struct gram gram;          /* or: members' rows for AMX or int8 (gram.h) */
     int amx;                   /* gram holds the rows, on AMX */
     struct knn_screen *screen; /* or: the int8 pre-screen's wide heaps the joins fill (gram
@@ -817,6 +822,9 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
         }
     }
     int i8 = cs->screen && screen_cell(s, mem, cnt, cs), gram = cs->amx || i8;
+    if (!gram && !cs->in_place && !cs->buf &&
+        !(cs->buf = malloc(cs->biggest * d * sizeof *cs->buf)))
+        return pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu rows", cnt);
     if (!gram && !cs->in_place)
         for (size_t a = 0; a < cnt; a++) {
             const float *row = m->x + (size_t)mem[a] * d;
@@ -911,7 +919,8 @@ static int cell_scratch_init(struct cell_scratch *cs, const struct nnd *s, size_
     if (cs->amx || cs->screen)
         rc = gram_init(&cs->gram, cs->screen ? GRAM_VNNI_I8 : GRAM_AMX_BF16, cs->cols, d, PART_ROWS,
                        s->threads, err);
-    if (!cs->amx && !cs->in_place)
+    cs->biggest = biggest;
+    if (!cs->amx && !cs->in_place && !cs->screen) /* the screen's float cells: on demand */
         cs->buf = malloc(biggest * d * sizeof *cs->buf);
     else if (cs->in_place && s->m->metric == KNN_EUCLIDEAN) {
         cs->buf = malloc(cs->cols * d * sizeof *cs->buf);
@@ -926,7 +935,7 @@ static int cell_scratch_init(struct cell_scratch *cs, const struct nnd *s, size_
     cs->vals = malloc((size_t)s->threads * biggest * sizeof *cs->vals);
     cs->seen = calloc(n, 1);
     int euclid_in_place = cs->in_place && s->m->metric == KNN_EUCLIDEAN;
-    if ((!cs->amx && !cs->in_place && !cs->buf) || (cs->screen && !cs->bound) ||
+    if ((!cs->amx && !cs->in_place && !cs->screen && !cs->buf) || (cs->screen && !cs->bound) ||
         (euclid_in_place && (!cs->buf || !cs->rowbuf)) || !cs->centre || !cs->sum || !cs->dots ||
         !cs->g || !cs->thr || !cs->vals || !cs->seen)
         return pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu rows", biggest);
@@ -1071,6 +1080,25 @@ static int spill_threshold(const struct kmeans_cells *cells, double spill, float
     return 0;
 }
 
+/* Rows of `width` slots in hd, hi whose first k hold the results, packed into rows of k;
+ * the pages past them go back to the system (touched again, as zeros, only if wide heaps
+ * come back). */
+static void pack_rows(float *hd, int32_t *hi, size_t n, size_t k, size_t width)
+{
+    for (size_t i = 1; i < n; i++) { /* forward: row i's target ends before its source */
+        memmove(hd + i * k, hd + i * width, k * sizeof *hd);
+        memmove(hi + i * k, hi + i * width, k * sizeof *hi);
+    }
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t from[2] = {(uintptr_t)(hd + n * k), (uintptr_t)(hi + n * k)};
+    uintptr_t to[2] = {(uintptr_t)(hd + n * width), (uintptr_t)(hi + n * width)};
+    for (int a = 0; a < 2; a++) {
+        uintptr_t lo = (from[a] + page - 1) / page * page, end = to[a] / page * page;
+        if (end > lo)
+            madvise((void *)lo, end - lo, MADV_DONTNEED);
+    }
+}
+
 /* The joins of the cells mem[start[a]..start[a+1]) (c of them, the biggest of
  * `biggest` rows) into s's heaps, from empty heaps: on int8 products with the wide heaps
  * of the pre-screen (screen: knn_screen.h) then ranked again exactly, else on AMX or
@@ -1088,13 +1116,20 @@ static int join_cells(struct nnd *s, const int32_t *mem, const size_t *start, si
     struct nnd w = *s;    /* the heaps the joins fill: s's, or the pre-screen's wide ones */
     int32_t *done = NULL; /* a cell's members whose last cell it is */
     size_t *counts = calloc(2 * (size_t)s->threads, sizeof *counts); /* knn_screen_job's */
+    uint32_t *scratch = NULL;
     int rc = counts ? 0 : pw_error_set(err, PW_ENOMEM, "knn: out of memory");
     screen = screen && !(use_amx && gram_amx_usable());
-    if (!rc && screen && !(rc = knn_screen_init(&sc, s->n, s->k, err))) {
+    /* the wide heaps in s's own arrays when they have room: each row's k results then go
+     * to the start of its wide row, and the rows are packed at the end */
+    int in_s = screen && s->cap >= knn_screen_width(s->k);
+    if (!rc && screen &&
+        !(rc = knn_screen_init(&sc, s->n, s->k, in_s ? s->hd : NULL, in_s ? s->hi : NULL, err))) {
         w.k = sc.width;
         w.hd = sc.hd;
         w.hi = sc.hi;
-        if (!(done = malloc(biggest * sizeof *done)))
+        done = malloc(biggest * sizeof *done);
+        scratch = malloc(2 * s->k * (size_t)s->threads * sizeof *scratch);
+        if (!done || !scratch)
             rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu", biggest);
     } else if (!rc) {
         heap_init(s->hd, s->hi, s->n * s->k);
@@ -1112,15 +1147,18 @@ static int join_cells(struct nnd *s, const int32_t *mem, const size_t *start, si
             for (size_t p = 0; p < cnt; p++)
                 if (knn_screen_last_cell(where, (size_t)cm[p]) == a)
                     done[nd++] = cm[p];
-            struct knn_screen_job job = {&sc,         m->x,  m->d,  m->metric == KNN_COSINE,
-                                         m->inv_norm, where, s->hd, s->hi,
-                                         done,        nd,    counts};
+            struct knn_screen_job job = {
+                &sc,   m->x,    m->d,  m->metric == KNN_COSINE, m->inv_norm,
+                where, s->hd,   s->hi, in_s ? sc.width : s->k,  done,
+                nd,    scratch, counts};
             team_run(tm, knn_screen_finish, &job);
         }
         if (!rc && !in_place)
             pw_progress_report(progress, "knn", p0 + share * (double)(a + 1) / (double)c);
     }
     team_stop(tm);
+    if (!rc && in_s)
+        pack_rows(s->hd, s->hi, s->n, s->k, sc.width);
     s->exact_dist = screen;
     for (int t = 0; t < s->threads && counts; t++) {
         s->rejoined += counts[2 * t];
@@ -1129,6 +1167,7 @@ static int join_cells(struct nnd *s, const int32_t *mem, const size_t *start, si
     cell_scratch_free(&cs);
     knn_screen_free(&sc);
     free(done);
+    free(scratch);
     free(counts);
     return rc;
 }
@@ -1239,11 +1278,12 @@ static void nnd_scan_init(struct nnd *s)
 #endif
 }
 
-/* The exact graph: whole_join, then every distance computed again directly.  Progress
- * reports run from p0 to 1. */
-static int knn_exact(const struct metric_ctx *m, size_t n, size_t k, int threads, int amx,
-                     int screen, double p0, struct knn_graph *g, const struct pw_progress *progress,
-                     struct pw_error *err)
+/* The exact graph: whole_join, then every distance computed again directly (unless the
+ * pre-screen left them exact).  g's arrays hold cap slots a row.  Progress reports run
+ * from p0 to 1. */
+static int knn_exact(const struct metric_ctx *m, size_t n, size_t k, size_t cap, int threads,
+                     int amx, int screen, double p0, struct knn_graph *g,
+                     const struct pw_progress *progress, struct pw_error *err)
 {
     struct nnd s = {.m = m,
                     .n = n,
@@ -1251,7 +1291,8 @@ static int knn_exact(const struct metric_ctx *m, size_t n, size_t k, int threads
                     .hd = g->dist,
                     .hi = g->idx,
                     .kb = flag_bytes(k),
-                    .threads = threads};
+                    .threads = threads,
+                    .cap = cap};
     nnd_scan_init(&s);
     int rc = whole_join(&s, amx, screen, p0, progress, err);
     if (!rc) /* the dots' distances again directly; the pre-screen's are already */
@@ -1435,9 +1476,9 @@ static int rounds_fall_short(double rec, double gain, double prev_gain, size_t l
     return rec + (more > 0.0 ? more : 0.0) < target;
 }
 
-static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const struct knn_options *o,
-                      int threads, struct knn_graph *g, const struct pw_progress *progress,
-                      struct pw_error *err)
+static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, size_t cap,
+                      const struct knn_options *o, int threads, struct knn_graph *g,
+                      const struct pw_progress *progress, struct pw_error *err)
 {
     size_t d = m->d;
     size_t n_trees = o->n_trees, leaf = o->leaf_size, iters = o->n_iters, maxc = o->max_candidates;
@@ -1465,8 +1506,14 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
     size_t kb = flag_bytes(k), lblock = o->list_rows ? o->list_rows : list_block(n, d, maxc);
     if (lblock > n)
         lblock = n;
-    struct nnd s = {
-        .m = m, .n = n, .k = k, .hd = g->dist, .hi = g->idx, .kb = kb, .threads = threads};
+    struct nnd s = {.m = m,
+                    .n = n,
+                    .k = k,
+                    .hd = g->dist,
+                    .hi = g->idx,
+                    .kb = kb,
+                    .threads = threads,
+                    .cap = cap};
     nnd_scan_init(&s);
     int rc = 0, oom = 0;
     struct knn_probe probe = {0};
@@ -1626,7 +1673,7 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
     g->rejoined = s.rejoined;
     g->screened = s.screened;
     if (probe.count && rec < o->recall_target) {
-        if ((rc = knn_exact(m, n, k, threads, o->amx, o->screen, done, g, progress, err)))
+        if ((rc = knn_exact(m, n, k, cap, threads, o->amx, o->screen, done, g, progress, err)))
             goto cleanup;
     } else {
         /* Every distance here was computed from differences or centred rows (cells: the
@@ -1677,8 +1724,13 @@ int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_opt
     int threads = dense_threads(opt->threads), blas_saved = blas_fixed_enter();
     float *norms = malloc(n * sizeof *norms), *inv = malloc(n * sizeof *inv);
     float *sq = malloc(n * sizeof *sq);
-    g->idx = malloc(n * k * sizeof *g->idx);
-    g->dist = malloc(n * k * sizeof *g->dist);
+    /* Room for the pre-screen's wide heaps where it may run (knn_screen.h): its rows are
+     * packed into rows of k after the joins, and the arrays cut to size at the end. */
+    size_t cap = opt->screen && gram_vnni_usable() && !(opt->amx && gram_amx_usable())
+                     ? knn_screen_width(k)
+                     : k;
+    g->idx = malloc(n * cap * sizeof *g->idx);
+    g->dist = malloc(n * cap * sizeof *g->dist);
     if (!norms || !inv || !sq || !g->idx || !g->dist) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory (n = %zu, k = %zu)", n, k);
         goto cleanup;
@@ -1693,8 +1745,15 @@ int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_opt
     struct metric_ctx m = {x, d, opt->metric, inv, sq};
     int exact = opt->method == KNN_EXACT || (opt->method == KNN_AUTO && n <= opt->exact_max_n);
     pw_progress_report(progress, "knn", 0.0);
-    rc = exact ? knn_exact(&m, n, k, threads, opt->amx, opt->screen, 0.0, g, progress, err)
-               : knn_approx(&m, n, k, opt, threads, g, progress, err);
+    rc = exact ? knn_exact(&m, n, k, cap, threads, opt->amx, opt->screen, 0.0, g, progress, err)
+               : knn_approx(&m, n, k, cap, opt, threads, g, progress, err);
+    if (!rc && cap > k) { /* the pages past n k were handed back already: this keeps the
+                             allocator's books */
+        int32_t *idx = realloc(g->idx, n * k * sizeof *g->idx);
+        float *dist = realloc(g->dist, n * k * sizeof *g->dist);
+        g->idx = idx ? idx : g->idx;
+        g->dist = dist ? dist : g->dist;
+    }
 cleanup:
     free(norms);
     free(inv);

@@ -16,14 +16,16 @@ size_t knn_screen_width(size_t k)
     return k + 8 + k / 2;
 }
 
-int knn_screen_init(struct knn_screen *sc, size_t n, size_t k, struct pw_error *err)
+int knn_screen_init(struct knn_screen *sc, size_t n, size_t k, float *hd, int32_t *hi,
+                    struct pw_error *err)
 {
     memset(sc, 0, sizeof *sc);
     sc->n = n;
     sc->k = k;
     sc->width = knn_screen_width(k);
-    sc->hd = malloc(n * sc->width * sizeof *sc->hd);
-    sc->hi = malloc(n * sc->width * sizeof *sc->hi);
+    sc->own = !hd;
+    sc->hd = hd ? hd : malloc(n * sc->width * sizeof *sc->hd);
+    sc->hi = hi ? hi : malloc(n * sc->width * sizeof *sc->hi);
     sc->err = malloc(n * sizeof *sc->err);
     if (!sc->hd || !sc->hi || !sc->err) {
         knn_screen_free(sc);
@@ -37,8 +39,10 @@ int knn_screen_init(struct knn_screen *sc, size_t n, size_t k, struct pw_error *
 
 void knn_screen_free(struct knn_screen *sc)
 {
-    free(sc->hd);
-    free(sc->hi);
+    if (sc->own) {
+        free(sc->hd);
+        free(sc->hi);
+    }
     free(sc->err);
     memset(sc, 0, sizeof *sc);
 }
@@ -166,15 +170,17 @@ void knn_screen_finish(void *job, int t, int T)
     const struct knn_screen_job *j = job;
     size_t n = j->sc->n, k = j->sc->k, rejoined = 0, screened = 0;
     size_t lo = j->count * (size_t)t / (size_t)T, hi = j->count * (size_t)(t + 1) / (size_t)T;
+    float *hd = (float *)(j->scratch + 2 * k * (size_t)t); /* the output may be the wide row */
+    int32_t *hx = (int32_t *)(j->scratch + 2 * k * (size_t)t + k);
     for (size_t r = lo; r < hi; r++) {
         size_t i = (size_t)j->rows[r];
-        float *hd = j->hd + i * k;
-        int32_t *hx = j->hi + i * k;
         screened += j->sc->err[i] >= 0.0f;
         if (!rerank_row(j->sc, j->x, j->d, j->cosine, j->inv_norm, i, hd, hx)) {
             rejoin_row(j->x, j->d, j->cosine, j->inv_norm, n, k, j->cells, i, hd, hx);
             rejoined++;
         }
+        memcpy(j->hd + i * j->stride, hd, k * sizeof *hd);
+        memcpy(j->hi + i * j->stride, hx, k * sizeof *hx);
     }
     j->counts[2 * t] += rejoined;
     j->counts[2 * t + 1] += screened;

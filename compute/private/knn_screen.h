@@ -23,6 +23,7 @@ struct knn_screen {
     size_t n, k, width;
     float *hd;   /* n * width approximate distances (heaps) */
     int32_t *hi; /* n * width candidates */
+    int own;     /* hd and hi are the screen's (else the caller's) */
     float *err;  /* n: the bound on a row's approximate distances' error; -1 while
                     none of its cells was joined on int8 (its distances are float's) */
 };
@@ -40,15 +41,18 @@ struct knn_screen_cells {
 
 size_t knn_screen_width(size_t k);
 
-/* 0 or PW_ENOMEM; the heaps empty and err 0. */
-int knn_screen_init(struct knn_screen *sc, size_t n, size_t k, struct pw_error *err);
+/* 0 or PW_ENOMEM; the heaps empty, err -1.  hd and hi: the caller's arrays of n * width
+ * slots for the heaps, or NULL (the screen allocates them). */
+int knn_screen_init(struct knn_screen *sc, size_t n, size_t k, float *hd, int32_t *hi,
+                    struct pw_error *err);
 void knn_screen_free(struct knn_screen *sc);
 
 /* One call of knn_screen_finish: rows[0..count) of x (d values a row; cosine: inv_norm[i]
- * = 1/|x_i| or 0) into the k-slot heaps hd, hi (n * k, max-heaps by (distance, index) as
- * knn_heap.h) from the wide ones, once every cell of theirs was joined; distances
- * internal (squared euclidean or cosine).  counts[2t], counts[2t + 1]: rows thread t
- * joined again, and rows it took with an int8 cell among theirs. */
+ * = 1/|x_i| or 0) into k-slot heaps at hd + i stride, hi + i stride (max-heaps by
+ * (distance, index) as knn_heap.h; they may be the first k slots of the row's wide heap)
+ * from the wide ones, once every cell of theirs was joined; distances internal (squared
+ * euclidean or cosine).  scratch: 2 k values a thread.  counts[2t], counts[2t + 1]: rows
+ * thread t joined again, and rows it took with an int8 cell among theirs. */
 struct knn_screen_job {
     struct knn_screen *sc;
     const float *x;
@@ -58,8 +62,10 @@ struct knn_screen_job {
     const struct knn_screen_cells *cells;
     float *hd;
     int32_t *hi;
+    size_t stride;
     const int32_t *rows;
     size_t count;
+    uint32_t *scratch;
     size_t *counts;
 };
 
