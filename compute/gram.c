@@ -130,6 +130,12 @@ void gram_source(struct gram *g, const float *x, const float *centre)
 {
     g->x = x;
     g->centre = centre;
+    g->fac = NULL;
+}
+
+void gram_row_factors(struct gram *g, const float *f)
+{
+    g->fac = f;
 }
 
 void gram_set(struct gram *g, const int32_t *idx, size_t cnt)

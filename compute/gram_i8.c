@@ -42,14 +42,15 @@ int gram_i8_usable(void)
 #endif
 }
 
-/* max |row[t] - centre[t]| (centre may be NULL); a maximum is exact in any order */
-I8_VEC static float row_top(const float *row, const float *centre, size_t d)
+/* max |row[t] f - centre[t]| (centre may be NULL); a maximum is exact in any order.
+ * The product and the difference are rounded apart, as in quantize. */
+I8_VEC static float row_top(const float *row, float f, const float *centre, size_t d)
 {
 #ifdef GRAM_VNNI
-    __m512 top = _mm512_setzero_ps();
+    __m512 top = _mm512_setzero_ps(), vf = _mm512_set1_ps(f);
     for (size_t t = 0; t < d; t += 16) {
         __mmask16 live = d - t >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (d - t)) - 1);
-        __m512 v = _mm512_maskz_loadu_ps(live, row + t);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(live, row + t), vf);
         if (centre)
             v = _mm512_maskz_sub_ps(live, v, _mm512_maskz_loadu_ps(live, centre + t));
         top = _mm512_max_ps(top, _mm512_abs_ps(v));
@@ -58,30 +59,33 @@ I8_VEC static float row_top(const float *row, const float *centre, size_t d)
 #else
     float top = 0.0f;
     for (size_t t = 0; t < d; t++) {
-        float v = fabsf(centre ? row[t] - centre[t] : row[t]);
+        volatile float p = row[t] * f; /* rounded before the difference */
+        float v = fabsf(centre ? p - centre[t] : p);
         top = v > top ? v : top;
     }
     return top;
 #endif
 }
 
-float gram_i8_scale(const float *row, const float *centre, size_t d)
+float gram_i8_scale(const float *row, float f, const float *centre, size_t d)
 {
-    return row_top(row, centre, d) / 127.0f;
+    return row_top(row, f, centre, d) / 127.0f;
 }
 
-/* The scale and the values; dims past d (up to dp) are 0; a NULL row is all 0.  Only
- * VNNI machines run it: AVX-512, where the conversion rounds to nearest even, as lrintf. */
-I8_VEC static float quantize(const float *row, const float *centre, size_t d, size_t dp, int8_t *q)
+/* The scale and the values of row f - centre; dims past d (up to dp) are 0; a NULL row
+ * is all 0.  Only VNNI machines run it: AVX-512, where the conversion rounds to nearest
+ * even, as lrintf. */
+I8_VEC static float quantize(const float *row, float f, const float *centre, size_t d, size_t dp,
+                             int8_t *q)
 {
-    float top = row ? row_top(row, centre, d) : 0.0f;
+    float top = row ? row_top(row, f, centre, d) : 0.0f;
     size_t t = 0;
 #ifdef GRAM_VNNI
     if (top > 0.0f) {
-        __m512 inv = _mm512_set1_ps(127.0f / top);
+        __m512 inv = _mm512_set1_ps(127.0f / top), vf = _mm512_set1_ps(f);
         for (; t < d; t += 16) {
             __mmask16 live = d - t >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (d - t)) - 1);
-            __m512 v = _mm512_maskz_loadu_ps(live, row + t);
+            __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(live, row + t), vf);
             if (centre)
                 v = _mm512_maskz_sub_ps(live, v, _mm512_maskz_loadu_ps(live, centre + t));
             __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(v, inv));
@@ -127,8 +131,9 @@ void gram_i8_pack(const struct gram *g, int t, int T)
         uint32_t *panel = (uint32_t *)(g->p8 + p * 16 * dp);
         for (size_t j = 0; j < 16; j++) {
             size_t c = p * 16 + j;
-            const float *row = c < g->cnt ? g->x + (size_t)g->idx[c] * d : NULL;
-            g->sset[c] = quantize(row, g->centre, d, dp, q);
+            size_t i = c < g->cnt ? (size_t)g->idx[c] : 0;
+            const float *row = c < g->cnt ? g->x + i * d : NULL;
+            g->sset[c] = quantize(row, g->fac ? g->fac[i] : 1.0f, g->centre, d, dp, q);
             for (size_t s = 0; s < groups; s++) {
                 uint32_t w;
                 memcpy(&w, q + 4 * s, 4);
@@ -143,7 +148,9 @@ void gram_i8_block(const struct gram *g, int t, int T)
     size_t d = g->d, dp = g->dp, rows = g->rows, pad = round_up(rows, GRAM_ROWS);
     for (size_t r = pad * (size_t)t / (size_t)T; r < pad * (size_t)(t + 1) / (size_t)T; r++) {
         int8_t *q = g->a8 + r * dp;
-        g->srow[r] = quantize(r < rows ? g->x + (size_t)g->aidx[r] * d : NULL, g->centre, d, dp, q);
+        size_t i = r < rows ? (size_t)g->aidx[r] : 0;
+        g->srow[r] = quantize(r < rows ? g->x + i * d : NULL, g->fac ? g->fac[i] : 1.0f, g->centre,
+                              d, dp, q);
         int32_t sum = 0;
         for (size_t u = 0; u < dp; u++)
             sum += q[u];

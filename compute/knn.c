@@ -488,14 +488,26 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* v[c] = the internal distance (dist_from_dot) of a member pair from its dot product
- * row[c]: g holds the members' inverse norms (cosine) or squared norms (euclidean). */
-KNN_CLONES static void dists_from_dots(const float *row, const float *g, float gi, int cosine,
-                                       size_t len, float *v)
+/* How a cell's dots become internal distances (dist_from_dot): */
+enum dot_form {
+    FORM_EUCLIDEAN = 0, /* g: squared norms (of the centred rows) */
+    FORM_COSINE = 1,    /* g: inverse norms */
+    FORM_UNIT = 2       /* cosine of unit rows less their mean, |u - v|^2 / 2: g squared norms */
+};
+
+/* v[c] = the internal distance of a member pair from its dot product row[c]; gi and
+ * g[c] the members' values in `form`. */
+KNN_CLONES static void dists_from_dots(const float *row, const float *g, float gi,
+                                       enum dot_form form, size_t len, float *v)
 {
-    if (cosine)
+    if (form == FORM_COSINE)
         for (size_t c = 0; c < len; c++) {
             float t = 1.0f - row[c] * gi * g[c];
+            v[c] = t < 0.0f ? 0.0f : t;
+        }
+    else if (form == FORM_UNIT)
+        for (size_t c = 0; c < len; c++) {
+            float t = 0.5f * (gi + g[c]) - row[c];
             v[c] = t < 0.0f ? 0.0f : t;
         }
     else
@@ -512,6 +524,7 @@ struct cell_scratch {
     size_t biggest;            /* the most members a cell has */
     struct gram gram;          /* or: members' rows for AMX or int8 (gram.h) */
     int amx;                   /* gram holds the rows, on AMX */
+    int unit;                  /* this cell's cosine rows are unit rows less their mean */
     struct knn_screen *screen; /* or: the int8 pre-screen's wide heaps the joins fill (gram
                                   packs int8 rows for the cells screen_cell picks) */
     float *bound;              /* int8: members' error bounds (screen_cell) */
@@ -621,7 +634,9 @@ static void select_block(void *arg, int t, int T)
     const struct cell_block *b = arg;
     struct nnd *s = b->s;
     size_t k = s->k, rows = b->rows, cc0 = b->cc0, ccols = b->ccols;
-    int cosine = s->m->metric == KNN_COSINE;
+    enum dot_form form = b->cs->unit                  ? FORM_UNIT
+                         : s->m->metric == KNN_COSINE ? FORM_COSINE
+                                                      : FORM_EUCLIDEAN;
     const uint8_t *seen = b->cs->seen;
     const int32_t *bm = b->bm;
     const float *g = b->g, *dots = b->cs->dots;
@@ -630,7 +645,7 @@ static void select_block(void *arg, int t, int T)
     for (size_t r = lo; r < hi; r++) {
         size_t i = (size_t)bm[r], self = r >= cc0 && r < cc0 + ccols ? r - cc0 : SIZE_MAX;
         float *hd = s->hd + i * k, root = hd[0];
-        dists_from_dots(dots + r * b->ld, g + cc0, g[r], cosine, ccols, v);
+        dists_from_dots(dots + r * b->ld, g + cc0, g[r], form, ccols, v);
 #ifdef KNN_SCAN_AVX512
         if (s->avx512) {
             scan_row_avx512(v, ccols, self, bm + cc0, hd, s->hi + i * k, nnd_hf(s, i), k, seen[i]);
@@ -649,7 +664,7 @@ static void select_block(void *arg, int t, int T)
            c1 = first + rest * (size_t)(t + 1) / (size_t)T;
     for (size_t r = 0; r < rows && c1 > c0; r++) {
         int32_t i = bm[r];
-        dists_from_dots(dots + r * b->ld + (c0 - cc0), g + c0, g[r], cosine, c1 - c0, v);
+        dists_from_dots(dots + r * b->ld + (c0 - cc0), g + c0, g[r], form, c1 - c0, v);
 #ifdef KNN_SCAN_AVX512
         if (s->avx512) {
             scan_cols_avx512(s, v, c0, c1, thr, bm, i, seen);
@@ -704,10 +719,10 @@ static void centre_rows(const float *x, size_t rows, size_t d, const float *cent
 
 /* The int8 dots' error bound of each member's internal distances in this cell (the
  * members' scales and lengths against the cell's largest: knn_screen.h) into
- * cs->bound.  Euclidean rows are measured from the cell's centre, as packed; the
- * distance |a|^2 + |b|^2 - 2 a.b has twice the dot's error, the cosine distance
- * 1 - a.b / (|a| |b|) the dot's over |a| |b|; a few ulps more for the float arithmetic
- * that turns dots into distances. */
+ * cs->bound.  Rows are measured from the cell's centre, as packed (cosine: unit rows
+ * less their mean); the distance |a|^2 + |b|^2 - 2 a.b has twice the dot's error, the
+ * cosine distance (|a|^2 + |b|^2) / 2 - a.b once; a few ulps more for the float
+ * arithmetic that turns dots into distances. */
 static void screen_bounds(const struct nnd *s, const int32_t *mem, size_t cnt,
                           struct cell_scratch *cs)
 {
@@ -717,18 +732,16 @@ static void screen_bounds(const struct nnd *s, const int32_t *mem, size_t cnt,
     double smax = 0.0, nmax = 0.0;
     for (size_t a = 0; a < cnt; a++) {
         size_t i = (size_t)mem[a];
-        double sc = gram_i8_scale(m->x + i * d, cosine ? NULL : cs->centre, d);
-        double len = cosine ? 1.0 : sqrt((double)cs->g[a]);
-        if (cosine) /* relative to the row's length: the bound of unit rows */
-            sc = m->inv_norm[i] > 0.0f ? sc * m->inv_norm[i] : 0.0;
+        double sc = gram_i8_scale(m->x + i * d, cosine ? m->inv_norm[i] : 1.0f, cs->centre, d);
+        double len = sqrt((double)cs->g[a]);
         cs->bound[a] = (float)sc;
         smax = sc > smax ? sc : smax;
         nmax = len > nmax ? len : nmax;
     }
     for (size_t a = 0; a < cnt; a++) {
-        double len = cosine ? 1.0 : sqrt((double)cs->g[a]);
+        double len = sqrt((double)cs->g[a]);
         double e = (cosine ? 1.0 : 2.0) * gram_i8_bound(cs->bound[a], len, smax, nmax, d);
-        cs->bound[a] = (float)(e + (cosine ? 1.0 : 4.0 * nmax * nmax) * 0x1p-20);
+        cs->bound[a] = (float)(e + 4.0 * nmax * nmax * 0x1p-20);
     }
 }
 
@@ -748,6 +761,10 @@ static int screen_cell(const struct nnd *s, const int32_t *mem, size_t cnt, stru
     size_t w = cs->screen->width, k = cs->screen->k;
     if (cnt < 4 * SCREEN_SAMPLE)
         return 0;
+    if (s->m->metric == KNN_COSINE) /* a zero row is at distance 1 from all: not a unit row */
+        for (size_t a = 0; a < cnt; a++)
+            if (s->m->inv_norm[mem[a]] == 0.0f)
+                return 0;
     screen_bounds(s, mem, cnt, cs);
     float hd[SCREEN_SAMPLE][w];
     int32_t hi[SCREEN_SAMPLE][w], rows[SCREEN_SAMPLE];
@@ -796,32 +813,43 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
     const struct metric_ctx *m = s->m;
     size_t d = m->d, k = s->k;
     int cosine = m->metric == KNN_COSINE;
+    /* cosine rows for int8: unit rows less their mean, whose halved squared distances
+     * are the cosine distances (below) */
+    int unit = cosine && cs->screen;
     for (size_t a = 0; a < cnt; a++) {
         size_t i = (size_t)mem[a];
         cs->g[a] = cosine ? m->inv_norm[i] : m->sqnorm[i];
         cs->thr[a] = s->hd[i * k];
     }
-    if (!cosine) {
+    if (!cosine || unit) {
         /* |a|^2 + |b|^2 - 2 a.b loses the digits the rows share: measured from the
          * cell's mean (euclidean distances stay the same), the dots' error is relative
          * to the rows' spread rather than to their lengths. */
         memset(cs->sum, 0, d * sizeof *cs->sum);
-        for (size_t a = 0; a < cnt; a++)
+        for (size_t a = 0; a < cnt; a++) {
+            const float *row = m->x + (size_t)mem[a] * d;
+            float f = unit ? m->inv_norm[mem[a]] : 1.0f;
             for (size_t t = 0; t < d; t++)
-                cs->sum[t] += m->x[(size_t)mem[a] * d + t];
+                cs->sum[t] += row[t] * f;
+        }
         for (size_t t = 0; t < d; t++)
             cs->centre[t] = (float)(cs->sum[t] / (double)cnt);
         for (size_t a = 0; a < cnt; a++) {
             const float *row = m->x + (size_t)mem[a] * d;
+            float f = unit ? m->inv_norm[mem[a]] : 1.0f;
             double q = 0;
             for (size_t t = 0; t < d; t++) {
-                double v = (double)row[t] - cs->centre[t];
+                double v = (double)row[t] * f - cs->centre[t];
                 q += v * v;
             }
             cs->g[a] = (float)q;
         }
     }
     int i8 = cs->screen && screen_cell(s, mem, cnt, cs), gram = cs->amx || i8;
+    cs->unit = unit && i8;
+    if (unit && !i8) /* float: cosine from the raw rows' dots and inverse norms */
+        for (size_t a = 0; a < cnt; a++)
+            cs->g[a] = m->inv_norm[mem[a]];
     if (!gram && !cs->in_place && !cs->buf &&
         !(cs->buf = malloc(cs->biggest * d * sizeof *cs->buf)))
         return pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu rows", cnt);
@@ -835,8 +863,11 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
                 for (size_t t = 0; t < d; t++)
                     to[t] = row[t] - cs->centre[t];
         }
-    if (gram)
-        gram_source(&cs->gram, m->x, cosine ? NULL : cs->centre);
+    if (gram) {
+        gram_source(&cs->gram, m->x, cosine && !cs->unit ? NULL : cs->centre);
+        if (cs->unit)
+            gram_row_factors(&cs->gram, m->inv_norm);
+    }
     /* A chunk of cs->cols members at a time is packed as columns, then joined with
      * every block of PART_ROWS rows from the start of the cell up to the chunk's end,
      * each block packed again per chunk (a cell's panels took 16-23 MB at 20k-50k; the

@@ -16,7 +16,12 @@
  * the neighbours (clusters too big for part_size cells, isotropic inside): then the
  * exact joins inside those cells, at a sixteenth to a quarter of the exact graph's
  * cost.  So the recall holds on any shape; the price on data of high intrinsic
- * dimension without such clusters is the exact graph's n^2 d / 2 multiply-adds.  Candidate
+ * dimension without such clusters is the exact graph's n^2 d / 2 multiply-adds.  On CPUs
+ * with AVX512-VNNI and without AMX those multiply-adds (cells and the exact graph) run
+ * in int8 where a sample of a cell's rows says it pays (knn_screen.h): k + k/2 + 8
+ * candidates a row on approximate distances, then their exact distances keep k, and
+ * rows whose error bound says a neighbour may have been cut are joined again exactly;
+ * the graph is the same as on float products but for near-ties.  Candidate
  * distances are computed in parallel and applied to the heaps in a fixed order, and
  * every sgemm runs on one OpenBLAS thread over fixed row blocks (blas_fixed.h), so the
  * graph depends only on the input, the metric and the seed, not on `threads` nor on

@@ -54,6 +54,7 @@ struct gram {
     int32_t *corr;     /* int8: 128 * the sum of each block row's values (the +128 offset) */
     const float *x;    /* gram_source */
     const float *centre;
+    const float *fac;   /* gram_row_factors */
     const int32_t *idx; /* gram_set */
     size_t cnt;
     const int32_t *aidx; /* gram_rowset */
@@ -78,6 +79,10 @@ void gram_free(struct gram *g);
  * lengths, shrinks with them.  x and centre must outlive the packing calls. */
 void gram_source(struct gram *g, const float *x, const float *centre);
 
+/* GRAM_VNNI_I8 only: row i of the source is x_i f[i] (before the centre is taken off),
+ * e.g. f the inverse norms: unit rows; f NULL (gram_source's default): x_i. */
+void gram_row_factors(struct gram *g, const float *f);
+
 /* The set (the columns): rows idx[0..cnt) of the source, cnt <= cap; then gram_pack
  * for t = 0..T-1 (T <= threads; the calls may run at once) packs share t of it. */
 void gram_set(struct gram *g, const int32_t *idx, size_t cnt);
@@ -95,8 +100,8 @@ void gram_block(const struct gram *g, int t, int T);
 void gram_rows(const struct gram *g, size_t rows, size_t c0, size_t c1, size_t c2, float *out,
                size_t ld);
 
-/* GRAM_VNNI_I8: the scale s of a row (row - centre, centre may be NULL), as packed. */
-float gram_i8_scale(const float *row, const float *centre, size_t d);
+/* GRAM_VNNI_I8: the scale s of a row (row f - centre, centre may be NULL), as packed. */
+float gram_i8_scale(const float *row, float f, const float *centre, size_t d);
 
 /* GRAM_VNNI_I8: the bound on |dot - a.b| above for rows of d values, scales sa, sb and
  * lengths na = |a|, nb = |b| (maxima give a bound for every pair they cover): GRAM_I8_Z

@@ -85,8 +85,9 @@ static double check_against_double(float *x, size_t total, size_t cnt, size_t d,
                 for (size_t t = 0; t < d; t++)
                     sum += ((double)a[t] - (centre ? centre[t] : 0.0f)) *
                            ((double)b[t] - (centre ? centre[t] : 0.0f));
-                double bound = gram_i8_bound(gram_i8_scale(a, centre, d), row_len(a, centre, d),
-                                             gram_i8_scale(b, centre, d), row_len(b, centre, d), d);
+                double bound =
+                    gram_i8_bound(gram_i8_scale(a, 1.0f, centre, d), row_len(a, centre, d),
+                                  gram_i8_scale(b, 1.0f, centre, d), row_len(b, centre, d), d);
                 double dev = fabs(v - sum) / (bound / GRAM_I8_Z);
                 worst = dev > worst ? dev : worst;
                 bad += !(fabs(v - sum) <= bound);

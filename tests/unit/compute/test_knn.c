@@ -582,35 +582,39 @@ static void test_recall_check_keeps_approximate_graph_on_clusters(void)
     free(x);
 }
 
-/* The exact graph and cells of `part` rows (no rounds) of x (n rows) with the int8
- * pre-screen on: the brute-force graph in double, for 1, 2 and 3 threads; on a VNNI
- * machine the cells through int8 products for at least `least` rows, of which at least
- * `rejoined` were joined again. */
+/* The exact graph and cells of `part` rows (no rounds) of x (n rows), euclidean and
+ * cosine, with the int8 pre-screen on: the brute-force graph in double, for 1, 2 and 3
+ * threads; on a VNNI machine the cells through int8 products for at least `least` rows,
+ * of which at least `rejoined` were joined again. */
 static void check_screen_matches_brute_force(const float *x, size_t n, size_t d, const char *what,
                                              size_t part, size_t least, size_t rejoined)
 {
     size_t k = 15;
     int32_t *want = malloc(n * k * sizeof *want);
-    brute_knn(x, n, d, k, 0, want);
-    for (int cell = 0; cell < 2; cell++) {
-        struct knn_options o;
-        knn_options_default(&o);
-        o.screen = 1;
-        o.method = cell ? KNN_APPROX : KNN_EXACT;
-        o.part_size = part;
-        o.n_iters = KNN_NO_ROUNDS;
-        o.recall_target = 0.0;
-        struct knn_graph g[3];
-        build_on_1_2_3_threads(x, n, d, k, &o, g);
-        double r = overlap(g[0].idx, want, n, k);
-        printf("     %s, %s: recall %.5f, %zu rows through int8, %zu joined again\n", what,
-               cell ? "cells" : "exact", r, g[0].screened, g[0].rejoined);
-        CHECK(r >= 0.999);
-        if (cell && gram_vnni_usable()) {
-            CHECK(g[0].screened >= least);
-            CHECK(g[0].rejoined >= rejoined);
+    for (int cosine = 0; cosine < 2; cosine++) {
+        brute_knn(x, n, d, k, cosine, want);
+        for (int cell = 0; cell < 2; cell++) {
+            struct knn_options o;
+            knn_options_default(&o);
+            o.screen = 1;
+            o.metric = cosine ? KNN_COSINE : KNN_EUCLIDEAN;
+            o.method = cell ? KNN_APPROX : KNN_EXACT;
+            o.part_size = part;
+            o.n_iters = KNN_NO_ROUNDS;
+            o.recall_target = 0.0;
+            struct knn_graph g[3];
+            build_on_1_2_3_threads(x, n, d, k, &o, g);
+            double r = overlap(g[0].idx, want, n, k);
+            printf("     %s, %s, %s: recall %.5f, %zu rows through int8, %zu joined again\n", what,
+                   cosine ? "cosine" : "euclidean", cell ? "cells" : "exact", r, g[0].screened,
+                   g[0].rejoined);
+            CHECK(r >= 0.999);
+            if (cell && gram_vnni_usable()) {
+                CHECK(g[0].screened >= least);
+                CHECK(g[0].rejoined >= rejoined);
+            }
+            free_graphs(g, 3);
         }
-        free_graphs(g, 3);
     }
     free(want);
 }
@@ -633,7 +637,7 @@ static void test_screen_matches_brute_force_on_clustered_rows(void)
     free(x);
 }
 
-/* Rows the error bound cannot vouch for: 60 near-copies of one row (offsets of 1e-3)
+/* Rows the error bound cannot vouch for: 60 near-copies of one row (offsets of 1e-2)
  * among isotropic rows.  Their 15th and 39th nearest are all copies, closer together
  * than the int8 error, so they are joined again exactly, and still come out right. */
 static void test_screen_rejoins_rows_the_bound_cannot_vouch_for(void)
@@ -643,7 +647,7 @@ static void test_screen_rejoins_rows_the_bound_cannot_vouch_for(void)
     uint64_t s = 77;
     for (size_t i = 1; i < 60; i++)
         for (size_t t = 0; t < d; t++)
-            x[i * d + t] = x[t] + 1e-3f * (float)td_normal(&s);
+            x[i * d + t] = x[t] + 1e-2f * (float)td_normal(&s);
     check_screen_matches_brute_force(x, n, d, "isotropic with 60 near-copies", 4096, n, 60);
     free(x);
 }
