@@ -755,10 +755,10 @@ static void screen_bounds(const struct nnd *s, const int32_t *mem, size_t cnt,
  * wider than twice their bound, so the wide heaps will vouch for them (knn_screen.h);
  * else the cell's rows would mostly be joined a second time, and float costs less
  * (many tight clusters in one cell, whose distances are small against the rows'
- * lengths).  Then each member's bound goes into the screen's err. */
+ * lengths).  cs holds the cell's centre (cell_centre, unit rows for cosine). */
 static int screen_cell(const struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs)
 {
-    size_t w = cs->screen->width, k = cs->screen->k;
+    size_t k = s->k, w = knn_screen_width(k);
     if (cnt < 4 * SCREEN_SAMPLE)
         return 0;
     if (s->m->metric == KNN_COSINE) /* a zero row is at distance 1 from all: not a unit row */
@@ -794,33 +794,33 @@ static int screen_cell(const struct nnd *s, const int32_t *mem, size_t cnt, stru
         heap_sort_row(hd[r], hi[r], w);
         vouched += wide - hd[r][k - 1] > 2.0f * cs->bound[at[r]];
     }
-    if (vouched < SCREEN_VOUCHED)
-        return 0;
+    return vouched >= SCREEN_VOUCHED;
+}
+
+/* An int8 cell's members' bounds into the screen's err (the largest over a row's
+ * cells); cs holds the cell's centre. */
+static void screen_commit(const struct nnd *s, const int32_t *mem, size_t cnt,
+                          struct cell_scratch *cs)
+{
+    screen_bounds(s, mem, cnt, cs);
     for (size_t a = 0; a < cnt; a++) {
         size_t i = (size_t)mem[a];
         if (cs->bound[a] > cs->screen->err[i])
             cs->screen->err[i] = cs->bound[a];
     }
-    return 1;
 }
 
-/* One cell: its members' rows gathered, then blocks of PART_ROWS rows against the
- * members from the block on, so each pair's dot product is computed once (AMX on the
- * team, or sgemm while the team sleeps); the team selects. */
-static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs,
-                     struct team *tm, const struct pw_progress *progress, struct pw_error *err)
+/* The cell's mean taken off its rows (cs->centre; unit: of the unit rows) and the
+ * members' squared lengths from it in cs->g, for euclidean rows and unit ones; cosine
+ * rows otherwise keep their inverse norms in cs->g. */
+static void cell_centre(const struct nnd *s, const int32_t *mem, size_t cnt,
+                        struct cell_scratch *cs, int unit)
 {
     const struct metric_ctx *m = s->m;
-    size_t d = m->d, k = s->k;
+    size_t d = m->d;
     int cosine = m->metric == KNN_COSINE;
-    /* cosine rows for int8: unit rows less their mean, whose halved squared distances
-     * are the cosine distances (below) */
-    int unit = cosine && cs->screen;
-    for (size_t a = 0; a < cnt; a++) {
-        size_t i = (size_t)mem[a];
-        cs->g[a] = cosine ? m->inv_norm[i] : m->sqnorm[i];
-        cs->thr[a] = s->hd[i * k];
-    }
+    for (size_t a = 0; a < cnt; a++)
+        cs->g[a] = cosine ? m->inv_norm[mem[a]] : m->sqnorm[mem[a]];
     if (!cosine || unit) {
         /* |a|^2 + |b|^2 - 2 a.b loses the digits the rows share: measured from the
          * cell's mean (euclidean distances stay the same), the dots' error is relative
@@ -845,11 +845,23 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, struct cell_
             cs->g[a] = (float)q;
         }
     }
-    int i8 = cs->screen && screen_cell(s, mem, cnt, cs), gram = cs->amx || i8;
-    cs->unit = unit && i8;
-    if (unit && !i8) /* float: cosine from the raw rows' dots and inverse norms */
-        for (size_t a = 0; a < cnt; a++)
-            cs->g[a] = m->inv_norm[mem[a]];
+}
+
+/* One cell: its members' rows gathered, then blocks of PART_ROWS rows against the
+ * members from the block on, so each pair's dot product is computed once (AMX on the
+ * team, or sgemm while the team sleeps); the team selects. */
+static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, int i8, struct cell_scratch *cs,
+                     struct team *tm, const struct pw_progress *progress, struct pw_error *err)
+{
+    const struct metric_ctx *m = s->m;
+    size_t d = m->d, k = s->k;
+    int cosine = m->metric == KNN_COSINE, gram = cs->amx || i8;
+    cs->unit = cosine && i8;
+    cell_centre(s, mem, cnt, cs, cs->unit);
+    for (size_t a = 0; a < cnt; a++)
+        cs->thr[a] = s->hd[(size_t)mem[a] * k];
+    if (i8)
+        screen_commit(s, mem, cnt, cs);
     if (!gram && !cs->in_place && !cs->buf &&
         !(cs->buf = malloc(cs->biggest * d * sizeof *cs->buf)))
         return pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu rows", cnt);
@@ -1111,6 +1123,28 @@ static int spill_threshold(const struct kmeans_cells *cells, double spill, float
     return 0;
 }
 
+/* Which cells join on int8 (screen_cell) into i8[0..c), with cs made ready for the
+ * pre-screen; when none does, *screen becomes 0 and cs is freed (the joins then run
+ * on float with heaps of k). */
+static int choose_cells(const struct nnd *s, const int32_t *mem, const size_t *start, size_t c,
+                        uint8_t *i8, struct cell_scratch *cs, size_t biggest, int use_amx,
+                        struct knn_screen *sc, int in_place, int *screen, struct pw_error *err)
+{
+    int rc = cell_scratch_init(cs, s, biggest, use_amx, sc, in_place, err), any = 0;
+    int cosine = s->m->metric == KNN_COSINE;
+    for (size_t a = 0; a < c && !rc; a++) {
+        size_t cnt = start[a + 1] - start[a];
+        cell_centre(s, mem + start[a], cnt, cs, cosine);
+        i8[a] = (uint8_t)screen_cell(s, mem + start[a], cnt, cs);
+        any |= i8[a];
+    }
+    if (!rc && !any) {
+        cell_scratch_free(cs);
+        *screen = 0;
+    }
+    return rc;
+}
+
 /* Rows of `width` slots in hd, hi whose first k hold the results, packed into rows of k;
  * the pages past them go back to the system (touched again, as zeros, only if wide heaps
  * come back). */
@@ -1148,8 +1182,11 @@ static int join_cells(struct nnd *s, const int32_t *mem, const size_t *start, si
     int32_t *done = NULL; /* a cell's members whose last cell it is */
     size_t *counts = calloc(2 * (size_t)s->threads, sizeof *counts); /* knn_screen_job's */
     uint32_t *scratch = NULL;
-    int rc = counts ? 0 : pw_error_set(err, PW_ENOMEM, "knn: out of memory");
     screen = screen && !(use_amx && gram_amx_usable());
+    uint8_t *i8 = screen ? calloc(c, 1) : NULL; /* the cells joined on int8 */
+    int rc = counts && (i8 || !screen) ? 0 : pw_error_set(err, PW_ENOMEM, "knn: out of memory");
+    if (!rc && screen) /* each cell's choice first: with none on int8, no wide heaps */
+        rc = choose_cells(s, mem, start, c, i8, &cs, biggest, use_amx, &sc, in_place, &screen, err);
     /* the wide heaps in s's own arrays when they have room: each row's k results then go
      * to the start of its wide row, and the rows are packed at the end */
     int in_s = screen && s->cap >= knn_screen_width(s->k);
@@ -1165,15 +1202,15 @@ static int join_cells(struct nnd *s, const int32_t *mem, const size_t *start, si
     } else if (!rc) {
         heap_init(s->hd, s->hi, s->n * s->k);
     }
-    if (!rc)
-        rc = cell_scratch_init(&cs, s, biggest, use_amx, screen ? &sc : NULL, in_place, err);
+    if (!rc && !screen)
+        rc = cell_scratch_init(&cs, s, biggest, use_amx, NULL, in_place, err);
     if (!rc)
         rc = team_start(s->threads, &tm, err);
     cs.p0 = p0;
     for (size_t a = 0; a < c && !rc; a++) {
         const int32_t *cm = mem + start[a];
         size_t cnt = start[a + 1] - start[a], nd = 0;
-        rc = cell_join(&w, cm, cnt, &cs, tm, progress, err);
+        rc = cell_join(&w, cm, cnt, screen && i8[a], &cs, tm, progress, err);
         if (!rc && screen) { /* while the cell's rows are in cache */
             for (size_t p = 0; p < cnt; p++)
                 if (knn_screen_last_cell(where, (size_t)cm[p]) == a)
@@ -1200,6 +1237,7 @@ static int join_cells(struct nnd *s, const int32_t *mem, const size_t *start, si
     free(done);
     free(scratch);
     free(counts);
+    free(i8);
     return rc;
 }
 
