@@ -637,6 +637,33 @@ static void test_screen_matches_brute_force_on_clustered_rows(void)
     free(x);
 }
 
+/* Ten tight clusters far apart in one cell (the exact graph): the sampled rows' gaps are
+ * far below the int8 error of rows measured from the cell's mean, so the cell stays on
+ * float, and the graph is the float path's to the byte. */
+static void test_screen_keeps_float_for_tight_clusters_in_one_cell(void)
+{
+    size_t n = 2000, d = 96, k = 15;
+    float *x = td_clusters(n, d, 10, 31);
+    for (int cosine = 0; cosine < 2; cosine++) {
+        struct knn_options o;
+        knn_options_default(&o);
+        o.metric = cosine ? KNN_COSINE : KNN_EUCLIDEAN;
+        o.method = KNN_EXACT;
+        struct knn_graph on, off;
+        struct pw_error err;
+        o.screen = 1;
+        CHECK(knn_build(x, n, d, k, &o, &on, NULL, &err) == 0);
+        o.screen = 0;
+        CHECK(knn_build(x, n, d, k, &o, &off, NULL, &err) == 0);
+        CHECK(on.screened == 0 && on.rejoined == 0);
+        CHECK(memcmp(on.idx, off.idx, n * k * sizeof *on.idx) == 0);
+        CHECK(memcmp(on.dist, off.dist, n * k * sizeof *on.dist) == 0);
+        knn_free(&on);
+        knn_free(&off);
+    }
+    free(x);
+}
+
 /* Rows the error bound cannot vouch for: 60 near-copies of one row (offsets of 1e-2)
  * among isotropic rows.  Their 15th and 39th nearest are all copies, closer together
  * than the int8 error, so they are joined again exactly, and still come out right. */
@@ -688,6 +715,7 @@ int main(void)
     RUN(test_recall_check_keeps_approximate_graph_on_clusters);
     RUN(test_screen_matches_brute_force_on_isotropic_rows);
     RUN(test_screen_matches_brute_force_on_clustered_rows);
+    RUN(test_screen_keeps_float_for_tight_clusters_in_one_cell);
     RUN(test_screen_rejoins_rows_the_bound_cannot_vouch_for);
     RUN(test_knn_rejects_k_not_below_n);
     PW_TEST_MAIN();
