@@ -759,7 +759,7 @@ static void screen_bounds(const struct nnd *s, const int32_t *mem, size_t cnt,
 static int screen_cell(const struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs)
 {
     size_t k = s->k, w = knn_screen_width(k);
-    if (cnt < 4 * SCREEN_SAMPLE)
+    if (cnt < 4 * SCREEN_SAMPLE || w > 4096) /* the sample's heaps live on the stack */
         return 0;
     if (s->m->metric == KNN_COSINE) /* a zero row is at distance 1 from all: not a unit row */
         for (size_t a = 0; a < cnt; a++)
@@ -1196,7 +1196,7 @@ static int join_cells(struct nnd *s, const int32_t *mem, const size_t *start, si
         w.hd = sc.hd;
         w.hi = sc.hi;
         done = malloc(biggest * sizeof *done);
-        scratch = malloc(2 * s->k * (size_t)s->threads * sizeof *scratch);
+        scratch = malloc(knn_screen_scratch(s->k) * (size_t)s->threads * sizeof *scratch);
         if (!done || !scratch)
             rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu", biggest);
     } else if (!rc) {

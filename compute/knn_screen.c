@@ -16,6 +16,11 @@ size_t knn_screen_width(size_t k)
     return k + 8 + k / 2;
 }
 
+size_t knn_screen_scratch(size_t k)
+{
+    return 2 * k + knn_screen_width(k);
+}
+
 int knn_screen_init(struct knn_screen *sc, size_t n, size_t k, float *hd, int32_t *hi,
                     struct pw_error *err)
 {
@@ -117,7 +122,7 @@ static void push_exact(const float *x, size_t d, int cosine, const float *inv, s
 
 /* Row i's k-heap from its wide heap; 1 when the bound vouches for it. */
 static int rerank_row(const struct knn_screen *sc, const float *x, size_t d, int cosine,
-                      const float *inv, size_t i, float *hd, int32_t *hi)
+                      const float *inv, size_t i, float *hd, int32_t *hi, int32_t *cand)
 {
     size_t w = sc->width, k = sc->k;
     const float *wd = sc->hd + i * w;
@@ -130,7 +135,6 @@ static int rerank_row(const struct knn_screen *sc, const float *x, size_t d, int
         return 1;
     }
     size_t cnt = 0;
-    int32_t cand[w];
     for (size_t e = 0; e < w; e++)
         if (wi[e] >= 0)
             cand[cnt++] = wi[e];
@@ -170,12 +174,13 @@ void knn_screen_finish(void *job, int t, int T)
     const struct knn_screen_job *j = job;
     size_t n = j->sc->n, k = j->sc->k, rejoined = 0, screened = 0;
     size_t lo = j->count * (size_t)t / (size_t)T, hi = j->count * (size_t)(t + 1) / (size_t)T;
-    float *hd = (float *)(j->scratch + 2 * k * (size_t)t); /* the output may be the wide row */
-    int32_t *hx = (int32_t *)(j->scratch + 2 * k * (size_t)t + k);
+    size_t per = knn_screen_scratch(k); /* the output may be the wide row: built apart */
+    float *hd = (float *)(j->scratch + per * (size_t)t);
+    int32_t *hx = (int32_t *)(j->scratch + per * (size_t)t + k), *cand = hx + k;
     for (size_t r = lo; r < hi; r++) {
         size_t i = (size_t)j->rows[r];
         screened += j->sc->err[i] >= 0.0f;
-        if (!rerank_row(j->sc, j->x, j->d, j->cosine, j->inv_norm, i, hd, hx)) {
+        if (!rerank_row(j->sc, j->x, j->d, j->cosine, j->inv_norm, i, hd, hx, cand)) {
             rejoin_row(j->x, j->d, j->cosine, j->inv_norm, n, k, j->cells, i, hd, hx);
             rejoined++;
         }

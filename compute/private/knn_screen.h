@@ -41,6 +41,9 @@ struct knn_screen_cells {
 
 size_t knn_screen_width(size_t k);
 
+/* Values (4 bytes) of a knn_screen_job's scratch a thread needs. */
+size_t knn_screen_scratch(size_t k);
+
 /* 0 or PW_ENOMEM; the heaps empty, err -1.  hd and hi: the caller's arrays of n * width
  * slots for the heaps, or NULL (the screen allocates them). */
 int knn_screen_init(struct knn_screen *sc, size_t n, size_t k, float *hd, int32_t *hi,
@@ -51,8 +54,8 @@ void knn_screen_free(struct knn_screen *sc);
  * = 1/|x_i| or 0) into k-slot heaps at hd + i stride, hi + i stride (max-heaps by
  * (distance, index) as knn_heap.h; they may be the first k slots of the row's wide heap)
  * from the wide ones, once every cell of theirs was joined; distances internal (squared
- * euclidean or cosine).  scratch: 2 k values a thread.  counts[2t], counts[2t + 1]: rows
- * thread t joined again, and rows it took with an int8 cell among theirs. */
+ * euclidean or cosine).  scratch: knn_screen_scratch(k) values a thread.  counts[2t], counts[2t +
+ * 1]: rows thread t joined again, and rows it took with an int8 cell among theirs. */
 struct knn_screen_job {
     struct knn_screen *sc;
     const float *x;
