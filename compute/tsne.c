@@ -34,7 +34,7 @@
 #endif
 
 #define NBLOCKS      8
-#define ADAPT_PERIOD 300 /* iterations between thread-count probes */
+#define ADAPT_PERIOD 100 /* iterations between thread-count probes */
 #define ADAPT_PROBE  3   /* iterations timed on one thread, then on all */
 
 /* The values tsne.h documents; a field not named is 0, which is how a field added later
@@ -438,9 +438,11 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     r.learning_rate = lr;
     struct knn_graph g = {0};
     struct pairs P = {0};
-    /* Below ~8k points an iteration takes a few milliseconds on one core: the OpenMP
-     * barriers would cost more than they save. */
-    int iter_threads = n < 8192 ? 1 : threads;
+    /* The iterations start on all threads at every size: on an idle 2-core machine two
+     * threads take a quarter to a third off the iterations from digits' 1,797 points
+     * (exact sums) to 6k (the grid), and the probes below move to one thread while two
+     * measure slower. */
+    int iter_threads = threads;
     struct repulsion rp = {NULL, n, iter_threads, NULL};
     float *Y = out, *upd = NULL, *gains = NULL, *rep = NULL, *abuf = NULL;
     int32_t *order = NULL, *inv = NULL; /* order[new] = the point's input row */
@@ -549,12 +551,15 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     /* The iteration's thread count is re-chosen every ADAPT_PERIOD iterations by timing
      * ADAPT_PROBE iterations on one thread against as many on `threads`: on a shared
      * machine a thread that waits at one of an iteration's four barriers spins on a core
-     * the working thread needs, and two threads can be several times slower than one.  When
-     * two threads do pay, the probes' 12 one-thread iterations in 1000 cost about 1 % of
-     * the optimisation.  The layout does not depend on the thread count, so this changes
+     * the working thread needs, and two threads can be several times slower than one.  Between
+     * probes, an iteration on `threads` that takes 1.5 times as long as the probe's
+     * one-thread iterations did sends the rest of the period to one thread: the machine got
+     * busier (the margin is for the grid's growth within a period).
+     * When two threads do pay, the probes' 30 one-thread iterations in 1000 cost about 2 %
+     * of the optimisation.  The layout does not depend on the thread count, so this changes
      * only the time. */
     int adaptive = iter_threads > 1, cur = iter_threads;
-    double probe_t0 = 0, probe_one = 0;
+    double probe_t0 = 0, probe_one = 0, it_t0 = 0;
     double last = stopwatch_now(), Z = 1;
     float min_gain = (float)o.min_gain;
     /* sklearn runs _gradient_descent twice: iterations [0, 250) exaggerated, then
@@ -571,6 +576,14 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
         float momentum = explore ? 0.5f : 0.8f, lrf = (float)lr;
         if (adaptive) {
             size_t ph = it % ADAPT_PERIOD;
+            double now = stopwatch_now();
+            if (cur > 1 && ph > 2 * ADAPT_PROBE && now - it_t0 > 1.5 * probe_one / ADAPT_PROBE) {
+                cur = 1;
+                rp.threads = cur;
+                if (rp.fft)
+                    tsne_fft_set_threads(rp.fft, cur);
+            }
+            it_t0 = now;
             if (ph == 0 || ph == ADAPT_PROBE || ph == 2 * ADAPT_PROBE) {
                 double t = stopwatch_now();
                 if (ph == ADAPT_PROBE)
