@@ -1,6 +1,8 @@
-/* test_gram.c - the AMX dot products (compute/gram.h) against double-precision sums.
- * Machines without AMX-BF16 have nothing to test here: the program exits 77, which
- * ctest reports as skipped (knn's tests cover the sgemm path there). */
+/* test_gram.c - the dot products of compute/gram.h against double-precision sums, for
+ * each kind this CPU offers: AMX-BF16 (hi + lo bf16, within 2^-14 of the sum of |a_t b_t|)
+ * and AVX512-VNNI int8 (within gram_i8_bound, the kind's stated error bound).  A machine
+ * with neither has nothing to test here: the program exits 77, which ctest reports as
+ * skipped (knn's tests cover the sgemm path there). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,20 +21,56 @@ static float *mixed_rows(size_t n, size_t d, uint64_t seed)
     return x;
 }
 
-/* Every block of `block` rows against the rows from the block on, in one call, with
- * each dot product within 2^-14 of the sum of |a_t b_t| of the double sum, and the
- * padding (rows past the block, columns past cnt) zero. */
-static void check_against_double(size_t cnt, size_t d, size_t block, uint64_t seed)
+/* Normal rows offset by 50 in every dimension. */
+static float *offset_rows(size_t n, size_t d, uint64_t seed)
 {
-    size_t total = cnt + 40;
-    float *x = mixed_rows(total, d, seed);
+    uint64_t s = seed * 2654435761u + 1;
+    float *x = malloc(n * d * sizeof *x);
+    for (size_t i = 0; i < n * d; i++)
+        x[i] = (float)(50.0 + td_normal(&s));
+    return x;
+}
+
+/* |a - centre|, in double */
+static double row_len(const float *a, const float *centre, size_t d)
+{
+    double q = 0;
+    for (size_t t = 0; t < d; t++) {
+        double v = (double)a[t] - (centre ? centre[t] : 0.0f);
+        q += v * v;
+    }
+    return sqrt(q);
+}
+
+/* The error a dot product of the centred rows a and b may have in this kind. */
+static double allowed_error(enum gram_kind kind, const float *a, const float *b,
+                            const float *centre, size_t d)
+{
+    if (kind == GRAM_VNNI_I8)
+        return gram_i8_bound(gram_i8_scale(a, 1.0f, centre, d), row_len(a, centre, d),
+                             gram_i8_scale(b, 1.0f, centre, d), row_len(b, centre, d), d);
+    double mag = 0;
+    for (size_t t = 0; t < d; t++)
+        mag += fabs(((double)a[t] - (centre ? centre[t] : 0.0f)) *
+                    ((double)b[t] - (centre ? centre[t] : 0.0f)));
+    return mag * 0x1p-14;
+}
+
+/* Every block of `block` rows against the rows from the block on, with every dot product
+ * of the centred rows within allowed_error of the double sum (for int8 the bound is 5
+ * deviations: a few of these 10^4-10^5 pairs beyond 4 would be normal, none beyond 5), and
+ * the padding (rows past the block, columns past cnt) zero.  Returns the largest error as
+ * a fraction of the allowed one. */
+static double check_against_double(enum gram_kind kind, float *x, size_t total, size_t cnt,
+                                   size_t d, size_t block, const float *centre)
+{
     int32_t *idx = malloc(cnt * sizeof *idx);
     for (size_t i = 0; i < cnt; i++) /* a permuted subset of the rows */
         idx[i] = (int32_t)((i * 7 + 3) % total);
     struct gram g;
     struct pw_error err;
-    CHECK(gram_init(&g, GRAM_AMX_BF16, cnt, d, block, 3, &err) == 0);
-    gram_source(&g, x, NULL);
+    CHECK(gram_init(&g, kind, cnt, d, block, 3, &err) == 0);
+    gram_source(&g, x, centre);
     gram_set(&g, idx, cnt);
     for (int t = 0; t < 3; t++) /* packed in three shares, as three threads would */
         gram_pack(&g, t, 3);
@@ -40,53 +78,80 @@ static void check_against_double(size_t cnt, size_t d, size_t block, uint64_t se
     size_t ld = (cnt + GRAM_COLS - 1) / GRAM_COLS * GRAM_COLS;
     float *out = aligned_alloc(64, pad_rows * ld * sizeof *out);
     int bad = 0, bad_pad = 0;
+    double worst = 0.0;
     for (size_t r0 = 0; r0 < cnt; r0 += block) {
         size_t rows = cnt - r0 < block ? cnt - r0 : block;
         size_t rp = (rows + GRAM_ROWS - 1) / GRAM_ROWS * GRAM_ROWS;
-        size_t cols = ld - r0;
+        size_t cols = ld - r0 / GRAM_COLS * GRAM_COLS, c0 = r0 / GRAM_COLS * GRAM_COLS;
         memset(out, 0xff, pad_rows * ld * sizeof *out); /* NaN: unwritten shows */
         gram_rowset(&g, idx + r0, rows);
         gram_block(&g, 0, 2);
         gram_block(&g, 1, 2);
-        gram_rows(&g, rows, r0, r0, cnt, out, cols);
+        gram_rows(&g, rows, c0, c0, cnt, out, cols);
         for (size_t r = 0; r < rp; r++)
-            for (size_t c = r0; c < r0 + cols; c++) {
-                float v = out[r * cols + (c - r0)];
+            for (size_t c = c0; c < c0 + cols; c++) {
+                float v = out[r * cols + (c - c0)];
                 if (r >= rows || c >= cnt) {
                     bad_pad += v != 0.0f;
                     continue;
                 }
                 const float *a = x + (size_t)idx[r0 + r] * d, *b = x + (size_t)idx[c] * d;
-                double sum = 0, mag = 0;
-                for (size_t t = 0; t < d; t++) {
-                    sum += (double)a[t] * b[t];
-                    mag += fabs((double)a[t] * b[t]);
-                }
-                bad += !(fabs(v - sum) <= mag * 0x1p-14);
+                double sum = 0;
+                for (size_t t = 0; t < d; t++)
+                    sum += ((double)a[t] - (centre ? centre[t] : 0.0f)) *
+                           ((double)b[t] - (centre ? centre[t] : 0.0f));
+                double allowed = allowed_error(kind, a, b, centre, d), e = fabs(v - sum);
+                worst = e / allowed > worst ? e / allowed : worst;
+                bad += !(e <= allowed);
             }
     }
     if (bad || bad_pad)
-        fprintf(stderr, "     cnt %zu d %zu block %zu: %d bad values, %d bad pads\n", cnt, d, block,
-                bad, bad_pad);
+        fprintf(stderr, "     kind %d cnt %zu d %zu block %zu: %d beyond the bound, %d bad pads\n",
+                (int)kind, cnt, d, block, bad, bad_pad);
     CHECK(bad == 0);
     CHECK(bad_pad == 0);
     free(out);
     gram_free(&g);
     free(idx);
+    return worst;
+}
+
+static void dots_within_bound_of_double_sums(enum gram_kind kind)
+{
+    struct {
+        size_t cnt, d, block;
+    } shapes[] = {{300, 768, 48}, {17, 33, 64}, {1, 3, 32}, {250, 64, 250}, {200, 1536, 256}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        size_t cnt = shapes[s].cnt, d = shapes[s].d, total = cnt + 40;
+        float *x = mixed_rows(total, d, s + 1);
+        double worst = check_against_double(kind, x, total, cnt, d, shapes[s].block, NULL);
+        printf("     kind %d, mixed rows %zu x %zu: largest error %.2f of the allowed\n", (int)kind,
+               cnt, d, worst);
+        free(x);
+    }
+}
+
+/* Rows far from the origin, measured from a centre (as the k-NN cells do): the error is
+ * relative to the centred rows. */
+static void centred_dots_within_bound(enum gram_kind kind)
+{
+    size_t cnt = 300, d = 96, total = cnt + 40;
+    float *x = offset_rows(total, d, 7);
+    float *centre = malloc(d * sizeof *centre);
+    for (size_t t = 0; t < d; t++)
+        centre[t] = 50.0f;
+    double worst = check_against_double(kind, x, total, cnt, d, 64, centre);
+    printf("     kind %d, offset rows, centred: largest error %.2f of the allowed\n", (int)kind,
+           worst);
+    CHECK(worst > 0.0); /* the rounding is there: the check is not vacuous */
+    free(centre);
     free(x);
 }
 
-static void test_dots_match_double_sums(void)
-{
-    check_against_double(100, 768, 48, 1); /* blocks not a multiple of 32 rows */
-    check_against_double(17, 33, 64, 2);   /* d not a multiple of 32 */
-    check_against_double(1, 3, 32, 3);
-    check_against_double(250, 64, 250, 4); /* one block */
-}
-
 /* Columns split into any 16-aligned ranges (as threads split them) give the same bytes
- * as one call: odd and even numbers of panels take different kernels. */
-static void test_column_split_gives_same_bytes(void)
+ * as one call (for AMX, odd and even numbers of panels take different kernels), and a dot
+ * product does not depend on the row block it came in. */
+static void column_split_gives_same_bytes(enum gram_kind kind)
 {
     size_t cnt = 203, d = 96, rows = 70;
     float *x = mixed_rows(cnt, d, 9);
@@ -95,7 +160,7 @@ static void test_column_split_gives_same_bytes(void)
         idx[i] = (int32_t)i;
     struct gram g;
     struct pw_error err;
-    CHECK(gram_init(&g, GRAM_AMX_BF16, cnt, d, rows, 1, &err) == 0);
+    CHECK(gram_init(&g, kind, cnt, d, rows, 1, &err) == 0);
     gram_source(&g, x, NULL);
     gram_set(&g, idx, cnt);
     gram_pack(&g, 0, 1);
@@ -110,7 +175,6 @@ static void test_column_split_gives_same_bytes(void)
         gram_rows(&g, rows, 16, cuts[i], cuts[i + 1], split, ld);
     for (size_t r = 0; r < rows; r++)
         CHECK(memcmp(one + r * ld, split + r * ld, (cnt - 16) * sizeof *one) == 0);
-    /* and a dot product does not depend on the row block it came in */
     gram_rowset(&g, idx + 48, 20);
     gram_block(&g, 0, 1);
     float *again = aligned_alloc(64, 32 * ld * sizeof *again);
@@ -125,13 +189,51 @@ static void test_column_split_gives_same_bytes(void)
     free(x);
 }
 
+static void test_amx_dots_within_bound(void)
+{
+    dots_within_bound_of_double_sums(GRAM_AMX_BF16);
+}
+static void test_amx_centred_dots(void)
+{
+    centred_dots_within_bound(GRAM_AMX_BF16);
+}
+static void test_amx_column_split(void)
+{
+    column_split_gives_same_bytes(GRAM_AMX_BF16);
+}
+static void test_i8_dots_within_bound(void)
+{
+    dots_within_bound_of_double_sums(GRAM_VNNI_I8);
+}
+static void test_i8_centred_dots(void)
+{
+    centred_dots_within_bound(GRAM_VNNI_I8);
+}
+static void test_i8_column_split(void)
+{
+    column_split_gives_same_bytes(GRAM_VNNI_I8);
+}
+
 int main(void)
 {
-    if (!gram_amx_usable()) {
-        printf("skipped: this CPU or kernel offers no AMX-BF16\n");
+    int amx = gram_amx_usable(), vnni = gram_vnni_usable();
+    if (!amx && !vnni) {
+        printf("skipped: this CPU offers neither AMX-BF16 nor AVX512-VNNI\n");
         return 77;
     }
-    RUN(test_dots_match_double_sums);
-    RUN(test_column_split_gives_same_bytes);
+    if (amx) {
+        RUN(test_amx_dots_within_bound);
+        RUN(test_amx_centred_dots);
+        RUN(test_amx_column_split);
+    } else {
+        printf("     no AMX-BF16 here: its kind is not tested\n");
+    }
+    if (vnni) {
+        RUN(test_i8_dots_within_bound);
+        RUN(test_i8_centred_dots);
+        RUN(test_i8_column_split);
+    } else {
+        printf("     no AVX512-VNNI here: its kind is not tested\n");
+    }
     PW_TEST_MAIN();
 }
