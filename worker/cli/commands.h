@@ -1,11 +1,12 @@
 /* commands.h - the subcommands of projection-worker and the table that dispatches them.
  *
- * Three binaries share one command line (see docs/ARCHITECTURE.md):
- *   projection-worker          main_consumer.c: runs `run` itself (RabbitMQ + JSON only)
- *                              and hands every other command to the binary that has it;
- *   projection-worker-task     main_task.c: every command, PostgreSQL, libcurl and
- *                              OpenBLAS linked; runs one task per process for `run`;
- *   projection-worker-project  main_project.c: `project` alone, compute/ and JSON.
+ * Four binaries share one command line (see docs/ARCHITECTURE.md):
+ *   projection-worker           main.c: libc only; hands every command to the binary
+ *                               that has it (execv);
+ *   projection-worker-consumer  main_consumer.c: `run` alone (RabbitMQ, JSON, HTTP);
+ *   projection-worker-task      main_task.c: every command, PostgreSQL, libcurl and
+ *                               OpenBLAS linked; runs one task per process for `run`;
+ *   projection-worker-project   main_project.c: `project` alone, compute/ and JSON.
  *
  * Each command takes the arguments after its own name (argv[0] is the command name) and
  * returns the process exit status.  It parses its own flags, builds its own state and

@@ -4,12 +4,11 @@
  * the child's stdin gets the message, its stdout is read with poll() so the cancel flag
  * is checked every 100 ms while the task runs. */
 #include "clock.h"
+#include "sibling_bin.h"
 #include "task_subprocess.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -27,31 +26,9 @@ extern char **environ;
  * and the cancellation recorded by a second, short run (record_revoked) */
 #define REVOKE_GRACE_S 0.3
 
-int task_subprocess_find_named(const char *name, const char *env_var, char *buf, size_t cap,
-                               struct pw_error *err)
-{
-    const char *env = getenv(env_var);
-    char self[PATH_MAX];
-    ssize_t n;
-
-    if (env && *env) {
-        snprintf(buf, cap, "%s", env);
-    } else {
-        n = readlink("/proc/self/exe", self, sizeof self - 1);
-        if (n < 0)
-            return pw_error_set(err, PW_EIO, "cannot find my own executable: %s", strerror(errno));
-        self[n] = '\0';
-        snprintf(buf, cap, "%s/%s", dirname(self), name);
-    }
-    if (access(buf, X_OK))
-        return pw_error_set(err, PW_ENOTFOUND, "%s is missing or not executable (set %s)", buf,
-                            env_var);
-    return 0;
-}
-
 int task_subprocess_find_bin(char *buf, size_t cap, struct pw_error *err)
 {
-    return task_subprocess_find_named(TASK_BIN_NAME, TASK_BIN_ENV, buf, cap, err);
+    return sibling_bin_find(TASK_BIN_NAME, TASK_BIN_ENV, buf, cap, err);
 }
 
 void task_subprocess_death_reason(int signo, char *buf, size_t cap)

@@ -28,6 +28,7 @@
 #ifndef PW_TASK_SUBPROCESS_H
 #define PW_TASK_SUBPROCESS_H
 
+#include "sibling_bin.h"
 #include "tasks.h"
 
 struct task_subprocess_config {
@@ -40,14 +41,8 @@ int task_subprocess_run(const struct task_env *env, struct task_outcome *out, st
 
 void task_subprocess_death_reason(int signo, char *buf, size_t cap);
 
-#define TASK_BIN_NAME "projection-worker-task"
-#define TASK_BIN_ENV  "PW_TASK_BIN" /* overrides where it is */
-
 /* Finds projection-worker-task: $PW_TASK_BIN, else next to /proc/self/exe.  Writes
  * the path into buf.  PW_ENOTFOUND when it is not an executable file. */
 int task_subprocess_find_bin(char *buf, size_t cap, struct pw_error *err);
-/* The same for any sibling binary: $env_var, else `name` next to /proc/self/exe. */
-int task_subprocess_find_named(const char *name, const char *env_var, char *buf, size_t cap,
-                               struct pw_error *err);
 
 #endif
