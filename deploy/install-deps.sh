@@ -9,6 +9,8 @@ PACKAGES=(
     build-essential cmake pkg-config clang-format
     # libraries the worker links
     librabbitmq-dev libpq-dev libopenblas-dev liblapacke-dev libjansson-dev
+    # the pthread variant named: its static archive goes into the task and project binaries
+    libopenblas-pthread-dev
     libcurl4-openssl-dev libssl-dev libyajl-dev libfftw3-dev libmicrohttpd-dev
     # services the tests and the quick start run locally
     rabbitmq-server postgresql
