@@ -6,14 +6,26 @@
 # against RabbitMQ + PostgreSQL that ctest starts on private ports and stops, quality),
 # then rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit and
 # integration suites again with the sanitized worker (LeakSanitizer on the integration
-# path; tests labelled "waits", see tests/CMakeLists.txt, run in the first pass only).  PW_TEST_JOBS sets ctest parallelism for unit tests (default 2);
-# PW_LONG_TESTS=1 adds the long quality tests (label quality-long).
+# path; tests labelled "waits", see tests/CMakeLists.txt, run in the first pass only).
+# The sanitizer builds run niced in the background while the integration and
+# reliability suites, which mostly wait on the services, run (their log:
+# $BUILD/sanitizer-builds.log).  PW_TEST_JOBS sets ctest parallelism for unit tests
+# (default 2); PW_LONG_TESTS=1 adds the long quality tests (label quality-long).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUILD=${PW_BUILD_ROOT:-$ROOT/_build}
 JOBS=${PW_TEST_JOBS:-2}
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> [%s] %s\n' "$(date +%T)" "$*"; }
+
+# The ASan+UBSan build and the TSan targets (configure and build; one at a time).
+sanitizer_builds() {
+    cmake -S . -B "$BUILD/asan" -DCMAKE_BUILD_TYPE=Debug -DPW_SANITIZE=ON -DPW_TEST_TASKS=ON >/dev/null
+    cmake --build "$BUILD/asan" -j2
+    cmake -S . -B "$BUILD/tsan" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS="-fsanitize=thread -O1 -g" \
+        -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread >/dev/null
+    cmake --build "$BUILD/tsan" -j2 --target qdrant_scroll_tool test_compute_team
+}
 
 if [ "${PW_SKIP_INSTALL:-0}" != 1 ]; then
     step "installing Debian packages"
@@ -31,6 +43,13 @@ cmake --build "$BUILD/test" -j2
 step "unit tests"
 ctest --test-dir "$BUILD/test" -L unit -j "$JOBS" --output-on-failure
 
+step "sanitizer builds started in the background (nice 10; $BUILD/sanitizer-builds.log)"
+# Own session, so that a failing suite's exit stops the whole build (trap below).
+setsid nice -n 10 bash -c "$(declare -f sanitizer_builds); BUILD='$BUILD'; set -euo pipefail; sanitizer_builds" \
+    >"$BUILD/sanitizer-builds.log" 2>&1 &
+SANITIZER_BUILDS=$!
+trap 'kill -- -"$SANITIZER_BUILDS" 2>/dev/null || true' EXIT
+
 step "integration tests (RabbitMQ + PostgreSQL started by ctest)"
 ctest --test-dir "$BUILD/test" -L integration --output-on-failure
 
@@ -47,9 +66,12 @@ if [ "${PW_LONG_TESTS:-0}" = 1 ]; then
     ctest --test-dir "$BUILD/test" -L quality-long --output-on-failure
 fi
 
-step "sanitizer build (ASan + UBSan)"
-cmake -S . -B "$BUILD/asan" -DCMAKE_BUILD_TYPE=Debug -DPW_SANITIZE=ON -DPW_TEST_TASKS=ON >/dev/null
-cmake --build "$BUILD/asan" -j2
+step "waiting for the sanitizer builds (ASan + UBSan, TSan)"
+if ! wait "$SANITIZER_BUILDS"; then
+    tail -n 60 "$BUILD/sanitizer-builds.log"
+    echo "sanitizer builds failed (whole log: $BUILD/sanitizer-builds.log)" >&2
+    exit 1
+fi
 
 step "unit tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -63,9 +85,6 @@ step "fuzz corpora replay (ASan+UBSan)"
 PW_FUZZ_BUILD="$BUILD/fuzz" bash tests/fuzz/run.sh --replay
 
 step "thread sanitizer: the Qdrant scroll pipeline (receiver + parser threads), compute's thread team"
-cmake -S . -B "$BUILD/tsan" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS="-fsanitize=thread -O1 -g" \
-    -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread >/dev/null
-cmake --build "$BUILD/tsan" -j2 --target qdrant_scroll_tool test_compute_team
 TSAN_OPTIONS=halt_on_error=1:exitcode=66 "$BUILD/tsan/tests/unit/compute/test_compute_team"
 TSAN_OPTIONS=halt_on_error=1:exitcode=66 /usr/bin/python3 tests/integration/qdrant/test_qdrant_client.py \
     --tool "$BUILD/tsan/tests/integration/qdrant/qdrant_scroll_tool"
