@@ -9,9 +9,14 @@ import sys
 import tempfile
 
 
+SANITIZERS = ("libasan.", "libubsan.", "libtsan.", "liblsan.")  # tests/run.sh's sanitizer builds
+
+
 def needed(binary):
+    """The shared libraries the binary names, the sanitizer runtimes left out."""
     out = subprocess.run(["readelf", "-d", binary], capture_output=True, text=True, check=True).stdout
-    return sorted(line.split("[", 1)[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line)
+    libs = (line.split("[", 1)[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line)
+    return sorted(lib for lib in libs if not lib.startswith(SANITIZERS))
 
 
 def handed_over(front, tmp):
