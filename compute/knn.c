@@ -573,7 +573,6 @@ struct cell_block {
     const int32_t *cm;     /* the chunk's members, */
     const float *gc;       /* their norms */
     ptrdiff_t self0;       /* row r's own column is r + self0 (when in the chunk) */
-    int rows_only;         /* the columns' heaps are not offered the rows */
     float *phd;            /* int8: the heaps are the pool's (pool row pos0 + p for the
                               member at bm[p]); else the graph's */
     int32_t *phi;
@@ -693,8 +692,6 @@ static void select_block(void *arg, int t, int T)
                 root = hd[0];
             }
     }
-    if (b->rows_only)
-        return;
     size_t first = rows > cc0 ? rows : cc0, end = cc0 + ccols, rest = end > first ? end - first : 0;
     size_t c0 = first + rest * (size_t)t / (size_t)T,
            c1 = first + rest * (size_t)(t + 1) / (size_t)T;
@@ -873,42 +870,37 @@ static void cell_centre(const struct nnd *s, const int32_t *mem, size_t cnt,
     }
 }
 
-/* Rows [r_lo, r_hi) of a cell joined with its members (mem[0..cnt)), into the heaps
- * `pool` names (the pre-screen's, pool row p - r_lo for row p) or the graph's (pool
- * NULL).  Symmetric (the whole cell, r_lo = 0 and r_hi = cnt): blocks of PART_ROWS rows
+/* A cell (members mem[0..cnt)) joined into the heaps `pool` names (the pre-screen's:
+ * pool row p for the member at p) or the graph's (pool NULL): blocks of PART_ROWS rows
  * against the members from the block on, each pair's dot product computed once and
- * offered to both heaps (AMX or int8 on the team, or sgemm while the team sleeps).  Else
- * (int8 only) every block against every member: each pair twice, but only the range's
- * heaps are written, so a pool of r_hi - r_lo heaps is enough for any cell.  The team
- * selects. */
-static int join_rows(struct nnd *s, const int32_t *mem, size_t cnt, size_t r_lo, size_t r_hi,
-                     struct knn_screen *pool, struct cell_scratch *cs, struct team *tm,
-                     const struct pw_progress *progress, struct pw_error *err)
+ * offered to both heaps (AMX or int8 on the team, or sgemm while the team sleeps); the
+ * team selects. */
+static int join_rows(struct nnd *s, const int32_t *mem, size_t cnt, struct knn_screen *pool,
+                     struct cell_scratch *cs, struct team *tm, const struct pw_progress *progress,
+                     struct pw_error *err)
 {
     const struct metric_ctx *m = s->m;
     size_t d = m->d;
     int cosine = m->metric == KNN_COSINE, gram = cs->amx || pool;
-    int sym = r_lo == 0 && r_hi == cnt;
     /* A chunk of cs->cols members at a time is packed as columns, then joined with
-     * every block of PART_ROWS rows from the start of the range up to the chunk's end
-     * (symmetric) or to the range's end, each block packed again per chunk (a cell's
-     * panels took 16-23 MB at 20k-50k; the chunks take 1.5 MB there).  Every heap ends
-     * with the k smallest (distance, index) pairs it was offered whatever the order: same
-     * graph as the whole cell at once. */
+     * every block of PART_ROWS rows from the start of the cell up to the chunk's end,
+     * each block packed again per chunk (a cell's panels took 16-23 MB at 20k-50k; the
+     * chunks take 1.5 MB there).  Every heap ends with the k smallest (distance, index)
+     * pairs it was offered whatever the order: same graph as the whole cell at once. */
     for (size_t C0 = 0; C0 < cnt; C0 += cs->cols) {
-        size_t to = cnt - C0 < cs->cols ? cnt : C0 + cs->cols, r_end = sym ? to : r_hi;
+        size_t to = cnt - C0 < cs->cols ? cnt : C0 + cs->cols;
         if (gram) {
             gram_set(&cs->gram, mem + C0, to - C0);
             team_run(tm, gram_pack_run, &cs->gram);
         } else if (cs->in_place && !cosine) {
             centre_rows(m->x + C0 * d, to - C0, d, cs->centre, cs->buf);
         }
-        for (size_t r0 = r_lo; r0 < r_end; r0 += PART_ROWS) {
+        for (size_t r0 = 0; r0 < to; r0 += PART_ROWS) {
             int rc = pw_progress_check(progress, err, "knn");
             if (rc)
                 return rc;
-            size_t rows = r_hi - r0 < PART_ROWS ? r_hi - r0 : PART_ROWS;
-            size_t from = sym && r0 > C0 ? r0 : C0, ccols = to - from, ld = ccols;
+            size_t rows = cnt - r0 < PART_ROWS ? cnt - r0 : PART_ROWS;
+            size_t from = r0 > C0 ? r0 : C0, ccols = to - from, ld = ccols;
             if (gram) {
                 gram_rowset(&cs->gram, mem + r0, rows);
                 team_run(tm, gram_block_run, &cs->gram);
@@ -939,25 +931,117 @@ static int join_rows(struct nnd *s, const int32_t *mem, size_t cnt, size_t r_lo,
                                      .thr = cs->thr + r0,
                                      .rows = rows,
                                      .cnt = cnt,
-                                     .cc0 = sym ? from - r0 : 0,
+                                     .cc0 = from - r0,
                                      .ccols = ccols,
                                      .ld = ld,
                                      .cm = mem + from,
                                      .gc = cs->g + from,
                                      .self0 = (ptrdiff_t)r0 - (ptrdiff_t)from,
-                                     .rows_only = !sym,
                                      .phd = pool ? pool->hd : NULL,
                                      .phi = pool ? pool->hi : NULL,
                                      .pw = pool ? pool->width : 0,
-                                     .pos0 = r0 - r_lo};
+                                     .pos0 = r0};
             team_run(tm, select_block, &blk);
         }
-        if (cs->in_place && sym) /* chunks so far: the first to^2 / 2 pairs */
+        if (cs->in_place) /* chunks so far: the first to^2 / 2 pairs */
             pw_progress_report(progress, "knn",
                                cs->p0 + (1.0 - cs->p0) * ((double)to / (double)cnt) *
                                             ((double)to / (double)cnt));
     }
-    if (cs->in_place && !sym)
+    return 0;
+}
+
+#ifdef KNN_SCAN_AVX512
+/* select_cols' scan of columns [c0, c1) (v[c - c0]) for candidate i, as scan_cols_avx512. */
+__attribute__((target("avx512f"))) static void
+scan_range_avx512(const struct cell_block *b, const float *v, size_t c0, size_t c1, int32_t i)
+{
+    size_t pw = b->pw;
+    for (size_t a = c0; a < c1; a += 16) {
+        uint32_t m = le_mask(v + (a - c0), b->thr + a, 0.0f, c1 - a);
+        while (m) {
+            size_t c = a + (size_t)__builtin_ctz(m);
+            m &= m - 1;
+            if (b->cm[c] == i)
+                continue;
+            float *hd = b->phd + c * pw;
+            heap_push_new(hd, b->phi + c * pw, NULL, pw, v[c - c0], i, 0);
+            b->thr[c] = hd[0];
+        }
+    }
+}
+#endif
+
+/* Range joins (join_range): the block's rows (members of the cell) against the range's
+ * rows (the columns; column c's heap is the pool's row c).  Thread t of T takes a share
+ * of the columns and every row, so each heap sees its candidates in member order
+ * whatever T is. */
+static void select_cols(void *arg, int t, int T)
+{
+    const struct cell_block *b = arg;
+    const struct nnd *s = b->s;
+    size_t ccols = b->ccols, pw = b->pw;
+    size_t c0 = ccols * (size_t)t / (size_t)T, c1 = ccols * (size_t)(t + 1) / (size_t)T;
+    enum dot_form form = b->cs->unit                  ? FORM_UNIT
+                         : s->m->metric == KNN_COSINE ? FORM_COSINE
+                                                      : FORM_EUCLIDEAN;
+    float *v = b->cs->vals + (size_t)t * b->cnt, *thr = b->thr;
+    for (size_t r = 0; r < b->rows && c1 > c0; r++) {
+        int32_t i = b->bm[r];
+        dists_from_dots(b->cs->dots + r * b->ld + c0, b->gc + c0, b->g[r], form, c1 - c0, v);
+#ifdef KNN_SCAN_AVX512
+        if (s->avx512) {
+            scan_range_avx512(b, v, c0, c1, i);
+            continue;
+        }
+#endif
+        for (size_t c = c0; c < c1; c++)
+            if (v[c - c0] <= thr[c] && b->cm[c] != i) {
+                float *hd = b->phd + c * pw;
+                heap_push_new(hd, b->phi + c * pw, NULL, pw, v[c - c0], i, 0);
+                thr[c] = hd[0];
+            }
+    }
+}
+
+/* Rows [r_lo, r_hi) of an int8 cell (at most cs->cols of them) against every member,
+ * into the pool's first heaps (pool row p - r_lo for row p): the range is packed once as
+ * the columns, each block of PART_ROWS members once as rows.  Each pair of the range and
+ * the cell gets its product here, so every pair of the cell twice over its ranges; only
+ * the range's wide heaps are held. */
+static int join_range(struct nnd *s, const int32_t *mem, size_t cnt, size_t r_lo, size_t r_hi,
+                      struct cell_scratch *cs, struct team *tm, const struct pw_progress *progress,
+                      struct pw_error *err)
+{
+    size_t span = r_hi - r_lo, ld = (span + GRAM_COLS - 1) / GRAM_COLS * GRAM_COLS;
+    gram_set(&cs->gram, mem + r_lo, span);
+    team_run(tm, gram_pack_run, &cs->gram);
+    for (size_t b0 = 0; b0 < cnt; b0 += PART_ROWS) {
+        int rc = pw_progress_check(progress, err, "knn");
+        if (rc)
+            return rc;
+        size_t rows = cnt - b0 < PART_ROWS ? cnt - b0 : PART_ROWS;
+        gram_rowset(&cs->gram, mem + b0, rows);
+        team_run(tm, gram_block_run, &cs->gram);
+        struct gram_job job = {&cs->gram, rows, 0, span, ld, cs->dots};
+        team_run(tm, gram_job_run, &job);
+        struct cell_block blk = {.s = s,
+                                 .cs = cs,
+                                 .bm = mem + b0,
+                                 .g = cs->g + b0,
+                                 .thr = cs->thr + r_lo,
+                                 .rows = rows,
+                                 .cnt = cnt,
+                                 .ccols = span,
+                                 .ld = ld,
+                                 .cm = mem + r_lo,
+                                 .gc = cs->g + r_lo,
+                                 .phd = cs->screen->hd,
+                                 .phi = cs->screen->hi,
+                                 .pw = cs->screen->width};
+        team_run(tm, select_cols, &blk);
+    }
+    if (cs->in_place)
         pw_progress_report(progress, "knn", cs->p0 + (1.0 - cs->p0) * (double)r_hi / (double)cnt);
     return 0;
 }
@@ -1027,17 +1111,19 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, int i8, stru
             gram_row_factors(&cs->gram, m->inv_norm);
     }
     int rc = 0;
-    if (!i8) {
-        rc = join_rows(s, mem, cnt, 0, cnt, NULL, cs, tm, progress, err);
+    if (!i8 || cnt <= cs->screen->rows) {
+        if (i8)
+            knn_screen_clear(cs->screen, cnt);
+        rc = join_rows(s, mem, cnt, i8 ? cs->screen : NULL, cs, tm, progress, err);
+        if (!rc && i8)
+            finish_rows_of_cell(s, mem, cnt, 0, cnt, cs, tm);
     } else {
-        /* the pool's size in rows: whole cells, or ranges of whole row blocks */
-        size_t span = cnt <= cs->screen->rows         ? cnt
-                      : cs->screen->rows >= PART_ROWS ? cs->screen->rows / PART_ROWS * PART_ROWS
-                                                      : cs->screen->rows;
+        /* ranges as big as the pool and the packed columns allow */
+        size_t span = cs->screen->rows < cs->cols ? cs->screen->rows : cs->cols;
         for (size_t r0 = 0; r0 < cnt && !rc; r0 += span) {
             size_t r1 = cnt - r0 < span ? cnt : r0 + span;
             knn_screen_clear(cs->screen, r1 - r0);
-            rc = join_rows(s, mem, cnt, r0, r1, cs->screen, cs, tm, progress, err);
+            rc = join_range(s, mem, cnt, r0, r1, cs, tm, progress, err);
             if (!rc)
                 finish_rows_of_cell(s, mem, cnt, r0, r1, cs, tm);
         }

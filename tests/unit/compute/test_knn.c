@@ -665,8 +665,8 @@ static void test_screen_keeps_float_for_tight_clusters_in_one_cell(void)
 }
 
 /* A pre-screen pool smaller than the cells: the rows are joined a range at a time (each
- * pair's int8 product twice, only the range's wide heaps held), ranges of whole row blocks
- * (300 rows: 256) or of part of one (100).  The graph is the one a pool of every row gives,
+ * pair's int8 product twice, only the range's wide heaps held), ranges of 300 and 100
+ * rows.  The graph is the one a pool of every row gives,
  * to the byte, for 1, 2 and 3 threads, exact and in cells, near-copies included. */
 static void test_screen_in_ranges_gives_the_whole_pool_graph(void)
 {
