@@ -517,7 +517,9 @@ KNN_CLONES static void dists_from_dots(const float *row, const float *g, float g
 /* Scratch of one cell join: members' norms, their heaps' current roots (thresholds),
  * one row of distances per thread. */
 struct cell_scratch {
-    float *buf;                /* members' rows (sgemm) */
+    float *buf;                /* sgemm: a chunk of cols members' rows, gathered and (euclidean)
+                                  centred: never the whole cell's, a copy of up to a quarter of
+                                  the input */
     size_t biggest;            /* the most members a cell has */
     struct gram gram;          /* or: members' rows for AMX or int8 (gram.h) */
     int amx;                   /* gram holds the rows, on AMX */
@@ -527,10 +529,9 @@ struct cell_scratch {
     float *bound;              /* int8: members' error bounds (screen_cell) */
     uint32_t *fin;             /* int8: knn_screen_finish's scratch, its counts */
     size_t *counts;
-    int in_place;  /* sgemm reads the cell's rows where they are (the whole set, in index
-                      order: whole_join) rather than gathered into buf; euclidean rows are
-                      centred a column chunk (into buf) and a row block (rowbuf) at a time */
-    float *rowbuf; /* PART_ROWS rows: in_place, euclidean */
+    int in_place;  /* the cell is the whole set in index order (whole_join): sgemm reads
+                      cosine rows where they are */
+    float *rowbuf; /* sgemm: PART_ROWS members' rows, a block before the chunk */
     double p0;     /* in_place: the progress fraction the join starts from */
     float *centre; /* euclidean: the members' mean, taken off before the dots */
     double *sum;   /* d: its accumulator */
@@ -746,11 +747,19 @@ static void gram_job_run(void *arg, int t, int T)
 }
 
 /* to[r] = x[r] - centre for rows rows of d values. */
-static void centre_rows(const float *x, size_t rows, size_t d, const float *centre, float *to)
+/* to[r] = x[mem[r]] less the cell's centre (cosine rows: as they are), for rows rows. */
+static void gather_rows(const struct metric_ctx *m, const int32_t *mem, size_t rows,
+                        const float *centre, float *to)
 {
-    for (size_t r = 0; r < rows; r++)
-        for (size_t t = 0; t < d; t++)
-            to[r * d + t] = x[r * d + t] - centre[t];
+    size_t d = m->d;
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = m->x + (size_t)mem[r] * d;
+        if (m->metric == KNN_COSINE)
+            memcpy(to + r * d, row, d * sizeof *to);
+        else
+            for (size_t t = 0; t < d; t++)
+                to[r * d + t] = row[t] - centre[t];
+    }
 }
 
 /* The int8 dots' error bound of each member's internal distances in this cell (the
@@ -892,8 +901,8 @@ static int join_rows(struct nnd *s, const int32_t *mem, size_t cnt, struct knn_s
         if (gram) {
             gram_set(&cs->gram, mem + C0, to - C0);
             team_run(tm, gram_pack_run, &cs->gram);
-        } else if (cs->in_place && !cosine) {
-            centre_rows(m->x + C0 * d, to - C0, d, cs->centre, cs->buf);
+        } else if (!cs->in_place || !cosine) {
+            gather_rows(m, mem + C0, to - C0, cs->centre, cs->buf);
         }
         for (size_t r0 = 0; r0 < to; r0 += PART_ROWS) {
             int rc = pw_progress_check(progress, err, "knn");
@@ -912,14 +921,11 @@ static int join_rows(struct nnd *s, const int32_t *mem, size_t cnt, struct knn_s
                 if (cs->in_place && cosine) {
                     a = m->x + r0 * d;
                     b = m->x + from * d;
-                } else if (cs->in_place) { /* buf holds the chunk, centred */
+                } else { /* buf holds the chunk, gathered and centred */
                     if (r0 < C0)
-                        centre_rows(m->x + r0 * d, rows, d, cs->centre, cs->rowbuf);
+                        gather_rows(m, mem + r0, rows, cs->centre, cs->rowbuf);
                     a = r0 < C0 ? cs->rowbuf : cs->buf + (r0 - C0) * d;
                     b = cs->buf + (from - C0) * d;
-                } else {
-                    a = cs->buf + r0 * d;
-                    b = cs->buf + from * d;
                 }
                 struct blas_nt prod = {a, b, cs->dots, rows, ccols, d, d, d, ccols};
                 team_run(tm, blas_nt_share, &prod);
@@ -1087,24 +1093,12 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, int i8, stru
     if (i8)
         screen_bounds(s, mem, cnt, cs);
     if (!gram && !cs->buf && (!cs->in_place || !cosine)) {
-        /* gathered rows, or the centred chunk of rows read in place */
-        size_t rows = cs->in_place ? cs->cols : cs->biggest;
-        cs->buf = malloc(rows * d * sizeof *cs->buf);
-        if (cs->in_place && !cs->rowbuf)
-            cs->rowbuf = malloc((size_t)PART_ROWS * d * sizeof *cs->rowbuf);
-        if (!cs->buf || (cs->in_place && !cs->rowbuf))
+        /* a chunk of the cell's rows (gathered, centred) and a block of them */
+        cs->buf = malloc(cs->cols * d * sizeof *cs->buf);
+        cs->rowbuf = malloc((size_t)PART_ROWS * d * sizeof *cs->rowbuf);
+        if (!cs->buf || !cs->rowbuf)
             return pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu rows", cnt);
     }
-    if (!gram && !cs->in_place)
-        for (size_t a = 0; a < cnt; a++) {
-            const float *row = m->x + (size_t)mem[a] * d;
-            float *to = cs->buf + a * d;
-            if (cosine)
-                memcpy(to, row, d * sizeof *to);
-            else
-                for (size_t t = 0; t < d; t++)
-                    to[t] = row[t] - cs->centre[t];
-        }
     if (gram) {
         gram_source(&cs->gram, m->x, cosine && !cs->unit ? NULL : cs->centre);
         if (cs->unit)
