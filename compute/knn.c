@@ -13,8 +13,6 @@
 #include "knn.h"
 
 #include <malloc.h>
-#include <sys/mman.h>
-#include <unistd.h>
 #include <math.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -271,11 +269,10 @@ struct nnd {
     uint8_t *hf;
     size_t kb; /* flag_bytes(k): one row's flags */
     int threads;
-    int avx512; /* the selection's scans may use AVX-512 */
-    size_t cap; /* slots a row of hd, hi has room for: k, or the pre-screen's width (the
-                   wide heaps then go there) */
-    size_t rejoined, screened; /* rows the pre-screen joined again (knn_screen.h); rows it
-                                  took with an int8 cell among theirs */
+    int avx512;                /* the selection's scans may use AVX-512 */
+    size_t rejoined, screened; /* (row, cell) pairs the pre-screen joined again
+                                  (knn_screen.h); pairs it finished */
+    size_t pool_rows;          /* knn_options.screen_rows */
     int exact_dist;            /* the last join_cells left exact distances (the pre-screen ran) */
 };
 
@@ -520,18 +517,21 @@ KNN_CLONES static void dists_from_dots(const float *row, const float *g, float g
 /* Scratch of one cell join: members' norms, their heaps' current roots (thresholds),
  * one row of distances per thread. */
 struct cell_scratch {
-    float *buf;                /* members' rows (sgemm) */
+    float *buf;                /* sgemm: a chunk of cols members' rows, gathered and (euclidean)
+                                  centred: never the whole cell's, a copy of up to a quarter of
+                                  the input */
     size_t biggest;            /* the most members a cell has */
     struct gram gram;          /* or: members' rows for AMX or int8 (gram.h) */
     int amx;                   /* gram holds the rows, on AMX */
     int unit;                  /* this cell's cosine rows are unit rows less their mean */
-    struct knn_screen *screen; /* or: the int8 pre-screen's wide heaps the joins fill (gram
-                                  packs int8 rows for the cells screen_cell picks) */
+    struct knn_screen *screen; /* or: the int8 pre-screen's pool of wide heaps (gram packs
+                                  int8 rows for the cells screen_cell picks) */
     float *bound;              /* int8: members' error bounds (screen_cell) */
-    int in_place;  /* sgemm reads the cell's rows where they are (the whole set, in index
-                      order: whole_join) rather than gathered into buf; euclidean rows are
-                      centred a column chunk (into buf) and a row block (rowbuf) at a time */
-    float *rowbuf; /* PART_ROWS rows: in_place, euclidean */
+    uint32_t *fin;             /* int8: knn_screen_finish's scratch, its counts */
+    size_t *counts;
+    int in_place;  /* the cell is the whole set in index order (whole_join): sgemm reads
+                      cosine rows where they are */
+    float *rowbuf; /* sgemm: PART_ROWS members' rows, a block before the chunk */
     double p0;     /* in_place: the progress fraction the join starts from */
     float *centre; /* euclidean: the members' mean, taken off before the dots */
     double *sum;   /* d: its accumulator */
@@ -560,17 +560,46 @@ static void cell_scratch_free(struct cell_scratch *cs)
     memset(cs, 0, sizeof *cs);
 }
 
-/* One block of a cell join: rows [0, rows) of the cell from the block on, dots against
- * columns [0, cols) (see cell_join). */
+/* One block of a cell join: the block's rows against a chunk of ccols columns (see
+ * join_rows).  Symmetric joins also offer each row to the columns' heaps: the columns
+ * are then members bm[cc0..cc0 + ccols), and thr holds the heap roots from bm on. */
 struct cell_block {
     struct nnd *s;
     struct cell_scratch *cs;
     const int32_t *bm; /* the members from the block's first row on */
     const float *g;    /* their norms */
-    float *thr;        /* their heap roots */
+    float *thr;        /* their heap roots (symmetric joins) */
     size_t rows, cnt;
     size_t cc0, ccols, ld; /* the chunk of columns the dots hold, their row pitch */
+    const int32_t *cm;     /* the chunk's members, */
+    const float *gc;       /* their norms */
+    ptrdiff_t self0;       /* row r's own column is r + self0 (when in the chunk) */
+    float *phd;            /* int8: the heaps are the pool's (pool row pos0 + p for the
+                              member at bm[p]); else the graph's */
+    int32_t *phi;
+    size_t pw, pos0;
 };
+
+/* The heap of the member at bm[p]: its slots (returned), arrays and flags, and whether a
+ * candidate may come twice (its heap had an earlier cell). */
+static inline size_t blk_heap(const struct cell_block *b, size_t p, float **hd, int32_t **hi,
+                              uint8_t **hf, int *dup)
+{
+    if (b->phd) {
+        size_t q = (b->pos0 + p) * b->pw;
+        *hd = b->phd + q;
+        *hi = b->phi + q;
+        *hf = NULL;
+        *dup = 0;
+        return b->pw;
+    }
+    size_t i = (size_t)b->bm[p], k = b->s->k;
+    *hd = b->s->hd + i * k;
+    *hi = b->s->hi + i * k;
+    *hf = nnd_hf(b->s, i);
+    *dup = b->cs->seen[i];
+    return k;
+}
 
 /* The selection's scans: every v[c] that beats its threshold goes to a heap, in column
  * order.  Thresholds only fall, so a 16-wide compare against the threshold at a chunk's
@@ -604,58 +633,63 @@ __attribute__((target("avx512f"))) static void scan_row_avx512(const float *v, s
     }
 }
 
-/* Columns [c0, c1): v[c - c0] against column c's heap root thr[c]; row i is the
- * candidate. */
-__attribute__((target("avx512f"))) static void scan_cols_avx512(struct nnd *s, const float *v,
-                                                                size_t c0, size_t c1, float *thr,
-                                                                const int32_t *bm, int32_t i,
-                                                                const uint8_t *seen)
+/* Columns [c0, c1) (from the block's first row): v[c - c0] against column c's heap root
+ * thr[c]; row i is the candidate. */
+__attribute__((target("avx512f"))) static void
+scan_cols_avx512(const struct cell_block *b, const float *v, size_t c0, size_t c1, int32_t i)
 {
-    size_t k = s->k;
     for (size_t a = c0; a < c1; a += 16) {
-        uint32_t m = le_mask(v + (a - c0), thr + a, 0.0f, c1 - a);
+        uint32_t m = le_mask(v + (a - c0), b->thr + a, 0.0f, c1 - a);
         while (m) {
-            size_t c = a + (size_t)__builtin_ctz(m), j = (size_t)bm[c];
+            size_t c = a + (size_t)__builtin_ctz(m);
             m &= m - 1;
-            (seen[j] ? heap_push : heap_push_new)(s->hd + j * k, s->hi + j * k, nnd_hf(s, j), k,
-                                                  v[c - c0], i, FLAG_NEW);
-            thr[c] = s->hd[j * k];
+            float *hd;
+            int32_t *hi;
+            uint8_t *hf;
+            int dup;
+            size_t kk = blk_heap(b, c, &hd, &hi, &hf, &dup);
+            (dup ? heap_push : heap_push_new)(hd, hi, hf, kk, v[c - c0], i, FLAG_NEW);
+            b->thr[c] = hd[0];
         }
     }
 }
 #endif
 
-/* One chunk of columns [cc0, cc0 + ccols) of a block (see cell_join).  Thread t of T: a
- * share of the block's rows (every column of the chunk), then a share of the chunk's
- * columns past the block's own rows (every row).  The two sets of heaps are
+/* One chunk of columns of a block (see join_rows).  Thread t of T: a share of the
+ * block's rows (every column of the chunk), then, in symmetric joins, a share of the
+ * chunk's columns past the block's own rows (every row).  The two sets of heaps are
  * disjoint and each heap sees its candidates in column (row) order, whatever T is. */
 static void select_block(void *arg, int t, int T)
 {
     const struct cell_block *b = arg;
     struct nnd *s = b->s;
-    size_t k = s->k, rows = b->rows, cc0 = b->cc0, ccols = b->ccols;
+    size_t rows = b->rows, cc0 = b->cc0, ccols = b->ccols;
     enum dot_form form = b->cs->unit                  ? FORM_UNIT
                          : s->m->metric == KNN_COSINE ? FORM_COSINE
                                                       : FORM_EUCLIDEAN;
-    const uint8_t *seen = b->cs->seen;
-    const int32_t *bm = b->bm;
+    const int32_t *bm = b->bm, *cm = b->cm;
     const float *g = b->g, *dots = b->cs->dots;
     float *v = b->cs->vals + (size_t)t * b->cnt, *thr = b->thr;
     size_t lo = rows * (size_t)t / (size_t)T, hi = rows * (size_t)(t + 1) / (size_t)T;
     for (size_t r = lo; r < hi; r++) {
-        size_t i = (size_t)bm[r], self = r >= cc0 && r < cc0 + ccols ? r - cc0 : SIZE_MAX;
-        float *hd = s->hd + i * k, root = hd[0];
-        dists_from_dots(dots + r * b->ld, g + cc0, g[r], form, ccols, v);
+        ptrdiff_t own = (ptrdiff_t)r + b->self0;
+        size_t self = own >= 0 && own < (ptrdiff_t)ccols ? (size_t)own : SIZE_MAX;
+        float *hd;
+        int32_t *hx;
+        uint8_t *hf;
+        int dup;
+        size_t kk = blk_heap(b, r, &hd, &hx, &hf, &dup);
+        float root = hd[0];
+        dists_from_dots(dots + r * b->ld, b->gc, g[r], form, ccols, v);
 #ifdef KNN_SCAN_AVX512
         if (s->avx512) {
-            scan_row_avx512(v, ccols, self, bm + cc0, hd, s->hi + i * k, nnd_hf(s, i), k, seen[i]);
+            scan_row_avx512(v, ccols, self, cm, hd, hx, hf, kk, dup);
             continue;
         }
 #endif
         for (size_t c = 0; c < ccols; c++)
             if (v[c] <= root && c != self) {
-                (seen[i] ? heap_push : heap_push_new)(hd, s->hi + i * k, nnd_hf(s, i), k, v[c],
-                                                      bm[cc0 + c], FLAG_NEW);
+                (dup ? heap_push : heap_push_new)(hd, hx, hf, kk, v[c], cm[c], FLAG_NEW);
                 root = hd[0];
             }
     }
@@ -667,16 +701,19 @@ static void select_block(void *arg, int t, int T)
         dists_from_dots(dots + r * b->ld + (c0 - cc0), g + c0, g[r], form, c1 - c0, v);
 #ifdef KNN_SCAN_AVX512
         if (s->avx512) {
-            scan_cols_avx512(s, v, c0, c1, thr, bm, i, seen);
+            scan_cols_avx512(b, v, c0, c1, i);
             continue;
         }
 #endif
         for (size_t c = c0; c < c1; c++)
             if (v[c - c0] <= thr[c]) {
-                size_t j = (size_t)bm[c];
-                (seen[j] ? heap_push : heap_push_new)(s->hd + j * k, s->hi + j * k, nnd_hf(s, j), k,
-                                                      v[c - c0], i, FLAG_NEW);
-                thr[c] = s->hd[j * k];
+                float *hd;
+                int32_t *hx;
+                uint8_t *hf;
+                int dup;
+                size_t kk = blk_heap(b, c, &hd, &hx, &hf, &dup);
+                (dup ? heap_push : heap_push_new)(hd, hx, hf, kk, v[c - c0], i, FLAG_NEW);
+                thr[c] = hd[0];
             }
     }
 }
@@ -710,11 +747,19 @@ static void gram_job_run(void *arg, int t, int T)
 }
 
 /* to[r] = x[r] - centre for rows rows of d values. */
-static void centre_rows(const float *x, size_t rows, size_t d, const float *centre, float *to)
+/* to[r] = x[mem[r]] less the cell's centre (cosine rows: as they are), for rows rows. */
+static void gather_rows(const struct metric_ctx *m, const int32_t *mem, size_t rows,
+                        const float *centre, float *to)
 {
-    for (size_t r = 0; r < rows; r++)
-        for (size_t t = 0; t < d; t++)
-            to[r * d + t] = x[r * d + t] - centre[t];
+    size_t d = m->d;
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = m->x + (size_t)mem[r] * d;
+        if (m->metric == KNN_COSINE)
+            memcpy(to + r * d, row, d * sizeof *to);
+        else
+            for (size_t t = 0; t < d; t++)
+                to[r * d + t] = row[t] - centre[t];
+    }
 }
 
 /* The int8 dots' error bound of each member's internal distances in this cell (the
@@ -797,19 +842,6 @@ static int screen_cell(const struct nnd *s, const int32_t *mem, size_t cnt, stru
     return vouched >= SCREEN_VOUCHED;
 }
 
-/* An int8 cell's members' bounds into the screen's err (the largest over a row's
- * cells); cs holds the cell's centre. */
-static void screen_commit(const struct nnd *s, const int32_t *mem, size_t cnt,
-                          struct cell_scratch *cs)
-{
-    screen_bounds(s, mem, cnt, cs);
-    for (size_t a = 0; a < cnt; a++) {
-        size_t i = (size_t)mem[a];
-        if (cs->bound[a] > cs->screen->err[i])
-            cs->screen->err[i] = cs->bound[a];
-    }
-}
-
 /* The cell's mean taken off its rows (cs->centre; unit: of the unit rows) and the
  * members' squared lengths from it in cs->g, for euclidean rows and unit ones; cosine
  * rows otherwise keep their inverse norms in cs->g. */
@@ -847,51 +879,30 @@ static void cell_centre(const struct nnd *s, const int32_t *mem, size_t cnt,
     }
 }
 
-/* One cell: its members' rows gathered, then blocks of PART_ROWS rows against the
- * members from the block on, so each pair's dot product is computed once (AMX on the
- * team, or sgemm while the team sleeps); the team selects. */
-static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, int i8, struct cell_scratch *cs,
-                     struct team *tm, const struct pw_progress *progress, struct pw_error *err)
+/* A cell (members mem[0..cnt)) joined into the heaps `pool` names (the pre-screen's:
+ * pool row p for the member at p) or the graph's (pool NULL): blocks of PART_ROWS rows
+ * against the members from the block on, each pair's dot product computed once and
+ * offered to both heaps (AMX or int8 on the team, or sgemm while the team sleeps); the
+ * team selects. */
+static int join_rows(struct nnd *s, const int32_t *mem, size_t cnt, struct knn_screen *pool,
+                     struct cell_scratch *cs, struct team *tm, const struct pw_progress *progress,
+                     struct pw_error *err)
 {
     const struct metric_ctx *m = s->m;
-    size_t d = m->d, k = s->k;
-    int cosine = m->metric == KNN_COSINE, gram = cs->amx || i8;
-    cs->unit = cosine && i8;
-    cell_centre(s, mem, cnt, cs, cs->unit);
-    for (size_t a = 0; a < cnt; a++)
-        cs->thr[a] = s->hd[(size_t)mem[a] * k];
-    if (i8)
-        screen_commit(s, mem, cnt, cs);
-    if (!gram && !cs->in_place && !cs->buf &&
-        !(cs->buf = malloc(cs->biggest * d * sizeof *cs->buf)))
-        return pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu rows", cnt);
-    if (!gram && !cs->in_place)
-        for (size_t a = 0; a < cnt; a++) {
-            const float *row = m->x + (size_t)mem[a] * d;
-            float *to = cs->buf + a * d;
-            if (cosine)
-                memcpy(to, row, d * sizeof *to);
-            else
-                for (size_t t = 0; t < d; t++)
-                    to[t] = row[t] - cs->centre[t];
-        }
-    if (gram) {
-        gram_source(&cs->gram, m->x, cosine && !cs->unit ? NULL : cs->centre);
-        if (cs->unit)
-            gram_row_factors(&cs->gram, m->inv_norm);
-    }
+    size_t d = m->d;
+    int cosine = m->metric == KNN_COSINE, gram = cs->amx || pool;
     /* A chunk of cs->cols members at a time is packed as columns, then joined with
      * every block of PART_ROWS rows from the start of the cell up to the chunk's end,
      * each block packed again per chunk (a cell's panels took 16-23 MB at 20k-50k; the
-     * chunks take 1.5 MB there).  Every heap ends with the k smallest (distance, index) pairs
-     * it was offered whatever the order: same graph as the whole cell at once. */
+     * chunks take 1.5 MB there).  Every heap ends with the k smallest (distance, index)
+     * pairs it was offered whatever the order: same graph as the whole cell at once. */
     for (size_t C0 = 0; C0 < cnt; C0 += cs->cols) {
         size_t to = cnt - C0 < cs->cols ? cnt : C0 + cs->cols;
         if (gram) {
             gram_set(&cs->gram, mem + C0, to - C0);
             team_run(tm, gram_pack_run, &cs->gram);
-        } else if (cs->in_place && !cosine) {
-            centre_rows(m->x + C0 * d, to - C0, d, cs->centre, cs->buf);
+        } else if (!cs->in_place || !cosine) {
+            gather_rows(m, mem + C0, to - C0, cs->centre, cs->buf);
         }
         for (size_t r0 = 0; r0 < to; r0 += PART_ROWS) {
             int rc = pw_progress_check(progress, err, "knn");
@@ -910,20 +921,32 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, int i8, stru
                 if (cs->in_place && cosine) {
                     a = m->x + r0 * d;
                     b = m->x + from * d;
-                } else if (cs->in_place) { /* buf holds the chunk, centred */
+                } else { /* buf holds the chunk, gathered and centred */
                     if (r0 < C0)
-                        centre_rows(m->x + r0 * d, rows, d, cs->centre, cs->rowbuf);
+                        gather_rows(m, mem + r0, rows, cs->centre, cs->rowbuf);
                     a = r0 < C0 ? cs->rowbuf : cs->buf + (r0 - C0) * d;
                     b = cs->buf + (from - C0) * d;
-                } else {
-                    a = cs->buf + r0 * d;
-                    b = cs->buf + from * d;
                 }
                 struct blas_nt prod = {a, b, cs->dots, rows, ccols, d, d, d, ccols};
                 team_run(tm, blas_nt_share, &prod);
             }
-            struct cell_block blk = {s,    cs,  mem + r0,  cs->g + r0, cs->thr + r0,
-                                     rows, cnt, from - r0, ccols,      ld};
+            struct cell_block blk = {.s = s,
+                                     .cs = cs,
+                                     .bm = mem + r0,
+                                     .g = cs->g + r0,
+                                     .thr = cs->thr + r0,
+                                     .rows = rows,
+                                     .cnt = cnt,
+                                     .cc0 = from - r0,
+                                     .ccols = ccols,
+                                     .ld = ld,
+                                     .cm = mem + from,
+                                     .gc = cs->g + from,
+                                     .self0 = (ptrdiff_t)r0 - (ptrdiff_t)from,
+                                     .phd = pool ? pool->hd : NULL,
+                                     .phi = pool ? pool->hi : NULL,
+                                     .pw = pool ? pool->width : 0,
+                                     .pos0 = r0};
             team_run(tm, select_block, &blk);
         }
         if (cs->in_place) /* chunks so far: the first to^2 / 2 pairs */
@@ -931,6 +954,176 @@ static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, int i8, stru
                                cs->p0 + (1.0 - cs->p0) * ((double)to / (double)cnt) *
                                             ((double)to / (double)cnt));
     }
+    return 0;
+}
+
+#ifdef KNN_SCAN_AVX512
+/* select_cols' scan of columns [c0, c1) (v[c - c0]) for candidate i, as scan_cols_avx512. */
+__attribute__((target("avx512f"))) static void
+scan_range_avx512(const struct cell_block *b, const float *v, size_t c0, size_t c1, int32_t i)
+{
+    size_t pw = b->pw;
+    for (size_t a = c0; a < c1; a += 16) {
+        uint32_t m = le_mask(v + (a - c0), b->thr + a, 0.0f, c1 - a);
+        while (m) {
+            size_t c = a + (size_t)__builtin_ctz(m);
+            m &= m - 1;
+            if (b->cm[c] == i)
+                continue;
+            float *hd = b->phd + c * pw;
+            heap_push_new(hd, b->phi + c * pw, NULL, pw, v[c - c0], i, 0);
+            b->thr[c] = hd[0];
+        }
+    }
+}
+#endif
+
+/* Range joins (join_range): the block's rows (members of the cell) against the range's
+ * rows (the columns; column c's heap is the pool's row c).  Thread t of T takes a share
+ * of the columns and every row, so each heap sees its candidates in member order
+ * whatever T is. */
+static void select_cols(void *arg, int t, int T)
+{
+    const struct cell_block *b = arg;
+    const struct nnd *s = b->s;
+    size_t ccols = b->ccols, pw = b->pw;
+    size_t c0 = ccols * (size_t)t / (size_t)T, c1 = ccols * (size_t)(t + 1) / (size_t)T;
+    enum dot_form form = b->cs->unit                  ? FORM_UNIT
+                         : s->m->metric == KNN_COSINE ? FORM_COSINE
+                                                      : FORM_EUCLIDEAN;
+    float *v = b->cs->vals + (size_t)t * b->cnt, *thr = b->thr;
+    for (size_t r = 0; r < b->rows && c1 > c0; r++) {
+        int32_t i = b->bm[r];
+        dists_from_dots(b->cs->dots + r * b->ld + c0, b->gc + c0, b->g[r], form, c1 - c0, v);
+#ifdef KNN_SCAN_AVX512
+        if (s->avx512) {
+            scan_range_avx512(b, v, c0, c1, i);
+            continue;
+        }
+#endif
+        for (size_t c = c0; c < c1; c++)
+            if (v[c - c0] <= thr[c] && b->cm[c] != i) {
+                float *hd = b->phd + c * pw;
+                heap_push_new(hd, b->phi + c * pw, NULL, pw, v[c - c0], i, 0);
+                thr[c] = hd[0];
+            }
+    }
+}
+
+/* Rows [r_lo, r_hi) of an int8 cell (at most cs->cols of them) against every member,
+ * into the pool's first heaps (pool row p - r_lo for row p): the range is packed once as
+ * the columns, each block of PART_ROWS members once as rows.  Each pair of the range and
+ * the cell gets its product here, so every pair of the cell twice over its ranges; only
+ * the range's wide heaps are held. */
+static int join_range(struct nnd *s, const int32_t *mem, size_t cnt, size_t r_lo, size_t r_hi,
+                      struct cell_scratch *cs, struct team *tm, const struct pw_progress *progress,
+                      struct pw_error *err)
+{
+    size_t span = r_hi - r_lo, ld = (span + GRAM_COLS - 1) / GRAM_COLS * GRAM_COLS;
+    gram_set(&cs->gram, mem + r_lo, span);
+    team_run(tm, gram_pack_run, &cs->gram);
+    for (size_t b0 = 0; b0 < cnt; b0 += PART_ROWS) {
+        int rc = pw_progress_check(progress, err, "knn");
+        if (rc)
+            return rc;
+        size_t rows = cnt - b0 < PART_ROWS ? cnt - b0 : PART_ROWS;
+        gram_rowset(&cs->gram, mem + b0, rows);
+        team_run(tm, gram_block_run, &cs->gram);
+        struct gram_job job = {&cs->gram, rows, 0, span, ld, cs->dots};
+        team_run(tm, gram_job_run, &job);
+        struct cell_block blk = {.s = s,
+                                 .cs = cs,
+                                 .bm = mem + b0,
+                                 .g = cs->g + b0,
+                                 .thr = cs->thr + r_lo,
+                                 .rows = rows,
+                                 .cnt = cnt,
+                                 .ccols = span,
+                                 .ld = ld,
+                                 .cm = mem + r_lo,
+                                 .gc = cs->g + r_lo,
+                                 .phd = cs->screen->hd,
+                                 .phi = cs->screen->hi,
+                                 .pw = cs->screen->width};
+        team_run(tm, select_cols, &blk);
+    }
+    if (cs->in_place)
+        pw_progress_report(progress, "knn", cs->p0 + (1.0 - cs->p0) * (double)r_hi / (double)cnt);
+    return 0;
+}
+
+/* The pre-screen's wide heaps of rows [r_lo, r_hi) of the cell (the pool's first ones)
+ * ranked again exactly and merged into the graph's heaps (knn_screen.h). */
+static void finish_rows_of_cell(struct nnd *s, const int32_t *mem, size_t cnt, size_t r_lo,
+                                size_t r_hi, struct cell_scratch *cs, struct team *tm)
+{
+    const struct metric_ctx *m = s->m;
+    struct knn_screen_job job = {.sc = cs->screen,
+                                 .x = m->x,
+                                 .d = m->d,
+                                 .cosine = m->metric == KNN_COSINE,
+                                 .inv_norm = m->inv_norm,
+                                 .mem = mem,
+                                 .cnt = cnt,
+                                 .rows = mem + r_lo,
+                                 .count = r_hi - r_lo,
+                                 .bound = cs->bound + r_lo,
+                                 .hd = s->hd,
+                                 .hi = s->hi,
+                                 .seen = cs->seen,
+                                 .scratch = cs->fin,
+                                 .counts = cs->counts};
+    team_run(tm, knn_screen_finish, &job);
+}
+
+/* One cell into the graph's heaps.  On float products (sgemm or AMX) the joins write the
+ * graph's heaps themselves.  On int8 ones (i8) they fill the pre-screen's pool of wide
+ * heaps: the whole cell at once when the pool holds it (a symmetric join), else ranges of
+ * the pool's size, each finished (ranked again exactly, knn_screen.h) before the next. */
+static int cell_join(struct nnd *s, const int32_t *mem, size_t cnt, int i8, struct cell_scratch *cs,
+                     struct team *tm, const struct pw_progress *progress, struct pw_error *err)
+{
+    const struct metric_ctx *m = s->m;
+    size_t d = m->d, k = s->k;
+    int cosine = m->metric == KNN_COSINE, gram = cs->amx || i8;
+    cs->unit = cosine && i8;
+    cell_centre(s, mem, cnt, cs, cs->unit);
+    for (size_t a = 0; a < cnt; a++)
+        cs->thr[a] = i8 ? INFINITY : s->hd[(size_t)mem[a] * k];
+    if (i8)
+        screen_bounds(s, mem, cnt, cs);
+    if (!gram && !cs->buf && (!cs->in_place || !cosine)) {
+        /* a chunk of the cell's rows (gathered, centred) and a block of them */
+        cs->buf = malloc(cs->cols * d * sizeof *cs->buf);
+        cs->rowbuf = malloc((size_t)PART_ROWS * d * sizeof *cs->rowbuf);
+        if (!cs->buf || !cs->rowbuf)
+            return pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu rows", cnt);
+    }
+    if (gram) {
+        gram_source(&cs->gram, m->x, cosine && !cs->unit ? NULL : cs->centre);
+        if (cs->unit)
+            gram_row_factors(&cs->gram, m->inv_norm);
+    }
+    int rc = 0;
+    if (!i8 || cnt <= cs->screen->rows) {
+        if (i8)
+            knn_screen_clear(cs->screen, cnt);
+        rc = join_rows(s, mem, cnt, i8 ? cs->screen : NULL, cs, tm, progress, err);
+        if (!rc && i8)
+            finish_rows_of_cell(s, mem, cnt, 0, cnt, cs, tm);
+    } else {
+        /* ranges as big as the pool and the packed columns allow */
+        size_t span = cs->screen->rows < cs->cols ? cs->screen->rows : cs->cols;
+        for (size_t r0 = 0; r0 < cnt && !rc; r0 += span) {
+            size_t r1 = cnt - r0 < span ? cnt : r0 + span;
+            knn_screen_clear(cs->screen, r1 - r0);
+            rc = join_range(s, mem, cnt, r0, r1, cs, tm, progress, err);
+            if (!rc)
+                finish_rows_of_cell(s, mem, cnt, r0, r1, cs, tm);
+        }
+    }
+    if (rc)
+        return rc;
     for (size_t a = 0; a < cnt; a++)
         cs->seen[mem[a]] = 1;
     return 0;
@@ -962,13 +1155,7 @@ static int cell_scratch_init(struct cell_scratch *cs, const struct nnd *s, size_
     if (cs->amx || cs->screen)
         rc = gram_init(&cs->gram, cs->screen ? GRAM_VNNI_I8 : GRAM_AMX_BF16, cs->cols, d, PART_ROWS,
                        s->threads, err);
-    cs->biggest = biggest;
-    if (!cs->amx && !cs->in_place && !cs->screen) /* the screen's float cells: on demand */
-        cs->buf = malloc(biggest * d * sizeof *cs->buf);
-    else if (cs->in_place && s->m->metric == KNN_EUCLIDEAN) {
-        cs->buf = malloc(cs->cols * d * sizeof *cs->buf);
-        cs->rowbuf = malloc((size_t)PART_ROWS * d * sizeof *cs->rowbuf);
-    }
+    cs->biggest = biggest; /* buf and rowbuf: on demand, by the first float cell */
     if (rc)
         return rc;
     /* 64-byte aligned: AMX stores whole rows of 16 floats */
@@ -977,10 +1164,8 @@ static int cell_scratch_init(struct cell_scratch *cs, const struct nnd *s, size_
     cs->thr = malloc(biggest * sizeof *cs->thr);
     cs->vals = malloc((size_t)s->threads * biggest * sizeof *cs->vals);
     cs->seen = calloc(n, 1);
-    int euclid_in_place = cs->in_place && s->m->metric == KNN_EUCLIDEAN;
-    if ((!cs->amx && !cs->in_place && !cs->screen && !cs->buf) || (cs->screen && !cs->bound) ||
-        (euclid_in_place && (!cs->buf || !cs->rowbuf)) || !cs->centre || !cs->sum || !cs->dots ||
-        !cs->g || !cs->thr || !cs->vals || !cs->seen)
+    if ((cs->screen && !cs->bound) || !cs->centre || !cs->sum || !cs->dots || !cs->g || !cs->thr ||
+        !cs->vals || !cs->seen)
         return pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu rows", biggest);
     return 0;
 }
@@ -1145,88 +1330,59 @@ static int choose_cells(const struct nnd *s, const int32_t *mem, const size_t *s
     return rc;
 }
 
-/* Rows of `width` slots in hd, hi whose first k hold the results, packed into rows of k;
- * the pages past them go back to the system (touched again, as zeros, only if wide heaps
- * come back). */
-static void pack_rows(float *hd, int32_t *hi, size_t n, size_t k, size_t width)
+/* The pre-screen's pool (knn_screen.h: a pool the size of a cell joins it symmetrically,
+ * each pair's int8 product once; a smaller one in ranges, each pair twice).  The k-NN's
+ * own arrays, the graph and the pool, are kept within a quarter of the input's bytes,
+ * with 1 MiB of pool at least, and no more pool than the biggest cell needs.  So the
+ * pool is large where the graph is small against the rows: UMAP's k = 15 on 768-float
+ * rows joins the exact graph of 20k rows at once.  t-SNE's k = 91 graph takes nearly the
+ * quarter by itself on such rows: 910 rows of pool at 20k, 3,400 at 70k x 784. */
+static size_t screen_pool_rows(const struct nnd *s, size_t biggest)
 {
-    for (size_t i = 1; i < n; i++) { /* forward: row i's target ends before its source */
-        memmove(hd + i * k, hd + i * width, k * sizeof *hd);
-        memmove(hi + i * k, hi + i * width, k * sizeof *hi);
-    }
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t from[2] = {(uintptr_t)(hd + n * k), (uintptr_t)(hi + n * k)};
-    uintptr_t to[2] = {(uintptr_t)(hd + n * width), (uintptr_t)(hi + n * width)};
-    for (int a = 0; a < 2; a++) {
-        uintptr_t lo = (from[a] + page - 1) / page * page, end = to[a] / page * page;
-        if (end > lo)
-            madvise((void *)lo, end - lo, MADV_DONTNEED);
-    }
+    size_t input = s->n * s->m->d * sizeof(float), graph = s->n * s->k * 2 * sizeof(float);
+    size_t budget = input / 4 > graph ? input / 4 - graph : 0, least = (size_t)1 << 20;
+    size_t rows = (budget > least ? budget : least) / (knn_screen_width(s->k) * 2 * sizeof(float));
+    rows = s->pool_rows ? s->pool_rows : rows > 1 ? rows : 1;
+    return rows < biggest ? rows : biggest;
 }
 
 /* The joins of the cells mem[start[a]..start[a+1]) (c of them, the biggest of
- * `biggest` rows) into s's heaps, from empty heaps: on int8 products with the wide heaps
- * of the pre-screen (screen: knn_screen.h) then ranked again exactly, else on AMX or
- * sgemm.  `where` tells the pre-screen the cells of each row.  Progress from p0 to p0 +
- * share over the cells, unless the one cell reports its own (in_place). */
+ * `biggest` rows) into s's heaps, from empty heaps: on int8 products through the
+ * pre-screen's pool of wide heaps, then ranked again exactly (screen: knn_screen.h),
+ * else on AMX or sgemm.  Progress from p0 to p0 + share over the cells, unless the one
+ * cell reports its own (in_place). */
 static int join_cells(struct nnd *s, const int32_t *mem, const size_t *start, size_t c,
-                      size_t biggest, int in_place, int use_amx, int screen,
-                      const struct knn_screen_cells *where, double p0, double share,
-                      const struct pw_progress *progress, struct pw_error *err)
+                      size_t biggest, int in_place, int use_amx, int screen, double p0,
+                      double share, const struct pw_progress *progress, struct pw_error *err)
 {
-    const struct metric_ctx *m = s->m;
     struct cell_scratch cs = {0};
     struct knn_screen sc = {0};
     struct team *tm = NULL;
-    struct nnd w = *s;    /* the heaps the joins fill: s's, or the pre-screen's wide ones */
-    int32_t *done = NULL; /* a cell's members whose last cell it is */
     size_t *counts = calloc(2 * (size_t)s->threads, sizeof *counts); /* knn_screen_job's */
-    uint32_t *scratch = NULL;
+    uint32_t *fin = NULL;
     screen = screen && !(use_amx && gram_amx_usable());
     uint8_t *i8 = screen ? calloc(c, 1) : NULL; /* the cells joined on int8 */
     int rc = counts && (i8 || !screen) ? 0 : pw_error_set(err, PW_ENOMEM, "knn: out of memory");
-    if (!rc && screen) /* each cell's choice first: with none on int8, no wide heaps */
+    heap_init(s->hd, s->hi, s->n * s->k);
+    if (!rc && screen) /* each cell's choice first: with none on int8, no pool */
         rc = choose_cells(s, mem, start, c, i8, &cs, biggest, use_amx, &sc, in_place, &screen, err);
-    /* the wide heaps in s's own arrays when they have room: each row's k results then go
-     * to the start of its wide row, and the rows are packed at the end */
-    int in_s = screen && s->cap >= knn_screen_width(s->k);
-    if (!rc && screen &&
-        !(rc = knn_screen_init(&sc, s->n, s->k, in_s ? s->hd : NULL, in_s ? s->hi : NULL, err))) {
-        w.k = sc.width;
-        w.hd = sc.hd;
-        w.hi = sc.hi;
-        done = malloc(biggest * sizeof *done);
-        scratch = malloc(knn_screen_scratch(s->k) * (size_t)s->threads * sizeof *scratch);
-        if (!done || !scratch)
-            rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu", biggest);
-    } else if (!rc) {
-        heap_init(s->hd, s->hi, s->n * s->k);
-    }
+    if (!rc && screen && !(rc = knn_screen_init(&sc, screen_pool_rows(s, biggest), s->k, err)) &&
+        !(fin = malloc(knn_screen_scratch(s->k) * (size_t)s->threads * sizeof *fin)))
+        rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu", biggest);
     if (!rc && !screen)
         rc = cell_scratch_init(&cs, s, biggest, use_amx, NULL, in_place, err);
     if (!rc)
         rc = team_start(s->threads, &tm, err);
     cs.p0 = p0;
+    cs.fin = fin;
+    cs.counts = counts;
     for (size_t a = 0; a < c && !rc; a++) {
-        const int32_t *cm = mem + start[a];
-        size_t cnt = start[a + 1] - start[a], nd = 0;
-        rc = cell_join(&w, cm, cnt, screen && i8[a], &cs, tm, progress, err);
-        if (!rc && screen) { /* while the cell's rows are in cache */
-            for (size_t p = 0; p < cnt; p++)
-                if (knn_screen_last_cell(where, (size_t)cm[p]) == a)
-                    done[nd++] = cm[p];
-            struct knn_screen_job job = {
-                &sc,   m->x,    m->d,  m->metric == KNN_COSINE, m->inv_norm,
-                where, s->hd,   s->hi, in_s ? sc.width : s->k,  done,
-                nd,    scratch, counts};
-            team_run(tm, knn_screen_finish, &job);
-        }
+        rc = cell_join(s, mem + start[a], start[a + 1] - start[a], screen && i8[a], &cs, tm,
+                       progress, err);
         if (!rc && !in_place)
             pw_progress_report(progress, "knn", p0 + share * (double)(a + 1) / (double)c);
     }
     team_stop(tm);
-    if (!rc && in_s)
-        pack_rows(s->hd, s->hi, s->n, s->k, sc.width);
     s->exact_dist = screen;
     for (int t = 0; t < s->threads && counts; t++) {
         s->rejoined += counts[2 * t];
@@ -1234,8 +1390,7 @@ static int join_cells(struct nnd *s, const int32_t *mem, const size_t *start, si
     }
     cell_scratch_free(&cs);
     knn_screen_free(&sc);
-    free(done);
-    free(scratch);
+    free(fin);
     free(counts);
     free(i8);
     return rc;
@@ -1286,9 +1441,7 @@ static int partition_seed(struct nnd *s, const struct kmeans_cells *cells_in, do
         for (size_t p = start[a]; p < start[a + 1]; p++)
             if (cells.first[mem[p]] == (int32_t)a)
                 order[o++] = mem[p];
-    struct knn_screen_cells where = {mem, start, cells.first, cells.second, cells.border, thr};
-    if ((rc = join_cells(s, mem, start, c, biggest, 0, use_amx, screen, &where, 0.0, share,
-                         progress, err)))
+    if ((rc = join_cells(s, mem, start, c, biggest, 0, use_amx, screen, 0.0, share, progress, err)))
         goto done;
     /* glibc keeps the freed scratch's pages resident inside its heaps (the threads' arenas
      * included); NN-descent's candidate lists and proposals would be placed elsewhere. */
@@ -1297,7 +1450,7 @@ static int partition_seed(struct nnd *s, const struct kmeans_cells *cells_in, do
      * a neighbour pair is news to the rounds only across cells: when the two rows' cells
      * differ or either row also sat in a second cell.  Leaving every entry new would cost
      * a full round that finds nothing on the benchmark sets. */
-    for (size_t i = 0; i < n && !rc; i++) {
+    for (size_t i = 0; i < n && !rc && flags; i++) {
         int bi = cells.border[i] < thr;
         uint8_t *fi = flags + i * s->kb;
         memset(fi, 0, s->kb);
@@ -1328,9 +1481,8 @@ static int whole_join(struct nnd *s, int use_amx, int screen, double p0,
         return pw_error_set(err, PW_ENOMEM, "knn: out of memory (n = %zu)", n);
     for (size_t i = 0; i < n; i++)
         mem[i] = (int32_t)i;
-    struct knn_screen_cells where = {0};
     s->hf = NULL;
-    int rc = join_cells(s, mem, start, 1, n, 1, use_amx, screen, &where, p0, 0.0, progress, err);
+    int rc = join_cells(s, mem, start, 1, n, 1, use_amx, screen, p0, 0.0, progress, err);
     s->hf = flags;
     free(mem);
     return rc;
@@ -1350,8 +1502,8 @@ static void nnd_scan_init(struct nnd *s)
 /* The exact graph: whole_join, then every distance computed again directly (unless the
  * pre-screen left them exact).  g's arrays hold cap slots a row.  Progress reports run
  * from p0 to 1. */
-static int knn_exact(const struct metric_ctx *m, size_t n, size_t k, size_t cap, int threads,
-                     int amx, int screen, double p0, struct knn_graph *g,
+static int knn_exact(const struct metric_ctx *m, size_t n, size_t k, const struct knn_options *o,
+                     int threads, double p0, struct knn_graph *g,
                      const struct pw_progress *progress, struct pw_error *err)
 {
     struct nnd s = {.m = m,
@@ -1361,9 +1513,9 @@ static int knn_exact(const struct metric_ctx *m, size_t n, size_t k, size_t cap,
                     .hi = g->idx,
                     .kb = flag_bytes(k),
                     .threads = threads,
-                    .cap = cap};
+                    .pool_rows = o->screen_rows};
     nnd_scan_init(&s);
-    int rc = whole_join(&s, amx, screen, p0, progress, err);
+    int rc = whole_join(&s, o->amx, o->screen, p0, progress, err);
     if (!rc) /* the dots' distances again directly; the pre-screen's are already */
         finish_rows(m, g, NULL, !s.exact_dist, threads);
     g->rejoined = s.rejoined;
@@ -1545,9 +1697,9 @@ static int rounds_fall_short(double rec, double gain, double prev_gain, size_t l
     return rec + (more > 0.0 ? more : 0.0) < target;
 }
 
-static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, size_t cap,
-                      const struct knn_options *o, int threads, struct knn_graph *g,
-                      const struct pw_progress *progress, struct pw_error *err)
+static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const struct knn_options *o,
+                      int threads, struct knn_graph *g, const struct pw_progress *progress,
+                      struct pw_error *err)
 {
     size_t d = m->d;
     size_t n_trees = o->n_trees, leaf = o->leaf_size, iters = o->n_iters, maxc = o->max_candidates;
@@ -1582,7 +1734,7 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, size_t cap
                     .hi = g->idx,
                     .kb = kb,
                     .threads = threads,
-                    .cap = cap};
+                    .pool_rows = o->screen_rows};
     nnd_scan_init(&s);
     int rc = 0, oom = 0;
     struct knn_probe probe = {0};
@@ -1684,6 +1836,7 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, size_t cap
             goto cleanup;
         rec = knn_probe_recall(&probe, g->idx, k);
         rec_prev = rec;
+        malloc_trim(0); /* the probe's scratch: before the rounds place theirs */
     }
     for (size_t it = 0; it < iters; it++) {
         size_t changed = 0;
@@ -1731,6 +1884,25 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, size_t cap
     }
     g->built = KNN_BUILT_APPROX;
     g->recall_estimate = probe.count ? rec : -1.0;
+    if (probe.count && rec < o->recall_target) {
+        /* The rounds' scratch goes before a fallback's is placed: they hold the graph and
+         * their own at once. */
+        for (size_t b = 0; b < njobs; b++)
+            free(bufs[b].p);
+        free(bufs);
+        free(flags);
+        free(newc);
+        free(oldc);
+        free(newp);
+        free(oldp);
+        free(cand);
+        bufs = NULL;
+        flags = NULL;
+        newc = oldc = cand = NULL;
+        newp = oldp = NULL;
+        s.hf = NULL;
+        malloc_trim(0);
+    }
     if (probe.count && rec < o->recall_target && o->part_size) {
         if ((rc = larger_cells(&s, o, &probe, perm, progress, &rec, err)))
             goto cleanup;
@@ -1742,7 +1914,7 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, size_t cap
     g->rejoined = s.rejoined;
     g->screened = s.screened;
     if (probe.count && rec < o->recall_target) {
-        if ((rc = knn_exact(m, n, k, cap, threads, o->amx, o->screen, done, g, progress, err)))
+        if ((rc = knn_exact(m, n, k, o, threads, done, g, progress, err)))
             goto cleanup;
     } else {
         /* Every distance here was computed from differences or centred rows (cells: the
@@ -1793,13 +1965,8 @@ int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_opt
     int threads = dense_threads(opt->threads), blas_saved = blas_fixed_enter();
     float *norms = malloc(n * sizeof *norms), *inv = malloc(n * sizeof *inv);
     float *sq = malloc(n * sizeof *sq);
-    /* Room for the pre-screen's wide heaps where it may run (knn_screen.h): its rows are
-     * packed into rows of k after the joins, and the arrays cut to size at the end. */
-    size_t cap = opt->screen && gram_vnni_usable() && !(opt->amx && gram_amx_usable())
-                     ? knn_screen_width(k)
-                     : k;
-    g->idx = malloc(n * cap * sizeof *g->idx);
-    g->dist = malloc(n * cap * sizeof *g->dist);
+    g->idx = malloc(n * k * sizeof *g->idx);
+    g->dist = malloc(n * k * sizeof *g->dist);
     if (!norms || !inv || !sq || !g->idx || !g->dist) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory (n = %zu, k = %zu)", n, k);
         goto cleanup;
@@ -1814,15 +1981,8 @@ int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_opt
     struct metric_ctx m = {x, d, opt->metric, inv, sq};
     int exact = opt->method == KNN_EXACT || (opt->method == KNN_AUTO && n <= opt->exact_max_n);
     pw_progress_report(progress, "knn", 0.0);
-    rc = exact ? knn_exact(&m, n, k, cap, threads, opt->amx, opt->screen, 0.0, g, progress, err)
-               : knn_approx(&m, n, k, cap, opt, threads, g, progress, err);
-    if (!rc && cap > k) { /* the pages past n k were handed back already: this keeps the
-                             allocator's books */
-        int32_t *idx = realloc(g->idx, n * k * sizeof *g->idx);
-        float *dist = realloc(g->dist, n * k * sizeof *g->dist);
-        g->idx = idx ? idx : g->idx;
-        g->dist = dist ? dist : g->dist;
-    }
+    rc = exact ? knn_exact(&m, n, k, opt, threads, 0.0, g, progress, err)
+               : knn_approx(&m, n, k, opt, threads, g, progress, err);
 cleanup:
     free(norms);
     free(inv);

@@ -19,9 +19,13 @@
  * dimension without such clusters is the exact graph's n^2 d / 2 multiply-adds.  On CPUs
  * with AVX512-VNNI and without AMX those multiply-adds (cells and the exact graph) run
  * in int8 where a sample of a cell's rows says it pays (knn_screen.h): k + k/2 + 8
- * candidates a row on approximate distances, then their exact distances keep k, and
- * rows whose error bound says a neighbour may have been cut are joined again exactly;
- * the graph is the same as on float products but for near-ties.  Candidate
+ * candidates a row of the cell on approximate distances, then their exact distances keep
+ * k, and rows whose error bound says a neighbour may have been cut are joined again
+ * exactly; the graph is the same as on float products but for near-ties.  Those wide
+ * heaps are held for a range of rows at a time (a pool of them, whose size keeps the
+ * graph and the pool within a quarter of the input's bytes), never for every row: a
+ * cell bigger than the pool is joined a range at a time, each pair's product computed
+ * twice, so the k-NN's memory is the input's, the graph's and a few MB.  Candidate
  * distances are computed in parallel and applied to the heaps in a fixed order, and
  * every sgemm runs on one OpenBLAS thread over fixed row blocks (blas_fixed.h), so the
  * graph depends only on the input, the metric and the seed, not on `threads` nor on
@@ -71,6 +75,9 @@ struct knn_options {
                                cells' dot products in int8 pre-screen k + margin candidates
                                per row, ranked again on exact distances (see above);
                                0: OpenBLAS sgemm there */
+    size_t screen_rows;     /* 0: the pre-screen's wide heaps for as many rows as keep the
+                               graph and them within a quarter of the input's bytes (knn.c's
+                               screen_pool_rows); else for this many rows at a time */
 };
 
 enum knn_built {
@@ -86,9 +93,10 @@ struct knn_graph {
     enum knn_built built;   /* how the rows were found */
     double recall_estimate; /* the probe's estimate (approximate graphs), 1 for the exact
                                graph, -1 when not measured (recall_target 0) */
-    size_t screened;        /* rows whose neighbours came through the int8 pre-screen (the
-                               joins that made the graph; 0 without it) */
-    size_t rejoined;        /* of those, rows the error bound could not vouch for, joined
+    size_t screened;        /* (row, cell) pairs whose neighbours came through the int8
+                               pre-screen (the joins that made the graph; a row in two such
+                               cells counts twice; 0 without it) */
+    size_t rejoined;        /* of those, pairs the error bound could not vouch for, joined
                                again exactly */
 };
 

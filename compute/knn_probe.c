@@ -10,7 +10,9 @@
 #include "knn_heap.h"
 #include "rng.h"
 
-#define PROBE_COLS 4096 /* rows of x per sgemm block: count x 4096 dots at a time */
+/* Rows of x per sgemm block: count x 1024 dots (1 MB at 256 rows) at a time.  The probe
+ * is built while the k-NN graph is held: its scratch adds to the k-NN's peak memory. */
+#define PROBE_COLS 1024
 
 void knn_probe_free(struct knn_probe *p)
 {

@@ -6,8 +6,8 @@
 
 #include "knn_heap.h"
 
-/* k + margin: the margin costs memory (8 bytes a slot and row, while the cells are
- * joined) and re-ranking time; too small a one sends rows to the second join.  The
+/* k + margin: the margin costs memory (8 bytes a slot and row of the pool) and
+ * re-ranking time; too small a one sends rows to the second join.  The
  * bound's window (twice the error) spans a number of ranks that grows with k: on
  * isotropic 768-d rows, where neighbours crowd the closest, k / 2 + 8 left the second
  * join to no row of 20k at k = 15 and k = 91 where k / 4 + 8 left it to 1%. */
@@ -21,35 +21,32 @@ size_t knn_screen_scratch(size_t k)
     return 2 * k + knn_screen_width(k);
 }
 
-int knn_screen_init(struct knn_screen *sc, size_t n, size_t k, float *hd, int32_t *hi,
-                    struct pw_error *err)
+int knn_screen_init(struct knn_screen *sc, size_t rows, size_t k, struct pw_error *err)
 {
     memset(sc, 0, sizeof *sc);
-    sc->n = n;
+    sc->rows = rows;
     sc->k = k;
     sc->width = knn_screen_width(k);
-    sc->own = !hd;
-    sc->hd = hd ? hd : malloc(n * sc->width * sizeof *sc->hd);
-    sc->hi = hi ? hi : malloc(n * sc->width * sizeof *sc->hi);
-    sc->err = malloc(n * sizeof *sc->err);
-    if (!sc->hd || !sc->hi || !sc->err) {
+    sc->hd = malloc(rows * sc->width * sizeof *sc->hd);
+    sc->hi = malloc(rows * sc->width * sizeof *sc->hi);
+    if (!sc->hd || !sc->hi) {
         knn_screen_free(sc);
-        return pw_error_set(err, PW_ENOMEM, "knn: out of memory for the pre-screen (n = %zu)", n);
+        return pw_error_set(err, PW_ENOMEM, "knn: out of memory for the pre-screen (%zu rows)",
+                            rows);
     }
-    heap_init(sc->hd, sc->hi, n * sc->width);
-    for (size_t i = 0; i < n; i++)
-        sc->err[i] = -1.0f;
     return 0;
 }
 
 void knn_screen_free(struct knn_screen *sc)
 {
-    if (sc->own) {
-        free(sc->hd);
-        free(sc->hi);
-    }
-    free(sc->err);
+    free(sc->hd);
+    free(sc->hi);
     memset(sc, 0, sizeof *sc);
+}
+
+void knn_screen_clear(struct knn_screen *sc, size_t rows)
+{
+    heap_init(sc->hd, sc->hi, rows * sc->width);
 }
 
 /* The candidates' exact distances, four at a time (one row against four: each load of
@@ -120,73 +117,47 @@ static void push_exact(const float *x, size_t d, int cosine, const float *inv, s
     }
 }
 
-/* Row i's k-heap from its wide heap; 1 when the bound vouches for it. */
-static int rerank_row(const struct knn_screen *sc, const float *x, size_t d, int cosine,
-                      const float *inv, size_t i, float *hd, int32_t *hi, int32_t *cand)
+/* Row i's k-heap (hd, hi) from its wide heap (wd, wi); 1 when the bound vouches for it. */
+static int rerank_row(const struct knn_screen_job *j, size_t i, const float *wd, const int32_t *wi,
+                      float bound, float *hd, int32_t *hi, int32_t *cand)
 {
-    size_t w = sc->width, k = sc->k;
-    const float *wd = sc->hd + i * w;
-    const int32_t *wi = sc->hi + i * w;
+    size_t w = j->sc->width, k = j->sc->k, cnt = 0;
     heap_init(hd, hi, k);
-    if (sc->err[i] < 0.0f) { /* float cells only: the distances are the joins' */
-        for (size_t e = 0; e < w; e++)
-            if (wi[e] >= 0)
-                heap_push_new(hd, hi, NULL, k, wd[e], wi[e], 0);
-        return 1;
-    }
-    size_t cnt = 0;
     for (size_t e = 0; e < w; e++)
         if (wi[e] >= 0)
             cand[cnt++] = wi[e];
-    push_exact(x, d, cosine, inv, i, cand, cnt, 0, hd, hi, k);
-    /* not full: every member of the row's cells was kept */
-    return wi[0] < 0 || wd[0] - sc->err[i] > hd[0];
-}
-
-/* Row i's k-heap from every member of its cells, exactly. */
-static void rejoin_row(const float *x, size_t d, int cosine, const float *inv, size_t n, size_t k,
-                       const struct knn_screen_cells *c, size_t i, float *hd, int32_t *hi)
-{
-    heap_init(hd, hi, k);
-    if (!c->first) {
-        int32_t all[256];
-        for (size_t j0 = 0; j0 < n; j0 += 256) {
-            size_t m = n - j0 < 256 ? n - j0 : 256;
-            for (size_t t = 0; t < m; t++)
-                all[t] = (int32_t)(j0 + t);
-            push_exact(x, d, cosine, inv, i, all, m, 0, hd, hi, k);
-        }
-        return;
-    }
-    int32_t a0 = c->first[i], a1 = c->border[i] < c->thr ? c->second[i] : a0;
-    for (int twice = 0; twice < 2; twice++) {
-        int32_t a = twice ? a1 : a0;
-        if (twice && a1 == a0)
-            break;
-        /* heap_push: a row in both cells comes twice */
-        push_exact(x, d, cosine, inv, i, c->mem + c->start[a], c->start[a + 1] - c->start[a], 1, hd,
-                   hi, k);
-    }
+    push_exact(j->x, j->d, j->cosine, j->inv_norm, i, cand, cnt, 0, hd, hi, k);
+    /* not full: every member of the cell was kept */
+    return wi[0] < 0 || wd[0] - bound > hd[0];
 }
 
 void knn_screen_finish(void *job, int t, int T)
 {
     const struct knn_screen_job *j = job;
-    size_t n = j->sc->n, k = j->sc->k, rejoined = 0, screened = 0;
+    size_t k = j->sc->k, w = j->sc->width, rejoined = 0;
     size_t lo = j->count * (size_t)t / (size_t)T, hi = j->count * (size_t)(t + 1) / (size_t)T;
-    size_t per = knn_screen_scratch(k); /* the output may be the wide row: built apart */
+    size_t per = knn_screen_scratch(k);
     float *hd = (float *)(j->scratch + per * (size_t)t);
     int32_t *hx = (int32_t *)(j->scratch + per * (size_t)t + k), *cand = hx + k;
-    for (size_t r = lo; r < hi; r++) {
-        size_t i = (size_t)j->rows[r];
-        screened += j->sc->err[i] >= 0.0f;
-        if (!rerank_row(j->sc, j->x, j->d, j->cosine, j->inv_norm, i, hd, hx, cand)) {
-            rejoin_row(j->x, j->d, j->cosine, j->inv_norm, n, k, j->cells, i, hd, hx);
+    for (size_t p = lo; p < hi; p++) {
+        size_t i = (size_t)j->rows[p];
+        if (!rerank_row(j, i, j->sc->hd + p * w, j->sc->hi + p * w, j->bound[p], hd, hx, cand)) {
+            /* every member of the cell, exactly; a cell holds a point once */
+            heap_init(hd, hx, k);
+            push_exact(j->x, j->d, j->cosine, j->inv_norm, i, j->mem, j->cnt, 0, hd, hx, k);
             rejoined++;
         }
-        memcpy(j->hd + i * j->stride, hd, k * sizeof *hd);
-        memcpy(j->hi + i * j->stride, hx, k * sizeof *hx);
+        float *gd = j->hd + i * k;
+        int32_t *gi = j->hi + i * k;
+        if (!j->seen[i]) { /* an empty heap: the k results are one already */
+            memcpy(gd, hd, k * sizeof *hd);
+            memcpy(gi, hx, k * sizeof *hx);
+            continue;
+        }
+        for (size_t s = 0; s < k; s++) /* an earlier cell may have found the same point */
+            if (hx[s] >= 0)
+                heap_push(gd, gi, NULL, k, hd[s], hx[s], 0);
     }
     j->counts[2 * t] += rejoined;
-    j->counts[2 * t + 1] += screened;
+    j->counts[2 * t + 1] += hi - lo;
 }

@@ -6,8 +6,8 @@
  * QUERIES (default 2000) rows picked at even strides by brute force (sgemm against every
  * row, in double for the final order) and prints one JSON line: seconds of knn_build,
  * its CPU seconds (all threads), recall of the sampled rows, peak RSS.  KNN_PART_SIZE, KNN_SPILL,
- * KNN_ITERS, KNN_CANDIDATES, KNN_LIST_ROWS, KNN_DELTA, KNN_RECALL_TARGET, KNN_AMX and KNN_SCREEN
- * (0 or 1) override the knn_options of the same names. */
+ * KNN_ITERS, KNN_CANDIDATES, KNN_LIST_ROWS, KNN_DELTA, KNN_RECALL_TARGET, KNN_SCREEN_ROWS, KNN_AMX
+ * and KNN_SCREEN (0 or 1) override the knn_options of the same names. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -162,6 +162,8 @@ int main(int argc, char **argv)
         o.amx = atoi(getenv("KNN_AMX"));
     if (getenv("KNN_SCREEN"))
         o.screen = atoi(getenv("KNN_SCREEN"));
+    if (getenv("KNN_SCREEN_ROWS"))
+        o.screen_rows = strtoul(getenv("KNN_SCREEN_ROWS"), NULL, 10);
     if (getenv("KNN_LIST_ROWS"))
         o.list_rows = strtoul(getenv("KNN_LIST_ROWS"), NULL, 10);
     if (getenv("KNN_CANDIDATES"))

@@ -664,6 +664,49 @@ static void test_screen_keeps_float_for_tight_clusters_in_one_cell(void)
     free(x);
 }
 
+/* A pre-screen pool smaller than the cells: the rows are joined a range at a time (each
+ * pair's int8 product twice, only the range's wide heaps held), ranges of 300 and 100
+ * rows.  The graph is the one a pool of every row gives,
+ * to the byte, for 1, 2 and 3 threads, exact and in cells, near-copies included. */
+static void test_screen_in_ranges_gives_the_whole_pool_graph(void)
+{
+    size_t n = 2000, d = 96, k = 15;
+    float *x = isotropic(n, d, 33);
+    uint64_t seed = 78;
+    for (size_t i = 1; i < 60; i++)
+        for (size_t t = 0; t < d; t++)
+            x[i * d + t] = x[t] + 1e-2f * (float)td_normal(&seed);
+    for (int cosine = 0; cosine < 2; cosine++)
+        for (int cell = 0; cell < 2; cell++) {
+            struct knn_options o;
+            knn_options_default(&o);
+            o.metric = cosine ? KNN_COSINE : KNN_EUCLIDEAN;
+            o.method = cell ? KNN_APPROX : KNN_EXACT;
+            o.part_size = 700;
+            o.n_iters = KNN_NO_ROUNDS;
+            o.recall_target = 0.0;
+            struct knn_graph whole, g[3];
+            struct pw_error err;
+            o.screen_rows = n;
+            CHECK(knn_build(x, n, d, k, &o, &whole, NULL, &err) == 0);
+            size_t rows[2] = {300, 100};
+            for (int r = 0; r < 2; r++) {
+                o.screen_rows = rows[r];
+                build_on_1_2_3_threads(x, n, d, k, &o, g);
+                printf("     %s, %s, ranges of %zu: %zu pairs through int8, %zu joined again\n",
+                       cosine ? "cosine" : "euclidean", cell ? "cells" : "exact", rows[r],
+                       g[0].screened, g[0].rejoined);
+                CHECK(memcmp(g[0].idx, whole.idx, n * k * sizeof *whole.idx) == 0);
+                CHECK(memcmp(g[0].dist, whole.dist, n * k * sizeof *whole.dist) == 0);
+                if (gram_vnni_usable()) /* in one cell the near-copies come again */
+                    CHECK(g[0].screened >= n && (cell || g[0].rejoined >= 59));
+                free_graphs(g, 3);
+            }
+            knn_free(&whole);
+        }
+    free(x);
+}
+
 /* Rows the error bound cannot vouch for: 60 near-copies of one row (offsets of 1e-2)
  * among isotropic rows.  Their 15th and 39th nearest are all copies, closer together
  * than the int8 error, so they are joined again exactly, and still come out right. */
@@ -717,6 +760,7 @@ int main(void)
     RUN(test_screen_matches_brute_force_on_clustered_rows);
     RUN(test_screen_keeps_float_for_tight_clusters_in_one_cell);
     RUN(test_screen_rejoins_rows_the_bound_cannot_vouch_for);
+    RUN(test_screen_in_ranges_gives_the_whole_pool_graph);
     RUN(test_knn_rejects_k_not_below_n);
     PW_TEST_MAIN();
 }
