@@ -384,8 +384,8 @@ struct repulsion {
     float *zi;       /* exact: tsne_exact_scratch(n) floats of scratch */
 };
 
-/* The repulsion into rep and Z, and the attraction blocks into abuf: as side tasks of the
- * FFT's parallel phases (they fill its idle threads), or after the exact sums. */
+/* The repulsion into rep and Z, and the attraction blocks into abuf as side tasks of the
+ * repulsion's parallel jobs (they fill its idle threads). */
 static int forces(struct repulsion *r, const struct pairs *P, const float *Y, float *rep, double *Z,
                   float *abuf, struct pw_error *err)
 {
@@ -400,8 +400,7 @@ static int forces(struct repulsion *r, const struct pairs *P, const float *Y, fl
         if (rc)
             return rc;
     } else {
-        tsne_exact_repulsion(Y, r->n, r->tm, rep, r->zi, Z);
-        team_for(r->tm, NBLOCKS, attract_block, &ac);
+        tsne_exact_repulsion(Y, r->n, r->tm, rep, r->zi, Z, &side);
     }
     *Z = *Z > 0 ? *Z : 1e-300;
     return 0;

@@ -115,12 +115,18 @@ struct exact_job {
     size_t n, row[EXACT_BLOCKS + 1];
     double zb[EXACT_BLOCKS];
     int avx512;
+    const struct tsne_side_work *side;
 };
 
-/* Task b: block b's pairs into its buffer and zb[b]. */
+/* Task b < EXACT_BLOCKS: block b's pairs into its buffer and zb[b]; then the side tasks
+ * (after the blocks, which take longer: whoever is free takes the next task). */
 static void exact_block(void *ctx, size_t b)
 {
     struct exact_job *j = ctx;
+    if (b >= EXACT_BLOCKS) {
+        j->side->task(j->side->ctx, b - EXACT_BLOCKS);
+        return;
+    }
     size_t n = j->n, lo = j->row[b];
     float *fx_b = j->F + 2 * n * b, *fy_b = fx_b + n;
     memset(fx_b + lo, 0, (n - lo) * sizeof *fx_b);
@@ -152,10 +158,10 @@ static void exact_sum(void *ctx, size_t c)
 }
 
 void tsne_exact_repulsion(const float *Y, size_t n, struct team *tm, float *rep, float *scratch,
-                          double *z)
+                          double *z, const struct tsne_side_work *side)
 {
     struct exact_job j = {
-        .X = scratch, .Yc = scratch + n, .F = scratch + 2 * n, .rep = rep, .n = n};
+        .X = scratch, .Yc = scratch + n, .F = scratch + 2 * n, .rep = rep, .n = n, .side = side};
     double total = (double)n * (double)(n - (n > 0)) / 2.0, done = 0;
     j.row[0] = 0;
     for (size_t b = 1, i = 0; b <= EXACT_BLOCKS; b++) { /* equal pair counts per block */
@@ -171,7 +177,7 @@ void tsne_exact_repulsion(const float *Y, size_t n, struct team *tm, float *rep,
         scratch[i] = Y[2 * i];
         scratch[n + i] = Y[2 * i + 1];
     }
-    team_for(tm, EXACT_BLOCKS, exact_block, &j);
+    team_for(tm, EXACT_BLOCKS + (side ? side->ntasks : 0), exact_block, &j);
     double zsum = 0;
     for (size_t b = 0; b < EXACT_BLOCKS; b++)
         zsum += j.zb[b];

@@ -423,15 +423,13 @@ static int exact_is_cheaper(size_t n, size_t M, size_t p)
     return 0.11 * pairs < grid;
 }
 
-/* The exact sums in place of the grid, then the side tasks. */
+/* The exact sums in place of the grid, with the side tasks. */
 static int exact_instead(struct tsne_fft *f, struct team *tm, const float *Y, float *rep, double *z,
                          const struct tsne_side_work *side, struct pw_error *err)
 {
     if (!f->exact && !(f->exact = malloc(tsne_exact_scratch(f->n) * sizeof *f->exact)))
         return pw_error_set(err, PW_ENOMEM, "tsne: out of memory");
-    tsne_exact_repulsion(Y, f->n, tm, rep, f->exact, z);
-    if (side)
-        team_for(tm, side->ntasks, side->task, side->ctx);
+    tsne_exact_repulsion(Y, f->n, tm, rep, f->exact, z, side);
     return 0;
 }
 

@@ -60,8 +60,8 @@ int tsne_fft_new(size_t n, const struct tsne_fft_options *opt, struct tsne_fft *
 void tsne_fft_free(struct tsne_fft *f);
 
 /* Independent work the caller wants done during the repulsion: task(ctx, i) runs once
- * for every i < ntasks, on any thread, interleaved with the FFT's own tasks so that no
- * thread idles at their barriers (t-SNE passes its attraction blocks). */
+ * for every i < ntasks, on any thread, interleaved with the repulsion's own tasks so that
+ * no thread idles at the end of its jobs (t-SNE passes its attraction blocks). */
 struct tsne_side_work {
     void (*task)(void *ctx, size_t i);
     void *ctx;
@@ -74,9 +74,10 @@ int tsne_fft_repulsion(struct tsne_fft *f, struct team *tm, const float *Y, floa
                        const struct tsne_side_work *side, struct pw_error *err);
 
 /* Exact sums over all pairs, each pair evaluated once (scratch: tsne_exact_scratch(n)
- * floats), on team tm (NULL: the caller); the result does not depend on the team. */
+ * floats), on team tm (NULL: the caller), with the side tasks (may be NULL) in the same job;
+ * the result does not depend on the team. */
 size_t tsne_exact_scratch(size_t n);
 void tsne_exact_repulsion(const float *Y, size_t n, struct team *tm, float *rep, float *scratch,
-                          double *z);
+                          double *z, const struct tsne_side_work *side);
 
 #endif

@@ -217,7 +217,7 @@ static void test_exact_repulsion_matches_double_sums(void)
           *zi = malloc(tsne_exact_scratch(n) * sizeof *zi);
     double *ref = malloc(2 * n * sizeof *ref), zref, z;
     reference_repulsion(Y, n, ref, &zref);
-    tsne_exact_repulsion(Y, n, tm2, rep, zi, &z);
+    tsne_exact_repulsion(Y, n, tm2, rep, zi, &z, NULL);
     CHECK(fabs(z / zref - 1) < 1e-5);
     CHECK(force_error(rep, z, ref, zref, n) < 1e-5);
     free(Y);
@@ -235,12 +235,44 @@ static void test_exact_repulsion_does_not_depend_on_thread_count(void)
     float *Y = blob_layout(n, 46), *a = malloc(2 * n * sizeof *a), *b = malloc(2 * n * sizeof *b);
     float *scratch = malloc(tsne_exact_scratch(n) * sizeof *scratch);
     double za, zb;
-    tsne_exact_repulsion(Y, n, NULL, a, scratch, &za);
-    tsne_exact_repulsion(Y, n, tm3, b, scratch, &zb);
+    tsne_exact_repulsion(Y, n, NULL, a, scratch, &za, NULL);
+    tsne_exact_repulsion(Y, n, tm3, b, scratch, &zb, NULL);
     CHECK(za == zb && memcmp(a, b, 2 * n * sizeof *a) == 0);
     free(Y);
     free(a);
     free(b);
+    free(scratch);
+    team_stop(tm3);
+}
+
+static void count_side_task(void *ctx, size_t i)
+{
+    atomic_fetch_add(&((atomic_int *)ctx)[i], 1);
+}
+
+/* The side work rides along with the sums' job: each task once, on either path. */
+static void test_repulsion_runs_each_side_task_once(void)
+{
+    struct team *tm3 = team_of(3);
+    size_t n = 1500;
+    float *Y = blob_layout(n, 47), *rep = malloc(2 * n * sizeof *rep),
+          *scratch = malloc(tsne_exact_scratch(n) * sizeof *scratch);
+    atomic_int hits[20];
+    for (int i = 0; i < 20; i++)
+        atomic_init(&hits[i], 0);
+    struct tsne_side_work side = {count_side_task, hits, 20};
+    double z;
+    tsne_exact_repulsion(Y, n, tm3, rep, scratch, &z, &side);
+    struct tsne_fft *f;
+    struct pw_error err;
+    struct tsne_fft_options g = grid_options();
+    CHECK(tsne_fft_new(n, &g, &f, &err) == 0);
+    CHECK(tsne_fft_repulsion(f, tm3, Y, rep, &z, &side, &err) == 0);
+    for (int i = 0; i < 20; i++)
+        CHECK(atomic_load(&hits[i]) == 2);
+    tsne_fft_free(f);
+    free(Y);
+    free(rep);
     free(scratch);
     team_stop(tm3);
 }
@@ -323,7 +355,7 @@ static void test_fft_repulsion_takes_exact_sums_for_a_wide_layout(void)
     struct pw_error err;
     CHECK(tsne_fft_new(n, NULL, &f, &err) == 0);
     CHECK(tsne_fft_repulsion(f, tm3, Y, rep, &z, NULL, &err) == 0);
-    tsne_exact_repulsion(Y, n, NULL, ex, scratch, &zex);
+    tsne_exact_repulsion(Y, n, NULL, ex, scratch, &zex, NULL);
     CHECK(z == zex && memcmp(rep, ex, 2 * n * sizeof *rep) == 0);
     tsne_fft_free(f);
     free(Y);
@@ -523,6 +555,7 @@ int main(void)
     RUN(test_fft_repulsion_does_not_depend_on_thread_count);
     RUN(test_exact_repulsion_matches_double_sums);
     RUN(test_exact_repulsion_does_not_depend_on_thread_count);
+    RUN(test_repulsion_runs_each_side_task_once);
     RUN(test_fft_repulsion_rejects_a_diverged_layout);
     RUN(test_fft_repulsion_with_a_few_far_points_matches_exact_sums);
     RUN(test_fft_repulsion_takes_exact_sums_for_a_wide_layout);
