@@ -12,10 +12,14 @@
  * small.  The 2-D transforms are done as rows then columns with FFTW's batched 1-D plans
  * (FFTW_ESTIMATE: the plan, hence the rounding, does not depend on timing), skipping the
  * zero-padded rows; the kernel is even, so its spectrum is real, and it is kept while the
- * grid's size and spacing stay the same.  The kernel's and the three charges' forward
- * transforms are four independent tasks, the three inverse ones three more; FFTW's
- * new-array execute is thread-safe, and plans are made here, in the calling thread.  The
- * 1/M^2 of the inverse transform is folded into the kernel. */
+ * grid's size and spacing stay the same.  Each repulsion is a sequence of jobs on the
+ * caller's team (team.h), each a list of independent tasks: the stencils' weights by
+ * chunks of points; the kernel's spectrum (when it changed) and the three charges'
+ * spreading; each charge's row transforms in FFT_CHUNKS chunks of rows; its column
+ * transforms, the product with the kernel's spectrum and the inverse column transforms in
+ * chunks of columns; the inverse row transforms; the interpolation by chunks of points.
+ * FFTW's new-array execute is thread-safe, and plans are made here, in the calling thread.
+ * The 1/M^2 of the inverse transform is folded into the kernel. */
 #include "tsne_forces.h"
 
 #include <fftw3.h>
