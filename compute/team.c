@@ -20,8 +20,8 @@ struct team {
     atomic_ulong round; /* bumped by team_run; helpers run each round once */
     atomic_int pending; /* helpers still running the current round */
     atomic_int quit;
-    long spin_ns; /* poll this long before sleeping; 0: sleep at once */
-    team_fn fn;   /* written before round is bumped, read after it is seen */
+    atomic_long spin_ns; /* poll this long before sleeping; 0: sleep at once */
+    team_fn fn;          /* written before round is bumped, read after it is seen */
     void *arg;
 };
 
@@ -47,9 +47,10 @@ static inline void cpu_relax(void)
 /* Polls for up to spin_ns until the round moves past `seen` (or the team quits); 1 if it did. */
 static int spin_until_round_moves(struct team *tm, unsigned long seen)
 {
-    if (tm->spin_ns <= 0)
+    long spin = atomic_load_explicit(&tm->spin_ns, memory_order_relaxed);
+    if (spin <= 0)
         return 0;
-    long end = now_ns() + tm->spin_ns;
+    long end = now_ns() + spin;
     for (int i = 0;; i++) {
         if (atomic_load_explicit(&tm->round, memory_order_acquire) != seen ||
             atomic_load_explicit(&tm->quit, memory_order_relaxed))
@@ -62,9 +63,10 @@ static int spin_until_round_moves(struct team *tm, unsigned long seen)
 
 static int spin_until_done(struct team *tm)
 {
-    if (tm->spin_ns <= 0)
+    long spin = atomic_load_explicit(&tm->spin_ns, memory_order_relaxed);
+    if (spin <= 0)
         return 0;
-    long end = now_ns() + tm->spin_ns;
+    long end = now_ns() + spin;
     for (int i = 0;; i++) {
         if (atomic_load_explicit(&tm->pending, memory_order_acquire) == 0)
             return 1;
@@ -114,6 +116,7 @@ int team_start(int threads, struct team **out, struct pw_error *err)
     atomic_init(&tm->round, 0);
     atomic_init(&tm->pending, 0);
     atomic_init(&tm->quit, 0);
+    atomic_init(&tm->spin_ns, 0);
     pthread_mutex_init(&tm->mu, NULL);
     pthread_cond_init(&tm->go, NULL);
     pthread_cond_init(&tm->done, NULL);
@@ -137,7 +140,8 @@ int team_start(int threads, struct team **out, struct pw_error *err)
 void team_set_spin(struct team *tm, double seconds)
 {
     if (tm)
-        tm->spin_ns = seconds > 0 ? (long)(seconds * 1e9) : 0;
+        atomic_store_explicit(&tm->spin_ns, seconds > 0 ? (long)(seconds * 1e9) : 0,
+                              memory_order_relaxed);
 }
 
 int team_threads(const struct team *tm)
