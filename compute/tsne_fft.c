@@ -14,8 +14,8 @@
  * zero-padded rows; the kernel is even, so its spectrum is real, and it is kept while the
  * grid's size and spacing stay the same.  Each repulsion is a sequence of jobs on the
  * caller's team (team.h), each a list of independent tasks: the stencils' weights by
- * chunks of points; the kernel's spectrum (when it changed) and the three charges'
- * spreading; each charge's row transforms in FFT_CHUNKS chunks of rows; its column
+ * chunks of points; the three charges' spreading; the kernel's spectrum (when it changed)
+ * and each charge's row transforms in FFT_CHUNKS chunks of rows; its column
  * transforms, the product with the kernel's spectrum and the inverse column transforms in
  * chunks of columns; the inverse row transforms; the interpolation by chunks of points.
  * FFTW's new-array execute is thread-safe, and plans are made here, in the calling thread.
@@ -477,35 +477,36 @@ static void weights_task(void *ctx, size_t c)
     PER_P(j->p, weights(j->f, p_, j->Y, j->glo, j->inv_h, j->N, j->inv_den, q0, q1));
 }
 
-/* Task 0: the kernel's spectrum (when the spacing changed); tasks 1..3: spread one
- * charge each onto its grid's rows < N and clear the padding rows; then the first half of
- * the side tasks. */
+/* Tasks 0..2: spread one charge each onto its grid's rows < N and clear the padding
+ * rows; then the first half of the side tasks. */
 static void spread_task(void *ctx, size_t t)
 {
     struct fft_job *j = ctx;
     struct tsne_fft *f = j->f;
-    if (t > NTERMS) {
-        j->side->task(j->side->ctx, t - NTERMS - 1);
-        return;
-    }
-    if (t == 0) {
-        if (j->new_kernel)
-            kernel_spectrum(f, j->h);
+    if (t >= NTERMS) {
+        j->side->task(j->side->ctx, t - NTERMS);
         return;
     }
     size_t N = j->N, H = f->H, stride = 2 * H;
-    fftwf_complex *c = f->c[t - 1];
+    fftwf_complex *c = f->c[t];
     float *g = (float *)c;
     memset(g, 0, N * stride * sizeof *g);
-    PER_P(j->p, spread(f, p_, j->Y, j->centre, (int)t - 1, g, stride));
+    PER_P(j->p, spread(f, p_, j->Y, j->centre, (int)t, g, stride));
     memset(c + N * H, 0, N * H * sizeof *c);
 }
 
-/* Task t: chunk t % chunks of charge t / chunks's rows, forward. */
+/* Task 0: the kernel's spectrum when the spacing changed (first: it is the longest, and the
+ * column tasks need it); task t > 0: chunk (t - 1) % chunks of charge (t - 1) / chunks's
+ * rows, forward. */
 static void rows_fwd_task(void *ctx, size_t t)
 {
     struct fft_job *j = ctx;
     struct tsne_fft *f = j->f;
+    if (t-- == 0) {
+        if (j->new_kernel)
+            kernel_spectrum(f, j->h);
+        return;
+    }
     size_t rows = j->N / f->chunks;
     fftwf_complex *c = f->c[t / f->chunks] + (t % f->chunks) * rows * f->H;
     fftwf_execute_dft_r2c(f->rows_fwd, (float *)c, c);
@@ -618,8 +619,8 @@ int tsne_fft_repulsion(struct tsne_fft *f, struct team *tm, const float *Y, floa
         j.inv_den[k] = (float)(1.0 / den);
     }
     team_for(tm, chunks, weights_task, &j);
-    team_for(tm, NTERMS + 1 + j.half, spread_task, &j);
-    team_for(tm, NTERMS * f->chunks, rows_fwd_task, &j);
+    team_for(tm, NTERMS + j.half, spread_task, &j);
+    team_for(tm, 1 + NTERMS * f->chunks, rows_fwd_task, &j);
     team_for(tm, NTERMS * f->chunks + nside - j.half, cols_task, &j);
     team_for(tm, NTERMS * f->chunks, rows_inv_task, &j);
     f->ks_h = h;
