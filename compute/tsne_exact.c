@@ -6,12 +6,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
-    !defined(__SANITIZE_ADDRESS__)
-#include <immintrin.h>
-#define EXACT_AVX512 1
-#endif
-
 /* The exact sums visit each unordered pair once: block b takes the rows [r_b, r_b+1) of an
  * equal share of the pairs (i, j > i), adds the pair's force to row i in registers and
  * subtracts it from j in the block's own buffer, and the buffers are summed in block order:
@@ -53,68 +47,11 @@ exact_rows(const float *X, const float *Yc, size_t n, size_t lo, size_t hi, floa
     return z;
 }
 
-#ifdef EXACT_AVX512
-/* exact_rows with AVX-512 and FMA by hand.  The loop is bound by its floating-point
- * additions (7 of its 13 operations a vector in the C version, which C11 compiles without
- * contraction); here 1 + dx^2 + dy^2 is two FMAs and fy is accumulated by one, which
- * leaves 6 additions and 6 multiplications a vector: 9 % less time on the 6,000-point
- * layouts.  The rounding differs from the C version's (the FMAs round once), not between
- * thread counts. */
-__attribute__((target("avx512f"))) static inline void exact_vec(__m512 xi, __m512 yi, __m512 xj,
-                                                                __m512 yj, __m512 *s, __m512 *fx,
-                                                                __m512 *fy, __m512 *tx, __m512 *ty)
-{
-    const __m512 one = _mm512_set1_ps(1.0f);
-    __m512 dx = _mm512_sub_ps(xi, xj), dy = _mm512_sub_ps(yi, yj);
-    __m512 q = _mm512_div_ps(one, _mm512_fmadd_ps(dy, dy, _mm512_fmadd_ps(dx, dx, one)));
-    __m512 q2 = _mm512_mul_ps(q, q);
-    *tx = _mm512_mul_ps(q2, dx);
-    *ty = _mm512_mul_ps(q2, dy);
-    *s = _mm512_add_ps(*s, q);
-    *fx = _mm512_add_ps(*fx, *tx);
-    *fy = _mm512_fmadd_ps(q2, dy, *fy);
-}
-
-__attribute__((target("avx512f"))) static double exact_rows_avx512(const float *X, const float *Yc,
-                                                                   size_t n, size_t lo, size_t hi,
-                                                                   float *fx_b, float *fy_b)
-{
-    double z = 0;
-    for (size_t i = lo; i < hi; i++) {
-        __m512 xi = _mm512_set1_ps(X[i]), yi = _mm512_set1_ps(Yc[i]), tx, ty;
-        __m512 s = _mm512_setzero_ps(), fx = s, fy = s;
-        size_t j = i + 1;
-        for (; j + 16 <= n; j += 16) {
-            exact_vec(xi, yi, _mm512_loadu_ps(X + j), _mm512_loadu_ps(Yc + j), &s, &fx, &fy, &tx,
-                      &ty);
-            _mm512_storeu_ps(fx_b + j, _mm512_sub_ps(_mm512_loadu_ps(fx_b + j), tx));
-            _mm512_storeu_ps(fy_b + j, _mm512_sub_ps(_mm512_loadu_ps(fy_b + j), ty));
-        }
-        if (j < n) { /* the tail: lanes past n hold xi, yi - a zero force, q = 1 */
-            __mmask16 m = (__mmask16)((1u << (n - j)) - 1);
-            __m512 s1 = _mm512_setzero_ps();
-            exact_vec(xi, yi, _mm512_mask_loadu_ps(xi, m, X + j),
-                      _mm512_mask_loadu_ps(yi, m, Yc + j), &s1, &fx, &fy, &tx, &ty);
-            s = _mm512_mask_add_ps(s, m, s, s1);
-            _mm512_mask_storeu_ps(fx_b + j, m,
-                                  _mm512_sub_ps(_mm512_maskz_loadu_ps(m, fx_b + j), tx));
-            _mm512_mask_storeu_ps(fy_b + j, m,
-                                  _mm512_sub_ps(_mm512_maskz_loadu_ps(m, fy_b + j), ty));
-        }
-        fx_b[i] += _mm512_reduce_add_ps(fx);
-        fy_b[i] += _mm512_reduce_add_ps(fy);
-        z += (double)_mm512_reduce_add_ps(s);
-    }
-    return z;
-}
-#endif
-
 struct exact_job {
     const float *X, *Yc;
     float *F, *rep; /* F: block b's x then y, 2n floats a block */
     size_t n, row[EXACT_BLOCKS + 1];
     double zb[EXACT_BLOCKS];
-    int avx512;
     const struct tsne_side_work *side;
 };
 
@@ -131,12 +68,6 @@ static void exact_block(void *ctx, size_t b)
     float *fx_b = j->F + 2 * n * b, *fy_b = fx_b + n;
     memset(fx_b + lo, 0, (n - lo) * sizeof *fx_b);
     memset(fy_b + lo, 0, (n - lo) * sizeof *fy_b);
-#ifdef EXACT_AVX512
-    if (j->avx512) {
-        j->zb[b] = exact_rows_avx512(j->X, j->Yc, n, lo, j->row[b + 1], fx_b, fy_b);
-        return;
-    }
-#endif
     j->zb[b] = exact_rows(j->X, j->Yc, n, lo, j->row[b + 1], fx_b, fy_b);
 }
 
@@ -170,9 +101,6 @@ void tsne_exact_repulsion(const float *Y, size_t n, struct team *tm, float *rep,
             done += (double)(n - 1 - i++);
         j.row[b] = i;
     }
-#ifdef EXACT_AVX512
-    j.avx512 = __builtin_cpu_supports("avx512f");
-#endif
     for (size_t i = 0; i < n; i++) {
         scratch[i] = Y[2 * i];
         scratch[n + i] = Y[2 * i + 1];
