@@ -12,14 +12,10 @@
  * small.  The 2-D transforms are done as rows then columns with FFTW's batched 1-D plans
  * (FFTW_ESTIMATE: the plan, hence the rounding, does not depend on timing), skipping the
  * zero-padded rows; the kernel is even, so its spectrum is real, and it is kept while the
- * grid's size and spacing stay the same.  Each repulsion is a sequence of jobs on the
- * caller's team (team.h), each a list of independent tasks: the stencils' weights by
- * chunks of points; the three charges' spreading; the kernel's spectrum (when it changed)
- * and each charge's row transforms in FFT_CHUNKS chunks of rows; its column
- * transforms, the product with the kernel's spectrum and the inverse column transforms in
- * chunks of columns; the inverse row transforms; the interpolation by chunks of points.
- * FFTW's new-array execute is thread-safe, and plans are made here, in the calling thread.
- * The 1/M^2 of the inverse transform is folded into the kernel. */
+ * grid's size and spacing stay the same.  The kernel's and the three charges' forward
+ * transforms are four independent tasks, the three inverse ones three more; FFTW's
+ * new-array execute is thread-safe, and plans are made here, in the calling thread.  The
+ * 1/M^2 of the inverse transform is folded into the kernel. */
 #include "tsne_forces.h"
 
 #include <fftw3.h>
@@ -35,9 +31,6 @@
  * it the kernel's spectrum. */
 #define H_LADDER 8
 #define FAR_BINS 256 /* histogram bins per axis for the quantile box (find_far) */
-/* Each charge's row and column transforms are split into this many tasks of rows or
- * columns, so that two or three threads share the three charges evenly. */
-#define FFT_CHUNKS 4
 /* Points per side and axis that may be left out of the grid: ceil(sqrt(n) / 4), so at
  * most sqrt(n) + 4 in all and their exact sums cost at most ~2 n^1.5 pair terms. */
 #define FAR_PER_SIDE(n) ((size_t)ceil(sqrt((double)(n)) / 4.0) + 1)
@@ -59,11 +52,7 @@ struct tsne_fft {
     fftwf_complex *ks;        /* H x H: kr's columns' DFTs; real parts = the kernel's spectrum */
     fftwf_complex *c[NTERMS]; /* M x H each: charges in rows < N (as floats), then spectra */
     double ks_h;              /* node spacing ks was computed for; 0: none */
-    size_t chunks;            /* FFT_CHUNKS, or 1 when N is not a multiple of 4 FFT_CHUNKS */
-    /* Row plans for N / chunks rows; column plans for N / chunks columns (_a) and for the
-     * last chunk's N / chunks + 1 (_b). */
-    fftwf_plan kern_rows, kern_cols, rows_fwd, cols_fwd_a, cols_fwd_b, cols_inv_a, cols_inv_b,
-        rows_inv;
+    fftwf_plan kern_rows, kern_cols, rows_fwd, cols_fwd, cols_inv, rows_inv;
 };
 
 void tsne_fft_options_default(struct tsne_fft_options *opt)
@@ -76,9 +65,9 @@ void tsne_fft_options_default(struct tsne_fft_options *opt)
 
 static void free_grids(struct tsne_fft *f)
 {
-    fftwf_plan *pl[8] = {&f->kern_rows,  &f->kern_cols,  &f->rows_fwd,   &f->cols_fwd_a,
-                         &f->cols_fwd_b, &f->cols_inv_a, &f->cols_inv_b, &f->rows_inv};
-    for (int i = 0; i < 8; i++) {
+    fftwf_plan *pl[6] = {&f->kern_rows, &f->kern_cols, &f->rows_fwd,
+                         &f->cols_fwd,  &f->cols_inv,  &f->rows_inv};
+    for (int i = 0; i < 6; i++) {
         if (*pl[i])
             fftwf_destroy_plan(*pl[i]);
         *pl[i] = NULL;
@@ -163,10 +152,7 @@ static size_t fast_size(size_t x)
 /* Arrays and plans for N nodes per axis (M = 2N, H = N + 1), sized exactly: the grid
  * changes size a few times per run.  The 2-D transforms are done by hand, in place,
  * rows then columns, to skip the zero padding: only the N charge rows are transformed
- * forward and only the N wanted rows backward (FFTW's 2-D plans would do all M).  Rows
- * and columns are transformed in FFT_CHUNKS chunks by plans for one chunk executed at
- * each chunk's offset; a chunk of a multiple of 4 rows or columns starts 32-byte aligned,
- * as FFTW's new-array execute needs (the same alignment as the planned array).  The
+ * forward and only the N wanted rows backward (FFTW's 2-D plans would do all M).  The
  * kernel is even in both axes and symmetric in them, so its M x M spectrum is real, even
  * and symmetric: rows u <= N, columns v <= N hold all of it.  It is computed by two
  * passes of H real-to-complex row transforms with a transposition between them (see
@@ -186,28 +172,21 @@ static int ensure_grids(struct tsne_fft *f, size_t N)
         free_grids(f);
         return -1;
     }
-    int m = (int)M, h = (int)H, h2 = (int)(2 * H);
+    int m = (int)M, h = (int)H, nn = (int)N, h2 = (int)(2 * H);
     float *r = (float *)f->c[0];
     fftwf_complex *c = f->c[0];
     f->kern_rows = fftwf_plan_many_dft_r2c(1, &m, h, f->kr, NULL, 1, h2, (fftwf_complex *)f->kr,
                                            NULL, 1, h, FFTW_ESTIMATE);
     f->kern_cols = fftwf_plan_many_dft_r2c(1, &m, h, (float *)f->ks, NULL, 1, h2, f->ks, NULL, 1, h,
                                            FFTW_ESTIMATE);
-    size_t chunks = N % (4 * FFT_CHUNKS) == 0 ? FFT_CHUNKS : 1;
-    int ca = (int)(N / chunks), cb = (int)(H - (chunks - 1) * (size_t)ca);
-    f->chunks = chunks;
-    f->rows_fwd = fftwf_plan_many_dft_r2c(1, &m, ca, r, NULL, 1, h2, c, NULL, 1, h, FFTW_ESTIMATE);
-    f->cols_fwd_a =
-        fftwf_plan_many_dft(1, &m, ca, c, NULL, h, 1, c, NULL, h, 1, FFTW_FORWARD, FFTW_ESTIMATE);
-    f->cols_fwd_b =
-        fftwf_plan_many_dft(1, &m, cb, c, NULL, h, 1, c, NULL, h, 1, FFTW_FORWARD, FFTW_ESTIMATE);
-    f->cols_inv_a =
-        fftwf_plan_many_dft(1, &m, ca, c, NULL, h, 1, c, NULL, h, 1, FFTW_BACKWARD, FFTW_ESTIMATE);
-    f->cols_inv_b =
-        fftwf_plan_many_dft(1, &m, cb, c, NULL, h, 1, c, NULL, h, 1, FFTW_BACKWARD, FFTW_ESTIMATE);
-    f->rows_inv = fftwf_plan_many_dft_c2r(1, &m, ca, c, NULL, 1, h, r, NULL, 1, h2, FFTW_ESTIMATE);
-    if (!f->kern_rows || !f->kern_cols || !f->rows_fwd || !f->cols_fwd_a || !f->cols_fwd_b ||
-        !f->cols_inv_a || !f->cols_inv_b || !f->rows_inv) {
+    f->rows_fwd = fftwf_plan_many_dft_r2c(1, &m, nn, r, NULL, 1, h2, c, NULL, 1, h, FFTW_ESTIMATE);
+    f->cols_fwd =
+        fftwf_plan_many_dft(1, &m, h, c, NULL, h, 1, c, NULL, h, 1, FFTW_FORWARD, FFTW_ESTIMATE);
+    f->cols_inv =
+        fftwf_plan_many_dft(1, &m, h, c, NULL, h, 1, c, NULL, h, 1, FFTW_BACKWARD, FFTW_ESTIMATE);
+    f->rows_inv = fftwf_plan_many_dft_c2r(1, &m, nn, c, NULL, 1, h, r, NULL, 1, h2, FFTW_ESTIMATE);
+    if (!f->kern_rows || !f->kern_cols || !f->rows_fwd || !f->cols_fwd || !f->cols_inv ||
+        !f->rows_inv) {
         free_grids(f);
         return -1;
     }
@@ -477,75 +456,52 @@ static void weights_task(void *ctx, size_t c)
     PER_P(j->p, weights(j->f, p_, j->Y, j->glo, j->inv_h, j->N, j->inv_den, q0, q1));
 }
 
-/* Tasks 0..2: spread one charge each onto its grid's rows < N and clear the padding
- * rows; then the first half of the side tasks. */
-static void spread_task(void *ctx, size_t t)
+/* Task 0: the kernel's spectrum (when the spacing changed); tasks 1..3: spread one
+ * charge each and transform; then the first half of the side tasks. */
+static void forward_task(void *ctx, size_t t)
 {
     struct fft_job *j = ctx;
     struct tsne_fft *f = j->f;
-    if (t >= NTERMS) {
-        j->side->task(j->side->ctx, t - NTERMS);
+    if (t > NTERMS) {
+        j->side->task(j->side->ctx, t - NTERMS - 1);
         return;
     }
-    size_t N = j->N, H = f->H, stride = 2 * H;
-    fftwf_complex *c = f->c[t];
-    float *g = (float *)c;
-    memset(g, 0, N * stride * sizeof *g);
-    PER_P(j->p, spread(f, p_, j->Y, j->centre, (int)t, g, stride));
-    memset(c + N * H, 0, N * H * sizeof *c);
-}
-
-/* Task 0: the kernel's spectrum when the spacing changed (first: it is the longest, and the
- * column tasks need it); task t > 0: chunk (t - 1) % chunks of charge (t - 1) / chunks's
- * rows, forward. */
-static void rows_fwd_task(void *ctx, size_t t)
-{
-    struct fft_job *j = ctx;
-    struct tsne_fft *f = j->f;
-    if (t-- == 0) {
+    if (t == 0) {
         if (j->new_kernel)
             kernel_spectrum(f, j->h);
         return;
     }
-    size_t rows = j->N / f->chunks;
-    fftwf_complex *c = f->c[t / f->chunks] + (t % f->chunks) * rows * f->H;
-    fftwf_execute_dft_r2c(f->rows_fwd, (float *)c, c);
+    size_t N = j->N, H = f->H, stride = 2 * H;
+    fftwf_complex *c = f->c[t - 1];
+    float *g = (float *)c;
+    memset(g, 0, N * stride * sizeof *g);
+    PER_P(j->p, spread(f, p_, j->Y, j->centre, (int)t - 1, g, stride));
+    fftwf_execute_dft_r2c(f->rows_fwd, g, c);
+    memset(c + N * H, 0, N * H * sizeof *c);
+    fftwf_execute_dft(f->cols_fwd, c, c);
 }
 
-/* Task t < NTERMS chunks: chunk t % chunks of charge t / chunks's columns - forward, times
- * the kernel's spectrum (its row u is row min(u, M - u) of ks), backward; then the other
- * side tasks. */
-static void cols_task(void *ctx, size_t t)
+/* Tasks 0..2: one charge's spectrum times the kernel's, transformed back (spectrum row u
+ * of the kernel is row min(u, M - u) of ks); then the other side tasks. */
+static void inverse_task(void *ctx, size_t t)
 {
     struct fft_job *j = ctx;
     struct tsne_fft *f = j->f;
-    size_t chunks = f->chunks;
-    if (t >= NTERMS * chunks) {
-        j->side->task(j->side->ctx, j->half + t - NTERMS * chunks);
+    if (t >= NTERMS) {
+        j->side->task(j->side->ctx, j->half + t - NTERMS);
         return;
     }
-    size_t N = j->N, M = j->M, H = f->H, k = t % chunks, v0 = k * (N / chunks);
-    size_t v1 = k + 1 == chunks ? H : v0 + N / chunks;
-    fftwf_complex *c = f->c[t / chunks];
-    fftwf_execute_dft(k + 1 == chunks ? f->cols_fwd_b : f->cols_fwd_a, c + v0, c + v0);
+    size_t N = j->N, M = j->M, H = f->H;
+    fftwf_complex *c = f->c[t];
     for (size_t u = 0; u < M; u++) {
-        const fftwf_complex *ker = f->ks + (u <= N ? u : M - u) * H;
+        const fftwf_complex *k = f->ks + (u <= N ? u : M - u) * H;
         fftwf_complex *row = c + u * H;
-        for (size_t v = v0; v < v1; v++) {
-            row[v][0] *= ker[v][0];
-            row[v][1] *= ker[v][0];
+        for (size_t v = 0; v < H; v++) {
+            row[v][0] *= k[v][0];
+            row[v][1] *= k[v][0];
         }
     }
-    fftwf_execute_dft(k + 1 == chunks ? f->cols_inv_b : f->cols_inv_a, c + v0, c + v0);
-}
-
-/* Task t: chunk t % chunks of charge t / chunks's rows < N, backward. */
-static void rows_inv_task(void *ctx, size_t t)
-{
-    struct fft_job *j = ctx;
-    struct tsne_fft *f = j->f;
-    size_t rows = j->N / f->chunks;
-    fftwf_complex *c = f->c[t / f->chunks] + (t % f->chunks) * rows * f->H;
+    fftwf_execute_dft(f->cols_inv, c, c);
     fftwf_execute_dft_c2r(f->rows_inv, c, (float *)c);
 }
 
@@ -619,10 +575,8 @@ int tsne_fft_repulsion(struct tsne_fft *f, struct team *tm, const float *Y, floa
         j.inv_den[k] = (float)(1.0 / den);
     }
     team_for(tm, chunks, weights_task, &j);
-    team_for(tm, NTERMS + j.half, spread_task, &j);
-    team_for(tm, 1 + NTERMS * f->chunks, rows_fwd_task, &j);
-    team_for(tm, NTERMS * f->chunks + nside - j.half, cols_task, &j);
-    team_for(tm, NTERMS * f->chunks, rows_inv_task, &j);
+    team_for(tm, NTERMS + 1 + j.half, forward_task, &j);
+    team_for(tm, NTERMS + nside - j.half, inverse_task, &j);
     f->ks_h = h;
     team_for(tm, chunks, interpolate_task, &j);
     if (f->nfar)
