@@ -26,6 +26,7 @@
 #include "pca.h"
 #include "rng.h"
 #include "stopwatch.h"
+#include "team.h"
 #include "tsne_forces.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -33,9 +34,11 @@
 #define TSNE_AVX512 1
 #endif
 
-#define NBLOCKS      8
-#define ADAPT_PERIOD 100 /* iterations between thread-count probes */
-#define ADAPT_PROBE  3   /* iterations timed on one thread, then on all */
+#define NBLOCKS       8
+#define ADAPT_PERIOD  100    /* iterations between thread-count probes */
+#define ADAPT_PROBE   3      /* iterations timed on one thread, then on all */
+#define ITER_SPIN     100e-6 /* seconds the iteration's threads poll for a job (team.h) */
+#define UPDATE_CHUNKS 8      /* the gradient step's tasks */
 
 /* The values tsne.h documents; a field not named is 0, which is how a field added later
  * keeps its old behaviour.  Seed, threads and the k-NN switch are knn.h's defaults, the
@@ -377,12 +380,12 @@ static double kl_divergence(const struct pairs *P, const float *Y, double Z)
 struct repulsion {
     struct tsne_fft *fft; /* NULL: exact */
     size_t n;
-    int threads;
-    float *zi; /* exact: tsne_exact_scratch(n) floats of scratch */
+    struct team *tm; /* the iteration's threads; NULL: the caller's only */
+    float *zi;       /* exact: tsne_exact_scratch(n) floats of scratch */
 };
 
-/* The repulsion into rep and Z, and the attraction blocks into abuf: as side tasks of the
- * FFT's parallel phases (they fill its idle threads), or after the exact sums. */
+/* The repulsion into rep and Z, and the attraction blocks into abuf as side tasks of the
+ * repulsion's parallel jobs (they fill its idle threads). */
 static int forces(struct repulsion *r, const struct pairs *P, const float *Y, float *rep, double *Z,
                   float *abuf, struct pw_error *err)
 {
@@ -393,17 +396,57 @@ static int forces(struct repulsion *r, const struct pairs *P, const float *Y, fl
 #endif
     struct tsne_side_work side = {attract_block, &ac, NBLOCKS};
     if (r->fft) {
-        int rc = tsne_fft_repulsion(r->fft, Y, rep, Z, &side, err);
+        int rc = tsne_fft_repulsion(r->fft, r->tm, Y, rep, Z, &side, err);
         if (rc)
             return rc;
     } else {
-        tsne_exact_repulsion(Y, r->n, r->threads, rep, r->zi, Z);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(r->threads)
-        for (size_t b = 0; b < NBLOCKS; b++)
-            attract_block(&ac, b);
+        tsne_exact_repulsion(Y, r->n, r->tm, rep, r->zi, Z, &side);
     }
     *Z = *Z > 0 ? *Z : 1e-300;
     return 0;
+}
+
+/* One iteration's gradient step, for update_chunk. */
+struct update_job {
+    const struct pairs *P;
+    float *abuf;
+    const float *rep;
+    float *upd, *gains, *Y;
+    size_t n;
+    float invz, exag, momentum, lr, min_gain;
+};
+
+/* Coordinates [c 2n / UPDATE_CHUNKS, (c + 1) 2n / UPDATE_CHUNKS): the attraction summed
+ * into block 0's buffer (zero outside its span) in block order, then sklearn's gains,
+ * momentum and step - the same sums whatever the chunk's thread. */
+static void update_chunk(void *ctx, size_t c)
+{
+    struct update_job *u = ctx;
+    const struct pairs *P = u->P;
+    size_t n = u->n, q0 = 2 * n * c / UPDATE_CHUNKS, q1 = 2 * n * (c + 1) / UPDATE_CHUNKS;
+    float *acc = u->abuf, *upd = u->upd, *gains = u->gains, *Y = u->Y;
+    const float *rep = u->rep;
+    for (size_t q = q0; q < q1; q++)
+        if (q < 2 * P->span[0][0] || q >= 2 * P->span[0][1])
+            acc[q] = 0.0f;
+    for (size_t b = 1; b < NBLOCKS; b++) {
+        const float *fb = u->abuf + b * 2 * n;
+        size_t a0 = 2 * P->span[b][0] > q0 ? 2 * P->span[b][0] : q0;
+        size_t a1 = 2 * P->span[b][1] < q1 ? 2 * P->span[b][1] : q1;
+        for (size_t q = a0; q < a1; q++)
+            acc[q] += fb[q];
+    }
+    for (size_t q = q0; q < q1; q++) {
+        float gq = 4.0f * (u->exag * acc[q] - rep[q] * u->invz); /* c = 2 (dof + 1) / dof */
+        if (upd[q] * gq < 0.0f)
+            gains[q] += 0.2f;
+        else
+            gains[q] *= 0.8f;
+        if (gains[q] < u->min_gain)
+            gains[q] = u->min_gain;
+        upd[q] = u->momentum * upd[q] - u->lr * gains[q] * gq;
+        Y[q] += upd[q];
+    }
 }
 
 /* ---- the fit ---- */
@@ -441,14 +484,18 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     /* The iterations start on all threads at every size: on an idle 2-core machine two
      * threads take a quarter to a third off the iterations from digits' 1,797 points
      * (exact sums) to 6k (the grid), and the probes below move to one thread while two
-     * measure slower. */
-    int iter_threads = threads;
-    struct repulsion rp = {NULL, n, iter_threads, NULL};
+     * measure slower.  The threads are a team (team.h) whose members poll for ITER_SPIN
+     * seconds before they sleep: an iteration is a few jobs of 0.05-1 ms with microseconds
+     * between them, so the poll catches the next job on an idle machine, and on a busy one
+     * a member whose partner was descheduled sleeps instead of spinning on a core the
+     * partner needs (OpenMP's barriers spin for milliseconds). */
+    struct team *team = NULL;
+    struct repulsion rp = {NULL, n, NULL, NULL};
     float *Y = out, *upd = NULL, *gains = NULL, *rep = NULL, *abuf = NULL;
     int32_t *order = NULL, *inv = NULL; /* order[new] = the point's input row */
     struct tsne_fft_options fo = {o.interp_points, o.min_intervals, o.interval_width, 0};
     if (n > exact_max_n) {
-        if ((rc = tsne_fft_new(n, &fo, iter_threads, &rp.fft, err)))
+        if ((rc = tsne_fft_new(n, &fo, &rp.fft, err)))
             return rc;
     } else if (!(rp.zi = malloc(tsne_exact_scratch(n) * sizeof *rp.zi))) {
         return pw_error_set(err, PW_ENOMEM, "tsne: out of memory");
@@ -547,18 +594,24 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     }
     for (size_t i = 0; i < 2 * n; i++)
         gains[i] = 1.0f;
+    if (threads > 1) {
+        if ((rc = team_start(threads, &team, err)))
+            goto cleanup;
+        team_set_spin(team, ITER_SPIN);
+    }
 
     /* The iteration's thread count is re-chosen every ADAPT_PERIOD iterations by timing
      * ADAPT_PROBE iterations on one thread against as many on `threads`: on a shared
-     * machine a thread that waits at one of an iteration's four barriers spins on a core
-     * the working thread needs, and two threads can be several times slower than one.  Between
-     * probes, an iteration on `threads` that takes 1.5 times as long as the probe's
-     * one-thread iterations did sends the rest of the period to one thread: the machine got
-     * busier (the margin is for the grid's growth within a period).
+     * machine the threads' partner may be descheduled while they wait for it at the end of
+     * a job, and two threads can be slower than one.  Between probes, an iteration on
+     * `threads` that takes 1.5 times as long as the probe's one-thread iterations did sends
+     * the rest of the period to one thread: the machine got busier (the margin is for the
+     * grid's growth within a period).
      * When two threads do pay, the probes' 30 one-thread iterations in 1000 cost about 2 %
      * of the optimisation.  The layout does not depend on the thread count, so this changes
      * only the time. */
-    int adaptive = iter_threads > 1, cur = iter_threads;
+    int adaptive = team_threads(team) > 1, cur = team_threads(team);
+    rp.tm = team;
     double probe_t0 = 0, probe_one = 0, it_t0 = 0;
     double last = stopwatch_now(), Z = 1;
     float min_gain = (float)o.min_gain;
@@ -579,54 +632,24 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
             double now = stopwatch_now();
             if (cur > 1 && ph > 2 * ADAPT_PROBE && now - it_t0 > 1.5 * probe_one / ADAPT_PROBE) {
                 cur = 1;
-                rp.threads = cur;
-                if (rp.fft)
-                    tsne_fft_set_threads(rp.fft, cur);
+                rp.tm = NULL;
             }
             it_t0 = now;
             if (ph == 0 || ph == ADAPT_PROBE || ph == 2 * ADAPT_PROBE) {
                 double t = stopwatch_now();
                 if (ph == ADAPT_PROBE)
                     probe_one = t - probe_t0;
-                cur = ph == 0 ? 1 : ph == ADAPT_PROBE || t - probe_t0 < probe_one ? threads : 1;
+                int all = ph == ADAPT_PROBE || t - probe_t0 < probe_one;
+                cur = ph > 0 && all ? team_threads(team) : 1;
                 probe_t0 = t;
-                rp.threads = cur;
-                if (rp.fft)
-                    tsne_fft_set_threads(rp.fft, cur);
+                rp.tm = cur > 1 ? team : NULL;
             }
         }
         if ((rc = forces(&rp, &P, Y, rep, &Z, abuf, err)))
             goto cleanup;
-        float invz = (float)(1.0 / Z);
-        /* Thread t takes coordinates [q0, q1): the attraction is summed into block 0's
-         * buffer (zero outside its span), then updates - the same sums, in block order,
-         * whatever the thread count. */
-#pragma omp parallel for schedule(static, 1) num_threads(cur)
-        for (int t = 0; t < cur; t++) {
-            size_t q0 = 2 * n * (size_t)t / (size_t)cur, q1 = 2 * n * (size_t)(t + 1) / (size_t)cur;
-            float *acc = abuf;
-            for (size_t q = q0; q < q1; q++)
-                if (q < 2 * P.span[0][0] || q >= 2 * P.span[0][1])
-                    acc[q] = 0.0f;
-            for (size_t b = 1; b < NBLOCKS; b++) {
-                const float *fb = abuf + b * 2 * n;
-                size_t a0 = 2 * P.span[b][0] > q0 ? 2 * P.span[b][0] : q0;
-                size_t a1 = 2 * P.span[b][1] < q1 ? 2 * P.span[b][1] : q1;
-                for (size_t q = a0; q < a1; q++)
-                    acc[q] += fb[q];
-            }
-            for (size_t q = q0; q < q1; q++) {
-                float gq = 4.0f * (exag * acc[q] - rep[q] * invz); /* c = 2 (dof + 1) / dof */
-                if (upd[q] * gq < 0.0f)
-                    gains[q] += 0.2f;
-                else
-                    gains[q] *= 0.8f;
-                if (gains[q] < min_gain)
-                    gains[q] = min_gain;
-                upd[q] = momentum * upd[q] - lrf * gains[q] * gq;
-                Y[q] += upd[q];
-            }
-        }
+        struct update_job uj = {&P,   abuf,     rep, upd,     gains, Y, n, (float)(1.0 / Z),
+                                exag, momentum, lrf, min_gain};
+        team_for(rp.tm, UPDATE_CHUNKS, update_chunk, &uj);
         double t = stopwatch_now();
         if (t - last > 0.2) {
             last = t;
@@ -654,6 +677,7 @@ cleanup:
     free(P.rowptr);
     free(order);
     free(inv);
+    team_stop(team);
     tsne_fft_free(rp.fft);
     free(rp.zi);
     free(upd);

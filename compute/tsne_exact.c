@@ -47,43 +47,68 @@ exact_rows(const float *X, const float *Yc, size_t n, size_t lo, size_t hi, floa
     return z;
 }
 
-void tsne_exact_repulsion(const float *Y, size_t n, int threads, float *rep, float *scratch,
-                          double *z)
+struct exact_job {
+    const float *X, *Yc;
+    float *F, *rep; /* F: block b's x then y, 2n floats a block */
+    size_t n, row[EXACT_BLOCKS + 1];
+    double zb[EXACT_BLOCKS];
+    const struct tsne_side_work *side;
+};
+
+/* Task b < EXACT_BLOCKS: block b's pairs into its buffer and zb[b]; then the side tasks
+ * (after the blocks, which take longer: whoever is free takes the next task). */
+static void exact_block(void *ctx, size_t b)
 {
-    float *X = scratch, *Yc = scratch + n, *F = scratch + 2 * n; /* F: block b's x then y */
-    size_t row[EXACT_BLOCKS + 1];
-    double total = (double)n * (double)(n - (n > 0)) / 2.0, done = 0, zb[EXACT_BLOCKS];
-    row[0] = 0;
+    struct exact_job *j = ctx;
+    if (b >= EXACT_BLOCKS) {
+        j->side->task(j->side->ctx, b - EXACT_BLOCKS);
+        return;
+    }
+    size_t n = j->n, lo = j->row[b];
+    float *fx_b = j->F + 2 * n * b, *fy_b = fx_b + n;
+    memset(fx_b + lo, 0, (n - lo) * sizeof *fx_b);
+    memset(fy_b + lo, 0, (n - lo) * sizeof *fy_b);
+    j->zb[b] = exact_rows(j->X, j->Yc, n, lo, j->row[b + 1], fx_b, fy_b);
+}
+
+/* Task c: rows [c n / EXACT_BLOCKS, (c + 1) n / EXACT_BLOCKS) of rep, the blocks' buffers
+ * summed in block order (block b touches rows >= row[b] only). */
+static void exact_sum(void *ctx, size_t c)
+{
+    struct exact_job *j = ctx;
+    size_t n = j->n, lo = c * n / EXACT_BLOCKS, hi = (c + 1) * n / EXACT_BLOCKS;
+    for (size_t i = lo; i < hi; i++) {
+        float fx = 0, fy = 0;
+        for (size_t b = 0; b < EXACT_BLOCKS && j->row[b] <= i; b++) {
+            fx += j->F[2 * n * b + i];
+            fy += j->F[2 * n * b + n + i];
+        }
+        j->rep[2 * i] = fx;
+        j->rep[2 * i + 1] = fy;
+    }
+}
+
+void tsne_exact_repulsion(const float *Y, size_t n, struct team *tm, float *rep, float *scratch,
+                          double *z, const struct tsne_side_work *side)
+{
+    struct exact_job j = {
+        .X = scratch, .Yc = scratch + n, .F = scratch + 2 * n, .rep = rep, .n = n, .side = side};
+    double total = (double)n * (double)(n - (n > 0)) / 2.0, done = 0;
+    j.row[0] = 0;
     for (size_t b = 1, i = 0; b <= EXACT_BLOCKS; b++) { /* equal pair counts per block */
         double target = total * (double)b / EXACT_BLOCKS;
         while (i < n && (b == EXACT_BLOCKS || done + (double)(n - 1 - i) <= target))
             done += (double)(n - 1 - i++);
-        row[b] = i;
+        j.row[b] = i;
     }
     for (size_t i = 0; i < n; i++) {
-        X[i] = Y[2 * i];
-        Yc[i] = Y[2 * i + 1];
+        scratch[i] = Y[2 * i];
+        scratch[n + i] = Y[2 * i + 1];
     }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (size_t b = 0; b < EXACT_BLOCKS; b++) {
-        float *fx_b = F + 2 * n * b, *fy_b = fx_b + n;
-        size_t lo = row[b];
-        memset(fx_b + lo, 0, (n - lo) * sizeof *fx_b);
-        memset(fy_b + lo, 0, (n - lo) * sizeof *fy_b);
-        zb[b] = exact_rows(X, Yc, n, lo, row[b + 1], fx_b, fy_b);
-    }
+    team_for(tm, EXACT_BLOCKS + (side ? side->ntasks : 0), exact_block, &j);
     double zsum = 0;
     for (size_t b = 0; b < EXACT_BLOCKS; b++)
-        zsum += zb[b];
+        zsum += j.zb[b];
     *z = 2.0 * zsum;
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (size_t i = 0; i < n; i++) { /* block b touches rows >= row[b] only */
-        float fx = 0, fy = 0;
-        for (size_t b = 0; b < EXACT_BLOCKS && row[b] <= i; b++) {
-            fx += F[2 * n * b + i];
-            fy += F[2 * n * b + n + i];
-        }
-        rep[2 * i] = fx;
-        rep[2 * i + 1] = fy;
-    }
+    team_for(tm, EXACT_BLOCKS, exact_sum, &j);
 }

@@ -38,7 +38,7 @@
 struct tsne_fft {
     size_t n, p, min_intervals;
     double interval_width;
-    int threads, always_grid;
+    int always_grid;
     size_t far_max, nfar;     /* capacity of the far list (see find_far), points in it */
     uint8_t *is_far;          /* n: 1 for a point left out of the grid */
     int32_t *far;             /* far_max: those points, in index order */
@@ -99,7 +99,7 @@ void tsne_fft_free(struct tsne_fft *f)
     free(f);
 }
 
-int tsne_fft_new(size_t n, const struct tsne_fft_options *opt, int threads, struct tsne_fft **out,
+int tsne_fft_new(size_t n, const struct tsne_fft_options *opt, struct tsne_fft **out,
                  struct pw_error *err)
 {
     struct tsne_fft_options o;
@@ -121,7 +121,6 @@ int tsne_fft_new(size_t n, const struct tsne_fft_options *opt, int threads, stru
     f->min_intervals = o.min_intervals;
     f->interval_width = o.interval_width;
     f->always_grid = o.always_grid;
-    f->threads = threads > 0 ? threads : 1;
     f->base = malloc(2 * n * sizeof *f->base);
     f->w = malloc(2 * f->p * n * sizeof *f->w);
     f->zi = malloc(n * sizeof *f->zi);
@@ -135,11 +134,6 @@ int tsne_fft_new(size_t n, const struct tsne_fft_options *opt, int threads, stru
     }
     *out = f;
     return 0;
-}
-
-void tsne_fft_set_threads(struct tsne_fft *f, int threads)
-{
-    f->threads = threads > 0 ? threads : 1;
 }
 
 /* Smallest m >= x of the form 2^a * {1, 3, 5}.  FFTW_ESTIMATE's plans for these sizes
@@ -266,7 +260,7 @@ ALWAYS_INLINE void lagrange(size_t p, const float *inv_den, float u, float *w)
     }
 }
 
-/* First node and weights of every coordinate (inside a parallel region).  Node k lies at
+/* First node and weights of coordinates [q0, q1).  Node k lies at
  * glo + (k + 1/2) h; a coordinate takes the p nodes around it (for p = 4: two on each side),
  * so it always lies in the middle of its stencil, where equispaced Lagrange interpolation
  * is most accurate: the worst-case node polynomial |prod (u - u_k)| is 0.56 h^4 there
@@ -274,11 +268,10 @@ ALWAYS_INLINE void lagrange(size_t p, const float *inv_den, float u, float *w)
  * point may lie half a node outside its interval's outer nodes).  The grid's margin of p
  * nodes (see tsne_fft_repulsion) keeps every stencil inside it. */
 ALWAYS_INLINE void weights(struct tsne_fft *f, size_t p, const float *Y, float glo, float inv_h,
-                           size_t N, const float *inv_den)
+                           size_t N, const float *inv_den, size_t q0, size_t q1)
 {
     const float shift = 0.5f * (float)p - 0.5f, inv_p = 1.0f / (float)p;
-#pragma omp for schedule(static)
-    for (size_t q = 0; q < 2 * f->n; q++) {
+    for (size_t q = q0; q < q1; q++) {
         if (f->nfar && f->is_far[q / 2]) { /* off the grid: no weights */
             f->base[q] = 0;
             continue;
@@ -310,13 +303,11 @@ ALWAYS_INLINE void spread(const struct tsne_fft *f, size_t p, const float *Y, fl
     }
 }
 
-/* The three potentials at every point, then its force and share of Z (inside a
- * parallel region). */
+/* The three potentials at points [i0, i1), then their forces and shares of Z. */
 ALWAYS_INLINE void interpolate(struct tsne_fft *f, size_t p, const float *Y, float centre,
-                               size_t stride, float *rep)
+                               size_t stride, float *rep, size_t i0, size_t i1)
 {
-#pragma omp for schedule(static)
-    for (size_t i = 0; i < f->n; i++) {
+    for (size_t i = i0; i < i1; i++) {
         if (f->nfar && f->is_far[i])
             continue; /* far_sums fills rep and zi */
         const float *wx = f->w + 2 * i * p, *wy = wx + p;
@@ -415,7 +406,7 @@ static void find_far(struct tsne_fft *f, const float *Y, float *lo, float *hi)
     *hi = nhi;
 }
 
-static void far_sums(struct tsne_fft *f, const float *Y, float *rep);
+static void far_sums(struct tsne_fft *f, struct team *tm, const float *Y, float *rep);
 
 /* Whether the exact sums cost less than an M x M grid: on one core (AVX-512) the exact sums
  * take about 0.11 ns a pair (each pair once), the grid about 0.8 ns per M^2 log2 M (three
@@ -432,21 +423,97 @@ static int exact_is_cheaper(size_t n, size_t M, size_t p)
     return 0.11 * pairs < grid;
 }
 
-/* The exact sums in place of the grid, then the side tasks. */
-static int exact_instead(struct tsne_fft *f, const float *Y, float *rep, double *z,
+/* The exact sums in place of the grid, with the side tasks. */
+static int exact_instead(struct tsne_fft *f, struct team *tm, const float *Y, float *rep, double *z,
                          const struct tsne_side_work *side, struct pw_error *err)
 {
     if (!f->exact && !(f->exact = malloc(tsne_exact_scratch(f->n) * sizeof *f->exact)))
         return pw_error_set(err, PW_ENOMEM, "tsne: out of memory");
-    tsne_exact_repulsion(Y, f->n, f->threads, rep, f->exact, z);
-    size_t nside = side ? side->ntasks : 0;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(f->threads)
-    for (size_t t = 0; t < nside; t++)
-        side->task(side->ctx, t);
+    tsne_exact_repulsion(Y, f->n, tm, rep, f->exact, z, side);
     return 0;
 }
 
-int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z,
+/* One repulsion's parameters, for its tasks (team.h). */
+struct fft_job {
+    struct tsne_fft *f;
+    const float *Y;
+    float *rep;
+    const struct tsne_side_work *side;
+    size_t p, N, M, half, nside;
+    float glo, inv_h, centre, inv_den[8];
+    double h;
+    int new_kernel;
+};
+
+/* Coordinates and points are handed out in POINT_CHUNK-point tasks. */
+#define POINT_CHUNK 512
+
+static void weights_task(void *ctx, size_t c)
+{
+    struct fft_job *j = ctx;
+    size_t q0 = 2 * POINT_CHUNK * c, q1 = q0 + 2 * POINT_CHUNK;
+    q1 = q1 < 2 * j->f->n ? q1 : 2 * j->f->n;
+    PER_P(j->p, weights(j->f, p_, j->Y, j->glo, j->inv_h, j->N, j->inv_den, q0, q1));
+}
+
+/* Task 0: the kernel's spectrum (when the spacing changed); tasks 1..3: spread one
+ * charge each and transform; then the first half of the side tasks. */
+static void forward_task(void *ctx, size_t t)
+{
+    struct fft_job *j = ctx;
+    struct tsne_fft *f = j->f;
+    if (t > NTERMS) {
+        j->side->task(j->side->ctx, t - NTERMS - 1);
+        return;
+    }
+    if (t == 0) {
+        if (j->new_kernel)
+            kernel_spectrum(f, j->h);
+        return;
+    }
+    size_t N = j->N, H = f->H, stride = 2 * H;
+    fftwf_complex *c = f->c[t - 1];
+    float *g = (float *)c;
+    memset(g, 0, N * stride * sizeof *g);
+    PER_P(j->p, spread(f, p_, j->Y, j->centre, (int)t - 1, g, stride));
+    fftwf_execute_dft_r2c(f->rows_fwd, g, c);
+    memset(c + N * H, 0, N * H * sizeof *c);
+    fftwf_execute_dft(f->cols_fwd, c, c);
+}
+
+/* Tasks 0..2: one charge's spectrum times the kernel's, transformed back (spectrum row u
+ * of the kernel is row min(u, M - u) of ks); then the other side tasks. */
+static void inverse_task(void *ctx, size_t t)
+{
+    struct fft_job *j = ctx;
+    struct tsne_fft *f = j->f;
+    if (t >= NTERMS) {
+        j->side->task(j->side->ctx, j->half + t - NTERMS);
+        return;
+    }
+    size_t N = j->N, M = j->M, H = f->H;
+    fftwf_complex *c = f->c[t];
+    for (size_t u = 0; u < M; u++) {
+        const fftwf_complex *k = f->ks + (u <= N ? u : M - u) * H;
+        fftwf_complex *row = c + u * H;
+        for (size_t v = 0; v < H; v++) {
+            row[v][0] *= k[v][0];
+            row[v][1] *= k[v][0];
+        }
+    }
+    fftwf_execute_dft(f->cols_inv, c, c);
+    fftwf_execute_dft_c2r(f->rows_inv, c, (float *)c);
+}
+
+static void interpolate_task(void *ctx, size_t c)
+{
+    struct fft_job *j = ctx;
+    size_t i0 = POINT_CHUNK * c, i1 = i0 + POINT_CHUNK;
+    i1 = i1 < j->f->n ? i1 : j->f->n;
+    PER_P(j->p, interpolate(j->f, p_, j->Y, j->centre, 2 * j->f->H, j->rep, i0, i1));
+}
+
+int tsne_fft_repulsion(struct tsne_fft *f, struct team *tm, const float *Y, float *rep, double *z,
                        const struct tsne_side_work *side, struct pw_error *err)
 {
     size_t n = f->n, p = f->p;
@@ -482,75 +549,39 @@ int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z
     }
     size_t M = 2 * N;
     if (!f->always_grid && exact_is_cheaper(n, M, p))
-        return exact_instead(f, Y, rep, z, side, err);
+        return exact_instead(f, tm, Y, rep, z, side, err);
     if (ensure_grids(f, N))
         return pw_error_set(err, PW_ENOMEM, "tsne: out of memory for the FFT grids");
-    size_t H = f->H, stride = 2 * H; /* charge rows: floats, in place of the spectra */
     double mid = 0.5 * ((double)lo + (double)hi);
-    float centre = (float)mid;
-    int threads = f->threads;
-    int new_kernel = h != f->ks_h;
-
-    float inv_den[8];
+    size_t nside = side ? side->ntasks : 0, chunks = (n + POINT_CHUNK - 1) / POINT_CHUNK;
+    struct fft_job j = {.f = f,
+                        .Y = Y,
+                        .rep = rep,
+                        .side = side,
+                        .p = p,
+                        .N = N,
+                        .M = M,
+                        .half = nside / 2,
+                        .nside = nside,
+                        .glo = (float)(mid - 0.5 * (double)N * h),
+                        .inv_h = (float)(1.0 / h),
+                        .centre = (float)mid,
+                        .h = h,
+                        .new_kernel = h != f->ks_h};
     for (size_t k = 0; k < p; k++) {
         double den = 1.0;
         for (size_t m = 0; m < p; m++)
             den *= m == k ? 1.0 : ((double)k - (double)m) / (double)p;
-        inv_den[k] = (float)(1.0 / den);
+        j.inv_den[k] = (float)(1.0 / den);
     }
-    float glo = (float)(mid - 0.5 * (double)N * h), inv_h = (float)(1.0 / h);
-#pragma omp parallel num_threads(threads)
-    PER_P(p, weights(f, p_, Y, glo, inv_h, N, inv_den));
-
-    /* Task 0: the kernel's spectrum (when the spacing changed); tasks 1..3: spread one
-     * charge each and transform; then the first half of the side tasks. */
-    size_t nside = side ? side->ntasks : 0, half = nside / 2;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (size_t t = 0; t <= NTERMS + half; t++) {
-        if (t > NTERMS) {
-            side->task(side->ctx, t - NTERMS - 1);
-            continue;
-        }
-        if (t == 0) {
-            if (new_kernel)
-                kernel_spectrum(f, h);
-            continue;
-        }
-        fftwf_complex *c = f->c[t - 1];
-        float *g = (float *)c;
-        memset(g, 0, N * stride * sizeof *g);
-        PER_P(p, spread(f, p_, Y, centre, (int)t - 1, g, stride));
-        fftwf_execute_dft_r2c(f->rows_fwd, g, c);
-        memset(c + N * H, 0, N * H * sizeof *c);
-        fftwf_execute_dft(f->cols_fwd, c, c);
-    }
-
-    /* Spectrum row u of the kernel is row min(u, M - u) of ks.  Then the other side tasks. */
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (size_t t = 0; t < NTERMS + nside - half; t++) {
-        if (t >= NTERMS) {
-            side->task(side->ctx, half + t - NTERMS);
-            continue;
-        }
-        fftwf_complex *c = f->c[t];
-        for (size_t u = 0; u < M; u++) {
-            const fftwf_complex *k = f->ks + (u <= N ? u : M - u) * H;
-            fftwf_complex *row = c + u * H;
-            for (size_t v = 0; v < H; v++) {
-                row[v][0] *= k[v][0];
-                row[v][1] *= k[v][0];
-            }
-        }
-        fftwf_execute_dft(f->cols_inv, c, c);
-        fftwf_execute_dft_c2r(f->rows_inv, c, (float *)c);
-    }
-
+    team_for(tm, chunks, weights_task, &j);
+    team_for(tm, NTERMS + 1 + j.half, forward_task, &j);
+    team_for(tm, NTERMS + nside - j.half, inverse_task, &j);
     f->ks_h = h;
-    double zsum = 0;
-#pragma omp parallel num_threads(threads)
-    PER_P(p, interpolate(f, p_, Y, centre, stride, rep));
+    team_for(tm, chunks, interpolate_task, &j);
     if (f->nfar)
-        far_sums(f, Y, rep);
+        far_sums(f, tm, Y, rep);
+    double zsum = 0;
     for (size_t i = 0; i < n; i++) /* in point order: independent of the thread count */
         zsum += f->zi[i];
     *z = zsum - (double)n; /* the j == i terms */
@@ -607,12 +638,22 @@ far_share(const float *far_y, size_t nfar, const float *Y, size_t i, float *rep,
     zi[i] += s;
 }
 
-/* Exact sums for the far points (over all points; zi keeps the j == i term, as the grid's
- * points do) and the far points' share of every other point's. */
-static void far_sums(struct tsne_fft *f, const float *Y, float *rep)
+struct far_job {
+    struct tsne_fft *f;
+    const float *Y;
+    float *rep;
+};
+
+/* Points [256 c, 256 (c + 1)): exact sums for the far ones (over all points; zi keeps the
+ * j == i term, as the grid's points do), the far points' share for the others. */
+static void far_task(void *ctx, size_t c)
 {
-#pragma omp parallel for schedule(dynamic, 256) num_threads(f->threads)
-    for (size_t i = 0; i < f->n; i++) {
+    struct far_job *j = ctx;
+    struct tsne_fft *f = j->f;
+    const float *Y = j->Y;
+    float *rep = j->rep;
+    size_t i1 = 256 * (c + 1) < f->n ? 256 * (c + 1) : f->n;
+    for (size_t i = 256 * c; i < i1; i++) {
         if (f->is_far[i]) {
             exact_point(Y, f->n, i, rep, f->zi);
             f->zi[i] += 1.0f;
@@ -620,4 +661,10 @@ static void far_sums(struct tsne_fft *f, const float *Y, float *rep)
             far_share(f->far_y, f->nfar, Y, i, rep, f->zi);
         }
     }
+}
+
+static void far_sums(struct tsne_fft *f, struct team *tm, const float *Y, float *rep)
+{
+    struct far_job j = {f, Y, rep};
+    team_for(tm, (f->n + 255) / 256, far_task, &j);
 }

@@ -17,7 +17,7 @@
  * relative L2 force error 0.6-2.2 % on 6k and 20k final layouts (isotropic, clustered,
  * Fashion-MNIST), at or below FIt-SNE's layout with 4 nodes per interval of 1.5 (0.9-3.5 %)
  * with a quarter fewer nodes per axis (bench/compute/CHANGES-16.md, "tsne8").  The result
- * depends only on the layout and the options, not on `threads`: each charge grid
+ * depends only on the layout and the options, not on the team that runs it: each charge grid
  * is filled by one thread in point order and every sum runs in a fixed order.  FFTW's
  * planner is not thread-safe: one tsne_fft_* call at a time per process.
  *
@@ -42,6 +42,7 @@
 #include <stddef.h>
 
 #include "pw_error.h"
+#include "team.h"
 
 struct tsne_fft;
 
@@ -54,30 +55,29 @@ struct tsne_fft_options {
 
 void tsne_fft_options_default(struct tsne_fft_options *opt);
 
-int tsne_fft_new(size_t n, const struct tsne_fft_options *opt, int threads, struct tsne_fft **out,
+int tsne_fft_new(size_t n, const struct tsne_fft_options *opt, struct tsne_fft **out,
                  struct pw_error *err);
 void tsne_fft_free(struct tsne_fft *f);
 
-/* Threads for the next calls (the result does not depend on it). */
-void tsne_fft_set_threads(struct tsne_fft *f, int threads);
-
 /* Independent work the caller wants done during the repulsion: task(ctx, i) runs once
- * for every i < ntasks, on any thread, interleaved with the FFT's own tasks so that no
- * thread idles at their barriers (t-SNE passes its attraction blocks). */
+ * for every i < ntasks, on any thread, interleaved with the repulsion's own tasks so that
+ * no thread idles at the end of its jobs (t-SNE passes its attraction blocks). */
 struct tsne_side_work {
     void (*task)(void *ctx, size_t i);
     void *ctx;
     size_t ntasks;
 };
 
-/* rep (2n) and *z for layout Y (2n) as described above; side may be NULL. */
-int tsne_fft_repulsion(struct tsne_fft *f, const float *Y, float *rep, double *z,
+/* rep (2n) and *z for layout Y (2n) as described above, on the threads of team tm (team.h;
+ * NULL: the caller's only - the result does not depend on it); side may be NULL. */
+int tsne_fft_repulsion(struct tsne_fft *f, struct team *tm, const float *Y, float *rep, double *z,
                        const struct tsne_side_work *side, struct pw_error *err);
 
 /* Exact sums over all pairs, each pair evaluated once (scratch: tsne_exact_scratch(n)
- * floats); the result does not depend on `threads`. */
+ * floats), on team tm (NULL: the caller), with the side tasks (may be NULL) in the same job;
+ * the result does not depend on the team. */
 size_t tsne_exact_scratch(size_t n);
-void tsne_exact_repulsion(const float *Y, size_t n, int threads, float *rep, float *scratch,
-                          double *z);
+void tsne_exact_repulsion(const float *Y, size_t n, struct team *tm, float *rep, float *scratch,
+                          double *z, const struct tsne_side_work *side);
 
 #endif

@@ -8,7 +8,18 @@
 #include "pw_test.h"
 #include "test_data.h"
 #include "tsne.h"
+#include "team.h"
 #include "tsne_forces.h"
+
+/* A team of `threads` whose members poll briefly, as t-SNE's iterations use it. */
+static struct team *team_of(int threads)
+{
+    struct team *tm = NULL;
+    struct pw_error err;
+    CHECK(team_start(threads, &tm, &err) == 0);
+    team_set_spin(tm, 50e-6);
+    return tm;
+}
 
 /* A layout like a late t-SNE iteration: 12 blobs of std 2 spread over ~60 units. */
 static float *blob_layout(size_t n, uint64_t seed)
@@ -73,6 +84,7 @@ static double force_error(const float *rep, double z, const double *ref, double 
 static void check_fft_against_exact(const struct tsne_fft_options *o, uint64_t seed, double z_tol,
                                     double force_tol)
 {
+    struct team *tm2 = team_of(2);
     size_t n = 3000;
     struct tsne_fft_options g = grid_options();
     o = o ? o : &g;
@@ -81,14 +93,15 @@ static void check_fft_against_exact(const struct tsne_fft_options *o, uint64_t s
     reference_repulsion(Y, n, ref, &zref);
     struct tsne_fft *f;
     struct pw_error err;
-    CHECK(tsne_fft_new(n, o, 2, &f, &err) == 0);
-    CHECK(tsne_fft_repulsion(f, Y, rep, &z, NULL, &err) == 0);
+    CHECK(tsne_fft_new(n, o, &f, &err) == 0);
+    CHECK(tsne_fft_repulsion(f, tm2, Y, rep, &z, NULL, &err) == 0);
     CHECK(fabs(z / zref - 1) < z_tol);
     CHECK(force_error(rep, z, ref, zref, n) < force_tol);
     tsne_fft_free(f);
     free(Y);
     free(rep);
     free(ref);
+    team_stop(tm2);
 }
 
 /* The defaults (centred 5-node stencils, spacing <= 0.5) give 0.41 % on the blob layout;
@@ -127,11 +140,11 @@ static void test_fft_kept_kernel_spectrum_gives_fresh_results(void)
     struct tsne_fft *used, *fresh;
     struct pw_error err;
     struct tsne_fft_options g = grid_options();
-    CHECK(tsne_fft_new(n, &g, 1, &used, &err) == 0);
-    CHECK(tsne_fft_new(n, &g, 1, &fresh, &err) == 0);
-    CHECK(tsne_fft_repulsion(used, Y, a, &za, NULL, &err) == 0);
-    CHECK(tsne_fft_repulsion(used, near, a, &za, NULL, &err) == 0);
-    CHECK(tsne_fft_repulsion(fresh, near, b, &zb, NULL, &err) == 0);
+    CHECK(tsne_fft_new(n, &g, &used, &err) == 0);
+    CHECK(tsne_fft_new(n, &g, &fresh, &err) == 0);
+    CHECK(tsne_fft_repulsion(used, NULL, Y, a, &za, NULL, &err) == 0);
+    CHECK(tsne_fft_repulsion(used, NULL, near, a, &za, NULL, &err) == 0);
+    CHECK(tsne_fft_repulsion(fresh, NULL, near, b, &zb, NULL, &err) == 0);
     CHECK(za == zb && memcmp(a, b, 2 * n * sizeof *a) == 0);
     tsne_fft_free(used);
     tsne_fft_free(fresh);
@@ -145,6 +158,7 @@ static void test_fft_kept_kernel_spectrum_gives_fresh_results(void)
  * layout's span asks for another grid: a reused object gives the bytes of a new one. */
 static void test_fft_object_reused_across_grid_sizes_gives_fresh_results(void)
 {
+    struct team *tm2 = team_of(2);
     size_t n = 2000;
     float *Y = blob_layout(n, 44), *small = malloc(2 * n * sizeof *small);
     float *a = malloc(2 * n * sizeof *a), *b = malloc(2 * n * sizeof *b);
@@ -154,14 +168,14 @@ static void test_fft_object_reused_across_grid_sizes_gives_fresh_results(void)
     struct tsne_fft *used, *fresh;
     struct pw_error err;
     struct tsne_fft_options g = grid_options();
-    CHECK(tsne_fft_new(n, &g, 2, &used, &err) == 0);
-    CHECK(tsne_fft_new(n, &g, 2, &fresh, &err) == 0);
-    CHECK(tsne_fft_repulsion(used, Y, a, &za, NULL, &err) == 0);
-    CHECK(tsne_fft_repulsion(used, small, a, &za, NULL, &err) == 0);
-    CHECK(tsne_fft_repulsion(fresh, small, b, &zb, NULL, &err) == 0);
+    CHECK(tsne_fft_new(n, &g, &used, &err) == 0);
+    CHECK(tsne_fft_new(n, &g, &fresh, &err) == 0);
+    CHECK(tsne_fft_repulsion(used, NULL, Y, a, &za, NULL, &err) == 0);
+    CHECK(tsne_fft_repulsion(used, NULL, small, a, &za, NULL, &err) == 0);
+    CHECK(tsne_fft_repulsion(fresh, tm2, small, b, &zb, NULL, &err) == 0);
     CHECK(za == zb && memcmp(a, b, 2 * n * sizeof *a) == 0);
-    CHECK(tsne_fft_repulsion(used, Y, a, &za, NULL, &err) == 0); /* and back */
-    CHECK(tsne_fft_repulsion(fresh, Y, b, &zb, NULL, &err) == 0);
+    CHECK(tsne_fft_repulsion(used, NULL, Y, a, &za, NULL, &err) == 0); /* and back */
+    CHECK(tsne_fft_repulsion(fresh, tm2, Y, b, &zb, NULL, &err) == 0);
     CHECK(za == zb && memcmp(a, b, 2 * n * sizeof *a) == 0);
     tsne_fft_free(used);
     tsne_fft_free(fresh);
@@ -169,20 +183,22 @@ static void test_fft_object_reused_across_grid_sizes_gives_fresh_results(void)
     free(small);
     free(a);
     free(b);
+    team_stop(tm2);
 }
 
 static void test_fft_repulsion_does_not_depend_on_thread_count(void)
 {
+    struct team *tm3 = team_of(3);
     size_t n = 2000;
     float *Y = blob_layout(n, 42), *a = malloc(2 * n * sizeof *a), *b = malloc(2 * n * sizeof *b);
     double za, zb;
     struct tsne_fft *f1, *f3;
     struct pw_error err;
     struct tsne_fft_options g = grid_options();
-    CHECK(tsne_fft_new(n, &g, 1, &f1, &err) == 0);
-    CHECK(tsne_fft_new(n, &g, 3, &f3, &err) == 0);
-    CHECK(tsne_fft_repulsion(f1, Y, a, &za, NULL, &err) == 0);
-    CHECK(tsne_fft_repulsion(f3, Y, b, &zb, NULL, &err) == 0);
+    CHECK(tsne_fft_new(n, &g, &f1, &err) == 0);
+    CHECK(tsne_fft_new(n, &g, &f3, &err) == 0);
+    CHECK(tsne_fft_repulsion(f1, NULL, Y, a, &za, NULL, &err) == 0);
+    CHECK(tsne_fft_repulsion(f3, tm3, Y, b, &zb, NULL, &err) == 0);
     CHECK(za == zb);
     CHECK(memcmp(a, b, 2 * n * sizeof *a) == 0);
     tsne_fft_free(f1);
@@ -190,38 +206,75 @@ static void test_fft_repulsion_does_not_depend_on_thread_count(void)
     free(Y);
     free(a);
     free(b);
+    team_stop(tm3);
 }
 
 static void test_exact_repulsion_matches_double_sums(void)
 {
+    struct team *tm2 = team_of(2);
     size_t n = 700;
     float *Y = blob_layout(n, 43), *rep = malloc(2 * n * sizeof *rep),
           *zi = malloc(tsne_exact_scratch(n) * sizeof *zi);
     double *ref = malloc(2 * n * sizeof *ref), zref, z;
     reference_repulsion(Y, n, ref, &zref);
-    tsne_exact_repulsion(Y, n, 2, rep, zi, &z);
+    tsne_exact_repulsion(Y, n, tm2, rep, zi, &z, NULL);
     CHECK(fabs(z / zref - 1) < 1e-5);
     CHECK(force_error(rep, z, ref, zref, n) < 1e-5);
     free(Y);
     free(rep);
     free(zi);
     free(ref);
+    team_stop(tm2);
 }
 
 /* Each pair is evaluated once, in fixed blocks summed in block order. */
 static void test_exact_repulsion_does_not_depend_on_thread_count(void)
 {
+    struct team *tm3 = team_of(3);
     size_t n = 1001;
     float *Y = blob_layout(n, 46), *a = malloc(2 * n * sizeof *a), *b = malloc(2 * n * sizeof *b);
     float *scratch = malloc(tsne_exact_scratch(n) * sizeof *scratch);
     double za, zb;
-    tsne_exact_repulsion(Y, n, 1, a, scratch, &za);
-    tsne_exact_repulsion(Y, n, 3, b, scratch, &zb);
+    tsne_exact_repulsion(Y, n, NULL, a, scratch, &za, NULL);
+    tsne_exact_repulsion(Y, n, tm3, b, scratch, &zb, NULL);
     CHECK(za == zb && memcmp(a, b, 2 * n * sizeof *a) == 0);
     free(Y);
     free(a);
     free(b);
     free(scratch);
+    team_stop(tm3);
+}
+
+static void count_side_task(void *ctx, size_t i)
+{
+    atomic_fetch_add(&((atomic_int *)ctx)[i], 1);
+}
+
+/* The side work rides along with the sums' job: each task once, on either path. */
+static void test_repulsion_runs_each_side_task_once(void)
+{
+    struct team *tm3 = team_of(3);
+    size_t n = 1500;
+    float *Y = blob_layout(n, 47), *rep = malloc(2 * n * sizeof *rep),
+          *scratch = malloc(tsne_exact_scratch(n) * sizeof *scratch);
+    atomic_int hits[20];
+    for (int i = 0; i < 20; i++)
+        atomic_init(&hits[i], 0);
+    struct tsne_side_work side = {count_side_task, hits, 20};
+    double z;
+    tsne_exact_repulsion(Y, n, tm3, rep, scratch, &z, &side);
+    struct tsne_fft *f;
+    struct pw_error err;
+    struct tsne_fft_options g = grid_options();
+    CHECK(tsne_fft_new(n, &g, &f, &err) == 0);
+    CHECK(tsne_fft_repulsion(f, tm3, Y, rep, &z, &side, &err) == 0);
+    for (int i = 0; i < 20; i++)
+        CHECK(atomic_load(&hits[i]) == 2);
+    tsne_fft_free(f);
+    free(Y);
+    free(rep);
+    free(scratch);
+    team_stop(tm3);
 }
 
 static void test_fft_repulsion_rejects_a_diverged_layout(void)
@@ -233,8 +286,8 @@ static void test_fft_repulsion_rejects_a_diverged_layout(void)
     struct tsne_fft *f;
     struct pw_error err;
     struct tsne_fft_options g = grid_options();
-    CHECK(tsne_fft_new(n, &g, 1, &f, &err) == 0);
-    CHECK(tsne_fft_repulsion(f, Y, rep, &z, NULL, &err) == PW_EINVAL);
+    CHECK(tsne_fft_new(n, &g, &f, &err) == 0);
+    CHECK(tsne_fft_repulsion(f, NULL, Y, rep, &z, NULL, &err) == PW_EINVAL);
     CHECK(strstr(err.msg, "diverged") != NULL);
     tsne_fft_free(f);
     free(Y);
@@ -246,6 +299,7 @@ static void test_fft_repulsion_rejects_a_diverged_layout(void)
  * too large and 37 % force error), and the bytes do not depend on the thread count. */
 static void test_fft_repulsion_with_a_few_far_points_matches_exact_sums(void)
 {
+    struct team *tm3 = team_of(3);
     size_t n = 3006;
     uint64_t s = 45;
     float *Y = malloc(2 * n * sizeof *Y), *rep = malloc(2 * n * sizeof *rep);
@@ -262,12 +316,12 @@ static void test_fft_repulsion_with_a_few_far_points_matches_exact_sums(void)
     struct tsne_fft *f, *f3;
     struct pw_error err;
     struct tsne_fft_options g = grid_options();
-    CHECK(tsne_fft_new(n, &g, 1, &f, &err) == 0);
-    CHECK(tsne_fft_new(n, &g, 3, &f3, &err) == 0);
-    CHECK(tsne_fft_repulsion(f, Y, rep, &z, NULL, &err) == 0);
+    CHECK(tsne_fft_new(n, &g, &f, &err) == 0);
+    CHECK(tsne_fft_new(n, &g, &f3, &err) == 0);
+    CHECK(tsne_fft_repulsion(f, NULL, Y, rep, &z, NULL, &err) == 0);
     CHECK(fabs(z / zref - 1) < 2e-3);
     CHECK(force_error(rep, z, ref, zref, n) < 0.02);
-    CHECK(tsne_fft_repulsion(f3, Y, rep3, &z3, NULL, &err) == 0);
+    CHECK(tsne_fft_repulsion(f3, tm3, Y, rep3, &z3, NULL, &err) == 0);
     CHECK(z == z3 && memcmp(rep, rep3, 2 * n * sizeof *rep) == 0);
     tsne_fft_free(f);
     tsne_fft_free(f3);
@@ -275,6 +329,7 @@ static void test_fft_repulsion_with_a_few_far_points_matches_exact_sums(void)
     free(rep);
     free(rep3);
     free(ref);
+    team_stop(tm3);
 }
 
 /* 2000 points in 200 groups of 10 coincident points spread over ~200 units, as t-SNE lays out
@@ -282,6 +337,7 @@ static void test_fft_repulsion_with_a_few_far_points_matches_exact_sums(void)
  * cost less, are what comes back - for any thread count. */
 static void test_fft_repulsion_takes_exact_sums_for_a_wide_layout(void)
 {
+    struct team *tm3 = team_of(3);
     size_t n = 2000;
     uint64_t s = 46;
     float *Y = malloc(2 * n * sizeof *Y), *rep = malloc(2 * n * sizeof *rep);
@@ -297,15 +353,16 @@ static void test_fft_repulsion_takes_exact_sums_for_a_wide_layout(void)
     double z, zex;
     struct tsne_fft *f;
     struct pw_error err;
-    CHECK(tsne_fft_new(n, NULL, 3, &f, &err) == 0);
-    CHECK(tsne_fft_repulsion(f, Y, rep, &z, NULL, &err) == 0);
-    tsne_exact_repulsion(Y, n, 1, ex, scratch, &zex);
+    CHECK(tsne_fft_new(n, NULL, &f, &err) == 0);
+    CHECK(tsne_fft_repulsion(f, tm3, Y, rep, &z, NULL, &err) == 0);
+    tsne_exact_repulsion(Y, n, NULL, ex, scratch, &zex, NULL);
     CHECK(z == zex && memcmp(rep, ex, 2 * n * sizeof *rep) == 0);
     tsne_fft_free(f);
     free(Y);
     free(rep);
     free(ex);
     free(scratch);
+    team_stop(tm3);
 }
 
 static void test_fft_rejects_bad_options(void)
@@ -315,7 +372,7 @@ static void test_fft_rejects_bad_options(void)
     o.interval_width = 0;
     struct tsne_fft *f;
     struct pw_error err;
-    CHECK(tsne_fft_new(100, &o, 1, &f, &err) == PW_EINVAL);
+    CHECK(tsne_fft_new(100, &o, &f, &err) == PW_EINVAL);
     CHECK(f == NULL);
 }
 
@@ -498,6 +555,7 @@ int main(void)
     RUN(test_fft_repulsion_does_not_depend_on_thread_count);
     RUN(test_exact_repulsion_matches_double_sums);
     RUN(test_exact_repulsion_does_not_depend_on_thread_count);
+    RUN(test_repulsion_runs_each_side_task_once);
     RUN(test_fft_repulsion_rejects_a_diverged_layout);
     RUN(test_fft_repulsion_with_a_few_far_points_matches_exact_sums);
     RUN(test_fft_repulsion_takes_exact_sums_for_a_wide_layout);
