@@ -43,17 +43,15 @@ void blas_nt_run(const struct blas_nt *job, int threads)
         nt_block(job, b * BLAS_FIXED_ROWS);
 }
 
-void blas_gram_upper(const float *a, size_t rows, size_t d, float *c, int threads)
+void blas_gram_share(void *job, int t, int T)
 {
-    size_t panels = (d + BLAS_FIXED_ROWS - 1) / BLAS_FIXED_ROWS;
-    if (threads < 1 || panels < 2)
-        threads = 1;
-        /* Later panels are taller: hand them out first. */
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (size_t q = 0; q < panels; q++) {
+    const struct blas_gram *j = job;
+    size_t d = j->d, panels = (d + BLAS_FIXED_ROWS - 1) / BLAS_FIXED_ROWS;
+    /* Later panels are taller: dealt first, one per thread in turn. */
+    for (size_t q = (size_t)t; q < panels; q += (size_t)T) {
         size_t p = panels - 1 - q, j0 = p * BLAS_FIXED_ROWS;
         size_t w = d - j0 < BLAS_FIXED_ROWS ? d - j0 : BLAS_FIXED_ROWS;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(j0 + w), (int)w, (int)rows, 1.0f,
-                    a, (int)d, a + j0, (int)d, 0.0f, c + j0, (int)d);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(j0 + w), (int)w, (int)j->rows,
+                    1.0f, j->a, (int)d, j->a + j0, (int)d, 0.0f, j->c + j0, (int)d);
     }
 }

@@ -156,7 +156,8 @@ int pca_fit(const float *x, size_t n, size_t d, const struct pca_options *opt, f
         size_t rows = n - b0 < PCA_BLOCK ? n - b0 : PCA_BLOCK;
         struct pca_rows br = {x + b0 * d, fmean, NULL, rows, d, k, block, NULL};
         team_run(tm, centre_rows, &br);
-        blas_gram_upper(block, rows, d, blockcov, threads);
+        struct blas_gram gram = {block, blockcov, rows, d};
+        team_run(tm, blas_gram_share, &gram);
         for (size_t i = 0; i < d; i++)
             for (size_t j = i; j < d; j++)
                 scatter[i * d + j] += blockcov[i * d + j];

@@ -36,7 +36,13 @@ void blas_nt_run(const struct blas_nt *job, int threads);
 
 /* The upper triangle of c (d x d, row-major, ldc = d) = a^T a for a (rows x d): column
  * panels of BLAS_FIXED_ROWS, panel p computed as rows [0, end of p) of a^T times the
- * panel's columns of a, spread over OpenMP threads. */
-void blas_gram_upper(const float *a, size_t rows, size_t d, float *c, int threads);
+ * panel's columns of a.  blas_gram_share is a team_fn (team.h): thread t of T computes
+ * the panels t, t + T, ... counted from the last (tallest). */
+struct blas_gram {
+    const float *a;
+    float *c;
+    size_t rows, d;
+};
+void blas_gram_share(void *job, int t, int T);
 
 #endif
