@@ -61,8 +61,8 @@ struct knn_options {
                                KNN_NO_ROUNDS: none (cells only) */
     size_t max_candidates;  /* 0: 2k for k <= 30, else 16 (pynndescent: min(60, k)); see knn.c */
     size_t list_rows;       /* 0: NN-descent samples candidate lists for about 1/64 of the
-                               input's bytes at a time (knn.c's list_block); else for this
-                               many points at a time */
+                               input's bytes at a time (knn_descent.c's knn_list_block); else
+                               for this many points at a time */
     double delta;           /* 0.001: pynndescent's early-stop fraction of k*n updates */
     double recall_target;   /* 0.97: the approximate graph's recall, estimated on the exact
                                neighbours of a sample of rows (knn_probe.h), must reach
@@ -76,8 +76,8 @@ struct knn_options {
                                per row, ranked again on exact distances (see above);
                                0: OpenBLAS sgemm there */
     size_t screen_rows;     /* 0: the pre-screen's wide heaps for as many rows as keep the
-                               graph and them within a quarter of the input's bytes (knn.c's
-                               screen_pool_rows); else for this many rows at a time */
+                               graph and them within a quarter of the input's bytes
+                               (knn_cells.c's screen_pool_rows); else for this many rows at a time */
 };
 
 enum knn_built {

@@ -63,7 +63,8 @@ void knn_screen_clear(struct knn_screen *sc, size_t rows)
 
 typedef float v16f __attribute__((vector_size(64)));
 
-/* out[v]: squared euclidean or cosine distance (knn.c's pair_dist) of row a to rows b[v]. */
+/* out[v]: squared euclidean or cosine distance (pair_dist, knn_internal.h) of row a to
+ * rows b[v]. */
 SCREEN_CLONES static void dist1x4(const float *x, size_t d, int cosine, const float *inv, size_t a,
                                   const int32_t b[4], float out[4])
 {

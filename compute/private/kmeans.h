@@ -1,4 +1,4 @@
-/* kmeans.h - a coarse k-means partition of rows, for the partitioned k-NN (knn.c).
+/* kmeans.h - a coarse k-means partition of rows, for the partitioned k-NN (knn_cells.c).
  *
  * Lloyd's algorithm on an evenly strided sample of rows, seeded by k-means++ (rng.h),
  * then every row's nearest and second-nearest centroid and its distance to the

@@ -4,7 +4,7 @@
  * a heap of knn_screen_width(k) = k + margin candidates among the cell's members on
  * approximate distances, with bound[p] the error bound of row p's distances in that cell
  * (gram_i8_bound).  knn_screen_finish then computes the candidates' distances exactly
- * (float, from differences or normalised dots, as knn.c's pair_dist) and keeps the k
+ * (float, from differences or normalised dots, as knn_internal.h's pair_dist) and keeps the k
  * smallest.  A member the margin cut would have an approximate distance at least the wide
  * heap's root R, so an exact one at least R - bound: when that exceeds the k-th exact
  * distance kept, no member outside the heap can enter the top k.  Rows where it does not
@@ -14,8 +14,8 @@
  * to the bound's (gram.h) one-in-a-billion chance; the margin only decides how many rows
  * need the second join.
  *
- * The wide heaps are a pool of `rows` heaps that the cells use in turn (knn.c's
- * cell_join), never one per point: at t-SNE's k = 91 a wide heap takes 1152 bytes, more
+ * The wide heaps are a pool of `rows` heaps that the cells use in turn (knn_join.c's
+ * knn_cell_join), never one per point: at t-SNE's k = 91 a wide heap takes 1152 bytes, more
  * than a third of a 768-float row, so heaps for every point would set the k-NN's peak
  * memory. */
 #ifndef PW_KNN_SCREEN_H

@@ -49,7 +49,7 @@ static void test_separated_clusters_become_cells(void)
 }
 
 /* Centroids fitted on a subset of the rows (clusters 1 and 4 of six, given as row
- * indices, as knn.c splits a cell): assigning every row to them puts cluster 1 in one
+ * indices, as knn_cells.c splits a cell): assigning every row to them puts cluster 1 in one
  * cell and cluster 4 in the other. */
 static void test_centroids_fitted_on_a_subset_of_rows(void)
 {
