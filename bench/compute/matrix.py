@@ -17,7 +17,9 @@ well-separated clusters: noise of norm 0.3, rows normalised), at 6k x 96, 20k x 
 For each cell and reducer: our wall and CPU seconds and peak RSS (/usr/bin/time -v of the
 whole process), the reference's (the Python task's own calls in ref.py: numpy SVD for
 PCA, plus sklearn PCA; umap-learn; sklearn TSNE up to --sklearn-tsne-max-n points),
-trustworthiness (k = 10; on a fixed random sample of 5,000 points when n > 5,000, both
+runs under a second (ours and the references alike: --repeat-short, default 5) are
+repeated and given as their median, since one run of a few milliseconds is mostly
+process start-up and scheduling noise; trustworthiness (k = 10; on a fixed random sample of 5,000 points when n > 5,000, both
 spaces restricted to that sample - run.py's quality()), 10-NN class accuracy in the 2-D
 embedding (every point, leave-one-out majority vote of its 10 nearest embedded
 neighbours; labels are the classes or the generating clusters' ids), and our k-NN
@@ -45,6 +47,7 @@ import hashlib
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,6 +68,7 @@ FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
 METRIC = {"umap": "cosine", "tsne": "euclidean", "pca": "euclidean"}
 RECALL_K = {"umap": (14, "cosine"), "tsne": (91, "euclidean")}
 STRUCTURES = {"broad": (5, 1.5), "tight": (50, 0.3)}  # clusters, noise norm
+SHORT_S = 1.0  # runs shorter than this are repeated (--repeat-short)
 
 
 def cell_table():
@@ -167,17 +171,29 @@ def openblas_env():
     return env
 
 
-def run_ours(binary, path, d, reducer, threads, tmp):
+def repeat_short(first, cmd, timeout, env, runs):
+    """first: timed()'s result for cmd.  A run shorter than SHORT_S is mostly process
+    start-up and scheduling noise, so it is run again up to `runs` times in all, both sides
+    alike; the result then carries the median wall and CPU seconds and "runs"."""
+    if first is None or runs <= 1 or first[0] >= SHORT_S:
+        return first, 1
+    more = [first] + [timed(cmd, timeout, env) for _ in range(runs - 1)]
+    return (statistics.median(r[0] for r in more), max(r[1] for r in more), first[2],
+            statistics.median(r[3] for r in more)), runs
+
+
+def run_ours(binary, path, d, reducer, threads, tmp, runs=1):
     out = os.path.join(tmp, "ours")
     env = dict(openblas_env(), OPENBLAS_NUM_THREADS="1")
     load = os.getloadavg()[0]
-    r = timed([binary, "project", "--input", path, "--dim", str(d), "--reducer", reducer, "--threads",
-               str(threads), "--out", out], None, env)
+    cmd = [binary, "project", "--input", path, "--dim", str(d), "--reducer", reducer, "--threads",
+           str(threads), "--out", out]
+    r, runs = repeat_short(timed(cmd, None, env), cmd, None, env, runs)
     y = np.stack([np.fromfile(os.path.join(out, f), dtype="<f4") for f in ("x.f32.bin", "y.f32.bin")], axis=1)
     with open(os.path.join(out, "meta.json")) as fh:
         meta = json.load(fh)
     return {"s": r[0], "rss": r[1], "cpu": r[3], "load": load, "timings": meta.get("timings"),
-            "fallback": meta.get("fallback_reason")}, y
+            "fallback": meta.get("fallback_reason"), "runs": runs}, y
 
 
 def recall(binary, path, d, n, reducer, threads):
@@ -243,11 +259,14 @@ def run_reference(label, runner, method, path, d, args, tmp):
     if args.ref_nice:
         cmd = ["nice", "-n", str(args.ref_nice), *cmd]
     load = os.getloadavg()[0]
-    r = timed(cmd, args.ref_timeout, dict(openblas_env(), TMPDIR=tmp))
+    env = dict(openblas_env(), TMPDIR=tmp)
+    r, runs = repeat_short(timed(cmd, args.ref_timeout, env), cmd, args.ref_timeout, env,
+                           args.repeat_short)
     if r is None:
         return {"killed_after_s": args.ref_timeout, "load": load}, None
     return {"s": r[0], "rss": r[1], "cpu": r[3], "fit_s": float(r[2].strip().splitlines()[-1]),
-            "load": load, "load_after": os.getloadavg()[0], "nice": args.ref_nice}, load_y()
+            "load": load, "load_after": os.getloadavg()[0], "nice": args.ref_nice,
+            "runs": runs}, load_y()
 
 
 def load_cache():
@@ -317,7 +336,8 @@ def run_cell(cell, args, cache, vers, tools, log):
             row = {"cell": cell, "structure": CELLS[cell][0], "n": n, "d": d, "reducer": reducer,
                    "input_bytes": x.nbytes, "data_hash": ctx["hash"], "refs": []}
             if not args.references_only:
-                ours, y = run_ours(tools["project"], path, d, reducer, args.threads, tmp)
+                ours, y = run_ours(tools["project"], path, d, reducer, args.threads, tmp,
+                                   args.repeat_short)
                 ours.update(scores(x, y, labels, reducer, args.quality_sample))
                 row["ours"] = ours
                 if reducer in RECALL_K and tools.get("recall"):
@@ -367,7 +387,10 @@ def table_row(row, ref):
     rec = row.get("recall")
     recall_txt = f"{rec['recall']:.4f} (k {rec['k']})" if rec else "-"
     rss_x = f" ({o['rss'] / row['input_bytes']:.2f}x)" if o.get("rss") else ""
-    note = "; ".join(filter(None, [ref_note(ref) if ref else "", o.get("fallback") and f"**ours fell back to PCA**: {o['fallback']}"]))
+    runs = [f"{who} median of {r} runs" for who, r in (("ours", o.get("runs", 1)), ("ref", ref.get("runs", 1)))
+            if r > 1]
+    note = "; ".join(filter(None, [ref_note(ref) if ref else "", ", ".join(runs),
+                                   o.get("fallback") and f"**ours fell back to PCA**: {o['fallback']}"]))
     return (f"| {row['cell']} | {row['n']} x {row['d']} | {row['reducer']} | {fmt(o.get('s'))} ({fmt(o.get('cpu'), '.1f')}) "
             f"| {ref.get('label', '-')} | {fmt(ref.get('s'))} ({fmt(ref.get('cpu'), '.1f')}) | "
             f"{'**' + fmt(ratio, '.1f') + 'x**' if ratio else '-'} / {fmt(cpu_ratio, '.1f') + 'x' if cpu_ratio else '-'} | "
@@ -441,6 +464,9 @@ def parse_args():
     ap.add_argument("--sklearn-tsne-max-n", type=int, default=70000)
     ap.add_argument("--rtsne-max-n", type=int, default=20000)
     ap.add_argument("--quality-sample", type=int, default=5000)
+    ap.add_argument("--repeat-short", type=int, default=5,
+                    help=f"runs (ours and references alike) under {SHORT_S} s are repeated to this "
+                         "many; the table gives their median")
     ap.add_argument("--no-write", action="store_true", help="do not touch bench/compute/RESULTS.md")
     ap.add_argument("--json", help="the run's results (default: bench/out/compute-matrix/results.json, "
                                    "references.json with --references-only)")
