@@ -18,13 +18,17 @@ BUILD=${PW_BUILD_ROOT:-$ROOT/_build}
 JOBS=${PW_TEST_JOBS:-2}
 step() { printf '\n==> [%s] %s\n' "$(date +%T)" "$*"; }
 
-# The ASan+UBSan build and the TSan targets (configure and build; one at a time).
+# The ASan+UBSan build, the TSan targets and the Release build that deploy/quickstart.sh
+# and the image make (-O3 finds warnings -O2 does not; -Werror makes them errors).
 sanitizer_builds() {
     cmake -S . -B "$BUILD/asan" -DCMAKE_BUILD_TYPE=Debug -DPW_SANITIZE=ON -DPW_TEST_TASKS=ON >/dev/null
     cmake --build "$BUILD/asan" -j2
     cmake -S . -B "$BUILD/tsan" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS="-fsanitize=thread -O1 -g" \
         -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread >/dev/null
     cmake --build "$BUILD/tsan" -j2 --target qdrant_scroll_tool test_compute_team
+    cmake -S . -B "$BUILD/release" -DCMAKE_BUILD_TYPE=Release -DPW_TEST_TASKS=OFF \
+        -DPW_INTEGRATION_TESTS=OFF >/dev/null
+    cmake --build "$BUILD/release" -j2
 }
 
 if [ "${PW_SKIP_INSTALL:-0}" != 1 ]; then
@@ -66,7 +70,7 @@ if [ "${PW_LONG_TESTS:-0}" = 1 ]; then
     ctest --test-dir "$BUILD/test" -L quality-long --output-on-failure
 fi
 
-step "waiting for the sanitizer builds (ASan + UBSan, TSan)"
+step "waiting for the background builds (ASan + UBSan, TSan, Release)"
 if ! wait "$SANITIZER_BUILDS"; then
     tail -n 60 "$BUILD/sanitizer-builds.log"
     echo "sanitizer builds failed (whole log: $BUILD/sanitizer-builds.log)" >&2

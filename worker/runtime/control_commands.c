@@ -35,9 +35,13 @@ const char *control_iso_time(double t, char *buf, size_t cap)
     struct tm tm;
     char base[32];
 
+    unsigned micro = (unsigned)((t - (double)secs) * 1e6) % 1000000u;
+
     gmtime_r(&secs, &tm);
     strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, cap, "%s.%06d+00:00", base, (int)((t - (double)secs) * 1e6));
+    /* bounded fields (19 + 1 + 6 + 6 characters), so that the compiler can see the
+     * callers' 40-byte buffers suffice */
+    snprintf(buf, cap, "%.19s.%06u+00:00", base, micro);
     return buf;
 }
 

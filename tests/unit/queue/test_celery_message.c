@@ -209,7 +209,7 @@ static void test_p2_full_reads_eta_expires_and_time_limits(void)
 {
     struct celery_task_msg m;
     struct pw_error err;
-    double eta_expected, expires_expected;
+    double eta_expected = 0.0, expires_expected = 0.0; /* 0 if iso_seconds fails: no match */
 
     CHECK(decode_capture("01_send_p2_full.json", &m, &err) == 0);
     /* 2026-11-21T04:27:54.921899+00:00 and 04:29:24.921899 (90 s later) */
