@@ -14,8 +14,8 @@ clusters: unit centres plus noise of norm 1.5, rows normalised) and tight (50 ti
 well-separated clusters: noise of norm 0.3, rows normalised), at 6k x 96, 20k x 768 and
 200k x 768, plus broad at 20k x 1536.  --quick: digits and the three 6k x 96 cells.
 
-For each cell and reducer: our wall and CPU seconds and peak RSS (/usr/bin/time -v of the
-whole process), the reference's (the Python task's own calls in ref.py: numpy SVD for
+For each cell and reducer: our wall and CPU seconds and peak RSS (of the
+whole process, from bench/compute/proc_time: spawn to reaped, and wait4's rusage), the reference's (the Python task's own calls in ref.py: numpy SVD for
 PCA, plus sklearn PCA; umap-learn; sklearn TSNE up to --sklearn-tsne-max-n points),
 runs under a second (ours and the references alike: --repeat-short, default 5) are
 repeated and given as their median, since one run of a few milliseconds is mostly
@@ -58,7 +58,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from run import quality, r_missing, timed  # noqa: E402
+from run import proc_time_path, quality, r_missing, timed  # noqa: E402
 
 CACHE = os.path.join(HERE, "reference_cache.json")
 OUT = os.path.join(REPO, "bench", "out", "compute-matrix")
@@ -171,24 +171,24 @@ def openblas_env():
     return env
 
 
-def repeat_short(first, cmd, timeout, env, runs):
+def repeat_short(first, cmd, timeout, env, runs, launcher):
     """first: timed()'s result for cmd.  A run shorter than SHORT_S is mostly process
     start-up and scheduling noise, so it is run again up to `runs` times in all, both sides
     alike; the result then carries the median wall and CPU seconds and "runs"."""
     if first is None or runs <= 1 or first[0] >= SHORT_S:
         return first, 1
-    more = [first] + [timed(cmd, timeout, env) for _ in range(runs - 1)]
+    more = [first] + [timed(cmd, timeout, env, launcher=launcher) for _ in range(runs - 1)]
     return (statistics.median(r[0] for r in more), max(r[1] for r in more), first[2],
             statistics.median(r[3] for r in more)), runs
 
 
-def run_ours(binary, path, d, reducer, threads, tmp, runs=1):
+def run_ours(binary, path, d, reducer, threads, tmp, launcher, runs=1):
     out = os.path.join(tmp, "ours")
     env = dict(openblas_env(), OPENBLAS_NUM_THREADS="1")
     load = os.getloadavg()[0]
     cmd = [binary, "project", "--input", path, "--dim", str(d), "--reducer", reducer, "--threads",
            str(threads), "--out", out]
-    r, runs = repeat_short(timed(cmd, None, env), cmd, None, env, runs)
+    r, runs = repeat_short(timed(cmd, None, env, launcher=launcher), cmd, None, env, runs, launcher)
     y = np.stack([np.fromfile(os.path.join(out, f), dtype="<f4") for f in ("x.f32.bin", "y.f32.bin")], axis=1)
     with open(os.path.join(out, "meta.json")) as fh:
         meta = json.load(fh)
@@ -260,8 +260,8 @@ def run_reference(label, runner, method, path, d, args, tmp):
         cmd = ["nice", "-n", str(args.ref_nice), *cmd]
     load = os.getloadavg()[0]
     env = dict(openblas_env(), TMPDIR=tmp)
-    r, runs = repeat_short(timed(cmd, args.ref_timeout, env), cmd, args.ref_timeout, env,
-                           args.repeat_short)
+    r, runs = repeat_short(timed(cmd, args.ref_timeout, env, launcher=args.proc_time), cmd,
+                           args.ref_timeout, env, args.repeat_short, args.proc_time)
     if r is None:
         return {"killed_after_s": args.ref_timeout, "load": load}, None
     return {"s": r[0], "rss": r[1], "cpu": r[3], "fit_s": float(r[2].strip().splitlines()[-1]),
@@ -337,7 +337,7 @@ def run_cell(cell, args, cache, vers, tools, log):
                    "input_bytes": x.nbytes, "data_hash": ctx["hash"], "refs": []}
             if not args.references_only:
                 ours, y = run_ours(tools["project"], path, d, reducer, args.threads, tmp,
-                                   args.repeat_short)
+                                   args.proc_time, args.repeat_short)
                 ours.update(scores(x, y, labels, reducer, args.quality_sample))
                 row["ours"] = ours
                 if reducer in RECALL_K and tools.get("recall"):
@@ -453,6 +453,7 @@ def parse_args():
     ap.add_argument("--build-dir", default=os.environ.get("PW_BUILD_DIR", os.path.join(REPO, "build")))
     ap.add_argument("--project", help="projection-worker-project (default: BUILD/worker/)")
     ap.add_argument("--recall", help="knn_recall (default: BUILD/bench/compute/ if built)")
+    ap.add_argument("--proc-time", help="proc_time, which times both sides (default: BUILD/bench/compute/)")
     ap.add_argument("--threads", type=int, default=2)
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--skip-reference", action="store_true", help="our side only, no reference columns")
@@ -526,6 +527,7 @@ def main():
     if unknown:
         raise SystemExit(f"unknown cells {unknown}; --list shows them")
     tools = tools_for(args)
+    args.proc_time = args.proc_time or proc_time_path(args.build_dir)
     t0 = time.perf_counter()
     log = lambda m: print(f"[{datetime.datetime.now().strftime('%H:%M:%S')}] {m}", file=sys.stderr,  # noqa: E731
                           flush=True)

@@ -10,7 +10,7 @@ For each data set (sklearn's digits; n x 768 float32 "embedding-like" vectors: 5
 Gaussian clusters around random unit vectors, rows normalised) and each method it runs
 `projection-worker project` and the reference (umap-learn / sklearn TSNE / numpy SVD,
 exactly as the Python task calls them) on the same file, one after the other, each in
-its own process under /usr/bin/time -v, and prints one Markdown table row with wall
+its own process under bench/compute/proc_time (wall from spawn to reaped, rusage), and prints one Markdown table row with wall
 seconds, peak RSS, the RSS / input-matrix ratio, trustworthiness (k = 10) and 10-NN
 preservation (on a fixed random subsample of --quality-sample points for large n),
 and the speed ratio.  With R's uwot and Rtsne installed (bench/compute/install-r.sh),
@@ -25,7 +25,6 @@ cosine and t-SNE's k = 91 euclidean).  Not a test: nothing is asserted."""
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -92,28 +91,42 @@ def embeddings(n, d=768, clusters=50, seed=0):
     return x
 
 
-def timed(cmd, timeout, env=None):
-    """Runs cmd under /usr/bin/time -v; returns (wall s, peak RSS bytes, stdout, CPU s) or None."""
-    t = time.perf_counter()
-    # Own process group: on timeout the reference under /usr/bin/time is killed too, not
-    # only /usr/bin/time (it would keep running and skew the next timings).
-    p = subprocess.Popen(["/usr/bin/time", "-v", *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True, env=env)
-    try:
-        stdout, stderr = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.communicate()
-        return None
-    wall = time.perf_counter() - t
-    p = subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
-    if p.returncode != 0:
-        sys.stderr.write(p.stderr[-2000:])
-        raise SystemExit(f"failed: {' '.join(cmd)}")
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1)) * 1024
-    cpu = sum(float(re.search(rf"{k} time \(seconds\): ([0-9.]+)", p.stderr).group(1))
-              for k in ("User", "System"))
-    return wall, rss, p.stdout, cpu
+def proc_time_path(build_dir):
+    """The build's bench/compute/proc_time (see proc_time.c), which every timing goes
+    through, ours and the references' alike."""
+    path = os.path.join(build_dir, "bench", "compute", "proc_time")
+    if not os.access(path, os.X_OK):
+        raise SystemExit(f"{path} is missing: build the tree first (cmake --build {build_dir})")
+    return path
+
+
+def timed(cmd, timeout, env=None, *, launcher):
+    """Runs cmd under launcher (proc_time); returns (wall s, peak RSS bytes, stdout, CPU s),
+    or None when it ran past timeout seconds (then its whole process group is killed, so a
+    reference's worker processes do not keep running and skew the next timings).
+
+    Output goes to temporary files, not pipes, so the command never waits for us."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = os.path.join(tmp, "result.json")
+        out_path, err_path = os.path.join(tmp, "out"), os.path.join(tmp, "err")
+        with open(out_path, "wb") as out, open(err_path, "wb") as errf:
+            p = subprocess.Popen([launcher, result, *cmd], stdout=out, stderr=errf,
+                                 start_new_session=True, env=env)
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+                return None
+        with open(out_path, errors="replace") as f:
+            stdout = f.read()
+        if p.returncode != 0:
+            with open(err_path, errors="replace") as f:
+                sys.stderr.write(f.read()[-2000:])
+            raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}")
+        with open(result) as f:
+            r = json.load(f)
+    return r["wall_s"], r["maxrss_kb"] * 1024, stdout, r["user_s"] + r["sys_s"]
 
 
 def quality(x, y, metric, sample, seed=1):
@@ -130,6 +143,7 @@ def quality(x, y, metric, sample, seed=1):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--worker", required=True)
+    ap.add_argument("--proc-time", help="proc_time (default: the worker's build, bench/compute/)")
     ap.add_argument("--sizes", default="digits,20000")
     ap.add_argument("--methods", default="pca,umap,tsne")
     ap.add_argument("--threads", type=int, default=2)
@@ -160,6 +174,7 @@ def main():
     print("| data | n x d | method | ours wall s | ref wall s | wall speed-up | ours CPU s | ref CPU s "
           "| ours RSS MiB (x input) | ref RSS MiB | trust ours / ref | 10-NN kept ours / ref |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    launcher = args.proc_time or proc_time_path(os.path.dirname(os.path.dirname(os.path.abspath(args.worker))))
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes.split(","):
             if size == "digits":
@@ -183,7 +198,8 @@ def main():
                 if key not in skip_ours:
                     out = os.path.join(tmp, "out")
                     r = timed([args.worker, "project", "--input", path, "--dim", str(d), "--reducer",
-                               method, "--threads", str(args.threads), "--out", out], None)
+                               method, "--threads", str(args.threads), "--out", out], None,
+                              launcher=launcher)
                     ours = np.stack([np.fromfile(os.path.join(out, f), dtype="<f4")
                                      for f in ("x.f32.bin", "y.f32.bin")], axis=1)
                     with open(os.path.join(out, "meta.json")) as f:
@@ -211,7 +227,7 @@ def main():
                                    refout]
                             load = lambda: np.load(refout)
                             env = None
-                        r = timed(cmd, args.ref_timeout, env)
+                        r = timed(cmd, args.ref_timeout, env, launcher=launcher)
                         if r is None:
                             row["ref_s"] = f"> {args.ref_timeout:.0f} (killed)"
                         else:
