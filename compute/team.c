@@ -44,31 +44,29 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Polls for up to spin_ns until the round moves past `seen` (or the team quits); 1 if it did. */
-static int spin_until_round_moves(struct team *tm, unsigned long seen)
+static int round_moved(struct team *tm, unsigned long seen)
 {
-    long spin = atomic_load_explicit(&tm->spin_ns, memory_order_relaxed);
-    if (spin <= 0)
-        return 0;
-    long end = now_ns() + spin;
-    for (int i = 0;; i++) {
-        if (atomic_load_explicit(&tm->round, memory_order_acquire) != seen ||
-            atomic_load_explicit(&tm->quit, memory_order_relaxed))
-            return 1;
-        cpu_relax();
-        if ((i & 63) == 63 && now_ns() > end)
-            return 0;
-    }
+    return atomic_load_explicit(&tm->round, memory_order_acquire) != seen ||
+           atomic_load_explicit(&tm->quit, memory_order_relaxed);
 }
 
-static int spin_until_done(struct team *tm)
+static int all_done(struct team *tm, unsigned long unused)
+{
+    (void)unused;
+    return atomic_load_explicit(&tm->pending, memory_order_acquire) == 0;
+}
+
+/* Polls ready(tm, arg) for up to spin_ns (the clock read every 64 turns); 1 once it holds,
+ * 0 when the time is up or spinning is off: the caller then sleeps on a condition. */
+static int poll_until(struct team *tm, int (*ready)(struct team *, unsigned long),
+                      unsigned long arg)
 {
     long spin = atomic_load_explicit(&tm->spin_ns, memory_order_relaxed);
     if (spin <= 0)
         return 0;
     long end = now_ns() + spin;
     for (int i = 0;; i++) {
-        if (atomic_load_explicit(&tm->pending, memory_order_acquire) == 0)
+        if (ready(tm, arg))
             return 1;
         cpu_relax();
         if ((i & 63) == 63 && now_ns() > end)
@@ -83,7 +81,7 @@ static void *helper_main(void *p)
     struct team *tm = h.tm;
     unsigned long seen = 0;
     for (;;) {
-        if (!spin_until_round_moves(tm, seen)) {
+        if (!poll_until(tm, round_moved, seen)) {
             pthread_mutex_lock(&tm->mu);
             while (atomic_load(&tm->round) == seen && !atomic_load(&tm->quit))
                 pthread_cond_wait(&tm->go, &tm->mu);
@@ -161,7 +159,7 @@ void team_run(struct team *tm, team_fn fn, void *arg)
         pthread_mutex_unlock(&tm->mu);
     }
     fn(arg, 0, tm->threads);
-    if (tm->threads > 1 && !spin_until_done(tm)) {
+    if (tm->threads > 1 && !poll_until(tm, all_done, 0)) {
         pthread_mutex_lock(&tm->mu);
         while (atomic_load(&tm->pending) > 0)
             pthread_cond_wait(&tm->done, &tm->mu);

@@ -7,9 +7,10 @@
 # then rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit and
 # integration suites again with the sanitized worker (LeakSanitizer on the integration
 # path; tests labelled "waits", see tests/CMakeLists.txt, run in the first pass only).
-# The sanitizer builds run niced in the background while the integration and
-# reliability suites, which mostly wait on the services, run (their log:
-# $BUILD/sanitizer-builds.log).  PW_TEST_JOBS sets ctest parallelism for unit tests
+# The sanitizer and Release builds, then the quality suite (compute only, no services),
+# run niced in the background while the integration and reliability suites, which mostly
+# wait on the services, run (their logs: $BUILD/background-builds.log,
+# $BUILD/quality.log).  PW_TEST_JOBS sets ctest parallelism for unit tests
 # (default 2); PW_LONG_TESTS=1 adds the long quality tests (label quality-long).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ step() { printf '\n==> [%s] %s\n' "$(date +%T)" "$*"; }
 
 # The ASan+UBSan build, the TSan targets and the Release build that deploy/quickstart.sh
 # and the image make (-O3 finds warnings -O2 does not; -Werror makes them errors).
-sanitizer_builds() {
+background_builds() {
     cmake -S . -B "$BUILD/asan" -DCMAKE_BUILD_TYPE=Debug -DPW_SANITIZE=ON -DPW_TEST_TASKS=ON >/dev/null
     cmake --build "$BUILD/asan" -j2
     cmake -S . -B "$BUILD/tsan" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS="-fsanitize=thread -O1 -g" \
@@ -47,12 +48,35 @@ cmake --build "$BUILD/test" -j2
 step "unit tests"
 ctest --test-dir "$BUILD/test" -L unit -j "$JOBS" --output-on-failure
 
-step "sanitizer builds started in the background (nice 10; $BUILD/sanitizer-builds.log)"
-# Own session, so that a failing suite's exit stops the whole build (trap below).
-setsid nice -n 10 bash -c "$(declare -f sanitizer_builds); BUILD='$BUILD'; set -euo pipefail; sanitizer_builds" \
-    >"$BUILD/sanitizer-builds.log" 2>&1 &
-SANITIZER_BUILDS=$!
-trap 'kill -- -"$SANITIZER_BUILDS" 2>/dev/null || true' EXIT
+# The quality suite: trustworthiness against sklearn / umap-learn computed in the tests,
+# CPU-bound and independent of the services.
+quality_suite() {
+    if ctest --test-dir "$BUILD/test" -N -L '^quality$' | grep -q 'Total Tests: [1-9]'; then
+        ctest --test-dir "$BUILD/test" -L '^quality$' --output-on-failure
+    fi
+}
+
+# Each in its own session, so that a failing suite's exit stops it as a whole (trap below).
+background() {
+    local name=$1 log=$2
+    setsid nice -n 10 bash -c "$(declare -f "$name"); BUILD='$BUILD'; set -euo pipefail; $name" \
+        >"$log" 2>&1 &
+}
+finish_background() {
+    local pid=$1 log=$2 what=$3
+    if ! wait "$pid"; then
+        tail -n 80 "$log"
+        echo "$what failed (whole log: $log)" >&2
+        exit 1
+    fi
+}
+
+step "background: ASan + UBSan, TSan and Release builds ($BUILD/background-builds.log), quality tests ($BUILD/quality.log); nice 10"
+background background_builds "$BUILD/background-builds.log"
+BACKGROUND_BUILDS=$!
+background quality_suite "$BUILD/quality.log"
+QUALITY=$!
+trap 'kill -- -"$BACKGROUND_BUILDS" -"$QUALITY" 2>/dev/null || true' EXIT
 
 step "integration tests (RabbitMQ + PostgreSQL started by ctest)"
 ctest --test-dir "$BUILD/test" -L integration --output-on-failure
@@ -60,10 +84,9 @@ ctest --test-dir "$BUILD/test" -L integration --output-on-failure
 step "reliability campaign, short (kills at every fault point, chaos, service/disk faults, hostile values, secrets)"
 ctest --test-dir "$BUILD/test" -L reliability --output-on-failure
 
-if ctest --test-dir "$BUILD/test" -N -L '^quality$' | grep -q 'Total Tests: [1-9]'; then
-    step "quality tests"
-    ctest --test-dir "$BUILD/test" -L '^quality$' -j "$JOBS" --output-on-failure
-fi
+step "waiting for the quality tests (started in the background)"
+finish_background "$QUALITY" "$BUILD/quality.log" "quality tests"
+grep -E '^(100% tests passed|[0-9]+% tests passed|Total Test time)' "$BUILD/quality.log" || true
 
 if [ "${PW_LONG_TESTS:-0}" = 1 ]; then
     step "long quality tests (PW_LONG_TESTS=1: Fashion-MNIST structures)"
@@ -71,11 +94,7 @@ if [ "${PW_LONG_TESTS:-0}" = 1 ]; then
 fi
 
 step "waiting for the background builds (ASan + UBSan, TSan, Release)"
-if ! wait "$SANITIZER_BUILDS"; then
-    tail -n 60 "$BUILD/sanitizer-builds.log"
-    echo "sanitizer builds failed (whole log: $BUILD/sanitizer-builds.log)" >&2
-    exit 1
-fi
+finish_background "$BACKGROUND_BUILDS" "$BUILD/background-builds.log" "background builds"
 
 step "unit tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
