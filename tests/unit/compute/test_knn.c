@@ -722,6 +722,58 @@ static void test_screen_rejoins_rows_the_bound_cannot_vouch_for(void)
     free(x);
 }
 
+/* KNN_AUTO's rule (knn_auto_exact) follows the work: exact where its n^2 pairs cost
+ * less than the cells' path (small n, and more n at small d), approximate beyond; an
+ * explicit exact_max_n is a fixed switch; the RP forest keeps umap-learn's 4096. */
+static void test_auto_rule_picks_exact_for_small_work_and_approx_for_large(void)
+{
+    struct knn_options o;
+    knn_options_default(&o);
+    CHECK(knn_auto_exact(1797, 64, &o));    /* digits */
+    CHECK(knn_auto_exact(6000, 96, &o));    /* t-SNE's 6k cells */
+    CHECK(knn_auto_exact(6000, 784, &o));   /* more rows than umap-learn's 4096 */
+    CHECK(knn_auto_exact(20000, 96, &o));   /* narrow rows: selection-bound pairs */
+    CHECK(!knn_auto_exact(20000, 768, &o)); /* wide rows: the cells pay */
+    CHECK(!knn_auto_exact(70000, 784, &o));
+    CHECK(!knn_auto_exact(200000, 2, &o)); /* never past 6 cells' worth, whatever d */
+    CHECK(knn_auto_exact(12000, 96, &o) >= knn_auto_exact(12000, 768, &o));
+    o.exact_max_n = 1000;
+    CHECK(knn_auto_exact(1000, 96, &o));
+    CHECK(!knn_auto_exact(1001, 96, &o));
+    o.exact_max_n = 0;
+    o.part_size = 0;
+    CHECK(knn_auto_exact(4096, 96, &o));
+    CHECK(!knn_auto_exact(4097, 96, &o));
+}
+
+/* Where the rule picks exact, KNN_AUTO's graph is KNN_EXACT's, byte for byte; with the
+ * switch set below n it is the approximate one. */
+static void test_auto_where_exact_is_chosen_gives_the_exact_graph(void)
+{
+    size_t n = 1500, d = 24, k = 15;
+    float *x = td_clusters(n, d, 8, 5);
+    struct knn_options o;
+    knn_options_default(&o);
+    struct knn_graph a, e, p;
+    struct pw_error err;
+    CHECK(knn_auto_exact(n, d, &o));
+    CHECK(knn_build(x, n, d, k, &o, &a, NULL, &err) == 0);
+    o.method = KNN_EXACT;
+    CHECK(knn_build(x, n, d, k, &o, &e, NULL, &err) == 0);
+    CHECK(a.built == KNN_BUILT_EXACT);
+    CHECK(memcmp(a.idx, e.idx, n * k * sizeof *a.idx) == 0);
+    CHECK(memcmp(a.dist, e.dist, n * k * sizeof *a.dist) == 0);
+    o.method = KNN_AUTO;
+    o.exact_max_n = n - 1;
+    o.part_size = 500;
+    CHECK(knn_build(x, n, d, k, &o, &p, NULL, &err) == 0);
+    CHECK(p.built == KNN_BUILT_APPROX);
+    knn_free(&a);
+    knn_free(&e);
+    knn_free(&p);
+    free(x);
+}
+
 static void test_knn_rejects_k_not_below_n(void)
 {
     float x[6] = {0, 1, 2, 3, 4, 5};
@@ -761,6 +813,8 @@ int main(void)
     RUN(test_screen_keeps_float_for_tight_clusters_in_one_cell);
     RUN(test_screen_rejoins_rows_the_bound_cannot_vouch_for);
     RUN(test_screen_in_ranges_gives_the_whole_pool_graph);
+    RUN(test_auto_rule_picks_exact_for_small_work_and_approx_for_large);
+    RUN(test_auto_where_exact_is_chosen_gives_the_exact_graph);
     RUN(test_knn_rejects_k_not_below_n);
     PW_TEST_MAIN();
 }
