@@ -19,10 +19,11 @@
  * cost.  So the recall holds on any shape; the price on data of high intrinsic
  * dimension without such clusters is the exact graph's n^2 d / 2 multiply-adds.  On CPUs
  * with AVX512-VNNI and without AMX those multiply-adds (cells and the exact graph) run
- * in int8 where a sample of a cell's rows says it pays (knn_screen.h): k + k/2 + 8
- * candidates a row of the cell on approximate distances, then their exact distances keep
- * k, and rows whose error bound says a neighbour may have been cut are joined again
- * exactly; the graph is the same as on float products but for near-ties.  Those wide
+ * in int8 on rows wide enough (~200 values) and where a sample of a cell's rows says it
+ * pays (knn_screen.h): k + k/2 + 8 candidates a row of the cell on approximate
+ * distances, then their exact distances keep k, and rows whose error bound says a
+ * neighbour may have been cut are joined again exactly; the graph is the same as on
+ * float products but for near-ties.  Those wide
  * heaps are held for a range of rows at a time (a pool of them, whose size keeps the
  * graph and the pool within a quarter of the input's bytes), never for every row: a
  * cell bigger than the pool is joined a range at a time, each pair's product computed
@@ -45,7 +46,8 @@
 
 enum knn_metric { KNN_EUCLIDEAN = 0, KNN_COSINE = 1 };
 enum knn_method { KNN_AUTO = 0, KNN_EXACT = 1, KNN_APPROX = 2 };
-#define KNN_NO_ROUNDS ((size_t)-1)
+#define KNN_NO_ROUNDS     ((size_t)-1)
+#define KNN_SCREEN_ALWAYS 2
 
 struct knn_options {
     enum knn_metric metric; /* euclidean */
@@ -75,7 +77,9 @@ struct knn_options {
                                (gram.h; float-accurate); 0: not on AMX */
     int screen;             /* 1: where AMX is not used and the CPU has AVX512-VNNI, the
                                cells' dot products in int8 pre-screen k + margin candidates
-                               per row, ranked again on exact distances (see above);
+                               per row, ranked again on exact distances (see above), on
+                               cells whose rows are wide enough for it to pay (about 200
+                               values and more); KNN_SCREEN_ALWAYS: on any width (tests);
                                0: OpenBLAS sgemm there */
     size_t screen_rows;     /* 0: the pre-screen's wide heaps for as many rows as keep the
                                graph and them within a quarter of the input's bytes
