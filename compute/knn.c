@@ -33,7 +33,7 @@ void knn_options_default(struct knn_options *opt)
     *opt = (struct knn_options){
         .metric = KNN_EUCLIDEAN,
         .method = KNN_AUTO,
-        .exact_max_n = 4096,
+        .exact_max_n = 0,
         .part_size = 4096,
         .spill = 0.1,
         .delta = 0.001, /* pynndescent 0.5 default */
@@ -443,6 +443,32 @@ cleanup:
     return oom && !rc ? pw_error_set(err, PW_ENOMEM, "knn: out of memory") : rc;
 }
 
+/* The work rule of knn.h: the exact graph costs n / 2 pairs a row, each d multiply-adds
+ * in blocked products plus EXACT_PAIR_D multiply-adds' worth of selection; the cells'
+ * path about part_size pairs a row (a cell's part_size / 2 with the spilled rows, one or
+ * two of NN-descent's rounds, the probe), each costing d plus APPROX_PAIR_D: scattered
+ * rows, the rounds' pair-by-pair distances, k-means.  The constants put the crossover
+ * where both paths' CPU time put it (2 threads, k 14 cosine and 91 euclidean, isotropic,
+ * broad, tight and Fashion-MNIST rows): ~20k rows at d = 96, ~10k at d = 768.  Past
+ * EXACT_MAX_CELLS cells' worth of rows the rule never picks the exact graph: no d is
+ * small enough for its n^2 (and nothing below d = 64 was measured). */
+#define EXACT_PAIR_D    32.0
+#define APPROX_PAIR_D   224.0
+#define EXACT_MAX_CELLS 6
+/* With the RP forest's seed (part_size 0): umap-learn's switch (n < 4096 exact). */
+#define FOREST_EXACT_MAX_N 4096
+
+int knn_auto_exact(size_t n, size_t d, const struct knn_options *opt)
+{
+    if (opt->exact_max_n || !opt->part_size)
+        return n <= (opt->exact_max_n ? opt->exact_max_n : FOREST_EXACT_MAX_N);
+    if (n > EXACT_MAX_CELLS * opt->part_size)
+        return 0;
+    double exact = 0.5 * (double)n * ((double)d + EXACT_PAIR_D);
+    double approx = (double)opt->part_size * ((double)d + APPROX_PAIR_D);
+    return exact <= approx;
+}
+
 int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_options *opt,
               struct knn_graph *g, const struct pw_progress *progress, struct pw_error *err)
 {
@@ -478,7 +504,7 @@ int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_opt
         sq[i] = norms[i] * norms[i];
     }
     struct metric_ctx m = {x, d, opt->metric, inv, sq};
-    int exact = opt->method == KNN_EXACT || (opt->method == KNN_AUTO && n <= opt->exact_max_n);
+    int exact = opt->method == KNN_EXACT || (opt->method == KNN_AUTO && knn_auto_exact(n, d, opt));
     pw_progress_report(progress, "knn", 0.0);
     rc = exact ? knn_exact(&m, n, k, opt, threads, 0.0, g, progress, err)
                : knn_approx(&m, n, k, opt, threads, g, progress, err);

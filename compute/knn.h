@@ -1,8 +1,9 @@
 /* knn.h - k nearest neighbours of every row, exact or approximate.
  *
- * Exact: the whole set joined as one cell (below): each pair's dot product once, by
- * sgemm over fixed blocks (euclidean rows centred first), a bounded max-heap per row,
- * then the k survivors' distances recomputed directly.  Approximate (default): k-means
+ * KNN_AUTO (default) picks the exact graph or the approximate one by their predicted
+ * work (knn_auto_exact).  Exact: the whole set joined as one cell (below): each pair's
+ * dot product once, by sgemm over fixed blocks (euclidean rows centred first), a bounded
+ * max-heap per row, then the k survivors' distances recomputed directly.  Approximate: k-means
  * cells of ~part_size rows (kmeans.h) with the `spill` fraction of rows nearest a border
  * also in the neighbouring cell; the exact k-NN inside each cell (sgemm, each pair once)
  * seeds the heaps, then NN-descent rounds repair what crossed cell borders.  With
@@ -18,10 +19,11 @@
  * cost.  So the recall holds on any shape; the price on data of high intrinsic
  * dimension without such clusters is the exact graph's n^2 d / 2 multiply-adds.  On CPUs
  * with AVX512-VNNI and without AMX those multiply-adds (cells and the exact graph) run
- * in int8 where a sample of a cell's rows says it pays (knn_screen.h): k + k/2 + 8
- * candidates a row of the cell on approximate distances, then their exact distances keep
- * k, and rows whose error bound says a neighbour may have been cut are joined again
- * exactly; the graph is the same as on float products but for near-ties.  Those wide
+ * in int8 on rows wide enough (~200 values) and where a sample of a cell's rows says it
+ * pays (knn_screen.h): k + k/2 + 8 candidates a row of the cell on approximate
+ * distances, then their exact distances keep k, and rows whose error bound says a
+ * neighbour may have been cut are joined again exactly; the graph is the same as on
+ * float products but for near-ties.  Those wide
  * heaps are held for a range of rows at a time (a pool of them, whose size keeps the
  * graph and the pool within a quarter of the input's bytes), never for every row: a
  * cell bigger than the pool is joined a range at a time, each pair's product computed
@@ -44,12 +46,14 @@
 
 enum knn_metric { KNN_EUCLIDEAN = 0, KNN_COSINE = 1 };
 enum knn_method { KNN_AUTO = 0, KNN_EXACT = 1, KNN_APPROX = 2 };
-#define KNN_NO_ROUNDS ((size_t)-1)
+#define KNN_NO_ROUNDS     ((size_t)-1)
+#define KNN_SCREEN_ALWAYS 2
 
 struct knn_options {
     enum knn_metric metric; /* euclidean */
-    enum knn_method method; /* auto: exact when n <= exact_max_n */
-    size_t exact_max_n;     /* 4096: umap-learn's switch to NN-descent (n < 4096 exact) */
+    enum knn_method method; /* auto: exact when knn_auto_exact says so */
+    size_t exact_max_n;     /* 0: auto follows the work (knn_auto_exact); else auto is exact
+                               for n <= exact_max_n (umap-learn: below 4096) */
     size_t part_size;       /* 4096: seed NN-descent with the exact k-NN inside k-means cells
                                of this many rows; 0: with pynndescent's RP forest */
     double spill;           /* 0.1: fraction of rows (nearest a cell border) also joined
@@ -73,7 +77,9 @@ struct knn_options {
                                (gram.h; float-accurate); 0: not on AMX */
     int screen;             /* 1: where AMX is not used and the CPU has AVX512-VNNI, the
                                cells' dot products in int8 pre-screen k + margin candidates
-                               per row, ranked again on exact distances (see above);
+                               per row, ranked again on exact distances (see above), on
+                               cells whose rows are wide enough for it to pay (about 200
+                               values and more); KNN_SCREEN_ALWAYS: on any width (tests);
                                0: OpenBLAS sgemm there */
     size_t screen_rows;     /* 0: the pre-screen's wide heaps for as many rows as keep the
                                graph and them within a quarter of the input's bytes
@@ -111,6 +117,15 @@ int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_opt
               struct knn_graph *g, const struct pw_progress *progress, struct pw_error *err);
 
 void knn_free(struct knn_graph *g);
+
+/* 1 when KNN_AUTO builds the exact graph for n rows of d values.  With exact_max_n set:
+ * n <= exact_max_n.  Else, with cells (part_size > 0), when the exact graph's pairs cost
+ * less than the approximate path's predicted work: n / 2 pairs a row of blocked
+ * products against about part_size a row of the cells', NN-descent's and the probe's,
+ * each of which costs a few hundred multiply-adds more than its d (knn.c): at
+ * part_size 4096, up to ~20k rows of 96 values, ~10k of 768, never past 6 part_size
+ * rows.  With the RP forest (part_size 0): n <= 4096, umap-learn's switch. */
+int knn_auto_exact(size_t n, size_t d, const struct knn_options *opt);
 
 /* Fraction of approx's neighbours that are in exact's lists (same n, k). */
 double knn_recall(const struct knn_graph *approx, const struct knn_graph *exact);

@@ -156,28 +156,6 @@ int knn_spill_threshold(const struct kmeans_cells *cells, double spill, float *t
     return 0;
 }
 
-/* Which cells join on int8 (knn_screen_cell) into i8[0..c), with cs made ready for the
- * pre-screen; when none does, *screen becomes 0 and cs is freed (the joins then run
- * on float with heaps of k). */
-static int choose_cells(const struct nnd *s, const int32_t *mem, const size_t *start, size_t c,
-                        uint8_t *i8, struct cell_scratch *cs, size_t biggest, int use_amx,
-                        struct knn_screen *sc, int in_place, int *screen, struct pw_error *err)
-{
-    int rc = knn_cell_scratch_init(cs, s, biggest, use_amx, sc, in_place, err), any = 0;
-    int cosine = s->m->metric == KNN_COSINE;
-    for (size_t a = 0; a < c && !rc; a++) {
-        size_t cnt = start[a + 1] - start[a];
-        knn_cell_centre(s, mem + start[a], cnt, cs, cosine);
-        i8[a] = (uint8_t)knn_screen_cell(s, mem + start[a], cnt, cs);
-        any |= i8[a];
-    }
-    if (!rc && !any) {
-        knn_cell_scratch_free(cs);
-        *screen = 0;
-    }
-    return rc;
-}
-
 /* The pre-screen's pool (knn_screen.h: a pool the size of a cell joins it symmetrically,
  * each pair's int8 product once; a smaller one in ranges, each pair twice).  The k-NN's
  * own arrays, the graph and the pool, are kept within a quarter of the input's bytes,
@@ -194,6 +172,31 @@ static size_t screen_pool_rows(const struct nnd *s, size_t biggest)
     return rows < biggest ? rows : biggest;
 }
 
+/* Which cells join on int8 (knn_screen_cell; screen as knn_options.screen) into
+ * i8[0..c), with cs made ready for the pre-screen; when none does, *screen becomes 0 and
+ * cs is freed (the joins then run on float with heaps of k). */
+static int choose_cells(const struct nnd *s, const int32_t *mem, const size_t *start, size_t c,
+                        uint8_t *i8, struct cell_scratch *cs, size_t biggest, int use_amx,
+                        struct knn_screen *sc, int in_place, int *screen, struct pw_error *err)
+{
+    int rc = knn_cell_scratch_init(cs, s, biggest, use_amx, sc, in_place, err), any = 0;
+    int cosine = s->m->metric == KNN_COSINE;
+    size_t pool = screen_pool_rows(s, biggest);
+    for (size_t a = 0; a < c && !rc; a++) {
+        size_t cnt = start[a + 1] - start[a];
+        if (*screen != KNN_SCREEN_ALWAYS && !knn_screen_pays(s, cnt, pool))
+            continue;
+        knn_cell_centre(s, mem + start[a], cnt, cs, cosine);
+        i8[a] = (uint8_t)knn_screen_cell(s, mem + start[a], cnt, cs);
+        any |= i8[a];
+    }
+    if (!rc && !any) {
+        knn_cell_scratch_free(cs);
+        *screen = 0;
+    }
+    return rc;
+}
+
 /* The joins of the cells mem[start[a]..start[a+1]) (c of them, the biggest of
  * `biggest` rows) into s's heaps, from empty heaps: on int8 products through the
  * pre-screen's pool of wide heaps, then ranked again exactly (screen: knn_screen.h),
@@ -208,7 +211,7 @@ static int join_cells(struct nnd *s, const int32_t *mem, const size_t *start, si
     struct team *tm = NULL;
     size_t *counts = calloc(2 * (size_t)s->threads, sizeof *counts); /* knn_screen_job's */
     uint32_t *fin = NULL;
-    screen = screen && !(use_amx && gram_amx_usable());
+    screen = use_amx && gram_amx_usable() ? 0 : screen;
     uint8_t *i8 = screen ? calloc(c, 1) : NULL; /* the cells joined on int8 */
     int rc = counts && (i8 || !screen) ? 0 : pw_error_set(err, PW_ENOMEM, "knn: out of memory");
     heap_init(s->hd, s->hi, s->n * s->k);

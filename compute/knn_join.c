@@ -291,6 +291,21 @@ static void screen_bounds(const struct nnd *s, const int32_t *mem, size_t cnt,
     }
 }
 
+/* The int8 products (GRAM_VNNI_I8: four times float's multiply-adds an instruction)
+ * save three quarters of a pair's d multiply-adds when the pool holds the cell (each
+ * pair once), half when it is joined in ranges (each pair twice); the wide heaps of k +
+ * k / 2 + 8 (more pushes), the ranges' second scan of each pair and the re-ranking cost
+ * about SCREEN_PAIR_D multiply-adds' worth a pair.  That is where the exact graphs of
+ * 6,000 rows of 96 to 784 values put it: at t-SNE's k = 91 (in ranges) float is the
+ * faster up to ~256 values, at UMAP's k = 14 (one pool) int8 from ~192. */
+#define SCREEN_PAIR_D 128
+
+int knn_screen_pays(const struct nnd *s, size_t cnt, size_t pool_rows)
+{
+    size_t d = s->m->d;
+    return (cnt <= pool_rows ? 3 * d / 4 : d / 2) > SCREEN_PAIR_D;
+}
+
 /* Rows of a cell whose k nearest its members' distances are sampled to choose int8 or
  * float for the cell: SCREEN_SAMPLE of them, of which SCREEN_VOUCHED must do. */
 #define SCREEN_SAMPLE  8

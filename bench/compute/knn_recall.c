@@ -7,7 +7,7 @@
  * row, in double for the final order) and prints one JSON line: seconds of knn_build,
  * its CPU seconds (all threads), recall of the sampled rows, peak RSS.  KNN_PART_SIZE, KNN_SPILL,
  * KNN_ITERS, KNN_CANDIDATES, KNN_LIST_ROWS, KNN_DELTA, KNN_RECALL_TARGET, KNN_SCREEN_ROWS, KNN_AMX
- * and KNN_SCREEN (0 or 1) override the knn_options of the same names. */
+ * and KNN_SCREEN (0, 1 or 2: KNN_SCREEN_ALWAYS) override the knn_options of the same names. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>

@@ -53,6 +53,11 @@ void knn_cell_scratch_free(struct cell_scratch *cs);
 void knn_cell_centre(const struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs,
                      int unit);
 
+/* 1 when a cell of cnt rows joined on int8 products through a pool of pool_rows wide
+ * heaps would cost less than on float ones: rows wide enough for the products to
+ * outweigh the wider heaps (knn_join.c). */
+int knn_screen_pays(const struct nnd *s, size_t cnt, size_t pool_rows);
+
 /* 1 when the cell should be joined on int8 products (see knn_join.c); cs holds its
  * centre (knn_cell_centre, unit rows for cosine). */
 int knn_screen_cell(const struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs);

@@ -98,7 +98,7 @@ static double approx_recall_rows(int cosine, size_t d, size_t clusters, size_t p
     o.part_size = part_size;
     o.n_iters = iters;
     o.amx = amx;
-    o.screen = amx;
+    o.screen = amx ? KNN_SCREEN_ALWAYS : 0;
     o.list_rows = list_rows;
     o.metric = cosine ? KNN_COSINE : KNN_EUCLIDEAN;
     o.recall_target = 0.0;
@@ -596,7 +596,7 @@ static void check_screen_matches_brute_force(const float *x, size_t n, size_t d,
         for (int cell = 0; cell < 2; cell++) {
             struct knn_options o;
             knn_options_default(&o);
-            o.screen = 1;
+            o.screen = KNN_SCREEN_ALWAYS; /* 96 values: too narrow for the rule */
             o.metric = cosine ? KNN_COSINE : KNN_EUCLIDEAN;
             o.method = cell ? KNN_APPROX : KNN_EXACT;
             o.part_size = part;
@@ -651,7 +651,7 @@ static void test_screen_keeps_float_for_tight_clusters_in_one_cell(void)
         o.method = KNN_EXACT;
         struct knn_graph on, off;
         struct pw_error err;
-        o.screen = 1;
+        o.screen = KNN_SCREEN_ALWAYS;
         CHECK(knn_build(x, n, d, k, &o, &on, NULL, &err) == 0);
         o.screen = 0;
         CHECK(knn_build(x, n, d, k, &o, &off, NULL, &err) == 0);
@@ -680,6 +680,7 @@ static void test_screen_in_ranges_gives_the_whole_pool_graph(void)
         for (int cell = 0; cell < 2; cell++) {
             struct knn_options o;
             knn_options_default(&o);
+            o.screen = KNN_SCREEN_ALWAYS;
             o.metric = cosine ? KNN_COSINE : KNN_EUCLIDEAN;
             o.method = cell ? KNN_APPROX : KNN_EXACT;
             o.part_size = 700;
@@ -722,6 +723,87 @@ static void test_screen_rejoins_rows_the_bound_cannot_vouch_for(void)
     free(x);
 }
 
+/* KNN_AUTO's rule (knn_auto_exact) follows the work: exact where its n^2 pairs cost
+ * less than the cells' path (small n, and more n at small d), approximate beyond; an
+ * explicit exact_max_n is a fixed switch; the RP forest keeps umap-learn's 4096. */
+static void test_auto_rule_picks_exact_for_small_work_and_approx_for_large(void)
+{
+    struct knn_options o;
+    knn_options_default(&o);
+    CHECK(knn_auto_exact(1797, 64, &o));    /* digits */
+    CHECK(knn_auto_exact(6000, 96, &o));    /* t-SNE's 6k cells */
+    CHECK(knn_auto_exact(6000, 784, &o));   /* more rows than umap-learn's 4096 */
+    CHECK(knn_auto_exact(20000, 96, &o));   /* narrow rows: selection-bound pairs */
+    CHECK(!knn_auto_exact(20000, 768, &o)); /* wide rows: the cells pay */
+    CHECK(!knn_auto_exact(70000, 784, &o));
+    CHECK(!knn_auto_exact(200000, 2, &o)); /* never past 6 cells' worth, whatever d */
+    CHECK(knn_auto_exact(12000, 96, &o) >= knn_auto_exact(12000, 768, &o));
+    o.exact_max_n = 1000;
+    CHECK(knn_auto_exact(1000, 96, &o));
+    CHECK(!knn_auto_exact(1001, 96, &o));
+    o.exact_max_n = 0;
+    o.part_size = 0;
+    CHECK(knn_auto_exact(4096, 96, &o));
+    CHECK(!knn_auto_exact(4097, 96, &o));
+}
+
+/* Where the rule picks exact, KNN_AUTO's graph is KNN_EXACT's, byte for byte; with the
+ * switch set below n it is the approximate one. */
+static void test_auto_where_exact_is_chosen_gives_the_exact_graph(void)
+{
+    size_t n = 1500, d = 24, k = 15;
+    float *x = td_clusters(n, d, 8, 5);
+    struct knn_options o;
+    knn_options_default(&o);
+    struct knn_graph a, e, p;
+    struct pw_error err;
+    CHECK(knn_auto_exact(n, d, &o));
+    CHECK(knn_build(x, n, d, k, &o, &a, NULL, &err) == 0);
+    o.method = KNN_EXACT;
+    CHECK(knn_build(x, n, d, k, &o, &e, NULL, &err) == 0);
+    CHECK(a.built == KNN_BUILT_EXACT);
+    CHECK(memcmp(a.idx, e.idx, n * k * sizeof *a.idx) == 0);
+    CHECK(memcmp(a.dist, e.dist, n * k * sizeof *a.dist) == 0);
+    o.method = KNN_AUTO;
+    o.exact_max_n = n - 1;
+    o.part_size = 500;
+    CHECK(knn_build(x, n, d, k, &o, &p, NULL, &err) == 0);
+    CHECK(p.built == KNN_BUILT_APPROX);
+    knn_free(&a);
+    knn_free(&e);
+    knn_free(&p);
+    free(x);
+}
+
+/* The int8 pre-screen runs by default only on rows wide enough for it to pay: 96
+ * values stay on float (same graph as screen 0), 384 go through int8. */
+static void test_screen_by_default_only_on_wide_rows(void)
+{
+    size_t n = 1000, k = 15;
+    for (size_t d = 96; d <= 384; d *= 4) {
+        float *x = isotropic(n, d, 21);
+        struct knn_options o;
+        knn_options_default(&o);
+        o.method = KNN_EXACT;
+        struct knn_graph on, off;
+        struct pw_error err;
+        CHECK(knn_build(x, n, d, k, &o, &on, NULL, &err) == 0);
+        o.screen = 0;
+        CHECK(knn_build(x, n, d, k, &o, &off, NULL, &err) == 0);
+        if (!gram_vnni_usable() || gram_amx_usable()) {
+            CHECK(on.screened == 0);
+        } else if (d == 96) {
+            CHECK(on.screened == 0);
+            CHECK(memcmp(on.idx, off.idx, n * k * sizeof *on.idx) == 0);
+        } else {
+            CHECK(on.screened == n);
+        }
+        knn_free(&on);
+        knn_free(&off);
+        free(x);
+    }
+}
+
 static void test_knn_rejects_k_not_below_n(void)
 {
     float x[6] = {0, 1, 2, 3, 4, 5};
@@ -761,6 +843,9 @@ int main(void)
     RUN(test_screen_keeps_float_for_tight_clusters_in_one_cell);
     RUN(test_screen_rejoins_rows_the_bound_cannot_vouch_for);
     RUN(test_screen_in_ranges_gives_the_whole_pool_graph);
+    RUN(test_auto_rule_picks_exact_for_small_work_and_approx_for_large);
+    RUN(test_auto_where_exact_is_chosen_gives_the_exact_graph);
+    RUN(test_screen_by_default_only_on_wide_rows);
     RUN(test_knn_rejects_k_not_below_n);
     PW_TEST_MAIN();
 }
