@@ -179,6 +179,32 @@ static int larger_cells(struct nnd *s, const struct knn_options *o, const struct
     return 0;
 }
 
+/* NN-descent's scratch: the jobs' proposal buffers, the heaps' flags, the candidate lists.
+ * Released as soon as the rounds are over when a fallback follows (graph and scratch are
+ * not held at once), else at the end. */
+struct rounds {
+    struct propbuf *bufs;
+    size_t njobs;
+    uint8_t *flags;
+    int32_t *newc, *oldc, *cand;
+    float *newp, *oldp;
+};
+
+static void rounds_free(struct rounds *r)
+{
+    if (r->bufs)
+        for (size_t b = 0; b < r->njobs; b++)
+            free(r->bufs[b].p);
+    free(r->bufs);
+    free(r->flags);
+    free(r->newc);
+    free(r->oldc);
+    free(r->newp);
+    free(r->oldp);
+    free(r->cand);
+    *r = (struct rounds){.njobs = r->njobs};
+}
+
 /* 1 when the rounds left will not bring the estimate from rec to target: a round's gain
  * shrinks round after round (by a factor q = gain / previous gain), so what is left to
  * gain is at most gain q / (1 - q), and never more than `left` times the last gain.
@@ -240,30 +266,32 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
     size_t njobs = n_trees > (size_t)threads ? n_trees : (size_t)threads;
     if (njobs < 64)
         njobs = 64;
-    struct propbuf *bufs = calloc(njobs, sizeof *bufs);
+    struct rounds r = {.njobs = njobs, .bufs = calloc(njobs, sizeof *r.bufs)};
     int32_t *perm = malloc((forest ? forest : 1) * n * sizeof *perm);
     int sketch = forest && d > 2 * KNN_SKETCH_D;
     size_t sd = sketch ? KNN_SKETCH_D : d;
     float *normals = malloc((forest ? forest : 1) * sd * sizeof *normals);
     float *sk = sketch ? malloc(n * sd * sizeof *sk) : NULL;
     float *R = sketch ? malloc(d * sd * sizeof *R) : NULL;
-    uint8_t *flags = malloc(n * kb);
+    r.flags = malloc(n * kb);
     size_t nc = iters ? lblock * maxc : 1; /* candidate lists: only when NN-descent runs */
-    int32_t *newc = malloc(nc * sizeof *newc), *oldc = malloc(nc * sizeof *oldc);
-    float *newp = malloc(nc * sizeof *newp), *oldp = malloc(nc * sizeof *oldp);
-    int32_t *cand = malloc(njobs * 3 * maxc * sizeof *cand);
+    r.newc = malloc(nc * sizeof *r.newc);
+    r.oldc = malloc(nc * sizeof *r.oldc);
+    r.newp = malloc(nc * sizeof *r.newp);
+    r.oldp = malloc(nc * sizeof *r.oldp);
+    r.cand = malloc(njobs * 3 * maxc * sizeof *r.cand);
     int32_t *slot = malloc((iters ? n : 1) * sizeof *slot);
-    if (!bufs || !perm || !normals || !flags || !newc || !oldc || !newp || !oldp || !cand ||
-        !slot || (sketch && (!sk || !R))) {
+    if (!r.bufs || !perm || !normals || !r.flags || !r.newc || !r.oldc || !r.newp || !r.oldp ||
+        !r.cand || !slot || (sketch && (!sk || !R))) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for NN-descent (n = %zu)", n);
         goto cleanup;
     }
-    s.hf = flags;
+    s.hf = r.flags;
     /* The cells fill the heaps after their k-means (knn_partition_seed) and set every flag
      * at their end: neither array is resident before it is needed. */
     if (!o->part_size) {
         heap_init(g->dist, g->idx, n * k);
-        memset(flags, 0, n * kb);
+        memset(r.flags, 0, n * kb);
     }
     if (o->part_size) {
         /* 1. exact neighbours inside k-means cells */
@@ -297,10 +325,10 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
                 for (size_t i = 0; i < n; i++)
                     p[i] = (int32_t)i;
                 struct rptree_job job = {
-                    m, &sm, p, n, leaf, o->seed, t, normals + t * sd, &bufs[t - t0], g->dist, k};
+                    m, &sm, p, n, leaf, o->seed, t, normals + t * sd, &r.bufs[t - t0], g->dist, k};
                 knn_rptree_split(&job, p, n, 0, 0);
             }
-            knn_apply_proposals(&s, bufs, t1 - t0, &oom);
+            knn_apply_proposals(&s, r.bufs, t1 - t0, &oom);
             pw_progress_report(progress, "knn", seeded * (double)t1 / (double)n_trees);
         }
         free(sk); /* only the trees use the sketch: not held through NN-descent's peak */
@@ -343,8 +371,8 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
             size_t l1 = l0 + lblock < n ? l0 + lblock : n;
             if ((rc = pw_progress_check(progress, err, "knn")))
                 goto cleanup;
-            knn_sample_lists(&s, flags, slot, l0, l1, maxc, o->seed, 0x1000 + it, newc, newp, oldc,
-                             oldp);
+            knn_sample_lists(&s, r.flags, slot, l0, l1, maxc, o->seed, 0x1000 + it, r.newc, r.newp,
+                             r.oldc, r.oldp);
             /* local joins, a block of points at a time */
             size_t block = njobs * JOIN_BLOCK_ROWS;
             for (size_t b0 = l0; b0 < l1; b0 += block) {
@@ -355,10 +383,10 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
                 for (size_t jb = 0; jb < njobs; jb++) {
                     size_t lo = b0 + (b1 - b0) * jb / njobs, hi = b0 + (b1 - b0) * (jb + 1) / njobs;
                     for (size_t t = lo; t < hi; t++)
-                        knn_local_join(m, g, newc + (t - l0) * maxc, oldc + (t - l0) * maxc, maxc,
-                                       cand + jb * 3 * maxc, &bufs[jb]);
+                        knn_local_join(m, g, r.newc + (t - l0) * maxc, r.oldc + (t - l0) * maxc,
+                                       maxc, r.cand + jb * 3 * maxc, &r.bufs[jb]);
                 }
-                changed += knn_apply_proposals(&s, bufs, njobs, &oom);
+                changed += knn_apply_proposals(&s, r.bufs, njobs, &oom);
                 pw_progress_report(progress, "knn",
                                    seeded + (1.0 - seeded) * ((double)it + (double)b1 / (double)n) /
                                                 (double)iters);
@@ -386,19 +414,7 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
     if (probe.count && rec < o->recall_target) {
         /* The rounds' scratch goes before a fallback's is placed: they hold the graph and
          * their own at once. */
-        for (size_t b = 0; b < njobs; b++)
-            free(bufs[b].p);
-        free(bufs);
-        free(flags);
-        free(newc);
-        free(oldc);
-        free(newp);
-        free(oldp);
-        free(cand);
-        bufs = NULL;
-        flags = NULL;
-        newc = oldc = cand = NULL;
-        newp = oldp = NULL;
+        rounds_free(&r);
         s.hf = NULL;
         malloc_trim(0);
     }
@@ -424,20 +440,11 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
     pw_progress_report(progress, "knn", 1.0);
 
 cleanup:
-    if (bufs)
-        for (size_t b = 0; b < njobs; b++)
-            free(bufs[b].p);
-    free(bufs);
+    rounds_free(&r);
     free(perm);
     free(normals);
     free(sk);
     free(R);
-    free(flags);
-    free(newc);
-    free(oldc);
-    free(newp);
-    free(oldp);
-    free(cand);
     free(slot);
     knn_probe_free(&probe);
     return oom && !rc ? pw_error_set(err, PW_ENOMEM, "knn: out of memory") : rc;

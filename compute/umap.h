@@ -55,8 +55,9 @@ struct umap_options {
     enum umap_init init;        /* spectral: umap-learn 0.5 default */
     uint64_t seed;              /* 42: projection.py's random_state */
     int threads;                /* <= 0: all cores; the result does not depend on it */
-    enum knn_method knn_method; /* auto: exact below knn_exact_max_n points */
-    size_t knn_exact_max_n;     /* 4096: umap-learn 0.5 uses exact k-NN below 4096 points */
+    enum knn_method knn_method; /* auto: exact where knn_auto_exact (knn.h) says so */
+    size_t knn_exact_max_n;     /* 0: knn.h's work rule; else auto is exact up to this many
+                                   points (umap-learn 0.5: below 4096) */
 };
 
 struct umap_result {
