@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dense.h"
 #include "knn_heap.h"
 
 /* k + margin: the margin costs memory (8 bytes a slot and row of the pool) and
@@ -52,14 +53,7 @@ void knn_screen_clear(struct knn_screen *sc, size_t rows)
 /* The candidates' exact distances, four at a time (one row against four: each load of
  * the row feeds four independent sums).  Compiled for AVX-512, AVX2 and baseline x86-64,
  * picked at load time. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
-    !defined(__SANITIZE_ADDRESS__)
-#define SCREEN_CLONES                                                                              \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),                   \
-                   optimize("fp-contract=fast")))
-#else
-#define SCREEN_CLONES
-#endif
+#define SCREEN_CLONES PW_CLONES_V4_FMA
 
 typedef float v16f __attribute__((vector_size(64)));
 

@@ -12,15 +12,24 @@
 
 #include "pw_error.h"
 
-/* Compile a hot function for AVX2+FMA and for baseline x86-64, picked at load time. */
+/* Compile a hot function for AVX2+FMA and for baseline x86-64, picked at load time by an
+ * ifunc resolver.  Not under ASan or TSan: their runtimes are not set up yet when the
+ * resolvers run (TSan crashes there), and one plain build of a function is what they
+ * should check anyway. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
-    !defined(__SANITIZE_ADDRESS__)
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #define PW_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 /* ... and for AVX-512 as well, where the wider registers pay */
 #define PW_CLONES_V4 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+/* ... with a * b + c fused into one FMA wherever it appears (sums whose rounding the
+ * caller does not compare across builds: every clone is deterministic on its own) */
+#define PW_CLONES_V4_FMA                                                                           \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),                   \
+                   optimize("fp-contract=fast")))
 #else
 #define PW_CLONES
 #define PW_CLONES_V4
+#define PW_CLONES_V4_FMA
 #endif
 
 /* 0, or PW_EINVAL naming the first problem: NULL x, n < 2, d < 2, a non-finite

@@ -21,14 +21,7 @@
 #include "knn.h"
 
 /* The kernels compiled for AVX-512, AVX2 and baseline x86-64, picked at load time. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
-    !defined(__SANITIZE_ADDRESS__)
-#define KNN_CLONES                                                                                 \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),                   \
-                   optimize("fp-contract=fast")))
-#else
-#define KNN_CLONES
-#endif
+#define KNN_CLONES PW_CLONES_V4_FMA
 
 struct metric_ctx {
     const float *x;
