@@ -169,15 +169,14 @@ static uint16_t hilbert(unsigned x, unsigned y)
     for (unsigned s = 128; s > 0; s /= 2) {
         unsigned rx = (x & s) > 0, ry = (y & s) > 0;
         d += s * s * ((3 * rx) ^ ry);
-        if (ry == 0) {
-            if (rx == 1) {
-                x = 255 - x;
-                y = 255 - y;
-            }
-            unsigned t = x;
-            x = y;
-            y = t;
-        }
+        /* without branches (their outcome is random here): when ry == 0, reflect
+         * (255 - v is v ^ 255 for 8 bits) if rx == 1, then swap x and y */
+        unsigned flip = (0u - (rx & (ry ^ 1u))) & 255u, swap = 0u - (ry ^ 1u);
+        x ^= flip;
+        y ^= flip;
+        unsigned t = (x ^ y) & swap;
+        x ^= t;
+        y ^= t;
     }
     return (uint16_t)d;
 }
@@ -615,30 +614,40 @@ static void sum_task(void *ctx, size_t c)
 {
     struct far_job *j = ctx;
     struct tsne_far *f = j->f;
-    size_t n = f->n;
-    for (size_t i = c * n / FAR_TASKS; i < (c + 1) * n / FAR_TASKS; i++) {
-        float fx = 0, fy = 0;
+    size_t n = f->n, np = f->np;
+    float ax[256], ay[256];
+    for (size_t b0 = c * n / FAR_TASKS, hi = (c + 1) * n / FAR_TASKS; b0 < hi; b0 += 256) {
+        size_t b1 = b0 + 256 < hi ? b0 + 256 : hi;
+        memset(ax, 0, sizeof ax);
+        memset(ay, 0, sizeof ay);
         for (size_t t = 0; t < FAR_TASKS; t++) {
-            if (f->task[t] == f->task[t + 1] || f->row0[t] > i)
+            size_t s0 = f->row0[t] > b0 ? f->row0[t] : b0;
+            if (f->task[t] == f->task[t + 1] || s0 >= b1)
                 continue;
-            fx += f->F[2 * f->np * t + i];
-            fy += f->F[2 * f->np * t + f->np + i];
+            const float *fx = f->F + 2 * np * t, *fy = fx + np;
+            for (size_t i = s0; i < b1; i++) {
+                ax[i - b0] += fx[i];
+                ay[i - b0] += fy[i];
+            }
         }
-        for (size_t L = 0; L < f->nl; L++) {
-            size_t g = f->off[L] + i / (FAR_ROWS << (2 * L));
-            if (!f->has_far[g])
-                continue;
-            const float *wx = f->w + (L * n + i) * 2 * FAR_P, *wy = wx + FAR_P;
-            const float *gx = f->G + g * 2 * FAR_NODES, *gy = gx + FAR_NODES;
-            for (size_t kx = 0; kx < FAR_P; kx++)
-                for (size_t ky = 0; ky < FAR_P; ky++) {
-                    float w = wx[kx] * wy[ky];
-                    fx += w * gx[kx * FAR_P + ky];
-                    fy += w * gy[kx * FAR_P + ky];
-                }
+        for (size_t i = b0; i < b1; i++) {
+            float fx = ax[i - b0], fy = ay[i - b0];
+            for (size_t L = 0; L < f->nl; L++) {
+                size_t g = f->off[L] + i / (FAR_ROWS << (2 * L));
+                if (!f->has_far[g])
+                    continue;
+                const float *wx = f->w + (L * n + i) * 2 * FAR_P, *wy = wx + FAR_P;
+                const float *gx = f->G + g * 2 * FAR_NODES, *gy = gx + FAR_NODES;
+                for (size_t kx = 0; kx < FAR_P; kx++)
+                    for (size_t ky = 0; ky < FAR_P; ky++) {
+                        float w = wx[kx] * wy[ky];
+                        fx += w * gx[kx * FAR_P + ky];
+                        fy += w * gy[kx * FAR_P + ky];
+                    }
+            }
+            j->rep[2 * (size_t)f->perm[i]] = fx;
+            j->rep[2 * (size_t)f->perm[i] + 1] = fy;
         }
-        j->rep[2 * (size_t)f->perm[i]] = fx;
-        j->rep[2 * (size_t)f->perm[i] + 1] = fy;
     }
 }
 
