@@ -1,6 +1,5 @@
-/* tsne_exact.c - the exact O(n^2) t-SNE repulsion (see tsne_forces.h): for small layouts,
- * for the layouts where it costs less than the FFT grid (tsne_fft.c), and as the tests'
- * reference. */
+/* tsne_exact.c - the exact O(n^2) t-SNE repulsion (see tsne_forces.h): for small layouts
+ * (t-SNE below 3,000 points) and as the tests' reference. */
 #include "tsne_forces.h"
 
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /* tsne_fft.c - t-SNE repulsion by FFT-accelerated interpolation (see tsne_forces.h), with
- * the far points' exact sums and the switch to the exact sums (tsne_exact.c) for layouts
+ * the far points' exact sums and the switch to block sums (tsne_far.c) for layouts
  * where those cost less.
  *
  * Shaped after FIt-SNE's 2-D "compute_repulsive_forces" (one kernel K = q^2), with three
@@ -29,8 +29,9 @@
 /* Node spacings below the widest (interval_width / p) are taken from the ladder
  * widest * 2^(-k / H_LADDER), so that consecutive layouts mostly share a spacing, and with
  * it the kernel's spectrum. */
-#define H_LADDER 8
-#define FAR_BINS 256 /* histogram bins per axis for the quantile box (find_far) */
+#define H_LADDER      8
+#define BLOCKS_REPLAN 20  /* calls on the grid after the block sums' plan lost to it */
+#define FAR_BINS      256 /* histogram bins per axis for the quantile box (find_far) */
 /* Points per side and axis that may be left out of the grid: ceil(sqrt(n) / 4), so at
  * most sqrt(n) + 4 in all and their exact sums cost at most ~2 n^1.5 pair terms. */
 #define FAR_PER_SIDE(n) ((size_t)ceil(sqrt((double)(n)) / 4.0) + 1)
@@ -43,7 +44,8 @@ struct tsne_fft {
     uint8_t *is_far;          /* n: 1 for a point left out of the grid */
     int32_t *far;             /* far_max: those points, in index order */
     float *far_y;             /* 2 far_max: their coordinates */
-    float *exact;             /* tsne_exact_scratch(n) floats once the exact sums are chosen */
+    struct tsne_far *blocks;  /* once the block sums are considered (tsne_far.c) */
+    size_t blocks_skip;       /* calls left before the block sums are planned again */
     int32_t *base;            /* 2n: first node of the point's stencil, per axis */
     float *w;                 /* 2pn: Lagrange weights, per point x then y */
     float *zi;                /* n: per-point part of Z */
@@ -95,7 +97,7 @@ void tsne_fft_free(struct tsne_fft *f)
     free(f->is_far);
     free(f->far);
     free(f->far_y);
-    free(f->exact);
+    tsne_far_free(f->blocks);
     free(f);
 }
 
@@ -408,29 +410,40 @@ static void find_far(struct tsne_fft *f, const float *Y, float *lo, float *hi)
 
 static void far_sums(struct tsne_fft *f, struct team *tm, const float *Y, float *rep);
 
-/* Whether the exact sums cost less than an M x M grid: on one core (AVX-512) the exact sums
- * take about 0.11 ns a pair (each pair once), the grid about 0.8 ns per M^2 log2 M (three
- * charges' forward and inverse transforms) plus about 2 ns per point and stencil node.
- * Layouts wide for their point count - many well-separated tight clusters, duplicated rows
- * collapsed into far-apart points - cross over: 6,000 points in 12 tight clusters over
- * 120 units take 2.0 ms exactly against 2.3 ms on the grid, 5,000 rows repeated 10 times
- * over 200 units 1.5 ms against 13.9 ms.  A function of n and the layout only, so the
- * choice does not depend on the thread count. */
-static int exact_is_cheaper(size_t n, size_t M, size_t p)
+/* The grid's cost in ns on one core (AVX-512): about 0.8 ns per M^2 log2 M (three
+ * charges' forward and inverse transforms) plus about 2 ns per point and stencil node. */
+static double grid_cost(size_t n, size_t M, size_t p)
 {
-    double pairs = 0.5 * (double)n * (double)(n - 1);
-    double grid = 0.8 * (double)M * (double)M * log2((double)M) + 2.0 * (double)n * (double)(p * p);
-    return 0.11 * pairs < grid;
+    return 0.8 * (double)M * (double)M * log2((double)M) + 2.0 * (double)n * (double)(p * p);
 }
 
-/* The exact sums in place of the grid, with the side tasks. */
-static int exact_instead(struct tsne_fft *f, struct team *tm, const float *Y, float *rep, double *z,
-                         const struct tsne_side_work *side, struct pw_error *err)
+/* The block sums (tsne_far.c) in place of the grid when their cost model says they
+ * cost less: layouts wide for their point count - many well-separated tight clusters,
+ * duplicated rows collapsed into far-apart points.  The models read n, the grid's size and
+ * the layout, and a plan that lost is not tried again for BLOCKS_REPLAN calls: the choice
+ * depends on the layouts of the calls so far, not on the thread count.  Returns 1 when it
+ * took them, 0 when the grid is cheaper, a negative code on error. */
+static int blocks_instead(struct tsne_fft *f, struct team *tm, const float *Y, float *rep,
+                          double *z, const struct tsne_side_work *side, double grid,
+                          struct pw_error *err)
 {
-    if (!f->exact && !(f->exact = malloc(tsne_exact_scratch(f->n) * sizeof *f->exact)))
-        return pw_error_set(err, PW_ENOMEM, "tsne: out of memory");
-    tsne_exact_repulsion(Y, f->n, tm, rep, f->exact, z, side);
-    return 0;
+    if (f->always_grid || tsne_far_min_cost(f->n) >= grid)
+        return 0;
+    if (f->blocks_skip > 0) {
+        f->blocks_skip--;
+        return 0;
+    }
+    if (!f->blocks) {
+        int rc = tsne_far_new(f->n, &f->blocks, err);
+        if (rc)
+            return rc;
+    }
+    if (tsne_far_plan(f->blocks, Y) >= grid) {
+        f->blocks_skip = BLOCKS_REPLAN; /* layouts change slowly: plan again in a while */
+        return 0;
+    }
+    tsne_far_repulsion(f->blocks, tm, rep, z, side);
+    return 1;
 }
 
 /* One repulsion's parameters, for its tasks (team.h). */
@@ -548,8 +561,9 @@ int tsne_fft_repulsion(struct tsne_fft *f, struct team *tm, const float *Y, floa
         h = hmax * exp2(-fmin(steps, 60.0 * H_LADDER) / H_LADDER);
     }
     size_t M = 2 * N;
-    if (!f->always_grid && exact_is_cheaper(n, M, p))
-        return exact_instead(f, tm, Y, rep, z, side, err);
+    int rc = blocks_instead(f, tm, Y, rep, z, side, grid_cost(n, M, p), err);
+    if (rc)
+        return rc < 0 ? rc : 0;
     if (ensure_grids(f, N))
         return pw_error_set(err, PW_ENOMEM, "tsne: out of memory for the FFT grids");
     double mid = 0.5 * ((double)lo + (double)hi);

@@ -22,14 +22,16 @@
  * planner is not thread-safe: one tsne_fft_* call at a time per process.
  *
  * When a layout is wide for its point count (many well-separated tight clusters, duplicated
- * rows collapsed into far-apart points), the grid's transforms cost more than the exact
- * sums over all pairs: tsne_fft_repulsion then computes those instead, by a cost model
- * of n and the grid's size (not by timing, so the bytes do not depend on the machine).
+ * rows collapsed into far-apart points), the grid's transforms cost more than sums over
+ * blocks of points (tsne_far, below: exact between near blocks, interpolated between
+ * well-separated ones): tsne_fft_repulsion then computes those instead, by cost models of
+ * both (of n, the grid's size and the layout's blocks; not by timing, so the bytes do not
+ * depend on the machine).
  *
  * tsne_exact: the O(n^2) sums, in float, for small n (and as a test reference).
  *
  * Memory: tsne_fft_new allocates the workspace (freed by tsne_fft_free), the grids and, the
- * first time the exact sums are chosen, their 18n floats of scratch; rep is 2n floats
+ * first time the block sums are considered, their workspace (tsne_far_new); rep is 2n floats
  * owned by the caller.  Errors: PW_ENOMEM; PW_EINVAL when the layout has non-finite
  * coordinates (a diverged optimisation).  A few points far from the rest (at most about
  * sqrt(n), beyond a quantile box widened by half its width) are left off the grid and summed
@@ -50,7 +52,7 @@ struct tsne_fft_options {
     size_t interp_points;  /* 5 nodes per stencil (openTSNE's n_interpolation_points: 3) */
     size_t min_intervals;  /* 16: at least 16 * interp_points nodes per axis (openTSNE: 50 * 3) */
     double interval_width; /* 2.5: node spacing <= interval_width / interp_points (openTSNE: 1/3) */
-    int always_grid;       /* 0: the exact sums when they cost less (below); 1: the grid always */
+    int always_grid;       /* 0: the block sums when they cost less (below); 1: the grid always */
 };
 
 void tsne_fft_options_default(struct tsne_fft_options *opt);
@@ -79,5 +81,22 @@ int tsne_fft_repulsion(struct tsne_fft *f, struct team *tm, const float *Y, floa
 size_t tsne_exact_scratch(size_t n);
 void tsne_exact_repulsion(const float *Y, size_t n, struct team *tm, float *rep, float *scratch,
                           double *z, const struct tsne_side_work *side);
+
+/* Exact sums between near blocks of points, interpolation between well-separated ones
+ * (tsne_far.c): for the layouts where the grid costs more.  tsne_far_new allocates the
+ * workspace for n points (about 27n floats, and 6n more per level of blocks: 4 levels at
+ * 6,000 points); tsne_far_plan takes layout Y, finds the well-separated block pairs and
+ * returns the method's estimated cost in ns on one core (the grid's cost model's unit,
+ * tsne_fft.c; infinite when the plan does not fit its workspace); tsne_far_repulsion then
+ * computes rep and *z for that layout on team tm (NULL: the caller), with the side tasks
+ * (may be NULL).  tsne_far_min_cost(n) is a lower bound of the planned cost for any layout
+ * of n points.  The result depends on the layout only, not on the team. */
+struct tsne_far;
+int tsne_far_new(size_t n, struct tsne_far **out, struct pw_error *err);
+void tsne_far_free(struct tsne_far *f);
+double tsne_far_min_cost(size_t n);
+double tsne_far_plan(struct tsne_far *f, const float *Y);
+void tsne_far_repulsion(struct tsne_far *f, struct team *tm, float *rep, double *z,
+                        const struct tsne_side_work *side);
 
 #endif
