@@ -80,12 +80,7 @@ __attribute__((simd("notinbranch"))) double exp(double);
 
 /* Clones for AVX-512, AVX2 and baseline: the perplexity search's vector exp, and the
  * attraction loop, which vectorises with AVX-512's gather and scatter. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
-    !defined(__SANITIZE_ADDRESS__)
-#define TSNE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define TSNE_CLONES
-#endif
+#define TSNE_CLONES PW_CLONES_V4
 
 /* One row's Gaussian precision beta to the target perplexity, as sklearn's
  * _binary_search_perplexity: entropy H(beta) = log(sum e_j) + beta sum d_j e_j / sum e_j,

@@ -57,10 +57,11 @@ struct tsne_options {
     double min_gain;            /* 0.01: sklearn's _gradient_descent default */
     uint64_t seed;              /* 42: projection.py's random_state (see seed semantics) */
     int threads;                /* <= 0: all cores; the result does not depend on it */
-    enum knn_method knn_method; /* auto: exact up to knn_exact_max_n points */
-    /* 4096 (sklearn: always exact).  Above, the k-means cells of knn.h, which find the exact
-     * 91-NN of the benchmark sets (recall 1.000) in a third of the exact GEMM's time; the
-     * exact k-NN grows as n^2 (bench/compute/RESULTS.md). */
+    enum knn_method knn_method; /* auto: exact where knn_auto_exact (knn.h) says so */
+    /* 0: knn.h's work rule (the exact graph up to ~20k rows at d = 96, ~10k at d = 768;
+     * sklearn: always exact); else auto is exact up to this many points.  Above, the
+     * k-means cells of knn.h, which find the exact 91-NN of the benchmark sets (recall
+     * 1.000) at a fraction of the exact graph's n^2 cost (bench/compute/RESULTS.md). */
     size_t knn_exact_max_n;
     size_t exact_max_n;    /* 0: 3000, exact repulsion up to here (sklearn: none, Barnes-Hut) */
     size_t interp_points;  /* 5: see tsne_forces.h (openTSNE: 3) */

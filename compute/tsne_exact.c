@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "dense.h"
+
 /* The exact sums visit each unordered pair once: block b takes the rows [r_b, r_b+1) of an
  * equal share of the pairs (i, j > i), adds the pair's force to row i in registers and
  * subtracts it from j in the block's own buffer, and the buffers are summed in block order:
@@ -18,13 +20,9 @@ size_t tsne_exact_scratch(size_t n)
     return 2 * n * (EXACT_BLOCKS + 1);
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
-    !defined(__SANITIZE_ADDRESS__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-static double
-exact_rows(const float *X, const float *Yc, size_t n, size_t lo, size_t hi, float *fx_b,
-           float *fy_b)
+PW_CLONES_V4
+static double exact_rows(const float *X, const float *Yc, size_t n, size_t lo, size_t hi,
+                         float *fx_b, float *fy_b)
 {
     double z = 0;
     for (size_t i = lo; i < hi; i++) {

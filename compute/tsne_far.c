@@ -28,12 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
-    !defined(__SANITIZE_ADDRESS__)
-#define FAR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define FAR_CLONES
-#endif
+#include "dense.h"
+
+#define FAR_CLONES    PW_CLONES_V4
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 /* Chebyshev nodes of the first kind on [-1, 1] and the Lagrange denominators. */

@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dense.h"
+
 #define NTERMS    3
 #define MAX_NODES 2560 /* per axis: M = 5120, 3 x 105 MB of spectra */
 /* Node spacings below the widest (interval_width / p) are taken from the ladder
@@ -623,12 +625,8 @@ ALWAYS_INLINE void student_sums(float xi, float yi, const float *pts, size_t m, 
 }
 
 /* Exact sums for point i against all n points. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
-    !defined(__SANITIZE_ADDRESS__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-static void
-exact_point(const float *Y, size_t n, size_t i, float *rep, float *zi)
+PW_CLONES_V4
+static void exact_point(const float *Y, size_t n, size_t i, float *rep, float *zi)
 {
     float s, fx, fy;
     student_sums(Y[2 * i], Y[2 * i + 1], Y, n, &s, &fx, &fy);
@@ -638,12 +636,9 @@ exact_point(const float *Y, size_t n, size_t i, float *rep, float *zi)
 }
 
 /* The far points' share of point i's sums, added to rep and zi. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
-    !defined(__SANITIZE_ADDRESS__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-static void
-far_share(const float *far_y, size_t nfar, const float *Y, size_t i, float *rep, float *zi)
+PW_CLONES_V4
+static void far_share(const float *far_y, size_t nfar, const float *Y, size_t i, float *rep,
+                      float *zi)
 {
     float s, fx, fy;
     student_sums(Y[2 * i], Y[2 * i + 1], far_y, nfar, &s, &fx, &fy);
