@@ -117,6 +117,18 @@ ALWAYS_INLINE float lanes_sum(vf16 v)
     return t[0];
 }
 
+/* The Student-t kernel of row (xi, yi) against the 16 points from j: q = 1 / (1 + d^2)
+ * and the force terms (gx, gy) = q^2 (xi - x, yi - y). */
+ALWAYS_INLINE void kernel16(const struct tsne_far *f, vf16 xi, vf16 yi, size_t j, vf16 *q, vf16 *gx,
+                            vf16 *gy)
+{
+    vf16 dx = xi - *(const vf16 *)(f->X + j), dy = yi - *(const vf16 *)(f->Yc + j);
+    *q = 1.0f / (1.0f + dx * dx + dy * dy);
+    vf16 q2 = *q * *q;
+    *gx = q2 * dx;
+    *gy = q2 * dy;
+}
+
 /* Level-0 group a's pairs with itself: each row against the whole group (both orders of
  * a pair, no scattered updates, whole vectors; the padding past n adds nothing), the
  * i == j term (q = 1, no force) taken off.  Returns the sum of q over unordered pairs. */
@@ -129,11 +141,11 @@ FAR_CLONES static double self_pairs(struct tsne_far *f, size_t a, float *fx_b, f
         xi += f->X[i];
         yi += f->Yc[i];
         for (size_t j = lo; j < lo + FAR_ROWS; j += 16) {
-            vf16 dx = xi - *(const vf16 *)(f->X + j), dy = yi - *(const vf16 *)(f->Yc + j);
-            vf16 q = 1.0f / (1.0f + dx * dx + dy * dy), q2 = q * q;
+            vf16 q, gx, gy;
+            kernel16(f, xi, yi, j, &q, &gx, &gy);
             s += q;
-            fx += q2 * dx;
-            fy += q2 * dy;
+            fx += gx;
+            fy += gy;
         }
         fx_b[i] += lanes_sum(fx);
         fy_b[i] += lanes_sum(fy);
@@ -157,9 +169,8 @@ FAR_CLONES static double near_runs(struct tsne_far *f, size_t a, const size_t *r
         yi += f->Yc[i];
         for (size_t r = 0; r < nrun; r++)
             for (size_t j = run[2 * r]; j < run[2 * r + 1]; j += 16) {
-                vf16 dx = xi - *(const vf16 *)(f->X + j), dy = yi - *(const vf16 *)(f->Yc + j);
-                vf16 q = 1.0f / (1.0f + dx * dx + dy * dy), q2 = q * q;
-                vf16 gx = q2 * dx, gy = q2 * dy;
+                vf16 q, gx, gy;
+                kernel16(f, xi, yi, j, &q, &gx, &gy);
                 s += q;
                 fx += gx;
                 fy += gy;
