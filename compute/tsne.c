@@ -2,13 +2,12 @@
  *
  * Shaped for memory first: the PCA init runs before the k-NN (its scratch is gone before
  * the k-NN lists exist), the k-NN lists become the conditional P in place, and P is
- * symmetrised in place too: each unordered pair {i, j} is kept once, in the row of the
- * endpoint that listed the other (the smaller index when both did), with value
- * C_ij + C_ji.  So P costs nothing beyond the k-NN graph, and the attraction loop
- * evaluates each pair once and applies it to both points.  Those scattered updates go
- * to NBLOCKS private force buffers (a fixed partition of the rows by pair count), summed
- * in block order: the result does not depend on the thread count.  The layout, update
- * and gains are float32, as in sklearn.
+ * symmetrised in place too (tsne_affinity.h): each unordered pair {i, j} is kept once, in the row
+ * of the endpoint that listed the other (the smaller index when both did), with value C_ij + C_ji.
+ * So P costs nothing beyond the k-NN graph, and the attraction loop evaluates each pair once and
+ * applies it to both points.  Those scattered updates go to TSNE_PAIR_BLOCKS private force buffers
+ * (a fixed partition of the rows by pair count), summed in block order: the result does not depend
+ * on the thread count.  The layout, update and gains are float32, as in sklearn.
  *
  * Between the k-NN and the affinities the points are renumbered breadth-first along the
  * graph (knn_order.h) and numbered back at the end: a pair's two points then mostly lie
@@ -27,6 +26,7 @@
 #include "rng.h"
 #include "stopwatch.h"
 #include "team.h"
+#include "tsne_affinity.h"
 #include "tsne_forces.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -34,7 +34,6 @@
 #define TSNE_AVX512 1
 #endif
 
-#define NBLOCKS       8
 #define ADAPT_PERIOD  100    /* iterations between thread-count probes */
 #define ADAPT_PROBE   3      /* iterations timed on one thread, then on all */
 #define ITER_SPIN     100e-6 /* seconds the iteration's threads poll for a job (team.h) */
@@ -78,194 +77,13 @@ void tsne_options_default(struct tsne_options *opt)
  * here, the `omp simd` loop below calls it 8 (AVX-512), 4 or 2 lanes at a time. */
 __attribute__((simd("notinbranch"))) double exp(double);
 
-/* Clones for AVX-512, AVX2 and baseline: the perplexity search's vector exp, and the
- * attraction loop, which vectorises with AVX-512's gather and scatter. */
+/* Clones for AVX-512, AVX2 and baseline: the attraction loop, which vectorises with
+ * AVX-512's gather and scatter. */
 #define TSNE_CLONES PW_CLONES_V4
-
-/* One row's Gaussian precision beta to the target perplexity, as sklearn's
- * _binary_search_perplexity: entropy H(beta) = log(sum e_j) + beta sum d_j e_j / sum e_j,
- * e_j = exp(-beta d_j), within 1e-5 of log(perplexity), from beta = 1, at most 100
- * evaluations.  sklearn bisects (doubling or halving until the root is bracketed): 22
- * evaluations a row on the 20k benchmark set.  Here each evaluation also gives
- * dH/dlog(beta) = -beta^2 Var(d), and the step is Newton's in log(beta), or sklearn's
- * bisection step when Newton's leaves the bracket.  The root and the tolerance are
- * sklearn's.  Distances are shifted by their minimum first: P and the entropy are
- * unchanged, exp() stays finite. */
-TSNE_CLONES static void perplexity_row(const float *sqd, size_t k, double perplexity, float *p)
-{
-    const double tol = 1e-5, eps = 1e-8;
-    double desired = log(perplexity), beta = 1.0, beta_min = -INFINITY, beta_max = INFINITY;
-    double dmin = INFINITY;
-    for (size_t j = 0; j < k; j++)
-        dmin = sqd[j] < dmin ? sqd[j] : dmin;
-    double pj[1024], *buf = k <= 1024 ? pj : malloc(k * sizeof *buf);
-    if (!buf) { /* degrade to uniform rather than fail deep in a worker thread */
-        for (size_t j = 0; j < k; j++)
-            p[j] = (float)(1.0 / (double)k);
-        return;
-    }
-    double sum = 1.0;
-    for (int step = 0; step < 100; step++) {
-        double s0 = 0.0, s1 = 0.0, s2 = 0.0;
-#pragma omp simd reduction(+ : s0, s1, s2)
-        for (size_t j = 0; j < k; j++) {
-            double dj = (double)sqd[j] - dmin, e = exp(-dj * beta);
-            buf[j] = e;
-            s0 += e;
-            s1 += dj * e;
-            s2 += dj * dj * e;
-        }
-        sum = s0 > 0.0 ? s0 : eps;
-        double mean = s1 / sum, var = s2 / sum - mean * mean;
-        double diff = log(sum) + beta * mean - desired;
-        if (fabs(diff) <= tol)
-            break;
-        if (diff > 0)
-            beta_min = beta;
-        else
-            beta_max = beta;
-        double next =
-            var > 0.0 ? beta * exp(fmin(fmax(diff / (beta * beta * var), -4.0), 4.0)) : NAN;
-        if (!(next > beta_min && next < beta_max)) /* sklearn's step (NaN comes here too) */
-            next = diff > 0 ? (isinf(beta_max) ? beta * 2.0 : (beta + beta_max) / 2.0)
-                            : (isinf(beta_min) ? beta / 2.0 : (beta + beta_min) / 2.0);
-        beta = next;
-    }
-    for (size_t j = 0; j < k; j++)
-        p[j] = (float)(buf[j] / sum);
-    if (buf != pj)
-        free(buf);
-}
-
-/* P stored once per unordered pair: row i lists (col, val) with val = P_ij = P_ji. */
-struct pairs {
-    size_t n, nnz;
-    size_t *rowptr;          /* n + 1 */
-    const int32_t *col;      /* in the k-NN graph's idx array */
-    const float *val;        /* in the k-NN graph's dist array */
-    size_t blk[NBLOCKS + 1]; /* row ranges of the attraction blocks */
-    size_t span[NBLOCKS][2]; /* the points a block's pairs touch lie in [span[b][0], span[b][1]) */
-};
-
-struct colval {
-    int32_t col;
-    float val;
-};
-
-static int colval_cmp(const void *pa, const void *pb)
-{
-    const struct colval *a = pa, *b = pb;
-    return a->col < b->col ? -1 : a->col > b->col;
-}
-
-/* Position of column c in sorted row r of g, or -1. */
-static long find_col(const struct knn_graph *g, size_t r, int32_t c)
-{
-    const int32_t *row = g->idx + r * g->k;
-    size_t lo = 0, hi = g->k;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (row[mid] < c)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < g->k && row[lo] == c ? (long)lo : -1;
-}
-
-/* g->dist holds the conditional P (rows sum to 1).  Turns g into P's pairs in place. */
-static int symmetrize(struct knn_graph *g, int threads, struct pairs *P)
-{
-    size_t n = g->n, k = g->k;
-    uint8_t *keep = malloc(n * k);
-    size_t *rowptr = malloc((n + 1) * sizeof *rowptr);
-    int oom = 0;
-    if (!keep || !rowptr) {
-        free(keep);
-        free(rowptr);
-        return -1;
-    }
-#pragma omp parallel for schedule(static) num_threads(threads) reduction(| : oom)
-    for (size_t i = 0; i < n; i++) { /* rows sorted by column */
-        struct colval buf[256], *t = k <= 256 ? buf : malloc(k * sizeof *t);
-        if (!t) {
-            oom = 1;
-            continue;
-        }
-        for (size_t s = 0; s < k; s++)
-            t[s] = (struct colval){g->idx[i * k + s], g->dist[i * k + s]};
-        qsort(t, k, sizeof *t, colval_cmp);
-        for (size_t s = 0; s < k; s++) {
-            g->idx[i * k + s] = t[s].col;
-            g->dist[i * k + s] = t[s].val;
-        }
-        if (t != buf)
-            free(t);
-    }
-    if (oom) {
-        free(keep);
-        free(rowptr);
-        return -1;
-    }
-    /* A mutual pair is kept in the smaller row, which adds the other row's value; the
-     * other row's slot is only read here, the kept slot only written by its row. */
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (size_t i = 0; i < n; i++)
-        for (size_t s = 0; s < k; s++) {
-            size_t j = (size_t)g->idx[i * k + s];
-            long t = find_col(g, j, (int32_t)i);
-            keep[i * k + s] = t < 0 || i < j;
-            if (t >= 0 && i < j)
-                g->dist[i * k + s] += g->dist[j * k + (size_t)t];
-        }
-    size_t e = 0;
-    double sum = 0;
-    for (size_t i = 0; i < n; i++) {
-        rowptr[i] = e;
-        for (size_t s = 0; s < k; s++)
-            if (keep[i * k + s]) {
-                g->idx[e] = g->idx[i * k + s];
-                g->dist[e] = g->dist[i * k + s];
-                sum += g->dist[e++];
-            }
-    }
-    rowptr[n] = e;
-    free(keep);
-    sum *= 2.0;                                                      /* sum of C + C^T */
-    sum = sum > 2.220446049250313e-16 ? sum : 2.220446049250313e-16; /* MACHINE_EPSILON */
-    for (size_t q = 0; q < e; q++)
-        g->dist[q] = (float)(g->dist[q] / sum);
-    P->n = n;
-    P->nnz = e;
-    P->rowptr = rowptr;
-    P->col = g->idx;
-    P->val = g->dist;
-    for (size_t b = 0, i = 0; b <= NBLOCKS; b++) { /* equal pair counts per block */
-        size_t target = e / NBLOCKS * b + (b == NBLOCKS ? e % NBLOCKS : 0);
-        while (i < n && rowptr[i] < target)
-            i++;
-        P->blk[b] = b == NBLOCKS ? n : i;
-    }
-    P->blk[0] = 0;
-    /* In the breadth-first numbering a block's pairs stay near its rows (20k benchmark
-     * set: a block of 2500 rows touches ~2800 points), so each block's force buffer is
-     * cleared and summed over its span only, not over all n points. */
-    for (size_t b = 0; b < NBLOCKS; b++) {
-        size_t lo = P->blk[b], hi = P->blk[b + 1];
-        for (size_t q = rowptr[P->blk[b]]; q < rowptr[P->blk[b + 1]]; q++) {
-            size_t j = (size_t)g->idx[q];
-            lo = j < lo ? j : lo;
-            hi = j + 1 > hi ? j + 1 : hi;
-        }
-        P->span[b][0] = lo;
-        P->span[b][1] = hi > lo ? hi : lo;
-    }
-    return 0;
-}
 
 /* F = the attraction sum_j P_ij q_ij (y_i - y_j) of block b's pairs (rows [lo, hi)), over
  * the block's span; F is not touched elsewhere. */
-TSNE_CLONES static void attract_rows(const struct pairs *P, const float *Y, size_t b, float *F)
+TSNE_CLONES static void attract_rows(const struct tsne_pairs *P, const float *Y, size_t b, float *F)
 {
     size_t lo = P->blk[b], hi = P->blk[b + 1];
     memset(F + 2 * P->span[b][0], 0, 2 * (P->span[b][1] - P->span[b][0]) * sizeof *F);
@@ -295,7 +113,7 @@ TSNE_CLONES static void attract_rows(const struct pairs *P, const float *Y, size
  * scattered as one 64-bit element, 8 pairs per vector - half the gather/scatter element
  * operations of the compiler's float-by-float version, which bound that loop. */
 __attribute__((target("avx512f,avx512dq,avx512vl"))) static void
-attract_rows_avx512(const struct pairs *P, const float *Y, size_t b, float *F)
+attract_rows_avx512(const struct tsne_pairs *P, const float *Y, size_t b, float *F)
 {
     size_t lo = P->blk[b], hi = P->blk[b + 1];
     memset(F + 2 * P->span[b][0], 0, 2 * (P->span[b][1] - P->span[b][0]) * sizeof *F);
@@ -336,9 +154,9 @@ attract_rows_avx512(const struct pairs *P, const float *Y, size_t b, float *F)
 #endif
 
 struct attract_ctx {
-    const struct pairs *P;
+    const struct tsne_pairs *P;
     const float *Y;
-    float *buf; /* NBLOCKS x 2n */
+    float *buf; /* TSNE_PAIR_BLOCKS x 2n */
     int avx512;
 };
 
@@ -358,7 +176,7 @@ static void attract_block(void *ctx, size_t b)
 
 /* KL(P || Q) over the stored pairs (each stands for two entries), as sklearn's
  * compute_error, with Q's normaliser Z from the repulsion method. */
-static double kl_divergence(const struct pairs *P, const float *Y, double Z)
+static double kl_divergence(const struct tsne_pairs *P, const float *Y, double Z)
 {
     const double tiny = 1.1754943508222875e-38; /* FLOAT32_TINY */
     double c = 0;
@@ -381,15 +199,15 @@ struct repulsion {
 
 /* The repulsion into rep and Z, and the attraction blocks into abuf as side tasks of the
  * repulsion's parallel jobs (they fill its idle threads). */
-static int forces(struct repulsion *r, const struct pairs *P, const float *Y, float *rep, double *Z,
-                  float *abuf, struct pw_error *err)
+static int forces(struct repulsion *r, const struct tsne_pairs *P, const float *Y, float *rep,
+                  double *Z, float *abuf, struct pw_error *err)
 {
     struct attract_ctx ac = {P, Y, abuf, 0};
 #ifdef TSNE_AVX512
     ac.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
                 __builtin_cpu_supports("avx512vl");
 #endif
-    struct tsne_side_work side = {attract_block, &ac, NBLOCKS};
+    struct tsne_side_work side = {attract_block, &ac, TSNE_PAIR_BLOCKS};
     if (r->fft) {
         int rc = tsne_fft_repulsion(r->fft, r->tm, Y, rep, Z, &side, err);
         if (rc)
@@ -403,7 +221,7 @@ static int forces(struct repulsion *r, const struct pairs *P, const float *Y, fl
 
 /* One iteration's gradient step, for update_chunk. */
 struct update_job {
-    const struct pairs *P;
+    const struct tsne_pairs *P;
     float *abuf;
     const float *rep;
     float *upd, *gains, *Y;
@@ -417,14 +235,14 @@ struct update_job {
 static void update_chunk(void *ctx, size_t c)
 {
     struct update_job *u = ctx;
-    const struct pairs *P = u->P;
+    const struct tsne_pairs *P = u->P;
     size_t n = u->n, q0 = 2 * n * c / UPDATE_CHUNKS, q1 = 2 * n * (c + 1) / UPDATE_CHUNKS;
     float *acc = u->abuf, *upd = u->upd, *gains = u->gains, *Y = u->Y;
     const float *rep = u->rep;
     for (size_t q = q0; q < q1; q++)
         if (q < 2 * P->span[0][0] || q >= 2 * P->span[0][1])
             acc[q] = 0.0f;
-    for (size_t b = 1; b < NBLOCKS; b++) {
+    for (size_t b = 1; b < TSNE_PAIR_BLOCKS; b++) {
         const float *fb = u->abuf + b * 2 * n;
         size_t a0 = 2 * P->span[b][0] > q0 ? 2 * P->span[b][0] : q0;
         size_t a1 = 2 * P->span[b][1] < q1 ? 2 * P->span[b][1] : q1;
@@ -475,7 +293,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     r.perplexity = perp;
     r.learning_rate = lr;
     struct knn_graph g = {0};
-    struct pairs P = {0};
+    struct tsne_pairs P = {0};
     /* The iterations start on all threads at every size: on an idle 2-core machine two
      * threads take a quarter to a third off the iterations from digits' 1,797 points
      * (exact sums) to 6k (the grid), and the probes below move to one thread while two
@@ -547,17 +365,10 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     free(inv);
     inv = NULL;
 
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (size_t i = 0; i < n; i++) { /* the conditional P, in place of the distances */
-        float sq[1024], *row = g.dist + i * k;
-        float *s2 = k <= 1024 ? sq : row; /* k > 1024: square in place */
-        for (size_t j = 0; j < k; j++)
-            s2[j] = row[j] * row[j]; /* sklearn squares the k-NN distances, any metric */
-        perplexity_row(s2, k, perp, row);
-    }
+    tsne_conditional_p(&g, perp, threads);
     if ((rc = pw_progress_check(progress, err, "tsne")))
         goto cleanup;
-    if (symmetrize(&g, threads, &P)) {
+    if (tsne_symmetrize(&g, threads, &P)) {
         rc = pw_error_set(err, PW_ENOMEM, "tsne: out of memory for P");
         goto cleanup;
     }
@@ -582,7 +393,7 @@ int tsne_fit(const float *x, size_t n, size_t d, const struct tsne_options *opt,
     upd = calloc(2 * n, sizeof *upd);
     gains = malloc(2 * n * sizeof *gains);
     rep = malloc(2 * n * sizeof *rep);
-    abuf = malloc(NBLOCKS * 2 * n * sizeof *abuf);
+    abuf = malloc(TSNE_PAIR_BLOCKS * 2 * n * sizeof *abuf);
     if (!upd || !gains || !rep || !abuf) {
         rc = pw_error_set(err, PW_ENOMEM, "tsne: out of memory");
         goto cleanup;
