@@ -54,13 +54,9 @@ static void rptree_leaf(struct rptree_job *j, int32_t *idx, size_t count)
     float dots[4][4];
     for (size_t a = 0; a < count; a += 4) {
         int32_t rows[4], cols[4];
-        size_t nr = count - a < 4 ? count - a : 4;
-        for (size_t t = 0; t < 4; t++)
-            rows[t] = idx[a + (t < nr ? t : nr - 1)];
+        size_t nr = knn_take4(idx + a, count - a, rows);
         for (size_t c0 = a; c0 < count; c0 += 4) {
-            size_t ncc = count - c0 < 4 ? count - c0 : 4;
-            for (size_t t = 0; t < 4; t++)
-                cols[t] = idx[c0 + (t < ncc ? t : ncc - 1)];
+            size_t ncc = knn_take4(idx + c0, count - c0, cols);
             knn_pair4x4(j->m, rows, cols, dots);
             for (size_t r = 0; r < nr; r++)
                 for (size_t cc = 0; cc < ncc; cc++) {
@@ -159,14 +155,10 @@ void knn_local_join(const struct metric_ctx *m, const struct knn_graph *g, const
     float dots[4][4];
     for (size_t a = 0; a < nn; a += 4) {
         int32_t rows[4];
-        size_t nr = nn - a < 4 ? nn - a : 4;
-        for (size_t t = 0; t < 4; t++)
-            rows[t] = nl[a + (t < nr ? t : nr - 1)];
+        size_t nr = knn_take4(nl + a, nn - a, rows);
         for (size_t c0 = a; c0 < ncol; c0 += 4) {
             int32_t cols[4];
-            size_t ncc = ncol - c0 < 4 ? ncol - c0 : 4;
-            for (size_t t = 0; t < 4; t++)
-                cols[t] = cl[c0 + (t < ncc ? t : ncc - 1)];
+            size_t ncc = knn_take4(cl + c0, ncol - c0, cols);
             knn_pair4x4(m, rows, cols, dots);
             for (size_t r = 0; r < nr; r++)
                 for (size_t cc = 0; cc < ncc; cc++) {

@@ -338,9 +338,7 @@ int knn_screen_cell(const struct nnd *s, const int32_t *mem, size_t cnt, struct 
     float out[4][4];
     for (size_t c0 = 0; c0 < cnt; c0 += 4) {
         int32_t cols[4];
-        size_t nc = cnt - c0 < 4 ? cnt - c0 : 4;
-        for (size_t t = 0; t < 4; t++)
-            cols[t] = mem[c0 + (t < nc ? t : nc - 1)];
+        size_t nc = knn_take4(mem + c0, cnt - c0, cols);
         for (size_t r0 = 0; r0 < SCREEN_SAMPLE; r0 += 4) {
             knn_pair4x4(s->m, rows + r0, cols, out);
             for (size_t u = 0; u < 4; u++)

@@ -6,6 +6,7 @@
 
 #include "dense.h"
 #include "knn_heap.h"
+#include "knn_internal.h"
 
 /* k + margin: the margin costs memory (8 bytes a slot and row of the pool) and
  * re-ranking time; too small a one sends rows to the second join.  The
@@ -102,9 +103,7 @@ static void push_exact(const float *x, size_t d, int cosine, const float *inv, s
     for (size_t e = 0; e < cnt; e += 4) {
         int32_t b[4];
         float v[4];
-        size_t m = cnt - e < 4 ? cnt - e : 4;
-        for (size_t t = 0; t < 4; t++)
-            b[t] = cand[e + (t < m ? t : m - 1)];
+        size_t m = knn_take4(cand + e, cnt - e, b);
         dist1x4(x, d, cosine, inv, i, b, v);
         for (size_t t = 0; t < m; t++)
             if ((size_t)b[t] != i)

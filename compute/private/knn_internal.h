@@ -50,6 +50,16 @@ static inline float pair_dist(const struct metric_ctx *m, size_t a, size_t b)
     return dense_sqdist(xa, xb, m->d);
 }
 
+/* The next min(left, 4) indices from src into out, the last of them repeated to fill the
+ * four (the 4-wide kernels always compute four); returns how many are real. */
+static inline size_t knn_take4(const int32_t *src, size_t left, int32_t out[4])
+{
+    size_t got = left < 4 ? left : 4;
+    for (size_t t = 0; t < 4; t++)
+        out[t] = src[t < got ? t : got - 1];
+    return got;
+}
+
 /* pair_dist of 4 rows against 4 rows: cosine from dot products, euclidean from the
  * differences. */
 void knn_pair4x4(const struct metric_ctx *m, const int32_t *rows, const int32_t *cols,
