@@ -1,6 +1,6 @@
 /* tsne_fft.c - t-SNE repulsion by FFT-accelerated interpolation (see tsne_forces.h), with
- * the far points' exact sums and the switch to block sums (tsne_far.c) for layouts
- * where those cost less.
+ * the switch to block sums (tsne_far.c) for layouts where those cost less; the few points
+ * left off the grid and their exact sums are tsne_fft_far.c's.
  *
  * Shaped after FIt-SNE's 2-D "compute_repulsive_forces" (one kernel K = q^2), with three
  * charges instead of four: for phi_t(i) = sum_j K_ij c_t(j), c = (1, y1, y2),
@@ -16,7 +16,7 @@
  * transforms are four independent tasks, the three inverse ones three more; FFTW's
  * new-array execute is thread-safe, and plans are made here, in the calling thread.  The
  * 1/M^2 of the inverse transform is folded into the kernel. */
-#include "tsne_forces.h"
+#include "tsne_fft_internal.h"
 
 #include <fftw3.h>
 #include <math.h>
@@ -24,40 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dense.h"
-
-#define NTERMS    3
 #define MAX_NODES 2560 /* per axis: M = 5120, 3 x 105 MB of spectra */
 /* Node spacings below the widest (interval_width / p) are taken from the ladder
  * widest * 2^(-k / H_LADDER), so that consecutive layouts mostly share a spacing, and with
  * it the kernel's spectrum. */
 #define H_LADDER      8
-#define BLOCKS_REPLAN 20  /* calls on the grid after the block sums' plan lost to it */
-#define FAR_BINS      256 /* histogram bins per axis for the quantile box (find_far) */
-/* Points per side and axis that may be left out of the grid: ceil(sqrt(n) / 4), so at
- * most sqrt(n) + 4 in all and their exact sums cost at most ~2 n^1.5 pair terms. */
-#define FAR_PER_SIDE(n) ((size_t)ceil(sqrt((double)(n)) / 4.0) + 1)
-
-struct tsne_fft {
-    size_t n, p, min_intervals;
-    double interval_width;
-    int always_grid;
-    size_t far_max, nfar;     /* capacity of the far list (see find_far), points in it */
-    uint8_t *is_far;          /* n: 1 for a point left out of the grid */
-    int32_t *far;             /* far_max: those points, in index order */
-    float *far_y;             /* 2 far_max: their coordinates */
-    struct tsne_far *blocks;  /* once the block sums are considered (tsne_far.c) */
-    size_t blocks_skip;       /* calls left before the block sums are planned again */
-    int32_t *base;            /* 2n: first node of the point's stencil, per axis */
-    float *w;                 /* 2pn: Lagrange weights, per point x then y */
-    float *zi;                /* n: per-point part of Z */
-    size_t M, N, H;           /* FFT size per axis, nodes per axis (M = 2N), H = M / 2 + 1 */
-    float *kr;                /* H rows of 2H floats: the kernel's even rows, then their DFTs */
-    fftwf_complex *ks;        /* H x H: kr's columns' DFTs; real parts = the kernel's spectrum */
-    fftwf_complex *c[NTERMS]; /* M x H each: charges in rows < N (as floats), then spectra */
-    double ks_h;              /* node spacing ks was computed for; 0: none */
-    fftwf_plan kern_rows, kern_cols, rows_fwd, cols_fwd, cols_inv, rows_inv;
-};
+#define BLOCKS_REPLAN 20 /* calls on the grid after the block sums' plan lost to it */
 
 void tsne_fft_options_default(struct tsne_fft_options *opt)
 {
@@ -128,7 +100,7 @@ int tsne_fft_new(size_t n, const struct tsne_fft_options *opt, struct tsne_fft *
     f->base = malloc(2 * n * sizeof *f->base);
     f->w = malloc(2 * f->p * n * sizeof *f->w);
     f->zi = malloc(n * sizeof *f->zi);
-    f->far_max = 4 * FAR_PER_SIDE(n);
+    f->far_max = tsne_fft_far_capacity(n);
     f->is_far = calloc(n ? n : 1, 1);
     f->far = malloc(f->far_max * sizeof *f->far);
     f->far_y = malloc(2 * f->far_max * sizeof *f->far_y);
@@ -234,7 +206,6 @@ static void kernel_spectrum(struct tsne_fft *f, double h)
 /* The per-point loops below are written for any p and called with a literal 5 (the
  * default) or 4 (PER_P): the compiler then unrolls them into straight-line vector code,
  * where the generic loops spend a large share of the repulsion's time on the weights. */
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
 #define PER_P(p, call)                                                                             \
     do {                                                                                           \
         if ((p) == 5) {                                                                            \
@@ -313,7 +284,7 @@ ALWAYS_INLINE void interpolate(struct tsne_fft *f, size_t p, const float *Y, flo
 {
     for (size_t i = i0; i < i1; i++) {
         if (f->nfar && f->is_far[i])
-            continue; /* far_sums fills rep and zi */
+            continue; /* tsne_fft_far_sums fills rep and zi */
         const float *wx = f->w + 2 * i * p, *wy = wx + p;
         size_t off = (size_t)f->base[2 * i] * stride + (size_t)f->base[2 * i + 1];
         float phi[NTERMS];
@@ -335,82 +306,6 @@ ALWAYS_INLINE void interpolate(struct tsne_fft *f, size_t p, const float *Y, flo
             (1.0f + 2.0f * (y1 * y1 + y2 * y2)) * phi[0] - 2.0f * (y1 * phi[1] + y2 * phi[2]);
     }
 }
-
-/* The grid's square [*lo, *hi] and the points left out of it (the far list).  A handful of
- * points far from all others - on high-dimensional isotropic data, t-SNE's hubs (points
- * in thousands of k-NN lists, so 30-80 times the average P) oscillate under early
- * exaggeration and are flung hundreds of units out - would otherwise size the grid for
- * themselves: its cost grows as the span squared, and past MAX_NODES its accuracy
- * drops until Z is wrong by several times.  So: per axis, a 256-bin histogram gives a box
- * holding all but FAR_PER_SIDE points on each side; the square extends it by half its
- * width on each side; points outside the square are summed exactly (far_sums) and the
- * grid covers the others.  A layout without such points (any layout of clusters that
- * each hold more than FAR_PER_SIDE points) keeps its whole bounding square. */
-static void find_far(struct tsne_fft *f, const float *Y, float *lo, float *hi)
-{
-    size_t n = f->n, m = FAR_PER_SIDE(n);
-    for (size_t o = 0; o < f->nfar; o++)
-        f->is_far[f->far[o]] = 0;
-    f->nfar = 0;
-    if ((double)*hi - (double)*lo <= f->interval_width * (double)f->min_intervals || n <= 4 * m)
-        return; /* the smallest grid holds the whole layout: nothing to gain */
-    double ql[2], qh[2];
-    for (size_t a = 0; a < 2; a++) {
-        float alo = INFINITY, ahi = -INFINITY;
-        for (size_t i = 0; i < n; i++) {
-            alo = Y[2 * i + a] < alo ? Y[2 * i + a] : alo;
-            ahi = Y[2 * i + a] > ahi ? Y[2 * i + a] : ahi;
-        }
-        size_t cnt[FAR_BINS] = {0};
-        double w = ((double)ahi - (double)alo) / FAR_BINS;
-        if (!(w > 0)) {
-            ql[a] = qh[a] = alo;
-            continue;
-        }
-        double inv = 1.0 / w;
-        for (size_t i = 0; i < n; i++) {
-            size_t b = (size_t)(((double)Y[2 * i + a] - (double)alo) * inv);
-            cnt[b < FAR_BINS ? b : FAR_BINS - 1]++;
-        }
-        size_t bl = 0, bh = FAR_BINS - 1, below = 0, above = 0;
-        while (below + cnt[bl] <= m) /* n > 2m: both stop inside the histogram */
-            below += cnt[bl++];
-        while (above + cnt[bh] <= m)
-            above += cnt[bh--];
-        ql[a] = (double)alo + (double)bl * w;
-        qh[a] = (double)alo + (double)(bh + 1) * w;
-    }
-    double width = fmax(qh[0] - ql[0], qh[1] - ql[1]);
-    double elo = fmin(ql[0], ql[1]) - 0.5 * width, ehi = fmax(qh[0], qh[1]) + 0.5 * width;
-    if (*lo >= elo && *hi <= ehi)
-        return;
-    float nlo = INFINITY, nhi = -INFINITY;
-    for (size_t i = 0; i < n; i++) {
-        float a = Y[2 * i], b = Y[2 * i + 1];
-        if (a < elo || a > ehi || b < elo || b > ehi) {
-            if (f->nfar == f->far_max)
-                break; /* not reached: at most m points lie beyond each side's quantile */
-            f->is_far[i] = 1;
-            f->far_y[2 * f->nfar] = a;
-            f->far_y[2 * f->nfar + 1] = b;
-            f->far[f->nfar++] = (int32_t)i;
-            continue;
-        }
-        float mn = a < b ? a : b, mx = a > b ? a : b;
-        nlo = mn < nlo ? mn : nlo;
-        nhi = mx > nhi ? mx : nhi;
-    }
-    if (f->nfar == f->far_max) { /* unreachable, see above: keep the whole square */
-        for (size_t o = 0; o < f->nfar; o++)
-            f->is_far[f->far[o]] = 0;
-        f->nfar = 0;
-        return;
-    }
-    *lo = nlo;
-    *hi = nhi;
-}
-
-static void far_sums(struct tsne_fft *f, struct team *tm, const float *Y, float *rep);
 
 /* The grid's cost in ns on one core (AVX-512): about 0.8 ns per M^2 log2 M (three
  * charges' forward and inverse transforms) plus about 2 ns per point and stencil node. */
@@ -540,7 +435,7 @@ int tsne_fft_repulsion(struct tsne_fft *f, struct team *tm, const float *Y, floa
     double span = (double)hi - (double)lo;
     if (!isfinite(span))
         return pw_error_set(err, PW_EINVAL, "tsne: the layout diverged (non-finite coordinates)");
-    find_far(f, Y, &lo, &hi);
+    tsne_fft_find_far(f, Y, &lo, &hi);
     span = (double)hi - (double)lo;
     span = span > 1e-6 ? span : 1e-6;
     /* Nodes per axis: the span at the widest spacing plus a margin of p nodes (the
@@ -596,84 +491,10 @@ int tsne_fft_repulsion(struct tsne_fft *f, struct team *tm, const float *Y, floa
     f->ks_h = h;
     team_for(tm, chunks, interpolate_task, &j);
     if (f->nfar)
-        far_sums(f, tm, Y, rep);
+        tsne_fft_far_sums(f, tm, Y, rep);
     double zsum = 0;
     for (size_t i = 0; i < n; i++) /* in point order: independent of the thread count */
         zsum += f->zi[i];
     *z = zsum - (double)n; /* the j == i terms */
     return 0;
-}
-
-/* The Student-t sums of point (xi, yi) against the m points pts (x, y interleaved): s = sum q,
- * (fx, fy) = sum q^2 (xi - x, yi - y), q = 1 / (1 + d^2).  The hot loop of the far list's
- * exact sums, inlined into each of its callers' AVX-512 / AVX2 / baseline clones. */
-ALWAYS_INLINE void student_sums(float xi, float yi, const float *pts, size_t m, float *s_out,
-                                float *fx_out, float *fy_out)
-{
-    float s = 0, fx = 0, fy = 0;
-#pragma omp simd reduction(+ : s, fx, fy)
-    for (size_t j = 0; j < m; j++) {
-        float dx = xi - pts[2 * j], dy = yi - pts[2 * j + 1];
-        float q = 1.0f / (1.0f + dx * dx + dy * dy);
-        s += q;
-        fx += q * q * dx;
-        fy += q * q * dy;
-    }
-    *s_out = s;
-    *fx_out = fx;
-    *fy_out = fy;
-}
-
-/* Exact sums for point i against all n points. */
-PW_CLONES_V4
-static void exact_point(const float *Y, size_t n, size_t i, float *rep, float *zi)
-{
-    float s, fx, fy;
-    student_sums(Y[2 * i], Y[2 * i + 1], Y, n, &s, &fx, &fy);
-    rep[2 * i] = fx;
-    rep[2 * i + 1] = fy;
-    zi[i] = s - 1.0f; /* the j == i term */
-}
-
-/* The far points' share of point i's sums, added to rep and zi. */
-PW_CLONES_V4
-static void far_share(const float *far_y, size_t nfar, const float *Y, size_t i, float *rep,
-                      float *zi)
-{
-    float s, fx, fy;
-    student_sums(Y[2 * i], Y[2 * i + 1], far_y, nfar, &s, &fx, &fy);
-    rep[2 * i] += fx;
-    rep[2 * i + 1] += fy;
-    zi[i] += s;
-}
-
-struct far_job {
-    struct tsne_fft *f;
-    const float *Y;
-    float *rep;
-};
-
-/* Points [256 c, 256 (c + 1)): exact sums for the far ones (over all points; zi keeps the
- * j == i term, as the grid's points do), the far points' share for the others. */
-static void far_task(void *ctx, size_t c)
-{
-    struct far_job *j = ctx;
-    struct tsne_fft *f = j->f;
-    const float *Y = j->Y;
-    float *rep = j->rep;
-    size_t i1 = 256 * (c + 1) < f->n ? 256 * (c + 1) : f->n;
-    for (size_t i = 256 * c; i < i1; i++) {
-        if (f->is_far[i]) {
-            exact_point(Y, f->n, i, rep, f->zi);
-            f->zi[i] += 1.0f;
-        } else {
-            far_share(f->far_y, f->nfar, Y, i, rep, f->zi);
-        }
-    }
-}
-
-static void far_sums(struct tsne_fft *f, struct team *tm, const float *Y, float *rep)
-{
-    struct far_job j = {f, Y, rep};
-    team_for(tm, (f->n + 255) / 256, far_task, &j);
 }
