@@ -30,8 +30,7 @@
 
 #include "dense.h"
 
-#define FAR_CLONES    PW_CLONES_V4
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
+#define FAR_CLONES PW_CLONES_V4
 
 /* Chebyshev nodes of the first kind on [-1, 1] and the Lagrange denominators. */
 struct cheb {
@@ -55,12 +54,12 @@ static void cheb_init(struct cheb *c)
 
 /* A block's half-width, kept away from 0 so that a block of coincident coordinates
  * still has distinct nodes. */
-ALWAYS_INLINE float half_width(float h)
+PW_ALWAYS_INLINE float half_width(float h)
 {
     return h > 1e-3f ? h : 1e-3f;
 }
 
-ALWAYS_INLINE void lagrange(const struct cheb *c, float u, float *w)
+PW_ALWAYS_INLINE void lagrange(const struct cheb *c, float u, float *w)
 {
     for (size_t k = 0; k < FAR_P; k++) {
         float num = c->inv_den[k];
@@ -107,7 +106,7 @@ static void weights_task(void *ctx, size_t c)
 typedef float vf16 __attribute__((vector_size(64)));
 
 /* Sum of a vector's lanes, as a tree (the lanes' order is fixed: same bytes on any clone). */
-ALWAYS_INLINE float lanes_sum(vf16 v)
+PW_ALWAYS_INLINE float lanes_sum(vf16 v)
 {
     float t[16];
     memcpy(t, &v, sizeof t);
@@ -119,8 +118,8 @@ ALWAYS_INLINE float lanes_sum(vf16 v)
 
 /* The Student-t kernel of row (xi, yi) against the 16 points from j: q = 1 / (1 + d^2)
  * and the force terms (gx, gy) = q^2 (xi - x, yi - y). */
-ALWAYS_INLINE void kernel16(const struct tsne_far *f, vf16 xi, vf16 yi, size_t j, vf16 *q, vf16 *gx,
-                            vf16 *gy)
+PW_ALWAYS_INLINE void kernel16(const struct tsne_far *f, vf16 xi, vf16 yi, size_t j, vf16 *q,
+                               vf16 *gx, vf16 *gy)
 {
     vf16 dx = xi - *(const vf16 *)(f->X + j), dy = yi - *(const vf16 *)(f->Yc + j);
     *q = 1.0f / (1.0f + dx * dx + dy * dy);

@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dense.h"
+
 #define MAX_NODES 2560 /* per axis: M = 5120, 3 x 105 MB of spectra */
 /* Node spacings below the widest (interval_width / p) are taken from the ladder
  * widest * 2^(-k / H_LADDER), so that consecutive layouts mostly share a spacing, and with
@@ -222,7 +224,7 @@ static void kernel_spectrum(struct tsne_fft *f, double h)
 
 /* Lagrange weights of the p nodes at (k + 1/2) / p for local coordinate u in [0, 1];
  * inv_den[k] = 1 / prod_{m != k} (u_k - u_m). */
-ALWAYS_INLINE void lagrange(size_t p, const float *inv_den, float u, float *w)
+PW_ALWAYS_INLINE void lagrange(size_t p, const float *inv_den, float u, float *w)
 {
     float d[8] = {0};
     for (size_t k = 0; k < p; k++)
@@ -242,8 +244,8 @@ ALWAYS_INLINE void lagrange(size_t p, const float *inv_den, float u, float *w)
  * against 6.6 h^4 at the end of a fixed interval of p nodes (FIt-SNE's layout, where a
  * point may lie half a node outside its interval's outer nodes).  The grid's margin of p
  * nodes (see tsne_fft_repulsion) keeps every stencil inside it. */
-ALWAYS_INLINE void weights(struct tsne_fft *f, size_t p, const float *Y, float glo, float inv_h,
-                           size_t N, const float *inv_den, size_t q0, size_t q1)
+PW_ALWAYS_INLINE void weights(struct tsne_fft *f, size_t p, const float *Y, float glo, float inv_h,
+                              size_t N, const float *inv_den, size_t q0, size_t q1)
 {
     const float shift = 0.5f * (float)p - 0.5f, inv_p = 1.0f / (float)p;
     for (size_t q = q0; q < q1; q++) {
@@ -261,8 +263,8 @@ ALWAYS_INLINE void weights(struct tsne_fft *f, size_t p, const float *Y, float g
 }
 
 /* Charge t (1, y1 or y2) of every point onto grid g, in point order. */
-ALWAYS_INLINE void spread(const struct tsne_fft *f, size_t p, const float *Y, float centre, int t,
-                          float *g, size_t stride)
+PW_ALWAYS_INLINE void spread(const struct tsne_fft *f, size_t p, const float *Y, float centre,
+                             int t, float *g, size_t stride)
 {
     for (size_t i = 0; i < f->n; i++) {
         if (f->nfar && f->is_far[i])
@@ -279,8 +281,8 @@ ALWAYS_INLINE void spread(const struct tsne_fft *f, size_t p, const float *Y, fl
 }
 
 /* The three potentials at points [i0, i1), then their forces and shares of Z. */
-ALWAYS_INLINE void interpolate(struct tsne_fft *f, size_t p, const float *Y, float centre,
-                               size_t stride, float *rep, size_t i0, size_t i1)
+PW_ALWAYS_INLINE void interpolate(struct tsne_fft *f, size_t p, const float *Y, float centre,
+                                  size_t stride, float *rep, size_t i0, size_t i1)
 {
     for (size_t i = i0; i < i1; i++) {
         if (f->nfar && f->is_far[i])

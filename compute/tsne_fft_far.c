@@ -95,8 +95,8 @@ void tsne_fft_find_far(struct tsne_fft *f, const float *Y, float *lo, float *hi)
 /* The Student-t sums of point (xi, yi) against the m points pts (x, y interleaved): s = sum q,
  * (fx, fy) = sum q^2 (xi - x, yi - y), q = 1 / (1 + d^2).  The hot loop of the far list's
  * exact sums, inlined into each of its callers' AVX-512 / AVX2 / baseline clones. */
-ALWAYS_INLINE void student_sums(float xi, float yi, const float *pts, size_t m, float *s_out,
-                                float *fx_out, float *fy_out)
+PW_ALWAYS_INLINE void student_sums(float xi, float yi, const float *pts, size_t m, float *s_out,
+                                   float *fx_out, float *fy_out)
 {
     float s = 0, fx = 0, fy = 0;
 #pragma omp simd reduction(+ : s, fx, fy)

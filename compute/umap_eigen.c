@@ -21,12 +21,10 @@
 #define SPEC_ROWS 2048
 _Static_assert(SPEC_B % 4 == 0, "atb_rows_full takes four rows at a time");
 
-#define SPEC_INLINE static inline __attribute__((always_inline))
-
 /* P (ca x cb) += A^T B over rows [lo, hi).  Called with ca, cb constant where they are
  * SPEC_B, so the inner loops unroll. */
-SPEC_INLINE void atb_rows(const double *A, size_t ca, const double *B, size_t cb, size_t lo,
-                          size_t hi, double *P)
+PW_ALWAYS_INLINE void atb_rows(const double *A, size_t ca, const double *B, size_t cb, size_t lo,
+                               size_t hi, double *P)
 {
     for (size_t i = lo; i < hi; i++)
         for (size_t r = 0; r < ca; r++) {
@@ -117,8 +115,8 @@ static int chol_inverse(const double *G, size_t b, double *Ri, double *ratio)
 
 /* X <- X Ri over rows [lo, hi) (Ri upper triangular); when P is not NULL it also
  * accumulates the new rows' Gram matrix into it. */
-SPEC_INLINE void times_rinv_rows(double *X, size_t b, const double *Ri, size_t lo, size_t hi,
-                                 double *P)
+PW_ALWAYS_INLINE void times_rinv_rows(double *X, size_t b, const double *Ri, size_t lo, size_t hi,
+                                      double *P)
 {
     for (size_t i = lo; i < hi; i++) {
         double *x = X + i * b, y[SPEC_B] = {0};
@@ -356,8 +354,8 @@ static void cheb_filter(const struct spec_op *op, double **X, double **Y, double
 }
 
 /* X <- X V, Y <- Y V over rows [lo, hi); r2 gets the top two pairs' squared residuals. */
-SPEC_INLINE void ritz_rows(double *X, double *Y, size_t b, const double *V, const double *theta,
-                           size_t lo, size_t hi, double r2[2])
+PW_ALWAYS_INLINE void ritz_rows(double *X, double *Y, size_t b, const double *V,
+                                const double *theta, size_t lo, size_t hi, double r2[2])
 {
     double r0 = 0, r1 = 0;
     for (size_t i = lo; i < hi; i++) {

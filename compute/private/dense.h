@@ -32,6 +32,10 @@
 #define PW_CLONES_V4_FMA
 #endif
 
+/* A per-row loop that must be inlined into its callers: each caller (or target clone)
+ * vectorises it for its own arguments. */
+#define PW_ALWAYS_INLINE static inline __attribute__((always_inline))
+
 /* 0, or PW_EINVAL naming the first problem: NULL x, n < 2, d < 2, a non-finite
  * value (with its row and column).  `what` prefixes the message ("umap"). */
 int dense_validate(const char *what, const float *x, size_t n, size_t d, struct pw_error *err);

@@ -21,10 +21,6 @@
 
 #define NTERMS 3 /* charges per point: 1, y1, y2 */
 
-/* For the per-point loops that must be inlined into their callers (vectorised per
- * caller, or per target clone). */
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
-
 struct tsne_fft {
     size_t n, p, min_intervals;
     double interval_width;
