@@ -136,12 +136,43 @@ static double cells_hold(const struct kmeans_cells *cl, float thr, const struct 
     return all ? (double)hit / (double)all : 1.0;
 }
 
+/* Above this local intrinsic dimension (knn_probe.h) NN-descent's rounds do not repair
+ * what part_size cells cut: a neighbour's neighbour is then barely more likely to be a
+ * neighbour.  Measured from cells of 4,096 (k 14 cosine and 91 euclidean): Fashion-MNIST
+ * 20k and 70k (15-22) went from 0.93-0.99 to 0.985-0.999 in two rounds; isotropic rows
+ * of 96 and 768 values and 5 clusters isotropic inside in 768-d (47-195) gained under
+ * 0.01 a round from 0.16-0.30.  Between them (isotropic 24-d and 48-d rows, 19-35) the
+ * rounds stall too; there they are still tried, as everywhere below the bound. */
+#define KNN_LID_ROUNDS 40.0
+
+/* The smallest spill fraction of {0, spill / 2, spill} whose cells hold the target of
+ * the probe's neighbours into *chosen, what they hold into *hold; the full spill (and
+ * what it holds) when none does.  A spilled row joins two cells: the join's work grows
+ * with the square of (1 + spill). */
+static int cheapest_spill(const struct kmeans_cells *cells, double spill, const struct knn_probe *p,
+                          double target, double *chosen, double *hold, struct pw_error *err)
+{
+    const double tries[3] = {0.0, spill / 2.0, spill};
+    for (int t = 0; t < 3; t++) {
+        float thr;
+        int rc = knn_spill_threshold(cells, tries[t], &thr, err);
+        if (rc)
+            return rc;
+        *chosen = tries[t];
+        *hold = cells_hold(cells, thr, p);
+        if (*hold >= target)
+            break;
+    }
+    return 0;
+}
+
 /* Before the exact graph (n^2 d / 2 multiply-adds) when NN-descent stalled below the
  * target: the exact joins inside larger k-means cells, of n/16, n/8 or n/4 rows (each a
  * sixteenth to a quarter of the exact graph's work), the smallest whose cells hold
- * recall_target of the probe's neighbours.  That is data whose clusters are bigger than
- * part_size cells and of high intrinsic dimension inside, where the rounds cannot cross
- * a cell border; cells that would not hold them are not joined (a k-means each to know).
+ * recall_target of the probe's neighbours, with the least spill that holds them
+ * (cheapest_spill).  That is data whose clusters are bigger than part_size cells and of
+ * high intrinsic dimension inside, where the rounds cannot cross a cell border; cells
+ * that would not hold them are not joined (a k-means each to know).
  * The heaps are rebuilt from the chosen cells, perm gets their visiting order and *rec
  * the probe's estimate of the new graph; *rec is unchanged when no size qualifies. */
 static int larger_cells(struct nnd *s, const struct knn_options *o, const struct knn_probe *p,
@@ -156,11 +187,10 @@ static int larger_cells(struct nnd *s, const struct knn_options *o, const struct
         if (part < 2 * o->part_size)
             continue;
         struct kmeans_cells cells;
-        float thr;
+        double spill = o->spill, hold = 0.0;
         int rc = knn_make_cells(s->m, n, part, o->seed, s->threads, &cells, &quiet, err);
         if (!rc)
-            rc = knn_spill_threshold(&cells, o->spill, &thr, err);
-        double hold = rc ? 0.0 : cells_hold(&cells, thr, p);
+            rc = cheapest_spill(&cells, o->spill, p, o->recall_target, &spill, &hold, err);
         if (rc || hold < o->recall_target) {
             kmeans_cells_free(&cells);
             if (rc)
@@ -169,7 +199,7 @@ static int larger_cells(struct nnd *s, const struct knn_options *o, const struct
         }
         /* the cells just measured are the ones joined, from empty heaps */
         s->rejoined = s->screened = 0;
-        rc = knn_partition_seed(s, &cells, o->spill, o->amx, o->screen, perm, 0.0, &quiet, err);
+        rc = knn_partition_seed(s, &cells, spill, o->amx, o->screen, perm, 0.0, &quiet, err);
         kmeans_cells_free(&cells);
         if (rc)
             return rc;
@@ -263,6 +293,7 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
     int rc = 0, oom = 0;
     struct knn_probe probe = {0};
     double rec = 1.0, rec_prev = 0.0, done = 0.0; /* done: progress when the rounds end */
+    int futile = 0; /* the part_size cells would not hold the neighbours, nor rounds repair */
     size_t njobs = n_trees > (size_t)threads ? n_trees : (size_t)threads;
     if (njobs < 64)
         njobs = 64;
@@ -287,6 +318,13 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
         goto cleanup;
     }
     s.hf = r.flags;
+    if (o->recall_target > 0.0) {
+        size_t pc = n < KNN_PROBE_ROWS ? n : KNN_PROBE_ROWS;
+        if ((rc = knn_probe_build(m->x, n, d, k, m->metric == KNN_COSINE, m->inv_norm, m->sqnorm,
+                                  pc, o->seed, threads, &probe, err)))
+            goto cleanup;
+        malloc_trim(0); /* the probe's scratch: before the seeds place theirs */
+    }
     /* The cells fill the heaps after their k-means (knn_partition_seed) and set every flag
      * at their end: neither array is resident before it is needed. */
     if (!o->part_size) {
@@ -298,11 +336,23 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
         struct kmeans_cells cells;
         if ((rc = knn_make_cells(m, n, o->part_size, o->seed, threads, &cells, progress, err)))
             goto cleanup;
-        rc = knn_partition_seed(&s, &cells, o->spill, o->amx, o->screen, perm, seeded, progress,
-                                err);
+        /* Cells that cut the neighbours on data the rounds cannot repair are not joined:
+         * straight to the larger cells or the exact graph (below). */
+        double spill, hold = 1.0;
+        if (probe.count && probe.lid > KNN_LID_ROUNDS &&
+            !(rc = cheapest_spill(&cells, o->spill, &probe, o->recall_target, &spill, &hold, err)))
+            futile = hold < o->recall_target;
+        if (!rc && !futile)
+            rc = knn_partition_seed(&s, &cells, o->spill, o->amx, o->screen, perm, seeded, progress,
+                                    err);
         kmeans_cells_free(&cells);
         if (rc)
             goto cleanup;
+        if (futile) {
+            rec = hold;
+            done = seeded;
+            goto fallback;
+        }
     } else {
         struct metric_ctx sm = *m;
         if (sketch) {
@@ -356,14 +406,11 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
         for (size_t t = 0; t < n; t++)
             slot[order[t]] = (int32_t)t;
     done = seeded;
-    if (o->recall_target > 0.0) {
-        size_t pc = n < KNN_PROBE_ROWS ? n : KNN_PROBE_ROWS;
-        if ((rc = knn_probe_build(m->x, n, d, k, m->metric == KNN_COSINE, m->inv_norm, m->sqnorm,
-                                  pc, o->seed, threads, &probe, err)))
-            goto cleanup;
+    if (probe.count) {
         rec = knn_probe_recall(&probe, g->idx, k);
         rec_prev = rec;
-        malloc_trim(0); /* the probe's scratch: before the rounds place theirs */
+        if (rec >= KNN_RECALL_ENOUGH && rec >= o->recall_target)
+            iters = 0; /* the cells alone did: no round would be kept */
     }
     for (size_t it = 0; it < iters; it++) {
         size_t changed = 0;
@@ -397,6 +444,7 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
             goto cleanup;
         }
         done = seeded + (1.0 - seeded) * (double)(it + 1) / (double)iters;
+        g->rounds = it + 1;
         if (probe.count) {
             double gain = rec - rec_prev;
             rec_prev = rec;
@@ -409,6 +457,7 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
         if ((double)changed <= o->delta * (double)k * (double)n)
             break;
     }
+fallback:
     g->built = KNN_BUILT_APPROX;
     g->recall_estimate = probe.count ? rec : -1.0;
     if (probe.count && rec < o->recall_target) {
@@ -435,7 +484,7 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
         /* Every distance here was computed from differences or centred rows (cells: the
          * cell's mean taken off; NN-descent and the trees: knn_pair4x4), so the rows are only
          * sorted: computing them again would be a fifth of t-SNE's k-NN time. */
-        knn_finish_rows(m, g, order, 0, threads);
+        knn_finish_rows(m, g, perm, 0, threads);
     }
     pw_progress_report(progress, "knn", 1.0);
 
@@ -487,7 +536,7 @@ int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_opt
     g->idx = NULL;
     g->dist = NULL;
     g->n = g->k = 0;
-    g->rejoined = g->screened = 0;
+    g->rejoined = g->screened = g->rounds = 0;
     int rc = dense_validate("knn", x, n, d, err);
     if (rc)
         return rc;

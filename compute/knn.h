@@ -15,8 +15,10 @@
  * (data of high intrinsic dimension, where NN-descent stalls), the exact graph is built
  * instead, unless k-means cells of n/16 to n/4 rows are predicted by the probe to hold
  * the neighbours (clusters too big for part_size cells, isotropic inside): then the
- * exact joins inside those cells, at a sixteenth to a quarter of the exact graph's
- * cost.  So the recall holds on any shape; the price on data of high intrinsic
+ * exact joins inside those cells, with the least spill that holds them, at a sixteenth
+ * to a quarter of the exact graph's cost.  Where the probe's estimate of the local
+ * intrinsic dimension is above 40 and the part_size cells would not hold the target,
+ * neither they nor the rounds run: NN-descent does not repair such data.  So the recall holds on any shape; the price on data of high intrinsic
  * dimension without such clusters is the exact graph's n^2 d / 2 multiply-adds.  On CPUs
  * with AVX512-VNNI and without AMX those multiply-adds (cells and the exact graph) run
  * in int8 on rows wide enough (~200 values) and where a sample of a cell's rows says it
@@ -104,6 +106,8 @@ struct knn_graph {
                                cells counts twice; 0 without it) */
     size_t rejoined;        /* of those, pairs the error bound could not vouch for, joined
                                again exactly */
+    size_t rounds;          /* NN-descent rounds run (0: none, as when the probe found the
+                               part_size cells cut neighbours the rounds cannot repair) */
 };
 
 void knn_options_default(struct knn_options *opt);

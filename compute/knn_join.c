@@ -306,32 +306,54 @@ int knn_screen_pays(const struct nnd *s, size_t cnt, size_t pool_rows)
     return (cnt <= pool_rows ? 3 * d / 4 : d / 2) > SCREEN_PAIR_D;
 }
 
-/* Rows of a cell whose k nearest its members' distances are sampled to choose int8 or
- * float for the cell: SCREEN_SAMPLE of them, of which SCREEN_VOUCHED must do. */
-#define SCREEN_SAMPLE  8
-#define SCREEN_VOUCHED 6
+/* Rows of a cell whose k nearest members are found exactly to choose int8 or float for
+ * the cell: one per SCREEN_ROWS_PER_SAMPLE members, from SCREEN_SAMPLE_MIN to
+ * SCREEN_SAMPLE_MAX (the sample's cost, its rows against every member on float, stays
+ * near a tenth of a 4,096-row cell's int8 join and under 1 % of a 40,000-row one's). */
+#define SCREEN_SAMPLE_MIN      8
+#define SCREEN_SAMPLE_MAX      32
+#define SCREEN_ROWS_PER_SAMPLE 1024
 
-/* 1 when the cell should be joined on int8 products: most of a sample of its rows
- * have a gap between their k-th and (k + margin)-th nearest members (exact, knn_pair4x4)
- * wider than twice their bound, so the wide heaps will vouch for them (knn_screen.h);
- * else the cell's rows would mostly be joined a second time, and float costs less
- * (many tight clusters in one cell, whose distances are small against the rows'
- * lengths).  cs holds the cell's centre (knn_cell_centre, unit rows for cosine). */
+static size_t screen_sample(size_t cnt)
+{
+    size_t r = cnt / SCREEN_ROWS_PER_SAMPLE;
+    r = r < SCREEN_SAMPLE_MIN ? SCREEN_SAMPLE_MIN : r > SCREEN_SAMPLE_MAX ? SCREEN_SAMPLE_MAX : r;
+    return r / 4 * 4;
+}
+
+/* A sampled row counts as one the pre-screen would join again when the gap between its
+ * k-th and (k + margin)-th nearest members is under SCREEN_GAP_BOUNDS of its bound.
+ * knn_screen_finish joins a row again when its wide heap's (k + margin)-th approximate
+ * distance less the bound does not exceed its k-th exact one, so below one bound of gap
+ * a row is joined again for sure and above two never; in between it depends on the
+ * approximate distance's own error.  Measured: rows sampled under 1.5 bounds were 6 to
+ * 12 times those joined again (ten tight clusters of 2,000 x 96 rows: 3 of 8 sampled, 6 %
+ * joined again; a 44,000-row cell of an isotropic cluster in 768-d: 1 of 40, 0.2 %). */
+#define SCREEN_GAP_BOUNDS 1.5f
+
+/* 1 when the cell should be joined on int8 products: at most one in eight of a sample
+ * of its rows would be joined a second time (SCREEN_GAP_BOUNDS), that is about 1-2 % of
+ * its rows.  A row joined again costs about twenty times its share of the cell's float
+ * join (the whole cell streamed from memory for that row), and int8 saves about three
+ * quarters of the float join, so int8 pays while under ~4 % of the rows are joined
+ * again.  Many tight clusters in one cell, whose distances are small against the rows'
+ * lengths, send most of them and stay on float.  cs holds the cell's centre
+ * (knn_cell_centre, unit rows for cosine). */
 int knn_screen_cell(const struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs)
 {
-    size_t k = s->k, w = knn_screen_width(k);
-    if (cnt < 4 * SCREEN_SAMPLE || w > 4096) /* the sample's heaps live on the stack */
+    size_t k = s->k, w = knn_screen_width(k), ns = screen_sample(cnt);
+    if (cnt < 4 * ns || w > 1024) /* the sample's heaps live on the stack */
         return 0;
     if (s->m->metric == KNN_COSINE) /* a zero row is at distance 1 from all: not a unit row */
         for (size_t a = 0; a < cnt; a++)
             if (s->m->inv_norm[mem[a]] == 0.0f)
                 return 0;
     screen_bounds(s, mem, cnt, cs);
-    float hd[SCREEN_SAMPLE][w];
-    int32_t hi[SCREEN_SAMPLE][w], rows[SCREEN_SAMPLE];
-    size_t at[SCREEN_SAMPLE];
-    for (size_t r = 0; r < SCREEN_SAMPLE; r++) {
-        at[r] = (2 * r + 1) * cnt / (2 * SCREEN_SAMPLE);
+    float hd[SCREEN_SAMPLE_MAX][w];
+    int32_t hi[SCREEN_SAMPLE_MAX][w], rows[SCREEN_SAMPLE_MAX];
+    size_t at[SCREEN_SAMPLE_MAX];
+    for (size_t r = 0; r < ns; r++) {
+        at[r] = (2 * r + 1) * cnt / (2 * ns);
         rows[r] = mem[at[r]];
         heap_init(hd[r], hi[r], w);
     }
@@ -339,7 +361,7 @@ int knn_screen_cell(const struct nnd *s, const int32_t *mem, size_t cnt, struct 
     for (size_t c0 = 0; c0 < cnt; c0 += 4) {
         int32_t cols[4];
         size_t nc = knn_take4(mem + c0, cnt - c0, cols);
-        for (size_t r0 = 0; r0 < SCREEN_SAMPLE; r0 += 4) {
+        for (size_t r0 = 0; r0 < ns; r0 += 4) {
             knn_pair4x4(s->m, rows + r0, cols, out);
             for (size_t u = 0; u < 4; u++)
                 for (size_t v = 0; v < nc; v++)
@@ -347,13 +369,13 @@ int knn_screen_cell(const struct nnd *s, const int32_t *mem, size_t cnt, struct 
                         heap_push_new(hd[r0 + u], hi[r0 + u], NULL, w, out[u][v], cols[v], 0);
         }
     }
-    int vouched = 0;
-    for (size_t r = 0; r < SCREEN_SAMPLE; r++) {
+    size_t again = 0;
+    for (size_t r = 0; r < ns; r++) {
         float wide = hd[r][0]; /* the (k + margin)-th */
         heap_sort_row(hd[r], hi[r], w);
-        vouched += wide - hd[r][k - 1] > 2.0f * cs->bound[at[r]];
+        again += !(wide - hd[r][k - 1] > SCREEN_GAP_BOUNDS * cs->bound[at[r]]);
     }
-    return vouched >= SCREEN_VOUCHED;
+    return again <= ns / 8;
 }
 
 /* The cell's mean taken off its rows (cs->centre; unit: of the unit rows) and the

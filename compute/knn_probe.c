@@ -32,6 +32,23 @@ static float probe_dist(const float *x, size_t d, int cosine, const float *inv_n
     return dense_sqdist(x + a * d, x + b * d, d);
 }
 
+/* Sum over j < k - 1 of ln(T_k / T_j), T the sorted euclidean distances (from squared
+ * ones, or cosine distances: proportional to squared chord lengths on unit rows, so the
+ * half log ratio is the chord's), into *sum and its count of terms into *terms; zero
+ * distances (duplicates) are left out, as is a row whose k-th is zero. */
+static void lid_terms(const float *sq, size_t k, double *sum, size_t *terms)
+{
+    *sum = 0.0;
+    *terms = 0;
+    if (k < 2 || !(sq[k - 1] > 0.0f))
+        return;
+    for (size_t j = 0; j + 1 < k; j++)
+        if (sq[j] > 0.0f) {
+            *sum += 0.5 * log((double)sq[k - 1] / (double)sq[j]);
+            (*terms)++;
+        }
+}
+
 int knn_probe_build(const float *x, size_t n, size_t d, size_t k, int cosine, const float *inv_norm,
                     const float *sqnorm, size_t count, uint64_t seed, int threads,
                     struct knn_probe *p, struct pw_error *err)
@@ -43,7 +60,11 @@ int knn_probe_build(const float *x, size_t n, size_t d, size_t k, int cosine, co
     float *a = malloc(count * d * sizeof *a), *dots = malloc(count * PROBE_COLS * sizeof *dots);
     float *hd = malloc(count * wide * sizeof *hd);
     int32_t *hi = malloc(count * wide * sizeof *hi);
-    if (!p->rows || !p->idx || !a || !dots || !hd || !hi) {
+    double *lsum = malloc(count * sizeof *lsum);
+    size_t *lcnt = malloc(count * sizeof *lcnt);
+    if (!p->rows || !p->idx || !a || !dots || !hd || !hi || !lsum || !lcnt) {
+        free(lsum);
+        free(lcnt);
         free(a);
         free(dots);
         free(hd);
@@ -89,7 +110,17 @@ int knn_probe_build(const float *x, size_t n, size_t d, size_t k, int cosine, co
             heap_sift_down(rd, ri, NULL, wide, e);
         heap_sort_row(rd, ri, wide);
         memcpy(p->idx + s * k, ri, k * sizeof *ri);
+        lid_terms(rd, k, &lsum[s], &lcnt[s]);
     }
+    double sum = 0.0;
+    size_t terms = 0;
+    for (size_t s = 0; s < count; s++) { /* in row order: the same for any thread count */
+        sum += lsum[s];
+        terms += lcnt[s];
+    }
+    p->lid = sum > 0.0 ? (double)terms / sum : 0.0;
+    free(lsum);
+    free(lcnt);
     free(a);
     free(dots);
     free(hd);

@@ -203,10 +203,10 @@ int main(int argc, char **argv)
     printf("{\"file\": \"%s\", \"n\": %zu, \"d\": %zu, \"k\": %zu, \"metric\": \"%s\", "
            "\"method\": \"%s\", \"seconds\": %.3f, \"cpu_seconds\": %.3f, \"peak_rss_mib\": %.1f, "
            "\"queries\": %zu, \"built\": %d, \"screen\": %d, \"screened\": %zu, "
-           "\"rejoined\": %zu, "
+           "\"rejoined\": %zu, \"rounds\": %zu, "
            "\"recall\": %.4f}\n",
            argv[1], n, d, k, argv[4], argv[5], secs, cpu, (double)rss / 1024.0, nq, (int)g.built,
-           o.screen, g.screened, g.rejoined, (double)hit / (double)(nq * k));
+           o.screen, g.screened, g.rejoined, g.rounds, (double)hit / (double)(nq * k));
     knn_free(&g);
     free(x);
     free(sq);

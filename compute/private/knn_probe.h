@@ -7,7 +7,10 @@
  * the sampled rows against every row (fixed blocks, blas_fixed.h; the caller has
  * OpenBLAS on one thread), the 2k best by dot product re-ranked by distances computed
  * directly.  knn_probe_recall then estimates any graph's recall for count * n * d
- * multiply-adds spent once.  The probe depends on the input, k, metric and seed only. */
+ * multiply-adds spent once.  The probe also estimates the data's local intrinsic
+ * dimension from those neighbours' distances (Levina and Bickel's maximum likelihood
+ * estimate, the log ratios averaged over every sampled row before inverting, as MacKay
+ * and Ghahramani advise).  The probe depends on the input, k, metric and seed only. */
 #ifndef PW_KNN_PROBE_H
 #define PW_KNN_PROBE_H
 
@@ -20,6 +23,8 @@ struct knn_probe {
     size_t count, k;
     int32_t *rows; /* count sampled rows, ascending */
     int32_t *idx;  /* count * k: their exact neighbours (as a set) */
+    double lid;    /* local intrinsic dimension at the k-th neighbour's scale; 0 when no
+                      row has distinct distances (duplicates, k = 1) */
 };
 
 /* inv_norm: 1/|x_i| (0 for a zero row), used when cosine; sqnorm: |x_i|^2, used when not.
