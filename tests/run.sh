@@ -7,10 +7,10 @@
 # then rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit and
 # integration suites again with the sanitized worker (LeakSanitizer on the integration
 # path; tests labelled "waits", see tests/CMakeLists.txt, run in the first pass only).
-# The sanitizer and Release builds, then the quality suite (compute only, no services),
-# run niced in the background while the integration and reliability suites, which mostly
-# wait on the services, run (their logs: $BUILD/background-builds.log,
-# $BUILD/quality.log).  PW_TEST_JOBS sets ctest parallelism for unit tests
+# The sanitizer and Release builds with the sanitized unit tests, then the quality suite
+# (compute only, no services), run niced in the background while the integration and
+# reliability suites, which mostly wait on the services, run (their logs:
+# $BUILD/background-builds.log, $BUILD/quality.log).  PW_TEST_JOBS sets ctest parallelism for unit tests
 # (default 2); PW_LONG_TESTS=1 adds the long quality tests (label quality-long).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,11 +19,15 @@ BUILD=${PW_BUILD_ROOT:-$ROOT/_build}
 JOBS=${PW_TEST_JOBS:-2}
 step() { printf '\n==> [%s] %s\n' "$(date +%T)" "$*"; }
 
-# The ASan+UBSan build, the TSan targets and the Release build that deploy/quickstart.sh
+# The ASan+UBSan build and its unit tests (no services: they need not wait for the
+# integration suite), the TSan targets and the Release build that deploy/quickstart.sh
 # and the image make (-O3 finds warnings -O2 does not; -Werror makes them errors).
 background_builds() {
     cmake -S . -B "$BUILD/asan" -DCMAKE_BUILD_TYPE=Debug -DPW_SANITIZE=ON -DPW_TEST_TASKS=ON >/dev/null
     cmake --build "$BUILD/asan" -j2
+    echo "==> [$(date +%T)] unit tests under ASan + UBSan"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        ctest --test-dir "$BUILD/asan" -L unit -j 2 --output-on-failure
     cmake -S . -B "$BUILD/tsan" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS="-fsanitize=thread -O1 -g" \
         -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread >/dev/null
     cmake --build "$BUILD/tsan" -j2 --target qdrant_scroll_tool test_compute_team
@@ -71,7 +75,7 @@ finish_background() {
     fi
 }
 
-step "background: ASan + UBSan, TSan and Release builds ($BUILD/background-builds.log), quality tests ($BUILD/quality.log); nice 10"
+step "background: ASan + UBSan build and unit tests, TSan and Release builds ($BUILD/background-builds.log), quality tests ($BUILD/quality.log); nice 10"
 background background_builds "$BUILD/background-builds.log"
 BACKGROUND_BUILDS=$!
 background quality_suite "$BUILD/quality.log"
@@ -93,12 +97,9 @@ if [ "${PW_LONG_TESTS:-0}" = 1 ]; then
     ctest --test-dir "$BUILD/test" -L quality-long --output-on-failure
 fi
 
-step "waiting for the background builds (ASan + UBSan, TSan, Release)"
+step "waiting for the background builds (ASan + UBSan and its unit tests, TSan, Release)"
 finish_background "$BACKGROUND_BUILDS" "$BUILD/background-builds.log" "background builds"
-
-step "unit tests under ASan + UBSan"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$BUILD/asan" -L unit -j "$JOBS" --output-on-failure
+grep -E '^(100% tests passed|[0-9]+% tests passed|Total Test time)' "$BUILD/background-builds.log" || true
 
 step "integration tests with the sanitized worker (leaks fail the test; label 'waits' left out)"
 PW_SANITIZED_WORKER=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
