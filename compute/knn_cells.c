@@ -11,6 +11,7 @@
 #include "knn_cells.h"
 #include "knn_heap.h"
 #include "knn_join.h"
+#include "knn_screen_gate.h"
 
 static int cmp_float(const void *a, const void *b)
 {
