@@ -11,6 +11,7 @@
 #include "knn_cells.h"
 #include "knn_heap.h"
 #include "knn_join.h"
+#include "knn_screen_gate.h"
 
 static int cmp_float(const void *a, const void *b)
 {
@@ -172,16 +173,30 @@ static size_t screen_pool_rows(const struct nnd *s, size_t biggest)
     return rows < biggest ? rows : biggest;
 }
 
+/* 1 when some cell of the c is wide enough for int8 to pay (knn_screen_pays). */
+static int any_cell_pays(const struct nnd *s, const size_t *start, size_t c, size_t pool)
+{
+    for (size_t a = 0; a < c; a++)
+        if (knn_screen_pays(s, start[a + 1] - start[a], pool))
+            return 1;
+    return 0;
+}
+
 /* Which cells join on int8 (knn_screen_cell; screen as knn_options.screen) into
  * i8[0..c), with cs made ready for the pre-screen; when none does, *screen becomes 0 and
- * cs is freed (the joins then run on float with heaps of k). */
+ * cs is freed (the joins then run on float with heaps of k).  When no cell can pay
+ * (narrow rows), cs is not made at all. */
 static int choose_cells(const struct nnd *s, const int32_t *mem, const size_t *start, size_t c,
                         uint8_t *i8, struct cell_scratch *cs, size_t biggest, int use_amx,
                         struct knn_screen *sc, int in_place, int *screen, struct pw_error *err)
 {
+    size_t pool = screen_pool_rows(s, biggest);
+    if (*screen != KNN_SCREEN_ALWAYS && !any_cell_pays(s, start, c, pool)) {
+        *screen = 0;
+        return 0;
+    }
     int rc = knn_cell_scratch_init(cs, s, biggest, use_amx, sc, in_place, err), any = 0;
     int cosine = s->m->metric == KNN_COSINE;
-    size_t pool = screen_pool_rows(s, biggest);
     for (size_t a = 0; a < c && !rc; a++) {
         size_t cnt = start[a + 1] - start[a];
         if (*screen != KNN_SCREEN_ALWAYS && !knn_screen_pays(s, cnt, pool))

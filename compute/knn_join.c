@@ -1,6 +1,7 @@
 /* knn_join.c - one k-means cell's exact k-NN join (knn_join.h): blocks of rows against
  * chunks of members, each pair's dot product once (sgemm on fixed blocks, AMX, or int8
- * through the pre-screen, knn_screen.h), the team selecting into the heaps. */
+ * through the pre-screen, knn_screen.h, for the cells its gate picks,
+ * knn_screen_gate.h), the team selecting into the heaps. */
 #include <math.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -12,6 +13,7 @@
 #include "gram.h"
 #include "knn_heap.h"
 #include "knn_join.h"
+#include "knn_screen_gate.h"
 
 #define PART_ROWS 256
 #define PART_COLS 512 /* members per column chunk at least; see cs.cols in knn_partition_seed */
@@ -247,7 +249,6 @@ static void gram_job_run(void *arg, int t, int T)
         gram_rows(j->g, j->rows, j->from, j->from + lo * GRAM_COLS, c2, j->dots, j->ld);
 }
 
-/* to[r] = x[r] - centre for rows rows of d values. */
 /* to[r] = x[mem[r]] less the cell's centre (cosine rows: as they are), for rows rows. */
 static void gather_rows(const struct metric_ctx *m, const int32_t *mem, size_t rows,
                         const float *centre, float *to)
@@ -261,121 +262,6 @@ static void gather_rows(const struct metric_ctx *m, const int32_t *mem, size_t r
             for (size_t t = 0; t < d; t++)
                 to[r * d + t] = row[t] - centre[t];
     }
-}
-
-/* The int8 dots' error bound of each member's internal distances in this cell (the
- * members' scales and lengths against the cell's largest: knn_screen.h) into
- * cs->bound.  Rows are measured from the cell's centre, as packed (cosine: unit rows
- * less their mean); the distance |a|^2 + |b|^2 - 2 a.b has twice the dot's error, the
- * cosine distance (|a|^2 + |b|^2) / 2 - a.b once; a few ulps more for the float
- * arithmetic that turns dots into distances. */
-static void screen_bounds(const struct nnd *s, const int32_t *mem, size_t cnt,
-                          struct cell_scratch *cs)
-{
-    const struct metric_ctx *m = s->m;
-    size_t d = m->d;
-    int cosine = m->metric == KNN_COSINE;
-    double smax = 0.0, nmax = 0.0;
-    for (size_t a = 0; a < cnt; a++) {
-        size_t i = (size_t)mem[a];
-        double sc = gram_i8_scale(m->x + i * d, cosine ? m->inv_norm[i] : 1.0f, cs->centre, d);
-        double len = sqrt((double)cs->g[a]);
-        cs->bound[a] = (float)sc;
-        smax = sc > smax ? sc : smax;
-        nmax = len > nmax ? len : nmax;
-    }
-    for (size_t a = 0; a < cnt; a++) {
-        double len = sqrt((double)cs->g[a]);
-        double e = (cosine ? 1.0 : 2.0) * gram_i8_bound(cs->bound[a], len, smax, nmax, d);
-        cs->bound[a] = (float)(e + 4.0 * nmax * nmax * 0x1p-20);
-    }
-}
-
-/* The int8 products (GRAM_VNNI_I8: four times float's multiply-adds an instruction)
- * save three quarters of a pair's d multiply-adds when the pool holds the cell (each
- * pair once), half when it is joined in ranges (each pair twice); the wide heaps of k +
- * k / 2 + 8 (more pushes), the ranges' second scan of each pair and the re-ranking cost
- * about SCREEN_PAIR_D multiply-adds' worth a pair.  That is where the exact graphs of
- * 6,000 rows of 96 to 784 values put it: at t-SNE's k = 91 (in ranges) float is the
- * faster up to ~256 values, at UMAP's k = 14 (one pool) int8 from ~192. */
-#define SCREEN_PAIR_D 128
-
-int knn_screen_pays(const struct nnd *s, size_t cnt, size_t pool_rows)
-{
-    size_t d = s->m->d;
-    return (cnt <= pool_rows ? 3 * d / 4 : d / 2) > SCREEN_PAIR_D;
-}
-
-/* Rows of a cell whose k nearest members are found exactly to choose int8 or float for
- * the cell: one per SCREEN_ROWS_PER_SAMPLE members, from SCREEN_SAMPLE_MIN to
- * SCREEN_SAMPLE_MAX (the sample's cost, its rows against every member on float, stays
- * near a tenth of a 4,096-row cell's int8 join and under 1 % of a 40,000-row one's). */
-#define SCREEN_SAMPLE_MIN      8
-#define SCREEN_SAMPLE_MAX      32
-#define SCREEN_ROWS_PER_SAMPLE 1024
-
-static size_t screen_sample(size_t cnt)
-{
-    size_t r = cnt / SCREEN_ROWS_PER_SAMPLE;
-    r = r < SCREEN_SAMPLE_MIN ? SCREEN_SAMPLE_MIN : r > SCREEN_SAMPLE_MAX ? SCREEN_SAMPLE_MAX : r;
-    return r / 4 * 4;
-}
-
-/* A sampled row counts as one the pre-screen would join again when the gap between its
- * k-th and (k + margin)-th nearest members is under SCREEN_GAP_BOUNDS of its bound.
- * knn_screen_finish joins a row again when its wide heap's (k + margin)-th approximate
- * distance less the bound does not exceed its k-th exact one, so below one bound of gap
- * a row is joined again for sure and above two never; in between it depends on the
- * approximate distance's own error.  Measured: rows sampled under 1.5 bounds were 6 to
- * 12 times those joined again (ten tight clusters of 2,000 x 96 rows: 3 of 8 sampled, 6 %
- * joined again; a 44,000-row cell of an isotropic cluster in 768-d: 1 of 40, 0.2 %). */
-#define SCREEN_GAP_BOUNDS 1.5f
-
-/* 1 when the cell should be joined on int8 products: at most one in eight of a sample
- * of its rows would be joined a second time (SCREEN_GAP_BOUNDS), that is about 1-2 % of
- * its rows.  A row joined again costs about twenty times its share of the cell's float
- * join (the whole cell streamed from memory for that row), and int8 saves about three
- * quarters of the float join, so int8 pays while under ~4 % of the rows are joined
- * again.  Many tight clusters in one cell, whose distances are small against the rows'
- * lengths, send most of them and stay on float.  cs holds the cell's centre
- * (knn_cell_centre, unit rows for cosine). */
-int knn_screen_cell(const struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs)
-{
-    size_t k = s->k, w = knn_screen_width(k), ns = screen_sample(cnt);
-    if (cnt < 4 * ns || w > 1024) /* the sample's heaps live on the stack */
-        return 0;
-    if (s->m->metric == KNN_COSINE) /* a zero row is at distance 1 from all: not a unit row */
-        for (size_t a = 0; a < cnt; a++)
-            if (s->m->inv_norm[mem[a]] == 0.0f)
-                return 0;
-    screen_bounds(s, mem, cnt, cs);
-    float hd[SCREEN_SAMPLE_MAX][w];
-    int32_t hi[SCREEN_SAMPLE_MAX][w], rows[SCREEN_SAMPLE_MAX];
-    size_t at[SCREEN_SAMPLE_MAX];
-    for (size_t r = 0; r < ns; r++) {
-        at[r] = (2 * r + 1) * cnt / (2 * ns);
-        rows[r] = mem[at[r]];
-        heap_init(hd[r], hi[r], w);
-    }
-    float out[4][4];
-    for (size_t c0 = 0; c0 < cnt; c0 += 4) {
-        int32_t cols[4];
-        size_t nc = knn_take4(mem + c0, cnt - c0, cols);
-        for (size_t r0 = 0; r0 < ns; r0 += 4) {
-            knn_pair4x4(s->m, rows + r0, cols, out);
-            for (size_t u = 0; u < 4; u++)
-                for (size_t v = 0; v < nc; v++)
-                    if (c0 + v != at[r0 + u])
-                        heap_push_new(hd[r0 + u], hi[r0 + u], NULL, w, out[u][v], cols[v], 0);
-        }
-    }
-    size_t again = 0;
-    for (size_t r = 0; r < ns; r++) {
-        float wide = hd[r][0]; /* the (k + margin)-th */
-        heap_sort_row(hd[r], hi[r], w);
-        again += !(wide - hd[r][k - 1] > SCREEN_GAP_BOUNDS * cs->bound[at[r]]);
-    }
-    return again <= ns / 8;
 }
 
 /* The cell's mean taken off its rows (cs->centre; unit: of the unit rows) and the
@@ -627,7 +513,7 @@ int knn_cell_join(struct nnd *s, const int32_t *mem, size_t cnt, int i8, struct 
     for (size_t a = 0; a < cnt; a++)
         cs->thr[a] = i8 ? INFINITY : s->hd[(size_t)mem[a] * k];
     if (i8)
-        screen_bounds(s, mem, cnt, cs);
+        knn_screen_bounds(s, mem, cnt, cs);
     if (!gram && !cs->buf && (!cs->in_place || !cosine)) {
         /* a chunk of the cell's rows (gathered, centred) and a block of them */
         cs->buf = malloc(cs->cols * d * sizeof *cs->buf);

@@ -1,4 +1,5 @@
-/* knn_screen.c - exact re-ranking after the int8 pre-screen (see knn_screen.h). */
+/* knn_screen.c - the int8 pre-screen's pool of wide heaps and the exact re-ranking of
+ * their candidates (see knn_screen.h); which cells go through it: knn_screen_gate.c. */
 #include "knn_screen.h"
 
 #include <stdlib.h>

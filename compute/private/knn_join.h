@@ -24,7 +24,7 @@ struct cell_scratch {
     int unit;                  /* this cell's cosine rows are unit rows less their mean */
     struct knn_screen *screen; /* or: the int8 pre-screen's pool of wide heaps (gram packs
                                   int8 rows for the cells knn_screen_cell picks) */
-    float *bound;              /* int8: members' error bounds (knn_screen_cell) */
+    float *bound;              /* int8: members' error bounds (knn_screen_bounds) */
     uint32_t *fin;             /* int8: knn_screen_finish's scratch, its counts */
     size_t *counts;
     int in_place;  /* the cell is the whole set in index order (knn_whole_join): sgemm reads
@@ -52,15 +52,6 @@ void knn_cell_scratch_free(struct cell_scratch *cs);
  * cosine rows as unit rows less their mean). */
 void knn_cell_centre(const struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs,
                      int unit);
-
-/* 1 when a cell of cnt rows joined on int8 products through a pool of pool_rows wide
- * heaps would cost less than on float ones: rows wide enough for the products to
- * outweigh the wider heaps (knn_join.c). */
-int knn_screen_pays(const struct nnd *s, size_t cnt, size_t pool_rows);
-
-/* 1 when the cell should be joined on int8 products (see knn_join.c); cs holds its
- * centre (knn_cell_centre, unit rows for cosine). */
-int knn_screen_cell(const struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs);
 
 /* The cell joined into the graph's heaps, on int8 products through the pool when i8.
  * 0, PW_ENOMEM or the cancellation. */

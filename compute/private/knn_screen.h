@@ -17,7 +17,9 @@
  * The wide heaps are a pool of `rows` heaps that the cells use in turn (knn_join.c's
  * knn_cell_join), never one per point: at t-SNE's k = 91 a wide heap takes 1152 bytes, more
  * than a third of a 768-float row, so heaps for every point would set the k-NN's peak
- * memory. */
+ * memory.
+ *
+ * Which cells go through the pre-screen, and the bounds: knn_screen_gate.h. */
 #ifndef PW_KNN_SCREEN_H
 #define PW_KNN_SCREEN_H
 
