@@ -226,7 +226,9 @@ static int join_cells(struct nnd *s, const int32_t *mem, const size_t *start, si
     struct team *tm = NULL;
     size_t *counts = calloc(2 * (size_t)s->threads, sizeof *counts); /* knn_screen_job's */
     uint32_t *fin = NULL;
-    screen = use_amx && gram_amx_usable() ? 0 : screen;
+    /* int8 only where the CPU has AVX512-VNNI (its kernel has no other build) and AMX
+     * does not take the products */
+    screen = (use_amx && gram_amx_usable()) || !gram_vnni_usable() ? 0 : screen;
     uint8_t *i8 = screen ? calloc(c, 1) : NULL; /* the cells joined on int8 */
     int rc = counts && (i8 || !screen) ? 0 : pw_error_set(err, PW_ENOMEM, "knn: out of memory");
     heap_init(s->hd, s->hi, s->n * s->k);

@@ -52,11 +52,12 @@ cmake --build "$BUILD/test" -j2
 step "unit tests"
 ctest --test-dir "$BUILD/test" -L unit -j "$JOBS" --output-on-failure
 
-# The quality suite: trustworthiness against sklearn / umap-learn computed in the tests,
-# CPU-bound and independent of the services.
+# The quality suite (trustworthiness against sklearn / umap-learn computed in the tests)
+# and the reducers on a CPU without AVX-512 (under valgrind): CPU-bound, independent of
+# the services.
 quality_suite() {
-    if ctest --test-dir "$BUILD/test" -N -L '^quality$' | grep -q 'Total Tests: [1-9]'; then
-        ctest --test-dir "$BUILD/test" -L '^quality$' --output-on-failure
+    if ctest --test-dir "$BUILD/test" -N -L '^(quality|fallback)$' | grep -q 'Total Tests: [1-9]'; then
+        ctest --test-dir "$BUILD/test" -L '^(quality|fallback)$' --output-on-failure
     fi
 }
 
@@ -75,7 +76,7 @@ finish_background() {
     fi
 }
 
-step "background: ASan + UBSan build and unit tests, TSan and Release builds ($BUILD/background-builds.log), quality tests ($BUILD/quality.log); nice 10"
+step "background: ASan + UBSan build and unit tests, TSan and Release builds ($BUILD/background-builds.log), quality and no-AVX-512 tests ($BUILD/quality.log); nice 10"
 background background_builds "$BUILD/background-builds.log"
 BACKGROUND_BUILDS=$!
 background quality_suite "$BUILD/quality.log"
