@@ -18,15 +18,15 @@
  * exact joins inside those cells, with the least spill that holds them, at a sixteenth
  * to a quarter of the exact graph's cost.  Where the probe's estimate of the local
  * intrinsic dimension is above 40 and the part_size cells would not hold the target,
- * neither they nor the rounds run: NN-descent does not repair such data.  So the recall holds on any shape; the price on data of high intrinsic
- * dimension without such clusters is the exact graph's n^2 d / 2 multiply-adds.  On CPUs
- * with AVX512-VNNI and without AMX those multiply-adds (cells and the exact graph) run
- * in int8 on rows wide enough (~200 values) and where a sample of a cell's rows says it
- * pays (knn_screen.h): k + k/2 + 8 candidates a row of the cell on approximate
- * distances, then their exact distances keep k, and rows whose error bound says a
- * neighbour may have been cut are joined again exactly; the graph is the same as on
- * float products but for near-ties.  Those wide
- * heaps are held for a range of rows at a time (a pool of them, whose size keeps the
+ * neither they nor the rounds run: NN-descent does not repair such data.  So the recall
+ * holds on any shape; the price on data of high intrinsic dimension without such
+ * clusters is the exact graph's n^2 d / 2 multiply-adds.  On CPUs with AVX512-VNNI and
+ * without AMX those multiply-adds (cells and the exact graph) run in int8 on rows wide
+ * enough (~200 values) and where a sample of a cell's rows says it pays (knn_screen_gate.h):
+ * k + k/2 + 8 candidates a row of the cell on approximate distances, then their exact
+ * distances keep k, and rows whose error bound says a neighbour may have been cut are
+ * joined again exactly; the graph is the same as on float products but for near-ties.
+ * Those wide heaps are held for a range of rows at a time (a pool of them, whose size keeps the
  * graph and the pool within a quarter of the input's bytes), never for every row: a
  * cell bigger than the pool is joined a range at a time, each pair's product computed
  * twice, so the k-NN's memory is the input's, the graph's and a few MB.  Candidate
