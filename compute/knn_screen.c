@@ -19,9 +19,16 @@ size_t knn_screen_width(size_t k)
     return k + 8 + k / 2;
 }
 
+/* Rows joined again wait in groups of REJOIN_ROWS (knn_screen_finish): a group streams the
+ * cell's rows from memory once rather than once a row.  The group's rows (16 x 3 KB at
+ * 768 values) stay in the core's cache while the members go by. */
+#define REJOIN_ROWS 16
+
+/* A thread's scratch: the candidates of one row (width), then the group's heaps of k
+ * (distances, indices) and its rows. */
 size_t knn_screen_scratch(size_t k)
 {
-    return 2 * k + knn_screen_width(k);
+    return knn_screen_width(k) + REJOIN_ROWS * (2 * k + 1);
 }
 
 int knn_screen_init(struct knn_screen *sc, size_t rows, size_t k, struct pw_error *err)
@@ -96,6 +103,49 @@ SCREEN_CLONES static void dist1x4(const float *x, size_t d, int cosine, const fl
     }
 }
 
+/* out[u][v]: dist1x4's distance of row a[u] to row b[v], to the bit (each pair's sums in
+ * dist1x4's order); each load of a member feeds four rows' sums. */
+SCREEN_CLONES static void dist4x4(const float *x, size_t d, int cosine, const float *inv,
+                                  const int32_t a[4], const int32_t b[4], float out[4][4])
+{
+    const float *r[4], *c[4];
+    for (int v = 0; v < 4; v++) {
+        r[v] = x + (size_t)a[v] * d;
+        c[v] = x + (size_t)b[v] * d;
+    }
+    v16f acc[4][4];
+    memset(acc, 0, sizeof acc);
+    size_t j = 0;
+    for (; j + 16 <= d; j += 16) {
+        v16f va[4];
+        for (int u = 0; u < 4; u++)
+            memcpy(&va[u], r[u] + j, sizeof va[u]);
+        for (int v = 0; v < 4; v++) {
+            v16f vb;
+            memcpy(&vb, c[v] + j, sizeof vb);
+            for (int u = 0; u < 4; u++) {
+                if (cosine) {
+                    acc[u][v] += va[u] * vb;
+                } else {
+                    v16f e = va[u] - vb;
+                    acc[u][v] += e * e;
+                }
+            }
+        }
+    }
+    for (int u = 0; u < 4; u++)
+        for (int v = 0; v < 4; v++) {
+            float sum = 0.0f;
+            for (int l = 0; l < 16; l++)
+                sum += acc[u][v][l];
+            for (size_t t = j; t < d; t++)
+                sum += cosine ? r[u][t] * c[v][t] : (r[u][t] - c[v][t]) * (r[u][t] - c[v][t]);
+            if (cosine)
+                sum = 1.0f - sum * inv[a[u]] * inv[b[v]];
+            out[u][v] = sum < 0.0f ? 0.0f : sum;
+        }
+}
+
 /* Row i's heap (hd, hi, k slots) offered the cnt candidates cand[], exactly; dup: a
  * candidate may come twice (heap_push). */
 static void push_exact(const float *x, size_t d, int cosine, const float *inv, size_t i,
@@ -126,33 +176,84 @@ static int rerank_row(const struct knn_screen_job *j, size_t i, const float *wd,
     return wi[0] < 0 || wd[0] - bound > hd[0];
 }
 
+/* Row i's k results (hd, hx) into its heap in the graph. */
+static void merge_row(const struct knn_screen_job *j, size_t i, const float *hd, const int32_t *hx)
+{
+    size_t k = j->sc->k;
+    float *gd = j->hd + i * k;
+    int32_t *gi = j->hi + i * k;
+    if (!j->seen[i]) { /* an empty heap: the k results are one already */
+        memcpy(gd, hd, k * sizeof *hd);
+        memcpy(gi, hx, k * sizeof *hx);
+        return;
+    }
+    for (size_t s = 0; s < k; s++) /* an earlier cell may have found the same point */
+        if (hx[s] >= 0)
+            heap_push(gd, gi, NULL, k, hd[s], hx[s], 0);
+}
+
+/* A thread's rows waiting to be joined again: rows[u]'s heap of k at hd + u k, hi + u k. */
+struct rejoin_group {
+    float *hd;
+    int32_t *hi, *rows;
+    size_t count;
+};
+
+/* The group's rows joined exactly with every member of the cell (a cell holds a point
+ * once), then merged into the graph.  Members come four at a time, each four offered to
+ * every row of the group in turn: a row's heap is offered the members in the order and
+ * with the distances (dist1x4) that one row alone would get. */
+static void rejoin_flush(const struct knn_screen_job *j, struct rejoin_group *grp)
+{
+    size_t k = j->sc->k, g = grp->count;
+    heap_init(grp->hd, grp->hi, g * k);
+    for (size_t e = 0; e < j->cnt; e += 4) {
+        int32_t b[4];
+        size_t m = knn_take4(j->mem + e, j->cnt - e, b);
+        for (size_t u0 = 0; u0 < g; u0 += 4) {
+            int32_t a[4];
+            float v[4][4];
+            size_t ra = knn_take4(grp->rows + u0, g - u0, a);
+            dist4x4(j->x, j->d, j->cosine, j->inv_norm, a, b, v);
+            for (size_t u = 0; u < ra; u++)
+                for (size_t t = 0; t < m; t++)
+                    if (b[t] != a[u])
+                        heap_push_new(grp->hd + (u0 + u) * k, grp->hi + (u0 + u) * k, NULL, k,
+                                      v[u][t], b[t], 0);
+        }
+    }
+    for (size_t u = 0; u < g; u++)
+        merge_row(j, (size_t)grp->rows[u], grp->hd + u * k, grp->hi + u * k);
+    grp->count = 0;
+}
+
+/* Rows the bound vouches for are merged at once; the others wait in the group (each
+ * row's heap is its own, so when it is joined does not change it). */
 void knn_screen_finish(void *job, int t, int T)
 {
     const struct knn_screen_job *j = job;
     size_t k = j->sc->k, w = j->sc->width, rejoined = 0;
     size_t lo = j->count * (size_t)t / (size_t)T, hi = j->count * (size_t)(t + 1) / (size_t)T;
-    size_t per = knn_screen_scratch(k);
-    float *hd = (float *)(j->scratch + per * (size_t)t);
-    int32_t *hx = (int32_t *)(j->scratch + per * (size_t)t + k), *cand = hx + k;
+    uint32_t *mine = j->scratch + knn_screen_scratch(k) * (size_t)t;
+    int32_t *cand = (int32_t *)mine;
+    struct rejoin_group grp = {.hd = (float *)(mine + w),
+                               .hi = (int32_t *)(mine + w + REJOIN_ROWS * k),
+                               .rows = (int32_t *)(mine + w + 2 * REJOIN_ROWS * k)};
     for (size_t p = lo; p < hi; p++) {
         size_t i = (size_t)j->rows[p];
-        if (!rerank_row(j, i, j->sc->hd + p * w, j->sc->hi + p * w, j->bound[p], hd, hx, cand)) {
-            /* every member of the cell, exactly; a cell holds a point once */
-            heap_init(hd, hx, k);
-            push_exact(j->x, j->d, j->cosine, j->inv_norm, i, j->mem, j->cnt, 0, hd, hx, k);
-            rejoined++;
-        }
-        float *gd = j->hd + i * k;
-        int32_t *gi = j->hi + i * k;
-        if (!j->seen[i]) { /* an empty heap: the k results are one already */
-            memcpy(gd, hd, k * sizeof *hd);
-            memcpy(gi, hx, k * sizeof *hx);
+        float *hd = grp.hd + grp.count * k;
+        int32_t *hx = grp.hi + grp.count * k;
+        if (rerank_row(j, i, j->sc->hd + p * w, j->sc->hi + p * w, j->bound[p], hd, hx, cand)) {
+            merge_row(j, i, hd, hx);
             continue;
         }
-        for (size_t s = 0; s < k; s++) /* an earlier cell may have found the same point */
-            if (hx[s] >= 0)
-                heap_push(gd, gi, NULL, k, hd[s], hx[s], 0);
+        grp.rows[grp.count++] = (int32_t)i;
+        rejoined++;
+        if (grp.count == REJOIN_ROWS)
+            rejoin_flush(j, &grp);
     }
+    if (grp.count)
+        rejoin_flush(j, &grp);
     j->counts[2 * t] += rejoined;
     j->counts[2 * t + 1] += hi - lo;
 }
