@@ -145,6 +145,19 @@ static double cells_hold(const struct kmeans_cells *cl, float thr, const struct 
  * rounds stall too; there they are still tried, as everywhere below the bound. */
 #define KNN_LID_ROUNDS 40.0
 
+/* What the cells hold of the probe's neighbours (cells_hold) with the `spill` fraction
+ * of rows spilled into *hold.  A larger spill spills a superset of the rows, so it holds
+ * at least as much. */
+static int spill_hold(const struct kmeans_cells *cells, double spill, const struct knn_probe *p,
+                      double *hold, struct pw_error *err)
+{
+    float thr;
+    int rc = knn_spill_threshold(cells, spill, &thr, err);
+    if (!rc)
+        *hold = cells_hold(cells, thr, p);
+    return rc;
+}
+
 /* The smallest spill fraction of {0, spill / 2, spill} whose cells hold the target of
  * the probe's neighbours into *chosen, what they hold into *hold; the full spill (and
  * what it holds) when none does.  A spilled row joins two cells: the join's work grows
@@ -154,12 +167,10 @@ static int cheapest_spill(const struct kmeans_cells *cells, double spill, const 
 {
     const double tries[3] = {0.0, spill / 2.0, spill};
     for (int t = 0; t < 3; t++) {
-        float thr;
-        int rc = knn_spill_threshold(cells, tries[t], &thr, err);
+        int rc = spill_hold(cells, tries[t], p, hold, err);
         if (rc)
             return rc;
         *chosen = tries[t];
-        *hold = cells_hold(cells, thr, p);
         if (*hold >= target)
             break;
     }
@@ -337,10 +348,11 @@ static int knn_approx(const struct metric_ctx *m, size_t n, size_t k, const stru
         if ((rc = knn_make_cells(m, n, o->part_size, o->seed, threads, &cells, progress, err)))
             goto cleanup;
         /* Cells that cut the neighbours on data the rounds cannot repair are not joined:
-         * straight to the larger cells or the exact graph (below). */
-        double spill, hold = 1.0;
+         * straight to the larger cells or the exact graph (below).  They would be joined
+         * with the full spill, which holds the most, so its hold decides. */
+        double hold = 1.0;
         if (probe.count && probe.lid > KNN_LID_ROUNDS &&
-            !(rc = cheapest_spill(&cells, o->spill, &probe, o->recall_target, &spill, &hold, err)))
+            !(rc = spill_hold(&cells, o->spill, &probe, &hold, err)))
             futile = hold < o->recall_target;
         if (!rc && !futile)
             rc = knn_partition_seed(&s, &cells, o->spill, o->amx, o->screen, perm, seeded, progress,
