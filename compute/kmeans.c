@@ -46,46 +46,56 @@ static void normalise(float *v, size_t d)
 /* Greedy k-means++ seeding on the sample xs (s rows), as scikit-learn's: each step
  * draws 2 + ln(c) candidates by D^2 sampling (rng.h, from the seed) and keeps the one
  * that lowers the total squared distance most.  Plain k-means++ merged two of six
- * well-separated test clusters. */
+ * well-separated test clusters.  The step's candidates are drawn first (they depend on
+ * the distances before the step only), then each sample row is measured against all of
+ * them while it is in cache: one pass over the sample a step rather than one a
+ * candidate.  The totals are summed in row order after the pass, so they do not depend
+ * on how the rows were shared between threads.  cand: tries indices; sums: tries
+ * values. */
 static void seed_plus_plus(const float *xs, size_t s, size_t d, size_t c, uint64_t seed,
-                           int threads, float *cent, double *dmin, double *trial)
+                           int threads, float *cent, double *dmin, double *trial, size_t *cand,
+                           double *sums)
 {
     size_t tries = 2 + (size_t)log((double)c);
     size_t pick = rng_below(seed, 0x6b6d, 0, s);
     memcpy(cent, xs + pick * d, d * sizeof *cent);
-    double total = 0.0;
-#pragma omp parallel for schedule(static) num_threads(threads) reduction(+ : total)
-    for (size_t i = 0; i < s; i++) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (size_t i = 0; i < s; i++)
         dmin[i] = dense_sqdist(xs + i * d, cent, d);
+    double total = 0.0;
+    for (size_t i = 0; i < s; i++)
         total += dmin[i];
-    }
     for (size_t a = 1; a < c; a++) {
-        size_t best = 0;
-        double best_total = INFINITY;
         for (size_t t = 0; t < tries; t++) {
             double r = rng_unit(seed, 0x6b6d + a, t) * total, acc = 0.0;
-            size_t cand = s - 1;
+            cand[t] = s - 1;
             for (size_t i = 0; i < s; i++) {
                 acc += dmin[i];
                 if (acc > r && dmin[i] > 0.0) {
-                    cand = i;
+                    cand[t] = i;
                     break;
                 }
             }
-            const float *xc = xs + cand * d;
-            double sum = 0.0;
-#pragma omp parallel for schedule(static) num_threads(threads) reduction(+ : sum)
-            for (size_t i = 0; i < s; i++) {
-                double v = dense_sqdist(xs + i * d, xc, d);
-                trial[t * s + i] = v < dmin[i] ? v : dmin[i];
-                sum += trial[t * s + i];
-            }
-            if (sum < best_total) {
-                best_total = sum;
-                best = t;
-                pick = cand;
-            }
         }
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (size_t i = 0; i < s; i++)
+            for (size_t t = 0; t < tries; t++) {
+                double v = dense_sqdist(xs + i * d, xs + cand[t] * d, d);
+                trial[t * s + i] = v < dmin[i] ? v : dmin[i];
+            }
+        for (size_t t = 0; t < tries; t++) {
+            sums[t] = 0.0;
+            for (size_t i = 0; i < s; i++)
+                sums[t] += trial[t * s + i];
+        }
+        size_t best = 0;
+        double best_total = INFINITY;
+        for (size_t t = 0; t < tries; t++)
+            if (sums[t] < best_total) {
+                best_total = sums[t];
+                best = t;
+                pick = cand[t];
+            }
         memcpy(cent + a * d, xs + pick * d, d * sizeof *cent);
         memcpy(dmin, trial + best * s, s * sizeof *dmin);
         total = best_total;
@@ -286,9 +296,11 @@ int kmeans_fit(const float *x, const int32_t *rows, size_t n, size_t d, int cosi
         s = n;
     float *xs = malloc(s * d * sizeof *xs);
     double *dmin = malloc(s * sizeof *dmin);
-    double *trial = malloc((2 + (size_t)log((double)c)) * s * sizeof *trial);
+    size_t tries = 2 + (size_t)log((double)c);
+    double *trial = malloc(tries * s * sizeof *trial), *sums = malloc(tries * sizeof *sums);
+    size_t *cand = malloc(tries * sizeof *cand);
     int rc = 0;
-    if (!xs || !dmin || !trial) {
+    if (!xs || !dmin || !trial || !sums || !cand) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means (%zu cells)", c);
         goto done;
     }
@@ -315,7 +327,7 @@ int kmeans_fit(const float *x, const int32_t *rows, size_t n, size_t d, int cosi
             for (size_t t = 0; t < d; t++)
                 xs[i * d + t] = (float)(xs[i * d + t] - mean[t]);
     }
-    seed_plus_plus(xs, s, d, c, seed, threads, cent, dmin, trial);
+    seed_plus_plus(xs, s, d, c, seed, threads, cent, dmin, trial, cand, sums);
     rc = lloyd(xs, s, d, cosine, c, threads, cent, progress, err);
     if (!cosine)
         for (size_t a = 0; a < c; a++)
@@ -326,6 +338,8 @@ done:
     free(xs);
     free(dmin);
     free(trial);
+    free(sums);
+    free(cand);
     return rc;
 }
 
