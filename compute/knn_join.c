@@ -275,19 +275,26 @@ static void gather_rows(const struct metric_ctx *m, const int32_t *mem, size_t r
     }
 }
 
-/* The first column in [o, o1) of a block row whose lane passed the int8 filter
- * (gram_rows_filtered's masks for the row), or o1. */
-static inline size_t next_hit(const uint16_t *mask, size_t o, size_t o1)
+/* The columns in [o0, o1) of a block row whose lanes passed the int8 filter (its masks,
+ * gram_rows_filtered), in order, into out (returns how many).  The lines that hold their
+ * values are prefetched on the way: the selection's loads of them, which miss the
+ * caches, then overlap instead of waiting one by one behind its branches. */
+static size_t row_hits(const uint16_t *mask, const float *v, size_t o0, size_t o1, uint32_t *out)
 {
-    size_t grp = o / 16;
-    uint32_t m = (uint32_t)mask[grp] >> (o % 16) << (o % 16);
-    while (!m) {
-        if (++grp * 16 >= o1)
-            return o1;
-        m = mask[grp];
+    size_t n = 0;
+    for (size_t grp = o0 / 16; grp * 16 < o1; grp++) {
+        uint32_t m = mask[grp];
+        if (!m)
+            continue;
+        size_t lo = grp * 16 < o0 ? o0 - grp * 16 : 0, hi = o1 - grp * 16 < 16 ? o1 - grp * 16 : 16;
+        m &= ((1u << hi) - 1) & ~((1u << lo) - 1);
+        if (!m)
+            continue;
+        __builtin_prefetch(v + grp * 16);
+        for (; m; m &= m - 1)
+            out[n++] = (uint32_t)(grp * 16 + (size_t)__builtin_ctz(m));
     }
-    size_t c = grp * 16 + (size_t)__builtin_ctz(m);
-    return c < o1 ? c : o1;
+    return n;
 }
 
 /* select_block for int8 joins, whose filter (hit_filter) let through every value that
@@ -301,28 +308,33 @@ static void select_hits(void *arg, int t, int T)
     int32_t *hx;
     uint8_t *hf;
     int dup;
+    uint32_t *list = (uint32_t *)(b->cs->vals + (size_t)t * b->cnt); /* vals: unused on int8 */
     for (size_t r = rows * (size_t)t / (size_t)T; r < rows * (size_t)(t + 1) / (size_t)T; r++) {
         ptrdiff_t own = (ptrdiff_t)r + b->self0;
         size_t self = own >= 0 && own < (ptrdiff_t)ccols ? (size_t)own : SIZE_MAX;
         size_t kk = blk_heap(b, r, &hd, &hx, &hf, &dup);
         const float *v = b->cs->dots + r * b->ld;
-        const uint16_t *mk = b->cs->hits + r * mld;
-        for (size_t c = next_hit(mk, 0, ccols); c < ccols; c = next_hit(mk, c + 1, ccols))
+        size_t n = row_hits(b->cs->hits + r * mld, v, 0, ccols, list);
+        for (size_t e = 0; e < n; e++) {
+            size_t c = list[e];
             if (v[c] <= hd[0] && c != self)
                 heap_push_new(hd, hx, hf, kk, v[c], b->cm[c], FLAG_NEW);
+        }
     }
     size_t first = rows > cc0 ? rows : cc0, end = cc0 + ccols, rest = end > first ? end - first : 0;
     size_t o0 = first - cc0 + rest * (size_t)t / (size_t)T,
            o1 = first - cc0 + rest * (size_t)(t + 1) / (size_t)T;
     for (size_t r = 0; r < rows && o1 > o0; r++) {
         const float *v = b->cs->dots + r * b->ld;
-        const uint16_t *mk = b->cs->hits + r * mld;
-        for (size_t o = next_hit(mk, o0, o1); o < o1; o = next_hit(mk, o + 1, o1))
+        size_t n = row_hits(b->cs->hits + r * mld, v, o0, o1, list);
+        for (size_t e = 0; e < n; e++) {
+            size_t o = list[e];
             if (v[o] <= thr[o + cc0]) {
                 size_t kk = blk_heap(b, o + cc0, &hd, &hx, &hf, &dup);
                 heap_push_new(hd, hx, hf, kk, v[o], b->bm[r], FLAG_NEW);
                 thr[o + cc0] = hd[0];
             }
+        }
     }
 }
 
@@ -336,16 +348,19 @@ static void select_range_hits(void *arg, int t, int T)
     size_t ccols = b->ccols, pw = b->pw, mld = b->cs->mld;
     size_t c0 = ccols * (size_t)t / (size_t)T, c1 = ccols * (size_t)(t + 1) / (size_t)T;
     float *thr = b->thr;
+    uint32_t *list = (uint32_t *)(b->cs->vals + (size_t)t * b->cnt);
     for (size_t r = 0; r < b->rows && c1 > c0; r++) {
         int32_t i = b->bm[r];
         const float *v = b->cs->dots + r * b->ld;
-        const uint16_t *mk = b->cs->hits + r * mld;
-        for (size_t c = next_hit(mk, c0, c1); c < c1; c = next_hit(mk, c + 1, c1))
+        size_t n = row_hits(b->cs->hits + r * mld, v, c0, c1, list);
+        for (size_t e = 0; e < n; e++) {
+            size_t c = list[e];
             if (v[c] <= thr[c] && b->cm[c] != i) {
                 float *hd = b->phd + c * pw;
                 heap_push_new(hd, b->phi + c * pw, NULL, pw, v[c], i, 0);
                 thr[c] = hd[0];
             }
+        }
     }
 }
 
