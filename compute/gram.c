@@ -320,7 +320,7 @@ void gram_rows(const struct gram *g, size_t rows, size_t c0, size_t c1, size_t c
                size_t ld)
 {
     if (g->kind == GRAM_VNNI_I8) {
-        gram_i8_rows(g, rows, c0, c1, c2, out, ld);
+        gram_i8_rows(g, rows, c0, c1, c2, out, ld, NULL);
         return;
     }
 #ifdef GRAM_AMX
@@ -328,4 +328,10 @@ void gram_rows(const struct gram *g, size_t rows, size_t c0, size_t c1, size_t c
 #else
     (void)g, (void)rows, (void)c0, (void)c1, (void)c2, (void)out, (void)ld;
 #endif
+}
+
+void gram_rows_filtered(const struct gram *g, size_t rows, size_t c0, size_t c1, size_t c2,
+                        float *out, size_t ld, const struct gram_filter *f)
+{
+    gram_i8_rows(g, rows, c0, c1, c2, out, ld, f);
 }

@@ -167,12 +167,55 @@ I8_VEC static inline void store16(__m512i acc, int32_t corr, float sr, const flo
     _mm512_storeu_ps(o, _mm512_mul_ps(v, s));
 }
 
-/* 8 block rows from a against the two panels b0, b1 (np = 2) or b0 alone (np = 1). */
-__attribute__((always_inline)) I8_VEC static inline void kernel(const int8_t *a, size_t dp,
-                                                                const uint8_t *b0,
-                                                                const uint8_t *b1, int two,
-                                                                __m512i acc[I8_MR][2])
+/* A gram_filter's values for one panel of 16 set rows from column c: which lanes are
+ * set rows (live), their values and column limits (-inf where there is none).  Kept in
+ * memory, not registers: the kernel needs every register. */
+struct panel_filter {
+    __mmask16 live;
+    float gc[16], clim[16];
+};
+
+I8_VEC static void panel_filter_at(const struct gram_filter *f, size_t c, size_t c2,
+                                   struct panel_filter *pf)
 {
+    pf->live = c2 - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c2 - c)) - 1);
+    _mm512_storeu_ps(pf->gc, _mm512_maskz_loadu_ps(pf->live, f->gc + c));
+    __mmask16 lim = 0;
+    if (f->clim)
+        lim = f->cfrom <= c        ? pf->live
+              : f->cfrom >= c + 16 ? 0
+                                   : (__mmask16)(pf->live & ~((1u << (f->cfrom - c)) - 1));
+    _mm512_storeu_ps(pf->clim, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), lim, f->clim + c));
+}
+
+/* Block row r's 16 values against panel pf (set rows from sc: their scales): v =
+ * max(0, a (gr + gc) - b dot) (the dot as store16 makes it), the lanes at most
+ * max(rlim, clim) into *mask, and the values into o when a lane passed. */
+I8_VEC static inline void filter16(__m512i acc, const struct gram *g, const struct gram_filter *f,
+                                   size_t r, const float *sc, const struct panel_filter *pf,
+                                   float *o, uint16_t *mask)
+{
+    __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, _mm512_set1_epi32(g->corr[r])));
+    __m512 dot = _mm512_mul_ps(v, _mm512_mul_ps(_mm512_set1_ps(g->srow[r]), _mm512_loadu_ps(sc)));
+    __m512 sum = _mm512_add_ps(_mm512_set1_ps(f->gr[r]), _mm512_loadu_ps(pf->gc));
+    __m512 t = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(f->a), sum),
+                             _mm512_mul_ps(_mm512_set1_ps(f->b), dot));
+    t = _mm512_max_ps(_mm512_setzero_ps(), t); /* 0 for t < 0, else t (as t < 0 ? 0 : t) */
+    __m512 lim =
+        _mm512_max_ps(_mm512_set1_ps(f->rlim ? f->rlim[r] : -INFINITY), _mm512_loadu_ps(pf->clim));
+    __mmask16 m = _mm512_mask_cmp_ps_mask(pf->live, t, lim, _CMP_LE_OQ);
+    *mask = (uint16_t)m;
+    if (m)
+        _mm512_storeu_ps(o, t);
+}
+
+/* 8 block rows from a against the two panels b0, b1 (two) or b0 alone, into sums (row
+ * i's 32 or 16 int32 sums from sums + 32 i).  The sums leave through memory so that the
+ * loop keeps its 16 accumulators in registers whatever the caller does with them. */
+__attribute__((always_inline)) I8_VEC static inline void
+kernel(const int8_t *a, size_t dp, const uint8_t *b0, const uint8_t *b1, int two, int32_t *sums)
+{
+    __m512i acc[I8_MR][2];
     for (int i = 0; i < I8_MR; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_si512();
     for (size_t s = 0; s < dp / 4; s++) {
@@ -187,29 +230,66 @@ __attribute__((always_inline)) I8_VEC static inline void kernel(const int8_t *a,
                 acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], p1, q);
         }
     }
+    for (int i = 0; i < I8_MR; i++) {
+        _mm512_store_si512((void *)(sums + 32 * i), acc[i][0]);
+        if (two)
+            _mm512_store_si512((void *)(sums + 32 * i + 16), acc[i][1]);
+    }
+}
+
+/* A kernel's sums out as dots (store16), rows r.. of the block, panels from p. */
+I8_VEC static void tile_dots(const struct gram *g, const int32_t *sums, size_t r, size_t p,
+                             size_t c0, int two, float *out, size_t ld)
+{
+    for (int i = 0; i < I8_MR; i++) {
+        size_t row = r + (size_t)i;
+        float *o = out + row * ld + (p * 16 - c0);
+        for (int h = 0; h <= two; h++)
+            store16(_mm512_load_si512((const void *)(sums + 32 * i + 16 * h)), g->corr[row],
+                    g->srow[row], g->sset + p * 16 + 16 * (size_t)h, o + 16 * h);
+    }
+}
+
+/* A kernel's sums out through the filter f (rows past the block's are padding, left
+ * out). */
+I8_VEC static void tile_filtered(const struct gram *g, const struct gram_filter *f,
+                                 const int32_t *sums, size_t r, size_t rows, size_t p, size_t c0,
+                                 int two, const struct panel_filter pf[2], float *out, size_t ld)
+{
+    for (int i = 0; i < I8_MR && r + (size_t)i < rows; i++) {
+        size_t row = r + (size_t)i;
+        float *o = out + row * ld + (p * 16 - c0);
+        uint16_t *mask = f->mask + row * f->mld + (p * 16 - c0) / 16;
+        for (int h = 0; h <= two; h++)
+            filter16(_mm512_load_si512((const void *)(sums + 32 * i + 16 * h)), g, f, row,
+                     g->sset + p * 16 + 16 * (size_t)h, &pf[h], o + 16 * h, mask + h);
+    }
 }
 
 I8_VEC static void vnni_rows(const struct gram *g, size_t rows, size_t c0, size_t c1, size_t c2,
-                             float *out, size_t ld)
+                             float *out, size_t ld, const struct gram_filter *f)
 {
     size_t dp = g->dp, pad = round_up(rows, GRAM_ROWS);
     size_t p = c1 / 16, pend = (c2 + 15) / 16;
-    __m512i acc[I8_MR][2];
+    int32_t sums[I8_MR * 32] __attribute__((aligned(64)));
+    struct panel_filter pf[2];
     while (p < pend) {
         int two = p + 2 <= pend;
         const uint8_t *b0 = g->p8 + p * 16 * dp, *b1 = b0 + 16 * dp;
+        if (f) {
+            panel_filter_at(f, p * 16, c2, &pf[0]);
+            if (two)
+                panel_filter_at(f, p * 16 + 16, c2, &pf[1]);
+        }
         for (size_t r = 0; r < pad; r += I8_MR) {
             if (two)
-                kernel(g->a8 + r * dp, dp, b0, b1, 1, acc);
+                kernel(g->a8 + r * dp, dp, b0, b1, 1, sums);
             else
-                kernel(g->a8 + r * dp, dp, b0, b0, 0, acc);
-            for (int i = 0; i < I8_MR; i++) {
-                float *o = out + (r + (size_t)i) * ld + (p * 16 - c0);
-                store16(acc[i][0], g->corr[r + i], g->srow[r + i], g->sset + p * 16, o);
-                if (two)
-                    store16(acc[i][1], g->corr[r + i], g->srow[r + i], g->sset + p * 16 + 16,
-                            o + 16);
-            }
+                kernel(g->a8 + r * dp, dp, b0, b0, 0, sums);
+            if (f)
+                tile_filtered(g, f, sums, r, rows, p, c0, two, pf, out, ld);
+            else
+                tile_dots(g, sums, r, p, c0, two, out, ld);
         }
         p += two ? 2 : 1;
     }
@@ -217,11 +297,11 @@ I8_VEC static void vnni_rows(const struct gram *g, size_t rows, size_t c0, size_
 #endif
 
 void gram_i8_rows(const struct gram *g, size_t rows, size_t c0, size_t c1, size_t c2, float *out,
-                  size_t ld)
+                  size_t ld, const struct gram_filter *f)
 {
 #ifdef GRAM_VNNI
-    vnni_rows(g, rows, c0, c1, c2, out, ld);
+    vnni_rows(g, rows, c0, c1, c2, out, ld, f);
 #else
-    (void)g, (void)rows, (void)c0, (void)c1, (void)c2, (void)out, (void)ld;
+    (void)g, (void)rows, (void)c0, (void)c1, (void)c2, (void)out, (void)ld, (void)f;
 #endif
 }

@@ -549,7 +549,7 @@ int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_opt
     g->dist = NULL;
     g->n = g->k = 0;
     g->rejoined = g->screened = g->rounds = 0;
-    int rc = dense_validate("knn", x, n, d, err);
+    int rc = dense_validate_shape("knn", x, n, d, err); /* the values: with the norms */
     if (rc)
         return rc;
     if (k < 1 || k >= n)
@@ -567,6 +567,15 @@ int knn_build(const float *x, size_t n, size_t d, size_t k, const struct knn_opt
     g->n = n;
     g->k = k;
     dense_row_norms(x, n, d, norms, threads);
+    /* A row with an Inf or NaN has a non-finite norm (squares summed in double cannot
+     * overflow), so the norms stand in for a pass over the input of its own; the values
+     * are read again only for the message (a finite row may have an Inf norm too). */
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(norms[i])) {
+            if ((rc = dense_validate("knn", x, n, d, err)))
+                goto cleanup;
+            break;
+        }
     for (size_t i = 0; i < n; i++) {
         inv[i] = norms[i] > 0.0f ? 1.0f / norms[i] : 0.0f;
         sq[i] = norms[i] * norms[i];

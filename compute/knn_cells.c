@@ -188,7 +188,8 @@ static int any_cell_pays(const struct nnd *s, const size_t *start, size_t c, siz
  * (narrow rows), cs is not made at all. */
 static int choose_cells(const struct nnd *s, const int32_t *mem, const size_t *start, size_t c,
                         uint8_t *i8, struct cell_scratch *cs, size_t biggest, int use_amx,
-                        struct knn_screen *sc, int in_place, int *screen, struct pw_error *err)
+                        struct knn_screen *sc, int in_place, int *screen, struct team *tm,
+                        struct pw_error *err)
 {
     size_t pool = screen_pool_rows(s, biggest);
     if (*screen != KNN_SCREEN_ALWAYS && !any_cell_pays(s, start, c, pool)) {
@@ -201,7 +202,7 @@ static int choose_cells(const struct nnd *s, const int32_t *mem, const size_t *s
         size_t cnt = start[a + 1] - start[a];
         if (*screen != KNN_SCREEN_ALWAYS && !knn_screen_pays(s, cnt, pool))
             continue;
-        knn_cell_centre(s, mem + start[a], cnt, cs, cosine);
+        knn_cell_centre(s, mem + start[a], cnt, cs, cosine, tm);
         i8[a] = (uint8_t)knn_screen_cell(s, mem + start[a], cnt, cs);
         any |= i8[a];
     }
@@ -232,15 +233,16 @@ static int join_cells(struct nnd *s, const int32_t *mem, const size_t *start, si
     uint8_t *i8 = screen ? calloc(c, 1) : NULL; /* the cells joined on int8 */
     int rc = counts && (i8 || !screen) ? 0 : pw_error_set(err, PW_ENOMEM, "knn: out of memory");
     heap_init(s->hd, s->hi, s->n * s->k);
+    if (!rc)
+        rc = team_start(s->threads, &tm, err);
     if (!rc && screen) /* each cell's choice first: with none on int8, no pool */
-        rc = choose_cells(s, mem, start, c, i8, &cs, biggest, use_amx, &sc, in_place, &screen, err);
+        rc = choose_cells(s, mem, start, c, i8, &cs, biggest, use_amx, &sc, in_place, &screen, tm,
+                          err);
     if (!rc && screen && !(rc = knn_screen_init(&sc, screen_pool_rows(s, biggest), s->k, err)) &&
         !(fin = malloc(knn_screen_scratch(s->k) * (size_t)s->threads * sizeof *fin)))
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu", biggest);
     if (!rc && !screen)
         rc = knn_cell_scratch_init(&cs, s, biggest, use_amx, NULL, in_place, err);
-    if (!rc)
-        rc = team_start(s->threads, &tm, err);
     cs.p0 = p0;
     cs.fin = fin;
     cs.counts = counts;

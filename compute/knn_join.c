@@ -1,7 +1,9 @@
 /* knn_join.c - one k-means cell's exact k-NN join (knn_join.h): blocks of rows against
  * chunks of members, each pair's dot product once (sgemm on fixed blocks, AMX, or int8
  * through the pre-screen, knn_screen.h, for the cells its gate picks,
- * knn_screen_gate.h), the team selecting into the heaps. */
+ * knn_screen_gate.h), the team selecting into the heaps.  int8 blocks arrive filtered
+ * (gram_rows_filtered): their distances made in the kernel and marked where they could
+ * enter a heap, so the selection visits only those. */
 #include <math.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -60,6 +62,8 @@ void knn_cell_scratch_free(struct cell_scratch *cs)
     free(cs->vals);
     free(cs->seen);
     free(cs->bound);
+    free(cs->hits);
+    free(cs->rlim);
     memset(cs, 0, sizeof *cs);
 }
 
@@ -231,12 +235,14 @@ static void gram_block_run(void *arg, int t, int T)
     gram_block(arg, t, T);
 }
 
-/* The AMX dot products of a block against the packed chunk's members [from, to): thread t
- * of T takes a share of its 16-column panels. */
+/* The AMX or int8 dot products of a block against the packed chunk's members [from,
+ * to) (int8 with a filter: the filtered values, gram.h): thread t of T takes a share of
+ * its 16-column panels. */
 struct gram_job {
     const struct gram *g;
     size_t rows, from, to, ld;
     float *dots;
+    const struct gram_filter *f;
 };
 
 static void gram_job_run(void *arg, int t, int T)
@@ -245,7 +251,12 @@ static void gram_job_run(void *arg, int t, int T)
     size_t panels = (j->to - j->from + GRAM_COLS - 1) / GRAM_COLS;
     size_t lo = panels * (size_t)t / (size_t)T, hi = panels * (size_t)(t + 1) / (size_t)T;
     size_t c2 = j->from + hi * GRAM_COLS < j->to ? j->from + hi * GRAM_COLS : j->to;
-    if (lo < hi)
+    if (lo >= hi)
+        return;
+    if (j->f)
+        gram_rows_filtered(j->g, j->rows, j->from, j->from + lo * GRAM_COLS, c2, j->dots, j->ld,
+                           j->f);
+    else
         gram_rows(j->g, j->rows, j->from, j->from + lo * GRAM_COLS, c2, j->dots, j->ld);
 }
 
@@ -264,41 +275,114 @@ static void gather_rows(const struct metric_ctx *m, const int32_t *mem, size_t r
     }
 }
 
-/* The cell's mean taken off its rows (cs->centre; unit: of the unit rows) and the
- * members' squared lengths from it in cs->g, for euclidean rows and unit ones; cosine
- * rows otherwise keep their inverse norms in cs->g. */
-void knn_cell_centre(const struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs,
-                     int unit)
+/* The columns in [o0, o1) of a block row whose lanes passed the int8 filter (its masks,
+ * gram_rows_filtered), in order, into out (returns how many).  The lines that hold their
+ * values are prefetched on the way: the selection's loads of them, which miss the
+ * caches, then overlap instead of waiting one by one behind its branches. */
+static size_t row_hits(const uint16_t *mask, const float *v, size_t o0, size_t o1, uint32_t *out)
 {
-    const struct metric_ctx *m = s->m;
-    size_t d = m->d;
-    int cosine = m->metric == KNN_COSINE;
-    for (size_t a = 0; a < cnt; a++)
-        cs->g[a] = cosine ? m->inv_norm[mem[a]] : m->sqnorm[mem[a]];
-    if (!cosine || unit) {
-        /* |a|^2 + |b|^2 - 2 a.b loses the digits the rows share: measured from the
-         * cell's mean (euclidean distances stay the same), the dots' error is relative
-         * to the rows' spread rather than to their lengths. */
-        memset(cs->sum, 0, d * sizeof *cs->sum);
-        for (size_t a = 0; a < cnt; a++) {
-            const float *row = m->x + (size_t)mem[a] * d;
-            float f = unit ? m->inv_norm[mem[a]] : 1.0f;
-            for (size_t t = 0; t < d; t++)
-                cs->sum[t] += row[t] * f;
-        }
-        for (size_t t = 0; t < d; t++)
-            cs->centre[t] = (float)(cs->sum[t] / (double)cnt);
-        for (size_t a = 0; a < cnt; a++) {
-            const float *row = m->x + (size_t)mem[a] * d;
-            float f = unit ? m->inv_norm[mem[a]] : 1.0f;
-            double q = 0;
-            for (size_t t = 0; t < d; t++) {
-                double v = (double)row[t] * f - cs->centre[t];
-                q += v * v;
-            }
-            cs->g[a] = (float)q;
+    size_t n = 0;
+    for (size_t grp = o0 / 16; grp * 16 < o1; grp++) {
+        uint32_t m = mask[grp];
+        if (!m)
+            continue;
+        size_t lo = grp * 16 < o0 ? o0 - grp * 16 : 0, hi = o1 - grp * 16 < 16 ? o1 - grp * 16 : 16;
+        m &= ((1u << hi) - 1) & ~((1u << lo) - 1);
+        if (!m)
+            continue;
+        __builtin_prefetch(v + grp * 16);
+        for (; m; m &= m - 1)
+            out[n++] = (uint32_t)(grp * 16 + (size_t)__builtin_ctz(m));
+    }
+    return n;
+}
+
+/* select_block for int8 joins, whose filter (hit_filter) let through every value that
+ * could enter a heap: each heap is offered the same values in the same order, found
+ * from the masks instead of a scan of the whole block. */
+static void select_hits(void *arg, int t, int T)
+{
+    const struct cell_block *b = arg;
+    size_t rows = b->rows, cc0 = b->cc0, ccols = b->ccols, mld = b->cs->mld;
+    float *thr = b->thr, *hd;
+    int32_t *hx;
+    uint8_t *hf;
+    int dup;
+    uint32_t *list = (uint32_t *)(b->cs->vals + (size_t)t * b->cnt); /* vals: unused on int8 */
+    for (size_t r = rows * (size_t)t / (size_t)T; r < rows * (size_t)(t + 1) / (size_t)T; r++) {
+        ptrdiff_t own = (ptrdiff_t)r + b->self0;
+        size_t self = own >= 0 && own < (ptrdiff_t)ccols ? (size_t)own : SIZE_MAX;
+        size_t kk = blk_heap(b, r, &hd, &hx, &hf, &dup);
+        const float *v = b->cs->dots + r * b->ld;
+        size_t n = row_hits(b->cs->hits + r * mld, v, 0, ccols, list);
+        for (size_t e = 0; e < n; e++) {
+            size_t c = list[e];
+            if (v[c] <= hd[0] && c != self)
+                heap_push_new(hd, hx, hf, kk, v[c], b->cm[c], FLAG_NEW);
         }
     }
+    size_t first = rows > cc0 ? rows : cc0, end = cc0 + ccols, rest = end > first ? end - first : 0;
+    size_t o0 = first - cc0 + rest * (size_t)t / (size_t)T,
+           o1 = first - cc0 + rest * (size_t)(t + 1) / (size_t)T;
+    for (size_t r = 0; r < rows && o1 > o0; r++) {
+        const float *v = b->cs->dots + r * b->ld;
+        size_t n = row_hits(b->cs->hits + r * mld, v, o0, o1, list);
+        for (size_t e = 0; e < n; e++) {
+            size_t o = list[e];
+            if (v[o] <= thr[o + cc0]) {
+                size_t kk = blk_heap(b, o + cc0, &hd, &hx, &hf, &dup);
+                heap_push_new(hd, hx, hf, kk, v[o], b->bm[r], FLAG_NEW);
+                thr[o + cc0] = hd[0];
+            }
+        }
+    }
+}
+
+/* Range joins (join_range): the block's rows (members of the cell) against the range's
+ * rows (the columns; column c's heap is the pool's row c), the values the filter let
+ * through.  Thread t of T takes a share of the columns and every row, so each heap sees
+ * its candidates in member order whatever T is. */
+static void select_range_hits(void *arg, int t, int T)
+{
+    const struct cell_block *b = arg;
+    size_t ccols = b->ccols, pw = b->pw, mld = b->cs->mld;
+    size_t c0 = ccols * (size_t)t / (size_t)T, c1 = ccols * (size_t)(t + 1) / (size_t)T;
+    float *thr = b->thr;
+    uint32_t *list = (uint32_t *)(b->cs->vals + (size_t)t * b->cnt);
+    for (size_t r = 0; r < b->rows && c1 > c0; r++) {
+        int32_t i = b->bm[r];
+        const float *v = b->cs->dots + r * b->ld;
+        size_t n = row_hits(b->cs->hits + r * mld, v, c0, c1, list);
+        for (size_t e = 0; e < n; e++) {
+            size_t c = list[e];
+            if (v[c] <= thr[c] && b->cm[c] != i) {
+                float *hd = b->phd + c * pw;
+                heap_push_new(hd, b->phi + c * pw, NULL, pw, v[c], i, 0);
+                thr[c] = hd[0];
+            }
+        }
+    }
+}
+
+/* The int8 filter (gram.h) of a block of `rows` members from r0 against the set packed
+ * from member C0: internal distances (unit rows: |u - v|^2 / 2; euclidean: squared),
+ * passing where they could enter the block rows' heaps (their roots now, rlim) or, for
+ * set rows from member cfrom on, the columns' (thr); the heaps' roots only fall, so the
+ * selection finds every push it would have made on the whole block. */
+static void hit_filter(struct cell_scratch *cs, size_t r0, size_t rows, size_t C0, size_t cfrom,
+                       const struct knn_screen *pool, size_t pos0, struct gram_filter *f)
+{
+    *f = (struct gram_filter){.a = cs->unit ? 0.5f : 1.0f,
+                              .b = cs->unit ? 1.0f : 2.0f,
+                              .gr = cs->g + r0,
+                              .gc = cs->g + C0,
+                              .rlim = pool ? cs->rlim : NULL,
+                              .clim = cs->thr + C0,
+                              .cfrom = cfrom - C0,
+                              .mask = cs->hits,
+                              .mld = cs->mld};
+    for (size_t r = 0; pool && r < rows; r++)
+        cs->rlim[r] = pool->hd[(pos0 + r) * pool->width];
 }
 
 /* A cell (members mem[0..cnt)) joined into the heaps `pool` names (the pre-screen's:
@@ -318,6 +402,7 @@ static int join_rows(struct nnd *s, const int32_t *mem, size_t cnt, struct knn_s
      * each block packed again per chunk (a cell's panels took 16-23 MB at 20k-50k; the
      * chunks take 1.5 MB there).  Every heap ends with the k smallest (distance, index)
      * pairs it was offered whatever the order: same graph as the whole cell at once. */
+    struct gram_filter filter;
     for (size_t C0 = 0; C0 < cnt; C0 += cs->cols) {
         size_t to = cnt - C0 < cs->cols ? cnt : C0 + cs->cols;
         if (gram) {
@@ -336,7 +421,11 @@ static int join_rows(struct nnd *s, const int32_t *mem, size_t cnt, struct knn_s
                 gram_rowset(&cs->gram, mem + r0, rows);
                 team_run(tm, gram_block_run, &cs->gram);
                 ld = (ccols + GRAM_COLS - 1) / GRAM_COLS * GRAM_COLS;
-                struct gram_job job = {&cs->gram, rows, from - C0, to - C0, ld, cs->dots};
+                size_t cfrom = r0 + rows > from ? r0 + rows : from; /* past the block's rows */
+                if (pool)
+                    hit_filter(cs, r0, rows, C0, cfrom, pool, r0, &filter);
+                struct gram_job job = {
+                    &cs->gram, rows, from - C0, to - C0, ld, cs->dots, pool ? &filter : NULL};
                 team_run(tm, gram_job_run, &job);
             } else {
                 const float *a, *b; /* buf is NULL for cosine rows read in place */
@@ -369,7 +458,7 @@ static int join_rows(struct nnd *s, const int32_t *mem, size_t cnt, struct knn_s
                                      .phi = pool ? pool->hi : NULL,
                                      .pw = pool ? pool->width : 0,
                                      .pos0 = r0};
-            team_run(tm, select_block, &blk);
+            team_run(tm, pool ? select_hits : select_block, &blk);
         }
         if (cs->in_place) /* chunks so far: the first to^2 / 2 pairs */
             pw_progress_report(progress, "knn",
@@ -377,59 +466,6 @@ static int join_rows(struct nnd *s, const int32_t *mem, size_t cnt, struct knn_s
                                             ((double)to / (double)cnt));
     }
     return 0;
-}
-
-#ifdef KNN_SCAN_AVX512
-/* select_cols' scan of columns [c0, c1) (v[c - c0]) for candidate i, as scan_cols_avx512. */
-__attribute__((target("avx512f"))) static void
-scan_range_avx512(const struct cell_block *b, const float *v, size_t c0, size_t c1, int32_t i)
-{
-    size_t pw = b->pw;
-    for (size_t a = c0; a < c1; a += 16) {
-        uint32_t m = le_mask(v + (a - c0), b->thr + a, 0.0f, c1 - a);
-        while (m) {
-            size_t c = a + (size_t)__builtin_ctz(m);
-            m &= m - 1;
-            if (b->cm[c] == i)
-                continue;
-            float *hd = b->phd + c * pw;
-            heap_push_new(hd, b->phi + c * pw, NULL, pw, v[c - c0], i, 0);
-            b->thr[c] = hd[0];
-        }
-    }
-}
-#endif
-
-/* Range joins (join_range): the block's rows (members of the cell) against the range's
- * rows (the columns; column c's heap is the pool's row c).  Thread t of T takes a share
- * of the columns and every row, so each heap sees its candidates in member order
- * whatever T is. */
-static void select_cols(void *arg, int t, int T)
-{
-    const struct cell_block *b = arg;
-    const struct nnd *s = b->s;
-    size_t ccols = b->ccols, pw = b->pw;
-    size_t c0 = ccols * (size_t)t / (size_t)T, c1 = ccols * (size_t)(t + 1) / (size_t)T;
-    enum dot_form form = b->cs->unit                  ? FORM_UNIT
-                         : s->m->metric == KNN_COSINE ? FORM_COSINE
-                                                      : FORM_EUCLIDEAN;
-    float *v = b->cs->vals + (size_t)t * b->cnt, *thr = b->thr;
-    for (size_t r = 0; r < b->rows && c1 > c0; r++) {
-        int32_t i = b->bm[r];
-        dists_from_dots(b->cs->dots + r * b->ld + c0, b->gc + c0, b->g[r], form, c1 - c0, v);
-#ifdef KNN_SCAN_AVX512
-        if (s->avx512) {
-            scan_range_avx512(b, v, c0, c1, i);
-            continue;
-        }
-#endif
-        for (size_t c = c0; c < c1; c++)
-            if (v[c - c0] <= thr[c] && b->cm[c] != i) {
-                float *hd = b->phd + c * pw;
-                heap_push_new(hd, b->phi + c * pw, NULL, pw, v[c - c0], i, 0);
-                thr[c] = hd[0];
-            }
-    }
 }
 
 /* Rows [r_lo, r_hi) of an int8 cell (at most cs->cols of them) against every member,
@@ -451,7 +487,9 @@ static int join_range(struct nnd *s, const int32_t *mem, size_t cnt, size_t r_lo
         size_t rows = cnt - b0 < PART_ROWS ? cnt - b0 : PART_ROWS;
         gram_rowset(&cs->gram, mem + b0, rows);
         team_run(tm, gram_block_run, &cs->gram);
-        struct gram_job job = {&cs->gram, rows, 0, span, ld, cs->dots};
+        struct gram_filter f;
+        hit_filter(cs, b0, rows, r_lo, r_lo, NULL, 0, &f);
+        struct gram_job job = {&cs->gram, rows, 0, span, ld, cs->dots, &f};
         team_run(tm, gram_job_run, &job);
         struct cell_block blk = {.s = s,
                                  .cs = cs,
@@ -467,7 +505,7 @@ static int join_range(struct nnd *s, const int32_t *mem, size_t cnt, size_t r_lo
                                  .phd = cs->screen->hd,
                                  .phi = cs->screen->hi,
                                  .pw = cs->screen->width};
-        team_run(tm, select_cols, &blk);
+        team_run(tm, select_range_hits, &blk);
     }
     if (cs->in_place)
         pw_progress_report(progress, "knn", cs->p0 + (1.0 - cs->p0) * (double)r_hi / (double)cnt);
@@ -509,7 +547,7 @@ int knn_cell_join(struct nnd *s, const int32_t *mem, size_t cnt, int i8, struct 
     size_t d = m->d, k = s->k;
     int cosine = m->metric == KNN_COSINE, gram = cs->amx || i8;
     cs->unit = cosine && i8;
-    knn_cell_centre(s, mem, cnt, cs, cs->unit);
+    knn_cell_centre(s, mem, cnt, cs, cs->unit, tm);
     for (size_t a = 0; a < cnt; a++)
         cs->thr[a] = i8 ? INFINITY : s->hd[(size_t)mem[a] * k];
     if (i8)
@@ -562,13 +600,16 @@ int knn_cell_scratch_init(struct cell_scratch *cs, const struct nnd *s, size_t b
     size_t n = s->n, d = s->m->d;
     memset(cs, 0, sizeof *cs);
     cs->amx = use_amx && gram_amx_usable();
+    size_t share = !cs->amx && screen ? 25 : 100;
+    cs->cols = (n / share + PART_ROWS - 1) / PART_ROWS * PART_ROWS;
+    cs->cols = cs->cols > PART_COLS ? cs->cols : PART_COLS;
     if (!cs->amx && screen) {
         cs->screen = screen;
         cs->bound = malloc(biggest * sizeof *cs->bound);
+        cs->mld = cs->cols / GRAM_COLS; /* cols is a multiple of PART_ROWS */
+        cs->hits = malloc((size_t)PART_ROWS * cs->mld * sizeof *cs->hits);
+        cs->rlim = malloc((size_t)PART_ROWS * sizeof *cs->rlim);
     }
-    size_t share = cs->screen ? 25 : 100;
-    cs->cols = (n / share + PART_ROWS - 1) / PART_ROWS * PART_ROWS;
-    cs->cols = cs->cols > PART_COLS ? cs->cols : PART_COLS;
     cs->in_place = in_place && !cs->amx;
     cs->centre = malloc(d * sizeof *cs->centre);
     cs->sum = malloc(d * sizeof *cs->sum);
@@ -585,8 +626,8 @@ int knn_cell_scratch_init(struct cell_scratch *cs, const struct nnd *s, size_t b
     cs->thr = malloc(biggest * sizeof *cs->thr);
     cs->vals = malloc((size_t)s->threads * biggest * sizeof *cs->vals);
     cs->seen = calloc(n, 1);
-    if ((cs->screen && !cs->bound) || !cs->centre || !cs->sum || !cs->dots || !cs->g || !cs->thr ||
-        !cs->vals || !cs->seen)
+    if ((cs->screen && (!cs->bound || !cs->hits || !cs->rlim)) || !cs->centre || !cs->sum ||
+        !cs->dots || !cs->g || !cs->thr || !cs->vals || !cs->seen)
         return pw_error_set(err, PW_ENOMEM, "knn: out of memory for a cell of %zu rows", biggest);
     return 0;
 }

@@ -100,6 +100,29 @@ void gram_block(const struct gram *g, int t, int T);
 void gram_rows(const struct gram *g, size_t rows, size_t c0, size_t c1, size_t c2, float *out,
                size_t ld);
 
+/* GRAM_VNNI_I8: what gram_rows_filtered keeps.  Each product becomes
+ * v = max(0, a (gr[r] + gc[c]) - b dot) (a, b powers of two: a distance from a dot
+ * product, e.g. a = 1, b = 2 and squared lengths), and lane c of row r passes when
+ * v <= rlim[r] or, for set rows c >= cfrom, v <= clim[c]. */
+struct gram_filter {
+    float a, b;
+    const float *gr;   /* the block's rows' values, r < rows padded up to GRAM_ROWS */
+    const float *gc;   /* the set's values, by set index */
+    const float *rlim; /* the block's rows' limits (padded as gr), or NULL: none */
+    const float *clim; /* the set's limits, by set index, or NULL: none */
+    size_t cfrom;      /* set rows below this have no column limit */
+    uint16_t *mask;    /* out: mask[r * mld + (c - c0) / 16] bit (c - c0) % 16: lane c passed */
+    size_t mld;
+};
+
+/* gram_rows for GRAM_VNNI_I8 with the filter's values in place of the dots: every
+ * row's masks for [c1, c2) are written (padding lanes never pass); out holds the 16
+ * values of each lane group with a lane that passed, and the others are left as they
+ * were, so that a caller that scans only the passing lanes never waits on the memory
+ * traffic of the whole block.  Same values and same threading rules as gram_rows. */
+void gram_rows_filtered(const struct gram *g, size_t rows, size_t c0, size_t c1, size_t c2,
+                        float *out, size_t ld, const struct gram_filter *f);
+
 /* GRAM_VNNI_I8: the scale s of a row (row f - centre, centre may be NULL), as packed. */
 float gram_i8_scale(const float *row, float f, const float *centre, size_t d);
 

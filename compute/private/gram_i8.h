@@ -11,6 +11,6 @@ void gram_i8_free(struct gram *g);
 void gram_i8_pack(const struct gram *g, int t, int T);
 void gram_i8_block(const struct gram *g, int t, int T);
 void gram_i8_rows(const struct gram *g, size_t rows, size_t c0, size_t c1, size_t c2, float *out,
-                  size_t ld);
+                  size_t ld, const struct gram_filter *f);
 
 #endif

@@ -25,6 +25,9 @@ struct cell_scratch {
     struct knn_screen *screen; /* or: the int8 pre-screen's pool of wide heaps (gram packs
                                   int8 rows for the cells knn_screen_cell picks) */
     float *bound;              /* int8: members' error bounds (knn_screen_bounds) */
+    uint16_t *hits;            /* int8: the filter's masks of a block (gram_rows_filtered), */
+    size_t mld;                /* mld a row, */
+    float *rlim;               /* and its rows' heap roots */
     uint32_t *fin;             /* int8: knn_screen_finish's scratch, its counts */
     size_t *counts;
     int in_place;  /* the cell is the whole set in index order (knn_whole_join): sgemm reads
@@ -49,9 +52,10 @@ int knn_cell_scratch_init(struct cell_scratch *cs, const struct nnd *s, size_t b
 void knn_cell_scratch_free(struct cell_scratch *cs);
 
 /* The cell's centre and its members' squared lengths (or inverse norms) into cs (unit:
- * cosine rows as unit rows less their mean). */
+ * cosine rows as unit rows less their mean), on the team; the same values for any
+ * number of threads. */
 void knn_cell_centre(const struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs,
-                     int unit);
+                     int unit, struct team *tm);
 
 /* The cell joined into the graph's heaps, on int8 products through the pool when i8.
  * 0, PW_ENOMEM or the cancellation. */

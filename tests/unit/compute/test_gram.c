@@ -1,6 +1,7 @@
 /* test_gram.c - the dot products of compute/gram.h against double-precision sums, for
  * each kind this CPU offers: AMX-BF16 (hi + lo bf16, within 2^-14 of the sum of |a_t b_t|)
- * and AVX512-VNNI int8 (within gram_i8_bound, the kind's stated error bound).  A machine
+ * and AVX512-VNNI int8 (within gram_i8_bound, the kind's stated error bound), and the int8
+ * kind's filtered values (gram_rows_filtered) against its dots.  A machine
  * with neither has nothing to test here: the program exits 77, which ctest reports as
  * skipped (knn's tests cover the sgemm path there). */
 #include <math.h>
@@ -189,6 +190,115 @@ static void column_split_gives_same_bytes(enum gram_kind kind)
     free(x);
 }
 
+/* gram_rows_filtered against gram_rows: each lane's value is max(0, a (gr + gc) - b dot)
+ * of the same dot, to the byte; a lane passes exactly when that is at most the larger of
+ * its row's limit and (from cfrom on) its column's; a group's values are written only
+ * when a lane passed; padding lanes never pass; and the masks and values are the same
+ * for columns split into ranges. */
+static void filtered_matches_dots(float a, float b, int row_limits)
+{
+    size_t cnt = 203, d = 96, rows = 70, c0 = 16, cfrom = 77;
+    float *x = mixed_rows(cnt, d, 11);
+    int32_t *idx = malloc(cnt * sizeof *idx);
+    for (size_t i = 0; i < cnt; i++)
+        idx[i] = (int32_t)i;
+    struct gram g;
+    struct pw_error err;
+    CHECK(gram_init(&g, GRAM_VNNI_I8, cnt, d, rows, 1, &err) == 0);
+    gram_source(&g, x, NULL);
+    gram_set(&g, idx, cnt);
+    gram_pack(&g, 0, 1);
+    gram_rowset(&g, idx + 16, rows);
+    gram_block(&g, 0, 1);
+    size_t ld = 208 - c0, prows = 96, mld = ld / 16;
+    float *dots = aligned_alloc(64, prows * ld * sizeof *dots);
+    float *vals = aligned_alloc(64, prows * ld * sizeof *vals);
+    gram_rows(&g, rows, c0, c0, cnt, dots, ld);
+    /* values and limits that put the cut inside the range of the distances */
+    uint64_t s = 5;
+    float *gr = malloc(rows * sizeof *gr), *gc = malloc(cnt * sizeof *gc);
+    float *rlim = malloc(rows * sizeof *rlim), *clim = malloc(cnt * sizeof *clim);
+    double scale = 0;
+    for (size_t i = 0; i < rows * ld; i++)
+        scale = fmax(scale, fabs(dots[i]));
+    for (size_t r = 0; r < rows; r++) {
+        gr[r] = (float)(scale * (1.0 + td_uniform(&s)));
+        rlim[r] = (float)(scale * a * (2.0 + 1.5 * td_uniform(&s)));
+    }
+    for (size_t c = 0; c < cnt; c++) {
+        gc[c] = (float)(scale * (1.0 + td_uniform(&s)));
+        clim[c] = (float)(scale * a * (2.0 + 1.5 * td_uniform(&s)));
+    }
+    uint16_t *mask = malloc(prows * mld * sizeof *mask),
+             *mask2 = malloc(prows * mld * sizeof *mask);
+    float *vals2 = aligned_alloc(64, prows * ld * sizeof *vals2);
+    struct gram_filter f = {a, b, gr, gc, row_limits ? rlim : NULL, clim, cfrom, mask, mld};
+    memset(vals, 0xff, prows * ld * sizeof *vals); /* NaN: "not written" */
+    gram_rows_filtered(&g, rows, c0, c0, cnt, vals, ld, &f);
+    size_t passed = 0, kept = 0;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t grp = 0; grp < mld; grp++) {
+            uint16_t m = mask[r * mld + grp];
+            for (size_t l = 0; l < 16; l++) {
+                size_t c = c0 + grp * 16 + l, o = grp * 16 + l;
+                if (c >= cnt) {
+                    CHECK(!(m >> l & 1));
+                    continue;
+                }
+                float t = a * (gr[r] + gc[c]) - b * dots[r * ld + o];
+                t = t < 0.0f ? 0.0f : t;
+                float lim = row_limits ? rlim[r] : -INFINITY;
+                if (c >= cfrom && clim[c] > lim)
+                    lim = clim[c];
+                CHECK((m >> l & 1) == (t <= lim));
+                passed += t <= lim;
+                if (m) {
+                    CHECK(memcmp(&vals[r * ld + o], &t, sizeof t) == 0);
+                } else {
+                    CHECK(isnan(vals[r * ld + o]));
+                    kept++;
+                }
+            }
+        }
+    printf("     a %g, b %g, row limits %d: %zu of %zu lanes passed, %zu values not written\n",
+           (double)a, (double)b, row_limits, passed, rows * (cnt - c0), kept);
+    CHECK(passed > 0 && kept > 0); /* the cut falls inside the block */
+    f.mask = mask2;
+    memset(vals2, 0xff, prows * ld * sizeof *vals2);
+    size_t cuts[] = {16, 32, 80, 96, 144, 203};
+    for (size_t i = 0; i + 1 < sizeof cuts / sizeof cuts[0]; i++)
+        gram_rows_filtered(&g, rows, c0, cuts[i], cuts[i + 1], vals2, ld, &f);
+    for (size_t r = 0; r < rows; r++) {
+        CHECK(memcmp(mask + r * mld, mask2 + r * mld, mld * sizeof *mask) == 0);
+        CHECK(memcmp(vals + r * ld, vals2 + r * ld, (cnt - c0) * sizeof *vals) == 0);
+    }
+    free(vals2);
+    free(mask2);
+    free(mask);
+    free(gr);
+    free(gc);
+    free(rlim);
+    free(clim);
+    free(vals);
+    free(dots);
+    gram_free(&g);
+    free(idx);
+    free(x);
+}
+
+static void test_i8_filtered_euclidean(void)
+{
+    filtered_matches_dots(1.0f, 2.0f, 1);
+}
+static void test_i8_filtered_unit_rows(void)
+{
+    filtered_matches_dots(0.5f, 1.0f, 1);
+}
+static void test_i8_filtered_column_limits_only(void)
+{
+    filtered_matches_dots(1.0f, 2.0f, 0);
+}
+
 static void test_amx_dots_within_bound(void)
 {
     dots_within_bound_of_double_sums(GRAM_AMX_BF16);
@@ -232,6 +342,9 @@ int main(void)
         RUN(test_i8_dots_within_bound);
         RUN(test_i8_centred_dots);
         RUN(test_i8_column_split);
+        RUN(test_i8_filtered_euclidean);
+        RUN(test_i8_filtered_unit_rows);
+        RUN(test_i8_filtered_column_limits_only);
     } else {
         printf("     no AVX512-VNNI here: its kind is not tested\n");
     }

@@ -900,6 +900,29 @@ static void test_knn_rejects_k_not_below_n(void)
     CHECK(strstr(err.msg, "k must be") != NULL);
 }
 
+/* A NaN or an Inf anywhere is refused with its row and column (the check rides on the
+ * row norms); rows of finite values whose norm overflows a float are not refused. */
+static void test_knn_rejects_non_finite_values_with_their_place(void)
+{
+    size_t n = 300, d = 8;
+    float *x = isotropic(n, d, 41);
+    struct knn_graph g;
+    struct pw_error err;
+    x[123 * d + 5] = NAN;
+    x[200 * d + 1] = INFINITY;
+    CHECK(knn_build(x, n, d, 5, NULL, &g, NULL, &err) == PW_EINVAL);
+    CHECK(strstr(err.msg, "NaN") != NULL && strstr(err.msg, "row 123, column 5") != NULL);
+    CHECK(g.idx == NULL && g.dist == NULL);
+    x[123 * d + 5] = 0.0f;
+    CHECK(knn_build(x, n, d, 5, NULL, &g, NULL, &err) == PW_EINVAL);
+    CHECK(strstr(err.msg, "Inf") != NULL && strstr(err.msg, "row 200, column 1") != NULL);
+    x[200 * d + 1] = 3e38f; /* with the next: a norm of 4.2e38, past FLT_MAX */
+    x[200 * d + 2] = 3e38f;
+    CHECK(knn_build(x, n, d, 5, NULL, &g, NULL, &err) == 0);
+    knn_free(&g);
+    free(x);
+}
+
 int main(void)
 {
     RUN(test_exact_euclidean_matches_brute_force);
@@ -935,5 +958,6 @@ int main(void)
     RUN(test_auto_where_exact_is_chosen_gives_the_exact_graph);
     RUN(test_screen_by_default_only_on_wide_rows);
     RUN(test_knn_rejects_k_not_below_n);
+    RUN(test_knn_rejects_non_finite_values_with_their_place);
     PW_TEST_MAIN();
 }
