@@ -67,13 +67,16 @@ void knn_screen_clear(struct knn_screen *sc, size_t rows)
 typedef float v16f __attribute__((vector_size(64)));
 
 /* out[v]: squared euclidean or cosine distance (pair_dist, knn_internal.h) of row a to
- * rows b[v]. */
+ * rows b[v].  next (or NULL): the next call's four rows, prefetched a line per step: the
+ * candidates are rows from anywhere in the input, and their loads missed the caches. */
 SCREEN_CLONES static void dist1x4(const float *x, size_t d, int cosine, const float *inv, size_t a,
-                                  const int32_t b[4], float out[4])
+                                  const int32_t b[4], const int32_t *next, float out[4])
 {
-    const float *r = x + a * d, *c[4];
-    for (int v = 0; v < 4; v++)
+    const float *r = x + a * d, *c[4], *pn[4];
+    for (int v = 0; v < 4; v++) {
         c[v] = x + (size_t)b[v] * d;
+        pn[v] = next ? x + (size_t)next[v] * d : c[v];
+    }
     v16f acc[4];
     memset(acc, 0, sizeof acc);
     size_t j = 0;
@@ -81,6 +84,7 @@ SCREEN_CLONES static void dist1x4(const float *x, size_t d, int cosine, const fl
         v16f va;
         memcpy(&va, r + j, sizeof va);
         for (int v = 0; v < 4; v++) {
+            __builtin_prefetch(pn[v] + j);
             v16f vb;
             memcpy(&vb, c[v] + j, sizeof vb);
             if (cosine) {
@@ -151,14 +155,18 @@ SCREEN_CLONES static void dist4x4(const float *x, size_t d, int cosine, const fl
 static void push_exact(const float *x, size_t d, int cosine, const float *inv, size_t i,
                        const int32_t *cand, size_t cnt, int dup, float *hd, int32_t *hi, size_t k)
 {
+    int32_t b[4], nb[4];
+    size_t m = cnt ? knn_take4(cand, cnt, b) : 0;
     for (size_t e = 0; e < cnt; e += 4) {
-        int32_t b[4];
         float v[4];
-        size_t m = knn_take4(cand + e, cnt - e, b);
-        dist1x4(x, d, cosine, inv, i, b, v);
+        int more = e + 4 < cnt;
+        size_t nm = more ? knn_take4(cand + e + 4, cnt - e - 4, nb) : 0;
+        dist1x4(x, d, cosine, inv, i, b, more ? nb : NULL, v);
         for (size_t t = 0; t < m; t++)
             if ((size_t)b[t] != i)
                 (dup ? heap_push : heap_push_new)(hd, hi, NULL, k, v[t], b[t], 0);
+        memcpy(b, nb, sizeof b);
+        m = nm;
     }
 }
 
