@@ -9,7 +9,8 @@
 # path; tests labelled "waits", see tests/CMakeLists.txt, run in the first pass only).
 # The sanitizer and Release builds with the sanitized unit tests, then the quality suite
 # (compute only, no services), run niced in the background while the integration and
-# reliability suites, which mostly wait on the services, run (their logs:
+# reliability suites, which mostly wait on the services, run in one ctest call, each lane
+# on its own servers (tests/CMakeLists.txt, PW_SERVICES_LANE) and the lanes in parallel (their logs:
 # $BUILD/background-builds.log, $BUILD/quality.log).  PW_TEST_JOBS sets ctest parallelism for unit tests
 # (default 2); PW_LONG_TESTS=1 adds the long quality tests (label quality-long).
 set -euo pipefail
@@ -83,11 +84,14 @@ background quality_suite "$BUILD/quality.log"
 QUALITY=$!
 trap 'kill -- -"$BACKGROUND_BUILDS" -"$QUALITY" 2>/dev/null || true' EXIT
 
-step "integration tests (RabbitMQ + PostgreSQL started by ctest)"
-ctest --test-dir "$BUILD/test" -L integration --output-on-failure
-
-step "reliability campaign, short (kills at every fault point, chaos, service/disk faults, hostile values, secrets)"
-ctest --test-dir "$BUILD/test" -L reliability --output-on-failure
+# Three lanes side by side, each on its own RabbitMQ + PostgreSQL and serial within itself
+# (tests/CMakeLists.txt, PW_SERVICES_LANE): runtime, pipeline (with backfill and db) and
+# the reliability campaign; the Qdrant client tests, which need no services, fill gaps.
+# The suites mostly wait (timeouts, retries' countdowns, service restarts).  A fourth lane
+# (the campaign split in two) was tried: with the background builds and the campaign's
+# 3-replica sections on 2 cores it ran slower and two sections hit their ctest timeout.
+step "integration tests and the short reliability campaign (kills at every fault point, chaos, service/disk faults, hostile values, secrets); RabbitMQ + PostgreSQL per lane, started by ctest; 3 lanes in parallel"
+ctest --test-dir "$BUILD/test" -L '^(integration|reliability)$' -j 3 --output-on-failure
 
 step "waiting for the quality tests (started in the background)"
 finish_background "$QUALITY" "$BUILD/quality.log" "quality tests"
@@ -102,9 +106,10 @@ step "waiting for the background builds (ASan + UBSan and its unit tests, TSan, 
 finish_background "$BACKGROUND_BUILDS" "$BUILD/background-builds.log" "background builds"
 grep -E '^(100% tests passed|[0-9]+% tests passed|Total Test time)' "$BUILD/background-builds.log" || true
 
-step "integration tests with the sanitized worker (leaks fail the test; label 'waits' left out)"
+# The runtime and pipeline lanes side by side, as in the first pass.
+step "integration tests with the sanitized worker (leaks fail the test; label 'waits' left out; 2 lanes in parallel)"
 PW_SANITIZED_WORKER=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$BUILD/asan" -L integration -LE waits --output-on-failure
+    ctest --test-dir "$BUILD/asan" -L integration -LE waits -j 3 --output-on-failure
 
 step "fuzz corpora replay (ASan+UBSan)"
 PW_FUZZ_BUILD="$BUILD/fuzz" bash tests/fuzz/run.sh --replay
