@@ -21,8 +21,9 @@ JOBS=${PW_TEST_JOBS:-2}
 step() { printf '\n==> [%s] %s\n' "$(date +%T)" "$*"; }
 
 # The ASan+UBSan build and its unit tests (no services: they need not wait for the
-# integration suite), the TSan targets and the Release build that deploy/quickstart.sh
-# and the image make (-O3 finds warnings -O2 does not; -Werror makes them errors).
+# integration suite), the TSan targets, the Release build that deploy/quickstart.sh
+# and the image make (-O3 finds warnings -O2 does not; -Werror makes them errors) and
+# the libFuzzer targets (clang) whose corpora are replayed at the end.
 background_builds() {
     cmake -S . -B "$BUILD/asan" -DCMAKE_BUILD_TYPE=Debug -DPW_SANITIZE=ON -DPW_TEST_TASKS=ON >/dev/null
     cmake --build "$BUILD/asan" -j2
@@ -35,6 +36,7 @@ background_builds() {
     cmake -S . -B "$BUILD/release" -DCMAKE_BUILD_TYPE=Release -DPW_TEST_TASKS=OFF \
         -DPW_INTEGRATION_TESTS=OFF >/dev/null
     cmake --build "$BUILD/release" -j2
+    PW_FUZZ_BUILD="$BUILD/fuzz" bash tests/fuzz/run.sh --build
 }
 
 if [ "${PW_SKIP_INSTALL:-0}" != 1 ]; then
@@ -77,7 +79,7 @@ finish_background() {
     fi
 }
 
-step "background: ASan + UBSan build and unit tests, TSan and Release builds ($BUILD/background-builds.log), quality and no-AVX-512 tests ($BUILD/quality.log); nice 10"
+step "background: ASan + UBSan build and unit tests, TSan, Release and fuzz builds ($BUILD/background-builds.log), quality and no-AVX-512 tests ($BUILD/quality.log); nice 10"
 background background_builds "$BUILD/background-builds.log"
 BACKGROUND_BUILDS=$!
 background quality_suite "$BUILD/quality.log"
