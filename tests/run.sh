@@ -113,7 +113,7 @@ if [ "${PW_LONG_TESTS:-0}" = 1 ]; then
     ctest --test-dir "$BUILD/test" -L quality-long --output-on-failure
 fi
 
-step "waiting for the background builds (ASan + UBSan and its unit tests, TSan, Release)"
+step "waiting for the background builds (ASan + UBSan and its unit tests, TSan, Release, fuzz)"
 finish_background "$BACKGROUND_BUILDS" "$BUILD/background-builds.log" "background builds"
 grep -E '^(100% tests passed|[0-9]+% tests passed|Total Test time)' "$BUILD/background-builds.log" || true
 
