@@ -5,6 +5,8 @@
 #
 #   tests/fuzz/run.sh --replay            run every file of tests/fuzz/corpus/<target>/ once
 #                                         (what CI does; non-zero on any crash, leak, UB)
+#   tests/fuzz/run.sh --build             only build the targets (tests/run.sh does it in
+#                                         the background, before the replay)
 #   tests/fuzz/run.sh --seconds N [T...]  fuzz each target (or the ones named) N seconds,
 #                                         one after the other, at nice 19, starting from the
 #                                         checked-in corpus and the seeds; new inputs go to
@@ -33,6 +35,7 @@ mode=replay seconds=60
 while [ $# -gt 0 ]; do
     case $1 in
     --replay) mode=replay ;;
+    --build) mode=build ;;
     --seconds) mode=fuzz seconds=$2; shift ;;
     --long) mode=fuzz seconds=600 ;;
     --merge) mode=merge ;;
@@ -59,6 +62,7 @@ cmake -S "$ROOT" -B "$BUILD" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWith
     -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link" -DPW_SANITIZE=ON -DPW_FUZZ=ON \
     -DPW_INTEGRATION_TESTS=OFF -DPW_BENCHMARKS=OFF -DPW_TEST_TASKS=OFF >/dev/null
 cmake --build "$BUILD" -j2 --target "${targets[@]/#/fuzz_}" >/dev/null
+[ "$mode" != build ] || exit 0
 
 seeds() { # seeds/<target>/: made from the fixtures each time (not checked in)
     /usr/bin/python3 "$ROOT/tests/fuzz/make_seeds.py" "$BUILD/seeds" >/dev/null

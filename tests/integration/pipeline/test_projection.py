@@ -541,7 +541,9 @@ def test_sigterm_lets_a_running_projection_finish():
         time.sleep(0.5)
         assert not w.find("projection_completed")
         w.signal(signal.SIGTERM)
-        subprocess.run(["pkill", "-TERM", "-f", "projection-worker-task task"], check=False)
+        # the worker's task processes only (as systemd signals the unit's cgroup): other
+        # workers on the machine, such as other ctest lanes', are not this test's
+        subprocess.run(["pkill", "-TERM", "-P", str(w.proc.pid), "-f", "projection-worker-task task"], check=False)
         assert w.wait_exit(120) == 0
         value = res.get(timeout=30)
         assert value["status"] == "completed", value

@@ -74,7 +74,7 @@ def replicas_case(quorum: bool) -> None:
         # each scroll page waits 0.2 s, so duplicates arrive while the first one computes
         env.standin.faults({"route": "scroll", "kind": "delay", "delay_s": 0.2, "times": -1})
         pending = [app.send_task("webui.tasks.compute_projection", args=[run], queue=q) for _, run in runs]
-        results = [p.get(timeout=180) for p in pending]
+        results = pwtest.results_of(pending, 180)
         assert all(r["status"] == "completed" and r["point_count"] == POINTS for r in results), results
 
         assert env.standin.scrolls() == DISTINCT, env.standin.stats()
