@@ -907,11 +907,10 @@ static int give_up(struct projection_job *job, struct task_outcome *out, int *se
     return pw_error_set(err, PW_EINTERNAL, "%s", job->env->give_up);
 }
 
-static void sweep_stale_temps(struct projection_job *job);
-
 /* revoke --terminate killed the attempt that ran this before it stopped by itself: under
- * the lock, a run that finished meanwhile stays as it is; otherwise the attempt's temp
- * directories go and report_failure marks the run and operation cancelled. */
+ * the lock (the attempt's temp directories swept, sweep_stale_temps), a run that finished
+ * meanwhile stays as it is; otherwise report_failure marks the run and operation
+ * cancelled. */
 static int record_revoked(struct projection_job *job, struct task_outcome *out, int *settled,
                           struct pw_error *err)
 {
@@ -919,14 +918,14 @@ static int record_revoked(struct projection_job *job, struct task_outcome *out, 
 
     if ((rc = settle_finished(job, out, settled, err)) || *settled)
         return rc;
-    sweep_stale_temps(job);
     job->revoked = out->revoked = 1;
     return pw_error_set(err, PW_ECANCELED, "revoked: the task was terminated");
 }
 
-/* Temp directories of task processes killed mid-publish (kill -9, OOM) are swept under
- * the lock: this run's own at once (an earlier attempt of it died), others' once they are
- * an hour old (another run may be publishing them right now). */
+/* Temp directories of task processes killed mid-publish (kill -9, OOM) are swept as soon
+ * as the lock is taken, whatever the attempt then does (compute, reuse, revoke, settle):
+ * this run's own at once (an earlier attempt of it died, maybe while it published a
+ * reuse), others' once they are an hour old (another run may be publishing them now). */
 static void sweep_stale_temps(struct projection_job *job)
 {
     struct pw_error sweep;
@@ -959,7 +958,6 @@ static int compute_and_publish(struct projection_job *job, struct task_outcome *
     double t = pw_mono_now();
     int rc;
 
-    sweep_stale_temps(job);
     if ((rc = write_db(job, mark_running, out, settled, err)) || *settled ||
         (rc = fetch_vectors(job, err)))
         return rc;
@@ -1070,9 +1068,11 @@ int projection_task_run(const struct task_env *env, struct task_outcome *out, st
     rc = load(&job, err);
     if (!rc && env->give_up)
         rc = give_up(&job, out, &settled, err);
-    else if (!rc && !(rc = lock(&job, err)))
+    else if (!rc && !(rc = lock(&job, err))) {
+        sweep_stale_temps(&job);
         rc = env->record_revoked ? record_revoked(&job, out, &settled, err)
                                  : settle_under_lock(&job, out, &settled, err);
+    }
     if (!rc && !settled)
         rc = compute_and_publish(&job, out, &settled, err);
     if (rc && !settled) {

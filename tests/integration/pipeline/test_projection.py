@@ -577,6 +577,23 @@ def test_temp_dirs_of_an_earlier_attempt_of_the_run_are_removed_at_once():
         assert os.path.exists(other), "a fresh temp dir of another run was removed"
 
 
+def test_temp_dirs_of_an_earlier_attempt_are_removed_when_the_run_is_reused():
+    # an attempt killed while it published a reuse leaves its temp dir; the next attempt
+    # reuses again (nothing to compute) and must sweep it all the same
+    with Env() as env:
+        q = env.queue_with_worker("reusetmp")
+        assert send(q, env.create_run())["status"] == "completed"
+        run = env.create_run()
+        coll_dir = os.path.join(env.data_dir, "semantik/projections", env.collection_id)
+        own = os.path.join(coll_dir, f".tmp-{run}-123-abcdef")
+        other = os.path.join(coll_dir, f".tmp-{uuid.uuid4()}-124-abcdef")
+        plant_temp_dirs(own, other)
+        assert send(q, run)["status"] == "completed"
+        assert env.run_row(run)["meta"]["idempotent_reuse"] is True
+        assert not os.path.exists(own), "the reused run's own temp dir survived its next attempt"
+        assert os.path.exists(other), "a fresh temp dir of another run was removed"
+
+
 def test_qdrant_5xx_is_retried_then_succeeds():
     with Env() as env:
         q = env.queue_with_worker("q5xx")
