@@ -891,16 +891,39 @@ static int settle_under_lock(struct projection_job *job, struct task_outcome *ou
     return 0;
 }
 
+/* Temp directories of task processes killed mid-publish (kill -9, OOM) are swept as soon
+ * as the lock is taken, whatever the attempt then does (compute, reuse, revoke, settle,
+ * give up): this run's own at once (an earlier attempt of it died, maybe while it
+ * published a reuse), others' once they are an hour old (another run may be publishing
+ * them now). */
+static void sweep_stale_temps(struct projection_job *job)
+{
+    struct pw_error sweep;
+
+    if (artifacts_remove_stale_temps(job->app->data_dir, job->run.collection_id, job->run.uuid,
+                                     3600, &sweep))
+        log_job(job, PW_LOG_WARNING, "projection_stale_temp_sweep_failed", NULL, sweep.msg);
+}
+
 /* Earlier attempts of this message died (env->give_up says how): the run and its
- * operation are failed with that reason and nothing is computed again.  A run that an
- * attempt did complete before dying keeps its result. */
+ * operation are failed with that reason and nothing is computed again.  Under the lock
+ * when it can be had, as every attempt: the dead attempts' temp directories are swept
+ * (sweep_stale_temps) and a run that finished meanwhile (completed by an attempt before
+ * it died, or cancelled) keeps its outcome.  Without the lock (a duplicate held it past
+ * lock_wait_s, the database failed) the run is given up all the same; its temp
+ * directories then go at the hourly sweep of later runs. */
 static int give_up(struct projection_job *job, struct task_outcome *out, int *settled,
                    struct pw_error *err)
 {
-    *settled = 1;
-    if (!strcmp(job->run.status, "completed"))
-        return already_completed(job, out, err);
-    *settled = 0;
+    struct pw_error why;
+    int rc;
+
+    if (lock(job, &why))
+        log_job(job, PW_LOG_WARNING, "projection_give_up_unlocked", NULL, why.msg);
+    else
+        sweep_stale_temps(job);
+    if ((rc = settle_finished(job, out, settled, err)) || *settled)
+        return rc;
     /* What Celery reports for a pool process that died under a task. */
     out->exc_type = "WorkerLostError";
     out->exc_module = "billiard.exceptions";
@@ -920,19 +943,6 @@ static int record_revoked(struct projection_job *job, struct task_outcome *out, 
         return rc;
     job->revoked = out->revoked = 1;
     return pw_error_set(err, PW_ECANCELED, "revoked: the task was terminated");
-}
-
-/* Temp directories of task processes killed mid-publish (kill -9, OOM) are swept as soon
- * as the lock is taken, whatever the attempt then does (compute, reuse, revoke, settle):
- * this run's own at once (an earlier attempt of it died, maybe while it published a
- * reuse), others' once they are an hour old (another run may be publishing them now). */
-static void sweep_stale_temps(struct projection_job *job)
-{
-    struct pw_error sweep;
-
-    if (artifacts_remove_stale_temps(job->app->data_dir, job->run.collection_id, job->run.uuid,
-                                     3600, &sweep))
-        log_job(job, PW_LOG_WARNING, "projection_stale_temp_sweep_failed", NULL, sweep.msg);
 }
 
 /* Seconds since *t, and *t moved to now: one phase's duration. */

@@ -744,6 +744,31 @@ def test_give_up_fails_run_and_operation_without_computing():
         assert not os.path.exists(os.path.join(env.data_dir, "semantik/projections", env.collection_id, run))
 
 
+def test_give_up_sweeps_the_temp_dirs_of_the_attempts_that_died():
+    # attempts killed mid-publish (the reason the message is given up) leave their temp
+    # dirs; the attempt that gives up takes the lock and sweeps them like any other
+    with Env() as env:
+        run = env.create_run()
+        coll_dir = os.path.join(env.data_dir, "semantik/projections", env.collection_id)
+        own = os.path.join(coll_dir, f".tmp-{run}-123-abcdef")
+        other = os.path.join(coll_dir, f".tmp-{uuid.uuid4()}-124-abcdef")
+        plant_temp_dirs(own, other)
+        outcome, _ = run_task_process(env, {"args": [run], "give_up": "killed by signal 9, likely out of memory"})
+        assert outcome["ok"] is False and outcome["exc_type"] == "WorkerLostError", outcome
+        assert env.run_row(run)["status"] == "failed"
+        assert not os.path.exists(own), "a given-up run's own temp dir survived"
+        assert os.path.exists(other), "a fresh temp dir of another run was removed"
+
+
+def test_give_up_leaves_a_cancelled_run_cancelled():
+    with Env() as env:
+        run = env.create_run()
+        env.sql(f"UPDATE projection_runs SET status = 'cancelled' WHERE uuid = '{run}'")
+        outcome, _ = run_task_process(env, {"args": [run], "give_up": "killed by signal 9, likely out of memory"})
+        assert outcome["ok"] is False and outcome.get("exc_type") != "WorkerLostError", outcome
+        assert env.run_row(run)["status"] == "cancelled"
+
+
 def test_give_up_keeps_a_run_an_earlier_attempt_completed():
     with Env() as env:
         run = env.create_run()
