@@ -308,7 +308,7 @@ static void select_hits(void *arg, int t, int T)
     int32_t *hx;
     uint8_t *hf;
     int dup;
-    uint32_t *list = (uint32_t *)(b->cs->vals + (size_t)t * b->cnt); /* vals: unused on int8 */
+    uint32_t *list = b->cs->hit_cols + (size_t)t * b->cnt;
     for (size_t r = rows * (size_t)t / (size_t)T; r < rows * (size_t)(t + 1) / (size_t)T; r++) {
         ptrdiff_t own = (ptrdiff_t)r + b->self0;
         size_t self = own >= 0 && own < (ptrdiff_t)ccols ? (size_t)own : SIZE_MAX;
@@ -348,7 +348,7 @@ static void select_range_hits(void *arg, int t, int T)
     size_t ccols = b->ccols, pw = b->pw, mld = b->cs->mld;
     size_t c0 = ccols * (size_t)t / (size_t)T, c1 = ccols * (size_t)(t + 1) / (size_t)T;
     float *thr = b->thr;
-    uint32_t *list = (uint32_t *)(b->cs->vals + (size_t)t * b->cnt);
+    uint32_t *list = b->cs->hit_cols + (size_t)t * b->cnt;
     for (size_t r = 0; r < b->rows && c1 > c0; r++) {
         int32_t i = b->bm[r];
         const float *v = b->cs->dots + r * b->ld;
@@ -624,6 +624,8 @@ int knn_cell_scratch_init(struct cell_scratch *cs, const struct nnd *s, size_t b
     cs->dots = aligned_alloc(64, (size_t)PART_ROWS * cs->cols * sizeof *cs->dots);
     cs->g = malloc(biggest * sizeof *cs->g);
     cs->thr = malloc(biggest * sizeof *cs->thr);
+    _Static_assert(sizeof *cs->vals == sizeof *cs->hit_cols,
+                   "vals and hit_cols share their memory");
     cs->vals = malloc((size_t)s->threads * biggest * sizeof *cs->vals);
     cs->seen = calloc(n, 1);
     if ((cs->screen && (!cs->bound || !cs->hits || !cs->rlim)) || !cs->centre || !cs->sum ||

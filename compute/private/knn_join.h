@@ -30,17 +30,20 @@ struct cell_scratch {
     float *rlim;               /* and its rows' heap roots */
     uint32_t *fin;             /* int8: knn_screen_finish's scratch, its counts */
     size_t *counts;
-    int in_place;  /* the cell is the whole set in index order (knn_whole_join): sgemm reads
-                      cosine rows where they are */
-    float *rowbuf; /* sgemm: PART_ROWS members' rows, a block before the chunk */
-    double p0;     /* in_place: the progress fraction the join starts from */
-    float *centre; /* euclidean: the members' mean, taken off before the dots */
-    double *sum;   /* d: its accumulator */
-    float *dots;   /* PART_ROWS x cols */
-    size_t cols;   /* members packed as columns at a time */
-    float *g;      /* members' inverse or squared norms */
-    float *thr;    /* members' heap roots */
-    float *vals;   /* threads x members */
+    int in_place;    /* the cell is the whole set in index order (knn_whole_join): sgemm reads
+                        cosine rows where they are */
+    float *rowbuf;   /* sgemm: PART_ROWS members' rows, a block before the chunk */
+    double p0;       /* in_place: the progress fraction the join starts from */
+    float *centre;   /* euclidean: the members' mean, taken off before the dots */
+    double *sum;     /* d: its accumulator */
+    float *dots;     /* PART_ROWS x cols */
+    size_t cols;     /* members packed as columns at a time */
+    float *g;        /* members' inverse or squared norms */
+    float *thr;      /* members' heap roots */
+    union {          /* threads x members, a share each thread owns: */
+        float *vals; /* float joins: a row's distances */
+        uint32_t *hit_cols; /* int8 joins: the columns a row's filter passed */
+    };
     uint8_t *seen; /* n: 1 once a point's heap has had a cell (only then can a
                       candidate come twice) */
 };

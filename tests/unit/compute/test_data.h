@@ -1,6 +1,7 @@
 /* test_data.h - deterministic synthetic data for the compute/ unit tests:
  * Gaussian clusters around random centres (an xorshift generator local to the test,
- * independent of compute/rng.h so the data does not come from the code under test). */
+ * independent of compute/rng.h so the data does not come from the code under test), and
+ * the double-precision distances the k-NN tests compare with. */
 #ifndef PW_TEST_DATA_H
 #define PW_TEST_DATA_H
 
@@ -35,6 +36,21 @@ static inline float *td_clusters(size_t n, size_t d, size_t clusters, uint64_t s
             x[i * d + j] = centres[(i % clusters) * d + j] + (float)td_normal(&s);
     free(centres);
     return x;
+}
+
+/* Rows a and b of x (d values each) in double, written independently of compute/:
+ * cosine distance 1 - a.b / (|a| |b|), or the squared euclidean distance. */
+static inline double td_ref_dist(const float *x, size_t d, int cosine, size_t a, size_t b)
+{
+    double s = 0, dot = 0, na = 0, nb = 0;
+    for (size_t t = 0; t < d; t++) {
+        double u = x[a * d + t], v = x[b * d + t];
+        s += (u - v) * (u - v);
+        dot += u * v;
+        na += u * u;
+        nb += v * v;
+    }
+    return cosine ? 1.0 - dot / sqrt(na * nb) : s;
 }
 
 /* A pw_progress input_done callback that overwrites the input with NaN: a run given it

@@ -149,45 +149,64 @@ static void centred_dots_within_bound(enum gram_kind kind)
     free(x);
 }
 
+/* `cnt` mixed rows of d values (seed) packed as the set, members 16 .. 16 + rows as the
+ * block: what the column-split and filter tests read.  packed_free frees it. */
+struct packed {
+    float *x;
+    int32_t *idx;
+    struct gram g;
+};
+
+static void packed_init(struct packed *p, enum gram_kind kind, size_t cnt, size_t d, size_t rows,
+                        uint64_t seed)
+{
+    struct pw_error err;
+    p->x = mixed_rows(cnt, d, seed);
+    p->idx = malloc(cnt * sizeof *p->idx);
+    for (size_t i = 0; i < cnt; i++)
+        p->idx[i] = (int32_t)i;
+    CHECK(gram_init(&p->g, kind, cnt, d, rows, 1, &err) == 0);
+    gram_source(&p->g, p->x, NULL);
+    gram_set(&p->g, p->idx, cnt);
+    gram_pack(&p->g, 0, 1);
+    gram_rowset(&p->g, p->idx + 16, rows);
+    gram_block(&p->g, 0, 1);
+}
+
+static void packed_free(struct packed *p)
+{
+    gram_free(&p->g);
+    free(p->idx);
+    free(p->x);
+}
+
 /* Columns split into any 16-aligned ranges (as threads split them) give the same bytes
  * as one call (for AMX, odd and even numbers of panels take different kernels), and a dot
  * product does not depend on the row block it came in. */
 static void column_split_gives_same_bytes(enum gram_kind kind)
 {
     size_t cnt = 203, d = 96, rows = 70;
-    float *x = mixed_rows(cnt, d, 9);
-    int32_t *idx = malloc(cnt * sizeof *idx);
-    for (size_t i = 0; i < cnt; i++)
-        idx[i] = (int32_t)i;
-    struct gram g;
-    struct pw_error err;
-    CHECK(gram_init(&g, kind, cnt, d, rows, 1, &err) == 0);
-    gram_source(&g, x, NULL);
-    gram_set(&g, idx, cnt);
-    gram_pack(&g, 0, 1);
-    gram_rowset(&g, idx + 16, rows);
-    gram_block(&g, 0, 1);
+    struct packed p;
+    packed_init(&p, kind, cnt, d, rows, 9);
     size_t ld = 208 - 16, prows = 96;
     float *one = aligned_alloc(64, prows * ld * sizeof *one);
     float *split = aligned_alloc(64, prows * ld * sizeof *split);
-    gram_rows(&g, rows, 16, 16, cnt, one, ld);
+    gram_rows(&p.g, rows, 16, 16, cnt, one, ld);
     size_t cuts[] = {16, 32, 80, 96, 144, 203};
     for (size_t i = 0; i + 1 < sizeof cuts / sizeof cuts[0]; i++)
-        gram_rows(&g, rows, 16, cuts[i], cuts[i + 1], split, ld);
+        gram_rows(&p.g, rows, 16, cuts[i], cuts[i + 1], split, ld);
     for (size_t r = 0; r < rows; r++)
         CHECK(memcmp(one + r * ld, split + r * ld, (cnt - 16) * sizeof *one) == 0);
-    gram_rowset(&g, idx + 48, 20);
-    gram_block(&g, 0, 1);
+    gram_rowset(&p.g, p.idx + 48, 20);
+    gram_block(&p.g, 0, 1);
     float *again = aligned_alloc(64, 32 * ld * sizeof *again);
-    gram_rows(&g, 20, 16, 16, cnt, again, ld);
+    gram_rows(&p.g, 20, 16, 16, cnt, again, ld);
     for (size_t r = 0; r < 20; r++)
         CHECK(memcmp(again + r * ld, one + (r + 32) * ld, (cnt - 16) * sizeof *one) == 0);
     free(again);
     free(one);
     free(split);
-    gram_free(&g);
-    free(idx);
-    free(x);
+    packed_free(&p);
 }
 
 /* gram_rows_filtered against gram_rows: each lane's value is max(0, a (gr + gc) - b dot)
@@ -198,43 +217,33 @@ static void column_split_gives_same_bytes(enum gram_kind kind)
 static void filtered_matches_dots(float a, float b, int row_limits)
 {
     size_t cnt = 203, d = 96, rows = 70, c0 = 16, cfrom = 77;
-    float *x = mixed_rows(cnt, d, 11);
-    int32_t *idx = malloc(cnt * sizeof *idx);
-    for (size_t i = 0; i < cnt; i++)
-        idx[i] = (int32_t)i;
-    struct gram g;
-    struct pw_error err;
-    CHECK(gram_init(&g, GRAM_VNNI_I8, cnt, d, rows, 1, &err) == 0);
-    gram_source(&g, x, NULL);
-    gram_set(&g, idx, cnt);
-    gram_pack(&g, 0, 1);
-    gram_rowset(&g, idx + 16, rows);
-    gram_block(&g, 0, 1);
+    struct packed p;
+    packed_init(&p, GRAM_VNNI_I8, cnt, d, rows, 11);
     size_t ld = 208 - c0, prows = 96, mld = ld / 16;
     float *dots = aligned_alloc(64, prows * ld * sizeof *dots);
     float *vals = aligned_alloc(64, prows * ld * sizeof *vals);
-    gram_rows(&g, rows, c0, c0, cnt, dots, ld);
+    gram_rows(&p.g, rows, c0, c0, cnt, dots, ld);
     /* values and limits that put the cut inside the range of the distances */
-    uint64_t s = 5;
+    uint64_t seed = 5;
     float *gr = malloc(rows * sizeof *gr), *gc = malloc(cnt * sizeof *gc);
     float *rlim = malloc(rows * sizeof *rlim), *clim = malloc(cnt * sizeof *clim);
     double scale = 0;
     for (size_t i = 0; i < rows * ld; i++)
         scale = fmax(scale, fabs(dots[i]));
     for (size_t r = 0; r < rows; r++) {
-        gr[r] = (float)(scale * (1.0 + td_uniform(&s)));
-        rlim[r] = (float)(scale * a * (2.0 + 1.5 * td_uniform(&s)));
+        gr[r] = (float)(scale * (1.0 + td_uniform(&seed)));
+        rlim[r] = (float)(scale * a * (2.0 + 1.5 * td_uniform(&seed)));
     }
     for (size_t c = 0; c < cnt; c++) {
-        gc[c] = (float)(scale * (1.0 + td_uniform(&s)));
-        clim[c] = (float)(scale * a * (2.0 + 1.5 * td_uniform(&s)));
+        gc[c] = (float)(scale * (1.0 + td_uniform(&seed)));
+        clim[c] = (float)(scale * a * (2.0 + 1.5 * td_uniform(&seed)));
     }
     uint16_t *mask = malloc(prows * mld * sizeof *mask),
              *mask2 = malloc(prows * mld * sizeof *mask);
     float *vals2 = aligned_alloc(64, prows * ld * sizeof *vals2);
     struct gram_filter f = {a, b, gr, gc, row_limits ? rlim : NULL, clim, cfrom, mask, mld};
     memset(vals, 0xff, prows * ld * sizeof *vals); /* NaN: "not written" */
-    gram_rows_filtered(&g, rows, c0, c0, cnt, vals, ld, &f);
+    gram_rows_filtered(&p.g, rows, c0, c0, cnt, vals, ld, &f);
     size_t passed = 0, kept = 0;
     for (size_t r = 0; r < rows; r++)
         for (size_t grp = 0; grp < mld; grp++) {
@@ -267,7 +276,7 @@ static void filtered_matches_dots(float a, float b, int row_limits)
     memset(vals2, 0xff, prows * ld * sizeof *vals2);
     size_t cuts[] = {16, 32, 80, 96, 144, 203};
     for (size_t i = 0; i + 1 < sizeof cuts / sizeof cuts[0]; i++)
-        gram_rows_filtered(&g, rows, c0, cuts[i], cuts[i + 1], vals2, ld, &f);
+        gram_rows_filtered(&p.g, rows, c0, cuts[i], cuts[i + 1], vals2, ld, &f);
     for (size_t r = 0; r < rows; r++) {
         CHECK(memcmp(mask + r * mld, mask2 + r * mld, mld * sizeof *mask) == 0);
         CHECK(memcmp(vals + r * ld, vals2 + r * ld, (cnt - c0) * sizeof *vals) == 0);
@@ -281,9 +290,7 @@ static void filtered_matches_dots(float a, float b, int row_limits)
     free(clim);
     free(vals);
     free(dots);
-    gram_free(&g);
-    free(idx);
-    free(x);
+    packed_free(&p);
 }
 
 static void test_i8_filtered_euclidean(void)

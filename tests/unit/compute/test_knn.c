@@ -10,22 +10,13 @@
 #include "pw_test.h"
 #include "test_data.h"
 
-/* Brute-force k-NN in double, written independently of knn.c. */
+/* Brute-force k-NN in double (td_ref_dist), written independently of knn.c. */
 static void brute_knn(const float *x, size_t n, size_t d, size_t k, int cosine, int32_t *idx)
 {
     double *dist = malloc(n * sizeof *dist);
     for (size_t i = 0; i < n; i++) {
-        for (size_t j = 0; j < n; j++) {
-            double s = 0, na = 0, nb = 0, dot = 0;
-            for (size_t t = 0; t < d; t++) {
-                double a = x[i * d + t], b = x[j * d + t];
-                s += (a - b) * (a - b);
-                dot += a * b;
-                na += a * a;
-                nb += b * b;
-            }
-            dist[j] = cosine ? 1.0 - dot / sqrt(na * nb) : sqrt(s);
-        }
+        for (size_t j = 0; j < n; j++)
+            dist[j] = td_ref_dist(x, d, cosine, i, j);
         dist[i] = INFINITY;
         for (size_t a = 0; a < k; a++) { /* selection of the a-th smallest */
             size_t best = 0;
@@ -273,17 +264,6 @@ static void test_approx_is_deterministic_for_seed_and_threads(void)
     check_approx_same_graph(24, o.metric, 3, 2, 2, 200, 0);
 }
 
-/* Squared euclidean distance of rows i and j, in double. */
-static double true_sqdist(const float *x, size_t d, size_t i, size_t j)
-{
-    double s = 0;
-    for (size_t t = 0; t < d; t++) {
-        double v = (double)x[i * d + t] - x[j * d + t];
-        s += v * v;
-    }
-    return s;
-}
-
 /* Fraction of the true (double-precision) k nearest neighbours of every 20th row that
  * g lists. */
 static double true_recall(const float *x, size_t n, size_t d, const struct knn_graph *g)
@@ -292,7 +272,7 @@ static double true_recall(const float *x, size_t n, size_t d, const struct knn_g
     double *dist = malloc(n * sizeof *dist);
     for (size_t i = 0; i < n; i += 20, rows++) {
         for (size_t j = 0; j < n; j++) {
-            dist[j] = j == i ? INFINITY : true_sqdist(x, d, i, j);
+            dist[j] = j == i ? INFINITY : td_ref_dist(x, d, 0, i, j);
         }
         for (size_t e = 0; e < k; e++) { /* listed and no farther than the true k-th */
             size_t below = 0;
@@ -351,7 +331,7 @@ static double worst_distance_error(const float *x, size_t d, const struct knn_gr
     double worst = 0;
     for (size_t i = 0; i < g->n; i++)
         for (size_t e = 0; e < g->k; e++) {
-            double s = true_sqdist(x, d, i, (size_t)g->idx[i * g->k + e]);
+            double s = td_ref_dist(x, d, 0, i, (size_t)g->idx[i * g->k + e]);
             double err = fabs(g->dist[i * g->k + e] - sqrt(s)) / (sqrt(s) + 1e-6);
             worst = err > worst ? err : worst;
         }

@@ -10,27 +10,13 @@
 #include "pw_test.h"
 #include "test_data.h"
 
-/* Internal distance in double: squared euclidean, or cosine distance. */
-static double ref_dist(const float *x, size_t d, int cosine, size_t a, size_t b)
-{
-    double s = 0, dot = 0, na = 0, nb = 0;
-    for (size_t t = 0; t < d; t++) {
-        double u = x[a * d + t], v = x[b * d + t];
-        s += (u - v) * (u - v);
-        dot += u * v;
-        na += u * u;
-        nb += v * v;
-    }
-    return cosine ? 1.0 - dot / sqrt(na * nb) : s;
-}
-
 /* The `want` nearest of row i among cand[0..cnt) (i excluded), nearest first. */
 static void nearest(const float *x, size_t d, int cosine, size_t i, const int32_t *cand, size_t cnt,
                     size_t want, int32_t *out)
 {
     double *dist = malloc(cnt * sizeof *dist);
     for (size_t c = 0; c < cnt; c++)
-        dist[c] = (size_t)cand[c] == i ? INFINITY : ref_dist(x, d, cosine, i, (size_t)cand[c]);
+        dist[c] = (size_t)cand[c] == i ? INFINITY : td_ref_dist(x, d, cosine, i, (size_t)cand[c]);
     for (size_t a = 0; a < want; a++) {
         size_t best = 0;
         for (size_t c = 1; c < cnt; c++)
@@ -119,7 +105,7 @@ static void check_rejoins_give_exact_graph(int cosine)
             nearest(x, d, cosine, i, outside, n - cnt, k, prev);
             for (size_t s = 0; s < k; s++)
                 heap_push(hd[T - 1] + i * k, hi[T - 1] + i * k, NULL, k,
-                          (float)ref_dist(x, d, cosine, i, (size_t)prev[s]), prev[s], 0);
+                          (float)td_ref_dist(x, d, cosine, i, (size_t)prev[s]), prev[s], 0);
         }
         uint32_t *scratch = malloc(knn_screen_scratch(k) * (size_t)T * sizeof *scratch);
         size_t counts[6] = {0};
@@ -164,7 +150,7 @@ static void check_rejoins_give_exact_graph(int cosine)
         nearest(x, d, cosine, i, pool, m, k, want);
         for (size_t s = 0; s < k; s++) {
             wrong += si0[i * k + s] != want[s];
-            double e = fabs(sd0[i * k + s] - ref_dist(x, d, cosine, i, (size_t)want[s]));
+            double e = fabs(sd0[i * k + s] - td_ref_dist(x, d, cosine, i, (size_t)want[s]));
             worst = e > worst ? e : worst;
         }
     }
