@@ -39,19 +39,20 @@ void knn_screen_bounds(const struct nnd *s, const int32_t *mem, size_t cnt, stru
  * save three quarters of a pair's d multiply-adds when the pool holds the cell (each
  * pair once), half when it is joined in ranges (each pair twice).  What int8 costs more
  * per pair grows with the wide heap's knn_screen_width(k) slots (pushes into wider heaps,
- * the ranges' second scan of each pair, the re-ranking): about 8/9 of a multiply-add a
- * slot, while the float joins pay a selection of their own (every product turned into a
- * distance and scanned) that the int8 kernel's filter mostly skips.  A cell also pays
- * fixed costs (the gate's sample, the bounds, the pool's first use), which cells of
- * SCREEN_AMORTISED_ROWS and more amortise; smaller ones keep SCREEN_PAIR_D a pair.
- * Measured: on exact graphs of 6,000 rows at t-SNE's k = 91 (in ranges) float is the
- * faster up to ~256 values, at UMAP's k = 15 (one pool) int8 from ~192; on 20k to 200k
- * rows at k = 15 (30 slots, ~27 multiply-adds) int8 wins from ~36 values (20k x 64
- * isotropic: k-NN 0.68 -> 0.49 s; 200k x 64 and x 128 in five broad clusters: 14.3 ->
- * 10.8 and 19.2 -> 12.2 CPU s).  At k = 91 (144 slots) both rules give 128. */
+ * the ranges' second scan of each pair, the re-ranking): about 4/3 of a multiply-add a
+ * slot.  The float joins pay a selection per pair of their own (every product turned
+ * into a distance and scanned), about SCREEN_FLOAT_SELECT multiply-adds' worth, which
+ * the int8 kernel's filter mostly skips.  A cell also pays fixed costs (the gate's
+ * sample, the bounds, the pool's first use), which cells of SCREEN_AMORTISED_ROWS and
+ * more amortise; smaller ones keep SCREEN_PAIR_D a pair.  Measured: on exact graphs of
+ * 6,000 rows at t-SNE's k = 91 (in ranges) float is the faster up to ~256 values, at
+ * UMAP's k = 15 (one pool) int8 from ~192; on 16k to 200k rows at k = 15 (30 slots) int8
+ * is the faster at every width tried, 16 to 768 values (exact graph of 100k x 32
+ * isotropic rows, one thread: 9.1 s float, 4.4 s int8; larger cells of 200k x 128 in five
+ * broad clusters: 19.2 and 12.2 CPU s), at k = 91 (144 slots) float up to 256 values in
+ * ranges, as at 6,000 rows. */
 #define SCREEN_PAIR_D         128
-#define SCREEN_SLOT_COST_NUM  8
-#define SCREEN_SLOT_COST_DEN  9
+#define SCREEN_FLOAT_SELECT   64
 #define SCREEN_AMORTISED_ROWS 16384
 
 int knn_screen_pays(const struct nnd *s, size_t cnt, size_t pool_rows)
@@ -59,7 +60,7 @@ int knn_screen_pays(const struct nnd *s, size_t cnt, size_t pool_rows)
     size_t d = s->m->d, saved = cnt <= pool_rows ? 3 * d / 4 : d / 2;
     if (cnt < SCREEN_AMORTISED_ROWS)
         return saved > SCREEN_PAIR_D;
-    return SCREEN_SLOT_COST_DEN * saved > SCREEN_SLOT_COST_NUM * knn_screen_width(s->k);
+    return 3 * (SCREEN_FLOAT_SELECT + saved) > 4 * knn_screen_width(s->k);
 }
 
 /* Rows of a cell whose k nearest members are found exactly to choose int8 or float for

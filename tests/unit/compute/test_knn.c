@@ -903,6 +903,33 @@ static void test_screen_on_narrow_rows_of_large_cells_follows_k(void)
     free(x);
 }
 
+/* An isotropic 24-d cloud in cells of 1,000: the cells hold under half of the
+ * neighbours and NN-descent gains a few hundredths a round, so after one round the
+ * graph goes to the larger cells or the exact graph instead of more rounds (three more
+ * at that gain would not reach the target), and the recall still holds. */
+static void test_rounds_that_cannot_reach_the_target_soon_are_not_run(void)
+{
+    size_t n = 20000, d = 24, k = 15;
+    float *x = isotropic(n, d, 29);
+    struct knn_options o;
+    knn_options_default(&o);
+    o.method = KNN_APPROX;
+    o.part_size = 1000;
+    struct knn_graph g, exact;
+    struct pw_error err;
+    CHECK(knn_build(x, n, d, k, &o, &g, NULL, &err) == 0);
+    o.method = KNN_EXACT;
+    CHECK(knn_build(x, n, d, k, &o, &exact, NULL, &err) == 0);
+    printf("     %zu rounds, built %d, recall %.4f\n", g.rounds, (int)g.built,
+           knn_recall(&g, &exact));
+    CHECK(g.rounds == 1);
+    CHECK(g.built != KNN_BUILT_APPROX);
+    CHECK(knn_recall(&g, &exact) >= 0.95);
+    knn_free(&g);
+    knn_free(&exact);
+    free(x);
+}
+
 static void test_knn_rejects_k_not_below_n(void)
 {
     float x[6] = {0, 1, 2, 3, 4, 5};
@@ -970,6 +997,7 @@ int main(void)
     RUN(test_auto_where_exact_is_chosen_gives_the_exact_graph);
     RUN(test_screen_by_default_only_on_wide_rows);
     RUN(test_screen_on_narrow_rows_of_large_cells_follows_k);
+    RUN(test_rounds_that_cannot_reach_the_target_soon_are_not_run);
     RUN(test_knn_rejects_k_not_below_n);
     RUN(test_knn_rejects_non_finite_values_with_their_place);
     PW_TEST_MAIN();
