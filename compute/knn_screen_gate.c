@@ -49,8 +49,8 @@ void knn_screen_bounds(const struct nnd *s, const int32_t *mem, size_t cnt, stru
  * UMAP's k = 15 (one pool) int8 from ~192; on 16k to 200k rows at k = 15 (30 slots) int8
  * is the faster at every width tried, 16 to 768 values (exact graph of 100k x 32
  * isotropic rows, one thread: 9.1 s float, 4.4 s int8; larger cells of 200k x 128 in five
- * broad clusters: 19.2 and 12.2 CPU s), at k = 91 (144 slots) float up to 256 values in
- * ranges, as at 6,000 rows. */
+ * broad clusters: 19.2 and 12.2 CPU s); at k = 91 (144 slots) float was the faster at
+ * 16 to 64 values on 20k to 100k rows, and the rule gives the same 128 as on small cells. */
 #define SCREEN_PAIR_D         128
 #define SCREEN_FLOAT_SELECT   64
 #define SCREEN_AMORTISED_ROWS 16384
