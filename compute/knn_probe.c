@@ -119,6 +119,10 @@ int knn_probe_build(const float *x, size_t n, size_t d, size_t k, int cosine, co
         terms += lcnt[s];
     }
     p->lid = sum > 0.0 ? (double)terms / sum : 0.0;
+    p->x = x;
+    p->inv_norm = inv_norm;
+    p->d = d;
+    p->cosine = cosine;
     free(lsum);
     free(lcnt);
     free(a);
@@ -128,17 +132,37 @@ int knn_probe_build(const float *x, size_t n, size_t d, size_t k, int cosine, co
     return 0;
 }
 
+/* 1 when j is among want[0..k). */
+static int listed(const int32_t *want, size_t k, int32_t j)
+{
+    for (size_t a = 0; a < k; a++)
+        if (want[a] == j)
+            return 1;
+    return 0;
+}
+
 double knn_probe_recall(const struct knn_probe *p, const int32_t *graph, size_t gk)
 {
-    size_t hit = 0;
+    size_t hit = 0, k = p->k;
     for (size_t s = 0; s < p->count; s++) {
-        const int32_t *row = graph + (size_t)p->rows[s] * gk, *want = p->idx + s * p->k;
-        for (size_t a = 0; a < p->k; a++)
-            for (size_t b = 0; b < gk; b++)
-                if (row[b] == want[a]) {
-                    hit++;
-                    break;
-                }
+        size_t i = (size_t)p->rows[s], found = 0;
+        const int32_t *row = graph + i * gk, *want = p->idx + s * k;
+        float kth = NAN; /* the k-th exact distance, once a listed row is not one of want */
+        for (size_t b = 0; b < gk && found < k; b++) {
+            int32_t j = row[b];
+            if (j < 0 || (size_t)j == i)
+                continue;
+            if (listed(want, k, j)) {
+                found++;
+                continue;
+            }
+            if (isnan(kth))
+                kth = want[k - 1] < 0
+                          ? INFINITY
+                          : probe_dist(p->x, p->d, p->cosine, p->inv_norm, i, (size_t)want[k - 1]);
+            found += probe_dist(p->x, p->d, p->cosine, p->inv_norm, i, (size_t)j) <= kth;
+        }
+        hit += found;
     }
-    return p->count ? (double)hit / (double)(p->count * p->k) : 1.0;
+    return p->count ? (double)hit / (double)(p->count * k) : 1.0;
 }

@@ -21,10 +21,13 @@
 
 struct knn_probe {
     size_t count, k;
-    int32_t *rows; /* count sampled rows, ascending */
-    int32_t *idx;  /* count * k: their exact neighbours (as a set) */
-    double lid;    /* local intrinsic dimension at the k-th neighbour's scale; 0 when no
-                      row has distinct distances (duplicates, k = 1) */
+    int32_t *rows;             /* count sampled rows, ascending */
+    int32_t *idx;              /* count * k: their exact neighbours (as a set) */
+    const float *x, *inv_norm; /* the rows and metric it was built on (borrowed), for */
+    size_t d;                  /* knn_probe_recall's distances */
+    int cosine;
+    double lid; /* local intrinsic dimension at the k-th neighbour's scale; 0 when no
+                   row has distinct distances (duplicates, k = 1) */
 };
 
 /* inv_norm: 1/|x_i| (0 for a zero row), used when cosine; sqnorm: |x_i|^2, used when not.
@@ -33,8 +36,12 @@ int knn_probe_build(const float *x, size_t n, size_t d, size_t k, int cosine, co
                     const float *sqnorm, size_t count, uint64_t seed, int threads,
                     struct knn_probe *p, struct pw_error *err);
 
-/* Fraction of the probe's exact neighbours found in the graph's rows (graph: n * gk
- * indices; every entry of a row is searched, so gk = p->k measures recall). */
+/* The graph's recall on the probe's rows (graph: n * gk indices; gk = p->k measures
+ * recall): the fraction of each row's k exact neighbours it holds, a neighbour being any
+ * row at most as far as the k-th exact one (as ANN benchmarks count it): where rows tie
+ * at the k-th distance (duplicates, or rows repeated in groups), which of them an exact
+ * graph lists is a matter of numbering, and each is as near.  p's rows (x) must still be
+ * alive. */
 double knn_probe_recall(const struct knn_probe *p, const int32_t *graph, size_t gk);
 
 void knn_probe_free(struct knn_probe *p);

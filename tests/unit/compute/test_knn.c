@@ -930,6 +930,68 @@ static void test_rounds_that_cannot_reach_the_target_soon_are_not_run(void)
     free(x);
 }
 
+/* Group g's nearest other group (skip: the one to leave out too), by the bases' squared
+ * distances in double. */
+static size_t nearest_group(const float *base, size_t groups, size_t d, size_t g, size_t skip)
+{
+    size_t best = SIZE_MAX;
+    double bd = INFINITY;
+    for (size_t h = 0; h < groups; h++) {
+        double v = h == g || h == skip ? INFINITY : td_ref_dist(base, d, 0, g, h);
+        if (v < bd) {
+            bd = v;
+            best = h;
+        }
+    }
+    return best;
+}
+
+/* Rows in groups of ten identical copies: a row's 15 nearest are its 9 copies and 6 of
+ * the 10 copies of the nearest other group, all 10 at the same distance.  A graph that
+ * lists other copies of that group than the probe's exact neighbours (the last six
+ * instead of the first) is as exact: the probe's recall is 1; one that lists the
+ * second-nearest group's copies finds 9 of 15. */
+static void test_probe_recall_counts_rows_tied_with_the_kth(void)
+{
+    size_t groups = 40, copies = 10, n = groups * copies, d = 8, k = 15;
+    float *base = isotropic(groups, d, 41), *x = malloc(n * d * sizeof *x);
+    float *sq = malloc(n * sizeof *sq);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(x + i * d, base + i / copies * d, d * sizeof *x);
+        double s = 0;
+        for (size_t t = 0; t < d; t++)
+            s += (double)x[i * d + t] * x[i * d + t];
+        sq[i] = (float)s;
+    }
+    int32_t *tied = malloc(n * k * sizeof *tied), *far = malloc(n * k * sizeof *far);
+    for (size_t i = 0; i < n; i++) {
+        size_t g = i / copies, e = 0, near = nearest_group(base, groups, d, g, SIZE_MAX);
+        size_t next = nearest_group(base, groups, d, g, near);
+        for (size_t c = 0; c < copies; c++)
+            if (g * copies + c != i) {
+                tied[i * k + e] = far[i * k + e] = (int32_t)(g * copies + c);
+                e++;
+            }
+        for (size_t c = 0; e < k; c++, e++) {
+            tied[i * k + e] = (int32_t)(near * copies + copies - 1 - c);
+            far[i * k + e] = (int32_t)(next * copies + c);
+        }
+    }
+    struct knn_probe p;
+    struct pw_error err;
+    CHECK(knn_probe_build(x, n, d, k, 0, NULL, sq, n, 42, 1, &p, &err) == 0);
+    printf("     recall of the tied graph %.4f, of the farther one %.4f\n",
+           knn_probe_recall(&p, tied, k), knn_probe_recall(&p, far, k));
+    CHECK(knn_probe_recall(&p, tied, k) == 1.0);
+    CHECK(fabs(knn_probe_recall(&p, far, k) - 9.0 / 15.0) < 1e-12);
+    knn_probe_free(&p);
+    free(tied);
+    free(far);
+    free(sq);
+    free(x);
+    free(base);
+}
+
 static void test_knn_rejects_k_not_below_n(void)
 {
     float x[6] = {0, 1, 2, 3, 4, 5};
@@ -998,6 +1060,7 @@ int main(void)
     RUN(test_screen_by_default_only_on_wide_rows);
     RUN(test_screen_on_narrow_rows_of_large_cells_follows_k);
     RUN(test_rounds_that_cannot_reach_the_target_soon_are_not_run);
+    RUN(test_probe_recall_counts_rows_tied_with_the_kth);
     RUN(test_knn_rejects_k_not_below_n);
     RUN(test_knn_rejects_non_finite_values_with_their_place);
     PW_TEST_MAIN();
