@@ -13,6 +13,8 @@
 #define KMEANS_SAMPLE_PER_CELL 256
 #define KMEANS_ROUNDS          10
 #define KMEANS_BLOCK           2048
+/* Rows a thread takes at a time through dense_dots / dense_sqdists. */
+#define KMEANS_TILE_ROWS 16
 
 void kmeans_cells_free(struct kmeans_cells *cells)
 {
@@ -51,10 +53,10 @@ static void normalise(float *v, size_t d)
  * them while it is in cache: one pass over the sample a step rather than one a
  * candidate.  The totals are summed in row order after the pass, so they do not depend
  * on how the rows were shared between threads.  cand: tries indices; sums: tries
- * values. */
+ * values; cbuf: the tries candidates' rows (tries * d), measured a tile at a time. */
 static void seed_plus_plus(const float *xs, size_t s, size_t d, size_t c, uint64_t seed,
                            int threads, float *cent, double *dmin, double *trial, size_t *cand,
-                           double *sums)
+                           double *sums, float *cbuf)
 {
     size_t tries = 2 + (size_t)log((double)c);
     size_t pick = rng_below(seed, 0x6b6d, 0, s);
@@ -77,12 +79,21 @@ static void seed_plus_plus(const float *xs, size_t s, size_t d, size_t c, uint64
                 }
             }
         }
+        for (size_t t = 0; t < tries; t++)
+            memcpy(cbuf + t * d, xs + cand[t] * d, d * sizeof *cbuf);
+        size_t blocks = (s + KMEANS_TILE_ROWS - 1) / KMEANS_TILE_ROWS;
 #pragma omp parallel for schedule(static) num_threads(threads)
-        for (size_t i = 0; i < s; i++)
-            for (size_t t = 0; t < tries; t++) {
-                double v = dense_sqdist(xs + i * d, xs + cand[t] * d, d);
-                trial[t * s + i] = v < dmin[i] ? v : dmin[i];
-            }
+        for (size_t b = 0; b < blocks; b++) {
+            size_t i0 = b * KMEANS_TILE_ROWS,
+                   m = s - i0 < KMEANS_TILE_ROWS ? s - i0 : KMEANS_TILE_ROWS;
+            float v[KMEANS_TILE_ROWS * tries];
+            dense_sqdists(xs + i0 * d, m, cbuf, tries, d, v, tries);
+            for (size_t r = 0; r < m; r++)
+                for (size_t t = 0; t < tries; t++) {
+                    size_t i = i0 + r;
+                    trial[t * s + i] = v[r * tries + t] < dmin[i] ? v[r * tries + t] : dmin[i];
+                }
+        }
         for (size_t t = 0; t < tries; t++) {
             sums[t] = 0.0;
             for (size_t i = 0; i < s; i++)
@@ -103,18 +114,21 @@ static void seed_plus_plus(const float *xs, size_t s, size_t d, size_t c, uint64
 }
 
 /* Scores of rows against centroids: dots (rows x c) = rows . cent^T.  Fewer than
- * KMEANS_BLAS_CELLS centroids take plain dot products, a row at a time: sgemm there
- * would touch OpenBLAS's per-thread buffers, which stay resident for the life of the
- * process and raise t-SNE's peak memory. */
+ * KMEANS_BLAS_CELLS centroids take dense_dots, KMEANS_TILE_ROWS rows at a time: sgemm
+ * there would touch OpenBLAS's per-thread buffers, which stay resident for the life of
+ * the process and raise t-SNE's peak memory. */
 #define KMEANS_BLAS_CELLS 24
 static void scores(const float *rows, size_t nr, size_t d, const float *cent, size_t c, int threads,
                    float *dots)
 {
     if (c < KMEANS_BLAS_CELLS) {
+        size_t blocks = (nr + KMEANS_TILE_ROWS - 1) / KMEANS_TILE_ROWS;
 #pragma omp parallel for schedule(static) num_threads(threads)
-        for (size_t i = 0; i < nr; i++)
-            for (size_t a = 0; a < c; a++)
-                dots[i * c + a] = dense_dot(rows + i * d, cent + a * d, d);
+        for (size_t b = 0; b < blocks; b++) {
+            size_t i = b * KMEANS_TILE_ROWS;
+            size_t m = nr - i < KMEANS_TILE_ROWS ? nr - i : KMEANS_TILE_ROWS;
+            dense_dots(rows + i * d, m, cent, c, d, dots + i * c, c);
+        }
         return;
     }
     struct blas_nt prod = {rows, cent, dots, nr, c, d, d, d, c};
@@ -240,6 +254,7 @@ static int assign_all(const float *x, size_t n, size_t d, int cosine, const floa
             goto done;
         size_t nr = n - r0 < KMEANS_BLOCK ? n - r0 : KMEANS_BLOCK;
         scores(x + r0 * d, nr, d, cosine ? cent : cc, c, threads, dots);
+#pragma omp parallel for schedule(static) num_threads(threads)
         for (size_t r = 0; r < nr; r++) {
             size_t i = r0 + r;
             const float *xi = x + i * d;
@@ -299,8 +314,9 @@ int kmeans_fit(const float *x, const int32_t *rows, size_t n, size_t d, int cosi
     size_t tries = 2 + (size_t)log((double)c);
     double *trial = malloc(tries * s * sizeof *trial), *sums = malloc(tries * sizeof *sums);
     size_t *cand = malloc(tries * sizeof *cand);
+    float *cbuf = malloc(tries * d * sizeof *cbuf);
     int rc = 0;
-    if (!xs || !dmin || !trial || !sums || !cand) {
+    if (!xs || !dmin || !trial || !sums || !cand || !cbuf) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means (%zu cells)", c);
         goto done;
     }
@@ -327,7 +343,7 @@ int kmeans_fit(const float *x, const int32_t *rows, size_t n, size_t d, int cosi
             for (size_t t = 0; t < d; t++)
                 xs[i * d + t] = (float)(xs[i * d + t] - mean[t]);
     }
-    seed_plus_plus(xs, s, d, c, seed, threads, cent, dmin, trial, cand, sums);
+    seed_plus_plus(xs, s, d, c, seed, threads, cent, dmin, trial, cand, sums, cbuf);
     rc = lloyd(xs, s, d, cosine, c, threads, cent, progress, err);
     if (!cosine)
         for (size_t a = 0; a < c; a++)
@@ -340,6 +356,7 @@ done:
     free(trial);
     free(sums);
     free(cand);
+    free(cbuf);
     return rc;
 }
 
