@@ -13,18 +13,17 @@
  * cs->bound.  Rows are measured from the cell's centre, as packed (cosine: unit rows
  * less their mean); the distance |a|^2 + |b|^2 - 2 a.b has twice the dot's error, the
  * cosine distance (|a|^2 + |b|^2) / 2 - a.b once; a few ulps more for the float
- * arithmetic that turns dots into distances. */
+ * arithmetic that turns dots into distances.  cs->bound holds the members' int8 scales,
+ * written there by knn_cell_centre with cs->centre and cs->g. */
 void knn_screen_bounds(const struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs)
 {
     const struct metric_ctx *m = s->m;
     size_t d = m->d;
     int cosine = m->metric == KNN_COSINE;
     double smax = 0.0, nmax = 0.0;
+    (void)mem; /* the members' scales are in cs->bound already */
     for (size_t a = 0; a < cnt; a++) {
-        size_t i = (size_t)mem[a];
-        double sc = gram_i8_scale(m->x + i * d, cosine ? m->inv_norm[i] : 1.0f, cs->centre, d);
-        double len = sqrt((double)cs->g[a]);
-        cs->bound[a] = (float)sc;
+        double sc = cs->bound[a], len = sqrt((double)cs->g[a]);
         smax = sc > smax ? sc : smax;
         nmax = len > nmax ? len : nmax;
     }
