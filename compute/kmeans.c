@@ -217,20 +217,90 @@ done:
     return rc;
 }
 
+/* What assign_row needs besides the row: the centroids' squared lengths (euclidean:
+ * about mu) and pairwise distances, mu and mu . (c - mu) (euclidean). */
+struct assign_geom {
+    const float *x, *csq, *cdist, *mu, *muc;
+    size_t d, c;
+    int cosine;
+};
+
+/* Row i's two nearest centroids and its distance to their bisector, from its scores
+ * (dots: c, against the centroids or, euclidean, the centroids less mu). */
+static void assign_row(const struct assign_geom *g, size_t i, const float *row,
+                       struct kmeans_cells *out)
+{
+    size_t d = g->d, c = g->c;
+    const float *xi = g->x + i * d;
+    float xsq = g->cosine ? dense_dot(xi, xi, d) : dense_sqdist(xi, g->mu, d), scale = 1.0f;
+    if (g->cosine) { /* compare the unit row */
+        scale = xsq > 0.0f ? 1.0f / sqrtf(xsq) : 0.0f;
+        xsq = xsq > 0.0f ? 1.0f : 0.0f;
+    }
+    size_t b1 = 0, b2 = 0;
+    float v1 = INFINITY, v2 = INFINITY;
+    for (size_t a = 0; a < c; a++) {
+        float v = g->cosine ? xsq + g->csq[a] - 2.0f * scale * row[a]
+                            : xsq + g->csq[a] - 2.0f * (row[a] - g->muc[a]);
+        if (v < v1) {
+            v2 = v1;
+            b2 = b1;
+            v1 = v;
+            b1 = a;
+        } else if (v < v2) {
+            v2 = v;
+            b2 = a;
+        }
+    }
+    out->first[i] = (int32_t)b1;
+    if (c == 1) {
+        out->second[i] = (int32_t)b1;
+        out->border[i] = INFINITY;
+    } else {
+        float gap = g->cdist[b1 * c + b2];
+        out->second[i] = (int32_t)b2;
+        out->border[i] = gap > 0.0f ? (v2 - v1) / (2.0f * gap) : 0.0f;
+    }
+}
+
+/* Rows a parallel region of the dense_dots assignment takes: each region ends in a
+ * barrier, where a thread waits (spinning, in libgomp) for its partner; on a shared
+ * machine that partner may be descheduled for milliseconds. */
+#define KMEANS_DENSE_BLOCK 16384
+
+/* The assignment of rows [r0, r0 + nr) against fewer than KMEANS_BLAS_CELLS centroids:
+ * each thread scores a tile of rows (dense_dots) and assigns them while the scores are
+ * in cache, one parallel region for the whole block. */
+static void assign_dense(const struct assign_geom *g, const float *cent, size_t r0, size_t nr,
+                         int threads, struct kmeans_cells *out)
+{
+    size_t d = g->d, c = g->c, tiles = (nr + KMEANS_TILE_ROWS - 1) / KMEANS_TILE_ROWS;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (size_t b = 0; b < tiles; b++) {
+        float dots[KMEANS_TILE_ROWS * KMEANS_BLAS_CELLS];
+        size_t i = r0 + b * KMEANS_TILE_ROWS;
+        size_t m = r0 + nr - i < KMEANS_TILE_ROWS ? r0 + nr - i : KMEANS_TILE_ROWS;
+        dense_dots(g->x + i * d, m, cent, c, d, dots, c);
+        for (size_t r = 0; r < m; r++)
+            assign_row(g, i + r, dots + r * c, out);
+    }
+}
+
 /* Every row's two nearest centroids and its distance to their bisector, in blocks. */
 static int assign_all(const float *x, size_t n, size_t d, int cosine, const float *cent, size_t c,
                       int threads, struct kmeans_cells *out, const struct pw_progress *progress,
                       struct pw_error *err)
 {
-    float *dots = malloc((size_t)KMEANS_BLOCK * c * sizeof *dots), *csq = malloc(c * sizeof *csq);
-    float *cdist = malloc(c * c * sizeof *cdist);
+    int dense = c < KMEANS_BLAS_CELLS;
+    float *dots = dense ? NULL : malloc((size_t)KMEANS_BLOCK * c * sizeof *dots);
+    float *csq = malloc(c * sizeof *csq), *cdist = malloc(c * c * sizeof *cdist);
     /* euclidean: scores against the centroids less their mean mu, |x - c|^2 =
      * |x - mu|^2 + |c - mu|^2 - 2 (x . (c - mu) - mu . (c - mu)): |x|^2 + |c|^2 - 2 x.c
      * cancels on rows far from the origin (cells close to random, docs/knn.md). */
     float *cc = cosine ? NULL : malloc(c * d * sizeof *cc), *mu = malloc(d * sizeof *mu);
     float *muc = malloc(c * sizeof *muc);
     int rc = 0;
-    if (!dots || !csq || !cdist || (!cosine && !cc) || !mu || !muc) {
+    if ((!dense && !dots) || !csq || !cdist || (!cosine && !cc) || !mu || !muc) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means (%zu cells)", c);
         goto done;
     }
@@ -249,46 +319,19 @@ static int assign_all(const float *x, size_t n, size_t d, int cosine, const floa
             muc[a] = dense_dot(mu, cc + a * d, d);
         }
     }
-    for (size_t r0 = 0; r0 < n; r0 += KMEANS_BLOCK) {
+    struct assign_geom g = {x, csq, cdist, mu, muc, d, c, cosine};
+    size_t block = dense ? KMEANS_DENSE_BLOCK : KMEANS_BLOCK;
+    for (size_t r0 = 0; r0 < n; r0 += block) {
         if ((rc = pw_progress_check(progress, err, "knn")))
             goto done;
-        size_t nr = n - r0 < KMEANS_BLOCK ? n - r0 : KMEANS_BLOCK;
-        scores(x + r0 * d, nr, d, cosine ? cent : cc, c, threads, dots);
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (size_t r = 0; r < nr; r++) {
-            size_t i = r0 + r;
-            const float *xi = x + i * d;
-            float xsq = cosine ? dense_dot(xi, xi, d) : dense_sqdist(xi, mu, d), scale = 1.0f;
-            if (cosine) { /* compare the unit row */
-                scale = xsq > 0.0f ? 1.0f / sqrtf(xsq) : 0.0f;
-                xsq = xsq > 0.0f ? 1.0f : 0.0f;
-            }
-            const float *row = dots + r * c;
-            size_t b1 = 0, b2 = 0;
-            float v1 = INFINITY, v2 = INFINITY;
-            for (size_t a = 0; a < c; a++) {
-                float v = cosine ? xsq + csq[a] - 2.0f * scale * row[a]
-                                 : xsq + csq[a] - 2.0f * (row[a] - muc[a]);
-                if (v < v1) {
-                    v2 = v1;
-                    b2 = b1;
-                    v1 = v;
-                    b1 = a;
-                } else if (v < v2) {
-                    v2 = v;
-                    b2 = a;
-                }
-            }
-            out->first[i] = (int32_t)b1;
-            if (c == 1) {
-                out->second[i] = (int32_t)b1;
-                out->border[i] = INFINITY;
-            } else {
-                float gap = cdist[b1 * c + b2];
-                out->second[i] = (int32_t)b2;
-                out->border[i] = gap > 0.0f ? (v2 - v1) / (2.0f * gap) : 0.0f;
-            }
+        size_t nr = n - r0 < block ? n - r0 : block;
+        if (dense) {
+            assign_dense(&g, cosine ? cent : cc, r0, nr, threads, out);
+            continue;
         }
+        scores(x + r0 * d, nr, d, cosine ? cent : cc, c, threads, dots);
+        for (size_t r = 0; r < nr; r++)
+            assign_row(&g, r0 + r, dots + r * c, out);
     }
 done:
     free(dots);
