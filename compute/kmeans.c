@@ -3,6 +3,7 @@
 #include "kmeans.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,8 +13,8 @@
 
 #define KMEANS_SAMPLE_PER_CELL 256
 #define KMEANS_ROUNDS          10
-#define KMEANS_BLOCK           2048
-/* Rows a thread takes at a time through dense_dots / dense_sqdists. */
+/* Rows a thread takes at a time through dense_dots / dense_sqdists (<= BLAS_FIXED_ROWS:
+ * the assignment's scratch holds BLAS_FIXED_ROWS rows of scores a thread). */
 #define KMEANS_TILE_ROWS 16
 
 void kmeans_cells_free(struct kmeans_cells *cells)
@@ -82,7 +83,7 @@ static void seed_plus_plus(const float *xs, size_t s, size_t d, size_t c, uint64
         for (size_t t = 0; t < tries; t++)
             memcpy(cbuf + t * d, xs + cand[t] * d, d * sizeof *cbuf);
         size_t blocks = (s + KMEANS_TILE_ROWS - 1) / KMEANS_TILE_ROWS;
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
         for (size_t b = 0; b < blocks; b++) {
             size_t i0 = b * KMEANS_TILE_ROWS,
                    m = s - i0 < KMEANS_TILE_ROWS ? s - i0 : KMEANS_TILE_ROWS;
@@ -123,7 +124,7 @@ static void scores(const float *rows, size_t nr, size_t d, const float *cent, si
 {
     if (c < KMEANS_BLAS_CELLS) {
         size_t blocks = (nr + KMEANS_TILE_ROWS - 1) / KMEANS_TILE_ROWS;
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
         for (size_t b = 0; b < blocks; b++) {
             size_t i = b * KMEANS_TILE_ROWS;
             size_t m = nr - i < KMEANS_TILE_ROWS ? nr - i : KMEANS_TILE_ROWS;
@@ -218,9 +219,12 @@ done:
 }
 
 /* What assign_row needs besides the row: the centroids' squared lengths (euclidean:
- * about mu) and pairwise distances, mu and mu . (c - mu) (euclidean). */
+ * about mu) and pairwise distances, mu and mu . (c - mu) (euclidean); for the scores,
+ * the centroids they are taken against and each thread's scores of a tile (buf:
+ * threads x BLAS_FIXED_ROWS x c). */
 struct assign_geom {
-    const float *x, *csq, *cdist, *mu, *muc;
+    const float *x, *csq, *cdist, *mu, *muc, *cent;
+    float *buf;
     size_t d, c;
     int cosine;
 };
@@ -263,24 +267,34 @@ static void assign_row(const struct assign_geom *g, size_t i, const float *row,
     }
 }
 
-/* Rows a parallel region of the dense_dots assignment takes: each region ends in a
- * barrier, where a thread waits (spinning, in libgomp) for its partner; on a shared
- * machine that partner may be descheduled for milliseconds. */
-#define KMEANS_DENSE_BLOCK 16384
+/* Rows a parallel region of the assignment takes (a multiple of BLAS_FIXED_ROWS): each
+ * region ends in a barrier, where a thread waits (spinning, in libgomp) for its partner;
+ * on a shared machine that partner may be descheduled for milliseconds.  The parallel
+ * loops here hand out their tiles one at a time (schedule dynamic), so a descheduled
+ * thread holds up its current tile only; which thread scores a tile never changes its
+ * bytes. */
+#define KMEANS_ASSIGN_BLOCK 16384
 
-/* The assignment of rows [r0, r0 + nr) against fewer than KMEANS_BLAS_CELLS centroids:
- * each thread scores a tile of rows (dense_dots) and assigns them while the scores are
- * in cache, one parallel region for the whole block. */
-static void assign_dense(const struct assign_geom *g, const float *cent, size_t r0, size_t nr,
-                         int threads, struct kmeans_cells *out)
+/* The assignment of rows [r0, r0 + nr), r0 a multiple of BLAS_FIXED_ROWS: each thread
+ * scores a tile of rows, by dense_dots (fewer than KMEANS_BLAS_CELLS centroids) or by
+ * sgemm on BLAS_FIXED_ROWS rows (the blocks blas_nt_run makes: the same bytes), and
+ * assigns them while the scores are in cache, one parallel region for the block. */
+static void assign_block(const struct assign_geom *g, size_t r0, size_t nr, int threads,
+                         struct kmeans_cells *out)
 {
-    size_t d = g->d, c = g->c, tiles = (nr + KMEANS_TILE_ROWS - 1) / KMEANS_TILE_ROWS;
-#pragma omp parallel for schedule(static) num_threads(threads)
+    int dense = g->c < KMEANS_BLAS_CELLS;
+    size_t d = g->d, c = g->c, tile = dense ? KMEANS_TILE_ROWS : BLAS_FIXED_ROWS;
+    size_t tiles = (nr + tile - 1) / tile;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (size_t b = 0; b < tiles; b++) {
-        float dots[KMEANS_TILE_ROWS * KMEANS_BLAS_CELLS];
-        size_t i = r0 + b * KMEANS_TILE_ROWS;
-        size_t m = r0 + nr - i < KMEANS_TILE_ROWS ? r0 + nr - i : KMEANS_TILE_ROWS;
-        dense_dots(g->x + i * d, m, cent, c, d, dots, c);
+        float *dots = g->buf + (size_t)omp_get_thread_num() * BLAS_FIXED_ROWS * c;
+        size_t i = r0 + b * tile, m = r0 + nr - i < tile ? r0 + nr - i : tile;
+        if (dense) {
+            dense_dots(g->x + i * d, m, g->cent, c, d, dots, c);
+        } else {
+            struct blas_nt prod = {g->x + i * d, g->cent, dots, m, c, d, d, d, c};
+            blas_nt_share(&prod, 0, 1);
+        }
         for (size_t r = 0; r < m; r++)
             assign_row(g, i + r, dots + r * c, out);
     }
@@ -291,8 +305,7 @@ static int assign_all(const float *x, size_t n, size_t d, int cosine, const floa
                       int threads, struct kmeans_cells *out, const struct pw_progress *progress,
                       struct pw_error *err)
 {
-    int dense = c < KMEANS_BLAS_CELLS;
-    float *dots = dense ? NULL : malloc((size_t)KMEANS_BLOCK * c * sizeof *dots);
+    float *dots = malloc((size_t)threads * BLAS_FIXED_ROWS * c * sizeof *dots);
     float *csq = malloc(c * sizeof *csq), *cdist = malloc(c * c * sizeof *cdist);
     /* euclidean: scores against the centroids less their mean mu, |x - c|^2 =
      * |x - mu|^2 + |c - mu|^2 - 2 (x . (c - mu) - mu . (c - mu)): |x|^2 + |c|^2 - 2 x.c
@@ -300,7 +313,7 @@ static int assign_all(const float *x, size_t n, size_t d, int cosine, const floa
     float *cc = cosine ? NULL : malloc(c * d * sizeof *cc), *mu = malloc(d * sizeof *mu);
     float *muc = malloc(c * sizeof *muc);
     int rc = 0;
-    if ((!dense && !dots) || !csq || !cdist || (!cosine && !cc) || !mu || !muc) {
+    if (!dots || !csq || !cdist || (!cosine && !cc) || !mu || !muc) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means (%zu cells)", c);
         goto done;
     }
@@ -319,19 +332,12 @@ static int assign_all(const float *x, size_t n, size_t d, int cosine, const floa
             muc[a] = dense_dot(mu, cc + a * d, d);
         }
     }
-    struct assign_geom g = {x, csq, cdist, mu, muc, d, c, cosine};
-    size_t block = dense ? KMEANS_DENSE_BLOCK : KMEANS_BLOCK;
-    for (size_t r0 = 0; r0 < n; r0 += block) {
+    struct assign_geom g = {x, csq, cdist, mu, muc, cosine ? cent : cc, dots, d, c, cosine};
+    for (size_t r0 = 0; r0 < n; r0 += KMEANS_ASSIGN_BLOCK) {
         if ((rc = pw_progress_check(progress, err, "knn")))
             goto done;
-        size_t nr = n - r0 < block ? n - r0 : block;
-        if (dense) {
-            assign_dense(&g, cosine ? cent : cc, r0, nr, threads, out);
-            continue;
-        }
-        scores(x + r0 * d, nr, d, cosine ? cent : cc, c, threads, dots);
-        for (size_t r = 0; r < nr; r++)
-            assign_row(&g, r0 + r, dots + r * c, out);
+        assign_block(&g, r0, n - r0 < KMEANS_ASSIGN_BLOCK ? n - r0 : KMEANS_ASSIGN_BLOCK, threads,
+                     out);
     }
 done:
     free(dots);
