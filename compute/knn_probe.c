@@ -16,7 +16,7 @@
  * memory. */
 #define PROBE_COLS 1024
 
-/* What probe_block shares: the probe's rows (a: count x d) and their wide heaps. */
+/* What probe_share shares: the probe's rows (a: count x d) and their wide heaps. */
 struct probe_job {
     const float *x, *a, *inv_norm, *sqnorm;
     const int32_t *rows;
@@ -26,27 +26,32 @@ struct probe_job {
     int32_t *hi;
 };
 
-/* The probe's rows [s0, s0 + BLAS_FIXED_ROWS) against every row of x, PROBE_COLS at a
- * time into dots, each offered to its row's heap in column order.  The products are
- * blas_nt's blocks of BLAS_FIXED_ROWS rows (the same bytes for any thread count). */
-static void probe_block(const struct probe_job *j, size_t s0, float *dots)
+/* Thread t of T: the probe's blocks of BLAS_FIXED_ROWS rows t, t + T, ... against every
+ * row of x, PROBE_COLS rows of x at a time (read once a thread, while in cache, for all
+ * its blocks) into dots, each value offered to its row's heap in column order.  The
+ * products are blas_nt's blocks of BLAS_FIXED_ROWS rows: the same bytes for any T. */
+static void probe_share(const struct probe_job *j, size_t t, size_t T, float *dots)
 {
-    size_t d = j->d, m = j->count - s0 < BLAS_FIXED_ROWS ? j->count - s0 : BLAS_FIXED_ROWS;
+    size_t d = j->d, blocks = (j->count + BLAS_FIXED_ROWS - 1) / BLAS_FIXED_ROWS;
     for (size_t c0 = 0; c0 < j->n; c0 += PROBE_COLS) {
         size_t cols = j->n - c0 < PROBE_COLS ? j->n - c0 : PROBE_COLS;
-        struct blas_nt prod = {j->a + s0 * d, j->x + c0 * d, dots, m, cols, d, d, d, cols};
-        blas_nt_share(&prod, 0, 1);
-        for (size_t s = s0; s < s0 + m; s++) {
-            size_t i = (size_t)j->rows[s];
-            float *rd = j->hd + s * j->wide;
-            int32_t *ri = j->hi + s * j->wide;
-            for (size_t c = 0; c < cols; c++) {
-                size_t jj = c0 + c;
-                float dot = dots[(s - s0) * cols + c];
-                float v = j->cosine ? 1.0f - dot * j->inv_norm[i] * j->inv_norm[jj]
-                                    : j->sqnorm[i] + j->sqnorm[jj] - 2.0f * dot;
-                if (jj != i)
-                    heap_push_new(rd, ri, NULL, j->wide, v, (int32_t)jj, 0);
+        for (size_t s0 = t * BLAS_FIXED_ROWS; s0 < blocks * BLAS_FIXED_ROWS;
+             s0 += T * BLAS_FIXED_ROWS) {
+            size_t m = j->count - s0 < BLAS_FIXED_ROWS ? j->count - s0 : BLAS_FIXED_ROWS;
+            struct blas_nt prod = {j->a + s0 * d, j->x + c0 * d, dots, m, cols, d, d, d, cols};
+            blas_nt_share(&prod, 0, 1);
+            for (size_t s = s0; s < s0 + m; s++) {
+                size_t i = (size_t)j->rows[s];
+                float *rd = j->hd + s * j->wide;
+                int32_t *ri = j->hi + s * j->wide;
+                for (size_t c = 0; c < cols; c++) {
+                    size_t jj = c0 + c;
+                    float dot = dots[(s - s0) * cols + c];
+                    float v = j->cosine ? 1.0f - dot * j->inv_norm[i] * j->inv_norm[jj]
+                                        : j->sqnorm[i] + j->sqnorm[jj] - 2.0f * dot;
+                    if (jj != i)
+                        heap_push_new(rd, ri, NULL, j->wide, v, (int32_t)jj, 0);
+                }
             }
         }
     }
@@ -122,14 +127,15 @@ int knn_probe_build(const float *x, size_t n, size_t d, size_t k, int cosine, co
         memcpy(a + s * d, x + (size_t)p->rows[s] * d, d * sizeof *a);
     }
     heap_init(hd, hi, count * wide);
-    /* one parallel region: a thread takes blocks of the probe's rows through all of x
-     * (a region per chunk of x made ~400 barriers at 200k rows, each a wait for the
-     * slower thread) */
+    /* one parallel region for the whole of x, not one per chunk (~400 barriers at 200k
+     * rows, each a wait for the slower thread): each thread takes its blocks of the
+     * probe's rows through x */
     struct probe_job job = {x, a, inv_norm, sqnorm, p->rows, n, d, count, wide, cosine, hd, hi};
-#pragma omp parallel for schedule(dynamic, 1) num_threads(team)
-    for (size_t b = 0; b < blocks; b++)
-        probe_block(&job, b * BLAS_FIXED_ROWS,
-                    dots + (size_t)omp_get_thread_num() * BLAS_FIXED_ROWS * PROBE_COLS);
+#pragma omp parallel num_threads(team)
+    {
+        size_t t = (size_t)omp_get_thread_num(), T = (size_t)omp_get_num_threads();
+        probe_share(&job, t, T, dots + t * BLAS_FIXED_ROWS * PROBE_COLS);
+    }
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (size_t s = 0; s < count; s++) {
         size_t i = (size_t)p->rows[s];
