@@ -3,6 +3,7 @@
  * rows joined exactly to predict how many the pre-screen (knn_screen.h) would join again,
  * and the members' error bounds both the sample and the pre-screen's re-ranking use. */
 #include <math.h>
+#include <omp.h>
 
 #include "gram.h"
 #include "knn_heap.h"
@@ -100,16 +101,24 @@ int knn_screen_cell(const struct nnd *s, const int32_t *mem, size_t cnt, struct 
         rows[r] = mem[at[r]];
         heap_init(hd[r], hi[r], w);
     }
-    float out[4][4];
-    for (size_t c0 = 0; c0 < cnt; c0 += 4) {
-        int32_t cols[4];
-        size_t nc = knn_take4(mem + c0, cnt - c0, cols);
-        for (size_t r0 = 0; r0 < ns; r0 += 4) {
-            knn_pair4x4(s->m, rows + r0, cols, out);
-            for (size_t u = 0; u < 4; u++)
-                for (size_t v = 0; v < nc; v++)
-                    if (c0 + v != at[r0 + u])
-                        heap_push_new(hd[r0 + u], hi[r0 + u], NULL, w, out[u][v], cols[v], 0);
+    /* the threads share the sample's rows, four at a time, each thread reading the
+     * members once for all of its rows; a row's heap sees the members in order */
+    int groups = (int)(ns / 4), T = s->threads < groups ? s->threads : groups;
+#pragma omp parallel num_threads(T > 0 ? T : 1)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        size_t g0 = (size_t)(groups * t / nt), g1 = (size_t)(groups * (t + 1) / nt);
+        float out[4][4];
+        for (size_t c0 = 0; c0 < cnt; c0 += 4) {
+            int32_t cols[4];
+            size_t nc = knn_take4(mem + c0, cnt - c0, cols);
+            for (size_t r0 = 4 * g0; r0 < 4 * g1; r0 += 4) {
+                knn_pair4x4(s->m, rows + r0, cols, out);
+                for (size_t u = 0; u < 4; u++)
+                    for (size_t v = 0; v < nc; v++)
+                        if (c0 + v != at[r0 + u])
+                            heap_push_new(hd[r0 + u], hi[r0 + u], NULL, w, out[u][v], cols[v], 0);
+            }
         }
     }
     size_t again = 0;
