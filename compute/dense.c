@@ -3,7 +3,9 @@
  * The kernels are compiled twice (AVX2+FMA and baseline x86-64) with GCC's
  * target_clones so one binary runs everywhere yet uses the wide units where they
  * exist; `omp simd` lets the compiler reorder the float reduction, which is still
- * deterministic for a given machine because the order is fixed at compile time. */
+ * deterministic for a given machine because the order is fixed at compile time.  The
+ * blocked kernels (dense_dots, dense_sqdists) write their summation order out, so each
+ * of their builds (AVX-512, AVX2, baseline) gives the same bytes. */
 #include "dense.h"
 
 #include <math.h>
