@@ -3,6 +3,7 @@
 #include "kmeans.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +13,9 @@
 
 #define KMEANS_SAMPLE_PER_CELL 256
 #define KMEANS_ROUNDS          10
-#define KMEANS_BLOCK           2048
+/* Rows a thread takes at a time through dense_dots / dense_sqdists (<= BLAS_FIXED_ROWS:
+ * the assignment's scratch holds BLAS_FIXED_ROWS rows of scores a thread). */
+#define KMEANS_TILE_ROWS 16
 
 void kmeans_cells_free(struct kmeans_cells *cells)
 {
@@ -51,10 +54,10 @@ static void normalise(float *v, size_t d)
  * them while it is in cache: one pass over the sample a step rather than one a
  * candidate.  The totals are summed in row order after the pass, so they do not depend
  * on how the rows were shared between threads.  cand: tries indices; sums: tries
- * values. */
+ * values; cbuf: the tries candidates' rows (tries * d), measured a tile at a time. */
 static void seed_plus_plus(const float *xs, size_t s, size_t d, size_t c, uint64_t seed,
                            int threads, float *cent, double *dmin, double *trial, size_t *cand,
-                           double *sums)
+                           double *sums, float *cbuf)
 {
     size_t tries = 2 + (size_t)log((double)c);
     size_t pick = rng_below(seed, 0x6b6d, 0, s);
@@ -77,12 +80,21 @@ static void seed_plus_plus(const float *xs, size_t s, size_t d, size_t c, uint64
                 }
             }
         }
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (size_t i = 0; i < s; i++)
-            for (size_t t = 0; t < tries; t++) {
-                double v = dense_sqdist(xs + i * d, xs + cand[t] * d, d);
-                trial[t * s + i] = v < dmin[i] ? v : dmin[i];
-            }
+        for (size_t t = 0; t < tries; t++)
+            memcpy(cbuf + t * d, xs + cand[t] * d, d * sizeof *cbuf);
+        size_t blocks = (s + KMEANS_TILE_ROWS - 1) / KMEANS_TILE_ROWS;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+        for (size_t b = 0; b < blocks; b++) {
+            size_t i0 = b * KMEANS_TILE_ROWS,
+                   m = s - i0 < KMEANS_TILE_ROWS ? s - i0 : KMEANS_TILE_ROWS;
+            float v[KMEANS_TILE_ROWS * tries];
+            dense_sqdists(xs + i0 * d, m, cbuf, tries, d, v, tries);
+            for (size_t r = 0; r < m; r++)
+                for (size_t t = 0; t < tries; t++) {
+                    size_t i = i0 + r;
+                    trial[t * s + i] = v[r * tries + t] < dmin[i] ? v[r * tries + t] : dmin[i];
+                }
+        }
         for (size_t t = 0; t < tries; t++) {
             sums[t] = 0.0;
             for (size_t i = 0; i < s; i++)
@@ -103,18 +115,21 @@ static void seed_plus_plus(const float *xs, size_t s, size_t d, size_t c, uint64
 }
 
 /* Scores of rows against centroids: dots (rows x c) = rows . cent^T.  Fewer than
- * KMEANS_BLAS_CELLS centroids take plain dot products, a row at a time: sgemm there
- * would touch OpenBLAS's per-thread buffers, which stay resident for the life of the
- * process and raise t-SNE's peak memory. */
+ * KMEANS_BLAS_CELLS centroids take dense_dots, KMEANS_TILE_ROWS rows at a time: sgemm
+ * there would touch OpenBLAS's per-thread buffers, which stay resident for the life of
+ * the process and raise t-SNE's peak memory. */
 #define KMEANS_BLAS_CELLS 24
 static void scores(const float *rows, size_t nr, size_t d, const float *cent, size_t c, int threads,
                    float *dots)
 {
     if (c < KMEANS_BLAS_CELLS) {
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (size_t i = 0; i < nr; i++)
-            for (size_t a = 0; a < c; a++)
-                dots[i * c + a] = dense_dot(rows + i * d, cent + a * d, d);
+        size_t blocks = (nr + KMEANS_TILE_ROWS - 1) / KMEANS_TILE_ROWS;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+        for (size_t b = 0; b < blocks; b++) {
+            size_t i = b * KMEANS_TILE_ROWS;
+            size_t m = nr - i < KMEANS_TILE_ROWS ? nr - i : KMEANS_TILE_ROWS;
+            dense_dots(rows + i * d, m, cent, c, d, dots + i * c, c);
+        }
         return;
     }
     struct blas_nt prod = {rows, cent, dots, nr, c, d, d, d, c};
@@ -203,13 +218,95 @@ done:
     return rc;
 }
 
+/* What assign_row needs besides the row: the centroids' squared lengths (euclidean:
+ * about mu) and pairwise distances, mu and mu . (c - mu) (euclidean); for the scores,
+ * the centroids they are taken against and each thread's scores of a tile (buf:
+ * threads x BLAS_FIXED_ROWS x c). */
+struct assign_geom {
+    const float *x, *csq, *cdist, *mu, *muc, *cent;
+    float *buf;
+    size_t d, c;
+    int cosine;
+};
+
+/* Row i's two nearest centroids and its distance to their bisector, from its scores
+ * (dots: c, against the centroids or, euclidean, the centroids less mu). */
+static void assign_row(const struct assign_geom *g, size_t i, const float *row,
+                       struct kmeans_cells *out)
+{
+    size_t d = g->d, c = g->c;
+    const float *xi = g->x + i * d;
+    float xsq = g->cosine ? dense_dot(xi, xi, d) : dense_sqdist(xi, g->mu, d), scale = 1.0f;
+    if (g->cosine) { /* compare the unit row */
+        scale = xsq > 0.0f ? 1.0f / sqrtf(xsq) : 0.0f;
+        xsq = xsq > 0.0f ? 1.0f : 0.0f;
+    }
+    size_t b1 = 0, b2 = 0;
+    float v1 = INFINITY, v2 = INFINITY;
+    for (size_t a = 0; a < c; a++) {
+        float v = g->cosine ? xsq + g->csq[a] - 2.0f * scale * row[a]
+                            : xsq + g->csq[a] - 2.0f * (row[a] - g->muc[a]);
+        if (v < v1) {
+            v2 = v1;
+            b2 = b1;
+            v1 = v;
+            b1 = a;
+        } else if (v < v2) {
+            v2 = v;
+            b2 = a;
+        }
+    }
+    out->first[i] = (int32_t)b1;
+    if (c == 1) {
+        out->second[i] = (int32_t)b1;
+        out->border[i] = INFINITY;
+    } else {
+        float gap = g->cdist[b1 * c + b2];
+        out->second[i] = (int32_t)b2;
+        out->border[i] = gap > 0.0f ? (v2 - v1) / (2.0f * gap) : 0.0f;
+    }
+}
+
+/* Rows a parallel region of the assignment takes (a multiple of BLAS_FIXED_ROWS): each
+ * region ends in a barrier, where a thread waits (spinning, in libgomp) for its partner;
+ * on a shared machine that partner may be descheduled for milliseconds.  The parallel
+ * loops here hand out their tiles one at a time (schedule dynamic), so a descheduled
+ * thread holds up its current tile only; which thread scores a tile never changes its
+ * bytes. */
+#define KMEANS_ASSIGN_BLOCK 16384
+
+/* The assignment of rows [r0, r0 + nr), r0 a multiple of BLAS_FIXED_ROWS: each thread
+ * scores a tile of rows, by dense_dots (fewer than KMEANS_BLAS_CELLS centroids) or by
+ * sgemm on BLAS_FIXED_ROWS rows (the blocks blas_nt_run makes: the same bytes), and
+ * assigns them while the scores are in cache, one parallel region for the block. */
+static void assign_block(const struct assign_geom *g, size_t r0, size_t nr, int threads,
+                         struct kmeans_cells *out)
+{
+    int dense = g->c < KMEANS_BLAS_CELLS;
+    size_t d = g->d, c = g->c, tile = dense ? KMEANS_TILE_ROWS : BLAS_FIXED_ROWS;
+    size_t tiles = (nr + tile - 1) / tile;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (size_t b = 0; b < tiles; b++) {
+        float *dots = g->buf + (size_t)omp_get_thread_num() * BLAS_FIXED_ROWS * c;
+        size_t i = r0 + b * tile, m = r0 + nr - i < tile ? r0 + nr - i : tile;
+        if (dense) {
+            dense_dots(g->x + i * d, m, g->cent, c, d, dots, c);
+        } else {
+            struct blas_nt prod = {g->x + i * d, g->cent, dots, m, c, d, d, d, c};
+            blas_nt_share(&prod, 0, 1);
+        }
+        for (size_t r = 0; r < m; r++)
+            assign_row(g, i + r, dots + r * c, out);
+    }
+}
+
 /* Every row's two nearest centroids and its distance to their bisector, in blocks. */
 static int assign_all(const float *x, size_t n, size_t d, int cosine, const float *cent, size_t c,
                       int threads, struct kmeans_cells *out, const struct pw_progress *progress,
                       struct pw_error *err)
 {
-    float *dots = malloc((size_t)KMEANS_BLOCK * c * sizeof *dots), *csq = malloc(c * sizeof *csq);
-    float *cdist = malloc(c * c * sizeof *cdist);
+    float *dots = malloc((size_t)threads * BLAS_FIXED_ROWS * c * sizeof *dots);
+    float *csq = malloc(c * sizeof *csq), *cdist = malloc(c * c * sizeof *cdist);
     /* euclidean: scores against the centroids less their mean mu, |x - c|^2 =
      * |x - mu|^2 + |c - mu|^2 - 2 (x . (c - mu) - mu . (c - mu)): |x|^2 + |c|^2 - 2 x.c
      * cancels on rows far from the origin (cells close to random, docs/knn.md). */
@@ -235,45 +332,12 @@ static int assign_all(const float *x, size_t n, size_t d, int cosine, const floa
             muc[a] = dense_dot(mu, cc + a * d, d);
         }
     }
-    for (size_t r0 = 0; r0 < n; r0 += KMEANS_BLOCK) {
+    struct assign_geom g = {x, csq, cdist, mu, muc, cosine ? cent : cc, dots, d, c, cosine};
+    for (size_t r0 = 0; r0 < n; r0 += KMEANS_ASSIGN_BLOCK) {
         if ((rc = pw_progress_check(progress, err, "knn")))
             goto done;
-        size_t nr = n - r0 < KMEANS_BLOCK ? n - r0 : KMEANS_BLOCK;
-        scores(x + r0 * d, nr, d, cosine ? cent : cc, c, threads, dots);
-        for (size_t r = 0; r < nr; r++) {
-            size_t i = r0 + r;
-            const float *xi = x + i * d;
-            float xsq = cosine ? dense_dot(xi, xi, d) : dense_sqdist(xi, mu, d), scale = 1.0f;
-            if (cosine) { /* compare the unit row */
-                scale = xsq > 0.0f ? 1.0f / sqrtf(xsq) : 0.0f;
-                xsq = xsq > 0.0f ? 1.0f : 0.0f;
-            }
-            const float *row = dots + r * c;
-            size_t b1 = 0, b2 = 0;
-            float v1 = INFINITY, v2 = INFINITY;
-            for (size_t a = 0; a < c; a++) {
-                float v = cosine ? xsq + csq[a] - 2.0f * scale * row[a]
-                                 : xsq + csq[a] - 2.0f * (row[a] - muc[a]);
-                if (v < v1) {
-                    v2 = v1;
-                    b2 = b1;
-                    v1 = v;
-                    b1 = a;
-                } else if (v < v2) {
-                    v2 = v;
-                    b2 = a;
-                }
-            }
-            out->first[i] = (int32_t)b1;
-            if (c == 1) {
-                out->second[i] = (int32_t)b1;
-                out->border[i] = INFINITY;
-            } else {
-                float gap = cdist[b1 * c + b2];
-                out->second[i] = (int32_t)b2;
-                out->border[i] = gap > 0.0f ? (v2 - v1) / (2.0f * gap) : 0.0f;
-            }
-        }
+        assign_block(&g, r0, n - r0 < KMEANS_ASSIGN_BLOCK ? n - r0 : KMEANS_ASSIGN_BLOCK, threads,
+                     out);
     }
 done:
     free(dots);
@@ -299,8 +363,9 @@ int kmeans_fit(const float *x, const int32_t *rows, size_t n, size_t d, int cosi
     size_t tries = 2 + (size_t)log((double)c);
     double *trial = malloc(tries * s * sizeof *trial), *sums = malloc(tries * sizeof *sums);
     size_t *cand = malloc(tries * sizeof *cand);
+    float *cbuf = malloc(tries * d * sizeof *cbuf);
     int rc = 0;
-    if (!xs || !dmin || !trial || !sums || !cand) {
+    if (!xs || !dmin || !trial || !sums || !cand || !cbuf) {
         rc = pw_error_set(err, PW_ENOMEM, "knn: out of memory for k-means (%zu cells)", c);
         goto done;
     }
@@ -327,7 +392,7 @@ int kmeans_fit(const float *x, const int32_t *rows, size_t n, size_t d, int cosi
             for (size_t t = 0; t < d; t++)
                 xs[i * d + t] = (float)(xs[i * d + t] - mean[t]);
     }
-    seed_plus_plus(xs, s, d, c, seed, threads, cent, dmin, trial, cand, sums);
+    seed_plus_plus(xs, s, d, c, seed, threads, cent, dmin, trial, cand, sums, cbuf);
     rc = lloyd(xs, s, d, cosine, c, threads, cent, progress, err);
     if (!cosine)
         for (size_t a = 0; a < c; a++)
@@ -340,6 +405,7 @@ done:
     free(trial);
     free(sums);
     free(cand);
+    free(cbuf);
     return rc;
 }
 

@@ -2,6 +2,7 @@
 #include "knn_probe.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,9 +11,51 @@
 #include "knn_heap.h"
 #include "rng.h"
 
-/* Rows of x per sgemm block: count x 1024 dots (1 MB at 256 rows) at a time.  The probe
- * is built while the k-NN graph is held: its scratch adds to the k-NN's peak memory. */
+/* Rows of x per sgemm block: BLAS_FIXED_ROWS x 1024 dots (256 KB) a thread at a time.
+ * The probe is built while the k-NN graph is held: its scratch adds to the k-NN's peak
+ * memory. */
 #define PROBE_COLS 1024
+
+/* What probe_share shares: the probe's rows (a: count x d) and their wide heaps. */
+struct probe_job {
+    const float *x, *a, *inv_norm, *sqnorm;
+    const int32_t *rows;
+    size_t n, d, count, wide;
+    int cosine;
+    float *hd;
+    int32_t *hi;
+};
+
+/* Thread t of T: the probe's blocks of BLAS_FIXED_ROWS rows t, t + T, ... against every
+ * row of x, PROBE_COLS rows of x at a time (read once a thread, while in cache, for all
+ * its blocks) into dots, each value offered to its row's heap in column order.  The
+ * products are blas_nt's blocks of BLAS_FIXED_ROWS rows: the same bytes for any T. */
+static void probe_share(const struct probe_job *j, size_t t, size_t T, float *dots)
+{
+    size_t d = j->d, blocks = (j->count + BLAS_FIXED_ROWS - 1) / BLAS_FIXED_ROWS;
+    for (size_t c0 = 0; c0 < j->n; c0 += PROBE_COLS) {
+        size_t cols = j->n - c0 < PROBE_COLS ? j->n - c0 : PROBE_COLS;
+        for (size_t s0 = t * BLAS_FIXED_ROWS; s0 < blocks * BLAS_FIXED_ROWS;
+             s0 += T * BLAS_FIXED_ROWS) {
+            size_t m = j->count - s0 < BLAS_FIXED_ROWS ? j->count - s0 : BLAS_FIXED_ROWS;
+            struct blas_nt prod = {j->a + s0 * d, j->x + c0 * d, dots, m, cols, d, d, d, cols};
+            blas_nt_share(&prod, 0, 1);
+            for (size_t s = s0; s < s0 + m; s++) {
+                size_t i = (size_t)j->rows[s];
+                float *rd = j->hd + s * j->wide;
+                int32_t *ri = j->hi + s * j->wide;
+                for (size_t c = 0; c < cols; c++) {
+                    size_t jj = c0 + c;
+                    float dot = dots[(s - s0) * cols + c];
+                    float v = j->cosine ? 1.0f - dot * j->inv_norm[i] * j->inv_norm[jj]
+                                        : j->sqnorm[i] + j->sqnorm[jj] - 2.0f * dot;
+                    if (jj != i)
+                        heap_push_new(rd, ri, NULL, j->wide, v, (int32_t)jj, 0);
+                }
+            }
+        }
+    }
+}
 
 void knn_probe_free(struct knn_probe *p)
 {
@@ -57,7 +100,11 @@ int knn_probe_build(const float *x, size_t n, size_t d, size_t k, int cosine, co
     memset(p, 0, sizeof *p);
     p->rows = malloc(count * sizeof *p->rows);
     p->idx = malloc(count * k * sizeof *p->idx);
-    float *a = malloc(count * d * sizeof *a), *dots = malloc(count * PROBE_COLS * sizeof *dots);
+    size_t blocks = (count + BLAS_FIXED_ROWS - 1) / BLAS_FIXED_ROWS;
+    int team = threads < (int)blocks ? threads : (int)blocks;
+    team = team > 0 ? team : 1;
+    float *a = malloc(count * d * sizeof *a);
+    float *dots = malloc((size_t)team * BLAS_FIXED_ROWS * PROBE_COLS * sizeof *dots);
     float *hd = malloc(count * wide * sizeof *hd);
     int32_t *hi = malloc(count * wide * sizeof *hi);
     double *lsum = malloc(count * sizeof *lsum);
@@ -80,24 +127,14 @@ int knn_probe_build(const float *x, size_t n, size_t d, size_t k, int cosine, co
         memcpy(a + s * d, x + (size_t)p->rows[s] * d, d * sizeof *a);
     }
     heap_init(hd, hi, count * wide);
-    for (size_t c0 = 0; c0 < n; c0 += PROBE_COLS) {
-        size_t cols = n - c0 < PROBE_COLS ? n - c0 : PROBE_COLS;
-        struct blas_nt prod = {a, x + c0 * d, dots, count, cols, d, d, d, cols};
-        blas_nt_run(&prod, threads);
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (size_t s = 0; s < count; s++) {
-            size_t i = (size_t)p->rows[s];
-            float *rd = hd + s * wide;
-            int32_t *ri = hi + s * wide;
-            for (size_t c = 0; c < cols; c++) {
-                size_t j = c0 + c;
-                float dot = dots[s * cols + c];
-                float v = cosine ? 1.0f - dot * inv_norm[i] * inv_norm[j]
-                                 : sqnorm[i] + sqnorm[j] - 2.0f * dot;
-                if (j != i)
-                    heap_push_new(rd, ri, NULL, wide, v, (int32_t)j, 0);
-            }
-        }
+    /* one parallel region for the whole of x, not one per chunk (~400 barriers at 200k
+     * rows, each a wait for the slower thread): each thread takes its blocks of the
+     * probe's rows through x */
+    struct probe_job job = {x, a, inv_norm, sqnorm, p->rows, n, d, count, wide, cosine, hd, hi};
+#pragma omp parallel num_threads(team)
+    {
+        size_t t = (size_t)omp_get_thread_num(), T = (size_t)omp_get_num_threads();
+        probe_share(&job, t, T, dots + t * BLAS_FIXED_ROWS * PROBE_COLS);
     }
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (size_t s = 0; s < count; s++) {

@@ -3,6 +3,7 @@
  * rows joined exactly to predict how many the pre-screen (knn_screen.h) would join again,
  * and the members' error bounds both the sample and the pre-screen's re-ranking use. */
 #include <math.h>
+#include <omp.h>
 
 #include "gram.h"
 #include "knn_heap.h"
@@ -13,18 +14,17 @@
  * cs->bound.  Rows are measured from the cell's centre, as packed (cosine: unit rows
  * less their mean); the distance |a|^2 + |b|^2 - 2 a.b has twice the dot's error, the
  * cosine distance (|a|^2 + |b|^2) / 2 - a.b once; a few ulps more for the float
- * arithmetic that turns dots into distances. */
+ * arithmetic that turns dots into distances.  cs->bound holds the members' int8 scales,
+ * written there by knn_cell_centre with cs->centre and cs->g. */
 void knn_screen_bounds(const struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs)
 {
     const struct metric_ctx *m = s->m;
     size_t d = m->d;
     int cosine = m->metric == KNN_COSINE;
     double smax = 0.0, nmax = 0.0;
+    (void)mem; /* the members' scales are in cs->bound already */
     for (size_t a = 0; a < cnt; a++) {
-        size_t i = (size_t)mem[a];
-        double sc = gram_i8_scale(m->x + i * d, cosine ? m->inv_norm[i] : 1.0f, cs->centre, d);
-        double len = sqrt((double)cs->g[a]);
-        cs->bound[a] = (float)sc;
+        double sc = cs->bound[a], len = sqrt((double)cs->g[a]);
         smax = sc > smax ? sc : smax;
         nmax = len > nmax ? len : nmax;
     }
@@ -114,16 +114,24 @@ int knn_screen_cell(const struct nnd *s, const int32_t *mem, size_t cnt, struct 
         rows[r] = mem[at[r]];
         heap_init(hd[r], hi[r], w);
     }
-    float out[4][4];
-    for (size_t c0 = 0; c0 < cnt; c0 += 4) {
-        int32_t cols[4];
-        size_t nc = knn_take4(mem + c0, cnt - c0, cols);
-        for (size_t r0 = 0; r0 < ns; r0 += 4) {
-            knn_pair4x4(s->m, rows + r0, cols, out);
-            for (size_t u = 0; u < 4; u++)
-                for (size_t v = 0; v < nc; v++)
-                    if (c0 + v != at[r0 + u])
-                        heap_push_new(hd[r0 + u], hi[r0 + u], NULL, w, out[u][v], cols[v], 0);
+    /* the threads share the sample's rows, four at a time, each thread reading the
+     * members once for all of its rows; a row's heap sees the members in order */
+    int groups = (int)(ns / 4), T = s->threads < groups ? s->threads : groups;
+#pragma omp parallel num_threads(T > 0 ? T : 1)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        size_t g0 = (size_t)(groups * t / nt), g1 = (size_t)(groups * (t + 1) / nt);
+        float out[4][4];
+        for (size_t c0 = 0; c0 < cnt; c0 += 4) {
+            int32_t cols[4];
+            size_t nc = knn_take4(mem + c0, cnt - c0, cols);
+            for (size_t r0 = 4 * g0; r0 < 4 * g1; r0 += 4) {
+                knn_pair4x4(s->m, rows + r0, cols, out);
+                for (size_t u = 0; u < 4; u++)
+                    for (size_t v = 0; v < nc; v++)
+                        if (c0 + v != at[r0 + u])
+                            heap_push_new(hd[r0 + u], hi[r0 + u], NULL, w, out[u][v], cols[v], 0);
+            }
         }
     }
     size_t again = 0;

@@ -50,6 +50,18 @@ int dense_validate_shape(const char *what, const float *x, size_t n, size_t d,
 
 float dense_dot(const float *a, const float *b, size_t d);
 float dense_sqdist(const float *a, const float *b, size_t d);
+/* out[i * ldo + a] = x_i . c_a (dense_dots) or |x_i - c_a|^2 (dense_sqdists) for the
+ * nr rows of x against the nc rows of c, all d wide.  Each value is summed in the order
+ * dense_dot and dense_sqdist sum it on AVX2 CPUs: eight partial sums (element j into
+ * sum j mod 8, the last d mod 8 elements into sum 0), then the eight added in order to
+ * 0.  So on those CPUs the bytes are the single kernels' for any blocking, and anywhere
+ * they depend only on the two rows.  Rows and centroids are taken two and four at a
+ * time: each load serves several products and eight independent sums hide the adds'
+ * latency, where one dense_dot is a single dependent chain. */
+void dense_dots(const float *x, size_t nr, const float *c, size_t nc, size_t d, float *out,
+                size_t ldo);
+void dense_sqdists(const float *x, size_t nr, const float *c, size_t nc, size_t d, float *out,
+                   size_t ldo);
 /* (x - mean) . v without a centred copy of x (PCA's projection). */
 float dense_centred_dot(const float *x, const float *mean, const float *v, size_t d);
 
