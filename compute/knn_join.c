@@ -551,7 +551,7 @@ int knn_cell_join(struct nnd *s, const int32_t *mem, size_t cnt, int i8, struct 
     for (size_t a = 0; a < cnt; a++)
         cs->thr[a] = i8 ? INFINITY : s->hd[(size_t)mem[a] * k];
     if (i8)
-        knn_screen_bounds(s, mem, cnt, cs);
+        knn_screen_bounds(s, cnt, cs);
     if (!gram && !cs->buf && (!cs->in_place || !cosine)) {
         /* a chunk of the cell's rows (gathered, centred) and a block of them */
         cs->buf = malloc(cs->cols * d * sizeof *cs->buf);

@@ -16,13 +16,12 @@
  * cosine distance (|a|^2 + |b|^2) / 2 - a.b once; a few ulps more for the float
  * arithmetic that turns dots into distances.  cs->bound holds the members' int8 scales,
  * written there by knn_cell_centre with cs->centre and cs->g. */
-void knn_screen_bounds(const struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs)
+void knn_screen_bounds(const struct nnd *s, size_t cnt, struct cell_scratch *cs)
 {
     const struct metric_ctx *m = s->m;
     size_t d = m->d;
     int cosine = m->metric == KNN_COSINE;
     double smax = 0.0, nmax = 0.0;
-    (void)mem; /* the members' scales are in cs->bound already */
     for (size_t a = 0; a < cnt; a++) {
         double sc = cs->bound[a], len = sqrt((double)cs->g[a]);
         smax = sc > smax ? sc : smax;
@@ -105,7 +104,7 @@ int knn_screen_cell(const struct nnd *s, const int32_t *mem, size_t cnt, struct 
         for (size_t a = 0; a < cnt; a++)
             if (s->m->inv_norm[mem[a]] == 0.0f)
                 return 0;
-    knn_screen_bounds(s, mem, cnt, cs);
+    knn_screen_bounds(s, cnt, cs);
     float hd[SCREEN_SAMPLE_MAX][w];
     int32_t hi[SCREEN_SAMPLE_MAX][w], rows[SCREEN_SAMPLE_MAX];
     size_t at[SCREEN_SAMPLE_MAX];

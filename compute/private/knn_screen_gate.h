@@ -19,9 +19,9 @@ int knn_screen_pays(const struct nnd *s, size_t cnt, size_t pool_rows);
 int knn_screen_cell(const struct nnd *s, const int32_t *mem, size_t cnt, struct cell_scratch *cs);
 
 /* The int8 dots' error bound of each member's internal distances in the cell into
- * cs->bound[0..cnt) (see knn_screen_gate.c); cs holds its centre and members' squared
- * lengths (knn_cell_centre, unit rows for cosine). */
-void knn_screen_bounds(const struct nnd *s, const int32_t *mem, size_t cnt,
-                       struct cell_scratch *cs);
+ * cs->bound[0..cnt) (see knn_screen_gate.c), from what knn_cell_centre left in cs (unit
+ * rows for cosine): the members' squared lengths from the centre in cs->g and their int8
+ * scales in cs->bound, which the bounds replace. */
+void knn_screen_bounds(const struct nnd *s, size_t cnt, struct cell_scratch *cs);
 
 #endif
