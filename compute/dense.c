@@ -3,9 +3,10 @@
  * The kernels are compiled twice (AVX2+FMA and baseline x86-64) with GCC's
  * target_clones so one binary runs everywhere yet uses the wide units where they
  * exist; `omp simd` lets the compiler reorder the float reduction, which is still
- * deterministic for a given machine because the order is fixed at compile time.  The
- * blocked kernels (dense_dots, dense_sqdists) write their summation order out, so each
- * of their builds (AVX-512, AVX2, baseline) gives the same bytes. */
+ * deterministic for a given build because the order is fixed at compile time.  The dot
+ * products and squared distances (dense_dot, dense_sqdist and their blocked forms
+ * dense_dots, dense_sqdists) write their summation order out, so every build (AVX-512,
+ * AVX2, baseline, optimised or not) gives the same bytes. */
 #include "dense.h"
 
 #include <math.h>
@@ -67,26 +68,6 @@ PW_CLONES float dense_centred_dot(const float *x, const float *mean, const float
 #pragma omp simd reduction(+ : s)
     for (size_t j = 0; j < d; j++)
         s += (x[j] - mean[j]) * v[j];
-    return s;
-}
-
-PW_CLONES float dense_dot(const float *a, const float *b, size_t d)
-{
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (size_t j = 0; j < d; j++)
-        s += a[j] * b[j];
-    return s;
-}
-
-PW_CLONES float dense_sqdist(const float *a, const float *b, size_t d)
-{
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (size_t j = 0; j < d; j++) {
-        float t = a[j] - b[j];
-        s += t * t;
-    }
     return s;
 }
 
@@ -173,6 +154,22 @@ PW_ALWAYS_INLINE void tiles(const float *x, size_t nr, const float *c, size_t nc
             tile_any(x + i * d, rows, c + a * d, nc - a < TILE_COLS ? nc - a : TILE_COLS, d, sq,
                      out + i * ldo + a, ldo);
     }
+}
+
+/* One row against one: the blocked kernels' order, so the bytes are the same in every
+ * build (optimised or not, AVX2 or baseline) and for any blocking. */
+PW_CLONES float dense_dot(const float *a, const float *b, size_t d)
+{
+    float s;
+    tile(a, 1, b, 1, d, 0, &s, 1);
+    return s;
+}
+
+PW_CLONES float dense_sqdist(const float *a, const float *b, size_t d)
+{
+    float s;
+    tile(a, 1, b, 1, d, 1, &s, 1);
+    return s;
 }
 
 PW_CLONES_V4 void dense_dots(const float *x, size_t nr, const float *c, size_t nc, size_t d,

@@ -48,16 +48,19 @@ int dense_validate_fit(const char *what, const float *x, size_t n, size_t d, con
 int dense_validate_shape(const char *what, const float *x, size_t n, size_t d,
                          struct pw_error *err);
 
+/* a . b and |a - b|^2, summed in the order below (dense_dots). */
 float dense_dot(const float *a, const float *b, size_t d);
 float dense_sqdist(const float *a, const float *b, size_t d);
 /* out[i * ldo + a] = x_i . c_a (dense_dots) or |x_i - c_a|^2 (dense_sqdists) for the
- * nr rows of x against the nc rows of c, all d wide.  Each value is summed in the order
- * dense_dot and dense_sqdist sum it on AVX2 CPUs: eight partial sums (element j into
- * sum j mod 8, the last d mod 8 elements into sum 0), then the eight added in order to
- * 0.  So on those CPUs the bytes are the single kernels' for any blocking, and anywhere
- * they depend only on the two rows.  Rows and centroids are taken two and four at a
- * time: each load serves several products and eight independent sums hide the adds'
- * latency, where one dense_dot is a single dependent chain. */
+ * nr rows of x against the nc rows of c, all d wide.  Each value is summed in one
+ * order, dense_dot's and dense_sqdist's too: eight partial sums (element j into sum
+ * j mod 8, the last d mod 8 elements into sum 0), then the eight added in order to 0,
+ * without fused multiply-adds (ISO C: no contraction).  It is the order GCC's
+ * vectorised reduction of the plain loop takes on AVX2, written out so that the bytes
+ * depend only on the two rows, in any build and for any blocking.  Rows and centroids
+ * are taken two and four at a time: each load serves several products and eight
+ * independent sums hide the adds' latency, where one dense_dot is a single dependent
+ * chain. */
 void dense_dots(const float *x, size_t nr, const float *c, size_t nc, size_t d, float *out,
                 size_t ldo);
 void dense_sqdists(const float *x, size_t nr, const float *c, size_t nc, size_t d, float *out,
