@@ -842,6 +842,19 @@ static void test_auto_where_exact_is_chosen_gives_the_exact_graph(void)
     free(x);
 }
 
+/* x's exact graph with the default options, pre-screen as chosen (on) and off (screen 0). */
+static void exact_screen_on_off(const float *x, size_t n, size_t d, size_t k, struct knn_graph *on,
+                                struct knn_graph *off)
+{
+    struct knn_options o;
+    knn_options_default(&o);
+    o.method = KNN_EXACT;
+    struct pw_error err;
+    CHECK(knn_build(x, n, d, k, &o, on, NULL, &err) == 0);
+    o.screen = 0;
+    CHECK(knn_build(x, n, d, k, &o, off, NULL, &err) == 0);
+}
+
 /* The int8 pre-screen runs by default only on rows wide enough for it to pay: 96
  * values stay on float (same graph as screen 0), 384 go through int8. */
 static void test_screen_by_default_only_on_wide_rows(void)
@@ -849,14 +862,8 @@ static void test_screen_by_default_only_on_wide_rows(void)
     size_t n = 1000, k = 15;
     for (size_t d = 96; d <= 384; d *= 4) {
         float *x = isotropic(n, d, 21);
-        struct knn_options o;
-        knn_options_default(&o);
-        o.method = KNN_EXACT;
         struct knn_graph on, off;
-        struct pw_error err;
-        CHECK(knn_build(x, n, d, k, &o, &on, NULL, &err) == 0);
-        o.screen = 0;
-        CHECK(knn_build(x, n, d, k, &o, &off, NULL, &err) == 0);
+        exact_screen_on_off(x, n, d, k, &on, &off);
         if (!gram_vnni_usable() || gram_amx_usable()) {
             CHECK(on.screened == 0);
         } else if (d == 96) {
@@ -880,14 +887,8 @@ static void test_screen_on_narrow_rows_of_large_cells_follows_k(void)
     size_t n = 16500, d = 64;
     float *x = isotropic(n, d, 23);
     for (size_t k = 15; k <= 91; k += 76) {
-        struct knn_options o;
-        knn_options_default(&o);
-        o.method = KNN_EXACT;
         struct knn_graph on, off;
-        struct pw_error err;
-        CHECK(knn_build(x, n, d, k, &o, &on, NULL, &err) == 0);
-        o.screen = 0;
-        CHECK(knn_build(x, n, d, k, &o, &off, NULL, &err) == 0);
+        exact_screen_on_off(x, n, d, k, &on, &off);
         printf("     k %zu: %zu rows screened, %zu joined again, recall %.5f against float\n", k,
                on.screened, on.rejoined, knn_recall(&on, &off));
         if (!gram_vnni_usable() || gram_amx_usable() || k == 91) {
